@@ -1,0 +1,412 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/netplan-lab/netplan-lab/internal/linux"
+	"github.com/netplan-lab/netplan-lab/reconcile"
+	"github.com/netplan-lab/netplan-lab/topology"
+)
+
+// Exit codes, as terraform's -detailed-exitcode.
+const (
+	exitOK      = 0
+	exitError   = 1
+	exitPending = 2
+)
+
+type globals struct {
+	netns   string
+	prefix  string
+	output  string
+	verbose bool
+	stdout  io.Writer
+	stderr  io.Writer
+}
+
+// exitError carries an exit code through cobra.
+type codeError struct {
+	code int
+	err  error
+}
+
+func (e *codeError) Error() string {
+	if e.err == nil {
+		return ""
+	}
+	return e.err.Error()
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	g := &globals{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:           "netplan-lab",
+		Short:         "Build Linux network labs (namespaces, bridges, veths, routes) from a YAML topology",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.netns, "netns", "", "namespace that plays \"host\" (/run/netns/NAME; created if missing)")
+	pf.StringVar(&g.prefix, "prefix", "", "prefix for every namespace the topology creates (overrides the file's prefix)")
+	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
+	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log what is done on stderr")
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		if g.output != "text" && g.output != "json" {
+			return &codeError{exitError, fmt.Errorf("--output must be text or json, not %q", g.output)}
+		}
+		return nil
+	}
+	root.AddCommand(newValidateCmd(g), newPlanCmd(g), newApplyCmd(g), newDestroyCmd(g), newShowCmd(g))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	var ce *codeError
+	if errors.As(err, &ce) {
+		if ce.err != nil && ce.err.Error() != "" {
+			fmt.Fprintf(stderr, "error: %v\n", ce.err)
+		}
+		return ce.code
+	}
+	fmt.Fprintf(stderr, "error: %v\n", err)
+	return exitError
+}
+
+func (g *globals) logf(format string, args ...any) {
+	if g.verbose {
+		fmt.Fprintf(g.stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
+	}
+}
+
+func (g *globals) json(v any) error {
+	enc := json.NewEncoder(g.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// lab is a loaded topology with the kernel view that goes with it.
+type lab struct {
+	topo    *topology.Topology
+	desired *reconcile.State
+	kernel  *linux.Kernel
+}
+
+func (g *globals) load(file string) (*lab, error) {
+	t, err := topology.Load(file)
+	if err != nil {
+		var list topology.ErrorList
+		if errors.As(err, &list) {
+			for _, e := range list {
+				fmt.Fprintln(g.stderr, e)
+			}
+			return nil, &codeError{exitError, fmt.Errorf("%s is not a valid topology (%d problems)", file, len(list))}
+		}
+		return nil, err
+	}
+	desired, err := reconcile.Desired(t)
+	if err != nil {
+		return nil, err
+	}
+	prefix := t.Prefix
+	if g.prefix != "" {
+		prefix = g.prefix
+	}
+	k := linux.New(linux.Options{Name: t.Name, Prefix: prefix, Netns: g.netns})
+	return &lab{topo: t, desired: desired, kernel: k}, nil
+}
+
+func newValidateCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate FILE",
+		Short: "Check a topology file and report every problem; touches nothing",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, err := topology.Load(args[0])
+			var list topology.ErrorList
+			if err != nil && !errors.As(err, &list) {
+				return err
+			}
+			if g.output == "json" {
+				if list == nil {
+					list = topology.ErrorList{}
+				}
+				if err := g.json(map[string]any{"file": args[0], "valid": len(list) == 0, "errors": list}); err != nil {
+					return err
+				}
+			} else {
+				for _, e := range list {
+					fmt.Fprintln(g.stdout, e)
+				}
+				if len(list) == 0 {
+					fmt.Fprintf(g.stdout, "%s: valid\n", args[0])
+				}
+			}
+			if len(list) > 0 {
+				return &codeError{exitError, fmt.Errorf("%s: %d problems", args[0], len(list))}
+			}
+			return nil
+		},
+	}
+}
+
+func (g *globals) printPlan(p *reconcile.Plan) error {
+	if g.output == "json" {
+		return g.json(p)
+	}
+	return p.WriteText(g.stdout)
+}
+
+func newPlanCmd(g *globals) *cobra.Command {
+	var detailed bool
+	cmd := &cobra.Command{
+		Use:   "plan FILE",
+		Short: "Show what apply would change; touches nothing",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := g.load(args[0])
+			if err != nil {
+				return err
+			}
+			defer l.kernel.Close()
+			observed, err := l.kernel.Observe(cmd.Context(), reconcile.QueryFor(l.desired))
+			if err != nil {
+				return err
+			}
+			p := reconcile.Diff(l.desired, observed)
+			if err := g.printPlan(p); err != nil {
+				return err
+			}
+			if len(p.Conflicts) > 0 {
+				return &codeError{exitError, fmt.Errorf("%d conflicts: apply would change nothing", len(p.Conflicts))}
+			}
+			if detailed && !p.Empty() {
+				return &codeError{exitPending, nil}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&detailed, "detailed-exitcode", false, "exit 0 when there is nothing to do, 2 when changes are pending, 1 on error")
+	return cmd
+}
+
+// changePrinter prints each change as it is carried out.
+func (g *globals) changePrinter(prefix string) func(c *reconcile.Change, err error) {
+	return func(c *reconcile.Change, err error) {
+		if g.output == "json" {
+			return
+		}
+		status := "done"
+		if err != nil {
+			status = "FAILED"
+		}
+		fmt.Fprintf(g.stdout, "%s%s: %-3s %s ... %s\n", prefix, c.Namespace, c.Action, c.Describe(), status)
+	}
+}
+
+type applyResult struct {
+	Plan       *reconcile.Plan `json:"plan"`
+	Applied    int             `json:"applied"`
+	RolledBack bool            `json:"rolled_back"`
+	Error      string          `json:"error,omitempty"`
+}
+
+func (g *globals) reconcile(ctx context.Context, l *lab, desired *reconcile.State, verb string) (*reconcile.Result, error) {
+	start := time.Now()
+	res, err := reconcile.Reconcile(ctx, l.kernel, desired, reconcile.ExecOptions{OnChange: g.changePrinter("")})
+	if res != nil && g.output == "text" {
+		if res.Applied == 0 && err == nil {
+			if verb == "apply" {
+				fmt.Fprintln(g.stdout, "No changes. The kernel matches the topology.")
+			} else {
+				fmt.Fprintln(g.stdout, "Nothing to destroy.")
+			}
+		}
+		if res.RolledBack {
+			if res.RollbackErr != nil {
+				fmt.Fprintf(g.stdout, "Rollback FAILED: %v\nThe kernel may hold part of this run's changes; run plan to see them.\n", res.RollbackErr)
+			} else {
+				fmt.Fprintf(g.stdout, "A step failed: the %d changes this run made were rolled back; the kernel is as it was.\n", res.Applied)
+			}
+		}
+	}
+	if res != nil && len(res.Plan.Conflicts) > 0 && g.output == "text" {
+		_ = res.Plan.WriteText(g.stdout)
+	}
+	g.logf("%s took %v", verb, time.Since(start))
+	if g.output == "json" && res != nil {
+		r := applyResult{Plan: res.Plan, Applied: res.Applied, RolledBack: res.RolledBack}
+		if err != nil {
+			r.Error = err.Error()
+		}
+		if jerr := g.json(r); jerr != nil {
+			return res, jerr
+		}
+	}
+	return res, err
+}
+
+func newApplyCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "apply FILE",
+		Short: "Make the kernel match the topology, with a minimal plan",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := g.load(args[0])
+			if err != nil {
+				return err
+			}
+			defer l.kernel.Close()
+			created, err := l.kernel.EnsureHost()
+			if err != nil {
+				return err
+			}
+			if created {
+				g.logf("created netns %q to play host", g.netns)
+			}
+			res, err := g.reconcile(cmd.Context(), l, l.desired, "apply")
+			if err != nil && created && (res == nil || res.RolledBack || res.Applied == 0) {
+				if _, rerr := l.kernel.RemoveHostIfCreated(); rerr != nil {
+					g.logf("remove netns %q: %v", g.netns, rerr)
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if g.output == "text" && res.Applied > 0 {
+				fmt.Fprintf(g.stdout, "\nApply complete. %s\n", res.Plan.Summary()[len("Plan: "):])
+			}
+			return nil
+		},
+	}
+}
+
+func newDestroyCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "destroy FILE",
+		Short: "Remove everything the topology owns, and nothing else",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := g.load(args[0])
+			if err != nil {
+				return err
+			}
+			defer l.kernel.Close()
+			empty := reconcile.NewState()
+			empty.Namespaces[reconcile.HostNS] = reconcile.NewNamespace(reconcile.HostNS, false)
+			res, err := g.reconcile(cmd.Context(), l, empty, "destroy")
+			if err != nil {
+				return err
+			}
+			removed, err := l.kernel.RemoveHostIfCreated()
+			if err != nil {
+				return fmt.Errorf("remove netns %q: %w", g.netns, err)
+			}
+			if g.output == "text" {
+				if removed {
+					fmt.Fprintf(g.stdout, "Removed netns %s, which apply had created.\n", g.netns)
+				}
+				if res.Applied > 0 {
+					fmt.Fprintf(g.stdout, "\nDestroy complete. %d destroyed.\n", res.Applied)
+				}
+				if host := l.desired.NS(reconcile.HostNS); host != nil && len(host.Sysctls) > 0 && !removed {
+					fmt.Fprintln(g.stdout, "Note: sysctls set in the host namespace keep their values.")
+				}
+			}
+			return nil
+		},
+	}
+}
+
+func newShowCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show FILE",
+		Short: "Show what the topology owns in the kernel now, and any drift from the file",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := g.load(args[0])
+			if err != nil {
+				return err
+			}
+			defer l.kernel.Close()
+			observed, err := l.kernel.Observe(cmd.Context(), reconcile.QueryFor(l.desired))
+			if err != nil {
+				return err
+			}
+			owned := reconcile.AsDesired(observed)
+			drift := reconcile.Diff(l.desired, observed)
+			if g.output == "json" {
+				return g.json(map[string]any{"state": owned, "drift": drift})
+			}
+			for _, name := range owned.SortedNames() {
+				ns := owned.Namespaces[name]
+				kname := l.kernel.KernelName(name)
+				if !ns.Owned && len(ns.Links) == 0 && len(ns.Routes) == 0 && len(ns.Sysctls) == 0 {
+					continue
+				}
+				fmt.Fprintf(g.stdout, "namespace %s (netns %s):\n", name, kname)
+				for _, ln := range sortedKeys(ns.Links) {
+					lk := ns.Links[ln]
+					state := "down"
+					if lk.Up {
+						state = "up"
+					}
+					extra := ""
+					if lk.Peer != nil {
+						extra += " peer " + lk.Peer.String()
+					}
+					if lk.Parent != nil {
+						extra += " parent " + lk.Parent.String()
+					}
+					if lk.Master != "" {
+						extra += " master " + lk.Master
+					}
+					fmt.Fprintf(g.stdout, "  %-8s %-15s %-4s mtu %d mac %s%s\n", lk.Kind, ln, state, lk.MTU, lk.MAC, extra)
+					for _, a := range lk.Addresses {
+						fmt.Fprintf(g.stdout, "           inet %s\n", a)
+					}
+				}
+				for _, rk := range sortedKeys(ns.Routes) {
+					fmt.Fprintf(g.stdout, "  route    %s\n", ns.Routes[rk])
+				}
+				for _, sk := range sortedKeys(ns.Sysctls) {
+					fmt.Fprintf(g.stdout, "  sysctl   %s = %s\n", sk, ns.Sysctls[sk])
+				}
+			}
+			fmt.Fprintln(g.stdout)
+			if drift.Empty() && len(drift.Conflicts) == 0 {
+				fmt.Fprintln(g.stdout, "No drift: the kernel matches the topology.")
+				return nil
+			}
+			fmt.Fprintln(g.stdout, "Drift from the file (what apply would do):")
+			return drift.WriteText(g.stdout)
+		},
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sortStrings(keys)
+	return keys
+}
+
+func sortStrings(s []string) { sort.Strings(s) }

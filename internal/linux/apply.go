@@ -1,0 +1,571 @@
+package linux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/netplan-lab/netplan-lab/reconcile"
+)
+
+// Apply implements reconcile.Kernel: one change, through netlink.
+func (k *Kernel) Apply(ctx context.Context, c *reconcile.Change) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var err error
+	switch c.Kind {
+	case reconcile.KindNamespace:
+		err = k.applyNamespace(c)
+	case reconcile.KindLink:
+		err = k.applyLink(c)
+	case reconcile.KindAddress:
+		err = k.applyAddress(c)
+	case reconcile.KindRoute:
+		err = k.applyRoute(c)
+	case reconcile.KindSysctl:
+		err = k.applySysctl(c)
+	default:
+		err = fmt.Errorf("unknown change kind %q", c.Kind)
+	}
+	return err
+}
+
+func (k *Kernel) opErr(verb, what, name, ns string, err error) error {
+	return fmt.Errorf("%s %s %q in netns %q: %w", verb, what, name, k.KernelName(ns), err)
+}
+
+func (k *Kernel) applyNamespace(c *reconcile.Change) error {
+	name := k.KernelName(c.Namespace)
+	switch c.Action {
+	case reconcile.Create:
+		if err := createNamed(name); err != nil {
+			return fmt.Errorf("create netns %q: %w", name, err)
+		}
+		h, err := k.handle(c.Namespace)
+		if err == nil {
+			err = k.markNamespace(h, k.mark)
+		}
+		if err != nil {
+			k.forget(c.Namespace)
+			_ = deleteNamed(name)
+			return fmt.Errorf("set up netns %q: %w", name, err)
+		}
+	case reconcile.Delete:
+		k.forget(c.Namespace)
+		if err := deleteNamed(name); err != nil {
+			return fmt.Errorf("delete netns %q: %w", name, err)
+		}
+	default:
+		return fmt.Errorf("netns %q: cannot %s a namespace", name, c.Action)
+	}
+	return nil
+}
+
+func hwAddr(s string) (net.HardwareAddr, error) {
+	if s == "" {
+		return nil, nil
+	}
+	return net.ParseMAC(s)
+}
+
+func (k *Kernel) linkByName(h *nsHandle, name, ns string) (netlink.Link, error) {
+	l, err := h.h.LinkByName(name)
+	if err != nil {
+		return nil, k.opErr("find", "link", name, ns, err)
+	}
+	return l, nil
+}
+
+func isNotFound(err error) bool {
+	var nf netlink.LinkNotFoundError
+	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV)
+}
+
+func (k *Kernel) applyLink(c *reconcile.Change) error {
+	h, err := k.handle(c.Namespace)
+	if err != nil {
+		return k.opErr("open", "netns for", c.Name, c.Namespace, err)
+	}
+	switch c.Action {
+	case reconcile.Delete:
+		l, err := h.h.LinkByName(c.Name)
+		if isNotFound(err) {
+			return nil // already gone (a veth's peer, a namespace's content)
+		}
+		if err != nil {
+			return k.opErr("find", c.Link.Kind, c.Name, c.Namespace, err)
+		}
+		if owned, _ := k.ownedAlias(l.Attrs().Alias); !owned {
+			return k.opErr("delete", c.Link.Kind, c.Name, c.Namespace, errors.New("it is not owned by this topology"))
+		}
+		if err := h.h.LinkDel(l); err != nil && !isNotFound(err) {
+			return k.opErr("delete", c.Link.Kind, c.Name, c.Namespace, err)
+		}
+		return nil
+	case reconcile.Create:
+		return k.createLink(h, c)
+	case reconcile.Update:
+		l, err := k.linkByName(h, c.Name, c.Namespace)
+		if err != nil {
+			return err
+		}
+		for _, f := range c.Fields {
+			if err := k.updateField(h, l, c, f.Name); err != nil {
+				return k.opErr("set "+f.Name+" of", c.Link.Kind, c.Name, c.Namespace, err)
+			}
+		}
+		return nil
+	}
+	return k.opErr(string(c.Action), "link", c.Name, c.Namespace, errors.New("unsupported action"))
+}
+
+func (k *Kernel) updateField(h *nsHandle, l netlink.Link, c *reconcile.Change, field string) error {
+	want := c.Link
+	switch field {
+	case "mtu":
+		return h.h.LinkSetMTU(l, want.MTU)
+	case "mac":
+		hw, err := hwAddr(want.MAC)
+		if err != nil {
+			return err
+		}
+		return h.h.LinkSetHardwareAddr(l, hw)
+	case "master":
+		if want.Master == "" {
+			return h.h.LinkSetNoMaster(l)
+		}
+		m, err := h.h.LinkByName(want.Master)
+		if err != nil {
+			return fmt.Errorf("bridge %q: %w", want.Master, err)
+		}
+		return h.h.LinkSetMasterByIndex(l, m.Attrs().Index)
+	case "up":
+		if want.Up {
+			return h.h.LinkSetUp(l)
+		}
+		return h.h.LinkSetDown(l)
+	case "stp":
+		return h.setSTP(l.Attrs().Index, want.STP != nil && *want.STP)
+	}
+	return fmt.Errorf("%s cannot be changed in place", field)
+}
+
+// attrs builds the attributes a new link is created with: name, alias
+// (ownership mark), mtu, mac, and its bridge, all in the one RTM_NEWLINK.
+func (k *Kernel) attrs(h *nsHandle, l *reconcile.Link) (netlink.LinkAttrs, error) {
+	a := netlink.NewLinkAttrs()
+	a.Name = l.Name
+	a.Alias = k.linkAlias(l)
+	a.MTU = l.MTU
+	hw, err := hwAddr(l.MAC)
+	if err != nil {
+		return a, err
+	}
+	a.HardwareAddr = hw
+	if l.Master != "" {
+		m, err := h.h.LinkByName(l.Master)
+		if err != nil {
+			return a, fmt.Errorf("bridge %q: %w", l.Master, err)
+		}
+		a.MasterIndex = m.Attrs().Index
+	}
+	return a, nil
+}
+
+func (k *Kernel) createLink(h *nsHandle, c *reconcile.Change) error {
+	l := c.Link
+	fail := func(err error) error { return k.opErr("create", l.Kind, l.Name, c.Namespace, err) }
+	a, err := k.attrs(h, l)
+	if err != nil {
+		return fail(err)
+	}
+	var nl netlink.Link
+	var peerH *nsHandle
+	switch l.Kind {
+	case reconcile.KindBridge:
+		nl = &netlink.Bridge{LinkAttrs: a}
+	case reconcile.KindVeth:
+		peerH, err = k.handle(l.Peer.NS)
+		if err != nil {
+			return fail(fmt.Errorf("peer netns: %w", err))
+		}
+		v := &netlink.Veth{LinkAttrs: a, PeerName: l.Peer.Name, PeerNamespace: netlink.NsFd(peerH.fd)}
+		if p := c.PeerLink; p != nil {
+			v.PeerMTU = uint32(p.MTU)
+			if v.PeerHardwareAddr, err = hwAddr(p.MAC); err != nil {
+				return fail(err)
+			}
+		}
+		nl = v
+	case reconcile.KindMacvlan, reconcile.KindIpvlan:
+		ph, err := k.handle(l.Parent.NS)
+		if err != nil {
+			return fail(fmt.Errorf("parent netns: %w", err))
+		}
+		parent, err := ph.h.LinkByName(l.Parent.Name)
+		if err != nil {
+			return fail(fmt.Errorf("parent %s: %w", l.Parent, err))
+		}
+		a.ParentIndex = parent.Attrs().Index
+		master := a.MasterIndex
+		a.MasterIndex = 0
+		if l.Parent.NS != c.Namespace {
+			// Created next to its parent and moved in the same message.
+			a.Namespace = netlink.NsFd(h.fd)
+		}
+		if l.Kind == reconcile.KindMacvlan {
+			nl = &netlink.Macvlan{LinkAttrs: a, Mode: macvlanMode(l.Mode)}
+		} else {
+			nl = &netlink.IPVlan{LinkAttrs: a, Mode: ipvlanMode(l.Mode), Flag: ipvlanFlag(l.Flag)}
+		}
+		if err := ph.h.LinkAdd(nl); err != nil {
+			return fail(err)
+		}
+		created, err := h.h.LinkByName(l.Name)
+		if err != nil {
+			return fail(err)
+		}
+		if master != 0 {
+			if err := h.h.LinkSetMasterByIndex(created, master); err != nil {
+				return k.cleanup(h, created, fail(err))
+			}
+		}
+		return k.finishLink(h, created, l, c.Namespace)
+	case reconcile.KindVxlan:
+		x := l.VXLAN
+		v := &netlink.Vxlan{LinkAttrs: a, VxlanId: x.VNI, Port: x.Port, Learning: true}
+		if x.Remote != "" {
+			v.Group = net.ParseIP(x.Remote)
+		}
+		if x.Group != "" {
+			v.Group = net.ParseIP(x.Group)
+		}
+		if x.Local != "" {
+			v.SrcAddr = net.ParseIP(x.Local)
+		}
+		if x.Dev != "" {
+			d, err := h.h.LinkByName(x.Dev)
+			if err != nil {
+				return fail(fmt.Errorf("underlay dev %q: %w", x.Dev, err))
+			}
+			v.VtepDevIndex = d.Attrs().Index
+		}
+		nl = v
+	default:
+		return fail(fmt.Errorf("unknown kind %q", l.Kind))
+	}
+	if err := h.h.LinkAdd(nl); err != nil {
+		return fail(err)
+	}
+	created, err := h.h.LinkByName(l.Name)
+	if err != nil {
+		return fail(err)
+	}
+	if l.Kind == reconcile.KindBridge && l.STP != nil && *l.STP {
+		if err := h.setSTP(created.Attrs().Index, true); err != nil {
+			return k.cleanup(h, created, fail(fmt.Errorf("enable stp: %w", err)))
+		}
+	}
+	if l.Kind == reconcile.KindVeth {
+		if err := k.finishPeer(peerH, c); err != nil {
+			return k.cleanup(h, created, err)
+		}
+	}
+	return k.finishLink(h, created, l, c.Namespace)
+}
+
+// cleanup removes a link this step half-made, so a failed step leaves
+// nothing behind, and returns err.
+func (k *Kernel) cleanup(h *nsHandle, l netlink.Link, err error) error {
+	_ = h.h.LinkDel(l)
+	return err
+}
+
+// finishLink marks the link as owned (the kernel ignores IFLA_IFALIAS in
+// RTM_NEWLINK), adds its addresses and brings it up.
+func (k *Kernel) finishLink(h *nsHandle, l netlink.Link, want *reconcile.Link, ns string) error {
+	if err := h.h.LinkSetAlias(l, k.linkAlias(want)); err != nil {
+		return k.cleanup(h, l, k.opErr("mark", want.Kind, want.Name, ns, err))
+	}
+	for _, a := range want.Addresses {
+		if err := addAddr(h, l, a); err != nil {
+			return k.cleanup(h, l, k.opErr("add address "+a+" to", want.Kind, want.Name, ns, err))
+		}
+	}
+	if want.Up {
+		if err := h.h.LinkSetUp(l); err != nil {
+			return k.cleanup(h, l, k.opErr("set up", want.Kind, want.Name, ns, err))
+		}
+	}
+	return nil
+}
+
+// finishPeer configures the other end of a new veth in its namespace.
+func (k *Kernel) finishPeer(ph *nsHandle, c *reconcile.Change) error {
+	p := c.PeerLink
+	ref := *c.Link.Peer
+	if p == nil {
+		p = &reconcile.Link{Name: ref.Name, Kind: reconcile.KindVeth, Up: true}
+	}
+	p = p.Clone()
+	p.Peer = &reconcile.Ref{NS: c.Namespace, Name: c.Link.Name}
+	l, err := ph.h.LinkByName(ref.Name)
+	if err != nil {
+		return k.opErr("find veth peer", "link", ref.Name, ref.NS, err)
+	}
+	if err := ph.h.LinkSetAlias(l, k.linkAlias(p)); err != nil {
+		return k.opErr("mark", "veth", ref.Name, ref.NS, err)
+	}
+	if p.Master != "" {
+		m, err := ph.h.LinkByName(p.Master)
+		if err == nil {
+			err = ph.h.LinkSetMasterByIndex(l, m.Attrs().Index)
+		}
+		if err != nil {
+			return k.opErr("attach to bridge "+p.Master+":", "veth", ref.Name, ref.NS, err)
+		}
+	}
+	for _, a := range p.Addresses {
+		if err := addAddr(ph, l, a); err != nil {
+			return k.opErr("add address "+a+" to", "veth", ref.Name, ref.NS, err)
+		}
+	}
+	if p.Up {
+		if err := ph.h.LinkSetUp(l); err != nil {
+			return k.opErr("set up", "veth", ref.Name, ref.NS, err)
+		}
+	}
+	return nil
+}
+
+func parseAddr(cidr string) (*netlink.Addr, error) {
+	ip, n, err := net.ParseCIDR(cidr)
+	if err != nil {
+		return nil, err
+	}
+	n.IP = ip
+	a := &netlink.Addr{IPNet: n}
+	if ip.To4() == nil {
+		a.Flags = unix.IFA_F_NODAD // a lab wants its IPv6 addresses usable at once
+	}
+	return a, nil
+}
+
+func addAddr(h *nsHandle, l netlink.Link, cidr string) error {
+	a, err := parseAddr(cidr)
+	if err != nil {
+		return err
+	}
+	return h.h.AddrAdd(l, a)
+}
+
+func (k *Kernel) applyAddress(c *reconcile.Change) error {
+	h, err := k.handle(c.Namespace)
+	if err != nil {
+		return k.opErr("open", "netns for", c.Dev, c.Namespace, err)
+	}
+	l, err := k.linkByName(h, c.Dev, c.Namespace)
+	if err != nil {
+		return err
+	}
+	a, err := parseAddr(c.Name)
+	if err != nil {
+		return err
+	}
+	switch c.Action {
+	case reconcile.Create:
+		if err := h.h.AddrAdd(l, a); err != nil {
+			return k.opErr("add address "+c.Name+" to", "link", c.Dev, c.Namespace, err)
+		}
+	case reconcile.Delete:
+		if err := h.h.AddrDel(l, a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return k.opErr("delete address "+c.Name+" from", "link", c.Dev, c.Namespace, err)
+		}
+	}
+	return nil
+}
+
+func (k *Kernel) netlinkRoute(h *nsHandle, r *reconcile.Route) (*netlink.Route, error) {
+	_, dst, err := net.ParseCIDR(r.Dst)
+	if err != nil {
+		return nil, err
+	}
+	nr := &netlink.Route{Dst: dst, Priority: r.Metric, Protocol: RouteProtocol, Table: unix.RT_TABLE_MAIN}
+	if dst.IP.To4() != nil {
+		nr.Family = unix.AF_INET
+	} else {
+		nr.Family = unix.AF_INET6
+	}
+	if r.Via != "" {
+		nr.Gw = net.ParseIP(r.Via)
+	} else {
+		nr.Scope = netlink.SCOPE_LINK
+	}
+	if r.Dev != "" {
+		l, err := h.h.LinkByName(r.Dev)
+		if err != nil {
+			return nil, fmt.Errorf("dev %q: %w", r.Dev, err)
+		}
+		nr.LinkIndex = l.Attrs().Index
+	}
+	return nr, nil
+}
+
+func (k *Kernel) applyRoute(c *reconcile.Change) error {
+	h, err := k.handle(c.Namespace)
+	if err != nil {
+		return k.opErr("open", "netns for route", c.Name, c.Namespace, err)
+	}
+	nr, err := k.netlinkRoute(h, c.Route)
+	if err != nil {
+		return k.opErr("build", "route", c.Route.String(), c.Namespace, err)
+	}
+	switch c.Action {
+	case reconcile.Create:
+		err = h.h.RouteAdd(nr)
+	case reconcile.Update:
+		err = h.h.RouteReplace(nr)
+	case reconcile.Delete:
+		nr.Gw, nr.LinkIndex, nr.Scope = nil, 0, 0
+		err = h.h.RouteDel(nr)
+		if errors.Is(err, unix.ESRCH) {
+			err = nil
+		}
+	}
+	if err != nil {
+		verb := map[reconcile.Action]string{reconcile.Create: "add", reconcile.Update: "replace", reconcile.Delete: "delete"}[c.Action]
+		return k.opErr(verb, "route", c.Route.String(), c.Namespace, err)
+	}
+	return nil
+}
+
+func (k *Kernel) applySysctl(c *reconcile.Change) error {
+	h, err := k.handle(c.Namespace)
+	if err != nil {
+		return k.opErr("open", "netns for sysctl", c.Name, c.Namespace, err)
+	}
+	if err := writeSysctl(h.fd, c.Name, c.Value); err != nil {
+		return k.opErr("set", "sysctl", c.Name, c.Namespace, err)
+	}
+	return nil
+}
+
+func macvlanMode(s string) netlink.MacvlanMode {
+	for m, name := range macvlanModes {
+		if name == s {
+			return m
+		}
+	}
+	return netlink.MACVLAN_MODE_BRIDGE
+}
+
+func ipvlanMode(s string) netlink.IPVlanMode {
+	for m, name := range ipvlanModes {
+		if name == s {
+			return m
+		}
+	}
+	return netlink.IPVLAN_MODE_L2
+}
+
+func ipvlanFlag(s string) netlink.IPVlanFlag {
+	for m, name := range ipvlanFlags {
+		if name == s {
+			return m
+		}
+	}
+	return netlink.IPVLAN_FLAG_BRIDGE
+}
+
+// kernelOption names the config option that provides a link kind.
+var kernelOption = map[string]string{
+	reconcile.KindBridge:  "CONFIG_BRIDGE",
+	reconcile.KindVeth:    "CONFIG_VETH",
+	reconcile.KindMacvlan: "CONFIG_MACVLAN",
+	reconcile.KindIpvlan:  "CONFIG_IPVLAN",
+	reconcile.KindVxlan:   "CONFIG_VXLAN",
+}
+
+// Preflight implements reconcile.Kernel: before anything changes, it checks
+// that the kernel can make every kind of link the plan creates, by making
+// one in a throwaway namespace that vanishes when its last handle closes.
+func (k *Kernel) Preflight(ctx context.Context, p *reconcile.Plan) error {
+	kinds := map[string]bool{}
+	for _, c := range p.Changes {
+		if c.Kind == reconcile.KindLink && c.Action != reconcile.Delete {
+			kinds[c.Link.Kind] = true
+		}
+	}
+	for kind := range kinds {
+		if err := k.probe(kind); err != nil {
+			return fmt.Errorf("this kernel cannot create %s interfaces (it needs %s): %w; nothing was changed",
+				kind, kernelOption[kind], err)
+		}
+	}
+	return nil
+}
+
+func (k *Kernel) probe(kind string) error {
+	k.mu.Lock()
+	if err, ok := k.probed[kind]; ok {
+		k.mu.Unlock()
+		return err
+	}
+	k.mu.Unlock()
+	err := probeKind(kind)
+	k.mu.Lock()
+	k.probed[kind] = err
+	k.mu.Unlock()
+	return err
+}
+
+func probeKind(kind string) error {
+	var fd netns.NsHandle
+	err := inNetnsNew(func(f netns.NsHandle) { fd = f })
+	if err != nil {
+		return fmt.Errorf("probe namespace: %w", err)
+	}
+	defer fd.Close()
+	h, err := netlink.NewHandleAt(fd, unix.NETLINK_ROUTE)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	a := netlink.NewLinkAttrs()
+	a.Name = "probe0"
+	var l netlink.Link
+	switch kind {
+	case reconcile.KindBridge:
+		l = &netlink.Bridge{LinkAttrs: a}
+	case reconcile.KindVeth:
+		l = &netlink.Veth{LinkAttrs: a, PeerName: "probe1"}
+	case reconcile.KindVxlan:
+		l = &netlink.Vxlan{LinkAttrs: a, VxlanId: 1, Port: 4789}
+	case reconcile.KindMacvlan, reconcile.KindIpvlan:
+		// A child needs a parent: a veth end (itself probed first).
+		pa := netlink.NewLinkAttrs()
+		pa.Name = "probep"
+		if err := h.LinkAdd(&netlink.Veth{LinkAttrs: pa, PeerName: "probeq"}); err != nil {
+			return fmt.Errorf("veth parent: %w", err)
+		}
+		parent, err := h.LinkByName("probep")
+		if err != nil {
+			return err
+		}
+		a.ParentIndex = parent.Attrs().Index
+		if kind == reconcile.KindMacvlan {
+			l = &netlink.Macvlan{LinkAttrs: a, Mode: netlink.MACVLAN_MODE_BRIDGE}
+		} else {
+			l = &netlink.IPVlan{LinkAttrs: a, Mode: netlink.IPVLAN_MODE_L2}
+		}
+	default:
+		return fmt.Errorf("unknown kind %q", kind)
+	}
+	return h.LinkAdd(l)
+}

@@ -1,0 +1,585 @@
+// Package linux is the only package that talks to the kernel: namespaces
+// through /run/netns and setns, links, addresses and routes through one
+// rtnetlink handle per namespace, sysctls through /proc/sys inside the
+// namespace. It implements reconcile.Kernel.
+package linux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/netplan-lab/netplan-lab/reconcile"
+)
+
+// RouteProtocol marks the routes netplan-lab installs (rtm_protocol). It is
+// how a later run, with no memory of this one, knows which routes it owns.
+const RouteProtocol = netlink.RouteProtocol(157)
+
+const markPrefix = "netplan-lab:"
+
+// Options say which lab a Kernel works on.
+type Options struct {
+	// Name is the topology's name: the owner of everything it creates.
+	Name string
+	// Prefix is prepended to every namespace name the topology creates.
+	Prefix string
+	// Netns, if set, names the namespace that plays "host"
+	// (/run/netns/Netns); otherwise host is the namespace we run in.
+	Netns string
+}
+
+// Kernel is the real kernel, for one lab.
+type Kernel struct {
+	opt  Options
+	mark string
+
+	mu      sync.Mutex
+	handles map[string]*nsHandle // by short name
+	probed  map[string]error
+}
+
+type nsHandle struct {
+	mu  sync.Mutex
+	fd  netns.NsHandle
+	h   *netlink.Handle
+	raw *rawConn
+}
+
+// New returns a Kernel for the lab described by o.
+func New(o Options) *Kernel {
+	mark := markPrefix + o.Name
+	if o.Netns != "" {
+		mark += "@" + o.Netns
+	}
+	return &Kernel{opt: o, mark: mark, handles: map[string]*nsHandle{}, probed: map[string]error{}}
+}
+
+// Mark is the alias every owned object carries.
+func (k *Kernel) Mark() string { return k.mark }
+
+// KernelName is the name of a namespace as `ip netns` shows it.
+func (k *Kernel) KernelName(short string) string {
+	if short == reconcile.HostNS {
+		if k.opt.Netns != "" {
+			return k.opt.Netns
+		}
+		return "host"
+	}
+	return k.opt.Prefix + short
+}
+
+// Close releases every handle.
+func (k *Kernel) Close() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for name, h := range k.handles {
+		h.close()
+		delete(k.handles, name)
+	}
+}
+
+func (h *nsHandle) close() {
+	if h.h != nil {
+		h.h.Close()
+	}
+	if h.raw != nil {
+		h.raw.close()
+	}
+	h.fd.Close()
+}
+
+// errNoNetns says a namespace does not exist.
+var errNoNetns = errors.New("network namespace does not exist")
+
+// handle returns the cached handle of a namespace, opening it if needed.
+func (k *Kernel) handle(short string) (*nsHandle, error) {
+	k.mu.Lock()
+	if h, ok := k.handles[short]; ok {
+		k.mu.Unlock()
+		return h, nil
+	}
+	k.mu.Unlock()
+	var fd netns.NsHandle
+	var err error
+	if short == reconcile.HostNS && k.opt.Netns == "" {
+		fd, err = netns.Get()
+	} else {
+		fd, err = netns.GetFromPath(netnsPath(k.KernelName(short)))
+	}
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, errNoNetns
+		}
+		return nil, fmt.Errorf("open netns %q: %w", k.KernelName(short), err)
+	}
+	h, err := netlink.NewHandleAt(fd, unix.NETLINK_ROUTE)
+	if err != nil {
+		fd.Close()
+		return nil, fmt.Errorf("netlink handle in netns %q: %w", k.KernelName(short), err)
+	}
+	nh := &nsHandle{fd: fd, h: h}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if old, ok := k.handles[short]; ok {
+		nh.close()
+		return old, nil
+	}
+	k.handles[short] = nh
+	return nh, nil
+}
+
+func (k *Kernel) forget(short string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if h, ok := k.handles[short]; ok {
+		h.close()
+		delete(k.handles, short)
+	}
+}
+
+// EnsureHost creates the --netns namespace if it is missing and reports
+// whether it did. Without --netns it does nothing.
+func (k *Kernel) EnsureHost() (bool, error) {
+	if k.opt.Netns == "" {
+		return false, nil
+	}
+	if _, err := os.Stat(netnsPath(k.opt.Netns)); err == nil {
+		return false, nil
+	}
+	if err := createNamed(k.opt.Netns); err != nil {
+		return false, fmt.Errorf("create netns %q: %w", k.opt.Netns, err)
+	}
+	h, err := k.handle(reconcile.HostNS)
+	if err == nil {
+		err = k.markNamespace(h, k.sandboxMark())
+	}
+	if err != nil {
+		k.forget(reconcile.HostNS)
+		_ = deleteNamed(k.opt.Netns)
+		return false, fmt.Errorf("set up netns %q: %w", k.opt.Netns, err)
+	}
+	return true, nil
+}
+
+func (k *Kernel) sandboxMark() string { return "netplan-lab-sandbox:" + k.opt.Netns }
+
+// RemoveHostIfCreated deletes the --netns namespace if netplan-lab created
+// it and nothing but lo is left in it. It reports whether it did.
+func (k *Kernel) RemoveHostIfCreated() (bool, error) {
+	if k.opt.Netns == "" {
+		return false, nil
+	}
+	h, err := k.handle(reconcile.HostNS)
+	if errors.Is(err, errNoNetns) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	links, err := listLinks(h.h)
+	if err != nil {
+		return false, err
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		if a.Name == "lo" {
+			if a.Alias != k.sandboxMark() {
+				return false, nil
+			}
+			continue
+		}
+		return false, nil // something else lives here
+	}
+	k.forget(reconcile.HostNS)
+	return true, deleteNamed(k.opt.Netns)
+}
+
+// markNamespace brings lo up and marks the namespace through lo's alias.
+func (k *Kernel) markNamespace(h *nsHandle, mark string) error {
+	lo, err := h.h.LinkByName("lo")
+	if err != nil {
+		return err
+	}
+	if err := h.h.LinkSetAlias(lo, mark); err != nil {
+		return err
+	}
+	return h.h.LinkSetUp(lo)
+}
+
+// retry runs a netlink dump again when the kernel says it was interrupted.
+func retry[T any](f func() (T, error)) (T, error) {
+	var v T
+	var err error
+	for i := 0; i < 10; i++ {
+		v, err = f()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return v, err
+		}
+	}
+	return v, err
+}
+
+func listLinks(h *netlink.Handle) ([]netlink.Link, error) {
+	return retry(h.LinkList)
+}
+
+// ownedAlias reports whether alias marks an object of this lab, and returns
+// the attributes after the mark ("peer=ns:name", "parent=ns:name").
+func (k *Kernel) ownedAlias(alias string) (bool, map[string]string) {
+	if alias != k.mark && !strings.HasPrefix(alias, k.mark+"|") {
+		return false, nil
+	}
+	attrs := map[string]string{}
+	for _, f := range strings.Split(alias, "|")[1:] {
+		if key, v, ok := strings.Cut(f, "="); ok {
+			attrs[key] = v
+		}
+	}
+	return true, attrs
+}
+
+func (k *Kernel) linkAlias(l *reconcile.Link) string {
+	a := k.mark
+	if l.Peer != nil {
+		a += "|peer=" + l.Peer.String()
+	}
+	if l.Parent != nil {
+		a += "|parent=" + l.Parent.String()
+	}
+	return a
+}
+
+func parseRef(s string) *reconcile.Ref {
+	ns, name, ok := strings.Cut(s, ":")
+	if !ok {
+		return nil
+	}
+	return &reconcile.Ref{NS: ns, Name: name}
+}
+
+// Observe implements reconcile.Kernel.
+func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.State, error) {
+	names := map[string]bool{reconcile.HostNS: true}
+	for _, n := range q.Namespaces {
+		names[n] = true
+	}
+	// Namespaces this lab owns that the topology no longer names.
+	pinned, err := listNamed(k.opt.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range pinned {
+		short := strings.TrimPrefix(p, k.opt.Prefix)
+		if names[short] || short == "" || short == reconcile.HostNS || p == k.opt.Netns {
+			continue
+		}
+		names[short] = false // to check
+	}
+	order := make([]string, 0, len(names))
+	for n := range names {
+		order = append(order, n)
+	}
+	sort.Strings(order)
+
+	s := reconcile.NewState()
+	idx := map[reconcile.Ref]obsLink{}
+	var mu sync.Mutex
+	err = parallel(ctx, len(order), 8, func(i int) error {
+		short := order[i]
+		ns, veths, err := k.observeNS(short, q.Sysctls[short])
+		if errors.Is(err, errNoNetns) {
+			if short == reconcile.HostNS {
+				// --netns not created yet: an empty host.
+				mu.Lock()
+				s.Namespaces[short] = reconcile.NewNamespace(short, false)
+				mu.Unlock()
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !names[short] && !ns.Owned {
+			k.forget(short) // someone else's
+			return nil
+		}
+		mu.Lock()
+		s.Namespaces[short] = ns
+		for name, o := range veths {
+			idx[reconcile.Ref{NS: short, Name: name}] = o
+		}
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	resolvePeers(s, idx)
+	return s, nil
+}
+
+// resolvePeers checks each owned veth's recorded peer against the kernel:
+// the two ends must name each other by ifindex. A peer that does not check
+// out is forgotten, so the plan replaces the pair.
+func resolvePeers(s *reconcile.State, idx map[reconcile.Ref]obsLink) {
+	for nsName, ns := range s.Namespaces {
+		for name, l := range ns.Links {
+			if l.Kind != reconcile.KindVeth || l.Peer == nil {
+				continue
+			}
+			me := reconcile.Ref{NS: nsName, Name: name}
+			if s.NS(l.Peer.NS) == nil {
+				continue // not observed: cannot check
+			}
+			p := s.Link(*l.Peer)
+			a, b := idx[me], idx[*l.Peer]
+			if p == nil || p.Kind != reconcile.KindVeth || p.Peer == nil || *p.Peer != me ||
+				a.parentIndex != b.index || b.parentIndex != a.index {
+				l.Peer = nil
+			}
+		}
+	}
+}
+
+// parallel runs f(0..n-1) on up to workers goroutines, stopping at the
+// first error.
+func parallel(ctx context.Context, n, workers int, f func(i int) error) error {
+	if workers > n {
+		workers = n
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		next  int
+	)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				if first != nil || next >= n || ctx.Err() != nil {
+					mu.Unlock()
+					return
+				}
+				i := next
+				next++
+				mu.Unlock()
+				if err := f(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return ctx.Err()
+}
+
+// observed links keep their kernel indexes until peers are resolved.
+type obsLink struct{ index, parentIndex int }
+
+func (k *Kernel) observeNS(short string, sysctls []string) (*reconcile.Namespace, map[string]obsLink, error) {
+	h, err := k.handle(short)
+	if err != nil {
+		return nil, nil, err
+	}
+	veths := map[string]obsLink{}
+	kname := k.KernelName(short)
+	links, err := listLinks(h.h)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list links in netns %q: %w", kname, err)
+	}
+	ns := reconcile.NewNamespace(short, false)
+	byIndex := map[int]string{}
+	for _, l := range links {
+		byIndex[l.Attrs().Index] = l.Attrs().Name
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		if a.Name == "lo" {
+			ns.Owned = short != reconcile.HostNS && a.Alias == k.mark
+			continue
+		}
+		owned, attrs := k.ownedAlias(a.Alias)
+		rl := &reconcile.Link{
+			Name:  a.Name,
+			Kind:  l.Type(),
+			Owned: owned,
+			Up:    a.Flags&net.FlagUp != 0,
+			MTU:   a.MTU,
+			MAC:   a.HardwareAddr.String(),
+		}
+		if a.MasterIndex != 0 {
+			rl.Master = byIndex[a.MasterIndex]
+		}
+		switch v := l.(type) {
+		case *netlink.Bridge:
+			if owned {
+				stp, err := h.stpState(a.Index)
+				if err != nil {
+					return nil, nil, fmt.Errorf("read stp of bridge %q in netns %q: %w", a.Name, kname, err)
+				}
+				rl.STP = &stp
+			}
+		case *netlink.Veth:
+			if p := parseRef(attrs["peer"]); p != nil {
+				rl.Peer = p
+			}
+			veths[a.Name] = obsLink{index: a.Index, parentIndex: a.ParentIndex}
+		case *netlink.Macvlan:
+			rl.Parent = parseRef(attrs["parent"])
+			rl.Mode = macvlanModes[v.Mode]
+		case *netlink.IPVlan:
+			rl.Parent = parseRef(attrs["parent"])
+			rl.Mode = ipvlanModes[v.Mode]
+			rl.Flag = ipvlanFlags[v.Flag]
+		case *netlink.Vxlan:
+			x := &reconcile.VXLAN{VNI: v.VxlanId, Port: v.Port}
+			if v.Group != nil {
+				if v.Group.IsMulticast() {
+					x.Group = v.Group.String()
+				} else {
+					x.Remote = v.Group.String()
+				}
+			}
+			if v.SrcAddr != nil && !v.SrcAddr.IsUnspecified() {
+				x.Local = v.SrcAddr.String()
+			}
+			if v.VtepDevIndex != 0 {
+				x.Dev = byIndex[v.VtepDevIndex]
+			}
+			rl.VXLAN = x
+		}
+		ns.Links[a.Name] = rl
+	}
+	addrs, err := retry(func() ([]netlink.Addr, error) { return h.h.AddrList(nil, netlink.FAMILY_ALL) })
+	if err != nil {
+		return nil, nil, fmt.Errorf("list addresses in netns %q: %w", kname, err)
+	}
+	for _, a := range addrs {
+		name := byIndex[a.LinkIndex]
+		l := ns.Links[name]
+		if l == nil || a.IPNet == nil {
+			continue
+		}
+		if a.IP.To4() == nil && a.IP.IsLinkLocalUnicast() {
+			continue // the kernel's own fe80:: address
+		}
+		ones, _ := a.Mask.Size()
+		ip := a.IP
+		if v4 := ip.To4(); v4 != nil {
+			ip = v4
+		}
+		l.Addresses = append(l.Addresses, fmt.Sprintf("%s/%d", ip, ones))
+	}
+	for _, l := range ns.Links {
+		sort.Strings(l.Addresses)
+	}
+	routes, err := retry(func() ([]netlink.Route, error) {
+		return h.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list routes in netns %q: %w", kname, err)
+	}
+	for _, r := range routes {
+		if r.Protocol == unix.RTPROT_KERNEL || r.Type != unix.RTN_UNICAST {
+			continue
+		}
+		rr := &reconcile.Route{Metric: r.Priority, Dev: byIndex[r.LinkIndex], Proto: r.Protocol.String()}
+		if r.Dst == nil || isDefault(r.Dst) {
+			if r.Family == unix.AF_INET6 {
+				rr.Dst = "::/0"
+			} else {
+				rr.Dst = "0.0.0.0/0"
+			}
+		} else {
+			if r.Dst.IP.To4() == nil && (r.Dst.IP.IsLinkLocalUnicast() || r.Dst.IP.IsMulticast()) {
+				continue
+			}
+			rr.Dst = canonNet(r.Dst)
+		}
+		if r.Gw != nil {
+			rr.Via = canonIP(r.Gw)
+		}
+		if r.Protocol == RouteProtocol {
+			l := ns.Links[rr.Dev]
+			rr.Owned = (short != reconcile.HostNS && ns.Owned) || (l != nil && l.Owned)
+		}
+		if !rr.Owned {
+			rr.Proto = protoName(r.Protocol)
+		} else {
+			rr.Proto = ""
+		}
+		ns.Routes[rr.Key()] = rr
+	}
+	sc, err := readSysctls(h.fd, sysctls)
+	if err != nil {
+		return nil, nil, fmt.Errorf("netns %q: %w", kname, err)
+	}
+	ns.Sysctls = sc
+	return ns, veths, nil
+}
+
+func protoName(p netlink.RouteProtocol) string {
+	switch p {
+	case unix.RTPROT_BOOT:
+		return "boot"
+	case unix.RTPROT_STATIC:
+		return "static"
+	case unix.RTPROT_RA:
+		return "ra"
+	case unix.RTPROT_DHCP:
+		return "dhcp"
+	}
+	return fmt.Sprintf("%d", int(p))
+}
+
+func isDefault(n *net.IPNet) bool {
+	ones, _ := n.Mask.Size()
+	return ones == 0 && n.IP.IsUnspecified()
+}
+
+func canonIP(ip net.IP) string {
+	if v4 := ip.To4(); v4 != nil {
+		return v4.String()
+	}
+	return ip.String()
+}
+
+func canonNet(n *net.IPNet) string {
+	ones, _ := n.Mask.Size()
+	return fmt.Sprintf("%s/%d", canonIP(n.IP.Mask(n.Mask)), ones)
+}
+
+var (
+	macvlanModes = map[netlink.MacvlanMode]string{
+		netlink.MACVLAN_MODE_PRIVATE: "private", netlink.MACVLAN_MODE_VEPA: "vepa",
+		netlink.MACVLAN_MODE_BRIDGE: "bridge", netlink.MACVLAN_MODE_PASSTHRU: "passthru",
+		netlink.MACVLAN_MODE_SOURCE: "source",
+	}
+	ipvlanModes = map[netlink.IPVlanMode]string{
+		netlink.IPVLAN_MODE_L2: "l2", netlink.IPVLAN_MODE_L3: "l3", netlink.IPVLAN_MODE_L3S: "l3s",
+	}
+	ipvlanFlags = map[netlink.IPVlanFlag]string{
+		netlink.IPVLAN_FLAG_BRIDGE: "bridge", netlink.IPVLAN_FLAG_PRIVATE: "private", netlink.IPVLAN_FLAG_VEPA: "vepa",
+	}
+)

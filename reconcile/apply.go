@@ -1,0 +1,380 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+)
+
+// Query says what Observe must read: the namespaces a topology names (by
+// short name) and the sysctl keys it cares about. Observe always adds the
+// host and every namespace that carries the topology's mark.
+type Query struct {
+	Namespaces []string
+	Sysctls    map[string][]string
+}
+
+// Kernel is everything the reconciler needs from the kernel. The real one is
+// internal/linux; reconcile/fake is an in-memory one for tests.
+type Kernel interface {
+	// Observe reads the current state of the namespaces in q and of every
+	// namespace the topology owns.
+	Observe(ctx context.Context, q Query) (*State, error)
+	// Apply carries out one change. For a Replace it does the create half;
+	// the executor sends the delete half first as a Delete.
+	Apply(ctx context.Context, c *Change) error
+	// Preflight checks, before anything changes, that the kernel supports
+	// everything the plan uses.
+	Preflight(ctx context.Context, p *Plan) error
+}
+
+// QueryFor returns the query that observes what desired talks about.
+func QueryFor(states ...*State) Query {
+	q := Query{Sysctls: map[string][]string{}}
+	seen := map[string]bool{}
+	for _, s := range states {
+		if s == nil {
+			continue
+		}
+		for _, name := range s.SortedNames() {
+			if !seen[name] {
+				seen[name] = true
+				q.Namespaces = append(q.Namespaces, name)
+			}
+			for k := range s.Namespaces[name].Sysctls {
+				q.Sysctls[name] = appendUnique(q.Sysctls[name], k)
+			}
+		}
+	}
+	for _, v := range q.Sysctls {
+		sort.Strings(v)
+	}
+	return q
+}
+
+func appendUnique(s []string, v string) []string {
+	for _, x := range s {
+		if x == v {
+			return s
+		}
+	}
+	return append(s, v)
+}
+
+// Stage numbers: the order in which the executor runs changes. Deletions
+// come first, innermost first; then creations, outermost first.
+const (
+	stageDelRoute = iota
+	stageDelAddr
+	stageDelLink
+	stageDelNS
+	stageNewNS
+	stageNewBridge
+	stageNewVeth
+	stageNewChild
+	stageNewVxlan
+	stageUpdLink
+	stageNewAddr
+	stageRoute
+	stageSysctl
+	numStages
+)
+
+func linkStage(l *Link) int {
+	switch l.Kind {
+	case KindBridge:
+		return stageNewBridge
+	case KindVeth:
+		return stageNewVeth
+	case KindVxlan:
+		return stageNewVxlan
+	}
+	return stageNewChild
+}
+
+// Steps expands a plan into the ordered stages the executor runs; a
+// replace becomes a delete of the old object and a create of the new one.
+func Steps(p *Plan) [][]*Change {
+	st := make([][]*Change, numStages)
+	for _, c := range p.Changes {
+		switch c.Kind {
+		case KindNamespace:
+			if c.Action == Delete {
+				st[stageDelNS] = append(st[stageDelNS], c)
+			} else {
+				st[stageNewNS] = append(st[stageNewNS], c)
+			}
+		case KindLink:
+			switch c.Action {
+			case Delete:
+				st[stageDelLink] = append(st[stageDelLink], c)
+			case Create:
+				st[linkStage(c.Link)] = append(st[linkStage(c.Link)], c)
+			case Update:
+				st[stageUpdLink] = append(st[stageUpdLink], c)
+			case Replace:
+				del := &Change{Action: Delete, Kind: KindLink, Namespace: c.Namespace, Name: c.Name, Link: c.OldLink}
+				add := &Change{Action: Create, Kind: KindLink, Namespace: c.Namespace, Name: c.Name, Link: c.Link, PeerLink: c.PeerLink}
+				st[stageDelLink] = append(st[stageDelLink], del)
+				st[linkStage(c.Link)] = append(st[linkStage(c.Link)], add)
+			}
+		case KindAddress:
+			if c.Action == Delete {
+				st[stageDelAddr] = append(st[stageDelAddr], c)
+			} else {
+				st[stageNewAddr] = append(st[stageNewAddr], c)
+			}
+		case KindRoute:
+			if c.Action == Delete {
+				st[stageDelRoute] = append(st[stageDelRoute], c)
+			} else {
+				st[stageRoute] = append(st[stageRoute], c)
+			}
+		case KindSysctl:
+			st[stageSysctl] = append(st[stageSysctl], c)
+		}
+	}
+	return st
+}
+
+// ExecOptions tune Execute.
+type ExecOptions struct {
+	// Workers is how many namespaces are worked on at once (default 8).
+	Workers int
+	// OnChange, if set, is called after each change is applied or failed,
+	// never concurrently.
+	OnChange func(c *Change, err error)
+}
+
+// StepError is a failed step: the change and the kernel's error.
+type StepError struct {
+	Change *Change
+	Err    error
+}
+
+func (e *StepError) Error() string {
+	return fmt.Sprintf("%s %s in netns %q: %v", e.Change.Action, e.Change.Describe(), e.Change.Namespace, e.Err)
+}
+
+func (e *StepError) Unwrap() error { return e.Err }
+
+// Execute applies the plan's changes in dependency order. Changes within a
+// stage in different namespaces run concurrently; within one namespace they
+// run in plan order. It stops at the first failure.
+func Execute(ctx context.Context, k Kernel, p *Plan, o ExecOptions) error {
+	workers := o.Workers
+	if workers <= 0 {
+		workers = 8
+	}
+	var mu sync.Mutex
+	report := func(c *Change, err error) {
+		if o.OnChange != nil {
+			mu.Lock()
+			o.OnChange(c, err)
+			mu.Unlock()
+		}
+	}
+	for _, stage := range Steps(p) {
+		if len(stage) == 0 {
+			continue
+		}
+		groups := map[string][]*Change{}
+		var order []string
+		for _, c := range stage {
+			if _, ok := groups[c.Namespace]; !ok {
+				order = append(order, c.Namespace)
+			}
+			groups[c.Namespace] = append(groups[c.Namespace], c)
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		var (
+			wg       sync.WaitGroup
+			firstErr atomic.Pointer[StepError]
+			next     atomic.Int64
+		)
+		n := workers
+		if n > len(order) {
+			n = len(order)
+		}
+		for w := 0; w < n; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := int(next.Add(1)) - 1
+					if i >= len(order) {
+						return
+					}
+					for _, c := range groups[order[i]] {
+						if sctx.Err() != nil {
+							return
+						}
+						err := k.Apply(sctx, c)
+						report(c, err)
+						if err != nil {
+							firstErr.CompareAndSwap(nil, &StepError{Change: c, Err: err})
+							cancel()
+							return
+						}
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		cancel()
+		if e := firstErr.Load(); e != nil {
+			return e
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AsDesired turns an observed state into a desired one: what the topology
+// owned then, exactly as it was. It is what a rollback goes back to.
+func AsDesired(observed *State) *State {
+	s := NewState()
+	for name, ns := range observed.Clone().Namespaces {
+		if !ns.Owned && name != HostNS {
+			continue
+		}
+		out := NewNamespace(name, ns.Owned)
+		out.Sysctls = ns.Sysctls
+		for ln, l := range ns.Links {
+			if l.Owned {
+				out.Links[ln] = l
+			}
+		}
+		for k, r := range ns.Routes {
+			if r.Owned {
+				out.Routes[k] = r
+			}
+		}
+		s.Namespaces[name] = out
+	}
+	if s.Namespaces[HostNS] == nil {
+		s.Namespaces[HostNS] = NewNamespace(HostNS, false)
+	}
+	return s
+}
+
+// Result is what Reconcile did.
+type Result struct {
+	Plan        *Plan
+	Applied     int   // changes applied
+	RolledBack  bool  // a step failed and the run's changes were undone
+	RollbackErr error // the rollback itself failed
+}
+
+// ErrConflict is returned when a plan has conflicts and nothing was changed.
+var ErrConflict = errors.New("plan has conflicts")
+
+// ConflictError lists a plan's conflicts.
+type ConflictError struct{ Conflicts []string }
+
+func (e *ConflictError) Error() string {
+	s := "the plan cannot be applied, nothing was changed:"
+	for _, c := range e.Conflicts {
+		s += "\n  " + c
+	}
+	return s
+}
+
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// Reconcile observes the kernel, plans, checks, applies and verifies. If a
+// step fails it rolls back what this run changed, so the kernel is as it
+// was, and returns the step's error. OnChange in o sees every change,
+// including those of a rollback.
+func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*Result, error) {
+	q := QueryFor(desired)
+	before, err := k.Observe(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("observe: %w", err)
+	}
+	plan := Diff(desired, before)
+	res := &Result{Plan: plan}
+	if len(plan.Conflicts) > 0 {
+		return res, &ConflictError{plan.Conflicts}
+	}
+	if plan.Empty() {
+		return res, nil
+	}
+	if err := k.Preflight(ctx, plan); err != nil {
+		return res, err
+	}
+	inner := o.OnChange
+	o.OnChange = func(c *Change, err error) {
+		if err == nil {
+			res.Applied++
+		}
+		if inner != nil {
+			inner(c, err)
+		}
+	}
+	execErr := Execute(ctx, k, plan, o)
+	if execErr != nil {
+		res.RolledBack = true
+		res.RollbackErr = Rollback(context.WithoutCancel(ctx), k, before, q, ExecOptions{Workers: o.Workers, OnChange: inner})
+		return res, execErr
+	}
+	after, err := k.Observe(ctx, q)
+	if err != nil {
+		return res, fmt.Errorf("observe after apply: %w", err)
+	}
+	if rest := Diff(desired, after); !rest.Empty() || len(rest.Conflicts) > 0 {
+		return res, fmt.Errorf("the kernel does not match the topology after apply; still to do:\n%s", rest)
+	}
+	return res, nil
+}
+
+// Rollback puts back what the topology owned in the state before, as seen
+// by a fresh observation.
+func Rollback(ctx context.Context, k Kernel, before *State, q Query, o ExecOptions) error {
+	now, err := k.Observe(ctx, q)
+	if err != nil {
+		return fmt.Errorf("rollback: observe: %w", err)
+	}
+	back := Diff(AsDesired(before), now)
+	if err := Execute(ctx, k, back, o); err != nil {
+		return fmt.Errorf("rollback: %w", err)
+	}
+	return nil
+}
+
+// CountingKernel counts the writes that pass through it.
+type CountingKernel struct {
+	Kernel
+	writes atomic.Int64
+}
+
+// Apply counts and forwards.
+func (c *CountingKernel) Apply(ctx context.Context, ch *Change) error {
+	c.writes.Add(1)
+	return c.Kernel.Apply(ctx, ch)
+}
+
+// Writes returns how many changes were sent to the kernel.
+func (c *CountingKernel) Writes() int64 { return c.writes.Load() }
+
+// FailingKernel fails the Nth write (1-based) with Err, for testing
+// rollback; the other writes pass through.
+type FailingKernel struct {
+	Kernel
+	N   int64
+	Err error
+	n   atomic.Int64
+}
+
+// Apply fails the Nth call.
+func (f *FailingKernel) Apply(ctx context.Context, ch *Change) error {
+	if f.n.Add(1) == f.N {
+		return f.Err
+	}
+	return f.Kernel.Apply(ctx, ch)
+}

@@ -1,0 +1,434 @@
+package reconcile
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+)
+
+// Diff computes the plan that takes the observed state to the desired one.
+// It is pure: it only reads its arguments.
+//
+// Only owned objects are created, changed or deleted. A wanted object whose
+// name is taken by one the topology does not own is a conflict, as is a
+// macvlan or ipvlan whose parent exists nowhere.
+func Diff(desired, observed *State) *Plan {
+	if observed == nil {
+		observed = NewState()
+	}
+	d := &differ{want: desired, have: observed, plan: &Plan{},
+		gone: map[Ref]bool{}, fresh: map[Ref]bool{}, deletedPairs: map[string]bool{}}
+	d.run()
+	d.plan.sort()
+	sort.Strings(d.plan.Conflicts)
+	return d.plan
+}
+
+type differ struct {
+	want, have *State
+	plan       *Plan
+	// gone holds observed links that this plan deletes or replaces: their
+	// addresses, routes and bridge ports disappear with them.
+	gone map[Ref]bool
+	// fresh holds links this plan creates: they start with nothing.
+	fresh        map[Ref]bool
+	deletedPairs map[string]bool
+	deletedNS    map[string]bool
+}
+
+func (d *differ) add(c *Change) { d.plan.Changes = append(d.plan.Changes, c) }
+
+func (d *differ) conflict(format string, args ...any) {
+	d.plan.Conflicts = append(d.plan.Conflicts, fmt.Sprintf(format, args...))
+}
+
+func (d *differ) run() {
+	d.deletedNS = map[string]bool{}
+	// Namespaces.
+	for _, name := range d.want.SortedNames() {
+		w := d.want.Namespaces[name]
+		h := d.have.NS(name)
+		if !w.Owned {
+			if name != HostNS && h == nil {
+				d.conflict("namespace %q does not exist and is not owned by this topology", name)
+			}
+			continue
+		}
+		switch {
+		case h == nil:
+			d.add(&Change{Action: Create, Kind: KindNamespace, Namespace: name, Name: name})
+		case !h.Owned:
+			d.conflict("namespace %q already exists and is not owned by this topology", name)
+		}
+	}
+	for _, name := range d.have.SortedNames() {
+		h := d.have.Namespaces[name]
+		if h.Owned && d.want.NS(name) == nil {
+			d.add(&Change{Action: Delete, Kind: KindNamespace, Namespace: name, Name: name})
+			d.deletedNS[name] = true
+		}
+	}
+
+	// Links: first decide which observed links go away, so that addresses,
+	// ports and routes of replaced links are planned against what will be.
+	for _, name := range d.want.SortedNames() {
+		d.links(name)
+	}
+	for _, name := range d.have.SortedNames() {
+		if d.deletedNS[name] {
+			continue
+		}
+		h := d.have.Namespaces[name]
+		for _, ln := range sortedKeys(h.Links) {
+			hl := h.Links[ln]
+			ref := Ref{name, ln}
+			if !hl.Owned || d.want.Link(ref) != nil || d.gone[ref] {
+				continue
+			}
+			d.deleteLink(ref, hl)
+		}
+	}
+	for _, name := range d.want.SortedNames() {
+		if d.want.Namespaces[name].Owned || d.have.NS(name) != nil {
+			d.linkUpdates(name)
+			d.routes(name)
+			d.sysctls(name)
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// haveLink returns the observed link at r unless the namespace it is in is
+// being created or deleted by this plan.
+func (d *differ) haveLink(r Ref) *Link {
+	h := d.have.NS(r.NS)
+	if h == nil || d.deletedNS[r.NS] {
+		return nil
+	}
+	if w := d.want.NS(r.NS); w != nil && w.Owned && !h.Owned {
+		return nil // conflict already reported
+	}
+	return h.Links[r.Name]
+}
+
+func pairKey(a, b Ref) string {
+	x, y := a.String(), b.String()
+	if y < x {
+		x, y = y, x
+	}
+	return x + "=" + y
+}
+
+func (d *differ) deleteLink(ref Ref, hl *Link) {
+	if d.gone[ref] {
+		return
+	}
+	d.add(&Change{Action: Delete, Kind: KindLink, Namespace: ref.NS, Name: ref.Name, Link: hl.Clone()})
+	d.retire(ref, hl, false)
+}
+
+// retire marks the observed link at r as going away, and with a veth its
+// peer too: deleting one end of a pair deletes both. announcePeer adds a line
+// for a peer that nothing else in the plan mentions.
+func (d *differ) retire(r Ref, l *Link, announcePeer bool) {
+	d.gone[r] = true
+	if l.Kind != KindVeth || l.Peer == nil {
+		return
+	}
+	p := *l.Peer
+	d.deletedPairs[pairKey(r, p)] = true
+	if d.gone[p] {
+		return
+	}
+	d.gone[p] = true
+	if pl := d.haveLink(p); announcePeer && pl != nil && pl.Owned && d.want.Link(p) == nil {
+		d.add(&Change{Action: Delete, Kind: KindLink, Namespace: p.NS, Name: p.Name, Link: pl.Clone()})
+	}
+}
+
+// cur is the observed link at r unless this plan already removes it.
+func (d *differ) cur(r Ref) *Link {
+	if d.gone[r] {
+		return nil
+	}
+	return d.haveLink(r)
+}
+
+// links plans creations and replacements of the links of namespace name.
+func (d *differ) links(name string) {
+	w := d.want.Namespaces[name]
+	if w.Owned && d.have.NS(name) != nil && !d.have.NS(name).Owned {
+		return
+	}
+	for _, ln := range sortedKeys(w.Links) {
+		wl := w.Links[ln]
+		if !wl.Owned {
+			continue
+		}
+		ref := Ref{name, ln}
+		hl := d.haveLink(ref)
+		if hl != nil && !hl.Owned {
+			d.conflict("%s %q in namespace %q already exists and is not owned by this topology", hl.Kind, ln, name)
+			continue
+		}
+		if wl.Parent != nil && d.want.Link(*wl.Parent) == nil && d.haveLink(*wl.Parent) == nil {
+			d.conflict("parent %s of %s %q in namespace %q does not exist", wl.Parent, wl.Kind, ln, name)
+		}
+		if wl.Kind == KindVeth {
+			d.veth(ref, wl, hl)
+			continue
+		}
+		hl = d.cur(ref)
+		switch {
+		case hl == nil:
+			d.fresh[ref] = true
+			d.add(&Change{Action: Create, Kind: KindLink, Namespace: name, Name: ln, Link: wl.Clone()})
+		case !sameIdentity(wl, hl):
+			d.replace(ref, wl, hl)
+		}
+	}
+}
+
+func (d *differ) replace(ref Ref, wl, hl *Link) {
+	d.retire(ref, hl, true)
+	d.fresh[ref] = true
+	d.add(&Change{Action: Replace, Kind: KindLink, Namespace: ref.NS, Name: ref.Name,
+		Link: wl.Clone(), OldLink: hl.Clone(), Fields: identityFields(wl, hl)})
+}
+
+// veth plans one wanted veth end. The pair is created once, by the end whose
+// "ns:name" sorts first; that end carries the peer's wanted settings too.
+func (d *differ) veth(ref Ref, wl, hl *Link) {
+	peer := *wl.Peer
+	if ref.String() > peer.String() {
+		return // planned with the other end
+	}
+	hp := d.haveLink(peer)
+	if hp != nil && !hp.Owned {
+		return // the conflict is reported for the peer
+	}
+	if hl != nil && hp != nil && !d.gone[ref] && !d.gone[peer] && hl.Kind == KindVeth && hp.Kind == KindVeth &&
+		hl.Peer != nil && *hl.Peer == peer && hp.Peer != nil && *hp.Peer == ref {
+		return // the pair is there
+	}
+	old := d.cur(ref)
+	if old != nil {
+		d.retire(ref, old, true)
+	}
+	if op := d.cur(peer); op != nil {
+		d.deleteLink(peer, op)
+	}
+	d.fresh[ref] = true
+	d.fresh[peer] = true
+	c := &Change{Action: Create, Kind: KindLink, Namespace: ref.NS, Name: ref.Name, Link: wl.Clone(),
+		PeerLink: d.want.Link(peer).Clone()}
+	if old != nil {
+		c.Action, c.OldLink, c.Fields = Replace, old.Clone(), identityFields(wl, old)
+	}
+	d.add(c)
+}
+
+// sameIdentity reports whether hl can be turned into wl in place.
+func sameIdentity(wl, hl *Link) bool { return len(identityFields(wl, hl)) == 0 }
+
+// identityFields lists the differences the kernel cannot change in place.
+func identityFields(wl, hl *Link) []Field {
+	var f []Field
+	diff := func(name, a, b string) {
+		if a != b {
+			f = append(f, Field{Name: name, Old: b, New: a})
+		}
+	}
+	diff("kind", wl.Kind, hl.Kind)
+	if wl.Kind != hl.Kind {
+		return f
+	}
+	refStr := func(r *Ref) string {
+		if r == nil {
+			return "(none)"
+		}
+		return r.String()
+	}
+	switch wl.Kind {
+	case KindVeth:
+		diff("peer", refStr(wl.Peer), refStr(hl.Peer))
+	case KindMacvlan:
+		diff("parent", refStr(wl.Parent), refStr(hl.Parent))
+		diff("mode", wl.Mode, hl.Mode)
+	case KindIpvlan:
+		diff("parent", refStr(wl.Parent), refStr(hl.Parent))
+		diff("mode", wl.Mode, hl.Mode)
+		diff("flag", wl.Flag, hl.Flag)
+	case KindVxlan:
+		a, b := wl.VXLAN, hl.VXLAN
+		if a == nil || b == nil {
+			if a != b {
+				diff("vxlan", "set", "unset")
+			}
+			break
+		}
+		diff("vni", strconv.Itoa(a.VNI), strconv.Itoa(b.VNI))
+		diff("remote", a.Remote, b.Remote)
+		diff("group", a.Group, b.Group)
+		diff("local", a.Local, b.Local)
+		diff("dev", a.Dev, b.Dev)
+		diff("port", strconv.Itoa(a.Port), strconv.Itoa(b.Port))
+	}
+	return f
+}
+
+func boolStr(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// linkUpdates plans in-place changes and address changes of links that
+// exist and stay.
+func (d *differ) linkUpdates(name string) {
+	w := d.want.Namespaces[name]
+	for _, ln := range sortedKeys(w.Links) {
+		wl := w.Links[ln]
+		ref := Ref{name, ln}
+		if !wl.Owned || d.fresh[ref] {
+			continue
+		}
+		hl := d.haveLink(ref)
+		if hl == nil || !hl.Owned || d.gone[ref] {
+			continue
+		}
+		var f []Field
+		if wl.MTU != 0 && wl.MTU != hl.MTU {
+			f = append(f, Field{"mtu", strconv.Itoa(hl.MTU), strconv.Itoa(wl.MTU)})
+		}
+		if wl.MAC != "" && wl.MAC != hl.MAC {
+			f = append(f, Field{"mac", orNone(hl.MAC), wl.MAC})
+		}
+		oldMaster := hl.Master
+		if oldMaster != "" && d.gone[Ref{name, oldMaster}] {
+			oldMaster = "" // its bridge is deleted or replaced
+		}
+		if wl.Master != oldMaster {
+			f = append(f, Field{"master", orNone(oldMaster), orNone(wl.Master)})
+		}
+		if wl.STP != nil && (hl.STP == nil || *wl.STP != *hl.STP) {
+			old := "(unknown)"
+			if hl.STP != nil {
+				old = boolStr(*hl.STP)
+			}
+			f = append(f, Field{"stp", old, boolStr(*wl.STP)})
+		}
+		if wl.Up != hl.Up {
+			f = append(f, Field{"up", boolStr(hl.Up), boolStr(wl.Up)})
+		}
+		if len(f) > 0 {
+			d.add(&Change{Action: Update, Kind: KindLink, Namespace: name, Name: ln,
+				Link: wl.Clone(), OldLink: hl.Clone(), Fields: f})
+		}
+		have := map[string]bool{}
+		for _, a := range hl.Addresses {
+			have[a] = true
+		}
+		want := map[string]bool{}
+		for _, a := range wl.Addresses {
+			want[a] = true
+			if !have[a] {
+				d.add(&Change{Action: Create, Kind: KindAddress, Namespace: name, Name: a, Dev: ln})
+			}
+		}
+		for _, a := range hl.Addresses {
+			if !want[a] {
+				d.add(&Change{Action: Delete, Kind: KindAddress, Namespace: name, Name: a, Dev: ln})
+			}
+		}
+	}
+}
+
+func (d *differ) routes(name string) {
+	w := d.want.Namespaces[name]
+	h := d.have.NS(name)
+	if d.deletedNS[name] || (h != nil && w.Owned && !h.Owned) {
+		return
+	}
+	have := map[string]*Route{}
+	if h != nil {
+		for k, r := range h.Routes {
+			if r.Dev != "" && (d.gone[Ref{name, r.Dev}] || d.fresh[Ref{name, r.Dev}]) {
+				continue // goes with its interface
+			}
+			have[k] = r
+		}
+	}
+	for _, k := range sortedKeys(w.Routes) {
+		wr := w.Routes[k]
+		if !wr.Owned {
+			continue
+		}
+		hr := have[k]
+		switch {
+		case hr == nil:
+			d.add(&Change{Action: Create, Kind: KindRoute, Namespace: name, Name: k, Route: wr.Clone()})
+		case !hr.Owned:
+			proto := hr.Proto
+			if proto == "" {
+				proto = "another owner"
+			}
+			d.conflict("route %s in namespace %q already exists and is not owned by this topology (proto %s)", hr, name, proto)
+		default:
+			var f []Field
+			if wr.Via != hr.Via {
+				f = append(f, Field{"via", orNone(hr.Via), orNone(wr.Via)})
+			}
+			if wr.Dev != "" && wr.Dev != hr.Dev {
+				f = append(f, Field{"dev", orNone(hr.Dev), wr.Dev})
+			}
+			if len(f) > 0 {
+				d.add(&Change{Action: Update, Kind: KindRoute, Namespace: name, Name: k,
+					Route: wr.Clone(), OldRoute: hr.Clone(), Fields: f})
+			}
+		}
+	}
+	for _, k := range sortedKeys(have) {
+		hr := have[k]
+		if hr.Owned && w.Routes[k] == nil {
+			d.add(&Change{Action: Delete, Kind: KindRoute, Namespace: name, Name: k, Route: hr.Clone()})
+		}
+	}
+}
+
+func (d *differ) sysctls(name string) {
+	w := d.want.Namespaces[name]
+	h := d.have.NS(name)
+	if h != nil && w.Owned && !h.Owned {
+		return
+	}
+	for _, k := range sortedKeys(w.Sysctls) {
+		v := w.Sysctls[k]
+		old, ok := "", false
+		if h != nil {
+			old, ok = h.Sysctls[k]
+		}
+		switch {
+		case !ok:
+			d.add(&Change{Action: Create, Kind: KindSysctl, Namespace: name, Name: k, Value: v})
+		case NormaliseSysctl(old) != v:
+			d.add(&Change{Action: Update, Kind: KindSysctl, Namespace: name, Name: k, Value: v, OldValue: old})
+		}
+	}
+}

@@ -1,0 +1,520 @@
+// Package fake is an in-memory kernel for tests of the reconciler. It keeps
+// the kernel's rules that matter to a plan's order and ownership: a link
+// needs its namespace, its bridge and its parent; deleting a veth end deletes
+// its peer; deleting a namespace deletes what is in it and the peers of its
+// veths; a gateway must be on a connected subnet; creating what exists is
+// EEXIST. Every call works on a copy and commits only on success.
+package fake
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/netplan-lab/netplan-lab/reconcile"
+)
+
+// World is the machine: every namespace, each object marked with its owner.
+// Several Kernels (owners) may share one World.
+type World struct {
+	mu  sync.Mutex
+	nss map[string]*ns
+	// Unsupported link kinds, as a kernel without the module would have.
+	Unsupported map[string]string // kind -> kernel option
+}
+
+type ns struct {
+	owner   string
+	sysctls map[string]string
+	links   map[string]*link
+	routes  map[string]*reconcile.Route
+}
+
+type link struct {
+	owner string
+	l     *reconcile.Link
+}
+
+// NewWorld returns a machine with an empty host namespace.
+func NewWorld() *World {
+	w := &World{nss: map[string]*ns{}}
+	w.nss[reconcile.HostNS] = newNS("")
+	return w
+}
+
+func newNS(owner string) *ns {
+	return &ns{owner: owner, sysctls: map[string]string{}, links: map[string]*link{}, routes: map[string]*reconcile.Route{}}
+}
+
+// AddForeignLink puts an interface owned by nobody (a NIC, another tool's
+// bridge) into a namespace, creating the namespace (unowned) if needed.
+func (w *World) AddForeignLink(nsName string, l *reconcile.Link) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := w.nss[nsName]
+	if n == nil {
+		n = newNS("")
+		w.nss[nsName] = n
+	}
+	c := l.Clone()
+	c.Owned = false
+	n.links[l.Name] = &link{l: c}
+}
+
+// AddForeignNamespace creates a namespace owned by nobody.
+func (w *World) AddForeignNamespace(name string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.nss[name] == nil {
+		w.nss[name] = newNS("")
+	}
+}
+
+// Namespaces lists every namespace name.
+func (w *World) Namespaces() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for n := range w.nss {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Dump returns the whole machine as the owner sees it, for comparisons.
+func (w *World) Dump(owner string) *reconcile.State {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := reconcile.NewState()
+	for name := range w.nss {
+		s.Namespaces[name] = w.view(name, owner, nil)
+	}
+	return s
+}
+
+// DeleteLink removes a link by hand, as `ip link del` would.
+func (w *World) DeleteLink(nsName, name string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.delLink(nsName, name)
+}
+
+// Kernel is one owner's view of the World.
+type Kernel struct {
+	W     *World
+	Owner string
+	// FailOn, if set, is asked before each change; an error fails it.
+	FailOn func(c *reconcile.Change) error
+	writes int
+}
+
+// New returns a kernel for owner on a new world.
+func New(owner string) *Kernel { return &Kernel{W: NewWorld(), Owner: owner} }
+
+// Writes returns the number of successful changes.
+func (k *Kernel) Writes() int {
+	k.W.mu.Lock()
+	defer k.W.mu.Unlock()
+	return k.writes
+}
+
+// defaultSysctl is what a new namespace reads for a key.
+func defaultSysctl(key string) string {
+	switch {
+	case strings.HasSuffix(key, ".rp_filter"):
+		return "2"
+	case strings.HasSuffix(key, ".accept_ra"):
+		return "1"
+	}
+	return "0"
+}
+
+func (w *World) view(name, owner string, keys []string) *reconcile.Namespace {
+	n := w.nss[name]
+	out := reconcile.NewNamespace(name, name != reconcile.HostNS && n.owner == owner && owner != "")
+	for ln, l := range n.links {
+		c := l.l.Clone()
+		c.Owned = owner != "" && l.owner == owner
+		out.Links[ln] = c
+	}
+	for k, r := range n.routes {
+		c := r.Clone()
+		out.Routes[k] = c
+	}
+	for _, k := range keys {
+		if v, ok := w.sysctl(name, k); ok {
+			out.Sysctls[k] = v
+		}
+	}
+	return out
+}
+
+func (w *World) sysctl(nsName, key string) (string, bool) {
+	n := w.nss[nsName]
+	if v, ok := n.sysctls[key]; ok {
+		return v, true
+	}
+	parts := strings.Split(key, ".")
+	// net.ipv4.conf.IFNAME.x and net.ipv6.conf.IFNAME.x need the interface.
+	if len(parts) >= 5 && parts[2] == "conf" && parts[3] != "all" && parts[3] != "default" && parts[3] != "lo" {
+		if n.links[parts[3]] == nil {
+			return "", false
+		}
+	}
+	return defaultSysctl(key), true
+}
+
+// Observe implements reconcile.Kernel.
+func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.State, error) {
+	k.W.mu.Lock()
+	defer k.W.mu.Unlock()
+	s := reconcile.NewState()
+	for _, name := range q.Namespaces {
+		if k.W.nss[name] != nil {
+			s.Namespaces[name] = k.W.view(name, k.Owner, q.Sysctls[name])
+		}
+	}
+	for name, n := range k.W.nss {
+		if n.owner == k.Owner && s.Namespaces[name] == nil {
+			s.Namespaces[name] = k.W.view(name, k.Owner, q.Sysctls[name])
+		}
+	}
+	if s.Namespaces[reconcile.HostNS] == nil {
+		s.Namespaces[reconcile.HostNS] = k.W.view(reconcile.HostNS, k.Owner, q.Sysctls[reconcile.HostNS])
+	}
+	return s, nil
+}
+
+// Preflight implements reconcile.Kernel.
+func (k *Kernel) Preflight(ctx context.Context, p *reconcile.Plan) error {
+	for _, c := range p.Changes {
+		if c.Kind == reconcile.KindLink && c.Link != nil && c.Action != reconcile.Delete {
+			if opt, ok := k.W.Unsupported[c.Link.Kind]; ok {
+				return fmt.Errorf("this kernel does not support %s interfaces (needs %s); nothing was changed", c.Link.Kind, opt)
+			}
+		}
+	}
+	return nil
+}
+
+func errf(errno syscall.Errno, format string, args ...any) error {
+	return fmt.Errorf(format+": %w", append(args, errno)...)
+}
+
+// Apply implements reconcile.Kernel.
+func (k *Kernel) Apply(ctx context.Context, c *reconcile.Change) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if k.FailOn != nil {
+		if err := k.FailOn(c); err != nil {
+			return err
+		}
+	}
+	w := k.W
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	// Work on a copy; commit on success.
+	saved := w.snapshot()
+	if err := k.apply(c); err != nil {
+		w.nss = saved
+		return err
+	}
+	k.writes++
+	return nil
+}
+
+func (w *World) snapshot() map[string]*ns {
+	out := map[string]*ns{}
+	for name, n := range w.nss {
+		c := newNS(n.owner)
+		for k, v := range n.sysctls {
+			c.sysctls[k] = v
+		}
+		for ln, l := range n.links {
+			c.links[ln] = &link{owner: l.owner, l: l.l.Clone()}
+		}
+		for rk, r := range n.routes {
+			c.routes[rk] = r.Clone()
+		}
+		out[name] = c
+	}
+	// Swap: the live map becomes the working copy; saved is returned.
+	saved := w.nss
+	w.nss = out
+	return saved
+}
+
+func (k *Kernel) apply(c *reconcile.Change) error {
+	w := k.W
+	n := w.nss[c.Namespace]
+	if c.Kind != reconcile.KindNamespace && n == nil {
+		return errf(syscall.ENOENT, "netns %q", c.Namespace)
+	}
+	switch c.Kind {
+	case reconcile.KindNamespace:
+		switch c.Action {
+		case reconcile.Create:
+			if n != nil {
+				return errf(syscall.EEXIST, "create netns %q", c.Namespace)
+			}
+			w.nss[c.Namespace] = newNS(k.Owner)
+		case reconcile.Delete:
+			if n == nil {
+				return nil
+			}
+			for ln := range n.links {
+				if err := w.delLink(c.Namespace, ln); err != nil {
+					return err
+				}
+			}
+			delete(w.nss, c.Namespace)
+		}
+	case reconcile.KindLink:
+		switch c.Action {
+		case reconcile.Create:
+			return k.createLink(c)
+		case reconcile.Delete:
+			if l := n.links[c.Name]; l != nil && l.owner != k.Owner {
+				return fmt.Errorf("fake: refusing to delete %q in %q: not owned (a bug in the planner)", c.Name, c.Namespace)
+			}
+			return w.delLink(c.Namespace, c.Name)
+		case reconcile.Update:
+			l := n.links[c.Name]
+			if l == nil {
+				return errf(syscall.ENODEV, "link %q in netns %q", c.Name, c.Namespace)
+			}
+			for _, f := range c.Fields {
+				switch f.Name {
+				case "mtu":
+					l.l.MTU = c.Link.MTU
+				case "mac":
+					l.l.MAC = c.Link.MAC
+				case "up":
+					l.l.Up = c.Link.Up
+					if !l.l.Up {
+						w.flushRoutes(n, c.Name)
+					}
+				case "stp":
+					v := *c.Link.STP
+					l.l.STP = &v
+				case "master":
+					if err := checkMaster(n, c.Link.Master); err != nil {
+						return err
+					}
+					l.l.Master = c.Link.Master
+				default:
+					return fmt.Errorf("fake: cannot change %s in place", f.Name)
+				}
+			}
+		}
+	case reconcile.KindAddress:
+		l := n.links[c.Dev]
+		if l == nil {
+			return errf(syscall.ENODEV, "link %q in netns %q", c.Dev, c.Namespace)
+		}
+		switch c.Action {
+		case reconcile.Create:
+			for _, a := range l.l.Addresses {
+				if a == c.Name {
+					return errf(syscall.EEXIST, "address %s", a)
+				}
+			}
+			l.l.Addresses = append(l.l.Addresses, c.Name)
+			sort.Strings(l.l.Addresses)
+		case reconcile.Delete:
+			var keep []string
+			for _, a := range l.l.Addresses {
+				if a != c.Name {
+					keep = append(keep, a)
+				}
+			}
+			l.l.Addresses = keep
+		}
+	case reconcile.KindRoute:
+		switch c.Action {
+		case reconcile.Delete:
+			delete(n.routes, c.Route.Key())
+		case reconcile.Create, reconcile.Update:
+			if c.Action == reconcile.Create && n.routes[c.Route.Key()] != nil {
+				return errf(syscall.EEXIST, "route %s", c.Route)
+			}
+			r := c.Route.Clone()
+			dev, err := w.routeDev(n, r)
+			if err != nil {
+				return err
+			}
+			r.Dev = dev
+			r.Owned = true
+			r.Proto = "netplan-lab"
+			n.routes[r.Key()] = r
+		}
+	case reconcile.KindSysctl:
+		if _, ok := w.sysctl(c.Namespace, c.Name); !ok {
+			return errf(syscall.ENOENT, "sysctl %s", c.Name)
+		}
+		n.sysctls[c.Name] = c.Value
+	}
+	return nil
+}
+
+// routeDev checks a route the way the kernel does and returns its device.
+func (w *World) routeDev(n *ns, r *reconcile.Route) (string, error) {
+	if r.Dev != "" {
+		l := n.links[r.Dev]
+		if l == nil {
+			return "", errf(syscall.ENODEV, "route %s: device %q", r, r.Dev)
+		}
+		if !l.l.Up {
+			return "", errf(syscall.ENETDOWN, "route %s: device %q is down", r, r.Dev)
+		}
+	}
+	if r.Via == "" {
+		return r.Dev, nil
+	}
+	gw, err := netip.ParseAddr(r.Via)
+	if err != nil {
+		return "", errf(syscall.EINVAL, "route %s", r)
+	}
+	names := make([]string, 0, len(n.links))
+	for ln := range n.links {
+		names = append(names, ln)
+	}
+	sort.Strings(names)
+	for _, ln := range names {
+		l := n.links[ln]
+		if !l.l.Up || (r.Dev != "" && ln != r.Dev) {
+			continue
+		}
+		for _, a := range l.l.Addresses {
+			if p, err := netip.ParsePrefix(a); err == nil && p.Masked().Contains(gw) {
+				return ln, nil
+			}
+		}
+	}
+	return "", errf(syscall.ENETUNREACH, "route %s: gateway %s is not on a connected network", r, r.Via)
+}
+
+func (w *World) flushRoutes(n *ns, dev string) {
+	for k, r := range n.routes {
+		if r.Dev == dev {
+			delete(n.routes, k)
+		}
+	}
+}
+
+func checkMaster(n *ns, master string) error {
+	if master == "" {
+		return nil
+	}
+	b := n.links[master]
+	if b == nil {
+		return errf(syscall.ENODEV, "master %q", master)
+	}
+	if b.l.Kind != reconcile.KindBridge {
+		return errf(syscall.EINVAL, "master %q is a %s, not a bridge", master, b.l.Kind)
+	}
+	return nil
+}
+
+func (k *Kernel) createLink(c *reconcile.Change) error {
+	w := k.W
+	n := w.nss[c.Namespace]
+	l := c.Link.Clone()
+	if opt, ok := w.Unsupported[l.Kind]; ok {
+		return errf(syscall.EOPNOTSUPP, "create %s %q (kernel lacks %s)", l.Kind, l.Name, opt)
+	}
+	if n.links[l.Name] != nil {
+		return errf(syscall.EEXIST, "create %s %q in netns %q", l.Kind, l.Name, c.Namespace)
+	}
+	place := func(nsName string, n *ns, l *reconcile.Link) error {
+		if err := checkMaster(n, l.Master); err != nil {
+			return err
+		}
+		if l.MAC == "" {
+			l.MAC = fmt.Sprintf("02:fa:%02x:%02x:%02x:%02x", len(nsName)&0xff, len(l.Name), len(n.links)&0xff, k.writes&0xff)
+		}
+		if l.MTU == 0 {
+			l.MTU = 1500
+		}
+		if l.Kind == reconcile.KindBridge && l.STP == nil {
+			f := false
+			l.STP = &f
+		}
+		l.Addresses = append([]string(nil), l.Addresses...)
+		sort.Strings(l.Addresses)
+		if len(l.Addresses) == 0 {
+			l.Addresses = nil
+		}
+		n.links[l.Name] = &link{owner: k.Owner, l: l}
+		return nil
+	}
+	switch l.Kind {
+	case reconcile.KindVeth:
+		pn := w.nss[l.Peer.NS]
+		if pn == nil {
+			return errf(syscall.ENOENT, "veth peer netns %q", l.Peer.NS)
+		}
+		if pn.links[l.Peer.Name] != nil || (l.Peer.NS == c.Namespace && l.Peer.Name == l.Name) {
+			return errf(syscall.EEXIST, "veth peer %s", l.Peer)
+		}
+		peer := c.PeerLink.Clone()
+		if peer == nil {
+			peer = &reconcile.Link{Name: l.Peer.Name, Kind: reconcile.KindVeth, Up: true}
+		}
+		peer.Peer = &reconcile.Ref{NS: c.Namespace, Name: l.Name}
+		if err := place(c.Namespace, n, l); err != nil {
+			return err
+		}
+		return place(l.Peer.NS, pn, peer)
+	case reconcile.KindMacvlan, reconcile.KindIpvlan:
+		pn := w.nss[l.Parent.NS]
+		if pn == nil || pn.links[l.Parent.Name] == nil {
+			return errf(syscall.ENODEV, "parent %s", l.Parent)
+		}
+	case reconcile.KindVxlan:
+		if l.VXLAN.Dev != "" && n.links[l.VXLAN.Dev] == nil {
+			return errf(syscall.ENODEV, "vxlan dev %q", l.VXLAN.Dev)
+		}
+	}
+	return place(c.Namespace, n, l)
+}
+
+func (w *World) delLink(nsName, name string) error {
+	n := w.nss[nsName]
+	if n == nil {
+		return nil
+	}
+	l := n.links[name]
+	if l == nil {
+		return nil
+	}
+	delete(n.links, name)
+	w.flushRoutes(n, name)
+	for _, o := range n.links {
+		if o.l.Master == name {
+			o.l.Master = ""
+		}
+	}
+	// Children of a deleted parent go with it.
+	for nn, other := range w.nss {
+		for on, o := range other.links {
+			if o.l.Parent != nil && o.l.Parent.NS == nsName && o.l.Parent.Name == name {
+				_ = w.delLink(nn, on)
+			}
+		}
+	}
+	if l.l.Kind == reconcile.KindVeth && l.l.Peer != nil {
+		if pn := w.nss[l.l.Peer.NS]; pn != nil {
+			if p := pn.links[l.l.Peer.Name]; p != nil && p.l.Peer != nil && *p.l.Peer == (reconcile.Ref{NS: nsName, Name: name}) {
+				return w.delLink(l.l.Peer.NS, l.l.Peer.Name)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,307 @@
+package reconcile
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// Action is what a change does; its value is the symbol users see.
+type Action string
+
+// The actions of a plan, as terraform names them.
+const (
+	Create  Action = "+"
+	Update  Action = "~"
+	Delete  Action = "-"
+	Replace Action = "-/+"
+)
+
+// Kind is the kind of object a change touches.
+type Kind string
+
+// Object kinds, in the order a plan lists them within a namespace.
+const (
+	KindNamespace Kind = "namespace"
+	KindLink      Kind = "link"
+	KindAddress   Kind = "address"
+	KindRoute     Kind = "route"
+	KindSysctl    Kind = "sysctl"
+)
+
+var kindOrder = map[Kind]int{KindNamespace: 0, KindLink: 1, KindAddress: 2, KindRoute: 3, KindSysctl: 4}
+
+// Field is one attribute changed in place.
+type Field struct {
+	Name string `json:"name"`
+	Old  string `json:"old"`
+	New  string `json:"new"`
+}
+
+// Change is one step of a plan. Which of the object fields are set depends on
+// Kind: Link/OldLink for links, Dev and Addr for addresses, Route/OldRoute for
+// routes, Key/Value/OldValue for sysctls.
+type Change struct {
+	Action    Action  `json:"action"`
+	Kind      Kind    `json:"kind"`
+	Namespace string  `json:"namespace"`
+	Name      string  `json:"name"`
+	Fields    []Field `json:"fields,omitempty"`
+
+	Link     *Link  `json:"link,omitempty"`      // wanted link (+, ~, -/+), or the one removed (-)
+	OldLink  *Link  `json:"old_link,omitempty"`  // observed link (~, -/+)
+	PeerLink *Link  `json:"peer_link,omitempty"` // veth create: the wanted other end
+	Dev      string `json:"dev,omitempty"`       // address: its interface
+	Route    *Route `json:"route,omitempty"`
+	OldRoute *Route `json:"old_route,omitempty"`
+	Value    string `json:"value,omitempty"`
+	OldValue string `json:"old_value,omitempty"`
+}
+
+// Describe is the one-line text of the change, without its action symbol.
+func (c *Change) Describe() string {
+	switch c.Kind {
+	case KindNamespace:
+		return "namespace " + c.Namespace
+	case KindLink:
+		l := c.Link
+		s := l.Kind + " " + l.Name
+		switch {
+		case l.Kind == KindVeth && l.Peer != nil:
+			s += " <-> " + l.Peer.String()
+		case l.Parent != nil:
+			s += " parent " + l.Parent.String() + " mode " + l.Mode
+		case l.VXLAN != nil:
+			s += fmt.Sprintf(" vni %d", l.VXLAN.VNI)
+		}
+		if len(c.Fields) > 0 {
+			var parts []string
+			for _, f := range c.Fields {
+				parts = append(parts, fmt.Sprintf("%s: %s -> %s", f.Name, f.Old, f.New))
+			}
+			s += " (" + strings.Join(parts, ", ") + ")"
+		} else if c.Action != Delete {
+			s += linkSummary(l)
+		}
+		return s
+	case KindAddress:
+		return "address " + c.Name + " on " + c.Dev
+	case KindRoute:
+		r := c.Route
+		s := "route " + r.String()
+		if len(c.Fields) > 0 {
+			var parts []string
+			for _, f := range c.Fields {
+				parts = append(parts, fmt.Sprintf("%s: %s -> %s", f.Name, f.Old, f.New))
+			}
+			s = "route " + r.Dst + " (" + strings.Join(parts, ", ") + ")"
+		}
+		return s
+	case KindSysctl:
+		if c.Action == Update {
+			return fmt.Sprintf("sysctl %s: %q -> %q", c.Name, c.OldValue, c.Value)
+		}
+		return fmt.Sprintf("sysctl %s = %q", c.Name, c.Value)
+	}
+	return string(c.Kind) + " " + c.Name
+}
+
+func linkSummary(l *Link) string {
+	var parts []string
+	if l.Master != "" {
+		parts = append(parts, "master "+l.Master)
+	}
+	if l.MTU != 0 {
+		parts = append(parts, fmt.Sprintf("mtu %d", l.MTU))
+	}
+	if l.MAC != "" {
+		parts = append(parts, "mac "+l.MAC)
+	}
+	if !l.Up {
+		parts = append(parts, "down")
+	}
+	if l.STP != nil && *l.STP {
+		parts = append(parts, "stp on")
+	}
+	if len(l.Addresses) > 0 {
+		parts = append(parts, strings.Join(l.Addresses, " "))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " [" + strings.Join(parts, ", ") + "]"
+}
+
+// Plan is the ordered list of changes that takes observed to desired.
+type Plan struct {
+	Changes []*Change
+	// Conflicts are reasons the plan cannot be applied: an object in the way
+	// that the topology does not own, a missing parent interface.
+	Conflicts []string
+	// Warnings do not stop an apply.
+	Warnings []string
+}
+
+// Empty reports whether the plan changes nothing.
+func (p *Plan) Empty() bool { return len(p.Changes) == 0 }
+
+// Counts returns how many objects the plan adds, changes and destroys. A
+// replace counts as one add and one destroy.
+func (p *Plan) Counts() (add, change, destroy int) {
+	for _, c := range p.Changes {
+		switch c.Action {
+		case Create:
+			add++
+		case Update:
+			change++
+		case Delete:
+			destroy++
+		case Replace:
+			add++
+			destroy++
+		}
+	}
+	return
+}
+
+// Summary is the closing line of a plan.
+func (p *Plan) Summary() string {
+	a, c, d := p.Counts()
+	return fmt.Sprintf("Plan: %d to add, %d to change, %d to destroy.", a, c, d)
+}
+
+func (p *Plan) sort() {
+	sort.SliceStable(p.Changes, func(i, j int) bool {
+		a, b := p.Changes[i], p.Changes[j]
+		if a.Namespace != b.Namespace {
+			names := []string{a.Namespace, b.Namespace}
+			SortNamespaces(names)
+			return names[0] == a.Namespace
+		}
+		if kindOrder[a.Kind] != kindOrder[b.Kind] {
+			return kindOrder[a.Kind] < kindOrder[b.Kind]
+		}
+		if a.Name != b.Name {
+			return a.Name < b.Name
+		}
+		return a.Dev < b.Dev
+	})
+}
+
+// WriteText prints the plan the way `terraform plan` does: changes grouped
+// by namespace, one line each, then the summary.
+func (p *Plan) WriteText(w io.Writer) error {
+	var b strings.Builder
+	for _, c := range p.Conflicts {
+		fmt.Fprintf(&b, "conflict: %s\n", c)
+	}
+	for _, c := range p.Warnings {
+		fmt.Fprintf(&b, "warning: %s\n", c)
+	}
+	if p.Empty() {
+		b.WriteString("No changes. The kernel matches the topology.\n")
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
+	cur := ""
+	for i, c := range p.Changes {
+		if i == 0 || c.Namespace != cur {
+			cur = c.Namespace
+			fmt.Fprintf(&b, "namespace %s:\n", cur)
+		}
+		fmt.Fprintf(&b, "  %-3s %s\n", c.Action, c.Describe())
+	}
+	b.WriteString("\n" + p.Summary() + "\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// String returns the plan as text.
+func (p *Plan) String() string {
+	var b strings.Builder
+	_ = p.WriteText(&b)
+	return b.String()
+}
+
+// PlanSchemaVersion is the version of the JSON form of a plan.
+const PlanSchemaVersion = 1
+
+type jsonChange struct {
+	Action      Action  `json:"action"`
+	Kind        Kind    `json:"kind"`
+	Namespace   string  `json:"namespace"`
+	Name        string  `json:"name"`
+	Description string  `json:"description"`
+	Fields      []Field `json:"fields,omitempty"`
+	Before      any     `json:"before,omitempty"`
+	After       any     `json:"after,omitempty"`
+}
+
+type jsonPlan struct {
+	SchemaVersion int          `json:"schema_version"`
+	Changes       []jsonChange `json:"changes"`
+	Conflicts     []string     `json:"conflicts"`
+	Warnings      []string     `json:"warnings"`
+	Summary       struct {
+		Add     int `json:"add"`
+		Change  int `json:"change"`
+		Destroy int `json:"destroy"`
+	} `json:"summary"`
+}
+
+// MarshalJSON gives the plan's stable, versioned JSON form.
+func (p *Plan) MarshalJSON() ([]byte, error) {
+	jp := jsonPlan{SchemaVersion: PlanSchemaVersion, Changes: []jsonChange{},
+		Conflicts: append([]string{}, p.Conflicts...), Warnings: append([]string{}, p.Warnings...)}
+	jp.Summary.Add, jp.Summary.Change, jp.Summary.Destroy = p.Counts()
+	for _, c := range p.Changes {
+		jc := jsonChange{Action: c.Action, Kind: c.Kind, Namespace: c.Namespace, Name: c.Name,
+			Description: c.Describe(), Fields: c.Fields}
+		before, after := c.objects()
+		if before != nil {
+			jc.Before = before
+		}
+		if after != nil {
+			jc.After = after
+		}
+		jp.Changes = append(jp.Changes, jc)
+	}
+	return json.Marshal(jp)
+}
+
+func (c *Change) objects() (before, after any) {
+	switch c.Kind {
+	case KindLink:
+		switch c.Action {
+		case Delete:
+			return c.Link, nil
+		case Create:
+			return nil, c.Link
+		default:
+			return c.OldLink, c.Link
+		}
+	case KindRoute:
+		switch c.Action {
+		case Delete:
+			return c.Route, nil
+		case Create:
+			return nil, c.Route
+		default:
+			return c.OldRoute, c.Route
+		}
+	case KindAddress:
+		v := map[string]string{"address": c.Name, "dev": c.Dev}
+		if c.Action == Delete {
+			return v, nil
+		}
+		return nil, v
+	case KindSysctl:
+		if c.Action == Update {
+			return c.OldValue, c.Value
+		}
+		return nil, c.Value
+	}
+	return nil, nil
+}

@@ -1,0 +1,234 @@
+// Package reconcile holds the state model of a lab, the diff between a wanted
+// and an observed state, the plan that diff produces, and the executor that
+// carries a plan out through a Kernel. It imports nothing that touches the
+// kernel: the Kernel interface is implemented by internal/linux for real and
+// by reconcile/fake for tests.
+package reconcile
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// HostNS is the short name of the namespace that plays "host".
+const HostNS = "host"
+
+// State is the normalised state of a lab: the same type describes what a
+// topology wants and what the kernel has, so a diff is a plain comparison.
+type State struct {
+	Namespaces map[string]*Namespace `json:"namespaces"`
+}
+
+// Namespace is one network namespace, keyed by its short name.
+type Namespace struct {
+	Name string `json:"name"`
+	// Owned is true when the namespace carries this topology's mark (observed)
+	// or is created by the topology (desired). The host namespace never is.
+	Owned   bool              `json:"owned"`
+	Sysctls map[string]string `json:"sysctls,omitempty"`
+	Links   map[string]*Link  `json:"links,omitempty"`
+	Routes  map[string]*Route `json:"routes,omitempty"`
+}
+
+// Ref names an interface in a namespace.
+type Ref struct {
+	NS   string `json:"namespace"`
+	Name string `json:"name"`
+}
+
+func (r Ref) String() string { return r.NS + ":" + r.Name }
+
+// Link kinds the topology manages.
+const (
+	KindBridge  = "bridge"
+	KindVeth    = "veth"
+	KindMacvlan = "macvlan"
+	KindIpvlan  = "ipvlan"
+	KindVxlan   = "vxlan"
+)
+
+// Link is one network interface. In a desired state, MTU 0, MAC "" and STP
+// nil mean "whatever the kernel picks".
+type Link struct {
+	Name      string   `json:"name"`
+	Kind      string   `json:"kind"`
+	Owned     bool     `json:"owned"`
+	Up        bool     `json:"up"`
+	MTU       int      `json:"mtu,omitempty"`
+	MAC       string   `json:"mac,omitempty"`
+	Master    string   `json:"master,omitempty"`
+	Addresses []string `json:"addresses,omitempty"` // canonical CIDRs, sorted
+	STP       *bool    `json:"stp,omitempty"`       // bridges
+	Peer      *Ref     `json:"peer,omitempty"`      // veth
+	Parent    *Ref     `json:"parent,omitempty"`    // macvlan, ipvlan
+	Mode      string   `json:"mode,omitempty"`      // macvlan, ipvlan
+	Flag      string   `json:"flag,omitempty"`      // ipvlan
+	VXLAN     *VXLAN   `json:"vxlan,omitempty"`
+}
+
+// VXLAN holds the settings of a VXLAN interface that the kernel cannot
+// change in place.
+type VXLAN struct {
+	VNI    int    `json:"vni"`
+	Remote string `json:"remote,omitempty"`
+	Group  string `json:"group,omitempty"`
+	Local  string `json:"local,omitempty"`
+	Dev    string `json:"dev,omitempty"`
+	Port   int    `json:"port"`
+}
+
+// Route is one route in a namespace's main table.
+type Route struct {
+	Dst    string `json:"to"` // canonical prefix; 0.0.0.0/0 or ::/0 for default
+	Via    string `json:"via,omitempty"`
+	Dev    string `json:"dev,omitempty"`
+	Metric int    `json:"metric"`
+	Owned  bool   `json:"owned"`
+	// Proto is the kernel's routing protocol name, for conflicts (observed).
+	Proto string `json:"proto,omitempty"`
+}
+
+// Key identifies a route the way the kernel does: destination and metric.
+func (r *Route) Key() string { return RouteKey(r.Dst, r.Metric) }
+
+// RouteKey is the key of a route to dst with metric.
+func RouteKey(dst string, metric int) string {
+	return fmt.Sprintf("%s metric %d", dst, metric)
+}
+
+// String shows the route as `ip route` would.
+func (r *Route) String() string {
+	var b strings.Builder
+	if r.Dst == "0.0.0.0/0" || r.Dst == "::/0" {
+		b.WriteString("default")
+	} else {
+		b.WriteString(r.Dst)
+	}
+	if r.Via != "" {
+		b.WriteString(" via " + r.Via)
+	}
+	if r.Dev != "" {
+		b.WriteString(" dev " + r.Dev)
+	}
+	if r.Metric != 0 {
+		fmt.Fprintf(&b, " metric %d", r.Metric)
+	}
+	return b.String()
+}
+
+// NewState returns an empty state.
+func NewState() *State { return &State{Namespaces: map[string]*Namespace{}} }
+
+// NewNamespace returns an empty namespace.
+func NewNamespace(name string, owned bool) *Namespace {
+	return &Namespace{Name: name, Owned: owned, Sysctls: map[string]string{},
+		Links: map[string]*Link{}, Routes: map[string]*Route{}}
+}
+
+// NS returns namespace name, or nil.
+func (s *State) NS(name string) *Namespace {
+	if s == nil {
+		return nil
+	}
+	return s.Namespaces[name]
+}
+
+// Link returns the link at r, or nil.
+func (s *State) Link(r Ref) *Link {
+	if ns := s.NS(r.NS); ns != nil {
+		return ns.Links[r.Name]
+	}
+	return nil
+}
+
+// SortedNames returns the namespace names with host first, then sorted.
+func (s *State) SortedNames() []string {
+	var names []string
+	for n := range s.Namespaces {
+		names = append(names, n)
+	}
+	SortNamespaces(names)
+	return names
+}
+
+// SortNamespaces sorts short namespace names, host first.
+func SortNamespaces(names []string) {
+	sort.Slice(names, func(i, j int) bool {
+		if (names[i] == HostNS) != (names[j] == HostNS) {
+			return names[i] == HostNS
+		}
+		return names[i] < names[j]
+	})
+}
+
+// Clone returns a deep copy of s.
+func (s *State) Clone() *State {
+	if s == nil {
+		return nil
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(err)
+	}
+	out := NewState()
+	if err := json.Unmarshal(b, out); err != nil {
+		panic(err)
+	}
+	for _, ns := range out.Namespaces {
+		ns.fill()
+	}
+	return out
+}
+
+func (ns *Namespace) fill() {
+	if ns.Sysctls == nil {
+		ns.Sysctls = map[string]string{}
+	}
+	if ns.Links == nil {
+		ns.Links = map[string]*Link{}
+	}
+	if ns.Routes == nil {
+		ns.Routes = map[string]*Route{}
+	}
+}
+
+// Clone returns a deep copy of l.
+func (l *Link) Clone() *Link {
+	if l == nil {
+		return nil
+	}
+	c := *l
+	c.Addresses = append([]string(nil), l.Addresses...)
+	if l.STP != nil {
+		v := *l.STP
+		c.STP = &v
+	}
+	if l.Peer != nil {
+		p := *l.Peer
+		c.Peer = &p
+	}
+	if l.Parent != nil {
+		p := *l.Parent
+		c.Parent = &p
+	}
+	if l.VXLAN != nil {
+		v := *l.VXLAN
+		c.VXLAN = &v
+	}
+	return &c
+}
+
+// Clone returns a copy of r.
+func (r *Route) Clone() *Route {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	return &c
+}
+
+// NormaliseSysctl compares sysctl values the way the kernel prints them:
+// white space between fields does not matter.
+func NormaliseSysctl(v string) string { return strings.Join(strings.Fields(v), " ") }

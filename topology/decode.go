@@ -1,0 +1,497 @@
+package topology
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Load reads, decodes and validates the topology file at path.
+func Load(path string) (*Topology, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read topology: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates a topology. The error, if any, is an ErrorList
+// holding every problem found, each with file, line, column and YAML path.
+func Parse(file string, data []byte) (*Topology, error) {
+	d := &decoder{file: file}
+	t := d.document(data)
+	if t != nil {
+		d.validate(t)
+	}
+	if len(d.errs) > 0 {
+		d.errs.sort()
+		return nil, d.errs
+	}
+	return t, nil
+}
+
+type decoder struct {
+	file string
+	errs ErrorList
+}
+
+func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
+	e := &Error{File: d.file, Path: path, Msg: fmt.Sprintf(format, args...)}
+	if n != nil {
+		e.Line, e.Col = n.Line, n.Column
+	} else {
+		e.Line, e.Col = 1, 1
+	}
+	d.errs = append(d.errs, e)
+}
+
+func pos(n *yaml.Node) Pos { return Pos{Line: n.Line, Col: n.Column} }
+
+func (d *decoder) document(data []byte) *Topology {
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
+		line := 1
+		msg := err.Error()
+		// yaml.v3 reports "yaml: line N: message".
+		if rest, ok := strings.CutPrefix(msg, "yaml: line "); ok {
+			if i := strings.Index(rest, ":"); i > 0 {
+				if n, err := strconv.Atoi(rest[:i]); err == nil {
+					line = n
+					msg = strings.TrimSpace(rest[i+1:])
+				}
+			}
+		} else {
+			msg = strings.TrimPrefix(msg, "yaml: ")
+		}
+		if msg == "EOF" {
+			msg = "empty file: a topology needs at least a name"
+		}
+		d.errs = append(d.errs, &Error{File: d.file, Pos: Pos{line, 1}, Msg: "invalid YAML: " + msg})
+		return nil
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		d.errorf(&extra, "", "only one YAML document is allowed")
+	}
+	n := &root
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	t := &Topology{File: d.file}
+	d.mapping(n, "", map[string]func(k, v *yaml.Node, p string){
+		"name":       func(k, v *yaml.Node, p string) { t.Name = d.str(v, p) },
+		"prefix":     func(k, v *yaml.Node, p string) { t.Prefix = d.str(v, p) },
+		"namespaces": func(k, v *yaml.Node, p string) { t.Namespaces = d.namespaces(v, p) },
+		"bridges": func(k, v *yaml.Node, p string) {
+			d.seq(v, p, func(i int, n *yaml.Node, p string) { t.Bridges = append(t.Bridges, d.bridge(n, p)) })
+		},
+		"links": func(k, v *yaml.Node, p string) {
+			d.seq(v, p, func(i int, n *yaml.Node, p string) { t.Links = append(t.Links, d.link(n, p)) })
+		},
+		"macvlans": func(k, v *yaml.Node, p string) {
+			d.seq(v, p, func(i int, n *yaml.Node, p string) { t.Macvlans = append(t.Macvlans, d.macvlan(n, p)) })
+		},
+		"ipvlans": func(k, v *yaml.Node, p string) {
+			d.seq(v, p, func(i int, n *yaml.Node, p string) { t.Ipvlans = append(t.Ipvlans, d.ipvlan(n, p)) })
+		},
+		"vxlans": func(k, v *yaml.Node, p string) {
+			d.seq(v, p, func(i int, n *yaml.Node, p string) { t.Vxlans = append(t.Vxlans, d.vxlan(n, p)) })
+		},
+		"nat": func(k, v *yaml.Node, p string) {
+			d.seq(v, p, func(i int, n *yaml.Node, p string) { t.NAT = append(t.NAT, d.nat(n, p)) })
+		},
+	}, []string{"name"})
+	return t
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// mapping walks a YAML mapping, calling the handler of each known key and
+// reporting unknown, duplicate and missing required keys.
+func (d *decoder) mapping(n *yaml.Node, path string, keys map[string]func(k, v *yaml.Node, p string), required []string) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		n = &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
+	}
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, path, "expected a mapping, found %s", kindName(n))
+		return
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		p := join(path, k.Value)
+		if seen[k.Value] {
+			d.errorf(k, p, "duplicate key %q", k.Value)
+			continue
+		}
+		seen[k.Value] = true
+		h, ok := keys[k.Value]
+		if !ok {
+			d.errorf(k, p, "unknown key %q (allowed: %s)", k.Value, allowed(keys))
+			continue
+		}
+		h(k, v, p)
+	}
+	for _, r := range required {
+		if !seen[r] {
+			d.errorf(n, path, "missing required key %q", r)
+		}
+	}
+}
+
+func allowed(keys map[string]func(k, v *yaml.Node, p string)) string {
+	var names []string
+	for k := range keys {
+		names = append(names, k)
+	}
+	sortStrings(names)
+	return strings.Join(names, ", ")
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
+	}
+	if n.Tag == "!!null" {
+		return "nothing"
+	}
+	return fmt.Sprintf("%q", n.Value)
+}
+
+func (d *decoder) seq(n *yaml.Node, path string, each func(i int, n *yaml.Node, p string)) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return
+	}
+	if n.Kind != yaml.SequenceNode {
+		d.errorf(n, path, "expected a list, found %s", kindName(n))
+		return
+	}
+	for i, c := range n.Content {
+		each(i, c, fmt.Sprintf("%s[%d]", path, i))
+	}
+}
+
+func (d *decoder) str(n *yaml.Node, path string) string {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		d.errorf(n, path, "expected a string, found %s", kindName(n))
+		return ""
+	}
+	return n.Value
+}
+
+func (d *decoder) integer(n *yaml.Node, path string) int {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
+		d.errorf(n, path, "expected an integer, found %s", kindName(n))
+		return 0
+	}
+	v, err := strconv.ParseInt(n.Value, 0, 64)
+	if err != nil || v < 0 || v > 1<<32-1 {
+		d.errorf(n, path, "integer %s out of range", n.Value)
+		return 0
+	}
+	return int(v)
+}
+
+func (d *decoder) boolean(n *yaml.Node, path string) *bool {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
+		d.errorf(n, path, "expected true or false, found %s", kindName(n))
+		return nil
+	}
+	v := n.Value == "true" || n.Value == "True" || n.Value == "TRUE"
+	return &v
+}
+
+func (d *decoder) strList(n *yaml.Node, path string) []string {
+	var out []string
+	d.seq(n, path, func(i int, c *yaml.Node, p string) { out = append(out, d.str(c, p)) })
+	if out == nil {
+		out = []string{}
+	}
+	return out
+}
+
+func (d *decoder) namespaces(n *yaml.Node, path string) []*Namespace {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, path, "expected a mapping of namespace names, found %s", kindName(n))
+		return nil
+	}
+	var out []*Namespace
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		p := join(path, k.Value)
+		if seen[k.Value] {
+			d.errorf(k, p, "duplicate namespace %q", k.Value)
+			continue
+		}
+		seen[k.Value] = true
+		ns := &Namespace{Name: k.Value, Pos: pos(k), Path: p}
+		d.mapping(v, p, map[string]func(k, v *yaml.Node, p string){
+			"sysctls": func(k, v *yaml.Node, p string) { ns.Sysctls = d.sysctls(v, p) },
+			"routes": func(k, v *yaml.Node, p string) {
+				d.seq(v, p, func(i int, n *yaml.Node, p string) { ns.Routes = append(ns.Routes, d.route(n, p)) })
+			},
+		}, nil)
+		out = append(out, ns)
+	}
+	return out
+}
+
+func (d *decoder) sysctls(n *yaml.Node, path string) []*Sysctl {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, path, "expected a mapping of sysctl names to values, found %s", kindName(n))
+		return nil
+	}
+	var out []*Sysctl
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		p := join(path, k.Value)
+		if seen[k.Value] {
+			d.errorf(k, p, "duplicate sysctl %q", k.Value)
+			continue
+		}
+		seen[k.Value] = true
+		if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+			d.errorf(v, p, "expected a scalar value, found %s", kindName(v))
+			continue
+		}
+		out = append(out, &Sysctl{Key: k.Value, Value: v.Value, Pos: pos(k), Path: p})
+	}
+	return out
+}
+
+func (d *decoder) route(n *yaml.Node, path string) *Route {
+	r := &Route{Pos: pos(n), Path: path}
+	d.mapping(n, path, map[string]func(k, v *yaml.Node, p string){
+		"to":     func(k, v *yaml.Node, p string) { r.To = d.str(v, p) },
+		"via":    func(k, v *yaml.Node, p string) { r.Via = d.str(v, p) },
+		"dev":    func(k, v *yaml.Node, p string) { r.Dev = d.str(v, p) },
+		"metric": func(k, v *yaml.Node, p string) { r.Metric = d.integer(v, p) },
+	}, []string{"to"})
+	return r
+}
+
+// ifaceKeys are the keys every interface accepts.
+func (d *decoder) ifaceKeys(i *Iface) map[string]func(k, v *yaml.Node, p string) {
+	return map[string]func(k, v *yaml.Node, p string){
+		"name":      func(k, v *yaml.Node, p string) { i.Name = d.str(v, p) },
+		"namespace": func(k, v *yaml.Node, p string) { i.Namespace = d.str(v, p) },
+		"addresses": func(k, v *yaml.Node, p string) { i.Addresses = d.strList(v, p) },
+		"mtu":       func(k, v *yaml.Node, p string) { i.MTU = d.integer(v, p) },
+		"mac":       func(k, v *yaml.Node, p string) { i.MAC = d.str(v, p) },
+		"up":        func(k, v *yaml.Node, p string) { i.Up = d.boolean(v, p) },
+	}
+}
+
+func (d *decoder) iface(n *yaml.Node, path string, extra map[string]func(k, v *yaml.Node, p string), i *Iface, required ...string) {
+	i.Pos, i.Path = pos(n), path
+	keys := d.ifaceKeys(i)
+	for k, h := range extra {
+		keys[k] = h
+	}
+	d.mapping(n, path, keys, append([]string{"name"}, required...))
+	if i.Namespace == "" {
+		i.Namespace = Host
+	}
+}
+
+func (d *decoder) bridgeKey(i *Iface) func(k, v *yaml.Node, p string) {
+	return func(k, v *yaml.Node, p string) { i.Bridge = d.str(v, p) }
+}
+
+func (d *decoder) bridge(n *yaml.Node, path string) *Bridge {
+	b := &Bridge{}
+	d.iface(n, path, map[string]func(k, v *yaml.Node, p string){
+		"stp": func(k, v *yaml.Node, p string) { b.STP = d.boolean(v, p) },
+	}, &b.Iface)
+	return b
+}
+
+func (d *decoder) link(n *yaml.Node, path string) *Link {
+	l := &Link{Pos: pos(n), Path: path}
+	var endpoints *yaml.Node
+	var endpointsPath string
+	var haveA, haveB bool
+	end := func(e *Iface) func(k, v *yaml.Node, p string) {
+		return func(k, v *yaml.Node, p string) {
+			d.iface(v, p, map[string]func(k, v *yaml.Node, p string){"bridge": d.bridgeKey(e)}, e)
+		}
+	}
+	d.mapping(n, path, map[string]func(k, v *yaml.Node, p string){
+		"endpoints": func(k, v *yaml.Node, p string) { endpoints, endpointsPath = v, p },
+		"a":         func(k, v *yaml.Node, p string) { haveA = true; end(&l.A)(k, v, p) },
+		"b":         func(k, v *yaml.Node, p string) { haveB = true; end(&l.B)(k, v, p) },
+		"mtu":       func(k, v *yaml.Node, p string) { l.MTU = d.integer(v, p) },
+	}, nil)
+	switch {
+	case endpoints != nil && (haveA || haveB):
+		d.errorf(n, path, "use either endpoints or a/b, not both")
+	case endpoints != nil:
+		if endpoints.Kind != yaml.SequenceNode || len(endpoints.Content) != 2 {
+			d.errorf(endpoints, endpointsPath, "endpoints needs exactly two \"namespace:ifname\" entries")
+			break
+		}
+		for i, e := range []*Iface{&l.A, &l.B} {
+			c := endpoints.Content[i]
+			p := fmt.Sprintf("%s[%d]", endpointsPath, i)
+			s := d.str(c, p)
+			ns, name, ok := strings.Cut(s, ":")
+			if !ok || ns == "" || name == "" {
+				if s != "" {
+					d.errorf(c, p, "%q is not of the form \"namespace:ifname\"", s)
+				}
+				continue
+			}
+			*e = Iface{Name: name, Namespace: ns, Pos: pos(c), Path: p}
+		}
+	case haveA != haveB:
+		d.errorf(n, path, "a link needs both ends: a and b")
+	case !haveA:
+		d.errorf(n, path, "a link needs endpoints, or a and b")
+	}
+	if l.MTU != 0 {
+		for _, e := range []*Iface{&l.A, &l.B} {
+			if e.MTU == 0 {
+				e.MTU = l.MTU
+			}
+		}
+	}
+	return l
+}
+
+func (d *decoder) parentKey(parent *string) func(k, v *yaml.Node, p string) {
+	return func(k, v *yaml.Node, p string) { *parent = d.str(v, p) }
+}
+
+func (d *decoder) splitParent(n *yaml.Node, path, parent string) (ns, name string) {
+	if parent == "" {
+		return "", ""
+	}
+	ns, name, ok := strings.Cut(parent, ":")
+	if !ok {
+		// A bare interface name means the host namespace.
+		return Host, parent
+	}
+	if ns == "" || name == "" {
+		d.errorf(n, join(path, "parent"), "%q is not of the form \"namespace:ifname\"", parent)
+	}
+	return ns, name
+}
+
+func (d *decoder) macvlan(n *yaml.Node, path string) *Macvlan {
+	m := &Macvlan{}
+	d.iface(n, path, map[string]func(k, v *yaml.Node, p string){
+		"parent": d.parentKey(&m.Parent),
+		"mode":   func(k, v *yaml.Node, p string) { m.Mode = d.str(v, p) },
+	}, &m.Iface, "parent")
+	m.ParentNS, m.ParentName = d.splitParent(n, path, m.Parent)
+	if m.Mode == "" {
+		m.Mode = "bridge"
+	}
+	return m
+}
+
+func (d *decoder) ipvlan(n *yaml.Node, path string) *Ipvlan {
+	m := &Ipvlan{}
+	d.iface(n, path, map[string]func(k, v *yaml.Node, p string){
+		"parent": d.parentKey(&m.Parent),
+		"mode":   func(k, v *yaml.Node, p string) { m.Mode = d.str(v, p) },
+		"flag":   func(k, v *yaml.Node, p string) { m.Flag = d.str(v, p) },
+	}, &m.Iface, "parent")
+	m.ParentNS, m.ParentName = d.splitParent(n, path, m.Parent)
+	if m.Mode == "" {
+		m.Mode = "l2"
+	}
+	if m.Flag == "" {
+		m.Flag = "bridge"
+	}
+	return m
+}
+
+func (d *decoder) vxlan(n *yaml.Node, path string) *Vxlan {
+	v := &Vxlan{}
+	d.iface(n, path, map[string]func(k, val *yaml.Node, p string){
+		"vni":    func(k, val *yaml.Node, p string) { v.VNI = d.integer(val, p) },
+		"remote": func(k, val *yaml.Node, p string) { v.Remote = d.str(val, p) },
+		"group":  func(k, val *yaml.Node, p string) { v.Group = d.str(val, p) },
+		"local":  func(k, val *yaml.Node, p string) { v.Local = d.str(val, p) },
+		"dev":    func(k, val *yaml.Node, p string) { v.Dev = d.str(val, p) },
+		"port":   func(k, val *yaml.Node, p string) { v.Port = d.integer(val, p) },
+		"bridge": d.bridgeKey(&v.Iface),
+	}, &v.Iface, "vni")
+	if v.Port == 0 {
+		v.Port = 4789
+	}
+	return v
+}
+
+func (d *decoder) nat(n *yaml.Node, path string) *NAT {
+	r := &NAT{Pos: pos(n), Path: path}
+	d.mapping(n, path, map[string]func(k, v *yaml.Node, p string){
+		"namespace": func(k, v *yaml.Node, p string) { r.Namespace = d.str(v, p) },
+		"masquerade": func(k, v *yaml.Node, p string) {
+			m := &Masquerade{}
+			r.Masquerade = m
+			d.mapping(v, p, map[string]func(k, v *yaml.Node, p string){
+				"source":  func(k, v *yaml.Node, p string) { m.Source = d.str(v, p) },
+				"out":     func(k, v *yaml.Node, p string) { m.Out = d.str(v, p) },
+				"not_out": func(k, v *yaml.Node, p string) { m.NotOut = d.str(v, p) },
+			}, []string{"source"})
+		},
+		"snat": func(k, v *yaml.Node, p string) {
+			s := &SNAT{}
+			r.SNAT = s
+			d.mapping(v, p, map[string]func(k, v *yaml.Node, p string){
+				"source":  func(k, v *yaml.Node, p string) { s.Source = d.str(v, p) },
+				"to":      func(k, v *yaml.Node, p string) { s.To = d.str(v, p) },
+				"out":     func(k, v *yaml.Node, p string) { s.Out = d.str(v, p) },
+				"not_out": func(k, v *yaml.Node, p string) { s.NotOut = d.str(v, p) },
+			}, []string{"source", "to"})
+		},
+		"port_forward": func(k, v *yaml.Node, p string) {
+			f := &PortForward{}
+			r.PortForward = f
+			d.mapping(v, p, map[string]func(k, v *yaml.Node, p string){
+				"proto": func(k, v *yaml.Node, p string) { f.Proto = d.str(v, p) },
+				"port":  func(k, v *yaml.Node, p string) { f.Port = d.integer(v, p) },
+				"to":    func(k, v *yaml.Node, p string) { f.To = d.str(v, p) },
+				"in":    func(k, v *yaml.Node, p string) { f.In = d.str(v, p) },
+			}, []string{"proto", "port", "to"})
+		},
+	}, nil)
+	if r.Namespace == "" {
+		r.Namespace = Host
+	}
+	kinds := 0
+	for _, set := range []bool{r.Masquerade != nil, r.SNAT != nil, r.PortForward != nil} {
+		if set {
+			kinds++
+		}
+	}
+	if kinds != 1 {
+		d.errorf(n, path, "a nat entry needs exactly one of masquerade, snat, port_forward")
+	}
+	return r
+}

@@ -1,0 +1,182 @@
+// Package topology reads and validates netplan-lab topology files.
+//
+// It knows YAML and the rules of ../shared/TOPOLOGY.md and nothing of the
+// kernel: every value it returns carries the file position it came from, so
+// later stages can still point a user at the line that caused a problem.
+package topology
+
+// Host is the reserved namespace: the one netplan-lab runs in, or the one
+// named by --netns. It is never created or deleted by a topology.
+const Host = "host"
+
+// Pos is a position in the topology file (1-based).
+type Pos struct {
+	Line int `json:"line"`
+	Col  int `json:"col"`
+}
+
+// Topology is one decoded topology file.
+type Topology struct {
+	File       string
+	Name       string
+	Prefix     string
+	Namespaces []*Namespace // in file order; "host" included when listed
+	Bridges    []*Bridge
+	Links      []*Link
+	Macvlans   []*Macvlan
+	Ipvlans    []*Ipvlan
+	Vxlans     []*Vxlan
+	NAT        []*NAT
+}
+
+// Namespace holds the settings of one namespace listed under `namespaces:`.
+type Namespace struct {
+	Name    string
+	Sysctls []*Sysctl
+	Routes  []*Route
+	Pos     Pos
+	Path    string
+}
+
+// Sysctl is one `key: value` under a namespace's `sysctls:`.
+type Sysctl struct {
+	Key   string
+	Value string
+	Pos   Pos
+	Path  string
+}
+
+// Route is one entry of a namespace's `routes:`.
+type Route struct {
+	To     string // "default" or a CIDR
+	Via    string // gateway address, optional
+	Dev    string // interface name, optional
+	Metric int
+	Pos    Pos
+	Path   string
+}
+
+// Iface holds the settings every interface shares.
+type Iface struct {
+	Name      string
+	Namespace string // short name; "host" when absent
+	Addresses []string
+	MTU       int
+	MAC       string
+	Up        *bool
+	Bridge    string // enslave to this bridge (same namespace)
+	Pos       Pos
+	Path      string
+}
+
+// IsUp reports the wanted administrative state (default up).
+func (i *Iface) IsUp() bool { return i.Up == nil || *i.Up }
+
+// Bridge is one entry of `bridges:`.
+type Bridge struct {
+	Iface
+	STP *bool
+}
+
+// Link is one veth pair from `links:`.
+type Link struct {
+	A, B Iface
+	MTU  int
+	Pos  Pos
+	Path string
+}
+
+// Macvlan is one entry of `macvlans:`.
+type Macvlan struct {
+	Iface
+	Parent     string // "namespace:ifname"
+	ParentNS   string
+	ParentName string
+	Mode       string
+}
+
+// Ipvlan is one entry of `ipvlans:`.
+type Ipvlan struct {
+	Iface
+	Parent     string
+	ParentNS   string
+	ParentName string
+	Mode       string
+	Flag       string
+}
+
+// Vxlan is one entry of `vxlans:`.
+type Vxlan struct {
+	Iface
+	VNI    int
+	Remote string
+	Group  string
+	Local  string
+	Dev    string
+	Port   int
+}
+
+// NAT is one entry of `nat:`; exactly one of its rule kinds is set.
+type NAT struct {
+	Namespace   string
+	Masquerade  *Masquerade
+	SNAT        *SNAT
+	PortForward *PortForward
+	Pos         Pos
+	Path        string
+}
+
+// Masquerade is SNAT to the outgoing interface's address.
+type Masquerade struct {
+	Source string
+	Out    string
+	NotOut string
+}
+
+// SNAT rewrites a source range to a fixed address.
+type SNAT struct {
+	Source string
+	To     string
+	Out    string
+	NotOut string
+}
+
+// PortForward is a DNAT of one port, as `docker run -p`.
+type PortForward struct {
+	Proto string
+	Port  int
+	To    string // ip:port
+	In    string
+}
+
+// Interfaces returns every interface the topology declares, in file order:
+// bridges, both ends of each link, macvlans, ipvlans, vxlans.
+func (t *Topology) Interfaces() []*Iface {
+	var out []*Iface
+	for _, b := range t.Bridges {
+		out = append(out, &b.Iface)
+	}
+	for _, l := range t.Links {
+		out = append(out, &l.A, &l.B)
+	}
+	for _, m := range t.Macvlans {
+		out = append(out, &m.Iface)
+	}
+	for _, m := range t.Ipvlans {
+		out = append(out, &m.Iface)
+	}
+	for _, v := range t.Vxlans {
+		out = append(out, &v.Iface)
+	}
+	return out
+}
+
+// Namespace returns the settings of namespace name, or nil.
+func (t *Topology) Namespace(name string) *Namespace {
+	for _, n := range t.Namespaces {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}

@@ -1,0 +1,401 @@
+package topology
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+var (
+	nameRE   = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+	sysctlRE = regexp.MustCompile(`^net\.[A-Za-z0-9_.\-]+$`)
+)
+
+func sortStrings(s []string) { sort.Strings(s) }
+
+// ValidIfName reports why name is not a valid Linux interface name, or "".
+func ValidIfName(name string) string {
+	switch {
+	case name == "":
+		return "interface name is empty"
+	case len(name) > 15:
+		return fmt.Sprintf("interface name %q is %d characters; the kernel allows at most 15", name, len(name))
+	case name == "." || name == "..":
+		return fmt.Sprintf("interface name %q is not allowed", name)
+	case strings.ContainsAny(name, "/: \t\n"):
+		return fmt.Sprintf("interface name %q contains '/', ':' or white space", name)
+	}
+	return ""
+}
+
+// validNSName reports why name cannot name a network namespace, or "".
+func validNSName(name string) string {
+	switch {
+	case name == "":
+		return "namespace name is empty"
+	case name == "." || name == "..":
+		return fmt.Sprintf("namespace name %q is not allowed", name)
+	case strings.ContainsAny(name, "/ \t\n:"):
+		return fmt.Sprintf("namespace name %q contains '/', ':' or white space", name)
+	case len(name) > 200:
+		return "namespace name is longer than 200 characters"
+	}
+	return ""
+}
+
+// ParseCIDR parses an interface address such as 10.0.0.2/24, keeping the host
+// part (unlike a route destination).
+func ParseCIDR(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an address in CIDR form (like 10.0.0.2/24 or fd00::2/64)", s)
+	}
+	if p.Addr().Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("%q: zones are not allowed", s)
+	}
+	return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()), nil
+}
+
+type objKey struct{ ns, name string }
+
+type claim struct {
+	what string
+	pos  Pos
+}
+
+func (d *decoder) at(p Pos, path, format string, args ...any) {
+	d.errs = append(d.errs, &Error{File: d.file, Pos: p, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (d *decoder) validate(t *Topology) {
+	if t.Name != "" && (!nameRE.MatchString(t.Name) || len(t.Name) > 16) {
+		d.at(Pos{1, 1}, "name", "%q must match [a-z][a-z0-9-]* and be at most 16 characters", t.Name)
+	}
+	if t.Prefix != "" {
+		if msg := validNSName(t.Prefix); msg != "" {
+			d.at(Pos{1, 1}, "prefix", "%s", msg)
+		}
+	}
+	nss := map[string]bool{Host: true}
+	for _, n := range t.Namespaces {
+		if msg := validNSName(n.Name); msg != "" {
+			d.at(n.Pos, n.Path, "%s", msg)
+		}
+		nss[n.Name] = true
+		for _, s := range n.Sysctls {
+			if !sysctlRE.MatchString(s.Key) || strings.Contains(s.Key, "..") {
+				d.at(s.Pos, s.Path, "%q is not a network sysctl: only per-namespace net.* keys are allowed", s.Key)
+			}
+			if strings.ContainsAny(s.Value, "\n") {
+				d.at(s.Pos, s.Path, "sysctl value must be on one line")
+			}
+		}
+	}
+	nsRef := func(p Pos, path, ns string) bool {
+		if !nss[ns] {
+			d.at(p, path, "namespace %q is not listed under namespaces", ns)
+			return false
+		}
+		return true
+	}
+
+	// Interface names: one owner per name per namespace.
+	claims := map[objKey]claim{}
+	kinds := map[objKey]string{}
+	claimIf := func(i *Iface, what string) {
+		if msg := ValidIfName(i.Name); msg != "" {
+			if i.Name != "" {
+				d.at(i.Pos, join(i.Path, "name"), "%s", msg)
+			}
+			return
+		}
+		if i.Name == "lo" {
+			d.at(i.Pos, join(i.Path, "name"), "\"lo\" is the loopback interface every namespace already has")
+			return
+		}
+		k := objKey{i.Namespace, i.Name}
+		if prev, ok := claims[k]; ok {
+			d.at(i.Pos, join(i.Path, "name"), "interface %q in namespace %q is already claimed by %s at line %d",
+				i.Name, i.Namespace, prev.what, prev.pos.Line)
+			return
+		}
+		claims[k] = claim{what, i.Pos}
+		kinds[k] = what
+	}
+	for _, b := range t.Bridges {
+		claimIf(&b.Iface, "bridge "+b.Name)
+	}
+	for _, l := range t.Links {
+		claimIf(&l.A, fmt.Sprintf("link %s:%s", l.A.Namespace, l.A.Name))
+		claimIf(&l.B, fmt.Sprintf("link %s:%s", l.B.Namespace, l.B.Name))
+	}
+	for _, m := range t.Macvlans {
+		claimIf(&m.Iface, "macvlan "+m.Name)
+	}
+	for _, m := range t.Ipvlans {
+		claimIf(&m.Iface, "ipvlan "+m.Name)
+	}
+	for _, v := range t.Vxlans {
+		claimIf(&v.Iface, "vxlan "+v.Name)
+	}
+	isBridge := map[objKey]bool{}
+	for _, b := range t.Bridges {
+		isBridge[objKey{b.Namespace, b.Name}] = true
+	}
+
+	addrSeen := map[string]Pos{}
+	for _, i := range t.Interfaces() {
+		nsRef(i.Pos, join(i.Path, "namespace"), i.Namespace)
+		if i.MTU != 0 && (i.MTU < 68 || i.MTU > 65535) {
+			d.at(i.Pos, join(i.Path, "mtu"), "mtu %d is outside 68-65535", i.MTU)
+		}
+		if i.MAC != "" {
+			hw, err := net.ParseMAC(i.MAC)
+			switch {
+			case err != nil || len(hw) != 6:
+				d.at(i.Pos, join(i.Path, "mac"), "%q is not a MAC address like 02:00:00:00:00:01", i.MAC)
+			case hw[0]&1 == 1:
+				d.at(i.Pos, join(i.Path, "mac"), "%q is a multicast MAC address; an interface needs a unicast one", i.MAC)
+			}
+		}
+		for j, a := range i.Addresses {
+			p := fmt.Sprintf("%s.addresses[%d]", i.Path, j)
+			pfx, err := ParseCIDR(a)
+			if err != nil {
+				d.at(i.Pos, p, "%v", err)
+				continue
+			}
+			key := i.Namespace + "|" + pfx.Addr().String()
+			if prev, ok := addrSeen[key]; ok {
+				d.at(i.Pos, p, "address %s is already used in namespace %q (line %d)", pfx.Addr(), i.Namespace, prev.Line)
+				continue
+			}
+			addrSeen[key] = i.Pos
+		}
+		if i.Bridge != "" {
+			k := objKey{i.Namespace, i.Bridge}
+			if !isBridge[k] {
+				other := ""
+				for _, b := range t.Bridges {
+					if b.Name == i.Bridge {
+						other = b.Namespace
+					}
+				}
+				if other != "" {
+					d.at(i.Pos, join(i.Path, "bridge"), "bridge %q is in namespace %q, but this port is in %q: a port must be in its bridge's namespace",
+						i.Bridge, other, i.Namespace)
+				} else {
+					d.at(i.Pos, join(i.Path, "bridge"), "bridge %q is not declared in namespace %q", i.Bridge, i.Namespace)
+				}
+			}
+		}
+	}
+	for _, l := range t.Links {
+		if l.A.Namespace == l.B.Namespace && l.A.Name == l.B.Name && l.A.Name != "" {
+			d.at(l.Pos, l.Path, "both ends of the link are %s:%s", l.A.Namespace, l.A.Name)
+		}
+		if l.MTU != 0 && (l.MTU < 68 || l.MTU > 65535) {
+			d.at(l.Pos, join(l.Path, "mtu"), "mtu %d is outside 68-65535", l.MTU)
+		}
+	}
+	for _, b := range t.Bridges {
+		if b.Bridge != "" {
+			d.at(b.Pos, join(b.Path, "bridge"), "a bridge cannot be a port of another bridge here")
+		}
+	}
+
+	parent := func(i *Iface, ns, name string) {
+		if ns == "" {
+			return
+		}
+		if !nsRef(i.Pos, join(i.Path, "parent"), ns) {
+			return
+		}
+		if msg := ValidIfName(name); msg != "" {
+			d.at(i.Pos, join(i.Path, "parent"), "%s", msg)
+			return
+		}
+		if k, ok := kinds[objKey{ns, name}]; ok && (strings.HasPrefix(k, "macvlan") || strings.HasPrefix(k, "ipvlan")) {
+			d.at(i.Pos, join(i.Path, "parent"), "parent %s:%s is itself a %s", ns, name, strings.Fields(k)[0])
+		}
+	}
+	oneOf := func(i *Iface, key, val string, allowed ...string) {
+		for _, a := range allowed {
+			if val == a {
+				return
+			}
+		}
+		d.at(i.Pos, join(i.Path, key), "%q is not one of %s", val, strings.Join(allowed, ", "))
+	}
+	for _, m := range t.Macvlans {
+		parent(&m.Iface, m.ParentNS, m.ParentName)
+		oneOf(&m.Iface, "mode", m.Mode, "private", "vepa", "bridge", "passthru")
+	}
+	for _, m := range t.Ipvlans {
+		parent(&m.Iface, m.ParentNS, m.ParentName)
+		oneOf(&m.Iface, "mode", m.Mode, "l2", "l3", "l3s")
+		oneOf(&m.Iface, "flag", m.Flag, "bridge", "private", "vepa")
+	}
+	for _, v := range t.Vxlans {
+		if v.VNI < 1 || v.VNI > 1<<24-1 {
+			d.at(v.Pos, join(v.Path, "vni"), "vni %d is outside 1-16777215", v.VNI)
+		}
+		if v.Port < 1 || v.Port > 65535 {
+			d.at(v.Pos, join(v.Path, "port"), "port %d is outside 1-65535", v.Port)
+		}
+		switch {
+		case v.Remote != "" && v.Group != "":
+			d.at(v.Pos, v.Path, "set remote or group, not both")
+		case v.Group != "" && v.Dev == "":
+			d.at(v.Pos, join(v.Path, "dev"), "a multicast group needs dev: the underlay interface")
+		}
+		for _, f := range []struct{ key, val string }{{"remote", v.Remote}, {"group", v.Group}, {"local", v.Local}} {
+			if f.val == "" {
+				continue
+			}
+			a, err := netip.ParseAddr(f.val)
+			if err != nil {
+				d.at(v.Pos, join(v.Path, f.key), "%q is not an IP address", f.val)
+				continue
+			}
+			if f.key == "group" && !a.IsMulticast() {
+				d.at(v.Pos, join(v.Path, f.key), "%s is not a multicast address", a)
+			}
+		}
+		if v.Dev != "" {
+			if msg := ValidIfName(v.Dev); msg != "" {
+				d.at(v.Pos, join(v.Path, "dev"), "%s", msg)
+			}
+		}
+	}
+
+	declared := func(ns, name string) bool {
+		_, ok := claims[objKey{ns, name}]
+		return ok || name == "lo"
+	}
+	for _, n := range t.Namespaces {
+		seen := map[string]Pos{}
+		for _, r := range n.Routes {
+			d.validateRoute(n, r, declared, seen)
+		}
+	}
+	for _, r := range t.NAT {
+		d.validateNAT(r, nsRef, declared)
+	}
+}
+
+// RouteDst normalises a route's `to` into a prefix; "default" becomes the
+// default route of the family implied by via (IPv4 if nothing says otherwise).
+func RouteDst(to, via string) (netip.Prefix, error) {
+	if to == "default" {
+		if a, err := netip.ParseAddr(via); err == nil && a.Is6() && !a.Is4In6() {
+			return netip.MustParsePrefix("::/0"), nil
+		}
+		return netip.MustParsePrefix("0.0.0.0/0"), nil
+	}
+	p, err := netip.ParsePrefix(to)
+	if err != nil {
+		if a, err2 := netip.ParseAddr(to); err2 == nil {
+			return netip.PrefixFrom(a, a.BitLen()), nil
+		}
+		return netip.Prefix{}, fmt.Errorf("%q is neither \"default\" nor a CIDR", to)
+	}
+	return p.Masked(), nil
+}
+
+func (d *decoder) validateRoute(n *Namespace, r *Route, declared func(ns, name string) bool, seen map[string]Pos) {
+	if r.To == "" {
+		return
+	}
+	dst, err := RouteDst(r.To, r.Via)
+	if err != nil {
+		d.at(r.Pos, join(r.Path, "to"), "%v", err)
+		return
+	}
+	if r.Via == "" && r.Dev == "" {
+		d.at(r.Pos, r.Path, "a route needs via (a gateway), dev (an interface) or both")
+	}
+	if r.Via != "" {
+		gw, err := netip.ParseAddr(r.Via)
+		switch {
+		case err != nil:
+			d.at(r.Pos, join(r.Path, "via"), "%q is not an IP address", r.Via)
+		case gw.Unmap().Is4() != dst.Addr().Is4():
+			d.at(r.Pos, join(r.Path, "via"), "gateway %s and destination %s are of different address families", r.Via, r.To)
+		}
+	}
+	if r.Dev != "" {
+		if msg := ValidIfName(r.Dev); msg != "" {
+			d.at(r.Pos, join(r.Path, "dev"), "%s", msg)
+		} else if n.Name != Host && !declared(n.Name, r.Dev) {
+			d.at(r.Pos, join(r.Path, "dev"), "interface %q is not declared in namespace %q", r.Dev, n.Name)
+		}
+	}
+	key := dst.String() + " metric " + strconv.Itoa(r.Metric)
+	if prev, ok := seen[key]; ok {
+		d.at(r.Pos, r.Path, "route to %s with metric %d is already declared at line %d", dst, r.Metric, prev.Line)
+	}
+	seen[key] = r.Pos
+}
+
+func (d *decoder) validateNAT(r *NAT, nsRef func(Pos, string, string) bool, declared func(ns, name string) bool) {
+	nsRef(r.Pos, join(r.Path, "namespace"), r.Namespace)
+	cidr := func(path, s string) {
+		if s == "" {
+			return
+		}
+		if _, err := netip.ParsePrefix(s); err != nil {
+			d.at(r.Pos, path, "%q is not a CIDR", s)
+		}
+	}
+	ifname := func(path, s string) {
+		if s == "" {
+			return
+		}
+		if msg := ValidIfName(s); msg != "" {
+			d.at(r.Pos, path, "%s", msg)
+		}
+	}
+	switch {
+	case r.Masquerade != nil:
+		p := join(r.Path, "masquerade")
+		cidr(join(p, "source"), r.Masquerade.Source)
+		ifname(join(p, "out"), r.Masquerade.Out)
+		ifname(join(p, "not_out"), r.Masquerade.NotOut)
+		if r.Masquerade.Out != "" && r.Masquerade.NotOut != "" {
+			d.at(r.Pos, p, "set out or not_out, not both")
+		}
+	case r.SNAT != nil:
+		p := join(r.Path, "snat")
+		cidr(join(p, "source"), r.SNAT.Source)
+		if r.SNAT.To != "" {
+			if _, err := netip.ParseAddr(r.SNAT.To); err != nil {
+				d.at(r.Pos, join(p, "to"), "%q is not an IP address", r.SNAT.To)
+			}
+		}
+		ifname(join(p, "out"), r.SNAT.Out)
+		ifname(join(p, "not_out"), r.SNAT.NotOut)
+		if r.SNAT.Out != "" && r.SNAT.NotOut != "" {
+			d.at(r.Pos, p, "set out or not_out, not both")
+		}
+	case r.PortForward != nil:
+		p := join(r.Path, "port_forward")
+		f := r.PortForward
+		if f.Proto != "" && f.Proto != "tcp" && f.Proto != "udp" {
+			d.at(r.Pos, join(p, "proto"), "%q is not one of tcp, udp", f.Proto)
+		}
+		if f.Port < 1 || f.Port > 65535 {
+			d.at(r.Pos, join(p, "port"), "port %d is outside 1-65535", f.Port)
+		}
+		if f.To != "" {
+			if ap, err := netip.ParseAddrPort(f.To); err != nil || ap.Port() == 0 {
+				d.at(r.Pos, join(p, "to"), "%q is not ip:port (like 10.55.66.2:80 or [fd00::2]:80)", f.To)
+			}
+		}
+		ifname(join(p, "in"), f.In)
+	}
+}
