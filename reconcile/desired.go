@@ -55,7 +55,10 @@ func Desired(t *topology.Topology) (*State, error) {
 		s.Namespaces[i.Namespace].Links[i.Name] = l
 	}
 	for _, b := range t.Bridges {
-		add(&b.Iface, &Link{Kind: KindBridge, STP: b.STP})
+		// STP has a clear default (off): leaving it out of the file means off,
+		// so removing `stp: true` turns it off again.
+		stp := b.STP != nil && *b.STP
+		add(&b.Iface, &Link{Kind: KindBridge, STP: &stp})
 	}
 	for _, l := range t.Links {
 		add(&l.A, &Link{Kind: KindVeth, Peer: &Ref{l.B.Namespace, l.B.Name}})

@@ -85,6 +85,11 @@ func (c *Change) Describe() string {
 		} else if c.Action != Delete {
 			s += linkSummary(l)
 		}
+		if c.PeerLink != nil && c.Action != Delete {
+			if ps := linkSummary(c.PeerLink); ps != "" {
+				s += ", peer" + ps
+			}
+		}
 		return s
 	case KindAddress:
 		return "address " + c.Name + " on " + c.Dev

@@ -149,6 +149,9 @@ func (d *decoder) validate(t *Topology) {
 
 	addrSeen := map[string]Pos{}
 	for _, i := range t.Interfaces() {
+		if i.Name == "" {
+			continue // already reported
+		}
 		nsRef(i.Pos, join(i.Path, "namespace"), i.Namespace)
 		if i.MTU != 0 && (i.MTU < 68 || i.MTU > 65535) {
 			d.at(i.Pos, join(i.Path, "mtu"), "mtu %d is outside 68-65535", i.MTU)

@@ -1,0 +1,236 @@
+package reconcile_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/netplan-lab/netplan-lab/reconcile"
+	"github.com/netplan-lab/netplan-lab/reconcile/fake"
+	"github.com/netplan-lab/netplan-lab/topology"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func parse(t *testing.T, src string) *reconcile.State {
+	t.Helper()
+	top, err := topology.Parse("t.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return desired(t, top)
+}
+
+const base = `
+name: lab
+namespaces:
+  host:
+    sysctls: {net.ipv4.ip_forward: "1"}
+  c1:
+    routes: [{to: default, via: 10.0.0.1}]
+  c2: {}
+bridges:
+  - {name: br0, addresses: [10.0.0.1/24]}
+links:
+  - a: {namespace: c1, name: eth0, addresses: [10.0.0.2/24]}
+    b: {namespace: host, name: veth-c1, bridge: br0}
+  - a: {namespace: c2, name: eth0, addresses: [10.0.0.3/24]}
+    b: {namespace: host, name: veth-c2, bridge: br0}
+`
+
+// planLines applies base, then plans edited, and returns the plan's lines.
+func planLines(t *testing.T, edited string) []string {
+	t.Helper()
+	k := fake.New("lab")
+	apply(t, k, parse(t, base))
+	p := plan(t, k, parse(t, edited))
+	var out []string
+	for _, c := range p.Changes {
+		out = append(out, string(c.Action)+" "+c.Namespace+" "+c.Describe())
+	}
+	out = append(out, p.Conflicts...)
+	// The plan must also apply cleanly and leave nothing to do.
+	if len(p.Conflicts) == 0 {
+		apply(t, k, parse(t, edited))
+		if p2 := plan(t, k, parse(t, edited)); !p2.Empty() {
+			t.Fatalf("after applying the edit, still:\n%v", p2)
+		}
+	}
+	return out
+}
+
+func TestDiffCases(t *testing.T) {
+	cases := []struct {
+		name   string
+		from   string
+		to     string
+		expect []string
+	}{
+		{"no change", "", "", nil},
+		{"address", "10.0.0.3/24]}", "10.0.0.4/24]}",
+			[]string{"- c2 address 10.0.0.3/24 on eth0", "+ c2 address 10.0.0.4/24 on eth0"}},
+		{"mtu", "{name: br0, addresses", "{name: br0, mtu: 1400, addresses",
+			[]string{"~ host bridge br0 (mtu: 1500 -> 1400)"}},
+		{"mac", "{name: br0, addresses", "{name: br0, mac: \"02:00:00:00:00:aa\", addresses",
+			[]string{"~ host bridge br0 (mac: 02:fa:04:03:00:02 -> 02:00:00:00:00:aa)"}},
+		{"down", "{name: br0, addresses", "{name: br0, up: false, addresses",
+			[]string{"~ host bridge br0 (up: true -> false)"}},
+		{"stp", "{name: br0, addresses", "{name: br0, stp: true, addresses",
+			[]string{"~ host bridge br0 (stp: false -> true)"}},
+		{"leave bridge", "name: veth-c2, bridge: br0}", "name: veth-c2}",
+			[]string{"~ host veth veth-c2 <-> c2:eth0 (master: br0 -> (none))"}},
+		{"new peer is a replace", "b: {namespace: host, name: veth-c2, bridge: br0}", "b: {namespace: host, name: veth-x, bridge: br0}",
+			[]string{"- host veth veth-c2 <-> c2:eth0", "-/+ c2 veth eth0 <-> host:veth-x (peer: host:veth-c2 -> host:veth-x), peer [master br0]"}},
+		{"route via", "via: 10.0.0.1}", "via: 10.0.0.9}",
+			[]string{"~ c1 route 0.0.0.0/0 (via: 10.0.0.1 -> 10.0.0.9)"}},
+		{"route metric is a new route", "via: 10.0.0.1}", "via: 10.0.0.1, metric: 5}",
+			[]string{"- c1 route default via 10.0.0.1 dev eth0", "+ c1 route default via 10.0.0.1 metric 5"}},
+		{"sysctl", `ip_forward: "1"`, `ip_forward: "0"`,
+			[]string{`~ host sysctl net.ipv4.ip_forward: "1" -> "0"`}},
+		{"namespace removed", "  c2: {}\n", "",
+			nil}, // invalid: links still name c2; see TestDiffDeleteNamespace
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			edited := strings.Replace(base, c.from, c.to, 1)
+			if c.name == "namespace removed" {
+				return
+			}
+			got := planLines(t, edited)
+			if strings.Join(got, "\n") != strings.Join(c.expect, "\n") {
+				t.Fatalf("plan:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(c.expect, "\n"))
+			}
+		})
+	}
+}
+
+func TestDiffDeleteNamespace(t *testing.T) {
+	edited := strings.Replace(base, "  c2: {}\n", "", 1)
+	edited = edited[:strings.Index(edited, "  - a: {namespace: c2")]
+	got := planLines(t, edited)
+	want := []string{"- host veth veth-c2 <-> c2:eth0", "- c2 namespace c2"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("plan:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestDiffBridgeReplacedReattachesPorts(t *testing.T) {
+	k := fake.New("lab")
+	apply(t, k, parse(t, base))
+	// A foreign-free rename of kind: br0 stays, but becomes a veth end? Use
+	// the lower-level path: delete the bridge by hand, plan must re-create
+	// it and re-attach both ports.
+	if err := k.W.DeleteLink("host", "br0"); err != nil {
+		t.Fatal(err)
+	}
+	p := plan(t, k, parse(t, base))
+	text := p.String()
+	for _, want := range []string{"+   bridge br0", "veth-c1 <-> c1:eth0 (master: (none) -> br0)", "veth-c2 <-> c2:eth0 (master: (none) -> br0)"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("plan lacks %q:\n%s", want, text)
+		}
+	}
+	apply(t, k, parse(t, base))
+}
+
+func TestConflicts(t *testing.T) {
+	k := fake.New("lab")
+	k.W.AddForeignLink("host", &reconcile.Link{Name: "br0", Kind: "bridge", Up: true})
+	k.W.AddForeignNamespace("c1")
+	want := parse(t, base)
+	before := k.W.Dump("lab")
+	res, err := reconcile.Reconcile(context.Background(), k, want, reconcile.ExecOptions{})
+	if !errors.Is(err, reconcile.ErrConflict) {
+		t.Fatalf("want a conflict, got %v", err)
+	}
+	if got := strings.Join(res.Plan.Conflicts, "\n"); got != `bridge "br0" in namespace "host" already exists and is not owned by this topology
+namespace "c1" already exists and is not owned by this topology` {
+		t.Fatalf("conflicts:\n%s", got)
+	}
+	if k.Writes() != 0 || dumpJSON(k.W.Dump("lab")) != dumpJSON(before) {
+		t.Fatal("a plan with conflicts changed the kernel")
+	}
+}
+
+func TestMissingParentIsAConflict(t *testing.T) {
+	want := parse(t, "name: lab\nnamespaces: {web: {}}\nmacvlans: [{name: eth1, namespace: web, parent: \"host:eth0\"}]\n")
+	p := reconcile.Diff(want, reconcile.NewState())
+	if len(p.Conflicts) != 1 || !strings.Contains(p.Conflicts[0], "parent host:eth0 of macvlan \"eth1\"") {
+		t.Fatalf("conflicts: %v", p.Conflicts)
+	}
+	k := fake.New("lab")
+	k.W.AddForeignLink("host", &reconcile.Link{Name: "eth0", Kind: "device", Up: true})
+	apply(t, k, want)
+	if l := k.W.Dump("").Link(reconcile.Ref{NS: "host", Name: "eth0"}); l == nil || l.Owned {
+		t.Fatal("the parent NIC was changed")
+	}
+}
+
+func TestRollbackLeavesKernelAsBefore(t *testing.T) {
+	for n := int64(1); n <= 9; n++ {
+		k := fake.New("lab")
+		k.W.AddForeignLink("host", &reconcile.Link{Name: "eth0", Kind: "device", Up: true})
+		apply(t, k, parse(t, strings.Replace(base, "10.0.0.3/24", "10.0.0.7/24", 1)))
+		before := dumpJSON(k.W.Dump("lab"))
+		fk := &reconcile.FailingKernel{Kernel: k, N: n, Err: syscall.EIO}
+		res, err := reconcile.Reconcile(context.Background(), fk, parse(t, strings.Replace(base, "c2: {}", "c2: {}\n  c3: {}", 1)), reconcile.ExecOptions{Workers: 1})
+		if err == nil {
+			if n <= int64(len(res.Plan.Changes)) {
+				t.Fatalf("step %d: no failure", n)
+			}
+			continue
+		}
+		if !errors.Is(err, syscall.EIO) || !res.RolledBack || res.RollbackErr != nil {
+			t.Fatalf("step %d: err %v, rolled back %v, rollback err %v", n, err, res.RolledBack, res.RollbackErr)
+		}
+		if after := dumpJSON(k.W.Dump("lab")); after != before {
+			t.Fatalf("step %d: kernel after rollback differs:\nbefore %s\nafter %s", n, before, after)
+		}
+	}
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		os.MkdirAll("testdata", 0o755)
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+func TestPlanRendering(t *testing.T) {
+	k := fake.New("lab")
+	apply(t, k, parse(t, base))
+	edited := strings.NewReplacer(
+		"10.0.0.3/24]}", "10.0.0.4/24], mtu: 1400}",
+		"b: {namespace: host, name: veth-c1, bridge: br0}", "b: {namespace: host, name: veth-c9, bridge: br0}",
+		`ip_forward: "1"`, `ip_forward: "0"`,
+		"  c2: {}\n", "  c2: {}\n  c3: {}\n",
+	).Replace(base) + "  - endpoints: [\"c3:eth0\", \"host:veth-c3\"]\n"
+	p := plan(t, k, parse(t, edited))
+	golden(t, "plan.txt", p.String())
+	b, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "plan.json", string(b)+"\n")
+	var back map[string]any
+	if err := json.Unmarshal(b, &back); err != nil || back["schema_version"] != float64(1) {
+		t.Fatalf("JSON plan: %v %v", err, back["schema_version"])
+	}
+}

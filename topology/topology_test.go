@@ -1,0 +1,132 @@
+package topology
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from the golden file:\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+func TestInvalidReportsEveryProblem(t *testing.T) {
+	_, err := Load("testdata/invalid.yaml")
+	var list ErrorList
+	if !errors.As(err, &list) {
+		t.Fatalf("want an ErrorList, got %v", err)
+	}
+	golden(t, "invalid.golden", list.Error()+"\n")
+	// Every error names file:line:col and a path.
+	for _, e := range list {
+		if e.File != "testdata/invalid.yaml" || e.Line < 1 || e.Col < 1 {
+			t.Errorf("error without a position: %#v", e)
+		}
+	}
+}
+
+func TestValid(t *testing.T) {
+	top, err := Load("testdata/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if top.Name != "ok-lab" || top.Prefix != "t-" || len(top.Links) != 2 || len(top.Bridges) != 1 {
+		t.Fatalf("decoded %+v", top)
+	}
+	l := top.Links[0]
+	if l.A.Namespace != "c1" || l.A.Name != "eth0" || l.B.Namespace != "host" || l.B.Name != "veth-c1" {
+		t.Errorf("short form endpoints decoded as %+v / %+v", l.A, l.B)
+	}
+	if top.Links[1].A.MTU != 1400 || top.Links[1].B.MTU != 1400 {
+		t.Errorf("link mtu not given to both ends: %d %d", top.Links[1].A.MTU, top.Links[1].B.MTU)
+	}
+	if top.Links[1].B.IsUp() {
+		t.Error("up: false was not kept")
+	}
+	if s := top.Namespace("host").Sysctls[0]; s.Value != "1" {
+		t.Errorf("sysctl value %q", s.Value)
+	}
+	if b := top.Bridges[0]; b.STP == nil || !*b.STP || b.MAC != "02:00:00:00:00:01" {
+		t.Errorf("bridge %+v", b)
+	}
+}
+
+func TestExamplesAreValid(t *testing.T) {
+	files, _ := filepath.Glob("../examples/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no examples found")
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(string(data), "# yaml-language-server: $schema=../schema/topology.schema.json\n") {
+			t.Errorf("%s does not start with the schema comment", f)
+		}
+		if _, err := Parse(f, data); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+func TestCases(t *testing.T) {
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"empty", "", "empty file"},
+		{"not yaml", "name: [", "invalid YAML"},
+		{"two documents", "name: a\n---\nname: b\n", "only one YAML document"},
+		{"missing name", "prefix: x\n", `missing required key "name"`},
+		{"duplicate key", "name: a\nname: b\n", `duplicate key "name"`},
+		{"name too long", "name: abcdefghijklmnopq\n", "at most 16 characters"},
+		{"ifname 16 chars", "name: a\nbridges: [{name: abcdefghijklmnop}]\n", "at most 15"},
+		{"ifname slash", "name: a\nbridges: [{name: a/b}]\n", "contains '/'"},
+		{"two claims", "name: a\nbridges: [{name: x}, {name: x}]\n", `interface "x" in namespace "host" is already claimed by bridge x at line 2`},
+		{"lo", "name: a\nbridges: [{name: lo}]\n", "loopback"},
+		{"bad cidr", "name: a\nbridges: [{name: b, addresses: [10.0.0.1]}]\n", "not an address in CIDR form"},
+		{"dup address", "name: a\nbridges: [{name: b, addresses: [10.0.0.1/24]}, {name: c, addresses: [10.0.0.1/16]}]\n", "already used"},
+		{"unknown ns", "name: a\nlinks: [{endpoints: [\"x:eth0\", \"host:v\"]}]\n", `namespace "x" is not listed`},
+		{"port in other ns", "name: a\nnamespaces: {c: {}}\nbridges: [{name: br0}]\nlinks: [{a: {namespace: c, name: e, bridge: br0}, b: {name: v}}]\n", "a port must be in its bridge's namespace"},
+		{"route dev unknown", "name: a\nnamespaces: {c: {routes: [{to: default, dev: eth9}]}}\n", `interface "eth9" is not declared`},
+		{"route family", "name: a\nnamespaces: {c: {routes: [{to: 10.0.0.0/8, via: \"fd00::1\"}]}}\n", "different address families"},
+		{"route needs via or dev", "name: a\nnamespaces: {c: {routes: [{to: default}]}}\n", "needs via"},
+		{"sysctl not net", "name: a\nnamespaces: {host: {sysctls: {vm.swappiness: 1}}}\n", "not a network sysctl"},
+		{"mtu type", "name: a\nbridges: [{name: b, mtu: big}]\n", "expected an integer"},
+		{"unknown key", "name: a\nbridges: [{name: b, colour: red}]\n", `unknown key "colour"`},
+		{"vxlan group without dev", "name: a\nvxlans: [{name: vx, vni: 1, group: 239.1.1.1}]\n", "needs dev"},
+		{"ipvlan mode", "name: a\nipvlans: [{name: i, parent: eth0, mode: l4}]\n", `"l4" is not one of l2, l3, l3s`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("t.yaml", []byte(c.yaml))
+			if err == nil {
+				t.Fatalf("want an error containing %q", c.want)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q does not contain %q", err, c.want)
+			}
+			if !strings.HasPrefix(err.Error(), "t.yaml:") {
+				t.Fatalf("error %q does not start with the file name", err)
+			}
+		})
+	}
+}
