@@ -34,6 +34,9 @@ type differ struct {
 	fresh        map[Ref]bool
 	deletedPairs map[string]bool
 	deletedNS    map[string]bool
+	// shaken holds links whose routes the kernel may flush during this
+	// apply: an address is removed or the link goes down.
+	shaken map[Ref]bool
 }
 
 func (d *differ) add(c *Change) { d.plan.Changes = append(d.plan.Changes, c) }
@@ -44,6 +47,7 @@ func (d *differ) conflict(format string, args ...any) {
 
 func (d *differ) run() {
 	d.deletedNS = map[string]bool{}
+	d.shaken = map[Ref]bool{}
 	// Namespaces.
 	for _, name := range d.want.SortedNames() {
 		w := d.want.Namespaces[name]
@@ -336,6 +340,7 @@ func (d *differ) linkUpdates(name string) {
 		}
 		if wl.Up != hl.Up {
 			f = append(f, Field{"up", boolStr(hl.Up), boolStr(wl.Up)})
+			d.shaken[ref] = true
 		}
 		if len(f) > 0 {
 			d.add(&Change{Action: Update, Kind: KindLink, Namespace: name, Name: ln,
@@ -355,6 +360,7 @@ func (d *differ) linkUpdates(name string) {
 		for _, a := range hl.Addresses {
 			if !want[a] {
 				d.add(&Change{Action: Delete, Kind: KindAddress, Namespace: name, Name: a, Dev: ln})
+				d.shaken[ref] = true
 			}
 		}
 	}
@@ -382,6 +388,8 @@ func (d *differ) routes(name string) {
 		}
 		hr := have[k]
 		switch {
+		case hr != nil && hr.Owned && d.shaken[Ref{name, hr.Dev}]:
+			d.add(&Change{Action: Create, Kind: KindRoute, Namespace: name, Name: k, Route: wr.Clone(), Dev: hr.Dev, Readd: true})
 		case hr == nil:
 			d.add(&Change{Action: Create, Kind: KindRoute, Namespace: name, Name: k, Route: wr.Clone()})
 		case !hr.Owned:

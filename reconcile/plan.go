@@ -58,6 +58,10 @@ type Change struct {
 	OldRoute *Route `json:"old_route,omitempty"`
 	Value    string `json:"value,omitempty"`
 	OldValue string `json:"old_value,omitempty"`
+	// Readd marks a route the kernel may drop by itself earlier in the same
+	// apply (an address of its interface is removed, the interface goes
+	// down): it is added, or replaced if it survived.
+	Readd bool `json:"readd,omitempty"`
 }
 
 // Describe is the one-line text of the change, without its action symbol.
@@ -96,6 +100,9 @@ func (c *Change) Describe() string {
 	case KindRoute:
 		r := c.Route
 		s := "route " + r.String()
+		if c.Readd {
+			s += " (again: the kernel drops it when an address of " + c.Dev + " goes or it goes down)"
+		}
 		if len(c.Fields) > 0 {
 			var parts []string
 			for _, f := range c.Fields {

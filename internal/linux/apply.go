@@ -428,7 +428,11 @@ func (k *Kernel) applyRoute(c *reconcile.Change) error {
 	}
 	switch c.Action {
 	case reconcile.Create:
-		err = h.h.RouteAdd(nr)
+		if c.Readd {
+			err = h.h.RouteReplace(nr)
+		} else {
+			err = h.h.RouteAdd(nr)
+		}
 	case reconcile.Update:
 		err = h.h.RouteReplace(nr)
 	case reconcile.Delete:

@@ -335,13 +335,21 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 				}
 			}
 			l.l.Addresses = keep
+			// The kernel drops routes through a gateway on the lost subnet.
+			if p, err := netip.ParsePrefix(c.Name); err == nil {
+				for k, r := range n.routes {
+					if gw, err := netip.ParseAddr(r.Via); err == nil && r.Dev == c.Dev && p.Masked().Contains(gw) {
+						delete(n.routes, k)
+					}
+				}
+			}
 		}
 	case reconcile.KindRoute:
 		switch c.Action {
 		case reconcile.Delete:
 			delete(n.routes, c.Route.Key())
 		case reconcile.Create, reconcile.Update:
-			if c.Action == reconcile.Create && n.routes[c.Route.Key()] != nil {
+			if c.Action == reconcile.Create && !c.Readd && n.routes[c.Route.Key()] != nil {
 				return errf(syscall.EEXIST, "route %s", c.Route)
 			}
 			r := c.Route.Clone()

@@ -1,0 +1,474 @@
+// Package live holds the tests that run against the real kernel. Each test
+// works in a sandbox namespace of its own (--netns) with a random prefix for
+// the namespaces it creates, and leaves nothing behind. They need root and
+// skip without it.
+package live
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/netplan-lab/netplan-lab/internal/linux"
+	"github.com/netplan-lab/netplan-lab/reconcile"
+	"github.com/netplan-lab/netplan-lab/topology"
+)
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("live test skipped: it needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to make namespaces; CI runs it as root")
+	}
+}
+
+// env is one test's lab: a sandbox host and a namespace prefix of its own.
+type env struct {
+	t       *testing.T
+	sandbox string
+	prefix  string
+	topo    *topology.Topology
+	k       *linux.Kernel
+}
+
+func newEnv(t *testing.T, file string, src []byte) *env {
+	t.Helper()
+	needRoot(t)
+	id := fmt.Sprintf("%04x", rand.Intn(0xffff))
+	e := &env{t: t, sandbox: "npl-test-" + id, prefix: "t" + id + "-"}
+	e.load(file, src)
+	t.Cleanup(e.cleanup)
+	return e
+}
+
+func (e *env) load(file string, src []byte) {
+	e.t.Helper()
+	var err error
+	if src == nil {
+		e.topo, err = topology.Load(file)
+	} else {
+		e.topo, err = topology.Parse(file, src)
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if e.k != nil {
+		e.k.Close()
+	}
+	e.k = linux.New(linux.Options{Name: e.topo.Name, Prefix: e.prefix, Netns: e.sandbox})
+}
+
+func (e *env) desired() *reconcile.State {
+	s, err := reconcile.Desired(e.topo)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+func (e *env) apply(k reconcile.Kernel) (*reconcile.Result, error) {
+	if _, err := e.k.EnsureHost(); err != nil {
+		e.t.Fatal(err)
+	}
+	return reconcile.Reconcile(context.Background(), k, e.desired(), reconcile.ExecOptions{})
+}
+
+func (e *env) mustApply() *reconcile.Result {
+	e.t.Helper()
+	res, err := e.apply(e.k)
+	if err != nil {
+		e.t.Fatalf("apply: %v", err)
+	}
+	return res
+}
+
+func (e *env) plan() *reconcile.Plan {
+	e.t.Helper()
+	obs, err := e.k.Observe(context.Background(), reconcile.QueryFor(e.desired()))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return reconcile.Diff(e.desired(), obs)
+}
+
+func (e *env) destroy() {
+	e.t.Helper()
+	empty := reconcile.NewState()
+	empty.Namespaces[reconcile.HostNS] = reconcile.NewNamespace(reconcile.HostNS, false)
+	if _, err := reconcile.Reconcile(context.Background(), e.k, empty, reconcile.ExecOptions{}); err != nil {
+		e.t.Fatalf("destroy: %v", err)
+	}
+	if _, err := e.k.RemoveHostIfCreated(); err != nil {
+		e.t.Fatalf("remove sandbox: %v", err)
+	}
+}
+
+// cleanup removes whatever the test left, even after a failure.
+func (e *env) cleanup() {
+	if e.k != nil {
+		e.k.Close()
+	}
+	entries, _ := os.ReadDir(linux.NetnsDir)
+	for _, d := range entries {
+		if strings.HasPrefix(d.Name(), e.prefix) || d.Name() == e.sandbox {
+			p := filepath.Join(linux.NetnsDir, d.Name())
+			_ = syscall.Unmount(p, syscall.MNT_DETACH)
+			_ = os.Remove(p)
+		}
+	}
+}
+
+// path of a namespace of the lab: "host" is the sandbox.
+func (e *env) nsPath(short string) string {
+	if short == reconcile.HostNS {
+		return filepath.Join(linux.NetnsDir, e.sandbox)
+	}
+	return filepath.Join(linux.NetnsDir, e.prefix+short)
+}
+
+// in runs fn with the calling goroutine's thread inside namespace short.
+// Sockets made in fn stay in that namespace.
+func (e *env) in(short string, fn func()) {
+	e.t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	origin, err := netns.Get()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer origin.Close()
+	target, err := netns.GetFromPath(e.nsPath(short))
+	if err != nil {
+		e.t.Fatalf("open netns %s: %v", short, err)
+	}
+	defer target.Close()
+	if err := netns.Set(target); err != nil {
+		e.t.Fatal(err)
+	}
+	defer func() {
+		if err := netns.Set(origin); err != nil {
+			panic("cannot return to the original netns: " + err.Error())
+		}
+	}()
+	fn()
+}
+
+// tcp proves traffic: a server listening on addr in namespace srv answers a
+// client dialing from namespace cli with a line naming the address it saw.
+// It returns that address.
+func (e *env) tcp(srv, cli, listen, dial string) string {
+	e.t.Helper()
+	var ln net.Listener
+	e.in(srv, func() {
+		var err error
+		ln, err = net.Listen("tcp", listen)
+		if err != nil {
+			e.t.Fatalf("listen %s in %s: %v", listen, srv, err)
+		}
+	})
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		fmt.Fprintf(c, "hello %s\n", c.RemoteAddr())
+		c.Close()
+	}()
+	var conn net.Conn
+	e.in(cli, func() {
+		var err error
+		d := net.Dialer{Timeout: 5 * time.Second}
+		conn, err = d.Dial("tcp", dial)
+		if err != nil {
+			e.t.Fatalf("dial %s from %s: %v", dial, cli, err)
+		}
+	})
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		e.t.Fatalf("read from %s: %v", dial, err)
+	}
+	return strings.TrimSpace(strings.TrimPrefix(line, "hello "))
+}
+
+// tcpFails asserts that a connection cannot be made.
+func (e *env) tcpFails(cli, dial string) {
+	e.t.Helper()
+	e.in(cli, func() {
+		d := net.Dialer{Timeout: 1 * time.Second}
+		c, err := d.Dial("tcp", dial)
+		if err == nil {
+			c.Close()
+			e.t.Fatalf("dial %s from %s worked; it should not", dial, cli)
+		}
+	})
+}
+
+// assertGone checks that nothing of the lab is left: no namespace with the
+// prefix, no sandbox.
+func (e *env) assertGone(keep ...string) {
+	e.t.Helper()
+	entries, _ := os.ReadDir(linux.NetnsDir)
+	for _, d := range entries {
+		n := d.Name()
+		if (strings.HasPrefix(n, e.prefix) || n == e.sandbox) && !contains(keep, n) {
+			e.t.Errorf("netns %s is still there", n)
+		}
+	}
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *env) assertNoOp() {
+	e.t.Helper()
+	if p := e.plan(); !p.Empty() || len(p.Conflicts) > 0 {
+		e.t.Fatalf("plan after apply is not empty:\n%v", p)
+	}
+	ck := &reconcile.CountingKernel{Kernel: e.k}
+	if _, err := e.apply(ck); err != nil {
+		e.t.Fatal(err)
+	}
+	if ck.Writes() != 0 {
+		e.t.Fatalf("re-apply made %d kernel writes", ck.Writes())
+	}
+}
+
+// exampleChecks prove, with real traffic, what each example teaches.
+var exampleChecks = map[string]func(e *env){
+	"bridge.yaml": func(e *env) {
+		e.tcp("c2", "c1", "10.55.66.3:8080", "10.55.66.3:8080")
+		e.tcp("host", "c1", "10.55.66.1:8081", "10.55.66.1:8081")
+	},
+	"router.yaml": func(e *env) {
+		e.tcp("ns1", "ns0", "192.168.88.3:80", "192.168.88.3:80")
+		e.tcp("host", "ns1", "192.168.88.1:81", "192.168.88.1:81")
+		sc, err := e.k.Observe(context.Background(), reconcile.Query{Sysctls: map[string][]string{"host": {"net.ipv4.ip_forward"}}})
+		if err != nil || sc.NS("host").Sysctls["net.ipv4.ip_forward"] != "1" {
+			e.t.Fatalf("ip_forward in the sandbox: %v %v", sc.NS("host").Sysctls, err)
+		}
+	},
+	"veth-pair.yaml": func(e *env) {
+		e.tcp("right", "left", "10.0.0.2:80", "10.0.0.2:80")
+		e.tcp("left", "right", "[fd00::1]:80", "[fd00::1]:80")
+	},
+	"none.yaml": func(e *env) {
+		e.in("box", func() {
+			links, err := netlink.LinkList()
+			if err != nil || len(links) != 1 || links[0].Attrs().Name != "lo" || links[0].Attrs().Flags&net.FlagUp == 0 {
+				e.t.Fatalf("box should hold only lo, up: %v %v", links, err)
+			}
+		})
+		e.tcp("box", "box", "127.0.0.1:80", "127.0.0.1:80")
+		e.tcpFails("box", "10.55.66.1:80")
+	},
+	"container.yaml": func(e *env) {
+		// Two "processes" in one namespace: loopback is shared.
+		e.tcp("pod", "pod", "127.0.0.1:8000", "127.0.0.1:8000")
+		e.tcp("pod", "host", "172.30.0.2:80", "172.30.0.2:80")
+	},
+}
+
+func TestExamples(t *testing.T) {
+	needRoot(t)
+	files, _ := filepath.Glob("../../examples/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no examples")
+	}
+	for _, f := range files {
+		name := filepath.Base(f)
+		t.Run(name, func(t *testing.T) {
+			check, ok := exampleChecks[name]
+			if !ok {
+				t.Fatalf("example %s has no live check: add one to exampleChecks", name)
+			}
+			e := newEnv(t, f, nil)
+			e.mustApply()
+			check(e)
+			e.assertNoOp()
+			e.destroy()
+			e.assertGone()
+		})
+	}
+}
+
+func TestEditOneAddressPlansExactlyThat(t *testing.T) {
+	src, err := os.ReadFile("../../examples/bridge.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, "bridge.yaml", src)
+	e.mustApply()
+	e.load("bridge.yaml", []byte(strings.Replace(string(src), "10.55.66.3/24", "10.55.66.4/24", 1)))
+	p := e.plan()
+	var got []string
+	for _, c := range p.Changes {
+		got = append(got, string(c.Action)+" "+c.Namespace+" "+c.Describe())
+	}
+	// The kernel drops the default route when the address its gateway is
+	// reached through goes, so the plan puts it back.
+	want := "- c2 address 10.55.66.3/24 on eth0\n+ c2 address 10.55.66.4/24 on eth0\n" +
+		"+ c2 route default via 10.55.66.1 (again: the kernel drops it when an address of eth0 goes or it goes down)"
+	if strings.Join(got, "\n") != want {
+		t.Fatalf("plan:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
+	}
+	ck := &reconcile.CountingKernel{Kernel: e.k}
+	if _, err := e.apply(ck); err != nil {
+		t.Fatal(err)
+	}
+	if ck.Writes() != 3 {
+		t.Fatalf("the edit took %d writes, want 3", ck.Writes())
+	}
+	e.tcp("c2", "c1", "10.55.66.4:80", "10.55.66.4:80")
+	e.assertNoOp()
+	e.destroy()
+	e.assertGone()
+}
+
+func TestFailureMidApplyRollsBack(t *testing.T) {
+	for _, n := range []int64{1, 3, 5, 7} {
+		t.Run(fmt.Sprintf("fail-step-%d", n), func(t *testing.T) {
+			e := newEnv(t, "../../examples/router.yaml", nil)
+			if _, err := e.k.EnsureHost(); err != nil {
+				t.Fatal(err)
+			}
+			before := e.snapshot()
+			fk := &reconcile.FailingKernel{Kernel: e.k, N: n, Err: errors.New("injected failure")}
+			res, err := e.apply(fk)
+			if err == nil || !strings.Contains(err.Error(), "injected failure") {
+				t.Fatalf("want the injected failure, got %v", err)
+			}
+			if !res.RolledBack || res.RollbackErr != nil {
+				t.Fatalf("rolled back %v, rollback error %v", res.RolledBack, res.RollbackErr)
+			}
+			if after := e.snapshot(); after != before {
+				t.Fatalf("the kernel after rollback differs:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+			if _, err := e.k.RemoveHostIfCreated(); err != nil {
+				t.Fatal(err)
+			}
+			e.assertGone()
+		})
+	}
+}
+
+// snapshot lists the lab's namespaces and the sandbox's links, addresses,
+// routes and ip_forward, as text.
+func (e *env) snapshot() string {
+	e.t.Helper()
+	var b strings.Builder
+	entries, _ := os.ReadDir(linux.NetnsDir)
+	for _, d := range entries {
+		if strings.HasPrefix(d.Name(), e.prefix) {
+			fmt.Fprintf(&b, "netns %s\n", d.Name())
+		}
+	}
+	e.in("host", func() {
+		links, _ := netlink.LinkList()
+		for _, l := range links {
+			fmt.Fprintf(&b, "link %s %s\n", l.Attrs().Name, l.Type())
+		}
+		addrs, _ := netlink.AddrList(nil, netlink.FAMILY_V4)
+		for _, a := range addrs {
+			fmt.Fprintf(&b, "addr %s\n", a.IPNet)
+		}
+		v, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+		fmt.Fprintf(&b, "ip_forward %s", v)
+	})
+	return b.String()
+}
+
+func TestDestroyLeavesForeignObjects(t *testing.T) {
+	e := newEnv(t, "../../examples/bridge.yaml", nil)
+	e.mustApply()
+	// A foreign namespace that even carries the lab's prefix, and a foreign
+	// bridge in the sandbox, beside the lab.
+	foreign := e.prefix + "foreign"
+	if err := exec(func() error { return newNamedNS(foreign) }); err != nil {
+		t.Fatal(err)
+	}
+	e.in("host", func() {
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "foreign0"}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// A foreign object with a name the lab wants is a conflict, not a takeover.
+	e.in("c1", func() {
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "eth1"}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	e.destroy()
+	if _, err := os.Stat(filepath.Join(linux.NetnsDir, foreign)); err != nil {
+		t.Fatalf("the foreign namespace was removed: %v", err)
+	}
+	e.in("host", func() {
+		if _, err := netlink.LinkByName("foreign0"); err != nil {
+			t.Fatalf("the foreign bridge was removed: %v", err)
+		}
+		if _, err := netlink.LinkByName("hwchiu0"); err == nil {
+			t.Fatal("the lab's bridge survived destroy")
+		}
+	})
+	// The sandbox holds a foreign link, so destroy kept it.
+	e.assertGone(foreign, e.sandbox)
+}
+
+func exec(f func() error) error { return f() }
+
+func newNamedNS(name string) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	origin, err := netns.Get()
+	if err != nil {
+		return err
+	}
+	defer origin.Close()
+	h, err := netns.NewNamed(name)
+	if err != nil {
+		return err
+	}
+	h.Close()
+	return netns.Set(origin)
+}
+
+func TestConflictWithForeignLinkChangesNothing(t *testing.T) {
+	e := newEnv(t, "../../examples/bridge.yaml", nil)
+	if _, err := e.k.EnsureHost(); err != nil {
+		t.Fatal(err)
+	}
+	e.in("host", func() {
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "hwchiu0"}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	before := e.snapshot()
+	ck := &reconcile.CountingKernel{Kernel: e.k}
+	_, err := e.apply(ck)
+	if !errors.Is(err, reconcile.ErrConflict) || !strings.Contains(err.Error(), `bridge "hwchiu0" in namespace "host" already exists and is not owned`) {
+		t.Fatalf("want a conflict on hwchiu0, got %v", err)
+	}
+	if ck.Writes() != 0 || e.snapshot() != before {
+		t.Fatal("a conflicting plan changed the kernel")
+	}
+}
