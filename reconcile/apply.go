@@ -7,6 +7,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Query says what Observe must read: the namespaces a topology names (by
@@ -100,6 +101,9 @@ func linkStage(l *Link) int {
 func Steps(p *Plan) [][]*Change {
 	st := make([][]*Change, numStages)
 	for _, c := range p.Changes {
+		if c.Implicit {
+			continue
+		}
 		switch c.Kind {
 		case KindNamespace:
 			if c.Action == Delete {
@@ -323,14 +327,45 @@ func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*R
 		res.RollbackErr = Rollback(context.WithoutCancel(ctx), k, before, q, ExecOptions{Workers: o.Workers, OnChange: inner})
 		return res, execErr
 	}
-	after, err := k.Observe(ctx, q)
-	if err != nil {
+	if rest, err := settle(ctx, k, desired, q, plan); err != nil {
 		return res, fmt.Errorf("observe after apply: %w", err)
-	}
-	if rest := Diff(desired, after); !rest.Empty() || len(rest.Conflicts) > 0 {
+	} else if !rest.Empty() || len(rest.Conflicts) > 0 {
 		return res, fmt.Errorf("the kernel does not match the topology after apply; still to do:\n%s", rest)
 	}
 	return res, nil
+}
+
+// SettleTimeout bounds how long apply waits for changes the kernel makes
+// asynchronously (the interfaces of a deleted namespace).
+var SettleTimeout = 30 * time.Second
+
+// settle observes until the kernel matches desired. Only a plan with
+// implicit changes waits; otherwise one observation decides.
+func settle(ctx context.Context, k Kernel, desired *State, q Query, p *Plan) (*Plan, error) {
+	wait := false
+	for _, c := range p.Changes {
+		wait = wait || c.Implicit
+	}
+	deadline := time.Now().Add(SettleTimeout)
+	delay := 5 * time.Millisecond
+	for {
+		after, err := k.Observe(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		rest := Diff(desired, after)
+		if !wait || (rest.Empty() && len(rest.Conflicts) == 0) || time.Now().After(deadline) {
+			return rest, nil
+		}
+		select {
+		case <-ctx.Done():
+			return rest, nil
+		case <-time.After(delay):
+		}
+		if delay < 200*time.Millisecond {
+			delay *= 2
+		}
+	}
 }
 
 // Rollback puts back what the topology owned in the state before, as seen
@@ -340,9 +375,15 @@ func Rollback(ctx context.Context, k Kernel, before *State, q Query, o ExecOptio
 	if err != nil {
 		return fmt.Errorf("rollback: observe: %w", err)
 	}
-	back := Diff(AsDesired(before), now)
+	want := AsDesired(before)
+	back := Diff(want, now)
 	if err := Execute(ctx, k, back, o); err != nil {
 		return fmt.Errorf("rollback: %w", err)
+	}
+	if rest, err := settle(ctx, k, want, q, back); err != nil {
+		return fmt.Errorf("rollback: observe: %w", err)
+	} else if !rest.Empty() {
+		return fmt.Errorf("rollback: the kernel is not as it was; still to do:\n%s", rest)
 	}
 	return nil
 }

@@ -89,6 +89,14 @@ func (d *differ) run() {
 			if !hl.Owned || d.want.Link(ref) != nil || d.gone[ref] {
 				continue
 			}
+			if hl.Kind == KindVeth && hl.Peer != nil && d.deletedNS[hl.Peer.NS] {
+				// Deleting the peer's namespace takes this end too, in the
+				// kernel's batched namespace cleanup: far cheaper than a
+				// delete of its own.
+				d.gone[ref] = true
+				d.add(&Change{Action: Delete, Kind: KindLink, Namespace: name, Name: ln, Link: hl.Clone(), Implicit: true})
+				continue
+			}
 			d.deleteLink(ref, hl)
 		}
 	}

@@ -114,7 +114,7 @@ func TestDiffDeleteNamespace(t *testing.T) {
 	edited := strings.Replace(base, "  c2: {}\n", "", 1)
 	edited = edited[:strings.Index(edited, "  - a: {namespace: c2")]
 	got := planLines(t, edited)
-	want := []string{"- host veth veth-c2 <-> c2:eth0", "- c2 namespace c2"}
+	want := []string{"- host veth veth-c2 <-> c2:eth0 (goes with netns c2)", "- c2 namespace c2"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("plan:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}

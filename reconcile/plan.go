@@ -62,6 +62,10 @@ type Change struct {
 	// apply (an address of its interface is removed, the interface goes
 	// down): it is added, or replaced if it survived.
 	Readd bool `json:"readd,omitempty"`
+	// Implicit marks a change the kernel makes by itself as a consequence
+	// of another (a veth end goes when the namespace of its peer is
+	// deleted). It is shown, not sent; apply waits until it is seen.
+	Implicit bool `json:"implicit,omitempty"`
 }
 
 // Describe is the one-line text of the change, without its action symbol.
@@ -88,6 +92,9 @@ func (c *Change) Describe() string {
 			s += " (" + strings.Join(parts, ", ") + ")"
 		} else if c.Action != Delete {
 			s += linkSummary(l)
+		}
+		if c.Implicit {
+			s += " (goes with netns " + l.Peer.NS + ")"
 		}
 		if c.PeerLink != nil && c.Action != Delete {
 			if ps := linkSummary(c.PeerLink); ps != "" {
