@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,6 +74,7 @@ const (
 	stageDelLink
 	stageDelNS
 	stageNewNS
+	stageSysctlNS
 	stageNewBridge
 	stageNewVeth
 	stageNewChild
@@ -94,6 +96,23 @@ func linkStage(l *Link) int {
 		return stageNewVxlan
 	}
 	return stageNewChild
+}
+
+var stageNames = [...]string{"delete routes", "delete addresses", "delete links", "delete namespaces",
+	"create namespaces", "namespace sysctls", "create bridges", "create veths", "create macvlans/ipvlans",
+	"create vxlans", "update links", "add addresses", "routes", "interface sysctls"}
+
+// InterfaceSysctl reports whether a sysctl key belongs to one interface
+// (net.ipv4.conf.eth0.rp_filter), so it can only be set once the interface
+// exists. Namespace-wide keys (ip_forward, conf.all, conf.default) are set
+// right after the namespace is made, so interfaces created later inherit
+// the defaults.
+func InterfaceSysctl(key string) bool {
+	parts := strings.Split(key, ".")
+	if len(parts) < 5 || (parts[2] != "conf" && parts[2] != "neigh") {
+		return false
+	}
+	return parts[3] != "all" && parts[3] != "default"
 }
 
 // Steps expands a plan into the ordered stages the executor runs; a
@@ -138,7 +157,11 @@ func Steps(p *Plan) [][]*Change {
 				st[stageRoute] = append(st[stageRoute], c)
 			}
 		case KindSysctl:
-			st[stageSysctl] = append(st[stageSysctl], c)
+			if InterfaceSysctl(c.Name) {
+				st[stageSysctl] = append(st[stageSysctl], c)
+			} else {
+				st[stageSysctlNS] = append(st[stageSysctlNS], c)
+			}
 		}
 	}
 	return st
@@ -151,6 +174,8 @@ type ExecOptions struct {
 	// OnChange, if set, is called after each change is applied or failed,
 	// never concurrently.
 	OnChange func(c *Change, err error)
+	// OnStage, if set, is told how long each non-empty stage took.
+	OnStage func(stage string, changes int, took time.Duration)
 }
 
 // StepError is a failed step: the change and the kernel's error.
@@ -181,10 +206,11 @@ func Execute(ctx context.Context, k Kernel, p *Plan, o ExecOptions) error {
 			mu.Unlock()
 		}
 	}
-	for _, stage := range Steps(p) {
+	for si, stage := range Steps(p) {
 		if len(stage) == 0 {
 			continue
 		}
+		stageStart := time.Now()
 		groups := map[string][]*Change{}
 		var order []string
 		for _, c := range stage {
@@ -229,6 +255,9 @@ func Execute(ctx context.Context, k Kernel, p *Plan, o ExecOptions) error {
 		}
 		wg.Wait()
 		cancel()
+		if o.OnStage != nil {
+			o.OnStage(stageNames[si], len(stage), time.Since(stageStart))
+		}
 		if e := firstErr.Load(); e != nil {
 			return e
 		}
@@ -362,7 +391,7 @@ func settle(ctx context.Context, k Kernel, desired *State, q Query, p *Plan) (*P
 			return rest, nil
 		case <-time.After(delay):
 		}
-		if delay < 200*time.Millisecond {
+		if delay < 20*time.Millisecond {
 			delay *= 2
 		}
 	}

@@ -78,7 +78,7 @@ func TestDiffCases(t *testing.T) {
 		{"mtu", "{name: br0, addresses", "{name: br0, mtu: 1400, addresses",
 			[]string{"~ host bridge br0 (mtu: 1500 -> 1400)"}},
 		{"mac", "{name: br0, addresses", "{name: br0, mac: \"02:00:00:00:00:aa\", addresses",
-			[]string{"~ host bridge br0 (mac: 02:fa:04:03:00:02 -> 02:00:00:00:00:aa)"}},
+			[]string{"~ host bridge br0 (mac: 02:fa:c7:9b:68:c4 -> 02:00:00:00:00:aa)"}},
 		{"down", "{name: br0, addresses", "{name: br0, up: false, addresses",
 			[]string{"~ host bridge br0 (up: true -> false)"}},
 		{"stp", "{name: br0, addresses", "{name: br0, stp: true, addresses",
@@ -233,4 +233,21 @@ func TestPlanRendering(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil || back["schema_version"] != float64(1) {
 		t.Fatalf("JSON plan: %v %v", err, back["schema_version"])
 	}
+}
+
+func TestSysctlStages(t *testing.T) {
+	for key, want := range map[string]bool{
+		"net.ipv4.ip_forward":                false,
+		"net.ipv4.conf.all.rp_filter":        false,
+		"net.ipv6.conf.default.disable_ipv6": false,
+		"net.ipv4.conf.eth0.rp_filter":       true,
+		"net.ipv4.neigh.eth0.gc_stale_time":  true,
+	} {
+		if got := reconcile.InterfaceSysctl(key); got != want {
+			t.Errorf("InterfaceSysctl(%q) = %v, want %v", key, got, want)
+		}
+	}
+	// An interface sysctl in a new namespace applies once the veth exists.
+	k := fake.New("lab")
+	apply(t, k, parse(t, "name: lab\nnamespaces:\n  c1:\n    sysctls: {net.ipv4.conf.eth0.rp_filter: \"0\", net.ipv4.ip_forward: \"1\"}\nlinks: [{endpoints: [\"c1:eth0\", \"host:v1\"]}]\n"))
 }

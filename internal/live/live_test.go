@@ -472,3 +472,30 @@ func TestConflictWithForeignLinkChangesNothing(t *testing.T) {
 		t.Fatal("a conflicting plan changed the kernel")
 	}
 }
+
+// TestBridgeSTPInPlace flips a bridge's STP on and off in place. Reading and
+// setting go through different netlink messages, so a broken setter or a
+// reader that always answers the same would leave a plan behind.
+func TestBridgeSTPInPlace(t *testing.T) {
+	src := "name: stp\nbridges:\n  - {name: br-stp, stp: true, mtu: 1400, mac: \"02:00:00:00:00:42\"}\n"
+	e := newEnv(t, "stp.yaml", []byte(src))
+	e.mustApply()
+	e.assertNoOp()
+	for _, edit := range []struct{ from, to, field string }{
+		{"stp: true", "stp: false", "stp: true -> false"},
+		{"stp: false", "stp: true", "stp: false -> true"},
+		{"mtu: 1400", "mtu: 1500", "mtu: 1400 -> 1500"},
+		{"02:00:00:00:00:42", "02:00:00:00:00:43", "mac: 02:00:00:00:00:42 -> 02:00:00:00:00:43"},
+	} {
+		src = strings.Replace(src, edit.from, edit.to, 1)
+		e.load("stp.yaml", []byte(src))
+		p := e.plan()
+		if len(p.Changes) != 1 || p.Changes[0].Action != reconcile.Update || !strings.Contains(p.Changes[0].Describe(), edit.field) {
+			t.Fatalf("edit %q: plan\n%v", edit.to, p)
+		}
+		e.mustApply()
+		e.assertNoOp()
+	}
+	e.destroy()
+	e.assertGone()
+}

@@ -9,6 +9,7 @@ package fake
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"sort"
 	"strings"
@@ -445,7 +446,10 @@ func (k *Kernel) createLink(c *reconcile.Change) error {
 			return err
 		}
 		if l.MAC == "" {
-			l.MAC = fmt.Sprintf("02:fa:%02x:%02x:%02x:%02x", len(nsName)&0xff, len(l.Name), len(n.links)&0xff, k.writes&0xff)
+			h := fnv.New32a()
+			h.Write([]byte(nsName + "/" + l.Name))
+			v := h.Sum32()
+			l.MAC = fmt.Sprintf("02:fa:%02x:%02x:%02x:%02x", byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
 		}
 		if l.MTU == 0 {
 			l.MTU = 1500
