@@ -356,34 +356,74 @@ func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*R
 		res.RollbackErr = Rollback(context.WithoutCancel(ctx), k, before, q, ExecOptions{Workers: o.Workers, OnChange: inner})
 		return res, execErr
 	}
-	if rest, err := settle(ctx, k, desired, q, plan); err != nil {
-		return res, fmt.Errorf("observe after apply: %w", err)
-	} else if !rest.Empty() || len(rest.Conflicts) > 0 {
-		return res, fmt.Errorf("the kernel does not match the topology after apply; still to do:\n%s", rest)
+	if err := finish(ctx, k, desired, q, plan, o); err != nil {
+		return res, err
 	}
 	return res, nil
 }
 
+// finish waits for the kernel to match desired. Changes the kernel makes
+// by itself (implicit ones) may not come: something can keep a deleted
+// namespace alive (a shell inside it, an open socket), and then its veth
+// peers stay. If the kernel stops making progress, what is left is planned
+// again and applied explicitly, once.
+func finish(ctx context.Context, k Kernel, desired *State, q Query, p *Plan, o ExecOptions) error {
+	rest, err := settle(ctx, k, desired, q, p)
+	if err != nil {
+		return fmt.Errorf("observe after apply: %w", err)
+	}
+	if !rest.Empty() && len(rest.Conflicts) == 0 && hasImplicit(p) {
+		if err := Execute(ctx, k, rest, o); err != nil {
+			return err
+		}
+		if rest, err = settle(ctx, k, desired, q, rest); err != nil {
+			return fmt.Errorf("observe after apply: %w", err)
+		}
+	}
+	if !rest.Empty() || len(rest.Conflicts) > 0 {
+		return fmt.Errorf("the kernel does not match the topology after apply; still to do:\n%s", rest)
+	}
+	return nil
+}
+
+func hasImplicit(p *Plan) bool {
+	for _, c := range p.Changes {
+		if c.Implicit {
+			return true
+		}
+	}
+	return false
+}
+
 // SettleTimeout bounds how long apply waits for changes the kernel makes
-// asynchronously (the interfaces of a deleted namespace).
-var SettleTimeout = 30 * time.Second
+// asynchronously (the interfaces of a deleted namespace); SettleStall is how
+// long it waits without seeing any progress.
+var (
+	SettleTimeout = 60 * time.Second
+	SettleStall   = time.Second
+)
 
 // settle observes until the kernel matches desired. Only a plan with
-// implicit changes waits; otherwise one observation decides.
+// implicit changes waits, and only while the kernel makes progress.
 func settle(ctx context.Context, k Kernel, desired *State, q Query, p *Plan) (*Plan, error) {
-	wait := false
-	for _, c := range p.Changes {
-		wait = wait || c.Implicit
-	}
+	wait := hasImplicit(p)
 	deadline := time.Now().Add(SettleTimeout)
 	delay := 5 * time.Millisecond
+	best, progress := -1, time.Now()
 	for {
 		after, err := k.Observe(ctx, q)
 		if err != nil {
 			return nil, err
 		}
 		rest := Diff(desired, after)
-		if !wait || (rest.Empty() && len(rest.Conflicts) == 0) || time.Now().After(deadline) {
+		if !wait || (rest.Empty() && len(rest.Conflicts) == 0) {
+			return rest, nil
+		}
+		now := time.Now()
+		if n := len(rest.Changes); best < 0 || n < best {
+			best, progress = n, now
+		}
+		if now.After(deadline) || now.Sub(progress) > SettleStall {
 			return rest, nil
 		}
 		select {
@@ -409,10 +449,8 @@ func Rollback(ctx context.Context, k Kernel, before *State, q Query, o ExecOptio
 	if err := Execute(ctx, k, back, o); err != nil {
 		return fmt.Errorf("rollback: %w", err)
 	}
-	if rest, err := settle(ctx, k, want, q, back); err != nil {
-		return fmt.Errorf("rollback: observe: %w", err)
-	} else if !rest.Empty() {
-		return fmt.Errorf("rollback: the kernel is not as it was; still to do:\n%s", rest)
+	if err := finish(ctx, k, want, q, back, o); err != nil {
+		return fmt.Errorf("rollback: %w", err)
 	}
 	return nil
 }

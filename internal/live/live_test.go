@@ -499,3 +499,18 @@ func TestBridgeSTPInPlace(t *testing.T) {
 	e.destroy()
 	e.assertGone()
 }
+
+// TestDestroyWhileANamespaceIsHeld: something (a shell started with
+// `ip netns exec`, an open socket) keeps a lab namespace alive after destroy
+// unpins it. Its veth peer in the sandbox must still go.
+func TestDestroyWhileANamespaceIsHeld(t *testing.T) {
+	e := newEnv(t, "../../examples/bridge.yaml", nil)
+	e.mustApply()
+	held, err := netns.GetFromPath(e.nsPath("c1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	e.destroy()
+	e.assertGone()
+}
