@@ -31,6 +31,9 @@ type Kernel interface {
 	// Preflight checks, before anything changes, that the kernel supports
 	// everything the plan uses.
 	Preflight(ctx context.Context, p *Plan) error
+	// ApplyNAT carries out all NAT changes of one namespace as one atomic
+	// batch: all of them happen or none.
+	ApplyNAT(ctx context.Context, ns string, changes []*Change) error
 }
 
 // QueryFor returns the query that observes what desired talks about.
@@ -46,8 +49,17 @@ func QueryFor(states ...*State) Query {
 				seen[name] = true
 				q.Namespaces = append(q.Namespaces, name)
 			}
-			for k := range s.Namespaces[name].Sysctls {
+			ns := s.Namespaces[name]
+			for k := range ns.Sysctls {
 				q.Sysctls[name] = appendUnique(q.Sysctls[name], k)
+			}
+			// Whether a NAT namespace forwards, for the plan's warnings.
+			for _, r := range ns.NAT {
+				key := IPv4Forward
+				if r.IPv6() {
+					key = IPv6Forward
+				}
+				q.Sysctls[name] = appendUnique(q.Sysctls[name], key)
 			}
 		}
 	}
@@ -83,6 +95,7 @@ const (
 	stageNewAddr
 	stageRoute
 	stageSysctl
+	stageNAT
 	numStages
 )
 
@@ -100,7 +113,7 @@ func linkStage(l *Link) int {
 
 var stageNames = [...]string{"delete routes", "delete addresses", "delete links", "delete namespaces",
 	"create namespaces", "namespace sysctls", "create bridges", "create veths", "create macvlans/ipvlans",
-	"create vxlans", "update links", "add addresses", "routes", "interface sysctls"}
+	"create vxlans", "update links", "add addresses", "routes", "interface sysctls", "nat"}
 
 // InterfaceSysctl reports whether a sysctl key belongs to one interface
 // (net.ipv4.conf.eth0.rp_filter), so it can only be set once the interface
@@ -156,6 +169,8 @@ func Steps(p *Plan) [][]*Change {
 			} else {
 				st[stageRoute] = append(st[stageRoute], c)
 			}
+		case KindNAT:
+			st[stageNAT] = append(st[stageNAT], c)
 		case KindSysctl:
 			if InterfaceSysctl(c.Name) {
 				st[stageSysctl] = append(st[stageSysctl], c)
@@ -238,6 +253,19 @@ func Execute(ctx context.Context, k Kernel, p *Plan, o ExecOptions) error {
 					if i >= len(order) {
 						return
 					}
+					if si == stageNAT {
+						cs := groups[order[i]]
+						err := k.ApplyNAT(sctx, order[i], cs)
+						for _, c := range cs {
+							report(c, err)
+						}
+						if err != nil {
+							firstErr.CompareAndSwap(nil, &StepError{Change: cs[0], Err: err})
+							cancel()
+							return
+						}
+						continue
+					}
 					for _, c := range groups[order[i]] {
 						if sctx.Err() != nil {
 							return
@@ -286,6 +314,11 @@ func AsDesired(observed *State) *State {
 		for k, r := range ns.Routes {
 			if r.Owned {
 				out.Routes[k] = r
+			}
+		}
+		for id, r := range ns.NAT {
+			if r.Owned {
+				out.NAT[id] = r
 			}
 		}
 		s.Namespaces[name] = out
@@ -470,6 +503,12 @@ func (c *CountingKernel) Apply(ctx context.Context, ch *Change) error {
 // Writes returns how many changes were sent to the kernel.
 func (c *CountingKernel) Writes() int64 { return c.writes.Load() }
 
+// ApplyNAT counts each change of the batch and forwards.
+func (c *CountingKernel) ApplyNAT(ctx context.Context, ns string, chs []*Change) error {
+	c.writes.Add(int64(len(chs)))
+	return c.Kernel.ApplyNAT(ctx, ns, chs)
+}
+
 // FailingKernel fails the Nth write (1-based) with Err, for testing
 // rollback; the other writes pass through.
 type FailingKernel struct {
@@ -485,4 +524,12 @@ func (f *FailingKernel) Apply(ctx context.Context, ch *Change) error {
 		return f.Err
 	}
 	return f.Kernel.Apply(ctx, ch)
+}
+
+// ApplyNAT counts the batch as one write and fails it if it is the Nth.
+func (f *FailingKernel) ApplyNAT(ctx context.Context, ns string, chs []*Change) error {
+	if f.n.Add(1) == f.N {
+		return f.Err
+	}
+	return f.Kernel.ApplyNAT(ctx, ns, chs)
 }

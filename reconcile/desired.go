@@ -3,16 +3,15 @@ package reconcile
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"sort"
+	"strings"
 
 	"github.com/netplan-lab/netplan-lab/topology"
 )
 
 // Desired turns a validated topology into the state it asks for.
 func Desired(t *topology.Topology) (*State, error) {
-	if len(t.NAT) > 0 {
-		return nil, fmt.Errorf("%s: nat: NAT rules are not supported by this version of netplan-lab", t.File)
-	}
 	s := NewState()
 	s.Namespaces[HostNS] = NewNamespace(HostNS, false)
 	for _, n := range t.Namespaces {
@@ -41,6 +40,7 @@ func Desired(t *topology.Topology) (*State, error) {
 			ns.Routes[rt.Key()] = rt
 		}
 	}
+	var missing []string
 	add := func(i *topology.Iface, l *Link) {
 		l.Name = i.Name
 		l.Owned = true
@@ -52,7 +52,12 @@ func Desired(t *topology.Topology) (*State, error) {
 		}
 		l.Master = i.Bridge
 		l.Addresses = CanonicalAddrs(i.Addresses)
-		s.Namespaces[i.Namespace].Links[i.Name] = l
+		ns := s.Namespaces[i.Namespace]
+		if ns == nil {
+			missing = append(missing, fmt.Sprintf("%s:%d:%d: %s: namespace %q is not listed under namespaces", t.File, i.Pos.Line, i.Pos.Col, i.Path, i.Namespace))
+			return
+		}
+		ns.Links[i.Name] = l
 	}
 	for _, b := range t.Bridges {
 		// STP has a clear default (off): leaving it out of the file means off,
@@ -74,7 +79,40 @@ func Desired(t *topology.Topology) (*State, error) {
 		add(&v.Iface, &Link{Kind: KindVxlan, VXLAN: &VXLAN{VNI: v.VNI, Remote: canonIP(v.Remote),
 			Group: canonIP(v.Group), Local: canonIP(v.Local), Dev: v.Dev, Port: v.Port}})
 	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%s", strings.Join(missing, "\n"))
+	}
+	for _, n := range t.NAT {
+		r := &NATRule{Owned: true}
+		switch {
+		case n.Masquerade != nil:
+			r.Kind, r.Source, r.Out, r.NotOut = NATMasquerade, canonNet(n.Masquerade.Source), n.Masquerade.Out, n.Masquerade.NotOut
+		case n.SNAT != nil:
+			r.Kind, r.Source, r.To, r.Out, r.NotOut = NATSNAT, canonNet(n.SNAT.Source), canonIP(n.SNAT.To), n.SNAT.Out, n.SNAT.NotOut
+		case n.PortForward != nil:
+			f := n.PortForward
+			to := f.To
+			if ap, err := netip.ParseAddrPort(f.To); err == nil {
+				to = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
+			}
+			r.Kind, r.Proto, r.Port, r.To, r.In = NATPortForward, f.Proto, f.Port, to, f.In
+		default:
+			return nil, fmt.Errorf("%s:%d:%d: %s: empty nat entry", t.File, n.Pos.Line, n.Pos.Col, n.Path)
+		}
+		ns := s.Namespaces[n.Namespace]
+		if ns == nil {
+			return nil, fmt.Errorf("%s:%d:%d: %s: namespace %q is not listed under namespaces", t.File, n.Pos.Line, n.Pos.Col, n.Path, n.Namespace)
+		}
+		ns.NAT[r.ID()] = r
+	}
 	return s, nil
+}
+
+func canonNet(s string) string {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()).Masked().String()
+	}
+	return s
 }
 
 func canonIP(s string) string {

@@ -105,6 +105,7 @@ func (d *differ) run() {
 			d.linkUpdates(name)
 			d.routes(name)
 			d.sysctls(name)
+			d.nat(name)
 		}
 	}
 }
@@ -445,6 +446,73 @@ func (d *differ) sysctls(name string) {
 			d.add(&Change{Action: Create, Kind: KindSysctl, Namespace: name, Name: k, Value: v})
 		case NormaliseSysctl(old) != v:
 			d.add(&Change{Action: Update, Kind: KindSysctl, Namespace: name, Name: k, Value: v, OldValue: old})
+		}
+	}
+}
+
+// IPForwardKeys are the sysctls that make a namespace route.
+const (
+	IPv4Forward = "net.ipv4.ip_forward"
+	IPv6Forward = "net.ipv6.conf.all.forwarding"
+)
+
+func (d *differ) nat(name string) {
+	w := d.want.Namespaces[name]
+	h := d.have.NS(name)
+	if h != nil && w.Owned && !h.Owned {
+		return
+	}
+	have := map[string]*NATRule{}
+	if h != nil {
+		have = h.NAT
+	}
+	for _, id := range sortedKeys(w.NAT) {
+		if r := have[id]; r == nil || !r.Owned {
+			d.add(&Change{Action: Create, Kind: KindNAT, Namespace: name, Name: id, NAT: w.NAT[id]})
+		}
+	}
+	for _, id := range sortedKeys(have) {
+		if r := have[id]; r.Owned && w.NAT[id] == nil {
+			d.add(&Change{Action: Delete, Kind: KindNAT, Namespace: name, Name: id, NAT: r})
+		}
+	}
+	if len(w.NAT) == 0 {
+		return
+	}
+	// Forwarding the lab needs and the namespace blocks.
+	v4, v6 := false, false
+	for _, r := range w.NAT {
+		if r.IPv6() {
+			v6 = true
+		} else {
+			v4 = true
+		}
+	}
+	for _, f := range []struct {
+		need bool
+		key  string
+	}{{v4, IPv4Forward}, {v6, IPv6Forward}} {
+		if !f.need {
+			continue
+		}
+		val, ok := w.Sysctls[f.key]
+		if !ok && h != nil {
+			val, ok = h.Sysctls[f.key]
+		}
+		if !ok {
+			val = "0" // a new namespace starts with forwarding off
+		}
+		if NormaliseSysctl(val) != "1" {
+			d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
+				"namespace %q has NAT rules but %s is %q: it will not forward the lab's packets; add `%s: \"1\"` under namespaces.%s.sysctls",
+				name, f.key, val, f.key, name))
+		}
+	}
+	if h != nil {
+		for _, c := range h.ForwardDrop {
+			d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
+				"namespace %q: %s drops forwarded packets by default (policy drop, as Docker sets): the lab's forwarded traffic needs an accept rule there, or the policy set to accept (iptables --policy FORWARD ACCEPT); netplan-lab does not change chains it does not own",
+				name, c))
 		}
 	}
 }

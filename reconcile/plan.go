@@ -29,9 +29,10 @@ const (
 	KindAddress   Kind = "address"
 	KindRoute     Kind = "route"
 	KindSysctl    Kind = "sysctl"
+	KindNAT       Kind = "nat"
 )
 
-var kindOrder = map[Kind]int{KindNamespace: 0, KindLink: 1, KindAddress: 2, KindRoute: 3, KindSysctl: 4}
+var kindOrder = map[Kind]int{KindNamespace: 0, KindLink: 1, KindAddress: 2, KindRoute: 3, KindSysctl: 4, KindNAT: 5}
 
 // Field is one attribute changed in place.
 type Field struct {
@@ -50,14 +51,15 @@ type Change struct {
 	Name      string  `json:"name"`
 	Fields    []Field `json:"fields,omitempty"`
 
-	Link     *Link  `json:"link,omitempty"`      // wanted link (+, ~, -/+), or the one removed (-)
-	OldLink  *Link  `json:"old_link,omitempty"`  // observed link (~, -/+)
-	PeerLink *Link  `json:"peer_link,omitempty"` // veth create: the wanted other end
-	Dev      string `json:"dev,omitempty"`       // address: its interface
-	Route    *Route `json:"route,omitempty"`
-	OldRoute *Route `json:"old_route,omitempty"`
-	Value    string `json:"value,omitempty"`
-	OldValue string `json:"old_value,omitempty"`
+	Link     *Link    `json:"link,omitempty"`      // wanted link (+, ~, -/+), or the one removed (-)
+	OldLink  *Link    `json:"old_link,omitempty"`  // observed link (~, -/+)
+	PeerLink *Link    `json:"peer_link,omitempty"` // veth create: the wanted other end
+	Dev      string   `json:"dev,omitempty"`       // address: its interface
+	Route    *Route   `json:"route,omitempty"`
+	OldRoute *Route   `json:"old_route,omitempty"`
+	NAT      *NATRule `json:"nat,omitempty"`
+	Value    string   `json:"value,omitempty"`
+	OldValue string   `json:"old_value,omitempty"`
 	// Readd marks a route the kernel may drop by itself earlier in the same
 	// apply (an address of its interface is removed, the interface goes
 	// down): it is added, or replaced if it survived.
@@ -118,6 +120,8 @@ func (c *Change) Describe() string {
 			s = "route " + r.Dst + " (" + strings.Join(parts, ", ") + ")"
 		}
 		return s
+	case KindNAT:
+		return "nat " + c.Name
 	case KindSysctl:
 		if c.Action == Update {
 			return fmt.Sprintf("sysctl %s: %q -> %q", c.Name, c.OldValue, c.Value)
@@ -321,6 +325,11 @@ func (c *Change) objects() (before, after any) {
 			return c.OldValue, c.Value
 		}
 		return nil, c.Value
+	case KindNAT:
+		if c.Action == Delete {
+			return c.NAT, nil
+		}
+		return nil, c.NAT
 	}
 	return nil, nil
 }

@@ -116,6 +116,18 @@ func genTopology(r *rand.Rand) *topology.Topology {
 			ns.Routes = append(ns.Routes, rt)
 		}
 	}
+	for i := 0; i < r.Intn(4); i++ {
+		n := &topology.NAT{Namespace: pick()}
+		switch r.Intn(3) {
+		case 0:
+			n.Masquerade = &topology.Masquerade{Source: fmt.Sprintf("10.%d.0.0/16", r.Intn(4)), NotOut: "br0"}
+		case 1:
+			n.SNAT = &topology.SNAT{Source: fmt.Sprintf("10.%d.0.0/16", r.Intn(4)), To: "203.0.113.5"}
+		case 2:
+			n.PortForward = &topology.PortForward{Proto: "tcp", Port: 8000 + r.Intn(3), To: "10.0.0.2:80"}
+		}
+		t.NAT = append(t.NAT, n)
+	}
 	return t
 }
 
@@ -293,6 +305,10 @@ func equalInBoth(a, b *reconcile.State, c *reconcile.Change) string {
 		if va, ok := na.Sysctls[c.Name]; ok && va == nb.Sysctls[c.Name] {
 			return "the sysctl is equal in a and b"
 		}
+	case reconcile.KindNAT:
+		if na.NAT[c.Name] != nil && nb.NAT[c.Name] != nil {
+			return "the NAT rule is in a and in b"
+		}
 	}
 	return ""
 }
@@ -313,7 +329,12 @@ func mutate(r *rand.Rand, t *topology.Topology) *topology.Topology {
 		c.Bridges = append(c.Bridges, &cb)
 	}
 	for i := 0; i < 1+r.Intn(3); i++ {
-		switch r.Intn(6) {
+		switch r.Intn(7) {
+		case 6:
+			if len(c.NAT) > 0 {
+				j := r.Intn(len(c.NAT))
+				c.NAT = append(append([]*topology.NAT(nil), c.NAT[:j]...), c.NAT[j+1:]...)
+			}
 		case 0:
 			if len(c.Links) > 0 {
 				j := r.Intn(len(c.Links))
@@ -383,6 +404,13 @@ func mutate(r *rand.Rand, t *topology.Topology) *topology.Topology {
 					}
 				}
 				c.Bridges = brs
+				var nats []*topology.NAT
+				for _, n := range c.NAT {
+					if n.Namespace != victim {
+						nats = append(nats, n)
+					}
+				}
+				c.NAT = nats
 				c.Namespaces = withoutRoutes(c.Namespaces)
 			}
 		}

@@ -26,10 +26,14 @@ type Namespace struct {
 	Name string `json:"name"`
 	// Owned is true when the namespace carries this topology's mark (observed)
 	// or is created by the topology (desired). The host namespace never is.
-	Owned   bool              `json:"owned"`
-	Sysctls map[string]string `json:"sysctls,omitempty"`
-	Links   map[string]*Link  `json:"links,omitempty"`
-	Routes  map[string]*Route `json:"routes,omitempty"`
+	Owned   bool                `json:"owned"`
+	Sysctls map[string]string   `json:"sysctls,omitempty"`
+	Links   map[string]*Link    `json:"links,omitempty"`
+	Routes  map[string]*Route   `json:"routes,omitempty"`
+	NAT     map[string]*NATRule `json:"nat,omitempty"` // by ID
+	// ForwardDrop lists, in an observed state, base chains of other owners
+	// that drop forwarded packets by default (policy drop, as Docker sets).
+	ForwardDrop []string `json:"forward_drop,omitempty"`
 }
 
 // Ref names an interface in a namespace.
@@ -124,7 +128,7 @@ func NewState() *State { return &State{Namespaces: map[string]*Namespace{}} }
 // NewNamespace returns an empty namespace.
 func NewNamespace(name string, owned bool) *Namespace {
 	return &Namespace{Name: name, Owned: owned, Sysctls: map[string]string{},
-		Links: map[string]*Link{}, Routes: map[string]*Route{}}
+		Links: map[string]*Link{}, Routes: map[string]*Route{}, NAT: map[string]*NATRule{}}
 }
 
 // NS returns namespace name, or nil.
@@ -191,6 +195,9 @@ func (ns *Namespace) fill() {
 	}
 	if ns.Routes == nil {
 		ns.Routes = map[string]*Route{}
+	}
+	if ns.NAT == nil {
+		ns.NAT = map[string]*NATRule{}
 	}
 }
 

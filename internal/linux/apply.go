@@ -494,6 +494,7 @@ var kernelOption = map[string]string{
 	reconcile.KindMacvlan: "CONFIG_MACVLAN",
 	reconcile.KindIpvlan:  "CONFIG_IPVLAN",
 	reconcile.KindVxlan:   "CONFIG_VXLAN",
+	"nat":                 "CONFIG_NF_TABLES, CONFIG_NF_TABLES_INET, CONFIG_NFT_NAT, CONFIG_NFT_MASQ and CONFIG_NFT_FIB_INET",
 }
 
 // Preflight implements reconcile.Kernel: before anything changes, it checks
@@ -504,6 +505,14 @@ func (k *Kernel) Preflight(ctx context.Context, p *reconcile.Plan) error {
 	for _, c := range p.Changes {
 		if c.Kind == reconcile.KindLink && c.Action != reconcile.Delete {
 			kinds[c.Link.Kind] = true
+		}
+	}
+	for _, c := range p.Changes {
+		if c.Kind == reconcile.KindNAT && c.Action == reconcile.Create {
+			if err := k.probe("nat"); err != nil {
+				return fmt.Errorf("this kernel cannot do NAT with nftables (it needs %s): %w; nothing was changed", kernelOption["nat"], err)
+			}
+			break
 		}
 	}
 	for kind := range kinds {
@@ -530,6 +539,9 @@ func (k *Kernel) probe(kind string) error {
 }
 
 func probeKind(kind string) error {
+	if kind == "nat" {
+		return probeNAT()
+	}
 	var fd netns.NsHandle
 	err := inNetnsNew(func(f netns.NsHandle) { fd = f })
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -53,6 +54,7 @@ type nsHandle struct {
 	fd  netns.NsHandle
 	h   *netlink.Handle
 	raw *rawConn
+	nft *nftables.Conn
 }
 
 // New returns a Kernel for the lab described by o.
@@ -94,6 +96,9 @@ func (h *nsHandle) close() {
 	}
 	if h.raw != nil {
 		h.raw.close()
+	}
+	if h.nft != nil {
+		h.nft.CloseLasting()
 	}
 	h.fd.Close()
 }
@@ -174,7 +179,8 @@ func (k *Kernel) EnsureHost() (bool, error) {
 func (k *Kernel) sandboxMark() string { return "netplan-lab-sandbox:" + k.opt.Netns }
 
 // RemoveHostIfCreated deletes the --netns namespace if netplan-lab created
-// it and nothing but lo is left in it. It reports whether it did.
+// it and nothing but lo is left in it (no other link, no nftables table).
+// It reports whether it did.
 func (k *Kernel) RemoveHostIfCreated() (bool, error) {
 	if k.opt.Netns == "" {
 		return false, nil
@@ -199,6 +205,18 @@ func (k *Kernel) RemoveHostIfCreated() (bool, error) {
 			continue
 		}
 		return false, nil // something else lives here
+	}
+	// So may an nftables table of another owner.
+	c, err := h.nftConn()
+	if err != nil {
+		return false, err
+	}
+	tables, err := c.ListTables()
+	if err != nil && !noNFTables(err) {
+		return false, fmt.Errorf("list nftables tables: %w", err)
+	}
+	if len(tables) > 0 {
+		return false, nil
 	}
 	k.forget(reconcile.HostNS)
 	return true, deleteNamed(k.opt.Netns)
@@ -530,6 +548,9 @@ func (k *Kernel) observeNS(short string, sysctls []string) (*reconcile.Namespace
 			rr.Proto = ""
 		}
 		ns.Routes[rr.Key()] = rr
+	}
+	if err := k.observeNAT(h, ns); err != nil {
+		return nil, nil, fmt.Errorf("netns %q: %w", kname, err)
 	}
 	sc, err := readSysctls(h.fd, sysctls)
 	if err != nil {

@@ -282,6 +282,24 @@ var exampleChecks = map[string]func(e *env){
 		e.tcp("box", "box", "127.0.0.1:80", "127.0.0.1:80")
 		e.tcpFails("box", "10.55.66.1:80")
 	},
+	"nat.yaml": func(e *env) {
+		// ns0 reaches the "internet" masqueraded as the host's uplink address.
+		if from := e.tcp("internet", "ns0", "203.0.113.2:80", "203.0.113.2:80"); !strings.HasPrefix(from, "203.0.113.1:") {
+			e.t.Fatalf("internet saw ns0 from %s, want 203.0.113.1", from)
+		}
+		// Inside the LAN nothing is translated (not_out: br0).
+		if from := e.tcp("ns1", "ns0", "192.168.88.3:80", "192.168.88.3:80"); !strings.HasPrefix(from, "192.168.88.2:") {
+			e.t.Fatalf("ns1 saw ns0 from %s", from)
+		}
+	},
+	"published-port.yaml": func(e *env) {
+		// docker run -p 8080:80: the internet reaches the container.
+		if from := e.tcp("web", "internet", "172.18.0.2:80", "198.51.100.1:8080"); !strings.HasPrefix(from, "198.51.100.2:") {
+			e.t.Fatalf("web saw the client as %s", from)
+		}
+		// So does a client on the host side itself.
+		e.tcp("web", "host", "172.18.0.2:80", "198.51.100.1:8080")
+	},
 	"container.yaml": func(e *env) {
 		// Two "processes" in one namespace: loopback is shared.
 		e.tcp("pod", "pod", "127.0.0.1:8000", "127.0.0.1:8000")

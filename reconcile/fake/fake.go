@@ -33,6 +33,14 @@ type ns struct {
 	sysctls map[string]string
 	links   map[string]*link
 	routes  map[string]*reconcile.Route
+	nat     map[string]*natRule // by owner + "|" + ID
+	// forwardDrop: foreign chains that drop forwarded packets.
+	forwardDrop []string
+}
+
+type natRule struct {
+	owner string
+	r     *reconcile.NATRule
 }
 
 type link struct {
@@ -48,7 +56,8 @@ func NewWorld() *World {
 }
 
 func newNS(owner string) *ns {
-	return &ns{owner: owner, sysctls: map[string]string{}, links: map[string]*link{}, routes: map[string]*reconcile.Route{}}
+	return &ns{owner: owner, sysctls: map[string]string{}, links: map[string]*link{}, routes: map[string]*reconcile.Route{},
+		nat: map[string]*natRule{}}
 }
 
 // AddForeignLink puts an interface owned by nobody (a NIC, another tool's
@@ -152,6 +161,14 @@ func (w *World) view(name, owner string, keys []string) *reconcile.Namespace {
 			out.Sysctls[k] = v
 		}
 	}
+	for _, r := range n.nat {
+		c := *r.r
+		c.Owned = owner != "" && r.owner == owner
+		if c.Owned {
+			out.NAT[c.ID()] = &c
+		}
+	}
+	out.ForwardDrop = append([]string(nil), n.forwardDrop...)
 	return out
 }
 
@@ -243,6 +260,11 @@ func (w *World) snapshot() map[string]*ns {
 		for rk, r := range n.routes {
 			c.routes[rk] = r.Clone()
 		}
+		for rk, r := range n.nat {
+			cr := *r.r
+			c.nat[rk] = &natRule{owner: r.owner, r: &cr}
+		}
+		c.forwardDrop = n.forwardDrop
 		out[name] = c
 	}
 	// Swap: the live map becomes the working copy; saved is returned.
@@ -528,5 +550,53 @@ func (w *World) delLink(nsName, name string) error {
 			}
 		}
 	}
+	return nil
+}
+
+// SetForwardDrop makes namespace nsName hold a foreign forward chain with a
+// drop policy, as Docker's filter table does.
+func (w *World) SetForwardDrop(nsName, chain string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.nss[nsName].forwardDrop = append(w.nss[nsName].forwardDrop, chain)
+}
+
+// ApplyNAT implements reconcile.Kernel: the batch applies whole or not at all.
+func (k *Kernel) ApplyNAT(ctx context.Context, nsName string, changes []*reconcile.Change) error {
+	for _, c := range changes {
+		if k.FailOn != nil {
+			if err := k.FailOn(c); err != nil {
+				return err
+			}
+		}
+	}
+	w := k.W
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := w.nss[nsName]
+	if n == nil {
+		return errf(syscall.ENOENT, "netns %q", nsName)
+	}
+	next := map[string]*natRule{}
+	for key, r := range n.nat {
+		next[key] = r
+	}
+	for _, c := range changes {
+		key := k.Owner + "|" + c.Name
+		switch c.Action {
+		case reconcile.Create:
+			if next[key] != nil {
+				return errf(syscall.EEXIST, "nat rule %q in netns %q", c.Name, nsName)
+			}
+			r := *c.NAT
+			next[key] = &natRule{owner: k.Owner, r: &r}
+		case reconcile.Delete:
+			delete(next, key)
+		default:
+			return fmt.Errorf("fake: nat %s not supported", c.Action)
+		}
+	}
+	n.nat = next
+	k.writes += len(changes)
 	return nil
 }

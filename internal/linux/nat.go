@@ -1,0 +1,384 @@
+package linux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/netplan-lab/netplan-lab/reconcile"
+)
+
+// NAT lives in one nftables table per namespace that the topology owns,
+// family inet (IPv4 and IPv6), named netplan-lab-NAME, with three base
+// chains. Each rule's comment (readable in `nft list ruleset`) is the
+// owner's mark and the rule's ID, which is how a later run finds it.
+
+const (
+	chainPost = "postrouting" // masquerade, snat
+	chainPre  = "prerouting"  // port forwards from other hosts
+	chainOut  = "output"      // port forwards from this namespace itself
+)
+
+// TableName is the nftables table of a topology.
+func TableName(topology string) string { return "netplan-lab-" + topology }
+
+func natChains(t *nftables.Table) map[string]*nftables.Chain {
+	return map[string]*nftables.Chain{
+		chainPost: {Name: chainPost, Table: t, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource},
+		chainPre: {Name: chainPre, Table: t, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest},
+		chainOut: {Name: chainOut, Table: t, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest},
+	}
+}
+
+// ifname is an interface name as nftables compares it: NUL-padded to 16.
+func ifname(n string) []byte {
+	b := make([]byte, 16)
+	copy(b, n)
+	return b
+}
+
+func ipBytes(a netip.Addr) []byte {
+	if a.Is4() {
+		b := a.As4()
+		return b[:]
+	}
+	b := a.As16()
+	return b[:]
+}
+
+// matchFamily: meta nfproto ipv4|ipv6
+func matchFamily(v6 bool) []expr.Any {
+	p := byte(unix.NFPROTO_IPV4)
+	if v6 {
+		p = unix.NFPROTO_IPV6
+	}
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}},
+	}
+}
+
+// matchSource: ip saddr PREFIX (ip6 saddr for IPv6)
+func matchSource(p netip.Prefix) []expr.Any {
+	off, size := uint32(12), uint32(4)
+	if p.Addr().Is6() {
+		off, size = 8, 16
+	}
+	mask := net.CIDRMask(p.Bits(), int(size)*8)
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: size},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: size, Mask: mask, Xor: make([]byte, size)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ipBytes(p.Masked().Addr())},
+	}
+}
+
+// matchIf: oifname "X" / oifname != "X" / iifname "X"
+func matchIf(key expr.MetaKey, name string, not bool) []expr.Any {
+	op := expr.CmpOpEq
+	if not {
+		op = expr.CmpOpNeq
+	}
+	return []expr.Any{
+		&expr.Meta{Key: key, Register: 1},
+		&expr.Cmp{Op: op, Register: 1, Data: ifname(name)},
+	}
+}
+
+// compiledRule is one kernel rule of a NAT rule.
+type compiledRule struct {
+	chain string
+	exprs []expr.Any
+}
+
+// CompileNAT turns a NAT rule into nftables expressions; a port forward
+// becomes two kernel rules (prerouting and output).
+func CompileNAT(r *reconcile.NATRule) ([]compiledRule, error) {
+	v6 := r.IPv6()
+	family := uint32(unix.NFPROTO_IPV4)
+	if v6 {
+		family = unix.NFPROTO_IPV6
+	}
+	switch r.Kind {
+	case reconcile.NATMasquerade, reconcile.NATSNAT:
+		src, err := netip.ParsePrefix(r.Source)
+		if err != nil {
+			return nil, err
+		}
+		e := matchFamily(v6)
+		e = append(e, matchSource(src)...)
+		if r.Out != "" {
+			e = append(e, matchIf(expr.MetaKeyOIFNAME, r.Out, false)...) // oifname "out"
+		}
+		if r.NotOut != "" {
+			e = append(e, matchIf(expr.MetaKeyOIFNAME, r.NotOut, true)...) // oifname != "br0"
+		}
+		e = append(e, &expr.Counter{})
+		if r.Kind == reconcile.NATMasquerade {
+			e = append(e, &expr.Masq{}) // masquerade
+		} else {
+			to, err := netip.ParseAddr(r.To)
+			if err != nil {
+				return nil, err
+			}
+			// snat to ADDR
+			e = append(e, &expr.Immediate{Register: 1, Data: ipBytes(to.Unmap())},
+				&expr.NAT{Type: expr.NATTypeSourceNAT, Family: family, RegAddrMin: 1})
+		}
+		return []compiledRule{{chainPost, e}}, nil
+	case reconcile.NATPortForward:
+		to, err := netip.ParseAddrPort(r.To)
+		if err != nil {
+			return nil, err
+		}
+		proto := byte(unix.IPPROTO_TCP)
+		if r.Proto == "udp" {
+			proto = unix.IPPROTO_UDP
+		}
+		build := func(in string) []expr.Any {
+			e := matchFamily(v6)
+			// meta l4proto tcp
+			e = append(e, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}})
+			if in != "" {
+				e = append(e, matchIf(expr.MetaKeyIIFNAME, in, false)...) // iifname "in"
+			}
+			e = append(e,
+				// fib daddr type local: only traffic to this namespace's own addresses
+				&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
+				// th dport PORT
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(uint16(r.Port))},
+				&expr.Counter{},
+				// dnat to ADDR:PORT
+				&expr.Immediate{Register: 1, Data: ipBytes(to.Addr().Unmap())},
+				&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(to.Port())},
+				&expr.NAT{Type: expr.NATTypeDestNAT, Family: family, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+			)
+			return e
+		}
+		return []compiledRule{{chainPre, build(r.In)}, {chainOut, build("")}}, nil
+	}
+	return nil, fmt.Errorf("unknown NAT rule kind %q", r.Kind)
+}
+
+func (h *nsHandle) nftConn() (*nftables.Conn, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.nft != nil {
+		return h.nft, nil
+	}
+	c, err := nftables.New(nftables.WithNetNSFd(int(h.fd)), nftables.AsLasting())
+	if err != nil {
+		return nil, err
+	}
+	h.nft = c
+	return c, nil
+}
+
+// noNFTables reports errors that mean "this kernel has no nf_tables".
+func noNFTables(err error) bool {
+	return errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.EAFNOSUPPORT)
+}
+
+type ownedRule struct {
+	id     string
+	chain  *nftables.Chain
+	handle uint64
+}
+
+// natState reads the lab's NAT rules in a namespace and the foreign base
+// chains that drop forwarded packets.
+func (k *Kernel) natState(c *nftables.Conn) (table *nftables.Table, rules []ownedRule, forwardDrop []string, err error) {
+	chains, err := c.ListChains()
+	if err != nil {
+		if noNFTables(err) {
+			return nil, nil, nil, nil
+		}
+		return nil, nil, nil, fmt.Errorf("list nftables chains: %w", err)
+	}
+	name := TableName(k.opt.Name)
+	var mine []*nftables.Chain
+	for _, ch := range chains {
+		if ch.Table.Name == name && ch.Table.Family == nftables.TableFamilyINet {
+			table = ch.Table
+			mine = append(mine, ch)
+			continue
+		}
+		if ch.Hooknum != nil && *ch.Hooknum == *nftables.ChainHookForward && ch.Policy != nil && *ch.Policy == nftables.ChainPolicyDrop {
+			forwardDrop = append(forwardDrop, fmt.Sprintf("chain %s in table %s %s", ch.Name, familyName(ch.Table.Family), ch.Table.Name))
+		}
+	}
+	sort.Strings(forwardDrop)
+	for _, ch := range mine {
+		rs, err := c.GetRules(ch.Table, ch)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("list rules of chain %s: %w", ch.Name, err)
+		}
+		for _, r := range rs {
+			comment, ok := userdata.GetString(r.UserData, userdata.TypeComment)
+			if !ok || !strings.HasPrefix(comment, k.mark+" ") {
+				continue
+			}
+			rules = append(rules, ownedRule{id: strings.TrimPrefix(comment, k.mark+" "), chain: ch, handle: r.Handle})
+		}
+	}
+	return table, rules, forwardDrop, nil
+}
+
+func familyName(f nftables.TableFamily) string {
+	switch f {
+	case nftables.TableFamilyIPv4:
+		return "ip"
+	case nftables.TableFamilyIPv6:
+		return "ip6"
+	case nftables.TableFamilyINet:
+		return "inet"
+	case nftables.TableFamilyBridge:
+		return "bridge"
+	case nftables.TableFamilyARP:
+		return "arp"
+	case nftables.TableFamilyNetdev:
+		return "netdev"
+	}
+	return fmt.Sprintf("family-%d", f)
+}
+
+// observeNAT fills ns.NAT and ns.ForwardDrop.
+func (k *Kernel) observeNAT(h *nsHandle, ns *reconcile.Namespace) error {
+	c, err := h.nftConn()
+	if err != nil {
+		return err
+	}
+	_, rules, drop, err := k.natState(c)
+	if err != nil {
+		return err
+	}
+	ns.ForwardDrop = drop
+	for _, r := range rules {
+		nr, err := reconcile.ParseNATID(r.id)
+		if err != nil {
+			continue // a comment with our mark we cannot read: leave it
+		}
+		nr.Owned = true
+		ns.NAT[nr.ID()] = nr
+	}
+	return nil
+}
+
+// ApplyNAT implements reconcile.Kernel: every NAT change of a namespace in
+// one nftables batch, which the kernel applies whole or not at all. Rules
+// that do not change are not touched, so they keep their handles and
+// counters. The table goes when its last rule does.
+func (k *Kernel) ApplyNAT(ctx context.Context, short string, changes []*reconcile.Change) error {
+	kname := k.KernelName(short)
+	h, err := k.handle(short)
+	if err != nil {
+		return fmt.Errorf("nat in netns %q: %w", kname, err)
+	}
+	// A connection of its own: a batch must not mix with reads.
+	c, err := nftables.New(nftables.WithNetNSFd(int(h.fd)))
+	if err != nil {
+		return fmt.Errorf("nat in netns %q: %w", kname, err)
+	}
+	table, current, _, err := k.natState(c)
+	if err != nil {
+		return fmt.Errorf("nat in netns %q: %w", kname, err)
+	}
+	remaining := map[string]bool{}
+	for _, r := range current {
+		remaining[r.id] = true
+	}
+	for _, ch := range changes {
+		if ch.Action == reconcile.Delete {
+			delete(remaining, ch.Name)
+		} else {
+			remaining[ch.Name] = true
+		}
+	}
+	if len(remaining) == 0 {
+		if table != nil {
+			c.DelTable(table)
+		}
+	} else {
+		t := c.AddTable(&nftables.Table{Name: TableName(k.opt.Name), Family: nftables.TableFamilyINet})
+		chains := natChains(t)
+		for _, name := range []string{chainPre, chainOut, chainPost} {
+			c.AddChain(chains[name])
+		}
+		for _, ch := range changes {
+			switch ch.Action {
+			case reconcile.Delete:
+				for _, r := range current {
+					if r.id == ch.Name {
+						if err := c.DelRule(&nftables.Rule{Table: t, Chain: r.chain, Handle: r.handle}); err != nil {
+							return fmt.Errorf("delete nat rule %q in netns %q: %w", ch.Name, kname, err)
+						}
+					}
+				}
+			case reconcile.Create:
+				compiled, err := CompileNAT(ch.NAT)
+				if err != nil {
+					return fmt.Errorf("nat rule %q in netns %q: %w", ch.Name, kname, err)
+				}
+				for _, cr := range compiled {
+					c.AddRule(&nftables.Rule{Table: t, Chain: chains[cr.chain], Exprs: cr.exprs,
+						UserData: userdata.AppendString(nil, userdata.TypeComment, k.mark+" "+ch.Name)})
+				}
+			default:
+				return fmt.Errorf("nat rule %q in netns %q: cannot %s", ch.Name, kname, ch.Action)
+			}
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("apply %d nat changes in netns %q (nothing of them was applied): %w", len(changes), kname, err)
+	}
+	return nil
+}
+
+// probeNAT checks, in a throwaway namespace, that the kernel can do what
+// the NAT rules need: an inet nat table, masquerade, snat and dnat with fib.
+func probeNAT() error {
+	var fd netns.NsHandle
+	if err := inNetnsNew(func(f netns.NsHandle) { fd = f }); err != nil {
+		return fmt.Errorf("probe namespace: %w", err)
+	}
+	defer fd.Close()
+	c, err := nftables.New(nftables.WithNetNSFd(int(fd)))
+	if err != nil {
+		return err
+	}
+	t := c.AddTable(&nftables.Table{Name: "probe", Family: nftables.TableFamilyINet})
+	chains := natChains(t)
+	for _, name := range []string{chainPre, chainOut, chainPost} {
+		c.AddChain(chains[name])
+	}
+	for _, r := range []*reconcile.NATRule{
+		{Kind: reconcile.NATMasquerade, Source: "10.0.0.0/8", NotOut: "x"},
+		{Kind: reconcile.NATSNAT, Source: "10.0.0.0/8", To: "192.0.2.1"},
+		{Kind: reconcile.NATPortForward, Proto: "tcp", Port: 1, To: "10.0.0.1:1"},
+	} {
+		compiled, err := CompileNAT(r)
+		if err != nil {
+			return err
+		}
+		for _, cr := range compiled {
+			c.AddRule(&nftables.Rule{Table: t, Chain: chains[cr.chain], Exprs: cr.exprs})
+		}
+	}
+	return c.Flush()
+}
