@@ -254,6 +254,19 @@ func (e *env) assertNoOp() {
 	}
 }
 
+// exampleEdits is one in-place edit per example: from, to.
+var exampleEdits = map[string][2]string{
+	"bridge.yaml":         {"name: hwchiu0", "name: hwchiu0\n    mtu: 1400"},
+	"router.yaml":         {"name: br0", "name: br0\n    stp: true"},
+	"veth-pair.yaml":      {"mtu: 9000", "mtu: 1500"},
+	"container.yaml":      {"name: cbr0", "name: cbr0\n    mac: \"02:00:00:00:0c:01\""},
+	"nat.yaml":            {"name: br0", "name: br0\n    mtu: 1400"},
+	"published-port.yaml": {"172.18.0.1/24]", "172.18.0.1/24, \"fd18::1/64\"]"},
+	"host.yaml":           {"198.18.0.1/24]", "198.18.0.1/24, \"fd19::1/64\"]"},
+	"overlay.yaml":        {"10.200.0.1/24], mtu: 1450", "10.200.0.1/24], mtu: 1400"},
+	"macvlan.yaml":        {"addresses: [192.168.111.11/24]", "addresses: [192.168.111.11/24, \"fd11::11/64\"]"},
+}
+
 // exampleChecks prove, with real traffic, what each example teaches.
 var exampleChecks = map[string]func(e *env){
 	"bridge.yaml": func(e *env) {
@@ -300,6 +313,45 @@ var exampleChecks = map[string]func(e *env){
 		// So does a client on the host side itself.
 		e.tcp("web", "host", "172.18.0.2:80", "198.51.100.1:8080")
 	},
+	"host.yaml": func(e *env) {
+		// A process in the host namespace uses the host's uplink directly.
+		if from := e.tcp("internet", "host", "198.18.0.2:80", "198.18.0.2:80"); !strings.HasPrefix(from, "198.18.0.1:") {
+			e.t.Fatalf("internet saw the host-model process as %s", from)
+		}
+	},
+	"overlay.yaml": func(e *env) {
+		// c1 and c2 live on different "hosts" and meet through VXLAN 4097.
+		if from := e.tcp("c2", "c1", "10.200.0.2:80", "10.200.0.2:80"); !strings.HasPrefix(from, "10.200.0.1:") {
+			e.t.Fatalf("c2 saw c1 as %s", from)
+		}
+		e.in("host1", func() {
+			l, err := netlink.LinkByName("vx0")
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			v, ok := l.(*netlink.Vxlan)
+			if !ok || v.VxlanId != 4097 || v.Port != 4789 || v.Group.String() != "192.168.111.129" {
+				e.t.Fatalf("vx0 in host1: %#v", l)
+			}
+		})
+	},
+	"macvlan.yaml": func(e *env) {
+		// The two children talk to each other inside the parent ...
+		e.tcp("web2", "web1", "192.168.111.11:80", "192.168.111.11:80")
+		// ... and to the third machine on the parent's LAN.
+		if from := e.tcp("lan", "web1", "192.168.111.1:80", "192.168.111.1:80"); !strings.HasPrefix(from, "192.168.111.10:") {
+			e.t.Fatalf("lan saw web1 as %s", from)
+		}
+		e.in("web1", func() {
+			l, err := netlink.LinkByName("eth1")
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			if m, ok := l.(*netlink.Macvlan); !ok || m.Mode != netlink.MACVLAN_MODE_BRIDGE {
+				e.t.Fatalf("eth1 in web1: %#v", l)
+			}
+		})
+	},
 	"container.yaml": func(e *env) {
 		// Two "processes" in one namespace: loopback is shared.
 		e.tcp("pod", "pod", "127.0.0.1:8000", "127.0.0.1:8000")
@@ -324,6 +376,30 @@ func TestExamples(t *testing.T) {
 			e.mustApply()
 			check(e)
 			e.assertNoOp()
+			if edit, ok := exampleEdits[name]; ok {
+				// One in-place edit: planned as changes, never a replace.
+				src, err := os.ReadFile(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				edited := strings.Replace(string(src), edit[0], edit[1], 1)
+				if edited == string(src) {
+					t.Fatalf("edit %q not found in %s", edit[0], name)
+				}
+				e.load(name, []byte(edited))
+				p := e.plan()
+				if p.Empty() {
+					t.Fatalf("edit %q planned nothing", edit[1])
+				}
+				for _, c := range p.Changes {
+					if c.Action == reconcile.Replace || (c.Kind == reconcile.KindLink && c.Action != reconcile.Update) {
+						t.Fatalf("edit %q is not in place:\n%v", edit[1], p)
+					}
+				}
+				e.mustApply()
+				check(e)
+				e.assertNoOp()
+			}
 			e.destroy()
 			e.assertGone()
 		})
