@@ -56,6 +56,9 @@ func (d *differ) run() {
 			if name != HostNS && h == nil {
 				d.conflict("namespace %q does not exist and is not owned by this topology", name)
 			}
+			if name == HostNS && h != nil && h.Absent {
+				d.add(&Change{Action: Create, Kind: KindNamespace, Namespace: name, Name: name})
+			}
 			continue
 		}
 		switch {

@@ -74,6 +74,9 @@ type Change struct {
 func (c *Change) Describe() string {
 	switch c.Kind {
 	case KindNamespace:
+		if c.Namespace == HostNS {
+			return "namespace host (the --netns sandbox)"
+		}
 		return "namespace " + c.Namespace
 	case KindLink:
 		l := c.Link

@@ -31,6 +31,9 @@ type Namespace struct {
 	Links   map[string]*Link    `json:"links,omitempty"`
 	Routes  map[string]*Route   `json:"routes,omitempty"`
 	NAT     map[string]*NATRule `json:"nat,omitempty"` // by ID
+	// Absent marks an observed host that does not exist yet: the --netns
+	// sandbox, which apply creates first.
+	Absent bool `json:"absent,omitempty"`
 	// ForwardDrop lists, in an observed state, base chains of other owners
 	// that drop forwarded packets by default (policy drop, as Docker sets).
 	ForwardDrop []string `json:"forward_drop,omitempty"`

@@ -273,17 +273,14 @@ func newApplyCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer l.kernel.Close()
-			created, err := l.kernel.EnsureHost()
-			if err != nil {
-				return err
-			}
-			if created {
-				g.logf("created netns %q to play host", g.netns)
-			}
+			// The --netns sandbox, if missing, is the plan's first change.
 			res, err := g.reconcile(cmd.Context(), l, l.desired, "apply")
-			if err != nil && created && (res == nil || res.RolledBack || res.Applied == 0) {
-				if _, rerr := l.kernel.RemoveHostIfCreated(); rerr != nil {
+			if err != nil && (res == nil || res.RolledBack || res.Applied == 0) {
+				// Leave no empty sandbox of ours behind after a failed apply.
+				if removed, rerr := l.kernel.RemoveHostIfCreated(); rerr != nil {
 					g.logf("remove netns %q: %v", g.netns, rerr)
+				} else if removed {
+					g.logf("removed netns %q, which this failed apply had created", g.netns)
 				}
 			}
 			if err != nil {

@@ -75,7 +75,7 @@ func TestPlanDetailedExitCodeAndJSON(t *testing.T) {
 	if code != 2 {
 		t.Fatalf("pending changes: code %d, stderr %s", code, errOut)
 	}
-	if !strings.Contains(out, "Plan: 3 to add, 0 to change, 0 to destroy.") {
+	if !strings.Contains(out, "Plan: 4 to add, 0 to change, 0 to destroy.") {
 		t.Fatalf("plan output:\n%s", out)
 	}
 	code, out, _ = runCLI("--netns", sb, "--prefix", pfx, "-o", "json", "plan", "../../examples/veth-pair.yaml")
@@ -87,7 +87,7 @@ func TestPlanDetailedExitCodeAndJSON(t *testing.T) {
 		} `json:"changes"`
 		Summary struct{ Add int } `json:"summary"`
 	}
-	if code != 0 || json.Unmarshal([]byte(out), &p) != nil || p.SchemaVersion != 1 || p.Summary.Add != 3 || len(p.Changes) != 3 {
+	if code != 0 || json.Unmarshal([]byte(out), &p) != nil || p.SchemaVersion != 1 || p.Summary.Add != 4 || len(p.Changes) != 4 {
 		t.Fatalf("json plan: code %d, %+v\n%s", code, p, out)
 	}
 	if _, err := os.Stat("/run/netns/" + sb); err == nil {
@@ -104,7 +104,7 @@ func TestApplyPlanDestroy(t *testing.T) {
 	args := func(a ...string) []string { return append([]string{"--netns", sb, "--prefix", pfx}, a...) }
 	defer runCLI(args("destroy", "../../examples/router.yaml")...)
 	code, out, errOut := runCLI(args("apply", "../../examples/router.yaml")...)
-	if code != 0 || !strings.Contains(out, "Apply complete. 7 to add, 1 to change") {
+	if code != 0 || !strings.Contains(out, "Apply complete. 9 to add, 0 to change") {
 		t.Fatalf("apply: code %d\n%s\n%s", code, out, errOut)
 	}
 	if code, out, _ := runCLI(args("plan", "--detailed-exitcode", "../../examples/router.yaml")...); code != 0 {

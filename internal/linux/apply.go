@@ -44,6 +44,10 @@ func (k *Kernel) applyNamespace(c *reconcile.Change) error {
 	name := k.KernelName(c.Namespace)
 	switch c.Action {
 	case reconcile.Create:
+		if c.Namespace == reconcile.HostNS {
+			_, err := k.EnsureHost()
+			return err
+		}
 		if err := createNamed(name); err != nil {
 			return fmt.Errorf("create netns %q: %w", name, err)
 		}
@@ -585,3 +589,8 @@ func probeKind(kind string) error {
 	}
 	return h.LinkAdd(l)
 }
+
+// Probe reports whether this kernel can create links of kind ("bridge",
+// "veth", "macvlan", "ipvlan", "vxlan") or do NAT ("nat"), by trying in a
+// throwaway namespace.
+func Probe(kind string) error { return probeKind(kind) }

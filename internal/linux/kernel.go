@@ -320,6 +320,7 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 				// --netns not created yet: an empty host.
 				mu.Lock()
 				s.Namespaces[short] = reconcile.NewNamespace(short, false)
+				s.Namespaces[short].Absent = true
 				mu.Unlock()
 			}
 			return nil

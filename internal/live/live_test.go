@@ -254,6 +254,35 @@ func (e *env) assertNoOp() {
 	}
 }
 
+// assertUnsupported: apply stops before touching anything, naming the kind
+// and the kernel option.
+func (e *env) assertUnsupported(kind, option string) {
+	e.t.Helper()
+	before := e.snapshotAll()
+	ck := &reconcile.CountingKernel{Kernel: e.k}
+	_, err := reconcile.Reconcile(context.Background(), ck, e.desired(), reconcile.ExecOptions{})
+	if err == nil || !strings.Contains(err.Error(), "cannot create "+kind+" interfaces") || !strings.Contains(err.Error(), option) {
+		e.t.Fatalf("want an error naming %s and %s, got %v", kind, option, err)
+	}
+	if ck.Writes() != 0 || e.snapshotAll() != before {
+		e.t.Fatalf("an unsupported apply changed the kernel (%d writes)", ck.Writes())
+	}
+}
+
+// snapshotAll lists every pinned namespace and the links of this one.
+func (e *env) snapshotAll() string {
+	var b strings.Builder
+	entries, _ := os.ReadDir(linux.NetnsDir)
+	for _, d := range entries {
+		fmt.Fprintf(&b, "netns %s\n", d.Name())
+	}
+	links, _ := netlink.LinkList()
+	for _, l := range links {
+		fmt.Fprintf(&b, "link %s\n", l.Attrs().Name)
+	}
+	return b.String()
+}
+
 // exampleEdits is one in-place edit per example: from, to.
 var exampleEdits = map[string][2]string{
 	"bridge.yaml":         {"name: hwchiu0", "name: hwchiu0\n    mtu: 1400"},
@@ -265,6 +294,8 @@ var exampleEdits = map[string][2]string{
 	"host.yaml":           {"198.18.0.1/24]", "198.18.0.1/24, \"fd19::1/64\"]"},
 	"overlay.yaml":        {"10.200.0.1/24], mtu: 1450", "10.200.0.1/24], mtu: 1400"},
 	"macvlan.yaml":        {"addresses: [192.168.111.11/24]", "addresses: [192.168.111.11/24, \"fd11::11/64\"]"},
+	"ipvlan-l2.yaml":      {"addresses: [192.168.112.11/24]", "addresses: [192.168.112.11/24, 192.168.112.12/24]"},
+	"ipvlan-l3.yaml":      {"addresses: [10.0.2.10/24]", "addresses: [10.0.2.10/24]\n    mtu: 1400"},
 }
 
 // exampleChecks prove, with real traffic, what each example teaches.
@@ -352,6 +383,36 @@ var exampleChecks = map[string]func(e *env){
 			}
 		})
 	},
+	"ipvlan-l2.yaml": func(e *env) {
+		e.tcp("bbox2", "bbox1", "192.168.112.11:80", "192.168.112.11:80")
+		if from := e.tcp("lan", "bbox1", "192.168.112.1:80", "192.168.112.1:80"); !strings.HasPrefix(from, "192.168.112.10:") {
+			e.t.Fatalf("lan saw bbox1 as %s", from)
+		}
+		e.in("bbox1", func() {
+			l, err := netlink.LinkByName("eth0")
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			if v, ok := l.(*netlink.IPVlan); !ok || v.Mode != netlink.IPVLAN_MODE_L2 {
+				e.t.Fatalf("eth0 in bbox1: %#v", l)
+			}
+		})
+	},
+	"ipvlan-l3.yaml": func(e *env) {
+		// Different subnets, no router: the parent routes in L3 mode.
+		if from := e.tcp("bbox2", "bbox1", "10.0.2.10:80", "10.0.2.10:80"); !strings.HasPrefix(from, "10.0.1.10:") {
+			e.t.Fatalf("bbox2 saw bbox1 as %s", from)
+		}
+		e.in("bbox1", func() {
+			l, err := netlink.LinkByName("eth0")
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			if v, ok := l.(*netlink.IPVlan); !ok || v.Mode != netlink.IPVLAN_MODE_L3 {
+				e.t.Fatalf("eth0 in bbox1: %#v", l)
+			}
+		})
+	},
 	"container.yaml": func(e *env) {
 		// Two "processes" in one namespace: loopback is shared.
 		e.tcp("pod", "pod", "127.0.0.1:8000", "127.0.0.1:8000")
@@ -373,6 +434,10 @@ func TestExamples(t *testing.T) {
 				t.Fatalf("example %s has no live check: add one to exampleChecks", name)
 			}
 			e := newEnv(t, f, nil)
+			if strings.HasPrefix(name, "ipvlan") && linux.Probe("ipvlan") != nil {
+				e.assertUnsupported("ipvlan", "CONFIG_IPVLAN")
+				t.Skipf("%s: this kernel has no ipvlan; the unsupported path was checked instead (run make test-kernel for the real test)", name)
+			}
 			e.mustApply()
 			check(e)
 			e.assertNoOp()
@@ -607,4 +672,45 @@ func TestDestroyWhileANamespaceIsHeld(t *testing.T) {
 	defer held.Close()
 	e.destroy()
 	e.assertGone()
+}
+
+// TestVXLANReplaceAndMacvlanInPlace: what the kernel cannot change in place
+// (a VXLAN's VNI) is a replace; what it can (a macvlan's MTU, up/down) is not.
+func TestVXLANReplaceAndMacvlanInPlace(t *testing.T) {
+	src, err := os.ReadFile("../../examples/overlay.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, "overlay.yaml", src)
+	e.mustApply()
+	e.load("overlay.yaml", []byte(strings.ReplaceAll(string(src), "vni: 4097", "vni: 4098")))
+	p := e.plan()
+	var got []string
+	for _, c := range p.Changes {
+		got = append(got, string(c.Action)+" "+c.Namespace+" "+c.Describe())
+	}
+	if len(got) != 2 || !strings.HasPrefix(got[0], "-/+ host1 vxlan vx0 vni 4098 (vni: 4097 -> 4098)") ||
+		!strings.HasPrefix(got[1], "-/+ host2 vxlan vx0 vni 4098 (vni: 4097 -> 4098)") {
+		t.Fatalf("plan: want one replace of vx0 in each host, got\n%s", strings.Join(got, "\n"))
+	}
+	e.mustApply()
+	e.tcp("c2", "c1", "10.200.0.2:80", "10.200.0.2:80") // re-attached to the bridge
+	e.assertNoOp()
+	e.destroy()
+
+	msrc, err := os.ReadFile("../../examples/macvlan.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2 := newEnv(t, "macvlan.yaml", msrc)
+	e2.mustApply()
+	e2.load("macvlan.yaml", []byte(strings.Replace(string(msrc), "mode: bridge\n    addresses: [192.168.111.11/24]", "mode: bridge\n    mtu: 1400\n    up: false\n    addresses: [192.168.111.11/24]", 1)))
+	p = e2.plan()
+	if len(p.Changes) != 1 || p.Changes[0].Action != reconcile.Update || !strings.Contains(p.Changes[0].Describe(), "mtu: 1500 -> 1400, up: true -> false") {
+		t.Fatalf("plan:\n%v", p)
+	}
+	e2.mustApply()
+	e2.assertNoOp()
+	e2.destroy()
+	e2.assertGone()
 }
