@@ -1,7 +1,7 @@
 GO ?= go
 PKGS_PURE = ./topology/... ./reconcile/...
 
-.PHONY: all build test test-unit test-live vet fmt-check fuzz bench clean-check
+.PHONY: all build test test-unit test-live test-kernel vet fmt-check fuzz bench clean-check
 
 all: build test
 
@@ -25,6 +25,14 @@ SHELL := /bin/bash
 
 test-live:
 	$(GO) test -count=1 -v ./internal/... 2>&1 | tee /tmp/netplan-lab-live.log | grep -E '^(--- |ok|FAIL|PASS|panic)|SKIP|skipped'; exit $${PIPESTATUS[0]}
+
+## test-kernel: the live tests again under Debian's stock kernel in qemu
+## (TCG), for what this machine's kernel lacks (ipvlan). Installs qemu,
+## busybox-static and the kernel package itself. Fails if the tests inside
+## fail; skips, loudly, only if qemu cannot start at all.
+test-kernel:
+	bash scripts/test-kernel.sh
+	@$(MAKE) --no-print-directory clean-check
 
 ## clean-check: the tests left no namespace behind.
 clean-check:

@@ -190,9 +190,12 @@ func (h *nsHandle) nftConn() (*nftables.Conn, error) {
 	return c, nil
 }
 
-// noNFTables reports errors that mean "this kernel has no nf_tables".
+// noNFTables reports errors that mean "this kernel has no (working)
+// nf_tables": no netfilter netlink at all, or nfnetlink without the
+// nf_tables subsystem (EINVAL). Nothing of ours can be there then; a plan
+// that wants NAT fails in Preflight with the kernel options it needs.
 func noNFTables(err error) bool {
-	return errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.EAFNOSUPPORT)
+	return errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.EAFNOSUPPORT) || errors.Is(err, unix.EINVAL)
 }
 
 type ownedRule struct {
