@@ -392,6 +392,12 @@ func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*R
 	if err := finish(ctx, k, desired, q, plan, o); err != nil {
 		return res, err
 	}
+	// What the kernel did by itself is done now too: say so.
+	for _, c := range plan.Changes {
+		if c.Implicit {
+			o.OnChange(c, nil)
+		}
+	}
 	return res, nil
 }
 
