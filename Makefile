@@ -1,5 +1,5 @@
 GO ?= go
-PKGS_PURE = ./topology/... ./reconcile/...
+PKGS_PURE = ./topology/... ./reconcile/... ./internal/watch/...
 
 .PHONY: all build test test-unit test-live test-kernel vet fmt-check fuzz bench clean-check
 

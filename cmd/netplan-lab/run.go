@@ -9,12 +9,14 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/netplan-lab/netplan-lab/internal/linux"
+	"github.com/netplan-lab/netplan-lab/internal/watch"
 	"github.com/netplan-lab/netplan-lab/reconcile"
 	"github.com/netplan-lab/netplan-lab/topology"
 )
@@ -262,8 +264,16 @@ func (g *globals) reconcile(ctx context.Context, l *lab, desired *reconcile.Stat
 	return res, err
 }
 
+type watchOptions struct {
+	watch         bool
+	debounce      time.Duration
+	resync        time.Duration
+	destroyOnExit bool
+}
+
 func newApplyCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var wo watchOptions
+	cmd := &cobra.Command{
 		Use:   "apply FILE",
 		Short: "Make the kernel match the topology, with a minimal plan",
 		Args:  cobra.ExactArgs(1),
@@ -273,6 +283,9 @@ func newApplyCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer l.kernel.Close()
+			if wo.watch {
+				return g.watch(cmd.Context(), l, args[0], wo)
+			}
 			// The --netns sandbox, if missing, is the plan's first change.
 			res, err := g.reconcile(cmd.Context(), l, l.desired, "apply")
 			if err != nil && (res == nil || res.RolledBack || res.Applied == 0) {
@@ -292,6 +305,60 @@ func newApplyCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	f := cmd.Flags()
+	f.BoolVar(&wo.watch, "watch", false, "keep running: apply edits to the file and repair drift until stopped")
+	f.DurationVar(&wo.debounce, "debounce", 300*time.Millisecond, "with --watch: how long the file must be quiet before it is applied")
+	f.DurationVar(&wo.resync, "resync", 3*time.Minute, "with --watch: period of the full resync")
+	f.BoolVar(&wo.destroyOnExit, "destroy-on-exit", false, "with --watch: destroy the lab when stopped")
+	return cmd
+}
+
+// watch runs apply --watch until SIGINT/SIGTERM.
+func (g *globals) watch(ctx context.Context, l *lab, file string, wo watchOptions) error {
+	events, err := l.kernel.Events(ctx)
+	if err != nil {
+		return err
+	}
+	name, prefix := l.topo.Name, l.topo.Prefix
+	var mu sync.Mutex
+	report := func(e watch.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		if g.output == "json" {
+			b, _ := json.Marshal(e)
+			fmt.Fprintln(g.stdout, string(b))
+			return
+		}
+		fmt.Fprint(g.stdout, watch.FormatText(e))
+	}
+	err = watch.Run(ctx, watch.Config{
+		File: file, Kernel: l.kernel, Events: events,
+		Debounce: wo.debounce, Resync: wo.resync, Report: report,
+		Load: func(f string, data []byte) (*reconcile.State, error) {
+			t, err := topology.Parse(f, data)
+			if err != nil {
+				return nil, err
+			}
+			if t.Name != name || (g.prefix == "" && t.Prefix != prefix) {
+				return nil, fmt.Errorf("%s: name or prefix changed (%q/%q -> %q/%q): a running watch keeps the lab it started with; restart it to move", f, name, prefix, t.Name, t.Prefix)
+			}
+			return reconcile.Desired(t)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if wo.destroyOnExit {
+		empty := reconcile.NewState()
+		empty.Namespaces[reconcile.HostNS] = reconcile.NewNamespace(reconcile.HostNS, false)
+		if _, err := g.reconcile(context.WithoutCancel(ctx), l, empty, "destroy"); err != nil {
+			return err
+		}
+		if _, err := l.kernel.RemoveHostIfCreated(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func newDestroyCmd(g *globals) *cobra.Command {

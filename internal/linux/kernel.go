@@ -51,7 +51,10 @@ type Kernel struct {
 
 type nsHandle struct {
 	mu  sync.Mutex
-	fd  netns.NsHandle
+	// dev, ino identify the pinned namespace the handle was opened on: a
+	// namespace deleted and made again by someone else is a new one.
+	dev, ino uint64
+	fd       netns.NsHandle
 	h   *netlink.Handle
 	raw *rawConn
 	nft *nftables.Conn
@@ -107,16 +110,36 @@ func (h *nsHandle) close() {
 var errNoNetns = errors.New("network namespace does not exist")
 
 // handle returns the cached handle of a namespace, opening it if needed.
+// A cached handle whose pinned namespace is gone or replaced is dropped, so
+// a long-lived Kernel (watch mode) never works on, or keeps alive, a
+// namespace someone deleted.
 func (k *Kernel) handle(short string) (*nsHandle, error) {
+	pinned := !(short == reconcile.HostNS && k.opt.Netns == "")
+	var dev, ino uint64
+	if pinned {
+		var err error
+		dev, ino, err = identity(netnsPath(k.KernelName(short)))
+		if err != nil {
+			k.forget(short)
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, errNoNetns
+			}
+			return nil, fmt.Errorf("open netns %q: %w", k.KernelName(short), err)
+		}
+	}
 	k.mu.Lock()
 	if h, ok := k.handles[short]; ok {
-		k.mu.Unlock()
-		return h, nil
+		if h.dev == dev && h.ino == ino {
+			k.mu.Unlock()
+			return h, nil
+		}
+		h.close()
+		delete(k.handles, short)
 	}
 	k.mu.Unlock()
 	var fd netns.NsHandle
 	var err error
-	if short == reconcile.HostNS && k.opt.Netns == "" {
+	if !pinned {
 		fd, err = netns.Get()
 	} else {
 		fd, err = netns.GetFromPath(netnsPath(k.KernelName(short)))
@@ -132,7 +155,7 @@ func (k *Kernel) handle(short string) (*nsHandle, error) {
 		fd.Close()
 		return nil, fmt.Errorf("netlink handle in netns %q: %w", k.KernelName(short), err)
 	}
-	nh := &nsHandle{fd: fd, h: h}
+	nh := &nsHandle{fd: fd, h: h, dev: dev, ino: ino}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if old, ok := k.handles[short]; ok {

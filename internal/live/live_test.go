@@ -563,7 +563,7 @@ func TestDestroyLeavesForeignObjects(t *testing.T) {
 	// A foreign namespace that even carries the lab's prefix, and a foreign
 	// bridge in the sandbox, beside the lab.
 	foreign := e.prefix + "foreign"
-	if err := exec(func() error { return newNamedNS(foreign) }); err != nil {
+	if err := newNamedNS(foreign); err != nil {
 		t.Fatal(err)
 	}
 	e.in("host", func() {
@@ -593,7 +593,6 @@ func TestDestroyLeavesForeignObjects(t *testing.T) {
 	e.assertGone(foreign, e.sandbox)
 }
 
-func exec(f func() error) error { return f() }
 
 func newNamedNS(name string) error {
 	runtime.LockOSThread()

@@ -1,0 +1,410 @@
+package live
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/netplan-lab/netplan-lab/internal/linux"
+	"github.com/netplan-lab/netplan-lab/internal/watch"
+	"github.com/netplan-lab/netplan-lab/reconcile"
+	"github.com/netplan-lab/netplan-lab/topology"
+)
+
+const watchDebounce = 150 * time.Millisecond
+
+// watched is a running watch over a file in a directory of its own.
+type watched struct {
+	*env
+	dir, file string
+	mu        sync.Mutex
+	events    []watch.Event
+	stop      context.CancelFunc
+	done      chan error
+}
+
+func startWatch(t *testing.T, src string) *watched {
+	t.Helper()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "lab.yaml")
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := &watched{env: newEnv(t, file, nil), dir: dir, file: file, done: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.stop = cancel
+	events, err := w.k.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.k.EnsureHost(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		w.done <- watch.Run(ctx, watch.Config{
+			File: file, Kernel: w.k, Events: events, Debounce: watchDebounce, Resync: time.Hour,
+			Load: func(f string, data []byte) (*reconcile.State, error) {
+				top, err := topology.Parse(f, data)
+				if err != nil {
+					return nil, err
+				}
+				return reconcile.Desired(top)
+			},
+			Report: func(e watch.Event) {
+				w.mu.Lock()
+				w.events = append(w.events, e)
+				w.mu.Unlock()
+			},
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-w.done; err != nil {
+			t.Errorf("watch: %v", err)
+		}
+		w.destroy()
+	})
+	w.waitEvent("applied", 1)
+	return w
+}
+
+// count returns how many events of kind were reported.
+func (w *watched) count(kind string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, e := range w.events {
+		if e.Kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
+func (w *watched) last(kind string) watch.Event {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := len(w.events) - 1; i >= 0; i-- {
+		if w.events[i].Kind == kind {
+			return w.events[i]
+		}
+	}
+	return watch.Event{}
+}
+
+// waitEvent waits (bounded) until at least n events of kind were reported.
+func (w *watched) waitEvent(kind string, n int) {
+	w.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for w.count(kind) < n {
+		if time.Now().After(deadline) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.t.Fatalf("no %d %q events within 10s; events: %+v", n, kind, w.events)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitMatches waits (bounded) until the kernel matches src.
+func (w *watched) waitMatches(src string) {
+	w.t.Helper()
+	top, err := topology.Parse("want.yaml", []byte(src))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	want, err := reconcile.Desired(top)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		obs, err := w.k.Observe(context.Background(), reconcile.QueryFor(want))
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		p := reconcile.Diff(want, obs)
+		if p.Empty() {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("the kernel did not come to match the file within 10s; still:\n%v", p)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func readExample(t *testing.T, name string) string {
+	b, err := os.ReadFile("../../examples/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestWatchSaves(t *testing.T) {
+	src := readExample(t, "bridge.yaml")
+	w := startWatch(t, src)
+
+	// An in-place write.
+	v1 := strings.Replace(src, "10.55.66.3/24", "10.55.66.4/24", 1)
+	if err := os.WriteFile(w.file, []byte(v1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.waitMatches(v1)
+	w.waitEvent("applied", 2)
+
+	// An editor's save: write a temporary file, rename it over the original.
+	v2 := strings.Replace(v1, "10.55.66.4/24", "10.55.66.5/24", 1)
+	tmp := filepath.Join(w.dir, ".lab.yaml.swp")
+	if err := os.WriteFile(tmp, []byte(v2), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, w.file); err != nil {
+		t.Fatal(err)
+	}
+	w.waitMatches(v2)
+	w.waitEvent("applied", 3)
+
+	// Delete and re-create.
+	v3 := strings.Replace(v2, "10.55.66.5/24", "10.55.66.6/24", 1)
+	if err := os.Remove(w.file); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * watchDebounce)
+	if err := os.WriteFile(w.file, []byte(v3), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.waitMatches(v3)
+
+	// An invalid edit changes nothing, says where, and watching goes on.
+	applied := w.count("applied")
+	if err := os.WriteFile(w.file, []byte(strings.Replace(v3, "bridges:", "bridgez:", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.waitEvent("invalid_file", 1)
+	if e := w.last("invalid_file"); len(e.Errors) == 0 || !strings.Contains(e.Errors[0], w.file+":") || !strings.Contains(strings.Join(e.Errors, "\n"), `unknown key "bridgez"`) {
+		t.Fatalf("invalid file event: %+v", e)
+	}
+	w.waitMatches(v3) // unchanged
+	if w.count("applied") != applied {
+		t.Fatal("an invalid file was applied")
+	}
+	v4 := strings.Replace(v3, "10.55.66.6/24", "10.55.66.7/24", 1)
+	if err := os.WriteFile(w.file, []byte(v4), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.waitMatches(v4)
+
+	// Ten saves within the debounce: one apply.
+	applied = w.count("applied")
+	var last string
+	for i := 0; i < 10; i++ {
+		last = strings.Replace(v4, "10.55.66.7/24", fmt.Sprintf("10.55.66.%d/24", 20+i), 1)
+		if err := os.WriteFile(w.file, []byte(last), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(watchDebounce / 10)
+	}
+	w.waitMatches(last)
+	time.Sleep(3 * watchDebounce)
+	if got := w.count("applied") - applied; got != 1 {
+		t.Fatalf("ten quick saves gave %d applies, want 1", got)
+	}
+	w.tcp("c2", "c1", "10.55.66.29:80", "10.55.66.29:80")
+}
+
+// TestWatchConfigMapSwap: the file is a symlink through a ..data symlink,
+// which is swapped atomically, as Kubernetes does with a ConfigMap volume.
+func TestWatchConfigMapSwap(t *testing.T) {
+	src := readExample(t, "veth-pair.yaml")
+	w := startWatch(t, src)
+	// Turn the plain file into the ConfigMap layout.
+	mk := func(version, content string) {
+		d := filepath.Join(w.dir, version)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "lab.yaml"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tmp := filepath.Join(w.dir, "..data_tmp")
+		os.Remove(tmp)
+		if err := os.Symlink(version, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(w.dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("..2026_11_22_00_00_01.1", src)
+	if err := os.Remove(w.file); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("..data/lab.yaml", w.file); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * watchDebounce)
+	applied := w.count("applied")
+	v1 := strings.Replace(src, "mtu: 9000", "mtu: 4000", 1)
+	mk("..2026_11_22_00_00_02.2", v1)
+	w.waitMatches(v1)
+	if w.count("applied") != applied+1 {
+		t.Fatalf("the swap gave %d applies", w.count("applied")-applied)
+	}
+}
+
+func TestWatchRepairsDrift(t *testing.T) {
+	src := readExample(t, "bridge.yaml")
+	w := startWatch(t, src)
+
+	// A veth deleted by hand comes back.
+	w.in("host", func() {
+		l, err := netlink.LinkByName("veth-c1")
+		if err == nil {
+			err = netlink.LinkDel(l)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	w.waitEvent("drift_repaired", 1)
+	w.waitMatches(src)
+	if e := w.last("drift_repaired"); !strings.Contains(strings.Join(e.Drift, "\n"), "link veth-c1 deleted") ||
+		!strings.Contains(strings.Join(e.Changes, "\n"), "veth eth0 <-> host:veth-c1") {
+		t.Fatalf("drift event: %+v", e)
+	}
+	w.tcp("c2", "c1", "10.55.66.3:80", "10.55.66.3:80")
+
+	// An address removed by hand comes back.
+	w.in("c2", func() {
+		l, err := netlink.LinkByName("eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ := netlink.ParseAddr("10.55.66.3/24")
+		if err := netlink.AddrDel(l, a); err != nil {
+			t.Fatal(err)
+		}
+	})
+	w.waitEvent("drift_repaired", 2)
+	w.waitMatches(src)
+
+	// A namespace deleted by hand comes back, with its veth.
+	if err := syscall.Unmount(w.nsPath("c2"), syscall.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(w.nsPath("c2")); err != nil {
+		t.Fatal(err)
+	}
+	w.waitEvent("drift_repaired", 3)
+	w.waitMatches(src)
+	w.tcp("c2", "c1", "10.55.66.3:80", "10.55.66.3:80")
+
+	// A foreign link beside the lab is left alone.
+	repairs := w.count("drift_repaired")
+	w.in("host", func() {
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "foreign0"}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	time.Sleep(time.Second)
+	w.in("host", func() {
+		if _, err := netlink.LinkByName("foreign0"); err != nil {
+			t.Fatalf("the foreign link is gone: %v", err)
+		}
+		netlink.LinkDel(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "foreign0"}})
+	})
+	if w.count("drift_repaired") != repairs {
+		t.Fatalf("watch repaired something after a foreign link appeared: %+v", w.last("drift_repaired"))
+	}
+}
+
+// bigLab is n namespaces on one bridge, as in the benchmark.
+func bigLab(n int) string {
+	var b strings.Builder
+	b.WriteString("name: big\nnamespaces:\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "  n%d: {}\n", i)
+	}
+	b.WriteString("bridges:\n  - {name: br0, addresses: [10.0.0.1/16]}\nlinks:\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "  - a: {namespace: n%d, name: eth0, addresses: [10.0.%d.%d/16]}\n    b: {namespace: host, name: v%d, bridge: br0}\n", i, (i+2)>>8, (i+2)&255, i)
+	}
+	return b.String()
+}
+
+// TestWatchSIGTERMDuringApply stops the real binary while it applies a
+// large lab: afterwards the kernel holds the old state or the new one,
+// never a mix.
+func TestWatchSIGTERMDuringApply(t *testing.T) {
+	needRoot(t)
+	bin := filepath.Join(t.TempDir(), "netplan-lab")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/netplan-lab").CombinedOutput(); err != nil {
+		t.Skipf("cannot build the binary here (%v): %s", err, out)
+	}
+	for _, delay := range []time.Duration{0, 100 * time.Millisecond, 300 * time.Millisecond} {
+		t.Run(delay.String(), func(t *testing.T) {
+			src := bigLab(60)
+			dir := t.TempDir()
+			file := filepath.Join(dir, "big.yaml")
+			if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			e := newEnv(t, file, nil)
+			cmd := exec.Command(bin, "--netns", e.sandbox, "--prefix", e.prefix, "apply", "--watch", file)
+			stdout, _ := cmd.StdoutPipe()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// Wait for the apply to be under way, then stop it.
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				if strings.Contains(sc.Text(), "watching") {
+					break
+				}
+			}
+			time.Sleep(delay)
+			cmd.Process.Signal(syscall.SIGTERM)
+			var out strings.Builder
+			for sc.Scan() {
+				out.WriteString(sc.Text() + "\n")
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("watch exited with %v\n%s", err, out.String())
+			}
+			// Old (nothing) or new (everything), never a mix.
+			entries, _ := os.ReadDir(linux.NetnsDir)
+			n := 0
+			for _, d := range entries {
+				if strings.HasPrefix(d.Name(), e.prefix) {
+					n++
+				}
+			}
+			switch n {
+			case 0:
+			case 60:
+				if p := e.plan(); !p.Empty() {
+					t.Fatalf("all namespaces exist but the lab is incomplete:\n%v", p)
+				}
+			default:
+				t.Fatalf("after SIGTERM %d of 60 namespaces exist: a mix\n%s", n, out.String())
+			}
+			if !strings.Contains(out.String(), "stopped watching") {
+				t.Fatalf("no clean stop:\n%s", out.String())
+			}
+			e.destroy()
+			e.assertGone()
+		})
+	}
+}

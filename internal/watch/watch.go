@@ -1,0 +1,331 @@
+// Package watch keeps a lab in line with its file, and with itself: it
+// applies edits to the file as minimal plans, and repairs drift that kernel
+// events (or a periodic resync) reveal. It never fights objects the topology
+// does not own: those never appear in a plan.
+package watch
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/netplan-lab/netplan-lab/reconcile"
+	"github.com/netplan-lab/netplan-lab/topology"
+)
+
+// EventSource streams descriptions of kernel changes in the namespaces it
+// was last synced to.
+type EventSource interface {
+	Sync(namespaces []string) error
+	Chan() <-chan string
+}
+
+// Event is one thing watch did or saw; its JSON form is one line of
+// `apply --watch -o json`.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Kind    string    `json:"event"` // started, applied, drift_repaired, invalid_file, error, stopped
+	Trigger string    `json:"trigger,omitempty"`
+	// Drift lists the kernel events that led to a repair.
+	Drift   []string `json:"drift,omitempty"`
+	Changes []string `json:"changes,omitempty"`
+	Errors  []string `json:"errors,omitempty"`
+	Summary string   `json:"summary,omitempty"`
+}
+
+// Config is what Run needs.
+type Config struct {
+	File   string
+	Kernel reconcile.Kernel
+	Events EventSource // nil: periodic resync only
+	// Load reads and validates the file; an error that is a
+	// topology.ErrorList is reported position by position.
+	Load func(file string, data []byte) (*reconcile.State, error)
+	// Debounce is how long the file must be quiet before it is read
+	// (a burst of saves gives one apply).
+	Debounce time.Duration
+	// KernelDebounce gathers a burst of kernel events into one repair.
+	KernelDebounce time.Duration
+	// Resync is the period of the full resync safety net.
+	Resync time.Duration
+	// Report receives every event, never concurrently.
+	Report func(Event)
+	// OnChange sees each change as it is applied.
+	OnChange func(c *reconcile.Change, err error)
+}
+
+type watcher struct {
+	cfg      Config
+	desired  *reconcile.State
+	lastHash [32]byte
+	drift    []string
+	// known is the kernel as last seen matching the file: a repair puts
+	// objects back as they were, with the MAC addresses the kernel had
+	// picked, so neighbours' ARP caches stay right.
+	known *reconcile.State
+}
+
+// Run applies the file, then keeps the kernel matching it until ctx ends.
+// An apply in progress when ctx ends completes: the lab is never left half
+// way. Run returns nil when stopped by ctx.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Debounce <= 0 {
+		cfg.Debounce = 300 * time.Millisecond
+	}
+	if cfg.KernelDebounce <= 0 {
+		cfg.KernelDebounce = 100 * time.Millisecond
+	}
+	if cfg.Resync <= 0 {
+		cfg.Resync = 3 * time.Minute
+	}
+	if cfg.Report == nil {
+		cfg.Report = func(Event) {}
+	}
+	w := &watcher{cfg: cfg}
+	file, err := filepath.Abs(cfg.File)
+	if err != nil {
+		return err
+	}
+	fsw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return err
+	}
+	defer fsw.Close()
+	// Watch the directory, not the file: editors replace files by rename,
+	// and a ConfigMap swaps a ..data symlink beside it.
+	if err := fsw.Add(filepath.Dir(file)); err != nil {
+		return fmt.Errorf("watch %s: %w", filepath.Dir(file), err)
+	}
+	w.report(Event{Kind: "started", Trigger: file})
+	w.fileChanged(ctx, file, "start")
+
+	var events <-chan string
+	if cfg.Events != nil {
+		events = cfg.Events.Chan()
+	}
+	fileTimer := stoppedTimer()
+	kernelTimer := stoppedTimer()
+	resync := time.NewTicker(cfg.Resync)
+	defer resync.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			w.report(Event{Kind: "stopped"})
+			return nil
+		case ev, ok := <-fsw.Events:
+			if !ok {
+				return errors.New("file watch closed")
+			}
+			_ = ev
+			fileTimer.Reset(cfg.Debounce)
+		case err, ok := <-fsw.Errors:
+			if ok {
+				w.report(Event{Kind: "error", Errors: []string{"watching the file: " + err.Error()}})
+			}
+		case <-fileTimer.C:
+			w.fileChanged(ctx, file, "file changed")
+		case s := <-events:
+			if len(w.drift) < 20 && !contains(w.drift, s) {
+				w.drift = append(w.drift, s)
+			}
+			kernelTimer.Reset(cfg.KernelDebounce)
+		case <-kernelTimer.C:
+			drift := w.drift
+			w.drift = nil
+			w.repair(ctx, "kernel events", drift)
+		case <-resync.C:
+			w.repair(ctx, "resync", nil)
+		}
+	}
+}
+
+func stoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}
+
+func (w *watcher) report(e Event) {
+	e.Time = time.Now()
+	w.cfg.Report(e)
+}
+
+// fileChanged reads the file; if its content is new and valid, it becomes
+// the desired state and is applied.
+func (w *watcher) fileChanged(ctx context.Context, file, trigger string) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		// Deleted, or between a delete and a re-create: wait for the next event.
+		if !errors.Is(err, os.ErrNotExist) {
+			w.report(Event{Kind: "error", Trigger: trigger, Errors: []string{err.Error()}})
+		}
+		return
+	}
+	h := sha256.Sum256(data)
+	if h == w.lastHash && w.desired != nil {
+		return
+	}
+	w.lastHash = h
+	desired, err := w.cfg.Load(w.cfg.File, data)
+	if err != nil {
+		var list topology.ErrorList
+		ev := Event{Kind: "invalid_file", Trigger: trigger}
+		if errors.As(err, &list) {
+			for _, e := range list {
+				ev.Errors = append(ev.Errors, e.Error())
+			}
+		} else {
+			ev.Errors = []string{err.Error()}
+		}
+		ev.Summary = "the file is not valid: nothing was changed; still watching"
+		w.report(ev)
+		return
+	}
+	w.desired = desired
+	w.apply(ctx, "applied", trigger, nil)
+}
+
+func (w *watcher) repair(ctx context.Context, trigger string, drift []string) {
+	if w.desired == nil {
+		return
+	}
+	w.apply(ctx, "drift_repaired", trigger, drift)
+}
+
+// apply reconciles; it reports only when something changed or failed. The
+// apply itself runs to its end even if ctx is cancelled meanwhile.
+func (w *watcher) apply(ctx context.Context, kind, trigger string, drift []string) {
+	var changes []string
+	want := w.desired
+	if kind == "drift_repaired" {
+		want = withKnownMACs(w.desired, w.known)
+	}
+	res, err := reconcile.Reconcile(context.WithoutCancel(ctx), w.cfg.Kernel, want, reconcile.ExecOptions{
+		OnChange: func(c *reconcile.Change, err error) {
+			status := ""
+			if err != nil {
+				status = " (FAILED)"
+			}
+			changes = append(changes, fmt.Sprintf("%s: %s %s%s", c.Namespace, c.Action, c.Describe(), status))
+			if w.cfg.OnChange != nil {
+				w.cfg.OnChange(c, err)
+			}
+		},
+	})
+	w.sync()
+	if err == nil && (len(changes) > 0 || w.known == nil) {
+		if obs, oerr := w.cfg.Kernel.Observe(context.WithoutCancel(ctx), reconcile.QueryFor(w.desired)); oerr == nil {
+			w.known = obs
+		}
+	}
+	if err != nil {
+		ev := Event{Kind: "error", Trigger: trigger, Changes: changes, Errors: []string{err.Error()}}
+		if res != nil && res.RolledBack {
+			ev.Summary = "a step failed; this apply was rolled back"
+		}
+		w.report(ev)
+		return
+	}
+	if len(changes) == 0 && !(kind == "applied" && trigger == "start") {
+		return
+	}
+	ev := Event{Kind: kind, Trigger: trigger, Drift: drift, Changes: changes}
+	if res != nil {
+		ev.Summary = res.Plan.Summary()
+		if res.Plan.Empty() {
+			ev.Summary = "No changes. The kernel matches the topology."
+		}
+	}
+	w.report(ev)
+}
+
+// sync points the kernel event source at the lab's namespaces.
+func (w *watcher) sync() {
+	if w.cfg.Events == nil || w.desired == nil {
+		return
+	}
+	names := w.desired.SortedNames()
+	sort.Strings(names)
+	if err := w.cfg.Events.Sync(names); err != nil {
+		w.report(Event{Kind: "error", Errors: []string{"kernel events: " + err.Error()}})
+	}
+}
+
+// FormatText renders an event for people.
+func FormatText(e Event) string {
+	var b bytes.Buffer
+	ts := e.Time.Format("15:04:05.000")
+	switch e.Kind {
+	case "started":
+		fmt.Fprintf(&b, "%s watching %s\n", ts, e.Trigger)
+	case "stopped":
+		fmt.Fprintf(&b, "%s stopped watching; the lab stays as it is\n", ts)
+	case "invalid_file":
+		fmt.Fprintf(&b, "%s %s:\n", ts, e.Summary)
+		for _, s := range e.Errors {
+			fmt.Fprintf(&b, "  %s\n", s)
+		}
+	case "error":
+		fmt.Fprintf(&b, "%s error (%s):\n", ts, e.Trigger)
+		for _, s := range e.Changes {
+			fmt.Fprintf(&b, "  %s\n", s)
+		}
+		for _, s := range e.Errors {
+			fmt.Fprintf(&b, "  %s\n", s)
+		}
+		if e.Summary != "" {
+			fmt.Fprintf(&b, "  %s\n", e.Summary)
+		}
+	case "applied", "drift_repaired":
+		what := "applied (" + e.Trigger + ")"
+		if e.Kind == "drift_repaired" {
+			what = "drift repaired (" + e.Trigger + ")"
+		}
+		fmt.Fprintf(&b, "%s %s:\n", ts, what)
+		for _, s := range e.Drift {
+			fmt.Fprintf(&b, "  seen: %s\n", s)
+		}
+		for _, s := range e.Changes {
+			fmt.Fprintf(&b, "  %s\n", s)
+		}
+		fmt.Fprintf(&b, "  %s\n", e.Summary)
+	}
+	return b.String()
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// withKnownMACs fills in, for links whose MAC the file leaves to the kernel,
+// the MAC they had when last seen.
+func withKnownMACs(desired, known *reconcile.State) *reconcile.State {
+	if known == nil {
+		return desired
+	}
+	out := desired.Clone()
+	for name, ns := range out.Namespaces {
+		for ln, l := range ns.Links {
+			if l.MAC != "" {
+				continue
+			}
+			if k := known.Link(reconcile.Ref{NS: name, Name: ln}); k != nil && k.Owned && k.Kind == l.Kind {
+				l.MAC = k.MAC
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,118 @@
+package watch_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/netplan-lab/netplan-lab/internal/watch"
+	"github.com/netplan-lab/netplan-lab/reconcile"
+	"github.com/netplan-lab/netplan-lab/reconcile/fake"
+	"github.com/netplan-lab/netplan-lab/topology"
+)
+
+type events struct{ c chan string }
+
+func (e *events) Sync([]string) error   { return nil }
+func (e *events) Chan() <-chan string { return e.c }
+
+const lab = `name: lab
+namespaces: {c1: {}}
+links:
+  - a: {namespace: c1, name: eth0, addresses: [10.0.0.2/24]}
+    b: {namespace: host, name: veth-c1, addresses: [10.0.0.1/24]}
+`
+
+// The watch loop on the fake kernel: no root needed.
+func TestWatchLoopOnFakeKernel(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "lab.yaml")
+	if err := os.WriteFile(file, []byte(lab), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k := fake.New("lab")
+	ev := &events{c: make(chan string, 10)}
+	var mu sync.Mutex
+	var got []watch.Event
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		done <- watch.Run(ctx, watch.Config{
+			File: file, Kernel: k, Events: ev, Debounce: 50 * time.Millisecond, KernelDebounce: 10 * time.Millisecond, Resync: time.Hour,
+			Load: func(f string, data []byte) (*reconcile.State, error) {
+				top, err := topology.Parse(f, data)
+				if err != nil {
+					return nil, err
+				}
+				return reconcile.Desired(top)
+			},
+			Report: func(e watch.Event) { mu.Lock(); got = append(got, e); mu.Unlock() },
+		})
+	}()
+	wait := func(kind string, n int) watch.Event {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			mu.Lock()
+			c := 0
+			for _, e := range got {
+				if e.Kind == kind {
+					c++
+					if c == n {
+						mu.Unlock()
+						return e
+					}
+				}
+			}
+			mu.Unlock()
+		}
+		t.Fatalf("no %d %s events: %+v", n, kind, got)
+		return watch.Event{}
+	}
+	wait("applied", 1)
+	// A burst of saves: one apply, of the last content.
+	for i := 0; i < 10; i++ {
+		os.WriteFile(file, []byte(strings.Replace(lab, "10.0.0.2/24", "10.0.0."+string(rune('3'+i%7))+"/24", 1)), 0o644)
+		time.Sleep(5 * time.Millisecond)
+	}
+	e := wait("applied", 2)
+	if len(e.Changes) != 2 || !strings.Contains(strings.Join(e.Changes, "\n"), "+ address 10.0.0.") {
+		t.Fatalf("applied: %+v", e)
+	}
+	time.Sleep(200 * time.Millisecond)
+	mu.Lock()
+	applies := 0
+	for _, e := range got {
+		if e.Kind == "applied" {
+			applies++
+		}
+	}
+	mu.Unlock()
+	if applies != 2 {
+		t.Fatalf("%d applies for one burst", applies-1)
+	}
+	// Invalid: reported with its position, nothing changes.
+	writes := k.Writes()
+	os.WriteFile(file, []byte("name: lab\nbogus: 1\n"), 0o644)
+	inv := wait("invalid_file", 1)
+	if !strings.Contains(strings.Join(inv.Errors, "\n"), file+":2:1: bogus: unknown key") || k.Writes() != writes {
+		t.Fatalf("invalid: %+v, writes %d -> %d", inv, writes, k.Writes())
+	}
+	// Drift: a veth deleted by hand, a kernel event, a repair.
+	if err := k.W.DeleteLink("host", "veth-c1"); err != nil {
+		t.Fatal(err)
+	}
+	ev.c <- "link veth-c1 deleted in netns host"
+	r := wait("drift_repaired", 1)
+	if r.Drift[0] != "link veth-c1 deleted in netns host" || !strings.Contains(strings.Join(r.Changes, "\n"), "+ veth eth0 <-> host:veth-c1") {
+		t.Fatalf("repair: %+v", r)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	wait("stopped", 1)
+}
