@@ -50,14 +50,14 @@ type Kernel struct {
 }
 
 type nsHandle struct {
-	mu  sync.Mutex
+	mu sync.Mutex
 	// dev, ino identify the pinned namespace the handle was opened on: a
 	// namespace deleted and made again by someone else is a new one.
 	dev, ino uint64
 	fd       netns.NsHandle
-	h   *netlink.Handle
-	raw *rawConn
-	nft *nftables.Conn
+	h        *netlink.Handle
+	raw      *rawConn
+	nft      *nftables.Conn
 }
 
 // New returns a Kernel for the lab described by o.

@@ -593,7 +593,6 @@ func TestDestroyLeavesForeignObjects(t *testing.T) {
 	e.assertGone(foreign, e.sandbox)
 }
 
-
 func newNamedNS(name string) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()

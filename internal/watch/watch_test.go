@@ -17,7 +17,7 @@ import (
 
 type events struct{ c chan string }
 
-func (e *events) Sync([]string) error   { return nil }
+func (e *events) Sync([]string) error { return nil }
 func (e *events) Chan() <-chan string { return e.c }
 
 const lab = `name: lab
