@@ -351,12 +351,26 @@ func (g *globals) watch(ctx context.Context, l *lab, file string, wo watchOption
 	if wo.destroyOnExit {
 		empty := reconcile.NewState()
 		empty.Namespaces[reconcile.HostNS] = reconcile.NewNamespace(reconcile.HostNS, false)
-		if _, err := g.reconcile(context.WithoutCancel(ctx), l, empty, "destroy"); err != nil {
-			return err
+		ev := watch.Event{Time: time.Now(), Kind: "destroyed", Trigger: "exit"}
+		res, err := reconcile.Reconcile(context.WithoutCancel(ctx), l.kernel, empty, reconcile.ExecOptions{
+			OnChange: func(c *reconcile.Change, err error) {
+				ev.Changes = append(ev.Changes, fmt.Sprintf("%s: %s %s", c.Namespace, c.Action, c.Describe()))
+			},
+		})
+		if err == nil {
+			if removed, rerr := l.kernel.RemoveHostIfCreated(); rerr != nil {
+				err = rerr
+			} else if removed {
+				ev.Changes = append(ev.Changes, "host: - netns "+g.netns+" (the sandbox apply had created)")
+			}
 		}
-		if _, err := l.kernel.RemoveHostIfCreated(); err != nil {
-			return err
+		if err != nil {
+			ev.Kind, ev.Errors = "error", []string{"destroy on exit: " + err.Error()}
+		} else if res != nil {
+			ev.Summary = fmt.Sprintf("Destroy complete. %d destroyed.", res.Applied)
 		}
+		report(ev)
+		return err
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package live
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -407,4 +408,45 @@ func TestWatchSIGTERMDuringApply(t *testing.T) {
 			e.assertGone()
 		})
 	}
+}
+
+// TestWatchJSONAndDestroyOnExit: -o json is one JSON event per line, and
+// --destroy-on-exit leaves nothing behind.
+func TestWatchJSONAndDestroyOnExit(t *testing.T) {
+	needRoot(t)
+	bin := filepath.Join(t.TempDir(), "netplan-lab")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/netplan-lab").CombinedOutput(); err != nil {
+		t.Skipf("cannot build the binary here (%v): %s", err, out)
+	}
+	e := newEnv(t, "../../examples/bridge.yaml", nil)
+	cmd := exec.Command(bin, "--netns", e.sandbox, "--prefix", e.prefix, "-o", "json", "apply", "--watch", "--destroy-on-exit", "../../examples/bridge.yaml")
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	var kinds []string
+	for sc.Scan() {
+		var ev struct {
+			Kind    string   `json:"event"`
+			Changes []string `json:"changes"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			t.Fatalf("not one JSON event per line: %q: %v", sc.Text(), err)
+		}
+		kinds = append(kinds, ev.Kind)
+		if ev.Kind == "applied" {
+			if len(ev.Changes) != 8 {
+				t.Fatalf("applied event: %s", sc.Text())
+			}
+			cmd.Process.Signal(syscall.SIGINT)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(kinds, ",") != "started,applied,stopped,destroyed" {
+		t.Fatalf("events: %v", kinds)
+	}
+	e.assertGone()
 }

@@ -32,7 +32,7 @@ type EventSource interface {
 // `apply --watch -o json`.
 type Event struct {
 	Time    time.Time `json:"time"`
-	Kind    string    `json:"event"` // started, applied, drift_repaired, invalid_file, error, stopped
+	Kind    string    `json:"event"` // started, applied, drift_repaired, invalid_file, error, stopped, destroyed
 	Trigger string    `json:"trigger,omitempty"`
 	// Drift lists the kernel events that led to a repair.
 	Drift   []string `json:"drift,omitempty"`
@@ -270,7 +270,13 @@ func FormatText(e Event) string {
 	case "started":
 		fmt.Fprintf(&b, "%s watching %s\n", ts, e.Trigger)
 	case "stopped":
-		fmt.Fprintf(&b, "%s stopped watching; the lab stays as it is\n", ts)
+		fmt.Fprintf(&b, "%s stopped watching\n", ts)
+	case "destroyed":
+		fmt.Fprintf(&b, "%s destroyed the lab on exit:\n", ts)
+		for _, s := range e.Changes {
+			fmt.Fprintf(&b, "  %s\n", s)
+		}
+		fmt.Fprintf(&b, "  %s\n", e.Summary)
 	case "invalid_file":
 		fmt.Fprintf(&b, "%s %s:\n", ts, e.Summary)
 		for _, s := range e.Errors {
