@@ -26,4 +26,5 @@ fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 CGO_ENABLED=0 go test -c -o "$work/live.test" ./internal/live
-go run ./scripts/kerneltest -kernel-root "$cache/$pkg" -test "$work/live.test" -src . -run "${KERNEL_TEST_RUN:-}"
+CGO_ENABLED=0 go build -o "$work/netplan-lab" ./cmd/netplan-lab
+go run ./scripts/kerneltest -kernel-root "$cache/$pkg" -test "$work/live.test" -bin "$work/netplan-lab" -src . -run "${KERNEL_TEST_RUN:-}"

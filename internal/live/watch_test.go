@@ -350,10 +350,7 @@ func bigLab(n int) string {
 // never a mix.
 func TestWatchSIGTERMDuringApply(t *testing.T) {
 	needRoot(t)
-	bin := filepath.Join(t.TempDir(), "netplan-lab")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/netplan-lab").CombinedOutput(); err != nil {
-		t.Skipf("cannot build the binary here (%v): %s", err, out)
-	}
+	bin := binary(t)
 	for _, delay := range []time.Duration{0, 100 * time.Millisecond, 300 * time.Millisecond} {
 		t.Run(delay.String(), func(t *testing.T) {
 			src := bigLab(60)
@@ -414,10 +411,7 @@ func TestWatchSIGTERMDuringApply(t *testing.T) {
 // --destroy-on-exit leaves nothing behind.
 func TestWatchJSONAndDestroyOnExit(t *testing.T) {
 	needRoot(t)
-	bin := filepath.Join(t.TempDir(), "netplan-lab")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/netplan-lab").CombinedOutput(); err != nil {
-		t.Skipf("cannot build the binary here (%v): %s", err, out)
-	}
+	bin := binary(t)
 	e := newEnv(t, "../../examples/bridge.yaml", nil)
 	cmd := exec.Command(bin, "--netns", e.sandbox, "--prefix", e.prefix, "-o", "json", "apply", "--watch", "--destroy-on-exit", "../../examples/bridge.yaml")
 	stdout, _ := cmd.StdoutPipe()
@@ -449,4 +443,18 @@ func TestWatchJSONAndDestroyOnExit(t *testing.T) {
 		t.Fatalf("events: %v", kinds)
 	}
 	e.assertGone()
+}
+
+// binary is the netplan-lab command: NETPLAN_LAB_BIN (as under
+// make test-kernel, where there is no Go toolchain) or a fresh build.
+func binary(t *testing.T) string {
+	t.Helper()
+	if b := os.Getenv("NETPLAN_LAB_BIN"); b != "" {
+		return b
+	}
+	bin := filepath.Join(t.TempDir(), "netplan-lab")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/netplan-lab").CombinedOutput(); err != nil {
+		t.Fatalf("build the binary: %v\n%s", err, out)
+	}
+	return bin
 }

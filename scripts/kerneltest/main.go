@@ -32,18 +32,19 @@ func main() {
 		root    = flag.String("kernel-root", "", "directory the linux-image .deb was extracted into")
 		mods    = flag.String("modules", "crc32c_generic veth bridge macvlan ipvlan vxlan nf_tables nft_chain_nat nft_nat nft_masq nft_fib_inet", "modules to load, with their dependencies")
 		testBin = flag.String("test", "", "static test binary (CGO_ENABLED=0 go test -c)")
+		cliBin  = flag.String("bin", "", "static netplan-lab binary, for the tests that run the command")
 		src     = flag.String("src", ".", "the repository: examples/ and internal/live/ are copied in")
 		run     = flag.String("run", "", "-test.run pattern")
 		timeout = flag.Duration("timeout", 20*time.Minute, "how long the guest may take")
 	)
 	flag.Parse()
-	if err := realMain(*root, strings.Fields(*mods), *testBin, *src, *run, *timeout); err != nil {
+	if err := realMain(*root, strings.Fields(*mods), *testBin, *cliBin, *src, *run, *timeout); err != nil {
 		fmt.Fprintln(os.Stderr, "kerneltest:", err)
 		os.Exit(1)
 	}
 }
 
-func realMain(root string, mods []string, testBin, src, run string, timeout time.Duration) error {
+func realMain(root string, mods []string, testBin, cliBin, src, run string, timeout time.Duration) error {
 	kernels, _ := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
 	if len(kernels) != 1 {
 		return fmt.Errorf("want one vmlinuz under %s/boot, found %v", root, kernels)
@@ -56,7 +57,7 @@ func realMain(root string, mods []string, testBin, src, run string, timeout time
 	}
 	fmt.Printf("kerneltest: kernel %s, modules in load order: %s\n", version, strings.Join(names(order), " "))
 
-	initrd, err := buildInitramfs(order, testBin, src, run)
+	initrd, err := buildInitramfs(order, testBin, cliBin, src, run)
 	if err != nil {
 		return err
 	}
@@ -230,12 +231,13 @@ for m in $(cat /modules.order); do
 done
 echo "kerneltest: guest up, running the live tests"
 cd /src/internal/live
+[ -x /netplan-lab ] && export NETPLAN_LAB_BIN=/netplan-lab
 /live.test -test.v -test.count=1 -test.timeout=30m %s 2>&1
 echo "NETPLAN-LAB-KERNEL-TEST-EXIT=$?"
 poweroff -f
 `
 
-func buildInitramfs(mods []module, testBin, src, run string) ([]byte, error) {
+func buildInitramfs(mods []module, testBin, cliBin, src, run string) ([]byte, error) {
 	var out bytes.Buffer
 	gz := gzip.NewWriter(&out)
 	c := &cpioWriter{w: gz}
@@ -281,6 +283,15 @@ func buildInitramfs(mods []module, testBin, src, run string) ([]byte, error) {
 	}
 	if err := c.file("live.test", 0o755, bin); err != nil {
 		return nil, err
+	}
+	if cliBin != "" {
+		cli, err := os.ReadFile(cliBin)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.file("netplan-lab", 0o755, cli); err != nil {
+			return nil, err
+		}
 	}
 	examples, _ := filepath.Glob(filepath.Join(src, "examples", "*.yaml"))
 	sort.Strings(examples)
