@@ -128,8 +128,7 @@ func benchLab(b *testing.B, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	empty := reconcile.NewState()
-	empty.Namespaces[reconcile.HostNS] = reconcile.NewNamespace(reconcile.HostNS, false)
+	empty := reconcile.Nothing()
 	ctx := context.Background()
 	k := linux.New(linux.Options{Name: top.Name, Prefix: prefix, Netns: sandbox})
 	defer k.Close()

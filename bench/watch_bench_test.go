@@ -132,8 +132,7 @@ func BenchmarkWatch100(b *testing.B) {
 	b.ReportMetric(ms(med(repairs)), "drift-to-repaired-ms")
 
 	// Tear the lab down.
-	empty := reconcile.NewState()
-	empty.Namespaces[reconcile.HostNS] = reconcile.NewNamespace(reconcile.HostNS, false)
+	empty := reconcile.Nothing()
 	if _, err := reconcile.Reconcile(context.Background(), k, empty, reconcile.ExecOptions{}); err != nil {
 		b.Fatal(err)
 	}

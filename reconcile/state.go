@@ -128,6 +128,14 @@ func (r *Route) String() string {
 // NewState returns an empty state.
 func NewState() *State { return &State{Namespaces: map[string]*Namespace{}} }
 
+// Nothing is the desired state of a destroyed lab: a host, untouched, and
+// nothing else.
+func Nothing() *State {
+	s := NewState()
+	s.Namespaces[HostNS] = NewNamespace(HostNS, false)
+	return s
+}
+
 // NewNamespace returns an empty namespace.
 func NewNamespace(name string, owned bool) *Namespace {
 	return &Namespace{Name: name, Owned: owned, Sysctls: map[string]string{},

@@ -349,8 +349,7 @@ func (g *globals) watch(ctx context.Context, l *lab, file string, wo watchOption
 		return err
 	}
 	if wo.destroyOnExit {
-		empty := reconcile.NewState()
-		empty.Namespaces[reconcile.HostNS] = reconcile.NewNamespace(reconcile.HostNS, false)
+		empty := reconcile.Nothing()
 		ev := watch.Event{Time: time.Now(), Kind: "destroyed", Trigger: "exit"}
 		res, err := reconcile.Reconcile(context.WithoutCancel(ctx), l.kernel, empty, reconcile.ExecOptions{
 			OnChange: func(c *reconcile.Change, err error) {
@@ -386,8 +385,7 @@ func newDestroyCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer l.kernel.Close()
-			empty := reconcile.NewState()
-			empty.Namespaces[reconcile.HostNS] = reconcile.NewNamespace(reconcile.HostNS, false)
+			empty := reconcile.Nothing()
 			res, err := g.reconcile(cmd.Context(), l, empty, "destroy")
 			if err != nil {
 				return err

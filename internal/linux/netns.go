@@ -36,6 +36,20 @@ func createNamed(name string) (err error) {
 			os.Remove(path)
 		}
 	}()
+	return inNewNetns(func() error {
+		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
+		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind mount %s: %w", path, err)
+		}
+		return nil
+	})
+}
+
+// inNewNetns runs fn on a locked OS thread that has just entered a new,
+// empty network namespace, then takes the thread back. If the thread cannot
+// return, it stays locked, so the Go runtime throws it away instead of
+// reusing it in the wrong namespace.
+func inNewNetns(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -51,18 +65,13 @@ func createNamed(name string) (err error) {
 			errc <- fmt.Errorf("unshare: %w", err)
 			return
 		}
-		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		mErr := unix.Mount(src, path, "none", unix.MS_BIND, "")
+		ferr := fn()
 		if err := netns.Set(origin); err != nil {
-			// Stay locked: this thread dies with the goroutine.
 			errc <- fmt.Errorf("return to the original netns: %w", err)
-			return
+			return // the thread stays locked and is discarded
 		}
 		runtime.UnlockOSThread()
-		if mErr != nil {
-			mErr = fmt.Errorf("bind mount %s: %w", path, mErr)
-		}
-		errc <- mErr
+		errc <- ferr
 	}()
 	return <-errc
 }
@@ -162,34 +171,12 @@ func writeSysctl(fd netns.NsHandle, key, value string) error {
 // inNetnsNew makes an anonymous network namespace and hands its fd to keep;
 // it lives until that fd is closed.
 func inNetnsNew(keep func(netns.NsHandle)) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		origin, err := netns.Get()
+	return inNewNetns(func() error {
+		fd, err := netns.Get()
 		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
+			return err
 		}
-		defer origin.Close()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("unshare: %w", err)
-			return
-		}
-		fd, gerr := netns.Get()
-		if err := netns.Set(origin); err != nil {
-			if gerr == nil {
-				fd.Close()
-			}
-			errc <- fmt.Errorf("return to the original netns: %w", err)
-			return
-		}
-		runtime.UnlockOSThread()
-		if gerr == nil {
-			keep(fd)
-		}
-		errc <- gerr
-	}()
-	return <-errc
+		keep(fd)
+		return nil
+	})
 }

@@ -105,8 +105,7 @@ func (e *env) plan() *reconcile.Plan {
 
 func (e *env) destroy() {
 	e.t.Helper()
-	empty := reconcile.NewState()
-	empty.Namespaces[reconcile.HostNS] = reconcile.NewNamespace(reconcile.HostNS, false)
+	empty := reconcile.Nothing()
 	if _, err := reconcile.Reconcile(context.Background(), e.k, empty, reconcile.ExecOptions{}); err != nil {
 		e.t.Fatalf("destroy: %v", err)
 	}
