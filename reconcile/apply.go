@@ -17,6 +17,9 @@ import (
 type Query struct {
 	Namespaces []string
 	Sysctls    map[string][]string
+	// NAT names the namespaces whose NAT rules must be read (the host's
+	// always are, and so are those the kernel says hold ours).
+	NAT map[string]bool
 }
 
 // Kernel is everything the reconciler needs from the kernel. The real one is
@@ -38,7 +41,7 @@ type Kernel interface {
 
 // QueryFor returns the query that observes what desired talks about.
 func QueryFor(states ...*State) Query {
-	q := Query{Sysctls: map[string][]string{}}
+	q := Query{Sysctls: map[string][]string{}, NAT: map[string]bool{}}
 	seen := map[string]bool{}
 	for _, s := range states {
 		if s == nil {
@@ -52,6 +55,9 @@ func QueryFor(states ...*State) Query {
 			ns := s.Namespaces[name]
 			for k := range ns.Sysctls {
 				q.Sysctls[name] = appendUnique(q.Sysctls[name], k)
+			}
+			if len(ns.NAT) > 0 {
+				q.NAT[name] = true
 			}
 			// Whether a NAT namespace forwards, for the plan's warnings.
 			for _, r := range ns.NAT {

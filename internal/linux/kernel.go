@@ -337,7 +337,7 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 	var mu sync.Mutex
 	err = parallel(ctx, len(order), 8, func(i int) error {
 		short := order[i]
-		ns, veths, err := k.observeNS(short, q.Sysctls[short])
+		ns, veths, err := k.observeNS(short, q.Sysctls[short], q.NAT[short])
 		if errors.Is(err, errNoNetns) {
 			if short == reconcile.HostNS {
 				// --netns not created yet: an empty host.
@@ -439,12 +439,16 @@ func parallel(ctx context.Context, n, workers int, f func(i int) error) error {
 // observed links keep their kernel indexes until peers are resolved.
 type obsLink struct{ index, parentIndex int }
 
-func (k *Kernel) observeNS(short string, sysctls []string) (*reconcile.Namespace, map[string]obsLink, error) {
+func (k *Kernel) observeNS(short string, sysctls []string, wantNAT bool) (*reconcile.Namespace, map[string]obsLink, error) {
 	h, err := k.handle(short)
 	if err != nil {
 		return nil, nil, err
 	}
 	veths := map[string]obsLink{}
+	// NAT is read where the file wants it, in the host, and in owned
+	// namespaces whose lo carries the "nat" flag (ApplyNAT sets it): one
+	// nftables dump fewer for every namespace without NAT.
+	hasNAT := wantNAT || short == reconcile.HostNS
 	kname := k.KernelName(short)
 	links, err := listLinks(h.h)
 	if err != nil {
@@ -458,7 +462,9 @@ func (k *Kernel) observeNS(short string, sysctls []string) (*reconcile.Namespace
 	for _, l := range links {
 		a := l.Attrs()
 		if a.Name == "lo" {
-			ns.Owned = short != reconcile.HostNS && a.Alias == k.mark
+			owned, attrs := k.ownedAlias(a.Alias)
+			ns.Owned = short != reconcile.HostNS && owned
+			hasNAT = hasNAT || attrs["nat"] != ""
 			continue
 		}
 		owned, attrs := k.ownedAlias(a.Alias)
@@ -573,8 +579,10 @@ func (k *Kernel) observeNS(short string, sysctls []string) (*reconcile.Namespace
 		}
 		ns.Routes[rr.Key()] = rr
 	}
-	if err := k.observeNAT(h, ns); err != nil {
-		return nil, nil, fmt.Errorf("netns %q: %w", kname, err)
+	if hasNAT {
+		if err := k.observeNAT(h, ns); err != nil {
+			return nil, nil, fmt.Errorf("netns %q: %w", kname, err)
+		}
 	}
 	sc, err := readSysctls(h.fd, sysctls)
 	if err != nil {

@@ -350,6 +350,16 @@ func (k *Kernel) ApplyNAT(ctx context.Context, short string, changes []*reconcil
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("apply %d nat changes in netns %q (nothing of them was applied): %w", len(changes), kname, err)
 	}
+	// Flag an owned namespace that holds NAT, so observation knows to look.
+	if short != reconcile.HostNS {
+		mark := k.mark
+		if len(remaining) > 0 {
+			mark += "|nat=1"
+		}
+		if err := k.markNamespace(h, mark); err != nil {
+			return fmt.Errorf("flag nat in netns %q: %w", kname, err)
+		}
+	}
 	return nil
 }
 
