@@ -711,3 +711,52 @@ func TestVXLANReplaceAndMacvlanInPlace(t *testing.T) {
 	e2.destroy()
 	e2.assertGone()
 }
+
+// TestChildOfAForeignParent: a macvlan's parent may be an interface the
+// topology does not own (a NIC): used, never changed, never deleted. A
+// missing parent is a conflict before anything changes.
+func TestChildOfAForeignParent(t *testing.T) {
+	src := "name: nic\nnamespaces:\n  web: {}\nmacvlans:\n  - {name: eth1, namespace: web, parent: \"host:nic0\", mode: bridge, addresses: [192.168.113.10/24]}\n"
+	e := newEnv(t, "nic.yaml", []byte(src))
+	ck := &reconcile.CountingKernel{Kernel: e.k}
+	_, err := e.apply(ck)
+	if !errors.Is(err, reconcile.ErrConflict) || !strings.Contains(err.Error(), `parent host:nic0 of macvlan "eth1" in namespace "web" does not exist`) || ck.Writes() != 0 {
+		t.Fatalf("missing parent: err %v, %d writes", err, ck.Writes())
+	}
+	// The "NIC": a veth end nobody owns, with a peer on the "LAN".
+	e.in("host", func() {
+		la := netlink.NewLinkAttrs()
+		la.Name, la.MTU = "nic0", 1500
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "nic0-peer"}); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []string{"nic0", "nic0-peer"} {
+			l, _ := netlink.LinkByName(n)
+			netlink.LinkSetUp(l)
+		}
+	})
+	nicState := func() string {
+		var s string
+		e.in("host", func() {
+			l, err := netlink.LinkByName("nic0")
+			if err != nil {
+				t.Fatalf("nic0: %v", err)
+			}
+			a := l.Attrs()
+			addrs, _ := netlink.AddrList(l, netlink.FAMILY_V4)
+			s = fmt.Sprintf("%s mtu %d mac %s alias %q flags %v master %d addrs %v", a.Name, a.MTU, a.HardwareAddr, a.Alias, a.Flags, a.MasterIndex, addrs)
+		})
+		return s
+	}
+	before := nicState()
+	e.mustApply()
+	e.assertNoOp()
+	if got := nicState(); got != before {
+		t.Fatalf("the parent NIC was changed:\n%s\n%s", before, got)
+	}
+	e.destroy()
+	if got := nicState(); got != before {
+		t.Fatalf("destroy changed the parent NIC:\n%s\n%s", before, got)
+	}
+	e.assertGone(e.sandbox) // the sandbox keeps the foreign NIC
+}
