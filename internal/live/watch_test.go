@@ -260,6 +260,8 @@ func TestWatchConfigMapSwap(t *testing.T) {
 	v1 := strings.Replace(src, "mtu: 9000", "mtu: 4000", 1)
 	mk("..2026_11_22_00_00_02.2", v1)
 	w.waitMatches(v1)
+	w.waitEvent("applied", applied+1) // the event follows the kernel's confirmation
+	time.Sleep(3 * watchDebounce)
 	if w.count("applied") != applied+1 {
 		t.Fatalf("the swap gave %d applies", w.count("applied")-applied)
 	}
