@@ -46,6 +46,10 @@ type Kernel struct {
 
 	mu      sync.Mutex
 	handles map[string]*nsHandle // by short name
+	// retired handles are no longer handed out but may still be in use by
+	// a call in flight; they are closed at the next Observe (the start of
+	// every reconcile) or at Close.
+	retired []*nsHandle
 	probed  map[string]error
 }
 
@@ -85,6 +89,7 @@ func (k *Kernel) KernelName(short string) string {
 
 // Close releases every handle.
 func (k *Kernel) Close() {
+	k.reap()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for name, h := range k.handles {
@@ -133,7 +138,7 @@ func (k *Kernel) handle(short string) (*nsHandle, error) {
 			k.mu.Unlock()
 			return h, nil
 		}
-		h.close()
+		k.retired = append(k.retired, h)
 		delete(k.handles, short)
 	}
 	k.mu.Unlock()
@@ -159,19 +164,32 @@ func (k *Kernel) handle(short string) (*nsHandle, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if old, ok := k.handles[short]; ok {
-		nh.close()
+		k.retired = append(k.retired, nh) // lost a race: nobody uses nh
 		return old, nil
 	}
 	k.handles[short] = nh
 	return nh, nil
 }
 
+// forget stops handing out the handle of a namespace (deleted, replaced);
+// it is closed later, when no call can be using it.
 func (k *Kernel) forget(short string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if h, ok := k.handles[short]; ok {
-		h.close()
+		k.retired = append(k.retired, h)
 		delete(k.handles, short)
+	}
+}
+
+// reap closes retired handles, letting the kernel free their namespaces.
+func (k *Kernel) reap() {
+	k.mu.Lock()
+	old := k.retired
+	k.retired = nil
+	k.mu.Unlock()
+	for _, h := range old {
+		h.close()
 	}
 }
 
@@ -310,6 +328,7 @@ func parseRef(s string) *reconcile.Ref {
 
 // Observe implements reconcile.Kernel.
 func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.State, error) {
+	k.reap()
 	names := map[string]bool{reconcile.HostNS: true}
 	for _, n := range q.Namespaces {
 		names[n] = true
