@@ -24,7 +24,7 @@ test-unit:
 SHELL := /bin/bash
 
 test-live:
-	$(GO) test -race -count=1 -v ./internal/... 2>	$(GO) test -count=1 -v ./internal/... 2>&11 | tee /tmp/netplan-lab-live.log | grep -E '^(--- |ok|FAIL|PASS|panic)|SKIP|skipped'; exit $${PIPESTATUS[0]}
+	$(GO) test -race -count=1 -v ./internal/... 2>&1 | tee /tmp/netplan-lab-live.log | grep -E '^(--- |ok|FAIL|PASS|panic)|SKIP|skipped'; exit $${PIPESTATUS[0]}
 
 ## test-kernel: the live tests again under Debian's stock kernel in qemu
 ## (TCG), for what this machine's kernel lacks (ipvlan). Installs qemu,
