@@ -116,3 +116,50 @@ func TestWatchLoopOnFakeKernel(t *testing.T) {
 	}
 	wait("stopped", 1)
 }
+
+// TestResyncRepairsWithoutEvents: with no kernel events at all, the
+// periodic resync still finds and repairs drift.
+func TestResyncRepairsWithoutEvents(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "lab.yaml")
+	if err := os.WriteFile(file, []byte(lab), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k := fake.New("lab")
+	got := make(chan watch.Event, 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go watch.Run(ctx, watch.Config{
+		File: file, Kernel: k, Resync: 50 * time.Millisecond,
+		Load: func(f string, data []byte) (*reconcile.State, error) {
+			top, err := topology.Parse(f, data)
+			if err != nil {
+				return nil, err
+			}
+			return reconcile.Desired(top)
+		},
+		Report: func(e watch.Event) { got <- e },
+	})
+	for e := range got {
+		if e.Kind == "applied" {
+			break
+		}
+	}
+	if err := k.W.DeleteLink("c1", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case e := <-got:
+			if e.Kind == "drift_repaired" {
+				if e.Trigger != "resync" || !strings.Contains(strings.Join(e.Changes, "\n"), "+ veth eth0 <-> host:veth-c1") {
+					t.Fatalf("repair: %+v", e)
+				}
+				return
+			}
+		case <-timeout:
+			t.Fatal("no repair by resync")
+		}
+	}
+}
