@@ -22,7 +22,7 @@ func Load(path string) (*Topology, error) {
 // Parse decodes and validates a topology. The error, if any, is an ErrorList
 // holding every problem found, each with file, line, column and YAML path.
 func Parse(file string, data []byte) (*Topology, error) {
-	d := &decoder{file: file}
+	d := &decoder{file: file, pos: map[string]Pos{}}
 	t := d.document(data)
 	if t != nil {
 		d.validate(t)
@@ -37,6 +37,9 @@ func Parse(file string, data []byte) (*Topology, error) {
 type decoder struct {
 	file string
 	errs ErrorList
+	// pos holds where each value was found, by YAML path, so that checks
+	// made after decoding can point at the exact value.
+	pos map[string]Pos
 }
 
 func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
@@ -140,6 +143,7 @@ func (d *decoder) mapping(n *yaml.Node, path string, keys map[string]func(k, v *
 			d.errorf(k, p, "unknown key %q (allowed: %s)", k.Value, allowed(keys))
 			continue
 		}
+		d.pos[p] = pos(v)
 		h(k, v, p)
 	}
 	for _, r := range required {
@@ -182,7 +186,9 @@ func (d *decoder) seq(n *yaml.Node, path string, each func(i int, n *yaml.Node, 
 		return
 	}
 	for i, c := range n.Content {
-		each(i, c, fmt.Sprintf("%s[%d]", path, i))
+		p := fmt.Sprintf("%s[%d]", path, i)
+		d.pos[p] = pos(c)
+		each(i, c, p)
 	}
 }
 

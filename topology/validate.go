@@ -67,7 +67,12 @@ type claim struct {
 	pos  Pos
 }
 
+// at records an error at path: at the value found there if the file has
+// one, else at p (the enclosing object, for a key that is missing).
 func (d *decoder) at(p Pos, path, format string, args ...any) {
+	if vp, ok := d.pos[path]; ok {
+		p = vp
+	}
 	d.errs = append(d.errs, &Error{File: d.file, Pos: p, Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 

@@ -36,7 +36,7 @@ func TestValidateExitCodes(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("invalid file: code %d", code)
 	}
-	for _, want := range []string{bad + ":2:23: bridges[0].colour: unknown key", bad + ":2:37: bridges[1].name: interface name"} {
+	for _, want := range []string{bad + ":2:23: bridges[0].colour: unknown key", bad + ":2:44: bridges[1].name: interface name"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
