@@ -231,7 +231,12 @@ type applyResult struct {
 
 func (g *globals) reconcile(ctx context.Context, l *lab, desired *reconcile.State, verb string) (*reconcile.Result, error) {
 	start := time.Now()
-	res, err := reconcile.Reconcile(ctx, l.kernel, desired, reconcile.ExecOptions{OnChange: g.changePrinter("")})
+	res, err := reconcile.Reconcile(ctx, l.kernel, desired, reconcile.ExecOptions{
+		OnChange: g.changePrinter(""),
+		OnStage: func(stage string, n int, took time.Duration) {
+			g.logf("stage %s: %d changes in %v", stage, n, took.Round(time.Microsecond))
+		},
+	})
 	if res != nil && g.output == "text" {
 		if res.Applied == 0 && err == nil {
 			if verb == "apply" {

@@ -760,3 +760,32 @@ func TestChildOfAForeignParent(t *testing.T) {
 	}
 	e.assertGone(e.sandbox) // the sandbox keeps the foreign NIC
 }
+
+// TestVXLANMulticastGroup: the overlay with a multicast group instead of a
+// remote (group needs dev): VTEPs find each other by flooding to the group.
+func TestVXLANMulticastGroup(t *testing.T) {
+	src := readExample(t, "overlay.yaml")
+	for _, r := range []string{"192.168.111.129", "192.168.111.128"} {
+		src = strings.Replace(src, "remote: "+r+"\n", "group: 239.1.1.1\n", 1)
+	}
+	if strings.Contains(src, "remote:") {
+		t.Fatal("the example's remotes were not replaced")
+	}
+	e := newEnv(t, "overlay-mcast.yaml", []byte(src))
+	e.mustApply()
+	e.assertNoOp()
+	if from := e.tcp("c2", "c1", "10.200.0.2:80", "10.200.0.2:80"); !strings.HasPrefix(from, "10.200.0.1:") {
+		t.Fatalf("c2 saw c1 as %s", from)
+	}
+	e.in("host2", func() {
+		l, err := netlink.LinkByName("vx0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, ok := l.(*netlink.Vxlan); !ok || v.Group.String() != "239.1.1.1" || v.VtepDevIndex == 0 {
+			t.Fatalf("vx0 in host2: %#v", l)
+		}
+	})
+	e.destroy()
+	e.assertGone()
+}
