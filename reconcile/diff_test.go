@@ -251,3 +251,26 @@ func TestSysctlStages(t *testing.T) {
 	k := fake.New("lab")
 	apply(t, k, parse(t, "name: lab\nnamespaces:\n  c1:\n    sysctls: {net.ipv4.conf.eth0.rp_filter: \"0\", net.ipv4.ip_forward: \"1\"}\nlinks: [{endpoints: [\"c1:eth0\", \"host:v1\"]}]\n"))
 }
+
+// An apply cancelled part-way (SIGINT in `apply`) rolls back: the kernel is
+// as it was, never half-way.
+func TestCancelledApplyRollsBack(t *testing.T) {
+	k := fake.New("lab")
+	before := dumpJSON(k.W.Dump("lab"))
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	k.FailOn = func(c *reconcile.Change) error {
+		n++
+		if n == 3 {
+			cancel()
+		}
+		return nil
+	}
+	res, err := reconcile.Reconcile(ctx, k, parse(t, base), reconcile.ExecOptions{Workers: 1})
+	if !errors.Is(err, context.Canceled) || !res.RolledBack || res.RollbackErr != nil {
+		t.Fatalf("err %v, rolled back %v (%v)", err, res.RolledBack, res.RollbackErr)
+	}
+	if after := dumpJSON(k.W.Dump("lab")); after != before {
+		t.Fatalf("a cancelled apply left changes:\n%s", after)
+	}
+}
