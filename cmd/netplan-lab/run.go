@@ -438,7 +438,7 @@ func newShowCmd(g *globals) *cobra.Command {
 			for _, name := range owned.SortedNames() {
 				ns := owned.Namespaces[name]
 				kname := l.kernel.KernelName(name)
-				if !ns.Owned && len(ns.Links) == 0 && len(ns.Routes) == 0 && len(ns.Sysctls) == 0 {
+				if !ns.Owned && len(ns.Links) == 0 && len(ns.Routes) == 0 && len(ns.Sysctls) == 0 && len(ns.NAT) == 0 {
 					continue
 				}
 				fmt.Fprintf(g.stdout, "namespace %s (netns %s):\n", name, kname)
@@ -468,6 +468,9 @@ func newShowCmd(g *globals) *cobra.Command {
 				}
 				for _, sk := range sortedKeys(ns.Sysctls) {
 					fmt.Fprintf(g.stdout, "  sysctl   %s = %s\n", sk, ns.Sysctls[sk])
+				}
+				for _, id := range sortedKeys(ns.NAT) {
+					fmt.Fprintf(g.stdout, "  nat      %s (table inet %s)\n", id, linux.TableName(l.topo.Name))
 				}
 			}
 			fmt.Fprintln(g.stdout)

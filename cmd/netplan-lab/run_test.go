@@ -114,6 +114,13 @@ func TestApplyPlanDestroy(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "No drift") || !strings.Contains(out, "sysctl   net.ipv4.ip_forward = 1") {
 		t.Fatalf("show: code %d\n%s", code, out)
 	}
+	// Another lab that wants the same names (br0, ns0, ns1) conflicts and
+	// changes nothing.
+	code, out, _ = runCLI(args("apply", "../../examples/nat.yaml")...)
+	if code != 1 || !strings.Contains(out, `conflict: bridge "br0" in namespace "host" already exists and is not owned by this topology`) ||
+		strings.Contains(out, "... done") {
+		t.Fatalf("a second lab taking the same names must conflict: code %d\n%s", code, out)
+	}
 	code, out, _ = runCLI(args("destroy", "../../examples/router.yaml")...)
 	if code != 0 || !strings.Contains(out, "Removed netns "+sb) {
 		t.Fatalf("destroy: code %d\n%s", code, out)
