@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -103,6 +104,16 @@ func TestApplyPlanDestroy(t *testing.T) {
 	pfx := fmt.Sprintf("t%04x-", rand.Intn(0xffff))
 	args := func(a ...string) []string { return append([]string{"--netns", sb, "--prefix", pfx}, a...) }
 	defer runCLI(args("destroy", "../../examples/router.yaml")...)
+	t.Cleanup(func() { // whatever a failure left behind
+		entries, _ := os.ReadDir("/run/netns")
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), pfx) || e.Name() == sb {
+				p := filepath.Join("/run/netns", e.Name())
+				syscall.Unmount(p, syscall.MNT_DETACH)
+				os.Remove(p)
+			}
+		}
+	})
 	code, out, errOut := runCLI(args("apply", "../../examples/router.yaml")...)
 	if code != 0 || !strings.Contains(out, "Apply complete. 9 to add, 0 to change") {
 		t.Fatalf("apply: code %d\n%s\n%s", code, out, errOut)
