@@ -114,6 +114,11 @@ func TestCases(t *testing.T) {
 		{"unknown key", "name: a\nbridges: [{name: b, colour: red}]\n", `unknown key "colour"`},
 		{"vxlan group without dev", "name: a\nvxlans: [{name: vx, vni: 1, group: 239.1.1.1}]\n", "needs dev"},
 		{"ipvlan mode", "name: a\nipvlans: [{name: i, parent: eth0, mode: l4}]\n", `"l4" is not one of l2, l3, l3s`},
+		// Found by FuzzParse: present but empty values.
+		{"empty name", "name: >\n", `name: "" must match`},
+		{"empty ifname", "name: a\nbridges: [{name: \"\"}]\n", "interface name is empty"},
+		{"empty route", "name: a\nnamespaces: {c: {routes: [{to: \"\"}]}}\n", "to is empty"},
+		{"empty source", "name: a\nnat: [{masquerade: {source: \"\"}}]\n", "empty: a CIDR is needed"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -67,6 +67,12 @@ type claim struct {
 	pos  Pos
 }
 
+// present reports whether the file has a value at path (even an empty one).
+func (d *decoder) present(path string) bool {
+	_, ok := d.pos[path]
+	return ok
+}
+
 // at records an error at path: at the value found there if the file has
 // one, else at p (the enclosing object, for a key that is missing).
 func (d *decoder) at(p Pos, path, format string, args ...any) {
@@ -77,7 +83,7 @@ func (d *decoder) at(p Pos, path, format string, args ...any) {
 }
 
 func (d *decoder) validate(t *Topology) {
-	if t.Name != "" && (!nameRE.MatchString(t.Name) || len(t.Name) > 16) {
+	if d.present("name") && (!nameRE.MatchString(t.Name) || len(t.Name) > 16) {
 		d.at(Pos{1, 1}, "name", "%q must match [a-z][a-z0-9-]* and be at most 16 characters", t.Name)
 	}
 	if t.Prefix != "" {
@@ -113,7 +119,7 @@ func (d *decoder) validate(t *Topology) {
 	kinds := map[objKey]string{}
 	claimIf := func(i *Iface, what string) {
 		if msg := ValidIfName(i.Name); msg != "" {
-			if i.Name != "" {
+			if i.Name != "" || (i.Path != "" && d.present(join(i.Path, "name"))) {
 				d.at(i.Pos, join(i.Path, "name"), "%s", msg)
 			}
 			return
@@ -317,6 +323,9 @@ func RouteDst(to, via string) (netip.Prefix, error) {
 
 func (d *decoder) validateRoute(n *Namespace, r *Route, declared func(ns, name string) bool, seen map[string]Pos) {
 	if r.To == "" {
+		if d.present(join(r.Path, "to")) {
+			d.at(r.Pos, join(r.Path, "to"), "to is empty: use \"default\" or a CIDR")
+		}
 		return
 	}
 	dst, err := RouteDst(r.To, r.Via)
@@ -354,6 +363,9 @@ func (d *decoder) validateNAT(r *NAT, nsRef func(Pos, string, string) bool, decl
 	nsRef(r.Pos, join(r.Path, "namespace"), r.Namespace)
 	cidr := func(path, s string) {
 		if s == "" {
+			if d.present(path) {
+				d.at(r.Pos, path, "empty: a CIDR is needed")
+			}
 			return
 		}
 		if _, err := netip.ParsePrefix(s); err != nil {
