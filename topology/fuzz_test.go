@@ -44,8 +44,19 @@ func FuzzParse(f *testing.F) {
 		if top.Name == "" {
 			t.Fatal("a valid topology has a name")
 		}
-		if _, err := reconcile.Desired(top); err != nil {
+		want, err := reconcile.Desired(top)
+		if err != nil {
 			t.Fatalf("valid topology, but no desired state: %v", err)
+		}
+		// Planning a valid topology from nothing never fails to plan: it
+		// creates every namespace and the host has no conflicts.
+		p := reconcile.Diff(want, reconcile.Nothing())
+		if len(top.Namespaces) > 0 && p.Empty() {
+			for _, n := range top.Namespaces {
+				if n.Name != topology.Host {
+					t.Fatalf("no plan for a topology with namespace %q", n.Name)
+				}
+			}
 		}
 	})
 }
