@@ -132,6 +132,32 @@ func TestApplyPlanDestroy(t *testing.T) {
 		strings.Contains(out, "... done") {
 		t.Fatalf("a second lab taking the same names must conflict: code %d\n%s", code, out)
 	}
+	// JSON forms: show, and a no-op apply.
+	code, out, _ = runCLI(args("-o", "json", "show", "../../examples/router.yaml")...)
+	var shown struct {
+		State struct {
+			Namespaces map[string]struct {
+				Owned bool                       `json:"owned"`
+				Links map[string]json.RawMessage `json:"links"`
+			} `json:"namespaces"`
+		} `json:"state"`
+		Drift struct {
+			Summary struct{ Add, Change, Destroy int } `json:"summary"`
+		} `json:"drift"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &shown) != nil || !shown.State.Namespaces["ns0"].Owned ||
+		len(shown.State.Namespaces["host"].Links) != 3 || shown.Drift.Summary.Add != 0 {
+		t.Fatalf("show -o json: code %d\n%s", code, out)
+	}
+	code, out, _ = runCLI(args("-o", "json", "apply", "../../examples/router.yaml")...)
+	var applied struct {
+		Plan       json.RawMessage `json:"plan"`
+		Applied    int             `json:"applied"`
+		RolledBack bool            `json:"rolled_back"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &applied) != nil || applied.Applied != 0 || applied.RolledBack || len(applied.Plan) == 0 {
+		t.Fatalf("apply -o json (no-op): code %d\n%s", code, out)
+	}
 	code, out, _ = runCLI(args("destroy", "../../examples/router.yaml")...)
 	if code != 0 || !strings.Contains(out, "Removed netns "+sb) {
 		t.Fatalf("destroy: code %d\n%s", code, out)
