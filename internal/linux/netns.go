@@ -46,10 +46,21 @@ func createNamed(name string) (err error) {
 }
 
 // inNewNetns runs fn on a locked OS thread that has just entered a new,
-// empty network namespace, then takes the thread back. If the thread cannot
-// return, it stays locked, so the Go runtime throws it away instead of
-// reusing it in the wrong namespace.
+// empty network namespace, then takes the thread back.
 func inNewNetns(fn func() error) error {
+	return onThread(func() error {
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("unshare: %w", err)
+		}
+		return nil
+	}, fn)
+}
+
+// onThread runs enter and then fn on a locked OS thread, and puts the
+// thread back in the namespace it came from. If enter fails, the thread
+// has not moved. If the thread cannot return, it stays locked, so the Go
+// runtime throws it away instead of reusing it in the wrong namespace.
+func onThread(enter, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -60,9 +71,9 @@ func inNewNetns(fn func() error) error {
 			return
 		}
 		defer origin.Close()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		if err := enter(); err != nil {
 			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("unshare: %w", err)
+			errc <- err
 			return
 		}
 		ferr := fn()
@@ -109,30 +120,12 @@ func listNamed(prefix string) ([]string, error) {
 
 // inNetns runs fn on a locked OS thread inside the namespace fd.
 func inNetns(fd netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		origin, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer origin.Close()
+	return onThread(func() error {
 		if err := netns.Set(fd); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns: %w", err)
-			return
+			return fmt.Errorf("enter netns: %w", err)
 		}
-		ferr := fn()
-		if err := netns.Set(origin); err != nil {
-			errc <- fmt.Errorf("return to the original netns: %w", err)
-			return // the thread stays locked and is discarded
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+		return nil
+	}, fn)
 }
 
 func sysctlPath(key string) string {
