@@ -17,7 +17,7 @@ func Diff(desired, observed *State) *Plan {
 		observed = NewState()
 	}
 	d := &differ{want: desired, have: observed, plan: &Plan{},
-		gone: map[Ref]bool{}, fresh: map[Ref]bool{}, deletedPairs: map[string]bool{}}
+		gone: map[Ref]bool{}, fresh: map[Ref]bool{}, deletedNS: map[string]bool{}, shaken: map[Ref]bool{}}
 	d.run()
 	d.plan.sort()
 	sort.Strings(d.plan.Conflicts)
@@ -31,9 +31,8 @@ type differ struct {
 	// addresses, routes and bridge ports disappear with them.
 	gone map[Ref]bool
 	// fresh holds links this plan creates: they start with nothing.
-	fresh        map[Ref]bool
-	deletedPairs map[string]bool
-	deletedNS    map[string]bool
+	fresh     map[Ref]bool
+	deletedNS map[string]bool
 	// shaken holds links whose routes the kernel may flush during this
 	// apply: an address is removed or the link goes down.
 	shaken map[Ref]bool
@@ -46,8 +45,6 @@ func (d *differ) conflict(format string, args ...any) {
 }
 
 func (d *differ) run() {
-	d.deletedNS = map[string]bool{}
-	d.shaken = map[Ref]bool{}
 	// Namespaces.
 	for _, name := range d.want.SortedNames() {
 		w := d.want.Namespaces[name]
@@ -135,14 +132,6 @@ func (d *differ) haveLink(r Ref) *Link {
 	return h.Links[r.Name]
 }
 
-func pairKey(a, b Ref) string {
-	x, y := a.String(), b.String()
-	if y < x {
-		x, y = y, x
-	}
-	return x + "=" + y
-}
-
 func (d *differ) deleteLink(ref Ref, hl *Link) {
 	if d.gone[ref] {
 		return
@@ -160,7 +149,6 @@ func (d *differ) retire(r Ref, l *Link, announcePeer bool) {
 		return
 	}
 	p := *l.Peer
-	d.deletedPairs[pairKey(r, p)] = true
 	if d.gone[p] {
 		return
 	}

@@ -84,18 +84,6 @@ func (w *World) AddForeignNamespace(name string) {
 	}
 }
 
-// Namespaces lists every namespace name.
-func (w *World) Namespaces() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var out []string
-	for n := range w.nss {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // Dump returns the whole machine as the owner sees it, for comparisons.
 func (w *World) Dump(owner string) *reconcile.State {
 	w.mu.Lock()
