@@ -356,6 +356,15 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 	var mu sync.Mutex
 	err = parallel(ctx, len(order), 8, func(i int) error {
 		short := order[i]
+		if !names[short] {
+			// Found under /run/netns with our prefix: read the whole
+			// namespace only if its lo carries our mark.
+			mine, err := k.ownsNamespace(short)
+			if err != nil || !mine {
+				k.forget(short) // gone meanwhile, or someone else's
+				return nil
+			}
+		}
 		ns, veths, err := k.observeNS(short, q.Sysctls[short], q.NAT[short])
 		if errors.Is(err, errNoNetns) {
 			if short == reconcile.HostNS {
@@ -369,10 +378,6 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		}
 		if err != nil {
 			return err
-		}
-		if !names[short] && !ns.Owned {
-			k.forget(short) // someone else's
-			return nil
 		}
 		mu.Lock()
 		s.Namespaces[short] = ns
@@ -410,6 +415,20 @@ func resolvePeers(s *reconcile.State, idx map[reconcile.Ref]obsLink) {
 			}
 		}
 	}
+}
+
+// ownsNamespace reads one link, lo, to tell whether a namespace is ours.
+func (k *Kernel) ownsNamespace(short string) (bool, error) {
+	h, err := k.handle(short)
+	if err != nil {
+		return false, err
+	}
+	lo, err := h.h.LinkByName("lo")
+	if err != nil {
+		return false, err
+	}
+	owned, _ := k.ownedAlias(lo.Attrs().Alias)
+	return owned, nil
 }
 
 // parallel runs f(0..n-1) on up to workers goroutines, stopping at the
