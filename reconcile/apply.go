@@ -341,6 +341,9 @@ type Result struct {
 	Applied     int   // changes applied
 	RolledBack  bool  // a step failed and the run's changes were undone
 	RollbackErr error // the rollback itself failed
+	// Observed is the kernel as last seen: after the apply (it matched
+	// desired), or before it when there was nothing to do.
+	Observed *State
 }
 
 // ErrConflict is returned when a plan has conflicts and nothing was changed.
@@ -370,7 +373,7 @@ func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*R
 		return nil, fmt.Errorf("observe: %w", err)
 	}
 	plan := Diff(desired, before)
-	res := &Result{Plan: plan}
+	res := &Result{Plan: plan, Observed: before}
 	if len(plan.Conflicts) > 0 {
 		return res, &ConflictError{plan.Conflicts}
 	}
@@ -395,7 +398,8 @@ func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*R
 		res.RollbackErr = Rollback(context.WithoutCancel(ctx), k, before, q, ExecOptions{Workers: o.Workers, OnChange: inner})
 		return res, execErr
 	}
-	if err := finish(ctx, k, desired, q, plan, o); err != nil {
+	res.Observed, err = finish(ctx, k, desired, q, plan, o)
+	if err != nil {
 		return res, err
 	}
 	// What the kernel did by itself is done now too: say so.
@@ -412,23 +416,24 @@ func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*R
 // namespace alive (a shell inside it, an open socket), and then its veth
 // peers stay. If the kernel stops making progress, what is left is planned
 // again and applied explicitly, once.
-func finish(ctx context.Context, k Kernel, desired *State, q Query, p *Plan, o ExecOptions) error {
-	rest, err := settle(ctx, k, desired, q, p)
+// It returns the last observation: the kernel as it now is.
+func finish(ctx context.Context, k Kernel, desired *State, q Query, p *Plan, o ExecOptions) (*State, error) {
+	rest, after, err := settle(ctx, k, desired, q, p)
 	if err != nil {
-		return fmt.Errorf("observe after apply: %w", err)
+		return nil, fmt.Errorf("observe after apply: %w", err)
 	}
 	if !rest.Empty() && len(rest.Conflicts) == 0 && hasImplicit(p) {
 		if err := Execute(ctx, k, rest, o); err != nil {
-			return err
+			return nil, err
 		}
-		if rest, err = settle(ctx, k, desired, q, rest); err != nil {
-			return fmt.Errorf("observe after apply: %w", err)
+		if rest, after, err = settle(ctx, k, desired, q, rest); err != nil {
+			return nil, fmt.Errorf("observe after apply: %w", err)
 		}
 	}
 	if !rest.Empty() || len(rest.Conflicts) > 0 {
-		return fmt.Errorf("the kernel does not match the topology after apply; still to do:\n%s", rest)
+		return after, fmt.Errorf("the kernel does not match the topology after apply; still to do:\n%s", rest)
 	}
-	return nil
+	return after, nil
 }
 
 func hasImplicit(p *Plan) bool {
@@ -450,7 +455,7 @@ var (
 
 // settle observes until the kernel matches desired. Only a plan with
 // implicit changes waits, and only while the kernel makes progress.
-func settle(ctx context.Context, k Kernel, desired *State, q Query, p *Plan) (*Plan, error) {
+func settle(ctx context.Context, k Kernel, desired *State, q Query, p *Plan) (*Plan, *State, error) {
 	wait := hasImplicit(p)
 	deadline := time.Now().Add(SettleTimeout)
 	delay := 5 * time.Millisecond
@@ -458,22 +463,22 @@ func settle(ctx context.Context, k Kernel, desired *State, q Query, p *Plan) (*P
 	for {
 		after, err := k.Observe(ctx, q)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		rest := Diff(desired, after)
 		if !wait || (rest.Empty() && len(rest.Conflicts) == 0) {
-			return rest, nil
+			return rest, after, nil
 		}
 		now := time.Now()
 		if n := len(rest.Changes); best < 0 || n < best {
 			best, progress = n, now
 		}
 		if now.After(deadline) || now.Sub(progress) > SettleStall {
-			return rest, nil
+			return rest, after, nil
 		}
 		select {
 		case <-ctx.Done():
-			return rest, nil
+			return rest, after, nil
 		case <-time.After(delay):
 		}
 		if delay < 20*time.Millisecond {
@@ -494,7 +499,7 @@ func Rollback(ctx context.Context, k Kernel, before *State, q Query, o ExecOptio
 	if err := Execute(ctx, k, back, o); err != nil {
 		return fmt.Errorf("rollback: %w", err)
 	}
-	if err := finish(ctx, k, want, q, back, o); err != nil {
+	if _, err := finish(ctx, k, want, q, back, o); err != nil {
 		return fmt.Errorf("rollback: %w", err)
 	}
 	return nil

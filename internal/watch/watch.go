@@ -221,13 +221,8 @@ func (w *watcher) apply(ctx context.Context, kind, trigger string, drift []strin
 		},
 	})
 	w.sync()
-	if err == nil && (len(changes) > 0 || w.known == nil) {
-		// After the report: remembering is not part of the apply's latency.
-		defer func() {
-			if obs, oerr := w.cfg.Kernel.Observe(context.WithoutCancel(ctx), reconcile.QueryFor(w.desired)); oerr == nil {
-				w.known = obs
-			}
-		}()
+	if err == nil && res.Observed != nil {
+		w.known = res.Observed
 	}
 	if err != nil {
 		ev := Event{Kind: "error", Trigger: trigger, Changes: changes, Errors: []string{err.Error()}}
