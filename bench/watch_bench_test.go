@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,7 +17,6 @@ import (
 	"github.com/netplan-lab/netplan-lab/internal/linux"
 	"github.com/netplan-lab/netplan-lab/internal/watch"
 	"github.com/netplan-lab/netplan-lab/reconcile"
-	"github.com/netplan-lab/netplan-lab/topology"
 )
 
 // BenchmarkWatch100 measures, on a 100-namespace lab under apply --watch
@@ -47,39 +45,18 @@ func BenchmarkWatch100(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var mu sync.Mutex
-	var got []watch.Event
+	rec := &watch.Recorder{}
 	done := make(chan error, 1)
 	go func() {
 		done <- watch.Run(ctx, watch.Config{File: file, Kernel: k, Events: events,
-			Debounce: fileDebounce, KernelDebounce: kernelDebounce, Resync: time.Hour,
-			Load: func(f string, data []byte) (*reconcile.State, error) {
-				t, err := topology.Parse(f, data)
-				if err != nil {
-					return nil, err
-				}
-				return reconcile.Desired(t)
-			},
-			Report: func(e watch.Event) { mu.Lock(); got = append(got, e); mu.Unlock() },
-		})
+			Debounce: fileDebounce, KernelDebounce: kernelDebounce, Resync: time.Hour, Report: rec.Report})
 	}()
 	waitFor := func(kind string, n int) watch.Event {
-		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-			mu.Lock()
-			c := 0
-			for _, e := range got {
-				if e.Kind == kind {
-					c++
-					if c == n {
-						mu.Unlock()
-						return e
-					}
-				}
-			}
-			mu.Unlock()
+		e, err := rec.Wait(kind, n, 60*time.Second)
+		if err != nil {
+			b.Fatal(err)
 		}
-		b.Fatalf("no %d %s events: %+v", n, kind, got)
-		return watch.Event{}
+		return e
 	}
 	waitFor("applied", 1)
 
@@ -100,14 +77,7 @@ func BenchmarkWatch100(b *testing.B) {
 	defer host.Close()
 	for i := 0; i < 5; i++ {
 		time.Sleep(500 * time.Millisecond) // let the previous repair's own events pass
-		mu.Lock()
-		before := 0
-		for _, e := range got {
-			if e.Kind == "drift_repaired" {
-				before++
-			}
-		}
-		mu.Unlock()
+		before := rec.Count("drift_repaired")
 		l, err := host.LinkByName("v60")
 		if err != nil {
 			b.Fatal(err)

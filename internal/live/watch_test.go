@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,9 +26,8 @@ const watchDebounce = 150 * time.Millisecond
 // watched is a running watch over a file in a directory of its own.
 type watched struct {
 	*env
+	*watch.Recorder
 	dir, file string
-	mu        sync.Mutex
-	events    []watch.Event
 	stop      context.CancelFunc
 	done      chan error
 }
@@ -41,7 +39,7 @@ func startWatch(t *testing.T, src string) *watched {
 	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	w := &watched{env: newEnv(t, file, nil), dir: dir, file: file, done: make(chan error, 1)}
+	w := &watched{env: newEnv(t, file, nil), Recorder: &watch.Recorder{}, dir: dir, file: file, done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.stop = cancel
 	events, err := w.k.Events(ctx)
@@ -54,18 +52,7 @@ func startWatch(t *testing.T, src string) *watched {
 	go func() {
 		w.done <- watch.Run(ctx, watch.Config{
 			File: file, Kernel: w.k, Events: events, Debounce: watchDebounce, Resync: time.Hour,
-			Load: func(f string, data []byte) (*reconcile.State, error) {
-				top, err := topology.Parse(f, data)
-				if err != nil {
-					return nil, err
-				}
-				return reconcile.Desired(top)
-			},
-			Report: func(e watch.Event) {
-				w.mu.Lock()
-				w.events = append(w.events, e)
-				w.mu.Unlock()
-			},
+			Report: w.Report,
 		})
 	}()
 	t.Cleanup(func() {
@@ -79,41 +66,11 @@ func startWatch(t *testing.T, src string) *watched {
 	return w
 }
 
-// count returns how many events of kind were reported.
-func (w *watched) count(kind string) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	n := 0
-	for _, e := range w.events {
-		if e.Kind == kind {
-			n++
-		}
-	}
-	return n
-}
-
-func (w *watched) last(kind string) watch.Event {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for i := len(w.events) - 1; i >= 0; i-- {
-		if w.events[i].Kind == kind {
-			return w.events[i]
-		}
-	}
-	return watch.Event{}
-}
-
 // waitEvent waits (bounded) until at least n events of kind were reported.
 func (w *watched) waitEvent(kind string, n int) {
 	w.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for w.count(kind) < n {
-		if time.Now().After(deadline) {
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			w.t.Fatalf("no %d %q events within 10s; events: %+v", n, kind, w.events)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if _, err := w.Wait(kind, n, 10*time.Second); err != nil {
+		w.t.Fatal(err)
 	}
 }
 
@@ -193,16 +150,16 @@ func TestWatchSaves(t *testing.T) {
 	w.waitEvent("applied", 4)
 
 	// An invalid edit changes nothing, says where, and watching goes on.
-	applied := w.count("applied")
+	applied := w.Count("applied")
 	if err := os.WriteFile(w.file, []byte(strings.Replace(v3, "bridges:", "bridgez:", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	w.waitEvent("invalid_file", 1)
-	if e := w.last("invalid_file"); len(e.Errors) == 0 || !strings.Contains(e.Errors[0], w.file+":") || !strings.Contains(strings.Join(e.Errors, "\n"), `unknown key "bridgez"`) {
+	if e := w.Last("invalid_file"); len(e.Errors) == 0 || !strings.Contains(e.Errors[0], w.file+":") || !strings.Contains(strings.Join(e.Errors, "\n"), `unknown key "bridgez"`) {
 		t.Fatalf("invalid file event: %+v", e)
 	}
 	w.waitMatches(v3) // unchanged
-	if w.count("applied") != applied {
+	if w.Count("applied") != applied {
 		t.Fatal("an invalid file was applied")
 	}
 	v4 := strings.Replace(v3, "10.55.66.6/24", "10.55.66.7/24", 1)
@@ -213,7 +170,7 @@ func TestWatchSaves(t *testing.T) {
 	w.waitEvent("applied", 5)
 
 	// Ten saves within the debounce: one apply.
-	applied = w.count("applied")
+	applied = w.Count("applied")
 	var last string
 	for i := 0; i < 10; i++ {
 		last = strings.Replace(v4, "10.55.66.7/24", fmt.Sprintf("10.55.66.%d/24", 20+i), 1)
@@ -224,7 +181,7 @@ func TestWatchSaves(t *testing.T) {
 	}
 	w.waitMatches(last)
 	time.Sleep(3 * watchDebounce)
-	if got := w.count("applied") - applied; got != 1 {
+	if got := w.Count("applied") - applied; got != 1 {
 		t.Fatalf("ten quick saves gave %d applies, want 1", got)
 	}
 	w.tcp("c2", "c1", "10.55.66.29:80", "10.55.66.29:80")
@@ -261,14 +218,14 @@ func TestWatchConfigMapSwap(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(3 * watchDebounce) // the layout change has the same content: no apply
-	applied := w.count("applied")
+	applied := w.Count("applied")
 	v1 := strings.Replace(src, "mtu: 9000", "mtu: 4000", 1)
 	mk("..2026_11_22_00_00_02.2", v1)
 	w.waitMatches(v1)
 	w.waitEvent("applied", applied+1) // the event follows the kernel's confirmation
 	time.Sleep(3 * watchDebounce)
-	if w.count("applied") != applied+1 {
-		t.Fatalf("the swap gave %d applies", w.count("applied")-applied)
+	if w.Count("applied") != applied+1 {
+		t.Fatalf("the swap gave %d applies", w.Count("applied")-applied)
 	}
 }
 
@@ -288,7 +245,7 @@ func TestWatchRepairsDrift(t *testing.T) {
 	})
 	w.waitEvent("drift_repaired", 1)
 	w.waitMatches(src)
-	if e := w.last("drift_repaired"); !strings.Contains(strings.Join(e.Drift, "\n"), "link veth-c1 deleted") ||
+	if e := w.Last("drift_repaired"); !strings.Contains(strings.Join(e.Drift, "\n"), "link veth-c1 deleted") ||
 		!strings.Contains(strings.Join(e.Changes, "\n"), "veth eth0 <-> host:veth-c1") {
 		t.Fatalf("drift event: %+v", e)
 	}
@@ -320,7 +277,7 @@ func TestWatchRepairsDrift(t *testing.T) {
 	w.tcp("c2", "c1", "10.55.66.3:80", "10.55.66.3:80")
 
 	// A foreign link beside the lab is left alone.
-	repairs := w.count("drift_repaired")
+	repairs := w.Count("drift_repaired")
 	w.in("host", func() {
 		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "foreign0"}}); err != nil {
 			t.Fatal(err)
@@ -333,8 +290,8 @@ func TestWatchRepairsDrift(t *testing.T) {
 		}
 		netlink.LinkDel(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "foreign0"}})
 	})
-	if w.count("drift_repaired") != repairs {
-		t.Fatalf("watch repaired something after a foreign link appeared: %+v", w.last("drift_repaired"))
+	if w.Count("drift_repaired") != repairs {
+		t.Fatalf("watch repaired something after a foreign link appeared: %+v", w.Last("drift_repaired"))
 	}
 }
 

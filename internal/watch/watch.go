@@ -46,8 +46,8 @@ type Config struct {
 	File   string
 	Kernel reconcile.Kernel
 	Events EventSource // nil: periodic resync only
-	// Load reads and validates the file; an error that is a
-	// topology.ErrorList is reported position by position.
+	// Load reads and validates the file (default ParseFile); an error
+	// that is a topology.ErrorList is reported position by position.
 	Load func(file string, data []byte) (*reconcile.State, error)
 	// Debounce is how long the file must be quiet before it is read
 	// (a burst of saves gives one apply).
@@ -88,6 +88,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.Report == nil {
 		cfg.Report = func(Event) {}
+	}
+	if cfg.Load == nil {
+		cfg.Load = ParseFile
 	}
 	w := &watcher{cfg: cfg}
 	file, err := filepath.Abs(cfg.File)

@@ -5,14 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/netplan-lab/netplan-lab/internal/watch"
-	"github.com/netplan-lab/netplan-lab/reconcile"
 	"github.com/netplan-lab/netplan-lab/reconcile/fake"
-	"github.com/netplan-lab/netplan-lab/topology"
 )
 
 type events struct{ c chan string }
@@ -36,41 +33,22 @@ func TestWatchLoopOnFakeKernel(t *testing.T) {
 	}
 	k := fake.New("lab")
 	ev := &events{c: make(chan string, 10)}
-	var mu sync.Mutex
-	var got []watch.Event
+	rec := &watch.Recorder{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() {
 		done <- watch.Run(ctx, watch.Config{
 			File: file, Kernel: k, Events: ev, Debounce: 50 * time.Millisecond, KernelDebounce: 10 * time.Millisecond, Resync: time.Hour,
-			Load: func(f string, data []byte) (*reconcile.State, error) {
-				top, err := topology.Parse(f, data)
-				if err != nil {
-					return nil, err
-				}
-				return reconcile.Desired(top)
-			},
-			Report: func(e watch.Event) { mu.Lock(); got = append(got, e); mu.Unlock() },
+			Report: rec.Report,
 		})
 	}()
 	wait := func(kind string, n int) watch.Event {
 		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-			mu.Lock()
-			c := 0
-			for _, e := range got {
-				if e.Kind == kind {
-					c++
-					if c == n {
-						mu.Unlock()
-						return e
-					}
-				}
-			}
-			mu.Unlock()
+		e, err := rec.Wait(kind, n, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Fatalf("no %d %s events: %+v", n, kind, got)
-		return watch.Event{}
+		return e
 	}
 	wait("applied", 1)
 	// A burst of saves: one apply, of the last content.
@@ -83,15 +61,7 @@ func TestWatchLoopOnFakeKernel(t *testing.T) {
 		t.Fatalf("applied: %+v", e)
 	}
 	time.Sleep(200 * time.Millisecond)
-	mu.Lock()
-	applies := 0
-	for _, e := range got {
-		if e.Kind == "applied" {
-			applies++
-		}
-	}
-	mu.Unlock()
-	if applies != 2 {
+	if applies := rec.Count("applied"); applies != 2 {
 		t.Fatalf("%d applies for one burst", applies-1)
 	}
 	// Invalid: reported with its position, nothing changes.
@@ -131,13 +101,6 @@ func TestResyncRepairsWithoutEvents(t *testing.T) {
 	defer cancel()
 	go watch.Run(ctx, watch.Config{
 		File: file, Kernel: k, Resync: 50 * time.Millisecond,
-		Load: func(f string, data []byte) (*reconcile.State, error) {
-			top, err := topology.Parse(f, data)
-			if err != nil {
-				return nil, err
-			}
-			return reconcile.Desired(top)
-		},
 		Report: func(e watch.Event) { got <- e },
 	})
 	for e := range got {
