@@ -47,18 +47,25 @@ links:
 // planLines applies base, then plans edited, and returns the plan's lines.
 func planLines(t *testing.T, edited string) []string {
 	t.Helper()
+	return planLinesFrom(t, base, edited)
+}
+
+// planLinesFrom applies from, plans to and returns the plan's lines and
+// conflicts. A plan without conflicts must then apply cleanly and leave
+// nothing to do.
+func planLinesFrom(t *testing.T, from, to string) []string {
+	t.Helper()
 	k := fake.New("lab")
-	apply(t, k, parse(t, base))
-	p := plan(t, k, parse(t, edited))
+	apply(t, k, parse(t, from))
+	p := plan(t, k, parse(t, to))
 	var out []string
 	for _, c := range p.Changes {
 		out = append(out, string(c.Action)+" "+c.Namespace+" "+c.Describe())
 	}
 	out = append(out, p.Conflicts...)
-	// The plan must also apply cleanly and leave nothing to do.
 	if len(p.Conflicts) == 0 {
-		apply(t, k, parse(t, edited))
-		if p2 := plan(t, k, parse(t, edited)); !p2.Empty() {
+		apply(t, k, parse(t, to))
+		if p2 := plan(t, k, parse(t, to)); !p2.Empty() {
 			t.Fatalf("after applying the edit, still:\n%v", p2)
 		}
 	}

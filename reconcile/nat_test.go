@@ -55,23 +55,6 @@ func TestNATPlans(t *testing.T) {
 	}
 }
 
-// planLinesFrom applies from, plans to, applies to and checks nothing is left.
-func planLinesFrom(t *testing.T, from, to string) []string {
-	t.Helper()
-	k := fake.New("lab")
-	apply(t, k, parse(t, from))
-	p := plan(t, k, parse(t, to))
-	var out []string
-	for _, c := range p.Changes {
-		out = append(out, string(c.Action)+" "+c.Namespace+" "+c.Describe())
-	}
-	apply(t, k, parse(t, to))
-	if p2 := plan(t, k, parse(t, to)); !p2.Empty() {
-		t.Fatalf("after apply, still:\n%v", p2)
-	}
-	return out
-}
-
 func TestNATBatchIsAtomic(t *testing.T) {
 	k := fake.New("lab")
 	apply(t, k, parse(t, natBase))

@@ -383,39 +383,27 @@ func mutate(r *rand.Rand, t *topology.Topology) *topology.Topology {
 				if victim == topology.Host {
 					break
 				}
-				var keep []*topology.Namespace
-				for _, n := range c.Namespaces {
-					if n.Name != victim {
-						keep = append(keep, n)
-					}
-				}
-				c.Namespaces = keep
-				var links []*topology.Link
-				for _, l := range c.Links {
-					if l.A.Namespace != victim && l.B.Namespace != victim {
-						links = append(links, l)
-					}
-				}
-				c.Links = links
-				var brs []*topology.Bridge
-				for _, b := range c.Bridges {
-					if b.Namespace != victim {
-						brs = append(brs, b)
-					}
-				}
-				c.Bridges = brs
-				var nats []*topology.NAT
-				for _, n := range c.NAT {
-					if n.Namespace != victim {
-						nats = append(nats, n)
-					}
-				}
-				c.NAT = nats
+				c.Namespaces = keep(c.Namespaces, func(n *topology.Namespace) bool { return n.Name != victim })
+				c.Links = keep(c.Links, func(l *topology.Link) bool { return l.A.Namespace != victim && l.B.Namespace != victim })
+				c.Bridges = keep(c.Bridges, func(b *topology.Bridge) bool { return b.Namespace != victim })
+				c.NAT = keep(c.NAT, func(n *topology.NAT) bool { return n.Namespace != victim })
 				c.Namespaces = withoutRoutes(c.Namespaces)
 			}
 		}
 	}
 	return &c
+}
+
+// keep returns a new slice of the elements of s for which f is true; s,
+// shared with the topology being mutated from, is not touched.
+func keep[T any](s []T, f func(T) bool) []T {
+	var out []T
+	for _, v := range s {
+		if f(v) {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // withoutRoutes drops routes, which an edit may have made unreachable.
