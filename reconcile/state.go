@@ -59,12 +59,16 @@ const (
 // Link is one network interface. In a desired state, MTU 0, MAC "" and STP
 // nil mean "whatever the kernel picks".
 type Link struct {
-	Name      string   `json:"name"`
-	Kind      string   `json:"kind"`
-	Owned     bool     `json:"owned"`
-	Up        bool     `json:"up"`
-	MTU       int      `json:"mtu,omitempty"`
-	MAC       string   `json:"mac,omitempty"`
+	Name  string `json:"name"`
+	Kind  string `json:"kind"`
+	Owned bool   `json:"owned"`
+	Up    bool   `json:"up"`
+	MTU   int    `json:"mtu,omitempty"`
+	MAC   string `json:"mac,omitempty"`
+	// PreferMAC is the MAC to create the link with when MAC is left to the
+	// kernel (watch mode re-creates a deleted link with the MAC it had, so
+	// neighbours' ARP caches stay right). The diff never compares it.
+	PreferMAC string   `json:"prefer_mac,omitempty"`
 	Master    string   `json:"master,omitempty"`
 	Addresses []string `json:"addresses,omitempty"` // canonical CIDRs, sorted
 	STP       *bool    `json:"stp,omitempty"`       // bridges

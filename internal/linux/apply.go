@@ -71,6 +71,15 @@ func (k *Kernel) applyNamespace(c *reconcile.Change) error {
 	return nil
 }
 
+// createMAC is the MAC a new link is made with: the wanted one, else the
+// preferred one, else "" (the kernel picks).
+func createMAC(l *reconcile.Link) string {
+	if l.MAC != "" {
+		return l.MAC
+	}
+	return l.PreferMAC
+}
+
 func hwAddr(s string) (net.HardwareAddr, error) {
 	if s == "" {
 		return nil, nil
@@ -167,7 +176,7 @@ func (k *Kernel) attrs(h *nsHandle, l *reconcile.Link) (netlink.LinkAttrs, error
 	a.Name = l.Name
 	a.Alias = k.linkAlias(l)
 	a.MTU = l.MTU
-	hw, err := hwAddr(l.MAC)
+	hw, err := hwAddr(createMAC(l))
 	if err != nil {
 		return a, err
 	}
@@ -202,7 +211,7 @@ func (k *Kernel) createLink(h *nsHandle, c *reconcile.Change) error {
 		v := &netlink.Veth{LinkAttrs: a, PeerName: l.Peer.Name, PeerNamespace: netlink.NsFd(peerH.fd)}
 		if p := c.PeerLink; p != nil {
 			v.PeerMTU = uint32(p.MTU)
-			if v.PeerHardwareAddr, err = hwAddr(p.MAC); err != nil {
+			if v.PeerHardwareAddr, err = hwAddr(createMAC(p)); err != nil {
 				return fail(err)
 			}
 		}

@@ -230,10 +230,25 @@ func TestWatchConfigMapSwap(t *testing.T) {
 }
 
 func TestWatchRepairsDrift(t *testing.T) {
-	src := readExample(t, "bridge.yaml")
+	// veth-c1 gets the lowest MAC, so the bridge takes it as its own and
+	// changes MAC when veth-c1 goes: the repair must not pin the bridge's.
+	src := strings.Replace(readExample(t, "bridge.yaml"), "name: veth-c1, bridge: hwchiu0}", "name: veth-c1, bridge: hwchiu0, mac: \"02:00:00:00:00:01\"}", 1)
 	w := startWatch(t, src)
 
-	// A veth deleted by hand comes back.
+	// A veth deleted by hand comes back; its far end, whose MAC the file
+	// leaves to the kernel, with the MAC it had; the bridge is not touched.
+	mac := func() string {
+		var m string
+		w.in("c1", func() {
+			l, err := netlink.LinkByName("eth0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			m = l.Attrs().HardwareAddr.String()
+		})
+		return m
+	}
+	before := mac()
 	w.in("host", func() {
 		l, err := netlink.LinkByName("veth-c1")
 		if err == nil {
@@ -246,8 +261,12 @@ func TestWatchRepairsDrift(t *testing.T) {
 	w.waitEvent("drift_repaired", 1)
 	w.waitMatches(src)
 	if e := w.Last("drift_repaired"); !strings.Contains(strings.Join(e.Drift, "\n"), "link veth-c1 deleted") ||
-		!strings.Contains(strings.Join(e.Changes, "\n"), "veth eth0 <-> host:veth-c1") {
+		!strings.Contains(strings.Join(e.Changes, "\n"), "veth eth0 <-> host:veth-c1") ||
+		strings.Contains(strings.Join(e.Changes, "\n"), "bridge hwchiu0") {
 		t.Fatalf("drift event: %+v", e)
+	}
+	if after := mac(); after != before {
+		t.Fatalf("c1's eth0 came back with MAC %s, it had %s", after, before)
 	}
 	w.tcp("c2", "c1", "10.55.66.3:80", "10.55.66.3:80")
 

@@ -317,8 +317,10 @@ func contains(s []string, v string) bool {
 	return false
 }
 
-// withKnownMACs fills in, for links whose MAC the file leaves to the kernel,
-// the MAC they had when last seen.
+// withKnownMACs gives links whose MAC the file leaves to the kernel the MAC
+// they had when last seen, to be re-created with if they are gone. It only
+// prefers, never enforces: a link that exists keeps the MAC it has. Bridges
+// are left out: a bridge's MAC follows its ports.
 func withKnownMACs(desired, known *reconcile.State) *reconcile.State {
 	if known == nil {
 		return desired
@@ -326,11 +328,11 @@ func withKnownMACs(desired, known *reconcile.State) *reconcile.State {
 	out := desired.Clone()
 	for name, ns := range out.Namespaces {
 		for ln, l := range ns.Links {
-			if l.MAC != "" {
+			if l.MAC != "" || l.Kind == reconcile.KindBridge {
 				continue
 			}
 			if k := known.Link(reconcile.Ref{NS: name, Name: ln}); k != nil && k.Owned && k.Kind == l.Kind {
-				l.MAC = k.MAC
+				l.PreferMAC = k.MAC
 			}
 		}
 	}

@@ -456,6 +456,10 @@ func (k *Kernel) createLink(c *reconcile.Change) error {
 			return err
 		}
 		if l.MAC == "" {
+			l.MAC = l.PreferMAC
+		}
+		l.PreferMAC = ""
+		if l.MAC == "" {
 			h := fnv.New32a()
 			h.Write([]byte(nsName + "/" + l.Name))
 			v := h.Sum32()
