@@ -53,7 +53,9 @@ func (d *differ) run() {
 			if name != HostNS && h == nil {
 				d.conflict("namespace %q does not exist and is not owned by this topology", name)
 			}
-			if name == HostNS && h != nil && h.Absent {
+			// The sandbox is made only for something to put in it: a
+			// destroy never creates anything.
+			if name == HostNS && h != nil && h.Absent && wantsAnything(d.want) {
 				d.add(&Change{Action: Create, Kind: KindNamespace, Namespace: name, Name: name})
 			}
 			continue
@@ -61,6 +63,10 @@ func (d *differ) run() {
 		switch {
 		case h == nil:
 			d.add(&Change{Action: Create, Kind: KindNamespace, Namespace: name, Name: name})
+		case h.Stale:
+			d.add(&Change{Action: Create, Kind: KindNamespace, Namespace: name, Name: name, Why: "its pin was left half-made by a killed run"})
+		case h.Broken != "":
+			d.conflict("namespace %q cannot be used: %s", name, h.Broken)
 		case !h.Owned:
 			d.conflict("namespace %q already exists and is not owned by this topology", name)
 		}
@@ -68,7 +74,11 @@ func (d *differ) run() {
 	for _, name := range d.have.SortedNames() {
 		h := d.have.Namespaces[name]
 		if h.Owned && d.want.NS(name) == nil {
-			d.add(&Change{Action: Delete, Kind: KindNamespace, Namespace: name, Name: name})
+			c := &Change{Action: Delete, Kind: KindNamespace, Namespace: name, Name: name}
+			if h.Stale {
+				c.Why = "only a pin file left by a killed run"
+			}
+			d.add(c)
 			d.deletedNS[name] = true
 		}
 	}
@@ -108,6 +118,17 @@ func (d *differ) run() {
 			d.nat(name)
 		}
 	}
+}
+
+// wantsAnything reports whether a desired state asks for anything at all
+// (a destroy's does not).
+func wantsAnything(s *State) bool {
+	for _, ns := range s.Namespaces {
+		if ns.Owned || len(ns.Links) > 0 || len(ns.Routes) > 0 || len(ns.Sysctls) > 0 || len(ns.NAT) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -254,6 +275,9 @@ func identityFields(wl, hl *Link) []Field {
 	diff("kind", wl.Kind, hl.Kind)
 	if wl.Kind != hl.Kind {
 		return f
+	}
+	if hl.HalfMade {
+		f = append(f, Field{Name: "mark", Old: "(none: a killed run left it half-made)", New: "set"})
 	}
 	refStr := func(r *Ref) string {
 		if r == nil {
@@ -456,6 +480,10 @@ func (d *differ) nat(name string) {
 	have := map[string]*NATRule{}
 	if h != nil {
 		have = h.NAT
+		if h.NATTableForeign != "" && len(w.NAT) > 0 {
+			d.conflict("namespace %q: %s", name, h.NATTableForeign)
+			return
+		}
 	}
 	for _, id := range sortedKeys(w.NAT) {
 		if r := have[id]; r == nil || !r.Owned {

@@ -68,10 +68,20 @@ type Change struct {
 	// of another (a veth end goes when the namespace of its peer is
 	// deleted). It is shown, not sent; apply waits until it is seen.
 	Implicit bool `json:"implicit,omitempty"`
+	// Why, if set, says why the change is needed where that is not plain
+	// from the file (a pin left by a killed run, ...). Shown in the plan.
+	Why string `json:"why,omitempty"`
 }
 
 // Describe is the one-line text of the change, without its action symbol.
 func (c *Change) Describe() string {
+	if c.Why != "" {
+		return c.describe() + " (" + c.Why + ")"
+	}
+	return c.describe()
+}
+
+func (c *Change) describe() string {
 	switch c.Kind {
 	case KindNamespace:
 		if c.Namespace == HostNS {

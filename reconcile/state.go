@@ -34,9 +34,19 @@ type Namespace struct {
 	// Absent marks an observed host that does not exist yet: the --netns
 	// sandbox, which apply creates first.
 	Absent bool `json:"absent,omitempty"`
+	// Stale marks an observed namespace of the lab that is only a pin file
+	// with no namespace on it (a run killed while making or removing it):
+	// the plan creates it again or removes the file.
+	Stale bool `json:"stale,omitempty"`
+	// Broken, in an observed state, says why a namespace with a wanted name
+	// cannot be used (a pin file of someone else with nothing mounted).
+	Broken string `json:"broken,omitempty"`
 	// ForwardDrop lists, in an observed state, base chains of other owners
 	// that drop forwarded packets by default (policy drop, as Docker sets).
 	ForwardDrop []string `json:"forward_drop,omitempty"`
+	// NATTableForeign, in an observed state, says that a table with the
+	// lab's NAT table name is there and is someone else's.
+	NATTableForeign string `json:"nat_table_foreign,omitempty"`
 }
 
 // Ref names an interface in a namespace.
@@ -71,6 +81,12 @@ type Link struct {
 	PreferMAC string   `json:"prefer_mac,omitempty"`
 	Master    string   `json:"master,omitempty"`
 	Addresses []string `json:"addresses,omitempty"` // canonical CIDRs, sorted
+	// Foreign lists, in an observed state, addresses on an owned link that
+	// the lab did not add: never changed, never compared.
+	Foreign []string `json:"foreign,omitempty"`
+	// HalfMade marks an observed link of the lab that a killed run left
+	// without its full mark: it is replaced.
+	HalfMade bool `json:"half_made,omitempty"`
 	STP       *bool    `json:"stp,omitempty"`       // bridges
 	Peer      *Ref     `json:"peer,omitempty"`      // veth
 	Parent    *Ref     `json:"parent,omitempty"`    // macvlan, ipvlan
@@ -223,6 +239,7 @@ func (l *Link) Clone() *Link {
 	}
 	c := *l
 	c.Addresses = append([]string(nil), l.Addresses...)
+	c.Foreign = append([]string(nil), l.Foreign...)
 	if l.STP != nil {
 		v := *l.STP
 		c.STP = &v

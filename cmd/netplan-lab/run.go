@@ -470,7 +470,7 @@ func newShowCmd(g *globals) *cobra.Command {
 					fmt.Fprintf(g.stdout, "  sysctl   %s = %s\n", sk, ns.Sysctls[sk])
 				}
 				for _, id := range sortedKeys(ns.NAT) {
-					fmt.Fprintf(g.stdout, "  nat      %s (table inet %s)\n", id, linux.TableName(l.topo.Name))
+					fmt.Fprintf(g.stdout, "  nat      %s (table inet %s)\n", id, l.kernel.TableName())
 				}
 			}
 			fmt.Fprintln(g.stdout)

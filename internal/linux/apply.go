@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -48,17 +49,9 @@ func (k *Kernel) applyNamespace(c *reconcile.Change) error {
 			_, err := k.EnsureHost()
 			return err
 		}
-		if err := createNamed(name); err != nil {
+		k.forget(c.Namespace)
+		if err := createNamed(name, k.mark); err != nil {
 			return fmt.Errorf("create netns %q: %w", name, err)
-		}
-		h, err := k.handle(c.Namespace)
-		if err == nil {
-			err = k.markNamespace(h, k.mark)
-		}
-		if err != nil {
-			k.forget(c.Namespace)
-			_ = deleteNamed(name)
-			return fmt.Errorf("set up netns %q: %w", name, err)
 		}
 	case reconcile.Delete:
 		k.forget(c.Namespace)
@@ -174,7 +167,7 @@ func (k *Kernel) updateField(h *nsHandle, l netlink.Link, c *reconcile.Change, f
 func (k *Kernel) attrs(h *nsHandle, l *reconcile.Link) (netlink.LinkAttrs, error) {
 	a := netlink.NewLinkAttrs()
 	a.Name = l.Name
-	a.Alias = k.linkAlias(l)
+	a.Group = k.group // the mark that is there from the first moment
 	a.MTU = l.MTU
 	hw, err := hwAddr(createMAC(l))
 	if err != nil {
@@ -208,14 +201,17 @@ func (k *Kernel) createLink(h *nsHandle, c *reconcile.Change) error {
 		if err != nil {
 			return fail(fmt.Errorf("peer netns: %w", err))
 		}
-		v := &netlink.Veth{LinkAttrs: a, PeerName: l.Peer.Name, PeerNamespace: netlink.NsFd(peerH.fd)}
+		var peerMTU int
+		var peerMAC net.HardwareAddr
 		if p := c.PeerLink; p != nil {
-			v.PeerMTU = uint32(p.MTU)
-			if v.PeerHardwareAddr, err = hwAddr(createMAC(p)); err != nil {
+			peerMTU = p.MTU
+			if peerMAC, err = hwAddr(createMAC(p)); err != nil {
 				return fail(err)
 			}
 		}
-		nl = v
+		if err := h.addVeth(a, l.Peer.Name, peerMTU, peerMAC, peerH.fd); err != nil {
+			return fail(err)
+		}
 	case reconcile.KindMacvlan, reconcile.KindIpvlan:
 		ph, err := k.handle(l.Parent.NS)
 		if err != nil {
@@ -273,8 +269,10 @@ func (k *Kernel) createLink(h *nsHandle, c *reconcile.Change) error {
 	default:
 		return fail(fmt.Errorf("unknown kind %q", l.Kind))
 	}
-	if err := h.h.LinkAdd(nl); err != nil {
-		return fail(err)
+	if nl != nil {
+		if err := h.h.LinkAdd(nl); err != nil {
+			return fail(err)
+		}
 	}
 	created, err := h.h.LinkByName(l.Name)
 	if err != nil {
@@ -391,16 +389,61 @@ func (k *Kernel) applyAddress(c *reconcile.Change) error {
 	if err != nil {
 		return err
 	}
+	// The link's alias records the addresses the lab added: recorded
+	// before an address is added and forgotten after it is deleted, so a
+	// kill in between leaves at most a record of an address that is not
+	// there, never an address of ours that looks foreign.
 	switch c.Action {
 	case reconcile.Create:
-		if err := h.h.AddrAdd(l, a); err != nil {
+		if err := k.recordAddr(h, l, c.Name, true); err != nil {
+			return k.opErr("record address "+c.Name+" of", "link", c.Dev, c.Namespace, err)
+		}
+		// An address that is already there (added by hand exactly as the
+		// file wants it) is adopted.
+		if err := h.h.AddrAdd(l, a); err != nil && !errors.Is(err, unix.EEXIST) {
 			return k.opErr("add address "+c.Name+" to", "link", c.Dev, c.Namespace, err)
 		}
 	case reconcile.Delete:
 		if err := h.h.AddrDel(l, a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 			return k.opErr("delete address "+c.Name+" from", "link", c.Dev, c.Namespace, err)
 		}
+		if err := k.recordAddr(h, l, c.Name, false); err != nil {
+			return k.opErr("forget address "+c.Name+" of", "link", c.Dev, c.Namespace, err)
+		}
 	}
+	return nil
+}
+
+// recordAddr adds (or removes) an address's tag in its link's alias.
+func (k *Kernel) recordAddr(h *nsHandle, l netlink.Link, cidr string, add bool) error {
+	alias := l.Attrs().Alias
+	owned, attrs := k.ownedAlias(alias)
+	if !owned {
+		return errors.New("the link is not marked as this lab's")
+	}
+	tags := map[string]bool{}
+	for _, t := range strings.Split(attrs["a"], ",") {
+		if t != "" {
+			tags[t] = true
+		}
+	}
+	tag := addrTag(cidr)
+	if tags[tag] == add {
+		return nil
+	}
+	if add {
+		tags[tag] = true
+	} else {
+		delete(tags, tag)
+	}
+	next := withAttr(alias, "a", joinSet(tags))
+	if len(next) > maxAlias {
+		return fmt.Errorf("the alias that records it would be %d bytes, over the kernel's %d", len(next), maxAlias)
+	}
+	if err := h.h.LinkSetAlias(l, next); err != nil {
+		return err
+	}
+	l.Attrs().Alias = next
 	return nil
 }
 

@@ -41,8 +41,9 @@ type Options struct {
 
 // Kernel is the real kernel, for one lab.
 type Kernel struct {
-	opt  Options
-	mark string
+	opt   Options
+	mark  string
+	group uint32 // the lab's link group (IFLA_GROUP)
 
 	mu      sync.Mutex
 	handles map[string]*nsHandle // by short name
@@ -66,12 +67,12 @@ type nsHandle struct {
 
 // New returns a Kernel for the lab described by o.
 func New(o Options) *Kernel {
-	mark := markPrefix + o.Name
-	if o.Netns != "" {
-		mark += "@" + o.Netns
-	}
-	return &Kernel{opt: o, mark: mark, handles: map[string]*nsHandle{}, probed: map[string]error{}}
+	mark := MarkOf(o)
+	return &Kernel{opt: o, mark: mark, group: groupOf(mark), handles: map[string]*nsHandle{}, probed: map[string]error{}}
 }
+
+// Identity is the lab this Kernel works on.
+func (k *Kernel) Identity() Options { return k.opt }
 
 // Mark is the alias every owned object carries.
 func (k *Kernel) Mark() string { return k.mark }
@@ -147,7 +148,11 @@ func (k *Kernel) handle(short string) (*nsHandle, error) {
 	if !pinned {
 		fd, err = netns.Get()
 	} else {
-		fd, err = netns.GetFromPath(netnsPath(k.KernelName(short)))
+		path := netnsPath(k.KernelName(short))
+		if p := readPin(path); p.half {
+			return nil, &halfPinError{path: path, pin: p}
+		}
+		fd, err = netns.GetFromPath(path)
 	}
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -199,20 +204,20 @@ func (k *Kernel) EnsureHost() (bool, error) {
 	if k.opt.Netns == "" {
 		return false, nil
 	}
-	if _, err := os.Stat(netnsPath(k.opt.Netns)); err == nil {
-		return false, nil
+	path := netnsPath(k.opt.Netns)
+	if _, err := os.Stat(path); err == nil {
+		p := readPin(path)
+		if !p.half {
+			return false, nil
+		}
+		if !p.ownedBy(k.sandboxMark()) {
+			return false, &halfPinError{path: path, pin: p}
+		}
+		// createNamed removes a half-made pin of ours.
 	}
-	if err := createNamed(k.opt.Netns); err != nil {
+	k.forget(reconcile.HostNS)
+	if err := createNamed(k.opt.Netns, k.sandboxMark()); err != nil {
 		return false, fmt.Errorf("create netns %q: %w", k.opt.Netns, err)
-	}
-	h, err := k.handle(reconcile.HostNS)
-	if err == nil {
-		err = k.markNamespace(h, k.sandboxMark())
-	}
-	if err != nil {
-		k.forget(reconcile.HostNS)
-		_ = deleteNamed(k.opt.Netns)
-		return false, fmt.Errorf("set up netns %q: %w", k.opt.Netns, err)
 	}
 	return true, nil
 }
@@ -229,6 +234,14 @@ func (k *Kernel) RemoveHostIfCreated() (bool, error) {
 	h, err := k.handle(reconcile.HostNS)
 	if errors.Is(err, errNoNetns) {
 		return false, nil
+	}
+	var hp *halfPinError
+	if errors.As(err, &hp) {
+		if !hp.pin.ownedBy(k.sandboxMark()) {
+			return false, nil
+		}
+		k.forget(reconcile.HostNS)
+		return true, deleteNamed(k.opt.Netns)
 	}
 	if err != nil {
 		return false, err
@@ -258,6 +271,16 @@ func (k *Kernel) RemoveHostIfCreated() (bool, error) {
 	}
 	if len(tables) > 0 {
 		return false, nil
+	}
+	// And another lab may live in the sandbox with namespaces only.
+	labs, err := ScanLabs(context.Background())
+	if err != nil {
+		return false, err
+	}
+	for _, l := range labs {
+		if l.ID.Netns == k.opt.Netns && l.ID != k.opt {
+			return false, nil
+		}
 	}
 	k.forget(reconcile.HostNS)
 	return true, deleteNamed(k.opt.Netns)
@@ -315,7 +338,37 @@ func (k *Kernel) linkAlias(l *reconcile.Link) string {
 	if l.Parent != nil {
 		a += "|parent=" + l.Parent.String()
 	}
+	if len(l.Addresses) > 0 {
+		a += "|a=" + addrTags(l.Addresses)
+	}
 	return a
+}
+
+// maxAlias is the longest alias the kernel keeps (IFALIASZ - 1).
+const maxAlias = 255
+
+// withAttr returns alias with attribute key set to v ("" removes it).
+func withAttr(alias, key, v string) string {
+	parts := strings.Split(alias, "|")
+	out := parts[:1]
+	for _, f := range parts[1:] {
+		if k, _, _ := strings.Cut(f, "="); k != key {
+			out = append(out, f)
+		}
+	}
+	if v != "" {
+		out = append(out, key+"="+v)
+	}
+	return strings.Join(out, "|")
+}
+
+func joinSet(set map[string]bool) string {
+	s := make([]string, 0, len(set))
+	for v := range set {
+		s = append(s, v)
+	}
+	sort.Strings(s)
+	return strings.Join(s, ",")
 }
 
 func parseRef(s string) *reconcile.Ref {
@@ -360,12 +413,35 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 			// Found under /run/netns with our prefix: read the whole
 			// namespace only if its lo carries our mark.
 			mine, err := k.ownsNamespace(short)
+			var hp *halfPinError
+			if errors.As(err, &hp) && hp.pin.ownedBy(k.mark) {
+				mine, err = true, nil // observeNS reports it as stale
+			}
 			if err != nil || !mine {
 				k.forget(short) // gone meanwhile, or someone else's
 				return nil
 			}
 		}
 		ns, veths, err := k.observeNS(short, q.Sysctls[short], q.NAT[short])
+		var hp *halfPinError
+		if errors.As(err, &hp) {
+			// A pin with no namespace on it: ours (a run was killed while
+			// making or removing it) is stale, and the plan creates or
+			// removes it; anyone else's is in the way.
+			n := reconcile.NewNamespace(short, false)
+			switch {
+			case short == reconcile.HostNS && hp.pin.ownedBy(k.sandboxMark()):
+				n.Absent = true
+			case short != reconcile.HostNS && hp.pin.ownedBy(k.mark):
+				n.Owned, n.Stale = true, true
+			default:
+				n.Broken = hp.Error()
+			}
+			mu.Lock()
+			s.Namespaces[short] = n
+			mu.Unlock()
+			return nil
+		}
 		if errors.Is(err, errNoNetns) {
 			if short == reconcile.HostNS {
 				// --netns not created yet: an empty host.
@@ -494,6 +570,7 @@ func (k *Kernel) observeNS(short string, sysctls []string, wantNAT bool) (*recon
 	}
 	ns := reconcile.NewNamespace(short, false)
 	byIndex := map[int]string{}
+	tags := map[string]map[string]bool{} // owned link -> its recorded address tags
 	for _, l := range links {
 		byIndex[l.Attrs().Index] = l.Attrs().Name
 	}
@@ -506,10 +583,14 @@ func (k *Kernel) observeNS(short string, sysctls []string, wantNAT bool) (*recon
 			continue
 		}
 		owned, attrs := k.ownedAlias(a.Alias)
+		// Made by a run of ours that was killed before it could set the
+		// alias: the group is set in the creating message itself.
+		half := !owned && a.Group == k.group && a.Alias == ""
 		rl := &reconcile.Link{
-			Name:  a.Name,
-			Kind:  l.Type(),
-			Owned: owned,
+			Name:     a.Name,
+			Kind:     l.Type(),
+			Owned:    owned || half,
+			HalfMade: half,
 			Up:    a.Flags&net.FlagUp != 0,
 			MTU:   a.MTU,
 			MAC:   a.HardwareAddr.String(),
@@ -556,6 +637,12 @@ func (k *Kernel) observeNS(short string, sysctls []string, wantNAT bool) (*recon
 			rl.VXLAN = x
 		}
 		ns.Links[a.Name] = rl
+		if owned {
+			tags[a.Name] = map[string]bool{}
+			for _, t := range strings.Split(attrs["a"], ",") {
+				tags[a.Name][t] = true
+			}
+		}
 	}
 	addrs, err := retry(func() ([]netlink.Addr, error) { return h.h.AddrList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
@@ -575,7 +662,12 @@ func (k *Kernel) observeNS(short string, sysctls []string, wantNAT bool) (*recon
 		if v4 := ip.To4(); v4 != nil {
 			ip = v4
 		}
-		l.Addresses = append(l.Addresses, fmt.Sprintf("%s/%d", ip, ones))
+		cidr := fmt.Sprintf("%s/%d", ip, ones)
+		if l.Owned && !tags[name][addrTag(cidr)] {
+			l.Foreign = append(l.Foreign, cidr) // not added by the lab
+			continue
+		}
+		l.Addresses = append(l.Addresses, cidr)
 	}
 	for _, l := range ns.Links {
 		sort.Strings(l.Addresses)

@@ -20,18 +20,33 @@ import (
 )
 
 // NAT lives in one nftables table per namespace that the topology owns,
-// family inet (IPv4 and IPv6), named netplan-lab-NAME, with three base
-// chains. Each rule's comment (readable in `nft list ruleset`) is the
-// owner's mark and the rule's ID, which is how a later run finds it.
+// family inet (IPv4 and IPv6), named for the lab (TableName), with three
+// base chains and a chain "owner" whose one rule's comment is the lab's
+// mark: a table with the lab's name without that marker is someone else's
+// and a conflict. Each rule's comment (readable in `nft list ruleset`) is
+// the owner's mark and the rule's ID, which is how a later run finds it.
 
 const (
-	chainPost = "postrouting" // masquerade, snat
-	chainPre  = "prerouting"  // port forwards from other hosts
-	chainOut  = "output"      // port forwards from this namespace itself
+	chainPost  = "postrouting" // masquerade, snat
+	chainPre   = "prerouting"  // port forwards from other hosts
+	chainOut   = "output"      // port forwards from this namespace itself
+	chainOwner = "owner"       // no hook: holds the marker rule only
 )
 
-// TableName is the nftables table of a topology.
-func TableName(topology string) string { return "netplan-lab-" + topology }
+// TableName is the nftables table of a lab: netplan-lab-NAME, and
+// .PREFIX after it when the lab has a prefix (two labs of one file under
+// two prefixes share a sandbox without sharing a table).
+func TableName(o Options) string {
+	if o.Prefix == "" {
+		return "netplan-lab-" + o.Name
+	}
+	return "netplan-lab-" + o.Name + "." + o.Prefix
+}
+
+// TableName is this lab's nftables table.
+func (k *Kernel) TableName() string { return TableName(k.opt) }
+
+func (k *Kernel) ownerComment() string { return k.mark + " owner" }
 
 func natChains(t *nftables.Table) map[string]*nftables.Chain {
 	return map[string]*nftables.Chain{
@@ -204,43 +219,75 @@ type ownedRule struct {
 	handle uint64
 }
 
+// natState is what a namespace holds of the lab's NAT.
+type natState struct {
+	table *nftables.Table // the lab's table, nil if there is none
+	// foreign: a table with the lab's name exists without the lab's marker.
+	foreign     bool
+	rules       []ownedRule
+	forwardDrop []string // foreign base chains that drop forwarded packets
+}
+
 // natState reads the lab's NAT rules in a namespace and the foreign base
 // chains that drop forwarded packets.
-func (k *Kernel) natState(c *nftables.Conn) (table *nftables.Table, rules []ownedRule, forwardDrop []string, err error) {
+func (k *Kernel) natState(c *nftables.Conn) (st natState, err error) {
 	chains, err := c.ListChains()
 	if err != nil {
 		if noNFTables(err) {
-			return nil, nil, nil, nil
+			return st, nil
 		}
-		return nil, nil, nil, fmt.Errorf("list nftables chains: %w", err)
+		return st, fmt.Errorf("list nftables chains: %w", err)
 	}
-	name := TableName(k.opt.Name)
+	name := k.TableName()
 	var mine []*nftables.Chain
+	var owner *nftables.Chain
 	for _, ch := range chains {
 		if ch.Table.Name == name && ch.Table.Family == nftables.TableFamilyINet {
-			table = ch.Table
-			mine = append(mine, ch)
+			st.table = ch.Table
+			if ch.Name == chainOwner {
+				owner = ch
+			} else {
+				mine = append(mine, ch)
+			}
 			continue
 		}
 		if ch.Hooknum != nil && *ch.Hooknum == *nftables.ChainHookForward && ch.Policy != nil && *ch.Policy == nftables.ChainPolicyDrop {
-			forwardDrop = append(forwardDrop, fmt.Sprintf("chain %s in table %s %s", ch.Name, familyName(ch.Table.Family), ch.Table.Name))
+			st.forwardDrop = append(st.forwardDrop, fmt.Sprintf("chain %s in table %s %s", ch.Name, familyName(ch.Table.Family), ch.Table.Name))
 		}
 	}
-	sort.Strings(forwardDrop)
+	sort.Strings(st.forwardDrop)
+	if st.table == nil {
+		return st, nil
+	}
+	st.foreign = true
+	if owner != nil {
+		rs, err := c.GetRules(owner.Table, owner)
+		if err != nil {
+			return st, fmt.Errorf("list rules of chain %s: %w", owner.Name, err)
+		}
+		for _, r := range rs {
+			if comment, _ := userdata.GetString(r.UserData, userdata.TypeComment); comment == k.ownerComment() {
+				st.foreign = false
+			}
+		}
+	}
+	if st.foreign {
+		return st, nil
+	}
 	for _, ch := range mine {
 		rs, err := c.GetRules(ch.Table, ch)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("list rules of chain %s: %w", ch.Name, err)
+			return st, fmt.Errorf("list rules of chain %s: %w", ch.Name, err)
 		}
 		for _, r := range rs {
 			comment, ok := userdata.GetString(r.UserData, userdata.TypeComment)
 			if !ok || !strings.HasPrefix(comment, k.mark+" ") {
 				continue
 			}
-			rules = append(rules, ownedRule{id: strings.TrimPrefix(comment, k.mark+" "), chain: ch, handle: r.Handle})
+			st.rules = append(st.rules, ownedRule{id: strings.TrimPrefix(comment, k.mark+" "), chain: ch, handle: r.Handle})
 		}
 	}
-	return table, rules, forwardDrop, nil
+	return st, nil
 }
 
 func familyName(f nftables.TableFamily) string {
@@ -267,12 +314,15 @@ func (k *Kernel) observeNAT(h *nsHandle, ns *reconcile.Namespace) error {
 	if err != nil {
 		return err
 	}
-	_, rules, drop, err := k.natState(c)
+	st, err := k.natState(c)
 	if err != nil {
 		return err
 	}
-	ns.ForwardDrop = drop
-	for _, r := range rules {
+	ns.ForwardDrop = st.forwardDrop
+	if st.foreign {
+		ns.NATTableForeign = fmt.Sprintf("table inet %s exists and is not this lab's (it has no owner chain with the lab's mark)", k.TableName())
+	}
+	for _, r := range st.rules {
 		nr, err := reconcile.ParseNATID(r.id)
 		if err != nil {
 			continue // a comment with our mark we cannot read: leave it
@@ -298,10 +348,14 @@ func (k *Kernel) ApplyNAT(ctx context.Context, short string, changes []*reconcil
 	if err != nil {
 		return fmt.Errorf("nat in netns %q: %w", kname, err)
 	}
-	table, current, _, err := k.natState(c)
+	st, err := k.natState(c)
 	if err != nil {
 		return fmt.Errorf("nat in netns %q: %w", kname, err)
 	}
+	if st.foreign {
+		return fmt.Errorf("nat in netns %q: table inet %s exists and is not this lab's; nothing was changed", kname, k.TableName())
+	}
+	table, current := st.table, st.rules
 	remaining := map[string]bool{}
 	for _, r := range current {
 		remaining[r.id] = true
@@ -313,12 +367,42 @@ func (k *Kernel) ApplyNAT(ctx context.Context, short string, changes []*reconcil
 			remaining[ch.Name] = true
 		}
 	}
+	// Flag an owned namespace that will hold NAT before the batch, and
+	// unflag it after the batch that empties it, so a kill in between never
+	// hides a table of ours from observation.
+	flag := func(on bool) error {
+		if short == reconcile.HostNS {
+			return nil // the host's NAT is always read
+		}
+		mark := k.mark
+		if on {
+			mark += "|nat=1"
+		}
+		if err := k.markNamespace(h, mark); err != nil {
+			return fmt.Errorf("flag nat in netns %q: %w", kname, err)
+		}
+		return nil
+	}
 	if len(remaining) == 0 {
 		if table != nil {
 			c.DelTable(table)
 		}
 	} else {
-		t := c.AddTable(&nftables.Table{Name: TableName(k.opt.Name), Family: nftables.TableFamilyINet})
+		if err := flag(true); err != nil {
+			return err
+		}
+		tmpl := &nftables.Table{Name: k.TableName(), Family: nftables.TableFamilyINet}
+		var t *nftables.Table
+		if table == nil {
+			// A new table, with its owner marker in the same batch; it
+			// fails whole if a table of that name appeared meanwhile.
+			t = c.CreateTable(tmpl)
+			owner := c.AddChain(&nftables.Chain{Name: chainOwner, Table: t})
+			c.AddRule(&nftables.Rule{Table: t, Chain: owner,
+				UserData: userdata.AppendString(nil, userdata.TypeComment, k.ownerComment())})
+		} else {
+			t = c.AddTable(tmpl)
+		}
 		chains := natChains(t)
 		for _, name := range []string{chainPre, chainOut, chainPost} {
 			c.AddChain(chains[name])
@@ -350,15 +434,8 @@ func (k *Kernel) ApplyNAT(ctx context.Context, short string, changes []*reconcil
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("apply %d nat changes in netns %q (nothing of them was applied): %w", len(changes), kname, err)
 	}
-	// Flag an owned namespace that holds NAT, so observation knows to look.
-	if short != reconcile.HostNS {
-		mark := k.mark
-		if len(remaining) > 0 {
-			mark += "|nat=1"
-		}
-		if err := k.markNamespace(h, mark); err != nil {
-			return fmt.Errorf("flag nat in netns %q: %w", kname, err)
-		}
+	if len(remaining) == 0 {
+		return flag(false)
 	}
 	return nil
 }

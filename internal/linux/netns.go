@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -17,32 +18,115 @@ const NetnsDir = "/run/netns"
 
 func netnsPath(name string) string { return filepath.Join(NetnsDir, name) }
 
-// createNamed makes a new network namespace and pins it at /run/netns/name,
-// the way `ip netns add` does. The work happens on a locked OS thread; if the
-// thread cannot return to its original namespace it is left locked, so the
-// Go runtime throws it away instead of reusing it in the wrong namespace.
-func createNamed(name string) (err error) {
+// createNamed makes a new network namespace, marks it (lo's alias, lo up)
+// and pins it at /run/netns/name, the way `ip netns add` does, in an order
+// that a kill -9 at any point leaves recognisable: the pin file is written
+// with the mark before anything is mounted on it (a pin file that is not a
+// mount and holds our mark is ours, half-made, and removed by the next run),
+// and the namespace is marked before it is mounted (a pinned namespace is
+// always marked). The work happens on a locked OS thread; if the thread
+// cannot return to its original namespace it is left locked, so the Go
+// runtime throws it away instead of reusing it in the wrong namespace.
+func createNamed(name, mark string) (err error) {
 	if err := os.MkdirAll(NetnsDir, 0o755); err != nil {
 		return err
 	}
 	path := netnsPath(name)
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if errors.Is(err, os.ErrExist) {
+		if p := readPin(path); p.half && p.ownedBy(mark) {
+			// Left half-made by a run of ours that was killed.
+			if err := os.Remove(path); err != nil {
+				return err
+			}
+			f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
+		}
+	}
 	if err != nil {
 		return err
 	}
-	f.Close()
+	_, werr := f.WriteString(pinContent(mark))
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		os.Remove(path)
+		return werr
+	}
 	defer func() {
 		if err != nil {
 			os.Remove(path)
 		}
 	}()
 	return inNewNetns(func() error {
+		if err := markCurrentNetns(mark); err != nil {
+			return fmt.Errorf("mark: %w", err)
+		}
 		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
 		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("bind mount %s: %w", path, err)
 		}
 		return nil
 	})
+}
+
+// markCurrentNetns sets lo's alias to mark and brings lo up, in the
+// namespace of the calling (locked) thread.
+func markCurrentNetns(mark string) error {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return err
+	}
+	if err := h.LinkSetAlias(lo, mark); err != nil {
+		return err
+	}
+	return h.LinkSetUp(lo)
+}
+
+// pin is what a /run/netns entry holds.
+type pin struct {
+	// half: the entry is a file with no namespace mounted on it (a run
+	// killed between creating the pin and mounting, or between unmounting
+	// and removing it; or a killed `ip netns add`).
+	half    bool
+	content string // a half pin's content: who was making it
+}
+
+func (p pin) ownedBy(mark string) bool { return strings.HasPrefix(p.content, mark+" pid=") }
+
+// readPin tells a mounted namespace from a half-made pin.
+func readPin(path string) pin {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil || st.Type == unix.NSFS_MAGIC {
+		return pin{}
+	}
+	b := make([]byte, 512)
+	f, err := os.Open(path)
+	if err != nil {
+		return pin{half: true}
+	}
+	defer f.Close()
+	n, _ := f.Read(b)
+	return pin{half: true, content: string(b[:n])}
+}
+
+// halfPinError is a /run/netns entry with no namespace mounted on it.
+type halfPinError struct {
+	path string
+	pin  pin
+}
+
+func (e *halfPinError) Error() string {
+	who := "nobody we know (a killed `ip netns add`?)"
+	if c := strings.TrimSpace(e.pin.content); c != "" {
+		who = c
+	}
+	return fmt.Sprintf("%s is a pin file with no namespace mounted on it, left by %s; remove it with `rm %s`", e.path, who, e.path)
 }
 
 // inNewNetns runs fn on a locked OS thread that has just entered a new,

@@ -7,7 +7,6 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/userdata"
 
-	"github.com/netplan-lab/netplan-lab/internal/linux"
 	"github.com/netplan-lab/netplan-lab/reconcile"
 )
 
@@ -50,8 +49,8 @@ func (e *env) nftRules(short string) map[string][]uint64 {
 			e.t.Fatal(err)
 		}
 		for _, ch := range chains {
-			if ch.Table.Name != linux.TableName(e.topo.Name) {
-				continue
+			if ch.Table.Name != e.k.TableName() || ch.Name == "owner" {
+				continue // the owner chain holds the table's marker only
 			}
 			rules, err := c.GetRules(ch.Table, ch)
 			if err != nil {
