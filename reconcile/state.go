@@ -86,13 +86,13 @@ type Link struct {
 	Foreign []string `json:"foreign,omitempty"`
 	// HalfMade marks an observed link of the lab that a killed run left
 	// without its full mark: it is replaced.
-	HalfMade bool `json:"half_made,omitempty"`
-	STP       *bool    `json:"stp,omitempty"`       // bridges
-	Peer      *Ref     `json:"peer,omitempty"`      // veth
-	Parent    *Ref     `json:"parent,omitempty"`    // macvlan, ipvlan
-	Mode      string   `json:"mode,omitempty"`      // macvlan, ipvlan
-	Flag      string   `json:"flag,omitempty"`      // ipvlan
-	VXLAN     *VXLAN   `json:"vxlan,omitempty"`
+	HalfMade bool   `json:"half_made,omitempty"`
+	STP      *bool  `json:"stp,omitempty"`    // bridges
+	Peer     *Ref   `json:"peer,omitempty"`   // veth
+	Parent   *Ref   `json:"parent,omitempty"` // macvlan, ipvlan
+	Mode     string `json:"mode,omitempty"`   // macvlan, ipvlan
+	Flag     string `json:"flag,omitempty"`   // ipvlan
+	VXLAN    *VXLAN `json:"vxlan,omitempty"`
 }
 
 // VXLAN holds the settings of a VXLAN interface that the kernel cannot

@@ -3,7 +3,6 @@ package topology
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 
@@ -12,9 +11,9 @@ import (
 
 // Load reads, decodes and validates the topology file at path.
 func Load(path string) (*Topology, error) {
-	data, err := os.ReadFile(path)
+	data, err := ReadFile(path, MaxFileSize)
 	if err != nil {
-		return nil, fmt.Errorf("read topology: %w", err)
+		return nil, err
 	}
 	return Parse(path, data)
 }

@@ -47,6 +47,33 @@ func validNSName(name string) string {
 	return ""
 }
 
+// Limits of a prefix and of a sandbox (--netns) name: a pinned namespace
+// name must fit a file name, and the lab's mark an interface alias.
+const (
+	MaxPrefixLen = 48
+	MaxNetnsLen  = 64
+)
+
+var partNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+
+// CheckPartName checks a prefix or a sandbox name (what says which): it
+// names files under /run/netns and is part of every ownership mark, so it
+// holds only letters, digits, '_', '.' and '-', starts with a letter or
+// digit, has no "..", and is at most max characters. "" is fine (none).
+func CheckPartName(what, v string, max int) string {
+	switch {
+	case v == "":
+		return ""
+	case len(v) > max:
+		return fmt.Sprintf("%s %q is longer than %d characters", what, v, max)
+	case strings.Contains(v, ".."):
+		return fmt.Sprintf("%s %q must not contain \"..\"", what, v)
+	case !partNameRE.MatchString(v):
+		return fmt.Sprintf("%s %q may hold only letters, digits, '_', '.' and '-', and must start with a letter or digit", what, v)
+	}
+	return ""
+}
+
 // ParseCIDR parses an interface address such as 10.0.0.2/24, keeping the host
 // part (unlike a route destination).
 func ParseCIDR(s string) (netip.Prefix, error) {
@@ -86,10 +113,8 @@ func (d *decoder) validate(t *Topology) {
 	if d.present("name") && (!nameRE.MatchString(t.Name) || len(t.Name) > 16) {
 		d.at(Pos{1, 1}, "name", "%q must match [a-z][a-z0-9-]* and be at most 16 characters", t.Name)
 	}
-	if t.Prefix != "" {
-		if msg := validNSName(t.Prefix); msg != "" {
-			d.at(Pos{1, 1}, "prefix", "%s", msg)
-		}
+	if msg := CheckPartName("prefix", t.Prefix, MaxPrefixLen); msg != "" {
+		d.at(Pos{1, 1}, "prefix", "%s", msg)
 	}
 	nss := map[string]bool{Host: true}
 	for _, n := range t.Namespaces {

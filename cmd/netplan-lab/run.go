@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -29,12 +31,15 @@ const (
 )
 
 type globals struct {
-	netns   string
-	prefix  string
-	output  string
-	verbose bool
-	stdout  io.Writer
-	stderr  io.Writer
+	netns       string
+	prefix      string
+	output      string
+	verbose     bool
+	lockTimeout time.Duration
+	maxFileSize string
+	stdout      io.Writer
+	stderr      io.Writer
+	args        []string
 }
 
 // exitError carries an exit code through cobra.
@@ -51,7 +56,7 @@ func (e *codeError) Error() string {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	g := &globals{stdout: stdout, stderr: stderr}
+	g := &globals{stdout: stdout, stderr: stderr, args: args}
 	root := &cobra.Command{
 		Use:           "netplan-lab",
 		Short:         "Build Linux network labs (namespaces, bridges, veths, routes) from a YAML topology",
@@ -66,10 +71,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	pf.StringVar(&g.prefix, "prefix", "", "prefix for every namespace the topology creates (overrides the file's prefix)")
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log what is done on stderr")
+	pf.DurationVar(&g.lockTimeout, "lock-timeout", 30*time.Second, "how long apply and destroy wait for another run on the same sandbox to finish")
+	pf.StringVar(&g.maxFileSize, "max-file-size", "64MiB", "largest topology file read (bytes, or with KiB, MiB, GiB)")
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		if g.output != "text" && g.output != "json" {
 			return &codeError{exitError, fmt.Errorf("--output must be text or json, not %q", g.output)}
 		}
+		if msg := topology.CheckPartName("--netns", g.netns, topology.MaxNetnsLen); msg != "" {
+			return &codeError{exitError, errors.New(msg)}
+		}
+		if msg := topology.CheckPartName("--prefix", g.prefix, topology.MaxPrefixLen); msg != "" {
+			return &codeError{exitError, errors.New(msg)}
+		}
+		n, err := parseSize(g.maxFileSize)
+		if err != nil {
+			return &codeError{exitError, fmt.Errorf("--max-file-size: %w", err)}
+		}
+		topology.MaxFileSize = n
 		return nil
 	}
 	root.AddCommand(newValidateCmd(g), newPlanCmd(g), newApplyCmd(g), newDestroyCmd(g), newShowCmd(g))
@@ -110,7 +128,80 @@ type lab struct {
 	kernel  *linux.Kernel
 }
 
-func (g *globals) load(file string) (*lab, error) {
+// load reads the file and prepares the lab; for a command that touches
+// the kernel, it first checks this process may. It gives up at once when
+// ctx ends (SIGINT during the parse of a huge file).
+func (g *globals) load(ctx context.Context, file string) (*lab, error) {
+	if err := linux.CheckPrivileges(); err != nil {
+		return nil, &codeError{exitError, err}
+	}
+	return interruptible(ctx, "reading "+file, func() (*lab, error) { return g.loadFile(file) })
+}
+
+// interruptible runs f, but returns as soon as ctx ends (SIGINT, SIGTERM)
+// with an error saying what was interrupted: parsing and planning a huge
+// file cannot be cancelled from inside, and they change nothing, so the
+// process may exit while they run.
+func interruptible[T any](ctx context.Context, what string, f func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := f()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, &codeError{exitError, fmt.Errorf("interrupted while %s; nothing was changed", what)}
+	}
+}
+
+// lock takes the sandbox's lock for a run that writes, saying on stderr
+// whom it waits for.
+func (g *globals) lock(ctx context.Context) (func(), error) {
+	who := "netplan-lab " + strings.Join(g.args, " ")
+	unlock, err := linux.Lock(ctx, g.netns, g.lockTimeout, who, func(holder string) {
+		fmt.Fprintf(g.stderr, "waiting for %s to finish with %s (up to %v)\n", holder, g.sandboxName(), g.lockTimeout)
+	})
+	if err != nil {
+		return nil, &codeError{exitError, err}
+	}
+	return unlock, nil
+}
+
+func (g *globals) sandboxName() string {
+	if g.netns == "" {
+		return "this machine's namespace"
+	}
+	return "sandbox " + g.netns
+}
+
+// parseSize reads "1048576", "64MiB", "512KiB", "1GiB".
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	num := s
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if strings.HasSuffix(s, u.suffix) {
+			num, mult = strings.TrimSuffix(s, u.suffix), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q is not a size (like 64MiB or 1048576)", s)
+	}
+	return n * mult, nil
+}
+
+func (g *globals) loadFile(file string) (*lab, error) {
 	t, err := topology.Load(file)
 	if err != nil {
 		var list topology.ErrorList
@@ -140,7 +231,7 @@ func newValidateCmd(g *globals) *cobra.Command {
 		Short: "Check a topology file and report every problem; touches nothing",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, err := topology.Load(args[0])
+			_, err := interruptible(cmd.Context(), "reading "+args[0], func() (*topology.Topology, error) { return topology.Load(args[0]) })
 			var list topology.ErrorList
 			if err != nil && !errors.As(err, &list) {
 				return err
@@ -182,16 +273,21 @@ func newPlanCmd(g *globals) *cobra.Command {
 		Short: "Show what apply would change; touches nothing",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := g.load(args[0])
+			l, err := g.load(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			defer l.kernel.Close()
-			observed, err := l.kernel.Observe(cmd.Context(), reconcile.QueryFor(l.desired))
+			p, err := interruptible(cmd.Context(), "planning", func() (*reconcile.Plan, error) {
+				observed, err := l.kernel.Observe(cmd.Context(), reconcile.QueryFor(l.desired))
+				if err != nil {
+					return nil, err
+				}
+				return reconcile.Diff(l.desired, observed), nil
+			})
 			if err != nil {
 				return err
 			}
-			p := reconcile.Diff(l.desired, observed)
 			if err := g.printPlan(p); err != nil {
 				return err
 			}
@@ -238,12 +334,8 @@ func (g *globals) reconcile(ctx context.Context, l *lab, desired *reconcile.Stat
 		},
 	})
 	if res != nil && g.output == "text" {
-		if res.Applied == 0 && err == nil {
-			if verb == "apply" {
-				fmt.Fprintln(g.stdout, "No changes. The kernel matches the topology.")
-			} else {
-				fmt.Fprintln(g.stdout, "Nothing to destroy.")
-			}
+		if res.Applied == 0 && err == nil && verb == "apply" {
+			fmt.Fprintln(g.stdout, "No changes. The kernel matches the topology.")
 		}
 		if res.RolledBack {
 			if res.RollbackErr != nil {
@@ -283,7 +375,7 @@ func newApplyCmd(g *globals) *cobra.Command {
 		Short: "Make the kernel match the topology, with a minimal plan",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := g.load(args[0])
+			l, err := g.load(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -291,6 +383,11 @@ func newApplyCmd(g *globals) *cobra.Command {
 			if wo.watch {
 				return g.watch(cmd.Context(), l, args[0], wo)
 			}
+			unlock, err := g.lock(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer unlock()
 			// The --netns sandbox, if missing, is the plan's first change.
 			res, err := g.reconcile(cmd.Context(), l, l.desired, "apply")
 			if err != nil && (res == nil || res.RolledBack || res.Applied == 0) {
@@ -338,7 +435,7 @@ func (g *globals) watch(ctx context.Context, l *lab, file string, wo watchOption
 	}
 	err = watch.Run(ctx, watch.Config{
 		File: file, Kernel: l.kernel, Events: events,
-		Debounce: wo.debounce, Resync: wo.resync, Report: report,
+		Debounce: wo.debounce, Resync: wo.resync, Report: report, Lock: g.lock,
 		Load: func(f string, data []byte) (*reconcile.State, error) {
 			t, err := topology.Parse(f, data)
 			if err != nil {
@@ -354,6 +451,11 @@ func (g *globals) watch(ctx context.Context, l *lab, file string, wo watchOption
 		return err
 	}
 	if wo.destroyOnExit {
+		unlock, err := g.lock(context.WithoutCancel(ctx))
+		if err != nil {
+			return err
+		}
+		defer unlock()
 		empty := reconcile.Nothing()
 		ev := watch.Event{Time: time.Now(), Kind: "destroyed", Trigger: "exit"}
 		res, err := reconcile.Reconcile(context.WithoutCancel(ctx), l.kernel, empty, reconcile.ExecOptions{
@@ -385,11 +487,18 @@ func newDestroyCmd(g *globals) *cobra.Command {
 		Short: "Remove everything the topology owns, and nothing else",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := g.load(args[0])
+			l, err := g.load(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			defer l.kernel.Close()
+			unlock, err := g.lock(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer unlock()
+			// Nothing is ever created here: a missing sandbox or namespace
+			// is observed as absent, and the plan only deletes.
 			empty := reconcile.Nothing()
 			res, err := g.reconcile(cmd.Context(), l, empty, "destroy")
 			if err != nil {
@@ -403,6 +512,9 @@ func newDestroyCmd(g *globals) *cobra.Command {
 				if removed {
 					fmt.Fprintf(g.stdout, "Removed netns %s, which apply had created.\n", g.netns)
 				}
+				if res.Applied == 0 && !removed {
+					g.nothingFound(cmd.Context(), l)
+				}
 				if res.Applied > 0 {
 					fmt.Fprintf(g.stdout, "\nDestroy complete. %d destroyed.\n", res.Applied)
 				}
@@ -415,13 +527,37 @@ func newDestroyCmd(g *globals) *cobra.Command {
 	}
 }
 
+// nothingFound says that destroy found nothing of the lab, and where labs
+// of that name are, if anywhere.
+func (g *globals) nothingFound(ctx context.Context, l *lab) {
+	id := l.kernel.Identity()
+	fmt.Fprintf(g.stdout, "Nothing of %s was found; nothing was changed.\n", id)
+	labs, err := linux.ScanLabs(ctx)
+	if err != nil {
+		return
+	}
+	for _, other := range labs {
+		if other.ID.Name != id.Name || other.ID == id {
+			continue
+		}
+		flags := ""
+		if other.ID.Netns != "" {
+			flags += " --netns " + other.ID.Netns
+		}
+		if other.ID.Prefix != "" {
+			flags += " --prefix " + other.ID.Prefix
+		}
+		fmt.Fprintf(g.stdout, "Hint: %s is there (%d namespaces); to destroy it: netplan-lab%s destroy FILE\n", other.ID, len(other.Namespaces), flags)
+	}
+}
+
 func newShowCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "show FILE",
 		Short: "Show what the topology owns in the kernel now, and any drift from the file",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := g.load(args[0])
+			l, err := g.load(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}

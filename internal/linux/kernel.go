@@ -591,9 +591,9 @@ func (k *Kernel) observeNS(short string, sysctls []string, wantNAT bool) (*recon
 			Kind:     l.Type(),
 			Owned:    owned || half,
 			HalfMade: half,
-			Up:    a.Flags&net.FlagUp != 0,
-			MTU:   a.MTU,
-			MAC:   a.HardwareAddr.String(),
+			Up:       a.Flags&net.FlagUp != 0,
+			MTU:      a.MTU,
+			MAC:      a.HardwareAddr.String(),
 		}
 		if a.MasterIndex != 0 {
 			rl.Master = byIndex[a.MasterIndex]

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,8 +21,8 @@ import (
 //
 //	netplan-lab:NAME[@SANDBOX][/PREFIX]
 //
-// '@' and '/' cannot appear in any of the three (see ValidFlagName and the
-// topology's name rule), so two labs never read each other's marks as
+// '@' and '/' cannot appear in any of the three (topology.CheckPartName and
+// the topology's name rule), so two labs never read each other's marks as
 // theirs, not even with nested prefixes ("x-" and "x-y-").
 //
 //   - namespace: lo's alias is the mark (set before the namespace is pinned
@@ -39,33 +38,6 @@ import (
 //   - route: protocol 157 on a link of the lab or in a namespace of the lab.
 //   - NAT: a table named for the lab (TableName) holding a marker rule whose
 //     comment is the mark; each rule's comment is the mark and its id.
-
-// flagName is what --netns and --prefix may hold: a namespace name part
-// without path tricks or the mark's separators.
-var flagName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
-
-// ValidFlagName checks a --netns or --prefix value (what says which it is).
-// It returns "" when the value is fine.
-func ValidFlagName(what, v string, max int) string {
-	switch {
-	case v == "":
-		return ""
-	case len(v) > max:
-		return fmt.Sprintf("%s %q is longer than %d characters", what, v, max)
-	case strings.Contains(v, ".."):
-		return fmt.Sprintf("%s %q contains \"..\"", what, v)
-	case !flagName.MatchString(v):
-		return fmt.Sprintf("%s %q may hold only letters, digits, '_', '.' and '-', starting with a letter or digit (it names files under %s)", what, v, NetnsDir)
-	}
-	return ""
-}
-
-// Limits of --netns and --prefix: a pinned name must fit a file name, and
-// the mark an interface alias (255 bytes) with room for its attributes.
-const (
-	MaxNetnsLen  = 64
-	MaxPrefixLen = 48
-)
 
 // MarkOf is the mark of the lab with identity o.
 func MarkOf(o Options) string {
@@ -109,14 +81,11 @@ func (o Options) String() string {
 }
 
 // groupOf is the link group (IFLA_GROUP) of a lab: a hash of its mark,
-// never 0 (the default group) or 0xffffffff.
+// never 0 (the default group), below 2^31.
 func groupOf(mark string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(mark))
-	g := h.Sum32() | 0x100 // never 0
-	if g == 0xffffffff {
-		g = 0xfffffffe
-	}
+	g := h.Sum32()&0x7fffffff | 0x100 // never 0, and positive as `ip` prints it
 	return g
 }
 

@@ -60,6 +60,9 @@ type Config struct {
 	Report func(Event)
 	// OnChange sees each change as it is applied.
 	OnChange func(c *reconcile.Change, err error)
+	// Lock, if set, is held around each apply, so no other writer works
+	// on the same sandbox at the same time.
+	Lock func(ctx context.Context) (unlock func(), err error)
 }
 
 type watcher struct {
@@ -164,7 +167,7 @@ func (w *watcher) report(e Event) {
 // fileChanged reads the file; if its content is new and valid, it becomes
 // the desired state and is applied.
 func (w *watcher) fileChanged(ctx context.Context, file, trigger string) {
-	data, err := os.ReadFile(file)
+	data, err := topology.ReadFile(file, topology.MaxFileSize)
 	if err != nil {
 		// Deleted, or between a delete and a re-create: wait for the next event.
 		if !errors.Is(err, os.ErrNotExist) {
@@ -210,6 +213,14 @@ func (w *watcher) apply(ctx context.Context, kind, trigger string, drift []strin
 	want := w.desired
 	if kind == "drift_repaired" {
 		want = withKnownMACs(w.desired, w.known)
+	}
+	if w.cfg.Lock != nil {
+		unlock, err := w.cfg.Lock(context.WithoutCancel(ctx))
+		if err != nil {
+			w.report(Event{Kind: "error", Trigger: trigger, Errors: []string{err.Error()}})
+			return
+		}
+		defer unlock()
 	}
 	res, err := reconcile.Reconcile(context.WithoutCancel(ctx), w.cfg.Kernel, want, reconcile.ExecOptions{
 		OnChange: func(c *reconcile.Change, err error) {

@@ -1,0 +1,115 @@
+package linux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// LockDir holds one lock file per sandbox: the writers of one sandbox
+// (apply, destroy, each apply of a watch) never run at once.
+const LockDir = "/run/netplan-lab/locks"
+
+// ErrLockTimeout is returned when the lock was not had in time.
+var ErrLockTimeout = errors.New("timed out waiting for the lock")
+
+// LockPath is the lock file of the sandbox netns ("" for this machine's
+// own namespace).
+func LockPath(netns string) string {
+	if netns == "" {
+		return filepath.Join(LockDir, "host.lock")
+	}
+	return filepath.Join(LockDir, "sandbox-"+netns+".lock")
+}
+
+// Lock takes the sandbox's lock (flock, released by the kernel if the
+// process dies), waiting up to timeout. If it has to wait, waiting is told
+// once who holds it ("pid 123: netplan-lab apply lab.yaml"). who describes
+// this process for the next one that waits.
+func Lock(ctx context.Context, netns string, timeout time.Duration, who string, waiting func(holder string)) (unlock func(), err error) {
+	if err := os.MkdirAll(LockDir, 0o755); err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	path := LockPath(netns)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	deadline := time.Now().Add(timeout)
+	told := false
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		holder := lockHolder(f)
+		if !told && waiting != nil {
+			waiting(holder)
+			told = true
+		}
+		if time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("%w on %s after %v: held by %s (--lock-timeout)", ErrLockTimeout, path, timeout, holder)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	// Say who holds it now, for whoever waits next.
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(fmt.Sprintf("pid %d: %s\n", os.Getpid(), who)), 0)
+	}
+	return func() {
+		_ = f.Truncate(0)
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		f.Close()
+	}, nil
+}
+
+func lockHolder(f *os.File) string {
+	b := make([]byte, 512)
+	n, err := f.ReadAt(b, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "another process"
+	}
+	if s := strings.TrimSpace(string(b[:n])); s != "" {
+		return s
+	}
+	return "another process"
+}
+
+// CheckPrivileges tells whether this process may read and change network
+// namespaces: it needs CAP_NET_ADMIN and CAP_SYS_ADMIN (root has both).
+func CheckPrivileges() error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("read capabilities: %w", err)
+	}
+	has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
+	var missing []string
+	if !has(unix.CAP_NET_ADMIN) {
+		missing = append(missing, "CAP_NET_ADMIN")
+	}
+	if !has(unix.CAP_SYS_ADMIN) {
+		missing = append(missing, "CAP_SYS_ADMIN")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("this command reads and changes network namespaces, which needs root (it lacks %s); run it with sudo", strings.Join(missing, " and "))
+	}
+	return nil
+}
