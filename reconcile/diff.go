@@ -68,7 +68,7 @@ func (d *differ) run() {
 		case h.Broken != "":
 			d.conflict("namespace %q cannot be used: %s", name, h.Broken)
 		case !h.Owned:
-			d.conflict("namespace %q already exists and is not owned by this topology", name)
+			d.conflict("namespace %q already exists and is not owned by this topology%s", name, heldBy(h.OtherLab))
 		}
 	}
 	for _, name := range d.have.SortedNames() {
@@ -118,6 +118,13 @@ func (d *differ) run() {
 			d.nat(name)
 		}
 	}
+}
+
+func heldBy(lab string) string {
+	if lab == "" {
+		return ""
+	}
+	return " (it belongs to " + lab + ")"
 }
 
 // wantsAnything reports whether a desired state asks for anything at all
@@ -201,7 +208,7 @@ func (d *differ) links(name string) {
 		ref := Ref{name, ln}
 		hl := d.haveLink(ref)
 		if hl != nil && !hl.Owned {
-			d.conflict("%s %q in namespace %q already exists and is not owned by this topology", hl.Kind, ln, name)
+			d.conflict("%s %q in namespace %q already exists and is not owned by this topology%s", hl.Kind, ln, name, heldBy(hl.OtherLab))
 			continue
 		}
 		if wl.Parent != nil && d.want.Link(*wl.Parent) == nil && d.haveLink(*wl.Parent) == nil {

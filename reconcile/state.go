@@ -38,6 +38,9 @@ type Namespace struct {
 	// with no namespace on it (a run killed while making or removing it):
 	// the plan creates it again or removes the file.
 	Stale bool `json:"stale,omitempty"`
+	// OtherLab, in an observed state, names the lab that owns a namespace
+	// this one does not (read from its mark), for conflicts.
+	OtherLab string `json:"other_lab,omitempty"`
 	// Broken, in an observed state, says why a namespace with a wanted name
 	// cannot be used (a pin file of someone else with nothing mounted).
 	Broken string `json:"broken,omitempty"`
@@ -84,6 +87,9 @@ type Link struct {
 	// Foreign lists, in an observed state, addresses on an owned link that
 	// the lab did not add: never changed, never compared.
 	Foreign []string `json:"foreign,omitempty"`
+	// OtherLab, in an observed state, names the lab that owns a link this
+	// one does not (read from its mark), for conflicts.
+	OtherLab string `json:"other_lab,omitempty"`
 	// HalfMade marks an observed link of the lab that a killed run left
 	// without its full mark: it is replaced.
 	HalfMade bool   `json:"half_made,omitempty"`

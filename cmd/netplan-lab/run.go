@@ -410,7 +410,7 @@ func newApplyCmd(g *globals) *cobra.Command {
 	f := cmd.Flags()
 	f.BoolVar(&wo.watch, "watch", false, "keep running: apply edits to the file and repair drift until stopped")
 	f.DurationVar(&wo.debounce, "debounce", 300*time.Millisecond, "with --watch: how long the file must be quiet before it is applied")
-	f.DurationVar(&wo.resync, "resync", 3*time.Minute, "with --watch: period of the full resync")
+	f.DurationVar(&wo.resync, "resync", 10*time.Second, "with --watch: period of the full resync (it repairs sysctl drift, which the kernel sends no event for)")
 	f.BoolVar(&wo.destroyOnExit, "destroy-on-exit", false, "with --watch: destroy the lab when stopped")
 	return cmd
 }

@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/fsnotify/fsnotify"
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -167,7 +168,19 @@ func (e *Events) subscribe(short string) error {
 	}
 	kname := e.k.KernelName(short)
 	s := &sub{dev: dev, ino: ino, stop: make(chan struct{}), fd: fd}
-	onErr := func(err error) { e.send(fmt.Sprintf("netns %s: subscription error: %v", kname, err)) }
+	onErr := func(err error) {
+		// A namespace going away ends its subscriptions with an error:
+		// that is the namespace event (fsnotify says it), not a problem.
+		if d, i, serr := identity(path); serr != nil || d != dev || i != ino {
+			return
+		}
+		select {
+		case <-s.stop:
+			return
+		default:
+		}
+		e.send(fmt.Sprintf("netns %s: subscription error: %v", kname, err))
+	}
 	links := make(chan netlink.LinkUpdate, 64)
 	addrs := make(chan netlink.AddrUpdate, 64)
 	routes := make(chan netlink.RouteUpdate, 64)
@@ -184,6 +197,12 @@ func (e *Events) subscribe(short string) error {
 		close(s.stop)
 		fd.Close()
 		return fmt.Errorf("subscribe to routes in netns %q: %w", kname, err)
+	}
+	nftEvents, err := e.subscribeNFT(s, kname)
+	if err != nil {
+		close(s.stop)
+		fd.Close()
+		return fmt.Errorf("subscribe to nftables in netns %q: %w", kname, err)
 	}
 	e.mu.Lock()
 	e.subs[short] = s
@@ -224,12 +243,75 @@ func (e *Events) subscribe(short string) error {
 					verb = "added"
 				}
 				e.send(fmt.Sprintf("route %s %s in netns %s", u.Route.Dst, verb, kname))
+			case ev, ok := <-nftEvents:
+				if !ok {
+					nftEvents = nil // closed: the namespace went, or no nf_tables
+					continue
+				}
+				if what := e.nftEvent(ev); what != "" {
+					e.send(fmt.Sprintf("%s in netns %s", what, kname))
+				}
 			case <-s.stop:
 				return
 			}
 		}
 	}()
 	return nil
+}
+
+// subscribeNFT follows nftables changes in the sub's namespace (the
+// NFNLGRP_NFTABLES multicast group), so a NAT rule deleted or edited by
+// hand is repaired at once. A kernel without nf_tables gives no events.
+func (e *Events) subscribeNFT(s *sub, kname string) (<-chan *nftables.MonitorEvent, error) {
+	c, err := nftables.New(nftables.WithNetNSFd(int(s.fd)))
+	if err != nil {
+		return nil, err
+	}
+	mon := nftables.NewMonitor(nftables.WithMonitorEventBuffer(64))
+	ch, err := c.AddMonitor(mon)
+	if err != nil {
+		if noNFTables(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	go func() {
+		<-s.stop
+		mon.Close()
+	}()
+	return ch, nil
+}
+
+// nftEvent describes an nftables change to the lab's table, or "".
+func (e *Events) nftEvent(ev *nftables.MonitorEvent) string {
+	table, kind := "", ""
+	switch d := ev.Data.(type) {
+	case *nftables.Table:
+		table, kind = d.Name, "table"
+	case *nftables.Chain:
+		kind = "chain " + d.Name
+		if d.Table != nil {
+			table = d.Table.Name
+		}
+	case *nftables.Rule:
+		kind = "rule"
+		if d.Table != nil {
+			table = d.Table.Name
+		}
+	default:
+		return ""
+	}
+	if table != e.k.TableName() {
+		return ""
+	}
+	verb := "changed"
+	switch ev.Type {
+	case nftables.MonitorEventTypeDelTable, nftables.MonitorEventTypeDelChain, nftables.MonitorEventTypeDelRule:
+		verb = "deleted"
+	case nftables.MonitorEventTypeNewTable, nftables.MonitorEventTypeNewChain, nftables.MonitorEventTypeNewRule:
+		verb = "added"
+	}
+	return fmt.Sprintf("nftables %s %s in table %s", kind, verb, table)
 }
 
 func (e *Events) drop(short string) {

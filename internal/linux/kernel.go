@@ -579,6 +579,9 @@ func (k *Kernel) observeNS(short string, sysctls []string, wantNAT bool) (*recon
 		if a.Name == "lo" {
 			owned, attrs := k.ownedAlias(a.Alias)
 			ns.Owned = short != reconcile.HostNS && owned
+			if other, ok := ParseMark(a.Alias); ok && !owned {
+				ns.OtherLab = other.String()
+			}
 			hasNAT = hasNAT || attrs["nat"] != ""
 			continue
 		}
@@ -637,6 +640,9 @@ func (k *Kernel) observeNS(short string, sysctls []string, wantNAT bool) (*recon
 			rl.VXLAN = x
 		}
 		ns.Links[a.Name] = rl
+		if other, ok := ParseMark(a.Alias); ok && !owned {
+			rl.OtherLab = other.String()
+		}
 		if owned {
 			tags[a.Name] = map[string]bool{}
 			for _, t := range strings.Split(attrs["a"], ",") {

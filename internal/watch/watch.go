@@ -87,7 +87,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.KernelDebounce = 100 * time.Millisecond
 	}
 	if cfg.Resync <= 0 {
-		cfg.Resync = 3 * time.Minute
+		cfg.Resync = 10 * time.Second
 	}
 	if cfg.Report == nil {
 		cfg.Report = func(Event) {}
