@@ -313,7 +313,9 @@ func AsDesired(observed *State) *State {
 		out := NewNamespace(name, ns.Owned)
 		out.Sysctls = ns.Sysctls
 		for ln, l := range ns.Links {
-			if l.Owned {
+			// A half-made link, or a veth whose peer does not check out,
+			// is nothing to go back to: it was never whole.
+			if l.Owned && !l.HalfMade && !(l.Kind == KindVeth && l.Peer == nil) {
 				out.Links[ln] = l
 			}
 		}

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func runCLI(args ...string) (int, string, string) {
@@ -167,5 +169,101 @@ func TestApplyPlanDestroy(t *testing.T) {
 		if strings.HasPrefix(e.Name(), pfx) || e.Name() == sb {
 			t.Errorf("left behind: %s", e.Name())
 		}
+	}
+}
+
+func TestFlagNamesAreChecked(t *testing.T) {
+	long := strings.Repeat("x", 65)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--netns", "../y"}, `error: --netns "../y" must not contain ".."` + "\n"},
+		{[]string{"--netns", "a/b"}, `error: --netns "a/b" may hold only letters, digits, '_', '.' and '-', and must start with a letter or digit` + "\n"},
+		{[]string{"--prefix", "../x-"}, `error: --prefix "../x-" must not contain ".."` + "\n"},
+		{[]string{"--prefix", "-x"}, `error: --prefix "-x" may hold only letters, digits, '_', '.' and '-', and must start with a letter or digit` + "\n"},
+		{[]string{"--prefix", "a@b"}, `error: --prefix "a@b" may hold only letters, digits, '_', '.' and '-', and must start with a letter or digit` + "\n"},
+		{[]string{"--netns", long}, `error: --netns "` + long + `" is longer than 64 characters` + "\n"},
+		{[]string{"--max-file-size", "lots"}, `error: --max-file-size: "lots" is not a size (like 64MiB or 1048576)` + "\n"},
+	} {
+		for _, cmd := range []string{"validate", "plan", "apply", "destroy"} {
+			code, out, errOut := runCLI(append(c.args, cmd, "../../examples/bridge.yaml")...)
+			if code != 1 || out != "" || errOut != c.want {
+				t.Errorf("%v %s: exit %d, stdout %q, stderr %q, want %q", c.args, cmd, code, out, errOut, c.want)
+			}
+		}
+	}
+}
+
+func TestInputIsBounded(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "topo.yaml")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	info, _ := os.Stat("../../examples/bridge.yaml")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"validate", fifo}, "error: read topology: " + fifo + " is a FIFO, not a regular file\n"},
+		{[]string{"validate", "/dev/zero"}, "error: read topology: /dev/zero is a character device, not a regular file\n"},
+		{[]string{"validate", "/tmp"}, "error: read topology: /tmp is a directory, not a regular file\n"},
+		{[]string{"--max-file-size", "100", "validate", "../../examples/bridge.yaml"},
+			fmt.Sprintf("error: read topology: ../../examples/bridge.yaml is %d bytes, over the limit of 100 (--max-file-size)\n", info.Size())},
+	} {
+		code, out, errOut := runCLI(c.args...)
+		if code != 1 || out != "" || errOut != c.want {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q, want %q", c.args, code, out, errOut, c.want)
+		}
+	}
+	if code, _, errOut := runCLI("--max-file-size", "1KiB", "validate", "../../examples/none.yaml"); code != 0 {
+		t.Errorf("a file under the limit: exit %d %s", code, errOut)
+	}
+}
+
+// hugeTopology writes a file of n namespaces with a veth each.
+func hugeTopology(t testing.TB, n int) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("name: huge\nnamespaces:\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "  n%d: {}\n", i)
+	}
+	b.WriteString("links:\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "  - endpoints: [\"n%d:eth0\", \"host:v%d\"]\n", i, i)
+	}
+	p := filepath.Join(t.TempDir(), "huge.yaml")
+	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestSIGINTDuringParse: a signal while a huge file is parsed ends the
+// command within a second, saying what it interrupted.
+func TestSIGINTDuringParse(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "netplan-lab")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	file := hugeTopology(t, 300000)
+	cmd := exec.Command(bin, "validate", file)
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	sent := time.Now()
+	cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	took := time.Since(sent)
+	want := "error: interrupted while reading " + file + "; nothing was changed\n"
+	if err == nil || errb.String() != want {
+		t.Fatalf("validate after SIGINT: %v, stderr %q, want %q (was the parse over before the signal?)", err, errb.String(), want)
+	}
+	if took > time.Second {
+		t.Fatalf("SIGINT took %v to act", took)
 	}
 }

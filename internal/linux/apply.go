@@ -107,7 +107,7 @@ func (k *Kernel) applyLink(c *reconcile.Change) error {
 		if err != nil {
 			return k.opErr("find", c.Link.Kind, c.Name, c.Namespace, err)
 		}
-		if owned, _ := k.ownedAlias(l.Attrs().Alias); !owned {
+		if !k.ownsLink(l.Attrs()) {
 			return k.opErr("delete", c.Link.Kind, c.Name, c.Namespace, errors.New("it is not owned by this topology"))
 		}
 		if err := h.h.LinkDel(l); err != nil && !isNotFound(err) {

@@ -371,6 +371,18 @@ func joinSet(set map[string]bool) string {
 	return strings.Join(s, ",")
 }
 
+// halfMade reports a link made by a run of ours that was killed before
+// it could set the alias: the group is set in the creating message itself.
+func (k *Kernel) halfMade(a *netlink.LinkAttrs) bool {
+	return a.Alias == "" && a.Group == k.group
+}
+
+// ownsLink reports whether a link is the lab's, whole or half-made.
+func (k *Kernel) ownsLink(a *netlink.LinkAttrs) bool {
+	owned, _ := k.ownedAlias(a.Alias)
+	return owned || k.halfMade(a)
+}
+
 func parseRef(s string) *reconcile.Ref {
 	ns, name, ok := strings.Cut(s, ":")
 	if !ok {
@@ -586,9 +598,7 @@ func (k *Kernel) observeNS(short string, sysctls []string, wantNAT bool) (*recon
 			continue
 		}
 		owned, attrs := k.ownedAlias(a.Alias)
-		// Made by a run of ours that was killed before it could set the
-		// alias: the group is set in the creating message itself.
-		half := !owned && a.Group == k.group && a.Alias == ""
+		half := k.halfMade(a)
 		rl := &reconcile.Link{
 			Name:     a.Name,
 			Kind:     l.Type(),

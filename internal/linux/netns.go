@@ -6,7 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -32,26 +35,18 @@ func createNamed(name, mark string) (err error) {
 		return err
 	}
 	path := netnsPath(name)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	err = placePin(path, mark)
 	if errors.Is(err, os.ErrExist) {
 		if p := readPin(path); p.half && p.ownedBy(mark) {
 			// Left half-made by a run of ours that was killed.
 			if err := os.Remove(path); err != nil {
 				return err
 			}
-			f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
+			err = placePin(path, mark)
 		}
 	}
 	if err != nil {
 		return err
-	}
-	_, werr := f.WriteString(pinContent(mark))
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		os.Remove(path)
-		return werr
 	}
 	defer func() {
 		if err != nil {
@@ -68,6 +63,55 @@ func createNamed(name, mark string) (err error) {
 		}
 		return nil
 	})
+}
+
+// tmpPinPrefix names the files a pin is written in before it is moved to
+// its name; listNamed skips them.
+const tmpPinPrefix = ".netplan-lab-tmp."
+
+var (
+	tmpSeq       atomic.Int64
+	cleanTmpOnce sync.Once
+)
+
+// placePin puts a pin file holding the mark at path, atomically: written
+// under a temporary name in the same directory, then renamed into place
+// with RENAME_NOREPLACE (EEXIST if the name is taken). A kill can never
+// leave an empty pin, only a temporary file, which a later run removes.
+func placePin(path, mark string) error {
+	cleanTmpOnce.Do(cleanTmpPins)
+	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf("%s%d.%d", tmpPinPrefix, os.Getpid(), tmpSeq.Add(1)))
+	if err := os.WriteFile(tmp, []byte(pinContent(mark)), 0o444); err != nil {
+		return err
+	}
+	err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, path, unix.RENAME_NOREPLACE)
+	if err != nil {
+		os.Remove(tmp)
+		if errors.Is(err, unix.EEXIST) {
+			return &os.PathError{Op: "create", Path: path, Err: os.ErrExist}
+		}
+		return &os.PathError{Op: "rename into place", Path: path, Err: err}
+	}
+	return nil
+}
+
+// cleanTmpPins removes temporary pin files of processes that are gone.
+func cleanTmpPins() {
+	entries, err := os.ReadDir(NetnsDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), tmpPinPrefix)
+		if !ok {
+			continue
+		}
+		pidStr, _, _ := strings.Cut(rest, ".")
+		pid, err := strconv.Atoi(pidStr)
+		if err != nil || unix.Kill(pid, 0) == unix.ESRCH {
+			os.Remove(filepath.Join(NetnsDir, e.Name()))
+		}
+	}
 }
 
 // markCurrentNetns sets lo's alias to mark and brings lo up, in the
@@ -195,7 +239,7 @@ func listNamed(prefix string) ([]string, error) {
 	}
 	var out []string
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), prefix) {
+		if strings.HasPrefix(e.Name(), prefix) && !strings.HasPrefix(e.Name(), tmpPinPrefix) {
 			out = append(out, e.Name())
 		}
 	}

@@ -1,0 +1,184 @@
+package live
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// cli runs the netplan-lab binary on the env's sandbox and prefix.
+func (e *env) cli(bin string, args ...string) (int, string, string) {
+	e.t.Helper()
+	full := append([]string{"--netns", e.sandbox, "--prefix", e.prefix}, args...)
+	cmd := exec.Command(bin, full...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatalf("run %v: %v", full, err)
+	}
+	return code, out.String(), errb.String()
+}
+
+// converges proves what a kill -9 must leave recoverable: the next apply
+// succeeds, a plan after it is empty, destroy succeeds and leaves nothing.
+func (e *env) converges(bin, file, after string) {
+	e.t.Helper()
+	if code, out, errOut := e.cli(bin, "apply", file); code != 0 {
+		e.t.Fatalf("%s: the next apply failed (%d):\n%s%s", after, code, out, errOut)
+	}
+	if code, out, errOut := e.cli(bin, "plan", "--detailed-exitcode", file); code != 0 {
+		e.t.Fatalf("%s: plan after the next apply is not empty (%d):\n%s%s", after, code, out, errOut)
+	}
+	e.destroysAll(bin, file, after)
+}
+
+func (e *env) destroysAll(bin, file, after string) {
+	e.t.Helper()
+	if code, out, errOut := e.cli(bin, "destroy", file); code != 0 {
+		e.t.Fatalf("%s: destroy failed (%d):\n%s%s", after, code, out, errOut)
+	}
+	entries, _ := os.ReadDir("/run/netns")
+	for _, d := range entries {
+		if strings.HasPrefix(d.Name(), e.prefix) || d.Name() == e.sandbox {
+			e.t.Fatalf("%s: destroy left /run/netns/%s", after, d.Name())
+		}
+	}
+}
+
+// killedAt runs `netplan-lab CMD file` under strace, which sends SIGKILL to
+// the process at the n-th call of syscall (strace counts per thread). It
+// reports whether the process was killed.
+func (e *env) killedAt(bin, cmd, file, syscallName string, n int) bool {
+	e.t.Helper()
+	c := exec.Command("strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace="+syscallName,
+		"-e", fmt.Sprintf("inject=%s:signal=KILL:when=%d", syscallName, n),
+		bin, "--netns", e.sandbox, "--prefix", e.prefix, cmd, file)
+	err := c.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+			return true
+		}
+		return ee.ExitCode() == 128+int(syscall.SIGKILL)
+	}
+	return false
+}
+
+// TestKill9AtChosenSyscalls kills apply and destroy at the n-th mount,
+// umount, netlink send (sendto: rtnetlink; sendmsg: nftables) and setns,
+// for several n, on a lab with every kind of object; after each, the next
+// apply converges and destroy removes everything.
+func TestKill9AtChosenSyscalls(t *testing.T) {
+	needRoot(t)
+	if _, err := exec.LookPath("strace"); err != nil {
+		t.Skip("strace is not installed (.ci/run installs it): it injects the kills")
+	}
+	bin := binary(t)
+	e := newEnv(t, "testdata/crash.yaml", nil)
+	file := "testdata/crash.yaml"
+	killed, runs := 0, 0
+	for _, cmd := range []string{"apply", "destroy"} {
+		for _, sc := range []string{"mount", "umount2", "sendto", "sendmsg", "setns"} {
+			for _, n := range []int{1, 3, 7} {
+				if cmd == "apply" && sc == "umount2" {
+					continue // apply unmounts nothing
+				}
+				if cmd == "destroy" && sc == "mount" {
+					continue // destroy mounts nothing
+				}
+				if cmd == "destroy" {
+					if code, out, errOut := e.cli(bin, "apply", file); code != 0 {
+						t.Fatalf("apply before destroy: %s%s", out, errOut)
+					}
+				}
+				runs++
+				what := fmt.Sprintf("kill -9 of %s at %s #%d", cmd, sc, n)
+				if e.killedAt(bin, cmd, file, sc, n) {
+					killed++
+				} else {
+					what += " (it finished first)"
+				}
+				e.converges(bin, file, what)
+			}
+		}
+	}
+	t.Logf("%d of %d runs were killed mid-way; every one converged", killed, runs)
+	if killed < runs*2/3 {
+		t.Fatalf("only %d of %d runs were killed: the injection does not reach the work", killed, runs)
+	}
+}
+
+// TestKill9AtRandomMoments kills apply and destroy of a 60-namespace lab
+// at random moments.
+func TestKill9AtRandomMoments(t *testing.T) {
+	needRoot(t)
+	bin := binary(t)
+	file := filepath.Join(t.TempDir(), "big.yaml")
+	if err := os.WriteFile(file, []byte(routedLab(60)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, file, nil)
+	// How long a whole apply takes here, to aim the kills inside it.
+	start := time.Now()
+	if code, out, errOut := e.cli(bin, "apply", file); code != 0 {
+		t.Fatalf("apply: %s%s", out, errOut)
+	}
+	full := time.Since(start)
+	e.destroysAll(bin, file, "the first apply")
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	killed := 0
+	for trial := 0; trial < 6; trial++ {
+		cmd := "apply"
+		if trial%2 == 1 {
+			cmd = "destroy"
+			if code, out, errOut := e.cli(bin, "apply", file); code != 0 {
+				t.Fatalf("apply before destroy: %s%s", out, errOut)
+			}
+		}
+		at := time.Duration(rng.Int63n(int64(full)))
+		c := exec.Command(bin, "--netns", e.sandbox, "--prefix", e.prefix, cmd, file)
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(at)
+		_ = c.Process.Kill()
+		err := c.Wait()
+		what := fmt.Sprintf("kill -9 of %s after %v (a whole apply takes %v)", cmd, at.Round(time.Millisecond), full.Round(time.Millisecond))
+		if err != nil {
+			killed++
+		} else {
+			what += " (it finished first)"
+		}
+		e.converges(bin, file, what)
+	}
+	t.Logf("%d of 6 runs were killed mid-way; every one converged", killed)
+}
+
+// routedLab is the benchmark's lab (n namespaces, each a veth to one bridge,
+// an address and a default route) with masquerade and ip_forward.
+func routedLab(n int) string {
+	var b strings.Builder
+	b.WriteString("name: biglab\nnamespaces:\n  host: {sysctls: {net.ipv4.ip_forward: \"1\"}}\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "  n%d: {routes: [{to: default, via: 10.60.0.1}]}\n", i)
+	}
+	b.WriteString("bridges:\n  - {name: br0, addresses: [10.60.0.1/16]}\nlinks:\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "  - a: {namespace: n%d, name: eth0, addresses: [10.60.%d.%d/16]}\n    b: {namespace: host, name: v%d, bridge: br0}\n", i, 1+i/250, 1+i%250, i)
+	}
+	b.WriteString("nat:\n  - masquerade: {source: 10.60.0.0/16, not_out: br0}\n")
+	return b.String()
+}

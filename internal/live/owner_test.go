@@ -1,0 +1,451 @@
+package live
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/userdata"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/netplan-lab/netplan-lab/internal/linux"
+	"github.com/netplan-lab/netplan-lab/reconcile"
+)
+
+// TestConcurrentApplies starts two applies of one file at once, five
+// times: the lock makes the second wait, and the lab ends complete every
+// time. Then a destroy and an apply at once: whichever runs second wins,
+// and an apply that says it succeeded leaves the lab complete.
+func TestConcurrentApplies(t *testing.T) {
+	needRoot(t)
+	bin := binary(t)
+	file := filepath.Join(t.TempDir(), "lab.yaml")
+	if err := os.WriteFile(file, []byte(routedLab(20)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, file, nil)
+	both := func(a, b string) [2]int {
+		var codes [2]int
+		var outs [2]string
+		var wg sync.WaitGroup
+		for i, cmd := range []string{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				code, out, errOut := e.cli(bin, cmd, file)
+				codes[i], outs[i] = code, out+errOut
+			}()
+		}
+		wg.Wait()
+		for i, c := range codes {
+			if c != 0 {
+				t.Fatalf("%s exited %d:\n%s", []string{a, b}[i], c, outs[i])
+			}
+		}
+		return codes
+	}
+	for round := 0; round < 5; round++ {
+		both("apply", "apply")
+		if code, out, errOut := e.cli(bin, "plan", "--detailed-exitcode", file); code != 0 {
+			t.Fatalf("round %d: the lab is not complete after two applies at once:\n%s%s", round, out, errOut)
+		}
+		if round%2 == 1 {
+			e.destroysAll(bin, file, fmt.Sprintf("round %d", round))
+		}
+	}
+	both("destroy", "apply")
+	// Both exited 0: either the apply ran last (the lab is complete) or the
+	// destroy did (nothing is left).
+	code, _, _ := e.cli(bin, "plan", "--detailed-exitcode", file)
+	entries, _ := os.ReadDir(linux.NetnsDir)
+	left := 0
+	for _, d := range entries {
+		if strings.HasPrefix(d.Name(), e.prefix) {
+			left++
+		}
+	}
+	if code != 0 && left != 0 {
+		t.Fatalf("after a destroy and an apply at once, the lab is half there: plan exit %d, %d namespaces", code, left)
+	}
+	e.destroysAll(bin, file, "the end")
+}
+
+// TestLockWaitsThenTimesOut: a run that finds the sandbox locked says whom
+// it waits for, and gives up after --lock-timeout having changed nothing;
+// it goes ahead as soon as the lock is free.
+func TestLockWaitsThenTimesOut(t *testing.T) {
+	needRoot(t)
+	bin := binary(t)
+	e := newEnv(t, "../../examples/bridge.yaml", nil)
+	unlock, err := linux.Lock(context.Background(), e.sandbox, time.Second, "the test holding it", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := e.cli(bin, "--lock-timeout", "300ms", "apply", "../../examples/bridge.yaml")
+	wantWait := fmt.Sprintf("waiting for pid %d: the test holding it to finish with sandbox %s (up to 300ms)\n", os.Getpid(), e.sandbox)
+	wantErr := fmt.Sprintf("error: timed out waiting for the lock on %s after 300ms: held by pid %d: the test holding it (--lock-timeout)\n", linux.LockPath(e.sandbox), os.Getpid())
+	if code != 1 || errOut != wantWait+wantErr || out != "" {
+		t.Fatalf("locked apply: exit %d\nstdout %q\nstderr %q\nwant stderr %q", code, out, errOut, wantWait+wantErr)
+	}
+	if _, err := os.Stat(filepath.Join(linux.NetnsDir, e.sandbox)); err == nil {
+		t.Fatal("an apply that never had the lock created the sandbox")
+	}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		unlock()
+	}()
+	wantWait = strings.Replace(wantWait, "(up to 300ms)", "(up to 30s)", 1)
+	if code, out, errOut := e.cli(bin, "apply", "../../examples/bridge.yaml"); code != 0 || errOut != wantWait {
+		t.Fatalf("apply after the lock is freed: exit %d\n%s\nstderr %q", code, out, errOut)
+	}
+	e.destroysAll(bin, "../../examples/bridge.yaml", "the lock test")
+}
+
+// nsOnlyLab has nothing in the host: two labs of it share a sandbox.
+const nsOnlyLab = `name: pair
+namespaces:
+  left: {sysctls: {net.ipv4.ip_forward: "1"}}
+  right: {routes: [{to: default, via: 10.1.0.1}]}
+links:
+  - a: {namespace: left, name: eth0, addresses: [10.1.0.1/24, "fd01::1/64"]}
+    b: {namespace: right, name: eth0, addresses: [10.1.0.2/24]}
+nat:
+  - namespace: left
+    masquerade: {source: 10.1.0.0/24, out: eth0}
+`
+
+// ifindexes maps "ns:link" to ifindex and MAC for every link of the
+// namespaces named (kernel names).
+func ifindexes(t *testing.T, names ...string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, n := range names {
+		h := handleIn(t, filepath.Join(linux.NetnsDir, n))
+		links, err := h.LinkList()
+		h.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range links {
+			a := l.Attrs()
+			out[n+":"+a.Name] = fmt.Sprintf("%d %s", a.Index, a.HardwareAddr)
+		}
+	}
+	return out
+}
+
+// TestTwoPrefixesOneSandbox: the same file under two prefixes (nested: P
+// and P + "y-") in one sandbox gives two exact labs; destroying one leaves
+// the other exact and untouched, and the sandbox stays until the last.
+func TestTwoPrefixesOneSandbox(t *testing.T) {
+	e1 := newEnv(t, "pair.yaml", []byte(nsOnlyLab))
+	e2 := newEnv(t, "pair.yaml", []byte(nsOnlyLab))
+	e2.sandbox = e1.sandbox
+	e2.prefix = e1.prefix + "y-"
+	e2.load("pair.yaml", []byte(nsOnlyLab))
+	e1.mustApply()
+	e2.mustApply()
+	e1.assertNoOp()
+	e2.assertNoOp()
+	second := ifindexes(t, e2.prefix+"left", e2.prefix+"right")
+	e1.destroy()
+	e2.assertNoOp()
+	if after := ifindexes(t, e2.prefix+"left", e2.prefix+"right"); fmt.Sprint(after) != fmt.Sprint(second) {
+		t.Fatalf("destroying the first lab touched the second:\nbefore %v\nafter  %v", second, after)
+	}
+	if _, err := os.Stat(filepath.Join(linux.NetnsDir, e1.sandbox)); err != nil {
+		t.Fatalf("destroying the first lab removed the sandbox the second lives in: %v", err)
+	}
+	for _, n := range []string{"left", "right"} {
+		if _, err := os.Stat(filepath.Join(linux.NetnsDir, e1.prefix+n)); err == nil {
+			t.Fatalf("the first lab's %s is still there", n)
+		}
+	}
+	e2.destroy()
+	e2.assertGone()
+}
+
+// TestHostNameHeldByAnotherLab: two labs of one file under two prefixes
+// want the same host bridge: the second is a conflict that names the
+// first lab, and changes nothing.
+func TestHostNameHeldByAnotherLab(t *testing.T) {
+	needRoot(t)
+	bin := binary(t)
+	e1 := newEnv(t, "../../examples/bridge.yaml", nil)
+	e2 := newEnv(t, "../../examples/bridge.yaml", nil)
+	e2.sandbox = e1.sandbox
+	e1.mustApply()
+	before := ifindexes(t, e1.sandbox)
+	code, out, _ := e2.cli(bin, "apply", "../../examples/bridge.yaml")
+	want := fmt.Sprintf(`bridge "hwchiu0" in namespace "host" already exists and is not owned by this topology (it belongs to lab "bridge" (sandbox %s, prefix %s))`, e1.sandbox, e1.prefix)
+	if code != 1 || !strings.Contains(out, want) {
+		t.Fatalf("second lab: exit %d, want a conflict %q in:\n%s", code, want, out)
+	}
+	if after := ifindexes(t, e1.sandbox); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("the refused apply changed the sandbox:\n%v\n%v", before, after)
+	}
+	for _, n := range []string{"c1", "c2"} {
+		if _, err := os.Stat(filepath.Join(linux.NetnsDir, e2.prefix+n)); err == nil {
+			t.Fatalf("the refused apply created %s", e2.prefix+n)
+		}
+	}
+	e1.assertNoOp()
+	e1.destroy()
+}
+
+func addForeignAddr(t *testing.T, e *env, ns, dev, cidr string) {
+	t.Helper()
+	e.in(ns, func() {
+		l, err := netlink.LinkByName(dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ := netlink.ParseAddr(cidr)
+		if err := netlink.AddrAdd(l, a); err != nil {
+			t.Fatalf("add %s to %s:%s: %v", cidr, ns, dev, err)
+		}
+	})
+}
+
+func hasAddr(t *testing.T, e *env, ns, dev, cidr string) bool {
+	t.Helper()
+	found := false
+	e.in(ns, func() {
+		l, err := netlink.LinkByName(dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs, _ := netlink.AddrList(l, netlink.FAMILY_ALL)
+		for _, a := range addrs {
+			if a.IPNet.String() == cidr {
+				found = true
+			}
+		}
+	})
+	return found
+}
+
+// TestForeignAddressesSurviveApply: addresses added by hand to a lab
+// interface and a lab bridge are not the lab's: a plan does not mention
+// them, and an apply that changes the lab's own addresses of those
+// interfaces leaves them.
+func TestForeignAddressesSurviveApply(t *testing.T) {
+	e := newEnv(t, "../../examples/bridge.yaml", nil)
+	e.mustApply()
+	addForeignAddr(t, e, "host", "hwchiu0", "10.99.0.1/24")
+	addForeignAddr(t, e, "c1", "eth0", "10.98.0.7/24")
+	e.assertNoOp()
+	src, _ := os.ReadFile("../../examples/bridge.yaml")
+	edited := strings.Replace(strings.Replace(string(src), "10.55.66.2/24", "10.55.66.5/24", 1), "[10.55.66.1/24]", "[10.55.66.1/24, 10.55.67.1/24]", 1)
+	e.load("bridge.yaml", []byte(edited))
+	e.mustApply()
+	e.assertNoOp()
+	if !hasAddr(t, e, "host", "hwchiu0", "10.99.0.1/24") || !hasAddr(t, e, "c1", "eth0", "10.98.0.7/24") {
+		t.Fatal("apply removed an address the lab did not add")
+	}
+	if !hasAddr(t, e, "c1", "eth0", "10.55.66.5/24") || hasAddr(t, e, "c1", "eth0", "10.55.66.2/24") || !hasAddr(t, e, "host", "hwchiu0", "10.55.67.1/24") {
+		t.Fatal("the lab's own address edit was not applied")
+	}
+	e.destroy()
+	e.assertGone()
+}
+
+// TestForeignAddressesSurviveWatch: the same, under apply --watch, which
+// repairs the lab's drift around them.
+func TestForeignAddressesSurviveWatch(t *testing.T) {
+	src, _ := os.ReadFile("../../examples/bridge.yaml")
+	w := startWatch(t, string(src))
+	addForeignAddr(t, w.env, "host", "hwchiu0", "10.99.0.1/24")
+	addForeignAddr(t, w.env, "c1", "eth0", "10.98.0.7/24")
+	// Drift of the lab's own: its address on c2 goes; watch puts it back.
+	w.in("c2", func() {
+		l, _ := netlink.LinkByName("eth0")
+		a, _ := netlink.ParseAddr("10.55.66.3/24")
+		if err := netlink.AddrDel(l, a); err != nil {
+			t.Fatal(err)
+		}
+	})
+	w.waitEvent("drift_repaired", 1)
+	if !hasAddr(t, w.env, "c2", "eth0", "10.55.66.3/24") {
+		t.Fatal("watch did not repair the lab's address")
+	}
+	if !hasAddr(t, w.env, "host", "hwchiu0", "10.99.0.1/24") || !hasAddr(t, w.env, "c1", "eth0", "10.98.0.7/24") {
+		t.Fatalf("watch removed an address the lab did not add: %+v", w.Last("drift_repaired"))
+	}
+}
+
+// TestForeignTableWithTheLabsName: an nftables table that has the name the
+// lab's NAT table would have, but not its owner marker, is someone else's:
+// plan and apply report a conflict and change nothing, destroy leaves it.
+func TestForeignTableWithTheLabsName(t *testing.T) {
+	e := newEnv(t, "../../examples/nat.yaml", nil)
+	if _, err := e.k.EnsureHost(); err != nil {
+		t.Fatal(err)
+	}
+	comment := "a firewall's own rule"
+	e.in("host", func() {
+		c, err := nftables.New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb := c.AddTable(&nftables.Table{Name: e.k.TableName(), Family: nftables.TableFamilyINet})
+		ch := c.AddChain(&nftables.Chain{Name: "postrouting", Table: tb, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
+		c.AddRule(&nftables.Rule{Table: tb, Chain: ch, UserData: userdata.AppendString(nil, userdata.TypeComment, comment)})
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	p := e.plan()
+	want := fmt.Sprintf(`namespace "host": table inet %s exists and is not this lab's (it has no owner chain with the lab's mark)`, e.k.TableName())
+	if len(p.Conflicts) != 1 || p.Conflicts[0] != want {
+		t.Fatalf("conflicts %q, want %q", p.Conflicts, want)
+	}
+	ck := &reconcile.CountingKernel{Kernel: e.k}
+	if _, err := e.apply(ck); !errors.Is(err, reconcile.ErrConflict) || ck.Writes() != 0 {
+		t.Fatalf("apply: %v, %d writes", err, ck.Writes())
+	}
+	e.load("../../examples/nat.yaml", nil)
+	if _, err := reconcile.Reconcile(context.Background(), e.k, reconcile.Nothing(), reconcile.ExecOptions{}); err != nil {
+		t.Fatalf("destroy: %v", err)
+	}
+	e.in("host", func() {
+		c, _ := nftables.New()
+		chains, err := c.ListChains()
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, ch := range chains {
+			if ch.Table.Name == e.k.TableName() && ch.Name == "postrouting" {
+				rules, _ := c.GetRules(ch.Table, ch)
+				for _, r := range rules {
+					if s, _ := userdata.GetString(r.UserData, userdata.TypeComment); s == comment {
+						found = true
+					}
+				}
+			}
+		}
+		if !found {
+			t.Fatal("the foreign table lost its chain or rule")
+		}
+	})
+}
+
+// TestNotRoot: without CAP_NET_ADMIN/CAP_SYS_ADMIN every command that
+// touches the kernel says so in one line and exits 1; validate works.
+func TestNotRoot(t *testing.T) {
+	needRoot(t)
+	bin := binary(t)
+	dir, err := os.MkdirTemp("", "npl-nonroot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	b, _ := os.ReadFile(bin)
+	nbin := filepath.Join(dir, "netplan-lab")
+	src, _ := os.ReadFile("../../examples/bridge.yaml")
+	file := filepath.Join(dir, "bridge.yaml")
+	if os.WriteFile(nbin, b, 0o755) != nil || os.WriteFile(file, src, 0o644) != nil {
+		t.Fatal("copy")
+	}
+	sb := fmt.Sprintf("npl-test-nr%d", os.Getpid())
+	const want = "error: this command reads and changes network namespaces, which needs root (it lacks CAP_NET_ADMIN and CAP_SYS_ADMIN); run it with sudo\n"
+	for _, cmd := range []string{"plan", "apply", "destroy", "show"} {
+		code, out, errOut := runAs(t, 65534, nbin, "--netns", sb, cmd, file)
+		if code != 1 || out != "" || errOut != want {
+			t.Errorf("%s as nobody: exit %d, stdout %q, stderr %q", cmd, code, out, errOut)
+		}
+	}
+	if code, out, errOut := runAs(t, 65534, nbin, "validate", file); code != 0 || !strings.HasSuffix(out, ": valid\n") {
+		t.Errorf("validate as nobody: exit %d %q %q", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(linux.NetnsDir, sb)); err == nil {
+		t.Fatal("a run without privileges created the sandbox")
+	}
+}
+
+func runAs(t *testing.T, uid uint32, bin string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = nonRoot(uid)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), out.String(), errb.String()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, out.String(), errb.String()
+}
+
+// TestDestroyCreatesNothing: destroy of a lab that is not there creates
+// nothing and says so; with the wrong prefix it names the lab that is
+// there; a pin file of someone else's in the way is a clear conflict.
+func TestDestroyCreatesNothing(t *testing.T) {
+	needRoot(t)
+	bin := binary(t)
+	f := "../../examples/bridge.yaml"
+	e := newEnv(t, f, nil)
+	code, out, errOut := e.cli(bin, "destroy", f)
+	want := fmt.Sprintf("Nothing of lab \"bridge\" (sandbox %s, prefix %s) was found; nothing was changed.\n", e.sandbox, e.prefix)
+	if code != 0 || out != want {
+		t.Fatalf("destroy of nothing: exit %d\n%q\nwant %q\n%s", code, out, want, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(linux.NetnsDir, e.sandbox)); err == nil {
+		t.Fatal("destroy created the sandbox")
+	}
+	e.mustApply()
+	other := *e
+	other.prefix = e.prefix + "z-"
+	code, out, _ = other.cli(bin, "destroy", f)
+	want = fmt.Sprintf("Nothing of lab \"bridge\" (sandbox %s, prefix %s) was found; nothing was changed.\n"+
+		"Hint: lab \"bridge\" (sandbox %s, prefix %s) is there (2 namespaces); to destroy it: netplan-lab --netns %s --prefix %s destroy FILE\n",
+		e.sandbox, other.prefix, e.sandbox, e.prefix, e.sandbox, e.prefix)
+	if code != 0 || out != want {
+		t.Fatalf("destroy with the wrong prefix: exit %d\n%q\nwant %q", code, out, want)
+	}
+	e.assertNoOp()
+	e.destroy()
+
+	// An empty pin file, as a killed `ip netns add` leaves, where the lab
+	// wants a namespace.
+	pin := filepath.Join(linux.NetnsDir, e.prefix+"c1")
+	if err := os.WriteFile(pin, nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(pin)
+	code, out, _ = e.cli(bin, "plan", f)
+	want = fmt.Sprintf("namespace \"c1\" cannot be used: %s is a pin file with no namespace mounted on it, left by nobody we know (a killed `ip netns add`?); remove it with `rm %s`", pin, pin)
+	if code != 1 || !strings.Contains(out, want) {
+		t.Fatalf("plan with a foreign half pin: exit %d, want %q in\n%s", code, want, out)
+	}
+}
+
+// handleIn is a netlink handle in the namespace pinned at path.
+func handleIn(t *testing.T, path string) *netlink.Handle {
+	t.Helper()
+	fd, err := netns.GetFromPath(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.Close()
+	h, err := netlink.NewHandleAt(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
