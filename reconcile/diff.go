@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 )
 
 // Diff computes the plan that takes the observed state to the desired one.
@@ -116,6 +117,25 @@ func (d *differ) run() {
 			d.routes(name)
 			d.sysctls(name)
 			d.nat(name)
+		}
+	}
+	d.foreignAddrsGoing()
+}
+
+// foreignAddrsGoing warns about addresses someone else added to a link
+// that this plan deletes or replaces (or whose namespace it deletes): the
+// kernel takes them with the link.
+func (d *differ) foreignAddrsGoing() {
+	for _, name := range d.have.SortedNames() {
+		h := d.have.Namespaces[name]
+		for _, ln := range sortedKeys(h.Links) {
+			l := h.Links[ln]
+			if len(l.Foreign) == 0 || !(d.gone[Ref{name, ln}] || d.deletedNS[name]) {
+				continue
+			}
+			d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
+				"%s %q in namespace %q carries addresses the lab did not add (%s): they go with it",
+				l.Kind, ln, name, strings.Join(l.Foreign, ", ")))
 		}
 	}
 }

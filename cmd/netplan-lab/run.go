@@ -347,6 +347,10 @@ func (g *globals) reconcile(ctx context.Context, l *lab, desired *reconcile.Stat
 	}
 	if res != nil && len(res.Plan.Conflicts) > 0 && g.output == "text" {
 		_ = res.Plan.WriteText(g.stdout)
+	} else if res != nil && g.output == "text" {
+		for _, w := range res.Plan.Warnings {
+			fmt.Fprintf(g.stdout, "warning: %s\n", w)
+		}
 	}
 	g.logf("%s took %v", verb, time.Since(start))
 	if g.output == "json" && res != nil {

@@ -255,6 +255,21 @@ func TestForeignAddressesSurviveApply(t *testing.T) {
 	if !hasAddr(t, e, "c1", "eth0", "10.55.66.5/24") || hasAddr(t, e, "c1", "eth0", "10.55.66.2/24") || !hasAddr(t, e, "host", "hwchiu0", "10.55.67.1/24") {
 		t.Fatal("the lab's own address edit was not applied")
 	}
+	// Destroy deletes the lab's interfaces, and the kernel their addresses
+	// with them: the plan says so.
+	obs, err := e.k.Observe(context.Background(), reconcile.QueryFor(reconcile.Nothing()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	warnings := strings.Join(reconcile.Diff(reconcile.Nothing(), obs).Warnings, "\n")
+	for _, want := range []string{
+		`bridge "hwchiu0" in namespace "host" carries addresses the lab did not add (10.99.0.1/24): they go with it`,
+		`veth "eth0" in namespace "c1" carries addresses the lab did not add (10.98.0.7/24): they go with it`,
+	} {
+		if !strings.Contains(warnings, want) {
+			t.Errorf("destroy's plan does not warn %q; warnings:\n%s", want, warnings)
+		}
+	}
 	e.destroy()
 	e.assertGone()
 }

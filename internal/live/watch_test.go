@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
+	"github.com/google/nftables/userdata"
 	"github.com/vishvananda/netlink"
 
 	"github.com/netplan-lab/netplan-lab/internal/linux"
@@ -294,6 +296,10 @@ func TestWatchRepairsDrift(t *testing.T) {
 	w.waitEvent("drift_repaired", 3)
 	w.waitMatches(src)
 	w.tcp("c2", "c1", "10.55.66.3:80", "10.55.66.3:80")
+	// A namespace going away is an event, not an error.
+	if n := w.Count("error"); n != 0 {
+		t.Fatalf("watch reported %d errors, the last: %+v", n, w.Last("error"))
+	}
 
 	// A foreign link beside the lab is left alone.
 	repairs := w.Count("drift_repaired")
@@ -440,4 +446,79 @@ func binary(t *testing.T) string {
 		t.Fatalf("build the binary: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// TestWatchRepairsNATDrift: a NAT rule deleted by hand, and a whole table,
+// are seen through nftables' netlink events (the periodic resync is an
+// hour here) and put back.
+func TestWatchRepairsNATDrift(t *testing.T) {
+	w := startWatch(t, natLab)
+	masq := w.k.Mark() + " masquerade 10.10.0.0/24 out wan"
+	deleteRule := func() {
+		w.in("router", func() {
+			c, err := nftables.New()
+			if err != nil {
+				t.Fatal(err)
+			}
+			chains, err := c.ListChains()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ch := range chains {
+				if ch.Table.Name != w.k.TableName() {
+					continue
+				}
+				rules, _ := c.GetRules(ch.Table, ch)
+				for _, r := range rules {
+					if s, _ := userdata.GetString(r.UserData, userdata.TypeComment); s == masq {
+						if err := c.DelRule(r); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+			}
+			if err := c.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	deleteRule()
+	e := w.waitEventMatching("drift_repaired", "nftables rule deleted")
+	if !strings.Contains(strings.Join(e.Changes, "\n"), "nat masquerade 10.10.0.0/24 out wan") {
+		t.Fatalf("repair: %+v", e)
+	}
+	w.waitMatches(natLab)
+	if len(w.nftRules("router")[masq]) != 1 {
+		t.Fatal("the masquerade rule is not back")
+	}
+	// The whole table.
+	w.in("router", func() {
+		c, _ := nftables.New()
+		c.DelTable(&nftables.Table{Name: w.k.TableName(), Family: nftables.TableFamilyINet})
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	w.waitEventMatching("drift_repaired", "nftables table deleted")
+	w.waitMatches(natLab)
+	if r := w.nftRules("router"); len(r[masq]) != 1 || len(r) != 2 {
+		t.Fatalf("rules after the table came back: %v", r)
+	}
+}
+
+// waitEventMatching waits (bounded) for an event of kind whose drift
+// mentions what.
+func (w *watched) waitEventMatching(kind, what string) watch.Event {
+	w.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, e := range w.Events() {
+			if e.Kind == kind && strings.Contains(strings.Join(e.Drift, "\n"), what) {
+				return e
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	w.t.Fatalf("no %s event mentioning %q; events: %+v", kind, what, w.Events())
+	return watch.Event{}
 }

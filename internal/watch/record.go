@@ -79,3 +79,10 @@ func (r *Recorder) Wait(kind string, n int, timeout time.Duration) (Event, error
 		}
 	}
 }
+
+// Events returns a copy of every event reported so far.
+func (r *Recorder) Events() []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Event(nil), r.events...)
+}
