@@ -50,9 +50,11 @@ func (k *Kernel) applyNamespace(c *reconcile.Change) error {
 			return err
 		}
 		k.forget(c.Namespace)
-		if err := createNamed(name, k.mark); err != nil {
+		nh, err := createNamed(name, k.mark)
+		if err != nil {
 			return fmt.Errorf("create netns %q: %w", name, err)
 		}
+		k.adopt(c.Namespace, nh)
 	case reconcile.Delete:
 		k.forget(c.Namespace)
 		if err := deleteNamed(name); err != nil {

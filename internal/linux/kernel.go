@@ -176,6 +176,16 @@ func (k *Kernel) handle(short string) (*nsHandle, error) {
 	return nh, nil
 }
 
+// adopt makes nh the handle of a namespace (one just created).
+func (k *Kernel) adopt(short string, nh *nsHandle) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if old, ok := k.handles[short]; ok {
+		k.retired = append(k.retired, old)
+	}
+	k.handles[short] = nh
+}
+
 // forget stops handing out the handle of a namespace (deleted, replaced);
 // it is closed later, when no call can be using it.
 func (k *Kernel) forget(short string) {
@@ -216,9 +226,11 @@ func (k *Kernel) EnsureHost() (bool, error) {
 		// createNamed removes a half-made pin of ours.
 	}
 	k.forget(reconcile.HostNS)
-	if err := createNamed(k.opt.Netns, k.sandboxMark()); err != nil {
+	nh, err := createNamed(k.opt.Netns, k.sandboxMark())
+	if err != nil {
 		return false, fmt.Errorf("create netns %q: %w", k.opt.Netns, err)
 	}
+	k.adopt(reconcile.HostNS, nh)
 	return true, nil
 }
 

@@ -30,9 +30,13 @@ func netnsPath(name string) string { return filepath.Join(NetnsDir, name) }
 // always marked). The work happens on a locked OS thread; if the thread
 // cannot return to its original namespace it is left locked, so the Go
 // runtime throws it away instead of reusing it in the wrong namespace.
-func createNamed(name, mark string) (err error) {
+//
+// It returns a handle on the new namespace, made on the creating thread
+// while it is inside (which spares the two setns calls of opening one
+// later).
+func createNamed(name, mark string) (nh *nsHandle, err error) {
 	if err := os.MkdirAll(NetnsDir, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	path := netnsPath(name)
 	err = placePin(path, mark)
@@ -40,21 +44,31 @@ func createNamed(name, mark string) (err error) {
 		if p := readPin(path); p.half && p.ownedBy(mark) {
 			// Left half-made by a run of ours that was killed.
 			if err := os.Remove(path); err != nil {
-				return err
+				return nil, err
 			}
 			err = placePin(path, mark)
 		}
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
 			os.Remove(path)
 		}
 	}()
-	return inNewNetns(func() error {
-		if err := markCurrentNetns(mark); err != nil {
+	err = inNewNetns(func() error {
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return err
+		}
+		fd, err := netns.Get()
+		if err != nil {
+			h.Close()
+			return err
+		}
+		nh = &nsHandle{fd: fd, h: h}
+		if err := markWith(h, mark); err != nil {
 			return fmt.Errorf("mark: %w", err)
 		}
 		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
@@ -63,6 +77,14 @@ func createNamed(name, mark string) (err error) {
 		}
 		return nil
 	})
+	if err == nil {
+		nh.dev, nh.ino, err = identity(path)
+	}
+	if err != nil && nh != nil {
+		nh.close()
+		nh = nil
+	}
+	return nh, err
 }
 
 // tmpPinPrefix names the files a pin is written in before it is moved to
@@ -114,14 +136,8 @@ func cleanTmpPins() {
 	}
 }
 
-// markCurrentNetns sets lo's alias to mark and brings lo up, in the
-// namespace of the calling (locked) thread.
-func markCurrentNetns(mark string) error {
-	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
+// markWith sets lo's alias to mark and brings lo up, through h.
+func markWith(h *netlink.Handle, mark string) error {
 	lo, err := h.LinkByName("lo")
 	if err != nil {
 		return err
