@@ -84,43 +84,6 @@ func appendUnique(s []string, v string) []string {
 	return append(s, v)
 }
 
-// Stage numbers: the order in which the executor runs changes. Deletions
-// come first, innermost first; then creations, outermost first.
-const (
-	stageDelRoute = iota
-	stageDelAddr
-	stageDelLink
-	stageDelNS
-	stageNewNS
-	stageSysctlNS
-	stageNewBridge
-	stageNewVeth
-	stageNewChild
-	stageNewVxlan
-	stageUpdLink
-	stageNewAddr
-	stageRoute
-	stageSysctl
-	stageNAT
-	numStages
-)
-
-func linkStage(l *Link) int {
-	switch l.Kind {
-	case KindBridge:
-		return stageNewBridge
-	case KindVeth:
-		return stageNewVeth
-	case KindVxlan:
-		return stageNewVxlan
-	}
-	return stageNewChild
-}
-
-var stageNames = [...]string{"delete routes", "delete addresses", "delete links", "delete namespaces",
-	"create namespaces", "namespace sysctls", "create bridges", "create veths", "create macvlans/ipvlans",
-	"create vxlans", "update links", "add addresses", "routes", "interface sysctls", "nat"}
-
 // InterfaceSysctl reports whether a sysctl key belongs to one interface
 // (net.ipv4.conf.eth0.rp_filter), so it can only be set once the interface
 // exists. Namespace-wide keys (ip_forward, conf.all, conf.default) are set
@@ -132,60 +95,6 @@ func InterfaceSysctl(key string) bool {
 		return false
 	}
 	return parts[3] != "all" && parts[3] != "default"
-}
-
-// Steps expands a plan into the ordered stages the executor runs; a
-// replace becomes a delete of the old object and a create of the new one.
-func Steps(p *Plan) [][]*Change {
-	st := make([][]*Change, numStages)
-	for _, c := range p.Changes {
-		if c.Implicit {
-			continue
-		}
-		switch c.Kind {
-		case KindNamespace:
-			if c.Action == Delete {
-				st[stageDelNS] = append(st[stageDelNS], c)
-			} else {
-				st[stageNewNS] = append(st[stageNewNS], c)
-			}
-		case KindLink:
-			switch c.Action {
-			case Delete:
-				st[stageDelLink] = append(st[stageDelLink], c)
-			case Create:
-				st[linkStage(c.Link)] = append(st[linkStage(c.Link)], c)
-			case Update:
-				st[stageUpdLink] = append(st[stageUpdLink], c)
-			case Replace:
-				del := &Change{Action: Delete, Kind: KindLink, Namespace: c.Namespace, Name: c.Name, Link: c.OldLink}
-				add := &Change{Action: Create, Kind: KindLink, Namespace: c.Namespace, Name: c.Name, Link: c.Link, PeerLink: c.PeerLink}
-				st[stageDelLink] = append(st[stageDelLink], del)
-				st[linkStage(c.Link)] = append(st[linkStage(c.Link)], add)
-			}
-		case KindAddress:
-			if c.Action == Delete {
-				st[stageDelAddr] = append(st[stageDelAddr], c)
-			} else {
-				st[stageNewAddr] = append(st[stageNewAddr], c)
-			}
-		case KindRoute:
-			if c.Action == Delete {
-				st[stageDelRoute] = append(st[stageDelRoute], c)
-			} else {
-				st[stageRoute] = append(st[stageRoute], c)
-			}
-		case KindNAT:
-			st[stageNAT] = append(st[stageNAT], c)
-		case KindSysctl:
-			if InterfaceSysctl(c.Name) {
-				st[stageSysctl] = append(st[stageSysctl], c)
-			} else {
-				st[stageSysctlNS] = append(st[stageSysctlNS], c)
-			}
-		}
-	}
-	return st
 }
 
 // ExecOptions tune Execute.
@@ -211,13 +120,18 @@ func (e *StepError) Error() string {
 
 func (e *StepError) Unwrap() error { return e.Err }
 
-// Execute applies the plan's changes in dependency order. Changes within a
-// stage in different namespaces run concurrently; within one namespace they
-// run in plan order. It stops at the first failure.
+// Execute applies the plan's changes in dependency order (see graph.go):
+// layer by layer; within a layer, steps in different namespaces run
+// concurrently, and steps in one namespace run in plan order. It stops at
+// the first failure.
 func Execute(ctx context.Context, k Kernel, p *Plan, o ExecOptions) error {
 	workers := o.Workers
 	if workers <= 0 {
 		workers = 8
+	}
+	ls, err := layers(steps(p))
+	if err != nil {
+		return err
 	}
 	var mu sync.Mutex
 	report := func(c *Change, err error) {
@@ -227,29 +141,27 @@ func Execute(ctx context.Context, k Kernel, p *Plan, o ExecOptions) error {
 			mu.Unlock()
 		}
 	}
-	for si, stage := range Steps(p) {
-		if len(stage) == 0 {
-			continue
-		}
-		stageStart := time.Now()
-		groups := map[string][]*Change{}
+	for li, layer := range ls {
+		start := time.Now()
+		groups := map[string][]*step{}
 		var order []string
-		for _, c := range stage {
-			if _, ok := groups[c.Namespace]; !ok {
-				order = append(order, c.Namespace)
+		for _, s := range layer {
+			if _, ok := groups[s.ns]; !ok {
+				order = append(order, s.ns)
 			}
-			groups[c.Namespace] = append(groups[c.Namespace], c)
+			groups[s.ns] = append(groups[s.ns], s)
 		}
-		sctx, cancel := context.WithCancel(ctx)
+		lctx, cancel := context.WithCancel(ctx)
 		var (
 			wg       sync.WaitGroup
 			firstErr atomic.Pointer[StepError]
 			next     atomic.Int64
 		)
-		n := workers
-		if n > len(order) {
-			n = len(order)
+		fail := func(c *Change, err error) {
+			firstErr.CompareAndSwap(nil, &StepError{Change: c, Err: err})
+			cancel()
 		}
+		n := min(workers, len(order))
 		for w := 0; w < n; w++ {
 			wg.Add(1)
 			go func() {
@@ -259,28 +171,26 @@ func Execute(ctx context.Context, k Kernel, p *Plan, o ExecOptions) error {
 					if i >= len(order) {
 						return
 					}
-					if si == stageNAT {
-						cs := groups[order[i]]
-						err := k.ApplyNAT(sctx, order[i], cs)
-						for _, c := range cs {
-							report(c, err)
-						}
-						if err != nil {
-							firstErr.CompareAndSwap(nil, &StepError{Change: cs[0], Err: err})
-							cancel()
+					for _, s := range groups[order[i]] {
+						if lctx.Err() != nil {
 							return
 						}
-						continue
-					}
-					for _, c := range groups[order[i]] {
-						if sctx.Err() != nil {
-							return
+						if s.changes[0].Kind == KindNAT {
+							err := k.ApplyNAT(lctx, s.ns, s.changes)
+							for _, c := range s.changes {
+								report(c, err)
+							}
+							if err != nil {
+								fail(s.changes[0], err)
+								return
+							}
+							continue
 						}
-						err := k.Apply(sctx, c)
+						c := s.changes[0]
+						err := k.Apply(lctx, c)
 						report(c, err)
 						if err != nil {
-							firstErr.CompareAndSwap(nil, &StepError{Change: c, Err: err})
-							cancel()
+							fail(c, err)
 							return
 						}
 					}
@@ -290,7 +200,7 @@ func Execute(ctx context.Context, k Kernel, p *Plan, o ExecOptions) error {
 		wg.Wait()
 		cancel()
 		if o.OnStage != nil {
-			o.OnStage(stageNames[si], len(stage), time.Since(stageStart))
+			o.OnStage(fmt.Sprintf("%d: %s", li+1, layerName(layer)), len(layer), time.Since(start))
 		}
 		if e := firstErr.Load(); e != nil {
 			return e

@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -111,6 +112,7 @@ func (d *differ) run() {
 			d.deleteLink(ref, hl)
 		}
 	}
+	d.cascade()
 	for _, name := range d.want.SortedNames() {
 		if d.want.Namespaces[name].Owned || d.have.NS(name) != nil {
 			d.linkUpdates(name)
@@ -120,6 +122,65 @@ func (d *differ) run() {
 		}
 	}
 	d.foreignAddrsGoing()
+}
+
+// cascade plans what the kernel takes with the links this plan deletes or
+// replaces: a macvlan or ipvlan goes with its parent, a VXLAN with its
+// underlay dev. What the file still wants is re-created (a replace that
+// says why), the rest is deleted; a dependent of a dependent follows, until
+// nothing changes. A child whose parent does not exist any more (its
+// namespace was deleted and the kernel is still cleaning up) is dead too.
+func (d *differ) cascade() {
+	for changed := true; changed; {
+		changed = false
+		for _, name := range d.have.SortedNames() {
+			h := d.have.Namespaces[name]
+			if d.deletedNS[name] || (d.want.NS(name) != nil && d.want.NS(name).Owned && !h.Owned) {
+				continue
+			}
+			for _, ln := range sortedKeys(h.Links) {
+				hl := h.Links[ln]
+				ref := Ref{name, ln}
+				if !hl.Owned || d.gone[ref] || d.fresh[ref] {
+					continue
+				}
+				why := d.dependsOnGone(ref, hl)
+				if why == "" {
+					continue
+				}
+				changed = true
+				if wl := d.want.Link(ref); wl != nil && wl.Owned {
+					d.retire(ref, hl, true)
+					d.fresh[ref] = true
+					c := &Change{Action: Replace, Kind: KindLink, Namespace: name, Name: ln,
+						Link: wl.Clone(), OldLink: hl.Clone(), Why: why}
+					if wl.Kind == KindVeth && wl.Peer != nil {
+						d.fresh[*wl.Peer] = true
+						c.PeerLink = d.want.Link(*wl.Peer).Clone()
+					}
+					d.add(c)
+				} else {
+					c := &Change{Action: Delete, Kind: KindLink, Namespace: name, Name: ln, Link: hl.Clone(), Why: why}
+					d.add(c)
+					d.retire(ref, hl, false)
+				}
+			}
+		}
+	}
+}
+
+// dependsOnGone says why an observed link goes with another, or "".
+func (d *differ) dependsOnGone(ref Ref, hl *Link) string {
+	gone := func(r Ref) bool {
+		return d.gone[r] || d.fresh[r] || d.deletedNS[r.NS] || d.haveLink(r) == nil
+	}
+	switch {
+	case hl.Parent != nil && (hl.Kind == KindMacvlan || hl.Kind == KindIpvlan) && gone(*hl.Parent):
+		return "goes with its parent " + hl.Parent.String()
+	case hl.Kind == KindVxlan && hl.VXLAN != nil && hl.VXLAN.Dev != "" && gone(Ref{ref.NS, hl.VXLAN.Dev}):
+		return "goes with its underlay dev " + hl.VXLAN.Dev
+	}
+	return ""
 }
 
 // foreignAddrsGoing warns about addresses someone else added to a link
@@ -417,6 +478,27 @@ func (d *differ) linkUpdates(name string) {
 	}
 }
 
+// through is the wanted link a route goes through: its dev, or the link
+// with an address whose subnet holds the gateway; "" if the file does not
+// say (a foreign link).
+func through(ns *Namespace, r *Route) string {
+	if r.Dev != "" {
+		return r.Dev
+	}
+	gw, err := netip.ParseAddr(r.Via)
+	if err != nil {
+		return ""
+	}
+	for _, ln := range sortedKeys(ns.Links) {
+		for _, a := range ns.Links[ln].Addresses {
+			if p, err := netip.ParsePrefix(a); err == nil && p.Masked().Contains(gw) {
+				return ln
+			}
+		}
+	}
+	return ""
+}
+
 func (d *differ) routes(name string) {
 	w := d.want.Namespaces[name]
 	h := d.have.NS(name)
@@ -440,9 +522,13 @@ func (d *differ) routes(name string) {
 		hr := have[k]
 		switch {
 		case hr != nil && hr.Owned && d.shaken[Ref{name, hr.Dev}]:
-			d.add(&Change{Action: Create, Kind: KindRoute, Namespace: name, Name: k, Route: wr.Clone(), Dev: hr.Dev, Readd: true})
+			dev := through(w, wr)
+			if dev == "" {
+				dev = hr.Dev
+			}
+			d.add(&Change{Action: Create, Kind: KindRoute, Namespace: name, Name: k, Route: wr.Clone(), Dev: dev, Readd: true})
 		case hr == nil:
-			d.add(&Change{Action: Create, Kind: KindRoute, Namespace: name, Name: k, Route: wr.Clone()})
+			d.add(&Change{Action: Create, Kind: KindRoute, Namespace: name, Name: k, Route: wr.Clone(), Dev: through(w, wr)})
 		case !hr.Owned:
 			proto := hr.Proto
 			if proto == "" {
@@ -458,7 +544,7 @@ func (d *differ) routes(name string) {
 				f = append(f, Field{"dev", orNone(hr.Dev), wr.Dev})
 			}
 			if len(f) > 0 {
-				d.add(&Change{Action: Update, Kind: KindRoute, Namespace: name, Name: k,
+				d.add(&Change{Action: Update, Kind: KindRoute, Namespace: name, Name: k, Dev: through(w, wr),
 					Route: wr.Clone(), OldRoute: hr.Clone(), Fields: f})
 			}
 		}

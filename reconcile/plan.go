@@ -68,6 +68,12 @@ type Change struct {
 	// of another (a veth end goes when the namespace of its peer is
 	// deleted). It is shown, not sent; apply waits until it is seen.
 	Implicit bool `json:"implicit,omitempty"`
+	// AfterAdd marks an address delete that runs after the adds on the
+	// same link (make before break: routes through the link stay).
+	AfterAdd bool `json:"after_add,omitempty"`
+	// OldName, on a link update, is the name the link had: it is renamed
+	// in place (it keeps its ifindex and MAC).
+	OldName string `json:"old_name,omitempty"`
 	// Why, if set, says why the change is needed where that is not plain
 	// from the file (a pin left by a killed run, ...). Shown in the plan.
 	Why string `json:"why,omitempty"`

@@ -16,6 +16,7 @@ import (
 	"github.com/google/nftables/userdata"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/netplan-lab/netplan-lab/internal/linux"
 	"github.com/netplan-lab/netplan-lab/reconcile"
@@ -458,7 +459,7 @@ func handleIn(t *testing.T, path string) *netlink.Handle {
 		t.Fatal(err)
 	}
 	defer fd.Close()
-	h, err := netlink.NewHandleAt(fd)
+	h, err := netlink.NewHandleAt(fd, unix.NETLINK_ROUTE)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,292 @@
+package reconcile
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// The order in which a plan's steps reach the kernel comes from one graph
+// of kernel objects and what each needs, built by small rules below and
+// walked in layers: a layer holds every step whose predecessors are done,
+// and its steps run at once across namespaces (in plan order within one).
+//
+// Each step names the objects it makes (creates or changes), removes, and
+// needs to exist, by key:
+//
+//	ns/N            a namespace              nsconf/N     its namespace-wide sysctls
+//	link/N/IF       an interface             addr/N/IF/A  an address
+//	route/N/KEY     a route                  sysctl/N/K   a sysctl
+//	nat/N           the NAT batch of N
+//
+// and three rules make the edges:
+//
+//  1. a step that needs K runs after every step that makes K;
+//  2. a step that removes K runs before every step that makes K (a
+//     replace, a name used again);
+//  3. order within a kind: on one link, address adds run before the
+//     deletes marked AfterAdd (make before break) and after the others;
+//     in a namespace, route adds and changes run before route deletes (a
+//     changed metric is a new route before the old one goes).
+
+// step is one kernel operation of a plan: a change (a replace becomes a
+// delete and a create), or all NAT changes of a namespace.
+type step struct {
+	changes []*Change
+	ns      string
+	makes   []string
+	removes []string
+	needs   []string // exact keys, or prefixes ending in "/*"
+}
+
+func keyNS(ns string) string           { return "ns/" + ns }
+func keyLink(ns, name string) string   { return "link/" + ns + "/" + name }
+func keyAddr(ns, dev, a string) string { return "addr/" + ns + "/" + dev + "/" + a }
+
+// steps expands a plan into steps, in plan order.
+func steps(p *Plan) []*step {
+	var out []*step
+	nat := map[string]*step{}
+	for _, c := range p.Changes {
+		if c.Implicit {
+			continue
+		}
+		if c.Kind == KindNAT {
+			s := nat[c.Namespace]
+			if s == nil {
+				s = &step{ns: c.Namespace, makes: []string{"nat/" + c.Namespace}, needs: []string{keyNS(c.Namespace)}}
+				nat[c.Namespace] = s
+				out = append(out, s)
+			}
+			s.changes = append(s.changes, c)
+			continue
+		}
+		if c.Kind == KindLink && c.Action == Replace {
+			del := &Change{Action: Delete, Kind: KindLink, Namespace: c.Namespace, Name: c.Name, Link: c.OldLink, Why: c.Why}
+			add := &Change{Action: Create, Kind: KindLink, Namespace: c.Namespace, Name: c.Name, Link: c.Link, PeerLink: c.PeerLink, Why: c.Why}
+			out = append(out, newStep(del), newStep(add))
+			continue
+		}
+		out = append(out, newStep(c))
+	}
+	return out
+}
+
+func newStep(c *Change) *step {
+	s := &step{changes: []*Change{c}, ns: c.Namespace}
+	n := c.Namespace
+	need := func(keys ...string) { s.needs = append(s.needs, keys...) }
+	switch c.Kind {
+	case KindNamespace:
+		if c.Action == Delete {
+			s.removes = []string{keyNS(n)}
+		} else {
+			s.makes = []string{keyNS(n)}
+		}
+	case KindLink:
+		l := c.Link
+		me := keyLink(n, c.Name)
+		switch c.Action {
+		case Delete:
+			s.removes = []string{me}
+			if l != nil && l.Kind == KindVeth && l.Peer != nil {
+				s.removes = append(s.removes, keyLink(l.Peer.NS, l.Peer.Name))
+			}
+		case Create:
+			s.makes = []string{me}
+			need(keyNS(n), "nsconf/"+n)
+			if l.Master != "" {
+				need(keyLink(n, l.Master))
+			}
+			if l.Kind == KindVeth && l.Peer != nil {
+				s.makes = append(s.makes, keyLink(l.Peer.NS, l.Peer.Name))
+				need(keyNS(l.Peer.NS), "nsconf/"+l.Peer.NS)
+				if c.PeerLink != nil && c.PeerLink.Master != "" {
+					need(keyLink(l.Peer.NS, c.PeerLink.Master))
+				}
+			}
+			if l.Parent != nil {
+				need(keyNS(l.Parent.NS), keyLink(l.Parent.NS, l.Parent.Name))
+			}
+			if l.VXLAN != nil && l.VXLAN.Dev != "" {
+				need(keyLink(n, l.VXLAN.Dev))
+			}
+		case Update:
+			s.makes = []string{me}
+			if c.OldName != "" { // renamed in place
+				s.removes = []string{keyLink(n, c.OldName)}
+			}
+			if l.Master != "" {
+				need(keyLink(n, l.Master))
+			}
+		}
+	case KindAddress:
+		k := keyAddr(n, c.Dev, c.Name)
+		if c.Action == Delete {
+			s.removes = []string{k}
+		} else {
+			s.makes = []string{k}
+			need(keyLink(n, c.Dev))
+		}
+	case KindRoute:
+		k := "route/" + n + "/" + c.Name
+		if c.Action == Delete {
+			s.removes = []string{k}
+			break
+		}
+		s.makes = []string{k}
+		need(keyNS(n))
+		// The link it goes through must exist and be up, with the
+		// address that puts the gateway on a connected subnet.
+		if c.Dev != "" {
+			need(keyLink(n, c.Dev), "addr/"+n+"/"+c.Dev+"/*")
+		}
+	case KindSysctl:
+		s.makes = []string{"sysctl/" + n + "/" + c.Name}
+		need(keyNS(n))
+		if InterfaceSysctl(c.Name) {
+			need(keyLink(n, strings.Split(c.Name, ".")[3]))
+		} else {
+			s.makes = append(s.makes, "nsconf/"+n)
+		}
+	}
+	return s
+}
+
+// layers orders steps into layers by the rules above. It fails on a cycle,
+// which would be a bug in the planner.
+func layers(st []*step) ([][]*step, error) {
+	makers := map[string][]int{}
+	removers := map[string][]int{}
+	for i, s := range st {
+		for _, k := range s.makes {
+			makers[k] = append(makers[k], i)
+		}
+		for _, k := range s.removes {
+			removers[k] = append(removers[k], i)
+		}
+	}
+	// prefix index for needs such as "addr/N/IF/*"
+	byPrefix := func(prefix string) []int {
+		var out []int
+		for k, is := range makers {
+			if strings.HasPrefix(k, prefix) {
+				out = append(out, is...)
+			}
+		}
+		return out
+	}
+	before := make([]map[int]bool, len(st)) // before[j]: steps that run before j
+	edge := func(i, j int) {
+		if i == j {
+			return
+		}
+		if before[j] == nil {
+			before[j] = map[int]bool{}
+		}
+		before[j][i] = true
+	}
+	for j, s := range st {
+		// Rule 1: needs after makers.
+		for _, k := range s.needs {
+			var is []int
+			if strings.HasSuffix(k, "/*") {
+				is = byPrefix(strings.TrimSuffix(k, "*"))
+			} else {
+				is = makers[k]
+			}
+			for _, i := range is {
+				edge(i, j)
+			}
+		}
+		// Rule 2: removes before makes of the same key.
+		for _, k := range s.makes {
+			for _, i := range removers[k] {
+				edge(i, j)
+			}
+		}
+	}
+	// Rule 3: addresses on one link, routes in one namespace.
+	for j, s := range st {
+		c := s.changes[0]
+		switch {
+		case c.Kind == KindAddress && c.Action == Delete:
+			for _, i := range byPrefix("addr/" + c.Namespace + "/" + c.Dev + "/") {
+				if c.AfterAdd {
+					edge(i, j)
+				} else {
+					edge(j, i)
+				}
+			}
+		case c.Kind == KindRoute && c.Action == Delete:
+			for _, i := range byPrefix("route/" + c.Namespace + "/") {
+				edge(i, j)
+			}
+		}
+	}
+	// Kahn's algorithm, in plan order within a layer.
+	done := make([]bool, len(st))
+	left := len(st)
+	var out [][]*step
+	for left > 0 {
+		var layer []*step
+		var idx []int
+		for j, s := range st {
+			if done[j] {
+				continue
+			}
+			ready := true
+			for i := range before[j] {
+				if !done[i] {
+					ready = false
+					break
+				}
+			}
+			if ready {
+				layer = append(layer, s)
+				idx = append(idx, j)
+			}
+		}
+		if len(layer) == 0 {
+			var stuck []string
+			for j, s := range st {
+				if !done[j] {
+					stuck = append(stuck, string(s.changes[0].Action)+" "+s.changes[0].Describe())
+				}
+			}
+			sort.Strings(stuck)
+			return nil, fmt.Errorf("the plan's steps depend on each other in a cycle (a bug): %s", strings.Join(stuck, "; "))
+		}
+		for _, j := range idx {
+			done[j] = true
+		}
+		left -= len(layer)
+		out = append(out, layer)
+	}
+	return out, nil
+}
+
+// layerName says what a layer does, for per-stage timings: its kinds of
+// step, most frequent first.
+func layerName(layer []*step) string {
+	count := map[string]int{}
+	for _, s := range layer {
+		c := s.changes[0]
+		what := string(c.Kind)
+		if c.Kind == KindLink && c.Link != nil {
+			what = c.Link.Kind
+		}
+		count[string(c.Action)+" "+what]++
+	}
+	names := make([]string, 0, len(count))
+	for n := range count {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if count[names[i]] != count[names[j]] {
+			return count[names[i]] > count[names[j]]
+		}
+		return names[i] < names[j]
+	})
+	return strings.Join(names, ", ")
+}
