@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sort"
 	"strings"
 
 	"github.com/netplan-lab/netplan-lab/topology"
@@ -125,7 +124,8 @@ func canonIP(s string) string {
 	return s
 }
 
-// CanonicalAddrs returns addresses as sorted, canonical CIDR strings.
+// CanonicalAddrs returns addresses as canonical CIDR strings, in their
+// order (an interface's first address of a subnet is its primary).
 func CanonicalAddrs(in []string) []string {
 	out := make([]string, 0, len(in))
 	for _, a := range in {
@@ -135,7 +135,6 @@ func CanonicalAddrs(in []string) []string {
 			out = append(out, a)
 		}
 	}
-	sort.Strings(out)
 	if len(out) == 0 {
 		return nil
 	}

@@ -19,7 +19,7 @@ func Diff(desired, observed *State) *Plan {
 		observed = NewState()
 	}
 	d := &differ{want: desired, have: observed, plan: &Plan{},
-		gone: map[Ref]bool{}, fresh: map[Ref]bool{}, deletedNS: map[string]bool{}, shaken: map[Ref]bool{}}
+		gone: map[Ref]bool{}, fresh: map[Ref]bool{}, deletedNS: map[string]bool{}, shaken: map[shake]bool{}}
 	d.run()
 	d.plan.sort()
 	sort.Strings(d.plan.Conflicts)
@@ -35,9 +35,10 @@ type differ struct {
 	// fresh holds links this plan creates: they start with nothing.
 	fresh     map[Ref]bool
 	deletedNS map[string]bool
-	// shaken holds links whose routes the kernel may flush during this
-	// apply: an address is removed or the link goes down.
-	shaken map[Ref]bool
+	// shaken holds links whose routes of one family the kernel may flush
+	// during this apply: the link goes down, or loses its last address of
+	// that family for a moment.
+	shaken map[shake]bool
 }
 
 func (d *differ) add(c *Change) { d.plan.Changes = append(d.plan.Changes, c) }
@@ -450,32 +451,156 @@ func (d *differ) linkUpdates(name string) {
 			}
 			f = append(f, Field{"stp", old, boolStr(*wl.STP)})
 		}
+		downs := wl.Up != hl.Up && !wl.Up
 		if wl.Up != hl.Up {
 			f = append(f, Field{"up", boolStr(hl.Up), boolStr(wl.Up)})
-			d.shaken[ref] = true
+			d.shaken[shake{ref, 4}], d.shaken[shake{ref, 6}] = true, true
 		}
 		if len(f) > 0 {
 			d.add(&Change{Action: Update, Kind: KindLink, Namespace: name, Name: ln,
 				Link: wl.Clone(), OldLink: hl.Clone(), Fields: f})
 		}
-		have := map[string]bool{}
-		for _, a := range hl.Addresses {
-			have[a] = true
+		d.addresses(name, ln, wl, hl, downs)
+	}
+}
+
+// shake is a link and an address family (4 or 6).
+type shake struct {
+	ref    Ref
+	family int
+}
+
+func family(cidr string) int {
+	if strings.Contains(cidr, ":") {
+		return 6
+	}
+	return 4
+}
+
+// promotes reports whether, in namespace name, deleting a primary IPv4
+// address promotes a secondary instead of taking it along
+// (promote_secondaries), and keepsV6 whether IPv6 addresses stay when a
+// link goes down (keep_addr_on_down). Namespaces the lab creates, and the
+// sandbox, have both (see Namespace.LabDefaults), unless the file says
+// otherwise.
+func (d *differ) promotes(name string) bool {
+	return d.nsDefault(name, "net.ipv4.conf.all.promote_secondaries")
+}
+
+func (d *differ) keepsV6(name string) bool {
+	return d.nsDefault(name, "net.ipv6.conf.all.keep_addr_on_down")
+}
+
+func (d *differ) nsDefault(name, key string) bool {
+	if w := d.want.NS(name); w != nil {
+		if v, ok := w.Sysctls[key]; ok {
+			return v != "0"
 		}
-		want := map[string]bool{}
-		for _, a := range wl.Addresses {
-			want[a] = true
-			if !have[a] {
-				d.add(&Change{Action: Create, Kind: KindAddress, Namespace: name, Name: a, Dev: ln})
+	}
+	h := d.have.NS(name)
+	if h == nil || h.Stale || h.Absent || d.deletedNS[name] {
+		return true // created by this plan, with the lab's defaults
+	}
+	return h.LabDefaults
+}
+
+// addresses plans the address changes of a link that stays. The file's
+// order is kept: addresses are added in it, so the first is the primary.
+// Where the kernel lets it (promote_secondaries), new addresses are added
+// before old ones go, so the routes through the link never go away;
+// otherwise old ones go first, and secondaries the kernel takes along with
+// their primary are added again. Routes of a family are re-added when the
+// link loses its last address of that family for a moment.
+func (d *differ) addresses(name, ln string, wl, hl *Link, downs bool) {
+	ref := Ref{name, ln}
+	have, want := map[string]bool{}, map[string]bool{}
+	for _, a := range hl.Addresses {
+		have[a] = true
+	}
+	for _, a := range wl.Addresses {
+		want[a] = true
+	}
+	var dels []string
+	for _, a := range hl.Addresses {
+		if !want[a] {
+			dels = append(dels, a)
+		}
+	}
+	addFirst := d.promotes(name)
+	// What the kernel drops by itself: secondaries with their primary
+	// (without promotion), IPv6 addresses when the link goes down
+	// (without keep_addr_on_down).
+	dropped := map[string]string{}
+	if !addFirst {
+		for _, a := range dels {
+			if family(a) != 4 || !isPrimary(a, hl.Addresses) {
+				continue
 			}
-		}
-		for _, a := range hl.Addresses {
-			if !want[a] {
-				d.add(&Change{Action: Delete, Kind: KindAddress, Namespace: name, Name: a, Dev: ln})
-				d.shaken[ref] = true
+			for _, b := range hl.Addresses {
+				if b != a && want[b] && family(b) == 4 && sameSubnet(a, b) {
+					dropped[b] = "again: the kernel takes a primary address's secondaries with it"
+				}
 			}
 		}
 	}
+	if downs && !d.keepsV6(name) {
+		for _, b := range hl.Addresses {
+			if want[b] && family(b) == 6 {
+				dropped[b] = "again: the kernel drops IPv6 addresses when a link goes down"
+			}
+		}
+	}
+	for _, a := range wl.Addresses {
+		if !have[a] {
+			d.add(&Change{Action: Create, Kind: KindAddress, Namespace: name, Name: a, Dev: ln})
+		} else if why := dropped[a]; why != "" {
+			d.add(&Change{Action: Create, Kind: KindAddress, Namespace: name, Name: a, Dev: ln, Why: why})
+		}
+	}
+	for _, a := range dels {
+		d.add(&Change{Action: Delete, Kind: KindAddress, Namespace: name, Name: a, Dev: ln, AfterAdd: addFirst})
+	}
+	// Does the link go without any address of a family for a moment?
+	for _, fam := range []int{4, 6} {
+		deleted, left := false, 0
+		for _, a := range dels {
+			if family(a) == fam {
+				deleted = true
+			}
+		}
+		for _, a := range hl.Addresses {
+			if family(a) == fam && want[a] && dropped[a] == "" {
+				left++
+			}
+		}
+		if addFirst {
+			for _, a := range wl.Addresses {
+				if family(a) == fam && !have[a] {
+					left++
+				}
+			}
+		}
+		if deleted && left == 0 {
+			d.shaken[shake{ref, fam}] = true
+		}
+	}
+}
+
+// isPrimary reports whether a is the first address of its subnet in the
+// kernel's list (the kernel keeps primaries before their secondaries).
+func isPrimary(a string, list []string) bool {
+	for _, b := range list {
+		if family(b) == 4 && sameSubnet(a, b) {
+			return a == b
+		}
+	}
+	return false
+}
+
+func sameSubnet(a, b string) bool {
+	pa, err1 := netip.ParsePrefix(a)
+	pb, err2 := netip.ParsePrefix(b)
+	return err1 == nil && err2 == nil && pa.Bits() == pb.Bits() && pa.Masked() == pb.Masked()
 }
 
 // through is the wanted link a route goes through: its dev, or the link
@@ -520,8 +645,14 @@ func (d *differ) routes(name string) {
 			continue
 		}
 		hr := have[k]
+		if dev := through(w, wr); dev != "" && w.Links[dev] != nil && !w.Links[dev].Up {
+			// Dormant: the kernel holds no route through a down link; it
+			// is added when the link comes up.
+			delete(have, k)
+			continue
+		}
 		switch {
-		case hr != nil && hr.Owned && d.shaken[Ref{name, hr.Dev}]:
+		case hr != nil && hr.Owned && d.shaken[shake{Ref{name, hr.Dev}, family(wr.Dst)}]:
 			dev := through(w, wr)
 			if dev == "" {
 				dev = hr.Dev
@@ -568,6 +699,16 @@ func (d *differ) sysctls(name string) {
 		old, ok := "", false
 		if h != nil {
 			old, ok = h.Sysctls[k]
+		}
+		if InterfaceSysctl(k) && d.fresh[Ref{name, strings.Split(k, ".")[3]}] {
+			// What was read belongs to the interface this plan replaces:
+			// the new one starts from the defaults.
+			if ok {
+				d.add(&Change{Action: Create, Kind: KindSysctl, Namespace: name, Name: k, Value: v, Why: "again: its interface is re-created"})
+			} else {
+				d.add(&Change{Action: Create, Kind: KindSysctl, Namespace: name, Name: k, Value: v})
+			}
+			continue
 		}
 		switch {
 		case !ok:

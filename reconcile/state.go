@@ -38,6 +38,11 @@ type Namespace struct {
 	// with no namespace on it (a run killed while making or removing it):
 	// the plan creates it again or removes the file.
 	Stale bool `json:"stale,omitempty"`
+	// LabDefaults, in an observed state, says the namespace was made by the
+	// lab (or is its sandbox) and so has the settings every lab namespace
+	// starts with: net.ipv4.conf.all.promote_secondaries=1 and
+	// net.ipv6.conf.all.keep_addr_on_down=1.
+	LabDefaults bool `json:"lab_defaults,omitempty"`
 	// OtherLab, in an observed state, names the lab that owns a namespace
 	// this one does not (read from its mark), for conflicts.
 	OtherLab string `json:"other_lab,omitempty"`
@@ -83,7 +88,7 @@ type Link struct {
 	// neighbours' ARP caches stay right). The diff never compares it.
 	PreferMAC string   `json:"prefer_mac,omitempty"`
 	Master    string   `json:"master,omitempty"`
-	Addresses []string `json:"addresses,omitempty"` // canonical CIDRs, sorted
+	Addresses []string `json:"addresses,omitempty"` // canonical CIDRs, in the file's order (observed: the kernel's)
 	// Foreign lists, in an observed state, addresses on an owned link that
 	// the lab did not add: never changed, never compared.
 	Foreign []string `json:"foreign,omitempty"`

@@ -603,6 +603,7 @@ func (k *Kernel) observeNS(short string, sysctls []string, wantNAT bool) (*recon
 		if a.Name == "lo" {
 			owned, attrs := k.ownedAlias(a.Alias)
 			ns.Owned = short != reconcile.HostNS && owned
+			ns.LabDefaults = owned || (short == reconcile.HostNS && k.opt.Netns != "" && a.Alias == k.sandboxMark())
 			if other, ok := ParseMark(a.Alias); ok && !owned {
 				ns.OtherLab = other.String()
 			}
@@ -696,9 +697,6 @@ func (k *Kernel) observeNS(short string, sysctls []string, wantNAT bool) (*recon
 			continue
 		}
 		l.Addresses = append(l.Addresses, cidr)
-	}
-	for _, l := range ns.Links {
-		sort.Strings(l.Addresses)
 	}
 	routes, err := retry(func() ([]netlink.Route, error) {
 		return h.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)

@@ -68,6 +68,9 @@ func createNamed(name, mark string) (nh *nsHandle, err error) {
 			return err
 		}
 		nh = &nsHandle{fd: fd, h: h}
+		if err := labDefaults(); err != nil {
+			return err
+		}
 		if err := markWith(h, mark); err != nil {
 			return fmt.Errorf("mark: %w", err)
 		}
@@ -134,6 +137,30 @@ func cleanTmpPins() {
 			os.Remove(filepath.Join(NetnsDir, e.Name()))
 		}
 	}
+}
+
+// LabDefaults are the settings every namespace the lab makes starts with,
+// before any interface exists (interfaces take conf.default): deleting a
+// primary IPv4 address promotes a secondary instead of taking it along, and
+// IPv6 addresses stay when a link goes down, as IPv4 ones do. Both make
+// changes without breaks possible (an address replaced by adding the new
+// one first keeps the routes through the link).
+var LabDefaults = map[string]string{
+	"net.ipv4.conf.all.promote_secondaries":     "1",
+	"net.ipv4.conf.default.promote_secondaries": "1",
+	"net.ipv6.conf.all.keep_addr_on_down":       "1",
+	"net.ipv6.conf.default.keep_addr_on_down":   "1",
+}
+
+// labDefaults writes LabDefaults in the calling (locked) thread's
+// namespace; a kernel without IPv6 has no IPv6 keys.
+func labDefaults() error {
+	for k, v := range LabDefaults {
+		if err := os.WriteFile(sysctlPath(k), []byte(v), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("set %s: %w", k, err)
+		}
+	}
+	return nil
 }
 
 // markWith sets lo's alias to mark and brings lo up, through h.

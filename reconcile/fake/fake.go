@@ -135,6 +135,7 @@ func defaultSysctl(key string) string {
 func (w *World) view(name, owner string, keys []string) *reconcile.Namespace {
 	n := w.nss[name]
 	out := reconcile.NewNamespace(name, name != reconcile.HostNS && n.owner == owner && owner != "")
+	out.LabDefaults = out.Owned
 	for ln, l := range n.links {
 		c := l.l.Clone()
 		c.Owned = owner != "" && l.owner == owner
@@ -274,7 +275,11 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 			if n != nil {
 				return errf(syscall.EEXIST, "create netns %q", c.Namespace)
 			}
-			w.nss[c.Namespace] = newNS(k.Owner)
+			n := newNS(k.Owner)
+			// What netplan-lab sets in every namespace it makes.
+			n.sysctls["net.ipv4.conf.all.promote_secondaries"] = "1"
+			n.sysctls["net.ipv6.conf.all.keep_addr_on_down"] = "1"
+			w.nss[c.Namespace] = n
 		case reconcile.Delete:
 			if n == nil {
 				return nil
@@ -307,10 +312,10 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 				case "mac":
 					l.l.MAC = c.Link.MAC
 				case "up":
-					l.l.Up = c.Link.Up
-					if !l.l.Up {
-						w.flushRoutes(n, c.Name)
+					if l.l.Up && !c.Link.Up {
+						w.linkDown(c.Namespace, n, l)
 					}
+					l.l.Up = c.Link.Up
 				case "stp":
 					v := *c.Link.STP
 					l.l.STP = &v
@@ -337,23 +342,8 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 				}
 			}
 			l.l.Addresses = append(l.l.Addresses, c.Name)
-			sort.Strings(l.l.Addresses)
 		case reconcile.Delete:
-			var keep []string
-			for _, a := range l.l.Addresses {
-				if a != c.Name {
-					keep = append(keep, a)
-				}
-			}
-			l.l.Addresses = keep
-			// The kernel drops routes through a gateway on the lost subnet.
-			if p, err := netip.ParsePrefix(c.Name); err == nil {
-				for k, r := range n.routes {
-					if gw, err := netip.ParseAddr(r.Via); err == nil && r.Dev == c.Dev && p.Masked().Contains(gw) {
-						delete(n.routes, k)
-					}
-				}
-			}
+			w.delAddr(c.Namespace, n, l, c.Name)
 		}
 	case reconcile.KindRoute:
 		switch c.Action {
@@ -427,6 +417,77 @@ func (w *World) flushRoutes(n *ns, dev string) {
 	}
 }
 
+func routeFamily(r *reconcile.Route) int {
+	if strings.Contains(r.Dst, ":") {
+		return 6
+	}
+	return 4
+}
+
+func addrFamily(a string) int {
+	if strings.Contains(a, ":") {
+		return 6
+	}
+	return 4
+}
+
+// delAddr removes an address as the kernel does: without
+// promote_secondaries, a primary IPv4 address takes the secondaries of its
+// subnet along; when a link loses its last address of a family, the routes
+// of that family through it go.
+func (w *World) delAddr(nsName string, n *ns, l *link, cidr string) {
+	p, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		return
+	}
+	promote, _ := w.sysctl(nsName, "net.ipv4.conf.all.promote_secondaries")
+	primary := false
+	for _, a := range l.l.Addresses {
+		if q, err := netip.ParsePrefix(a); err == nil && q.Addr().Is4() && q.Bits() == p.Bits() && q.Masked() == p.Masked() {
+			primary = a == cidr
+			break
+		}
+	}
+	var keep []string
+	for _, a := range l.l.Addresses {
+		if a == cidr {
+			continue
+		}
+		if q, err := netip.ParsePrefix(a); err == nil && primary && promote != "1" && p.Addr().Is4() &&
+			q.Addr().Is4() && q.Bits() == p.Bits() && q.Masked() == p.Masked() {
+			continue // a secondary of the deleted primary
+		}
+		keep = append(keep, a)
+	}
+	l.l.Addresses = keep
+	fam := addrFamily(cidr)
+	for _, a := range keep {
+		if addrFamily(a) == fam {
+			return
+		}
+	}
+	for k, r := range n.routes {
+		if r.Dev == l.l.Name && routeFamily(r) == fam {
+			delete(n.routes, k)
+		}
+	}
+}
+
+// linkDown is what the kernel does when a link goes down: its routes go,
+// and its IPv6 addresses unless keep_addr_on_down.
+func (w *World) linkDown(nsName string, n *ns, l *link) {
+	w.flushRoutes(n, l.l.Name)
+	if keep, _ := w.sysctl(nsName, "net.ipv6.conf.all.keep_addr_on_down"); keep != "1" {
+		var v4 []string
+		for _, a := range l.l.Addresses {
+			if addrFamily(a) == 4 {
+				v4 = append(v4, a)
+			}
+		}
+		l.l.Addresses = v4
+	}
+}
+
 func checkMaster(n *ns, master string) error {
 	if master == "" {
 		return nil
@@ -473,7 +534,6 @@ func (k *Kernel) createLink(c *reconcile.Change) error {
 			l.STP = &f
 		}
 		l.Addresses = append([]string(nil), l.Addresses...)
-		sort.Strings(l.Addresses)
 		if len(l.Addresses) == 0 {
 			l.Addresses = nil
 		}
@@ -522,9 +582,21 @@ func (w *World) delLink(nsName, name string) error {
 	}
 	delete(n.links, name)
 	w.flushRoutes(n, name)
+	// Its own sysctls (net.ipv4.conf.NAME.x) go with it.
+	for k := range n.sysctls {
+		if parts := strings.Split(k, "."); len(parts) >= 5 && parts[3] == name {
+			delete(n.sysctls, k)
+		}
+	}
 	for _, o := range n.links {
 		if o.l.Master == name {
 			o.l.Master = ""
+		}
+	}
+	// A VXLAN goes with its underlay dev.
+	for on, o := range n.links {
+		if o.l.Kind == reconcile.KindVxlan && o.l.VXLAN != nil && o.l.VXLAN.Dev == name {
+			_ = w.delLink(nsName, on)
 		}
 	}
 	// Children of a deleted parent go with it.
