@@ -377,13 +377,9 @@ func identityFields(wl, hl *Link) []Field {
 	switch wl.Kind {
 	case KindVeth:
 		diff("peer", refStr(wl.Peer), refStr(hl.Peer))
-	case KindMacvlan:
+	case KindMacvlan, KindIpvlan:
+		// mode and flag change in place (kindUpdates)
 		diff("parent", refStr(wl.Parent), refStr(hl.Parent))
-		diff("mode", wl.Mode, hl.Mode)
-	case KindIpvlan:
-		diff("parent", refStr(wl.Parent), refStr(hl.Parent))
-		diff("mode", wl.Mode, hl.Mode)
-		diff("flag", wl.Flag, hl.Flag)
 	case KindVxlan:
 		a, b := wl.VXLAN, hl.VXLAN
 		if a == nil || b == nil {
@@ -392,12 +388,48 @@ func identityFields(wl, hl *Link) []Field {
 			}
 			break
 		}
+		// The kernel refuses to change a VXLAN's VNI and port, and to
+		// switch between unicast (remote) and multicast (group) or to
+		// drop an address; the rest changes in place (kindUpdates).
 		diff("vni", strconv.Itoa(a.VNI), strconv.Itoa(b.VNI))
-		diff("remote", a.Remote, b.Remote)
-		diff("group", a.Group, b.Group)
-		diff("local", a.Local, b.Local)
-		diff("dev", a.Dev, b.Dev)
 		diff("port", strconv.Itoa(a.Port), strconv.Itoa(b.Port))
+		if (a.Remote == "") != (b.Remote == "") || (a.Group == "") != (b.Group == "") {
+			diff("remote", a.Remote, b.Remote)
+			diff("group", a.Group, b.Group)
+		}
+		if (a.Local == "") != (b.Local == "") {
+			diff("local", a.Local, b.Local)
+		}
+		if (a.Dev == "") != (b.Dev == "") {
+			diff("dev", a.Dev, b.Dev)
+		}
+	}
+	return f
+}
+
+// kindUpdates lists what differs between two links of one kind that the
+// kernel changes in place: a macvlan's or ipvlan's mode and flag; a
+// VXLAN's remote, group, local address and underlay dev.
+func kindUpdates(wl, hl *Link) []Field {
+	var f []Field
+	diff := func(name, a, b string) {
+		if a != b {
+			f = append(f, Field{Name: name, Old: orNone(b), New: orNone(a)})
+		}
+	}
+	switch wl.Kind {
+	case KindMacvlan:
+		diff("mode", wl.Mode, hl.Mode)
+	case KindIpvlan:
+		diff("mode", wl.Mode, hl.Mode)
+		diff("flag", wl.Flag, hl.Flag)
+	case KindVxlan:
+		if a, b := wl.VXLAN, hl.VXLAN; a != nil && b != nil {
+			diff("remote", a.Remote, b.Remote)
+			diff("group", a.Group, b.Group)
+			diff("local", a.Local, b.Local)
+			diff("dev", a.Dev, b.Dev)
+		}
 	}
 	return f
 }
@@ -430,7 +462,7 @@ func (d *differ) linkUpdates(name string) {
 		if hl == nil || !hl.Owned || d.gone[ref] {
 			continue
 		}
-		var f []Field
+		f := kindUpdates(wl, hl)
 		if wl.MTU != 0 && wl.MTU != hl.MTU {
 			f = append(f, Field{"mtu", strconv.Itoa(hl.MTU), strconv.Itoa(wl.MTU)})
 		}

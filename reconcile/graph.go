@@ -113,6 +113,9 @@ func newStep(c *Change) *step {
 			}
 		case Update:
 			s.makes = []string{me}
+			if l.VXLAN != nil && l.VXLAN.Dev != "" {
+				need(keyLink(n, l.VXLAN.Dev))
+			}
 			if c.OldName != "" { // renamed in place
 				s.removes = []string{keyLink(n, c.OldName)}
 			}

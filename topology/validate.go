@@ -259,7 +259,8 @@ func (d *decoder) validate(t *Topology) {
 			return
 		}
 		if k, ok := kinds[objKey{ns, name}]; ok && (strings.HasPrefix(k, "macvlan") || strings.HasPrefix(k, "ipvlan")) {
-			d.at(i.Pos, join(i.Path, "parent"), "parent %s:%s is itself a %s", ns, name, strings.Fields(k)[0])
+			// The kernel would make it a child of that one's own parent.
+			d.at(i.Pos, join(i.Path, "parent"), "parent %s:%s is itself a %s: the kernel would attach this one to its parent instead; name that parent", ns, name, strings.Fields(k)[0])
 		}
 	}
 	oneOf := func(i *Iface, key, val string, allowed ...string) {

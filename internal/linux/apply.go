@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -123,7 +124,15 @@ func (k *Kernel) applyLink(c *reconcile.Change) error {
 		if err != nil {
 			return err
 		}
+		vxlanDone := false
 		for _, f := range c.Fields {
+			switch f.Name {
+			case "remote", "group", "local", "dev":
+				if vxlanDone {
+					continue // one message sets them all
+				}
+				vxlanDone = true
+			}
 			if err := k.updateField(h, l, c, f.Name); err != nil {
 				return k.opErr("set "+f.Name+" of", c.Link.Kind, c.Name, c.Namespace, err)
 			}
@@ -160,6 +169,17 @@ func (k *Kernel) updateField(h *nsHandle, l netlink.Link, c *reconcile.Change, f
 		return h.h.LinkSetDown(l)
 	case "stp":
 		return h.setSTP(l.Attrs().Index, want.STP != nil && *want.STP)
+	case "mode", "flag":
+		var data []*nl.RtAttr
+		if want.Kind == reconcile.KindMacvlan {
+			data = append(data, nl.NewRtAttr(nl.IFLA_MACVLAN_MODE, nl.Uint32Attr(uint32(macvlanMode(want.Mode)))))
+		} else {
+			data = append(data, nl.NewRtAttr(nl.IFLA_IPVLAN_MODE, nl.Uint16Attr(uint16(ipvlanMode(want.Mode)))),
+				nl.NewRtAttr(nl.IFLA_IPVLAN_FLAG, nl.Uint16Attr(uint16(ipvlanFlag(want.Flag)))))
+		}
+		return h.changeLink(l.Attrs().Index, want.Kind, data)
+	case "remote", "group", "local", "dev":
+		return h.changeVxlan(l.Attrs().Index, want.VXLAN)
 	}
 	return fmt.Errorf("%s cannot be changed in place", field)
 }

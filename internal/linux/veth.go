@@ -1,12 +1,15 @@
 package linux
 
 import (
+	"fmt"
 	"net"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/netplan-lab/netplan-lab/reconcile"
 )
 
 // addVeth creates a veth pair with one RTM_NEWLINK: this end (attributes a:
@@ -50,4 +53,56 @@ func (h *nsHandle) addVeth(a netlink.LinkAttrs, peerName string, peerMTU int, pe
 	req.AddData(info)
 	_, err = req.Execute(unix.NETLINK_ROUTE, 0)
 	return err
+}
+
+// changeLink sends a kind's settings to an existing link (RTM_NEWLINK
+// without NLM_F_CREATE: the kernel's changelink), with only the attributes
+// given: the netlink library sends all of a kind's attributes, and the
+// kernel refuses a changelink that carries one it cannot change (a VXLAN's
+// port, even unchanged).
+func (h *nsHandle) changeLink(index int, kind string, data []*nl.RtAttr) error {
+	req, err := h.request(unix.RTM_NEWLINK, unix.NLM_F_ACK)
+	if err != nil {
+		return err
+	}
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(index)
+	req.AddData(msg)
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated(kind))
+	d := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
+	for _, a := range data {
+		d.AddChild(a)
+	}
+	req.AddData(info)
+	_, err = req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
+}
+
+// changeVxlan sets a VXLAN's remote or group, local address and underlay
+// dev in place (its VNI, unchanged, goes along: the kernel checks it).
+func (h *nsHandle) changeVxlan(index int, x *reconcile.VXLAN) error {
+	data := []*nl.RtAttr{nl.NewRtAttr(nl.IFLA_VXLAN_ID, nl.Uint32Attr(uint32(x.VNI)))}
+	ipAttr := func(v4, v6 int, s string) {
+		ip := net.ParseIP(s)
+		if ip == nil {
+			return
+		}
+		if ip4 := ip.To4(); ip4 != nil {
+			data = append(data, nl.NewRtAttr(v4, []byte(ip4)))
+		} else {
+			data = append(data, nl.NewRtAttr(v6, []byte(ip.To16())))
+		}
+	}
+	ipAttr(nl.IFLA_VXLAN_GROUP, nl.IFLA_VXLAN_GROUP6, x.Remote)
+	ipAttr(nl.IFLA_VXLAN_GROUP, nl.IFLA_VXLAN_GROUP6, x.Group)
+	ipAttr(nl.IFLA_VXLAN_LOCAL, nl.IFLA_VXLAN_LOCAL6, x.Local)
+	if x.Dev != "" {
+		d, err := h.h.LinkByName(x.Dev)
+		if err != nil {
+			return fmt.Errorf("underlay dev %q: %w", x.Dev, err)
+		}
+		data = append(data, nl.NewRtAttr(nl.IFLA_VXLAN_LINK, nl.Uint32Attr(uint32(d.Attrs().Index))))
+	}
+	return h.changeLink(index, "vxlan", data)
 }

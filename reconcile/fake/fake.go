@@ -324,6 +324,16 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 						return err
 					}
 					l.l.Master = c.Link.Master
+				case "mode":
+					l.l.Mode = c.Link.Mode
+				case "flag":
+					l.l.Flag = c.Link.Flag
+				case "remote", "group", "local", "dev":
+					if c.Link.VXLAN.Dev != "" && n.links[c.Link.VXLAN.Dev] == nil {
+						return errf(syscall.ENODEV, "vxlan dev %q", c.Link.VXLAN.Dev)
+					}
+					v := *c.Link.VXLAN
+					l.l.VXLAN = &v
 				default:
 					return fmt.Errorf("fake: cannot change %s in place", f.Name)
 				}

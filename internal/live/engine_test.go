@@ -1,0 +1,279 @@
+package live
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/netplan-lab/netplan-lab/reconcile"
+)
+
+// engineLab is testdata/engine.yaml.
+func engineLab(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("testdata/engine.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// edit applies replacements to a topology, failing if one does not match.
+func edit(t *testing.T, src string, pairs ...string) string {
+	t.Helper()
+	for i := 0; i < len(pairs); i += 2 {
+		if !strings.Contains(src, pairs[i]) {
+			t.Fatalf("edit: %q is not in the file", pairs[i])
+		}
+		src = strings.Replace(src, pairs[i], pairs[i+1], 1)
+	}
+	return src
+}
+
+// identities maps "short:ifname" to "ifindex mac" for every link of the
+// lab's namespaces that exist.
+func (e *env) identities() map[string]string {
+	e.t.Helper()
+	out := map[string]string{}
+	for _, short := range append([]string{"host"}, e.topoNamespaces()...) {
+		if _, err := os.Stat(e.nsPath(short)); err != nil {
+			continue
+		}
+		h := handleIn(e.t, e.nsPath(short))
+		links, err := h.LinkList()
+		h.Close()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for _, l := range links {
+			a := l.Attrs()
+			out[short+":"+a.Name] = fmt.Sprintf("%d %s", a.Index, a.HardwareAddr)
+		}
+	}
+	return out
+}
+
+func (e *env) topoNamespaces() []string {
+	var out []string
+	for _, n := range e.topo.Namespaces {
+		if n.Name != "host" {
+			out = append(out, n.Name)
+		}
+	}
+	return out
+}
+
+// planLines is the plan as "ACTION ns description" lines.
+func planLines(p *reconcile.Plan) []string {
+	var out []string
+	for _, c := range p.Changes {
+		out = append(out, string(c.Action)+" "+c.Namespace+" "+c.Describe())
+	}
+	return out
+}
+
+// lineMatches: pattern is a prefix of line, where "*" stands for any text.
+func lineMatches(line, pattern string) bool {
+	parts := strings.Split(pattern, "*")
+	if !strings.HasPrefix(line, parts[0]) {
+		return false
+	}
+	rest := line[len(parts[0]):]
+	for _, p := range parts[1:] {
+		i := strings.Index(rest, p)
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+len(p):]
+	}
+	return true
+}
+
+// editCase applies the engine lab, then the edited file once, and checks:
+// the plan holds the lines wanted (prefixes) and nothing else, the one
+// apply leaves the kernel as the file says (re-plan empty, re-apply with no
+// writes), and every link the edit does not name keeps its ifindex and MAC.
+func editCase(t *testing.T, base, edited string, wantPlan []string, touched ...string) *env {
+	t.Helper()
+	e := newEnv(t, "engine.yaml", []byte(base))
+	e.mustApply()
+	before := e.identities()
+	e.load("engine.yaml", []byte(edited))
+	got := planLines(e.plan())
+	if len(got) != len(wantPlan) {
+		t.Fatalf("plan has %d lines, want %d:\n%s\nwant (prefixes):\n%s", len(got), len(wantPlan), strings.Join(got, "\n"), strings.Join(wantPlan, "\n"))
+	}
+	sort.Strings(got)
+	want := append([]string(nil), wantPlan...)
+	sort.Strings(want)
+	for i := range got {
+		if !lineMatches(got[i], want[i]) {
+			t.Fatalf("plan:\n%s\nwant (prefixes, * for any text):\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+	e.mustApply()
+	e.assertNoOp()
+	after := e.identities()
+	skip := map[string]bool{}
+	for _, n := range touched {
+		skip[n] = true
+	}
+	for name, id := range before {
+		if skip[name] {
+			continue
+		}
+		if after[name] != id {
+			t.Errorf("%s was not part of the edit but changed: %q -> %q", name, id, after[name])
+		}
+	}
+	return e
+}
+
+// TestReplacedParentTakesItsChildren: moving the far end of the underlay
+// veth to another namespace replaces the pair; the kernel deletes the
+// macvlan on it and the VXLAN over it, and the plan says so and makes them
+// again, with their interface sysctl, in the same apply.
+func TestReplacedParentTakesItsChildren(t *testing.T) {
+	base := engineLab(t)
+	edited := edit(t, base,
+		"b: {namespace: w, name: up0, addresses: [10.9.0.2/24]}", "b: {namespace: n, name: up0, addresses: [10.9.0.2/24]}",
+		"{name: vx0, namespace: w,", "{name: vx0, namespace: n,")
+	e := editCase(t, base, edited, []string{
+		"- v veth up0 <-> w:up0",
+		"+ n veth up0 <-> v:up0",
+		"-/+ m macvlan mv0 parent v:up0 mode bridge * (goes with its parent v:up0)",
+		"-/+ v vxlan vx0 vni 100 * (goes with its underlay dev up0)",
+		"- w vxlan vx0",
+		"+ n vxlan vx0 vni 100",
+		"+ m sysctl net.ipv4.conf.mv0.rp_filter = \"0\" (again: its interface is re-created)",
+	}, "v:up0", "w:up0", "n:up0", "m:mv0", "v:vx0", "w:vx0", "n:vx0")
+	e.tcp("v", "n", "10.10.0.1:80", "10.10.0.1:80") // over the new VXLAN
+	e.destroy()
+}
+
+// TestChildrenOfChildren: a macvlan whose parent is a VXLAN is made after
+// its parent in one apply. (A macvlan of a macvlan is refused by validate:
+// the kernel would attach it to the first one's parent.)
+func TestChildrenOfChildren(t *testing.T) {
+	base := engineLab(t)
+	edited := edit(t, base, "vxlans:", `  - {name: mv1, namespace: n, parent: "v:vx0", mode: bridge, addresses: [10.10.0.5/24]}
+vxlans:`)
+	e := newEnv(t, "engine.yaml", []byte(edited))
+	e.mustApply()
+	e.assertNoOp()
+	e.tcp("w", "n", "10.10.0.2:80", "10.10.0.2:80") // n's macvlan on v's VXLAN, through the tunnel
+	e.destroy()
+	editCase(t, base, edited, []string{"+ n macvlan mv1 parent v:vx0 mode bridge"}).destroy()
+}
+
+// TestDownLinkWithRoutes: a link set down loses its routes (the kernel
+// flushes them and refuses new ones): they are dormant, and come back when
+// the link comes up.
+func TestDownLinkWithRoutes(t *testing.T) {
+	base := engineLab(t)
+	down := edit(t, base, "{namespace: a2, name: eth0, addresses: [10.1.0.3/24]}", "{namespace: a2, name: eth0, addresses: [10.1.0.3/24], up: false}")
+	e := editCase(t, base, down, []string{"~ a2 veth eth0 <-> r:a2 (up: true -> false)"})
+	e.load("engine.yaml", []byte(base))
+	got := planLines(e.plan())
+	sort.Strings(got)
+	want := []string{"+ a2 route 10.50.0.0/16 via 10.1.0.1 metric 10", "+ a2 route default via 10.1.0.1", "~ a2 veth eth0 <-> r:a2 (up: false -> true)"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("back up:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	e.mustApply()
+	e.assertNoOp()
+	e.tcp("a1", "a2", "10.1.0.2:80", "10.1.0.2:80")
+	e.destroy()
+}
+
+// TestPrimaryAddressGoesSecondaryStays: removing an interface's primary
+// IPv4 address while keeping a secondary of its subnet keeps the secondary
+// (promoted) and the routes.
+func TestPrimaryAddressGoesSecondaryStays(t *testing.T) {
+	base := engineLab(t)
+	edited := edit(t, base, "addresses: [10.1.0.2/24, 10.1.0.12/24,", "addresses: [10.1.0.12/24,")
+	routes := (*routeWatch)(nil)
+	e := newEnv(t, "engine.yaml", []byte(base))
+	e.mustApply()
+	routes = e.watchRoutes("a1")
+	e.load("engine.yaml", []byte(edited))
+	if got := planLines(e.plan()); strings.Join(got, "\n") != "- a1 address 10.1.0.2/24 on eth0" {
+		t.Fatalf("plan:\n%s", strings.Join(got, "\n"))
+	}
+	e.mustApply()
+	e.assertNoOp()
+	if removed := routes.stop(); len(removed) > 0 {
+		t.Fatalf("routes went away: %v", removed)
+	}
+	e.tcp("r", "a1", "10.1.0.1:80", "10.1.0.1:80")
+	e.destroy()
+}
+
+// TestIPv6AddressChangeLeavesIPv4Routes: an IPv6 address change is two
+// lines, with no IPv4 route re-added.
+func TestIPv6AddressChangeLeavesIPv4Routes(t *testing.T) {
+	base := engineLab(t)
+	editCase(t, base, edit(t, base, `"fd01::2/64"]}`, `"fd01::3/64"]}`), []string{
+		"+ a1 address fd01::3/64 on eth0",
+		"- a1 address fd01::2/64 on eth0",
+	}).destroy()
+}
+
+// TestFirstAddressIsPrimary: addresses are added in the file's order, so
+// the file's first is the kernel's primary.
+func TestFirstAddressIsPrimary(t *testing.T) {
+	e := newEnv(t, "engine.yaml", []byte(edit(t, engineLab(t), "addresses: [10.1.0.2/24, 10.1.0.12/24,", "addresses: [10.1.0.12/24, 10.1.0.2/24,")))
+	e.mustApply()
+	e.in("a1", func() {
+		l, _ := netlink.LinkByName("eth0")
+		addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range addrs {
+			secondary := a.Flags&unix.IFA_F_SECONDARY != 0
+			if (a.IP.String() == "10.1.0.12") == secondary {
+				t.Fatalf("10.1.0.12, first in the file, should be the primary: %v (secondary=%v)", a, secondary)
+			}
+		}
+	})
+	e.destroy()
+}
+
+// TestInPlaceKindSettings: a macvlan's mode and a VXLAN's remote and local
+// address change in place: same ifindex, no replace.
+func TestInPlaceKindSettings(t *testing.T) {
+	base := engineLab(t)
+	edited := edit(t, base, "parent: \"v:up0\", mode: bridge", "parent: \"v:up0\", mode: private",
+		"vni: 100, remote: 10.9.0.2, local: 10.9.0.1,", "vni: 100, remote: 10.9.0.22, local: 10.9.0.11,")
+	editCase(t, base, edited, []string{
+		"~ m macvlan mv0 parent v:up0 mode private (mode: bridge -> private)",
+		"~ v vxlan vx0 vni 100 (remote: 10.9.0.2 -> 10.9.0.22, local: 10.9.0.1 -> 10.9.0.11)",
+	}).destroy()
+}
+
+// TestRouteMetricChangeMakesBeforeBreak: a changed metric is a new route,
+// added before the old one goes.
+func TestRouteMetricChangeMakesBeforeBreak(t *testing.T) {
+	base := engineLab(t)
+	e := newEnv(t, "engine.yaml", []byte(base))
+	e.mustApply()
+	e.load("engine.yaml", []byte(edit(t, base, "metric: 10}", "metric: 20}")))
+	var order []string
+	_, err := reconcile.Reconcile(context.Background(), e.k, e.desired(), reconcile.ExecOptions{
+		OnChange: func(c *reconcile.Change, err error) { order = append(order, string(c.Action)+" "+c.Describe()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(order, "\n") != "+ route 10.50.0.0/16 via 10.1.0.1 metric 20\n- route 10.50.0.0/16 via 10.1.0.1 dev eth0 metric 10" {
+		t.Fatalf("order:\n%s", strings.Join(order, "\n"))
+	}
+	e.assertNoOp()
+	e.destroy()
+}
