@@ -35,8 +35,9 @@ type Kernel interface {
 	// everything the plan uses.
 	Preflight(ctx context.Context, p *Plan) error
 	// ApplyNAT carries out all NAT changes of one namespace as one atomic
-	// batch: all of them happen or none.
-	ApplyNAT(ctx context.Context, ns string, changes []*Change) error
+	// batch: all of them happen or none. order is every wanted rule's ID in
+	// the file's order: new rules go where it puts them.
+	ApplyNAT(ctx context.Context, ns string, changes []*Change, order []string) error
 }
 
 // QueryFor returns the query that observes what desired talks about.
@@ -176,7 +177,7 @@ func Execute(ctx context.Context, k Kernel, p *Plan, o ExecOptions) error {
 							return
 						}
 						if s.changes[0].Kind == KindNAT {
-							err := k.ApplyNAT(lctx, s.ns, s.changes)
+							err := k.ApplyNAT(lctx, s.ns, s.changes, p.NATOrder[s.ns])
 							for _, c := range s.changes {
 								report(c, err)
 							}
@@ -235,10 +236,19 @@ func AsDesired(observed *State) *State {
 			}
 		}
 		for id, r := range ns.NAT {
-			if r.Owned {
+			if r.Owned && r.Drift == "" {
 				out.NAT[id] = r
 			}
 		}
+		// The order the kernel had: each chain's order is kept.
+		for _, chain := range NATChainOrder {
+			for _, id := range ns.NATChains[chain] {
+				if out.NAT[id] != nil && !contains(out.NATOrder, id) {
+					out.NATOrder = append(out.NATOrder, id)
+				}
+			}
+		}
+		out.NATChains = nil
 		s.Namespaces[name] = out
 	}
 	if s.Namespaces[HostNS] == nil {
@@ -433,9 +443,9 @@ func (c *CountingKernel) Apply(ctx context.Context, ch *Change) error {
 func (c *CountingKernel) Writes() int64 { return c.writes.Load() }
 
 // ApplyNAT counts each change of the batch and forwards.
-func (c *CountingKernel) ApplyNAT(ctx context.Context, ns string, chs []*Change) error {
+func (c *CountingKernel) ApplyNAT(ctx context.Context, ns string, chs []*Change, order []string) error {
 	c.writes.Add(int64(len(chs)))
-	return c.Kernel.ApplyNAT(ctx, ns, chs)
+	return c.Kernel.ApplyNAT(ctx, ns, chs, order)
 }
 
 // FailingKernel fails the Nth write (1-based) with Err, for testing
@@ -456,9 +466,9 @@ func (f *FailingKernel) Apply(ctx context.Context, ch *Change) error {
 }
 
 // ApplyNAT counts the batch as one write and fails it if it is the Nth.
-func (f *FailingKernel) ApplyNAT(ctx context.Context, ns string, chs []*Change) error {
+func (f *FailingKernel) ApplyNAT(ctx context.Context, ns string, chs []*Change, order []string) error {
 	if f.n.Add(1) == f.N {
 		return f.Err
 	}
-	return f.Kernel.ApplyNAT(ctx, ns, chs)
+	return f.Kernel.ApplyNAT(ctx, ns, chs, order)
 }

@@ -102,6 +102,9 @@ func Desired(t *topology.Topology) (*State, error) {
 		if ns == nil {
 			return nil, fmt.Errorf("%s:%d:%d: %s: namespace %q is not listed under namespaces", t.File, n.Pos.Line, n.Pos.Col, n.Path, n.Namespace)
 		}
+		if ns.NAT[r.ID()] == nil {
+			ns.NATOrder = append(ns.NATOrder, r.ID())
+		}
 		ns.NAT[r.ID()] = r
 	}
 	return s, nil

@@ -202,6 +202,47 @@ func (d *differ) foreignAddrsGoing() {
 	}
 }
 
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// lcs is a longest common subsequence of a and b (elements unique in each).
+func lcs(a, b []string) []string {
+	n, m := len(a), len(b)
+	t := make([][]int, n+1)
+	for i := range t {
+		t[i] = make([]int, m+1)
+	}
+	for i := n - 1; i >= 0; i-- {
+		for j := m - 1; j >= 0; j-- {
+			if a[i] == b[j] {
+				t[i][j] = t[i+1][j+1] + 1
+			} else {
+				t[i][j] = max(t[i+1][j], t[i][j+1])
+			}
+		}
+	}
+	var out []string
+	for i, j := 0, 0; i < n && j < m; {
+		switch {
+		case a[i] == b[j]:
+			out = append(out, a[i])
+			i++
+			j++
+		case t[i+1][j] >= t[i][j+1]:
+			i++
+		default:
+			j++
+		}
+	}
+	return out
+}
+
 func heldBy(lab string) string {
 	if lab == "" {
 		return ""
@@ -771,15 +812,65 @@ func (d *differ) nat(name string) {
 			return
 		}
 	}
-	for _, id := range sortedKeys(w.NAT) {
-		if r := have[id]; r == nil || !r.Owned {
+	// A rule is known by its content (its ID, which the kernel's rule
+	// carries in its comment, checked against the rule's expressions) and
+	// its place: in each chain, the lab's rules must be in the file's order.
+	order := w.NATOrder
+	if len(order) != len(w.NAT) { // a state built by hand: any order
+		order = sortedKeys(w.NAT)
+	}
+	replaced := map[string]string{}
+	var creates []string
+	for _, id := range order {
+		switch r := have[id]; {
+		case r == nil || !r.Owned:
+			creates = append(creates, id)
+		case r.Drift != "":
+			replaced[id] = r.Drift
+		}
+	}
+	if h != nil {
+		for _, chain := range NATChainOrder {
+			var want, got []string
+			for _, id := range order {
+				if contains(w.NAT[id].Chains(), chain) {
+					want = append(want, id)
+				}
+			}
+			for _, id := range h.NATChains[chain] {
+				if w.NAT[id] != nil && replaced[id] == "" && !contains(got, id) {
+					got = append(got, id)
+				}
+			}
+			keep := map[string]bool{}
+			for _, id := range lcs(want, got) {
+				keep[id] = true
+			}
+			for _, id := range got {
+				if !keep[id] {
+					replaced[id] = "moved: NAT rules apply in the file's order, first match wins"
+				}
+			}
+		}
+	}
+	for _, id := range order {
+		switch {
+		case contains(creates, id):
 			d.add(&Change{Action: Create, Kind: KindNAT, Namespace: name, Name: id, NAT: w.NAT[id]})
+		case replaced[id] != "":
+			d.add(&Change{Action: Replace, Kind: KindNAT, Namespace: name, Name: id, NAT: w.NAT[id], Why: replaced[id]})
 		}
 	}
 	for _, id := range sortedKeys(have) {
 		if r := have[id]; r.Owned && w.NAT[id] == nil {
 			d.add(&Change{Action: Delete, Kind: KindNAT, Namespace: name, Name: id, NAT: r})
 		}
+	}
+	if len(creates) > 0 || len(replaced) > 0 {
+		if d.plan.NATOrder == nil {
+			d.plan.NATOrder = map[string][]string{}
+		}
+		d.plan.NATOrder[name] = order
 	}
 	if len(w.NAT) == 0 {
 		return

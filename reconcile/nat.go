@@ -27,6 +27,29 @@ type NATRule struct {
 	Port   int    `json:"port,omitempty"`
 	In     string `json:"in,omitempty"`
 	Owned  bool   `json:"owned"`
+	// Drift, in an observed state, says how the kernel's rules with this
+	// rule's comment differ from what the comment says (edited by hand, a
+	// half missing): such a rule is replaced.
+	Drift string `json:"drift,omitempty"`
+}
+
+// The base chains of a lab's NAT table.
+const (
+	ChainPrerouting  = "prerouting"  // port forwards from other hosts
+	ChainOutput      = "output"      // port forwards from the namespace itself
+	ChainPostrouting = "postrouting" // masquerade, snat
+)
+
+// NATChainOrder lists the chains in the order the kernel sees them.
+var NATChainOrder = []string{ChainPrerouting, ChainOutput, ChainPostrouting}
+
+// Chains lists the chains that hold a kernel rule of r: a port forward is
+// two rules.
+func (r *NATRule) Chains() []string {
+	if r.Kind == NATPortForward {
+		return []string{ChainPrerouting, ChainOutput}
+	}
+	return []string{ChainPostrouting}
 }
 
 // ID is the rule's identity and its text in plans and in the kernel's rule

@@ -184,6 +184,9 @@ type Plan struct {
 	Conflicts []string
 	// Warnings do not stop an apply.
 	Warnings []string
+	// NATOrder is, for each namespace whose NAT rules change, the wanted
+	// rules' IDs in the file's order: where new rules go in the chains.
+	NATOrder map[string][]string
 }
 
 // Empty reports whether the plan changes nothing.

@@ -31,6 +31,12 @@ type Namespace struct {
 	Links   map[string]*Link    `json:"links,omitempty"`
 	Routes  map[string]*Route   `json:"routes,omitempty"`
 	NAT     map[string]*NATRule `json:"nat,omitempty"` // by ID
+	// NATOrder, in a desired state, is the NAT rules' IDs in the file's
+	// order: first match wins, so the kernel's chains hold them in it.
+	NATOrder []string `json:"nat_order,omitempty"`
+	// NATChains, in an observed state, is the IDs of the lab's rules in
+	// each chain, in the kernel's order.
+	NATChains map[string][]string `json:"nat_chains,omitempty"`
 	// Absent marks an observed host that does not exist yet: the --netns
 	// sandbox, which apply creates first.
 	Absent bool `json:"absent,omitempty"`

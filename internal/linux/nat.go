@@ -1,6 +1,7 @@
 package linux
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,10 +28,10 @@ import (
 // the owner's mark and the rule's ID, which is how a later run finds it.
 
 const (
-	chainPost  = "postrouting" // masquerade, snat
-	chainPre   = "prerouting"  // port forwards from other hosts
-	chainOut   = "output"      // port forwards from this namespace itself
-	chainOwner = "owner"       // no hook: holds the marker rule only
+	chainPost  = reconcile.ChainPostrouting // masquerade, snat
+	chainPre   = reconcile.ChainPrerouting  // port forwards from other hosts
+	chainOut   = reconcile.ChainOutput      // port forwards from this namespace itself
+	chainOwner = "owner"                    // no hook: holds the marker rule only
 )
 
 // TableName is the nftables table of a lab: netplan-lab-NAME, and
@@ -151,7 +152,8 @@ func CompileNAT(r *reconcile.NATRule) ([]compiledRule, error) {
 			}
 			// snat to ADDR
 			e = append(e, &expr.Immediate{Register: 1, Data: ipBytes(to.Unmap())},
-				&expr.NAT{Type: expr.NATTypeSourceNAT, Family: family, RegAddrMin: 1})
+				// max = min, as the kernel reports it back
+				&expr.NAT{Type: expr.NATTypeSourceNAT, Family: family, RegAddrMin: 1, RegAddrMax: 1})
 		}
 		return []compiledRule{{chainPost, e}}, nil
 	case reconcile.NATPortForward:
@@ -182,7 +184,7 @@ func CompileNAT(r *reconcile.NATRule) ([]compiledRule, error) {
 				// dnat to ADDR:PORT
 				&expr.Immediate{Register: 1, Data: ipBytes(to.Addr().Unmap())},
 				&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(to.Port())},
-				&expr.NAT{Type: expr.NATTypeDestNAT, Family: family, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+				&expr.NAT{Type: expr.NATTypeDestNAT, Family: family, RegAddrMin: 1, RegAddrMax: 1, RegProtoMin: 2, RegProtoMax: 2, Specified: true},
 			)
 			return e
 		}
@@ -217,6 +219,7 @@ type ownedRule struct {
 	id     string
 	chain  *nftables.Chain
 	handle uint64
+	exprs  []expr.Any
 }
 
 // natState is what a namespace holds of the lab's NAT.
@@ -284,7 +287,7 @@ func (k *Kernel) natState(c *nftables.Conn) (st natState, err error) {
 			if !ok || !strings.HasPrefix(comment, k.mark+" ") {
 				continue
 			}
-			st.rules = append(st.rules, ownedRule{id: strings.TrimPrefix(comment, k.mark+" "), chain: ch, handle: r.Handle})
+			st.rules = append(st.rules, ownedRule{id: strings.TrimPrefix(comment, k.mark+" "), chain: ch, handle: r.Handle, exprs: r.Exprs})
 		}
 	}
 	return st, nil
@@ -308,7 +311,11 @@ func familyName(f nftables.TableFamily) string {
 	return fmt.Sprintf("family-%d", f)
 }
 
-// observeNAT fills ns.NAT and ns.ForwardDrop.
+// observeNAT fills ns.NAT, ns.NATChains and ns.ForwardDrop. A rule is
+// known by its comment, and checked by its content: the kernel's rules
+// with that comment must be, chain by chain, what the comment's rule
+// compiles to. Where they are not (edited by hand, a half deleted), the
+// rule carries a Drift and is replaced.
 func (k *Kernel) observeNAT(h *nsHandle, ns *reconcile.Namespace) error {
 	c, err := h.nftConn()
 	if err != nil {
@@ -322,22 +329,93 @@ func (k *Kernel) observeNAT(h *nsHandle, ns *reconcile.Namespace) error {
 	if st.foreign {
 		ns.NATTableForeign = fmt.Sprintf("table inet %s exists and is not this lab's (it has no owner chain with the lab's mark)", k.TableName())
 	}
+	byID := map[string][]ownedRule{}
+	var ids []string
 	for _, r := range st.rules {
-		nr, err := reconcile.ParseNATID(r.id)
+		if byID[r.id] == nil {
+			ids = append(ids, r.id)
+		}
+		byID[r.id] = append(byID[r.id], r)
+	}
+	for _, id := range ids {
+		nr, err := reconcile.ParseNATID(id)
 		if err != nil {
 			continue // a comment with our mark we cannot read: leave it
 		}
 		nr.Owned = true
+		nr.Drift = natDrift(nr, byID[id])
 		ns.NAT[nr.ID()] = nr
 	}
+	for _, r := range st.rules {
+		if ns.NATChains == nil {
+			ns.NATChains = map[string][]string{}
+		}
+		ch := r.chain.Name
+		if l := ns.NATChains[ch]; len(l) == 0 || l[len(l)-1] != r.id {
+			ns.NATChains[ch] = append(ns.NATChains[ch], r.id)
+		}
+	}
 	return nil
+}
+
+// natDrift compares the kernel's rules of one id with what the id
+// compiles to; "" when they match.
+func natDrift(r *reconcile.NATRule, have []ownedRule) string {
+	want, err := CompileNAT(r)
+	if err != nil {
+		return err.Error()
+	}
+	byChain := map[string][]ownedRule{}
+	for _, h := range have {
+		byChain[h.chain.Name] = append(byChain[h.chain.Name], h)
+	}
+	for _, w := range want {
+		got := byChain[w.chain]
+		switch {
+		case len(got) == 0:
+			return fmt.Sprintf("its rule in chain %s is missing", w.chain)
+		case len(got) > 1:
+			return fmt.Sprintf("chain %s holds %d rules with its comment", w.chain, len(got))
+		case !sameExprs(w.exprs, got[0].exprs):
+			return fmt.Sprintf("its rule in chain %s was changed by hand", w.chain)
+		}
+		delete(byChain, w.chain)
+	}
+	for ch := range byChain {
+		return fmt.Sprintf("chain %s holds a rule with its comment", ch)
+	}
+	return ""
+}
+
+// sameExprs compares expressions by their netlink encoding, counters'
+// values left out.
+func sameExprs(a, b []expr.Any) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if _, ok := a[i].(*expr.Counter); ok {
+			if _, ok := b[i].(*expr.Counter); ok {
+				continue
+			}
+			return false
+		}
+		x, err1 := expr.Marshal(byte(nftables.TableFamilyINet), a[i])
+		y, err2 := expr.Marshal(byte(nftables.TableFamilyINet), b[i])
+		if err1 != nil || err2 != nil || !bytes.Equal(x, y) {
+			return false
+		}
+	}
+	return true
 }
 
 // ApplyNAT implements reconcile.Kernel: every NAT change of a namespace in
 // one nftables batch, which the kernel applies whole or not at all. Rules
 // that do not change are not touched, so they keep their handles and
-// counters. The table goes when its last rule does.
-func (k *Kernel) ApplyNAT(ctx context.Context, short string, changes []*reconcile.Change) error {
+// counters; a new rule goes, in each of its chains, right after the
+// nearest rule that comes before it in order (or first). The table goes
+// when its last rule does.
+func (k *Kernel) ApplyNAT(ctx context.Context, short string, changes []*reconcile.Change, order []string) error {
 	kname := k.KernelName(short)
 	h, err := k.handle(short)
 	if err != nil {
@@ -360,11 +438,18 @@ func (k *Kernel) ApplyNAT(ctx context.Context, short string, changes []*reconcil
 	for _, r := range current {
 		remaining[r.id] = true
 	}
+	deleted, created := map[string]bool{}, map[string]*reconcile.NATRule{}
 	for _, ch := range changes {
-		if ch.Action == reconcile.Delete {
+		switch ch.Action {
+		case reconcile.Delete:
 			delete(remaining, ch.Name)
-		} else {
+			deleted[ch.Name] = true
+		case reconcile.Create, reconcile.Replace:
 			remaining[ch.Name] = true
+			deleted[ch.Name] = ch.Action == reconcile.Replace
+			created[ch.Name] = ch.NAT
+		default:
+			return fmt.Errorf("nat rule %q in netns %q: cannot %s", ch.Name, kname, ch.Action)
 		}
 	}
 	// Flag an owned namespace that will hold NAT before the batch, and
@@ -407,28 +492,15 @@ func (k *Kernel) ApplyNAT(ctx context.Context, short string, changes []*reconcil
 		for _, name := range []string{chainPre, chainOut, chainPost} {
 			c.AddChain(chains[name])
 		}
-		for _, ch := range changes {
-			switch ch.Action {
-			case reconcile.Delete:
-				for _, r := range current {
-					if r.id == ch.Name {
-						if err := c.DelRule(&nftables.Rule{Table: t, Chain: r.chain, Handle: r.handle}); err != nil {
-							return fmt.Errorf("delete nat rule %q in netns %q: %w", ch.Name, kname, err)
-						}
-					}
+		for _, r := range current {
+			if deleted[r.id] {
+				if err := c.DelRule(&nftables.Rule{Table: t, Chain: r.chain, Handle: r.handle}); err != nil {
+					return fmt.Errorf("delete nat rule %q in netns %q: %w", r.id, kname, err)
 				}
-			case reconcile.Create:
-				compiled, err := CompileNAT(ch.NAT)
-				if err != nil {
-					return fmt.Errorf("nat rule %q in netns %q: %w", ch.Name, kname, err)
-				}
-				for _, cr := range compiled {
-					c.AddRule(&nftables.Rule{Table: t, Chain: chains[cr.chain], Exprs: cr.exprs,
-						UserData: userdata.AppendString(nil, userdata.TypeComment, k.mark+" "+ch.Name)})
-				}
-			default:
-				return fmt.Errorf("nat rule %q in netns %q: cannot %s", ch.Name, kname, ch.Action)
 			}
+		}
+		if err := k.placeNAT(c, t, chains, current, deleted, created, order); err != nil {
+			return fmt.Errorf("nat in netns %q: %w", kname, err)
 		}
 	}
 	if err := c.Flush(); err != nil {
@@ -438,6 +510,76 @@ func (k *Kernel) ApplyNAT(ctx context.Context, short string, changes []*reconcil
 		return flag(false)
 	}
 	return nil
+}
+
+// placeNAT queues the new rules, chain by chain, at their place in order:
+// a run of new rules after a kept rule is added after it (in reverse, each
+// right after the anchor), a run at the start is inserted at the chain's
+// head (in reverse too).
+func (k *Kernel) placeNAT(c *nftables.Conn, t *nftables.Table, chains map[string]*nftables.Chain,
+	current []ownedRule, deleted map[string]bool, created map[string]*reconcile.NATRule, order []string) error {
+	for id := range created {
+		if !contains(order, id) {
+			order = append(order, id) // not given an order: last
+		}
+	}
+	compiled := map[string]map[string][]expr.Any{}
+	for id, r := range created {
+		rules, err := CompileNAT(r)
+		if err != nil {
+			return fmt.Errorf("nat rule %q: %w", id, err)
+		}
+		compiled[id] = map[string][]expr.Any{}
+		for _, cr := range rules {
+			compiled[id][cr.chain] = cr.exprs
+		}
+	}
+	handle := map[string]uint64{} // chain/id -> handle of a kept rule
+	for _, r := range current {
+		if !deleted[r.id] {
+			handle[r.chain.Name+"/"+r.id] = r.handle
+		}
+	}
+	for _, chain := range reconcile.NATChainOrder {
+		var anchor uint64
+		var run []string
+		flush := func() {
+			for i := len(run) - 1; i >= 0; i-- {
+				rule := &nftables.Rule{Table: t, Chain: chains[chain], Exprs: compiled[run[i]][chain],
+					UserData: userdata.AppendString(nil, userdata.TypeComment, k.mark+" "+run[i])}
+				if anchor == 0 {
+					c.InsertRule(rule) // at the head of the chain
+				} else {
+					rule.Position = anchor
+					c.AddRule(rule) // right after the anchor
+				}
+			}
+			run = nil
+		}
+		for _, id := range order {
+			if compiled[id] != nil {
+				if _, ok := compiled[id][chain]; ok {
+					run = append(run, id)
+				}
+				continue
+			}
+			if h, ok := handle[chain+"/"+id]; ok {
+				flush()
+				anchor = h
+			}
+		}
+		flush()
+	}
+	return nil
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
 }
 
 // probeNAT checks, in a throwaway namespace, that the kernel can do what

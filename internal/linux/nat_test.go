@@ -60,7 +60,7 @@ func TestCompileSNATv6(t *testing.T) {
 		// counter snat ip6 to fd01::5
 		&expr.Counter{},
 		&expr.Immediate{Register: 1, Data: to},
-		&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV6, RegAddrMin: 1},
+		&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV6, RegAddrMin: 1, RegAddrMax: 1},
 	}}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %#v", got)
@@ -83,7 +83,7 @@ func TestCompilePortForward(t *testing.T) {
 		&expr.Counter{},
 		&expr.Immediate{Register: 1, Data: []byte{10, 55, 66, 2}},
 		&expr.Immediate{Register: 2, Data: []byte{0, 80}},
-		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegAddrMax: 1, RegProtoMin: 2, RegProtoMax: 2, Specified: true},
 	}
 	head := []expr.Any{
 		// meta nfproto ipv4 meta l4proto tcp

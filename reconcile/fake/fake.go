@@ -34,6 +34,9 @@ type ns struct {
 	links   map[string]*link
 	routes  map[string]*reconcile.Route
 	nat     map[string]*natRule // by owner + "|" + ID
+	// natChains: owner + "|" + chain -> IDs in the chain's order (each
+	// owner has a table of its own).
+	natChains map[string][]string
 	// forwardDrop: foreign chains that drop forwarded packets.
 	forwardDrop []string
 }
@@ -57,7 +60,7 @@ func NewWorld() *World {
 
 func newNS(owner string) *ns {
 	return &ns{owner: owner, sysctls: map[string]string{}, links: map[string]*link{}, routes: map[string]*reconcile.Route{},
-		nat: map[string]*natRule{}}
+		nat: map[string]*natRule{}, natChains: map[string][]string{}}
 }
 
 // AddForeignLink puts an interface owned by nobody (a NIC, another tool's
@@ -157,6 +160,16 @@ func (w *World) view(name, owner string, keys []string) *reconcile.Namespace {
 			out.NAT[c.ID()] = &c
 		}
 	}
+	if owner != "" {
+		for _, chain := range reconcile.NATChainOrder {
+			if ids := n.natChains[owner+"|"+chain]; len(ids) > 0 {
+				if out.NATChains == nil {
+					out.NATChains = map[string][]string{}
+				}
+				out.NATChains[chain] = append([]string(nil), ids...)
+			}
+		}
+	}
 	out.ForwardDrop = append([]string(nil), n.forwardDrop...)
 	return out
 }
@@ -252,6 +265,9 @@ func (w *World) snapshot() map[string]*ns {
 		for rk, r := range n.nat {
 			cr := *r.r
 			c.nat[rk] = &natRule{owner: r.owner, r: &cr}
+		}
+		for ck, ids := range n.natChains {
+			c.natChains[ck] = append([]string(nil), ids...)
 		}
 		c.forwardDrop = n.forwardDrop
 		out[name] = c
@@ -635,8 +651,10 @@ func (w *World) SetForwardDrop(nsName, chain string) {
 	w.nss[nsName].forwardDrop = append(w.nss[nsName].forwardDrop, chain)
 }
 
-// ApplyNAT implements reconcile.Kernel: the batch applies whole or not at all.
-func (k *Kernel) ApplyNAT(ctx context.Context, nsName string, changes []*reconcile.Change) error {
+// ApplyNAT implements reconcile.Kernel: the batch applies whole or not at
+// all; new rules go into each chain after the nearest rule that comes
+// before them in order.
+func (k *Kernel) ApplyNAT(ctx context.Context, nsName string, changes []*reconcile.Change, order []string) error {
 	for _, c := range changes {
 		if k.FailOn != nil {
 			if err := k.FailOn(c); err != nil {
@@ -655,6 +673,24 @@ func (k *Kernel) ApplyNAT(ctx context.Context, nsName string, changes []*reconci
 	for key, r := range n.nat {
 		next[key] = r
 	}
+	chains := map[string][]string{}
+	for ck, ids := range n.natChains {
+		chains[ck] = append([]string(nil), ids...)
+	}
+	remove := func(id string) {
+		delete(next, k.Owner+"|"+id)
+		for _, chain := range reconcile.NATChainOrder {
+			ck := k.Owner + "|" + chain
+			var keep []string
+			for _, x := range chains[ck] {
+				if x != id {
+					keep = append(keep, x)
+				}
+			}
+			chains[ck] = keep
+		}
+	}
+	var created []string
 	for _, c := range changes {
 		key := k.Owner + "|" + c.Name
 		switch c.Action {
@@ -662,15 +698,55 @@ func (k *Kernel) ApplyNAT(ctx context.Context, nsName string, changes []*reconci
 			if next[key] != nil {
 				return errf(syscall.EEXIST, "nat rule %q in netns %q", c.Name, nsName)
 			}
-			r := *c.NAT
-			next[key] = &natRule{owner: k.Owner, r: &r}
 		case reconcile.Delete:
-			delete(next, key)
+			remove(c.Name)
+			continue
+		case reconcile.Replace:
+			remove(c.Name)
 		default:
 			return fmt.Errorf("fake: nat %s not supported", c.Action)
 		}
+		r := *c.NAT
+		next[key] = &natRule{owner: k.Owner, r: &r}
+		created = append(created, c.Name)
+	}
+	pos := map[string]int{}
+	for i, id := range order {
+		pos[id] = i
+	}
+	for _, id := range order {
+		if !contains(created, id) {
+			continue
+		}
+		for _, chain := range next[k.Owner+"|"+id].r.Chains() {
+			ck := k.Owner + "|" + chain
+			at := 0
+			for i, x := range chains[ck] {
+				if p, ok := pos[x]; ok && p < pos[id] {
+					at = i + 1
+				}
+			}
+			ids := append([]string(nil), chains[ck][:at]...)
+			ids = append(ids, id)
+			chains[ck] = append(ids, chains[ck][at:]...)
+		}
+	}
+	for ck, ids := range chains {
+		if len(ids) == 0 {
+			delete(chains, ck)
+		}
 	}
 	n.nat = next
+	n.natChains = chains
 	k.writes += len(changes)
 	return nil
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
 }
