@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -275,5 +278,162 @@ func TestRouteMetricChangeMakesBeforeBreak(t *testing.T) {
 		t.Fatalf("order:\n%s", strings.Join(order, "\n"))
 	}
 	e.assertNoOp()
+	e.destroy()
+}
+
+// chainRules lists the lab's rules of one chain in namespace ns, in the
+// kernel's order: "comment-without-mark@handle".
+func (e *env) chainRules(ns, chain string) []string {
+	e.t.Helper()
+	var out []string
+	e.in(ns, func() {
+		c, err := nftables.New()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		chains, err := c.ListChains()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for _, ch := range chains {
+			if ch.Table.Name != e.k.TableName() || ch.Name != chain {
+				continue
+			}
+			rules, err := c.GetRules(ch.Table, ch)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			for _, r := range rules {
+				s, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+				out = append(out, fmt.Sprintf("%s@%d", strings.TrimPrefix(s, e.k.Mark()+" "), r.Handle))
+			}
+		}
+	})
+	return out
+}
+
+func ids(rules []string) []string {
+	var out []string
+	for _, r := range rules {
+		out = append(out, r[:strings.LastIndex(r, "@")])
+	}
+	return out
+}
+
+// TestNATInFileOrder: the kernel's chains hold the lab's rules in the
+// file's order (first match wins); reordering the file moves the one rule
+// that must move, and the others keep their handles; a rule inserted in
+// the middle goes in the middle.
+func TestNATInFileOrder(t *testing.T) {
+	base := engineLab(t)
+	e := newEnv(t, "engine.yaml", []byte(base))
+	e.mustApply()
+	post := e.chainRules("r", "postrouting")
+	if got := strings.Join(ids(post), " | "); got != "snat 10.1.0.0/24 to 10.2.0.1 out brb | masquerade 10.0.0.0/8 out brb" {
+		t.Fatalf("postrouting: %s", got)
+	}
+	// Swap the two: one moves.
+	swapped := edit(t, base, `  - namespace: r
+    snat: {source: 10.1.0.0/24, to: 10.2.0.1, out: brb}
+  - namespace: r
+    masquerade: {source: 10.0.0.0/8, out: brb}`, `  - namespace: r
+    masquerade: {source: 10.0.0.0/8, out: brb}
+  - namespace: r
+    snat: {source: 10.1.0.0/24, to: 10.2.0.1, out: brb}`)
+	e.load("engine.yaml", []byte(swapped))
+	if got := planLines(e.plan()); len(got) != 1 || !strings.HasPrefix(got[0], "-/+ r nat ") || !strings.Contains(got[0], "(moved: NAT rules apply in the file's order, first match wins)") {
+		t.Fatalf("plan for a swap:\n%s", strings.Join(got, "\n"))
+	}
+	e.mustApply()
+	e.assertNoOp()
+	after := e.chainRules("r", "postrouting")
+	if got := strings.Join(ids(after), " | "); got != "masquerade 10.0.0.0/8 out brb | snat 10.1.0.0/24 to 10.2.0.1 out brb" {
+		t.Fatalf("postrouting after the swap: %s", got)
+	}
+	if !contains(after, post[0]) && !contains(after, post[1]) {
+		t.Fatalf("both rules were re-made; one should keep its handle: %v -> %v", post, after)
+	}
+	// A new rule between them.
+	middle := edit(t, swapped, `  - namespace: r
+    snat: {source: 10.1.0.0/24`, `  - namespace: r
+    snat: {source: 10.3.0.0/24, to: 10.2.0.1, out: brb}
+  - namespace: r
+    snat: {source: 10.1.0.0/24`)
+	e.load("engine.yaml", []byte(middle))
+	if got := planLines(e.plan()); strings.Join(got, "\n") != "+ r nat snat 10.3.0.0/24 to 10.2.0.1 out brb" {
+		t.Fatalf("plan for an insert:\n%s", strings.Join(got, "\n"))
+	}
+	e.mustApply()
+	e.assertNoOp()
+	three := e.chainRules("r", "postrouting")
+	if len(three) != 3 || three[0] != after[0] || three[2] != after[1] || !strings.HasPrefix(three[1], "snat 10.3.0.0/24") {
+		t.Fatalf("postrouting after an insert: %v (before %v)", three, after)
+	}
+	e.destroy()
+}
+
+// TestNATEditedByHand: deleting the output-chain half of a port forward,
+// or changing a rule's expressions while keeping its comment, is seen and
+// repaired; the other rules keep their handles.
+func TestNATEditedByHand(t *testing.T) {
+	e := newEnv(t, "engine.yaml", []byte(engineLab(t)))
+	e.mustApply()
+	pf := "port_forward tcp 8080 to 10.2.0.2:80 in bra"
+	post := e.chainRules("r", "postrouting")
+	// Half a port forward goes.
+	e.in("r", func() {
+		c, _ := nftables.New()
+		chains, _ := c.ListChains()
+		for _, ch := range chains {
+			if ch.Table.Name == e.k.TableName() && ch.Name == "output" {
+				rules, _ := c.GetRules(ch.Table, ch)
+				if err := c.DelRule(rules[0]); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if got := planLines(e.plan()); strings.Join(got, "\n") != "-/+ r nat "+pf+" (its rule in chain output is missing)" {
+		t.Fatalf("plan after a half was deleted:\n%s", strings.Join(got, "\n"))
+	}
+	e.mustApply()
+	e.assertNoOp()
+	// The masquerade's expressions change (it now matches 10.0.0.0/9),
+	// its comment stays.
+	e.in("r", func() {
+		c, _ := nftables.New()
+		chains, _ := c.ListChains()
+		for _, ch := range chains {
+			if ch.Table.Name != e.k.TableName() || ch.Name != "postrouting" {
+				continue
+			}
+			rules, _ := c.GetRules(ch.Table, ch)
+			for _, r := range rules {
+				if s, _ := userdata.GetString(r.UserData, userdata.TypeComment); strings.HasSuffix(s, "masquerade 10.0.0.0/8 out brb") {
+					for _, x := range r.Exprs {
+						if b, ok := x.(*expr.Bitwise); ok {
+							b.Mask = []byte{255, 128, 0, 0}
+						}
+					}
+					c.DelRule(&nftables.Rule{Table: ch.Table, Chain: ch, Handle: r.Handle})
+					c.AddRule(&nftables.Rule{Table: ch.Table, Chain: ch, Exprs: r.Exprs, UserData: r.UserData})
+				}
+			}
+		}
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if got := planLines(e.plan()); strings.Join(got, "\n") != "-/+ r nat masquerade 10.0.0.0/8 out brb (its rule in chain postrouting was changed by hand)" {
+		t.Fatalf("plan after an edit by hand:\n%s", strings.Join(got, "\n"))
+	}
+	e.mustApply()
+	e.assertNoOp()
+	if now := e.chainRules("r", "postrouting"); now[0] != post[0] {
+		t.Fatalf("the snat rule lost its handle: %v -> %v", post, now)
+	}
 	e.destroy()
 }
