@@ -39,6 +39,10 @@ type differ struct {
 	// during this apply: the link goes down, or loses its last address of
 	// that family for a moment.
 	shaken map[shake]bool
+	// renamed holds the rename of each link renamed in place, by its new
+	// name; bounced the links a rename takes down for a moment.
+	renamed map[Ref]*Change
+	bounced []Ref
 }
 
 func (d *differ) add(c *Change) { d.plan.Changes = append(d.plan.Changes, c) }
@@ -86,8 +90,10 @@ func (d *differ) run() {
 		}
 	}
 
-	// Links: first decide which observed links go away, so that addresses,
-	// ports and routes of replaced links are planned against what will be.
+	// Links: first decide which observed links are renamed, and which go
+	// away, so that addresses, ports and routes of replaced links are
+	// planned against what will be.
+	d.planRenames()
 	for _, name := range d.want.SortedNames() {
 		d.links(name)
 	}
@@ -200,6 +206,15 @@ func (d *differ) foreignAddrsGoing() {
 				l.Kind, ln, name, strings.Join(l.Foreign, ", ")))
 		}
 	}
+}
+
+func containsRef(s []Ref, v Ref) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
 }
 
 func contains(s []string, v string) bool {
@@ -524,12 +539,14 @@ func (d *differ) linkUpdates(name string) {
 			}
 			f = append(f, Field{"stp", old, boolStr(*wl.STP)})
 		}
-		downs := wl.Up != hl.Up && !wl.Up
+		downs := (wl.Up != hl.Up && !wl.Up) || containsRef(d.bounced, ref)
 		if wl.Up != hl.Up {
 			f = append(f, Field{"up", boolStr(hl.Up), boolStr(wl.Up)})
 			d.shaken[shake{ref, 4}], d.shaken[shake{ref, 6}] = true, true
 		}
-		if len(f) > 0 {
+		if rc := d.renamed[ref]; rc != nil {
+			rc.Fields = append(rc.Fields, f...) // after the rename, in the same step
+		} else if len(f) > 0 {
 			d.add(&Change{Action: Update, Kind: KindLink, Namespace: name, Name: ln,
 				Link: wl.Clone(), OldLink: hl.Clone(), Fields: f})
 		}

@@ -129,8 +129,8 @@ func newStep(c *Change) *step {
 			s.removes = []string{k}
 		} else {
 			s.makes = []string{k}
-			need(keyLink(n, c.Dev))
 		}
+		need(keyLink(n, c.Dev)) // made by a rename to that name, if any
 	case KindRoute:
 		k := "route/" + n + "/" + c.Name
 		if c.Action == Delete {

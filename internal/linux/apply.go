@@ -120,7 +120,11 @@ func (k *Kernel) applyLink(c *reconcile.Change) error {
 	case reconcile.Create:
 		return k.createLink(h, c)
 	case reconcile.Update:
-		l, err := k.linkByName(h, c.Name, c.Namespace)
+		name := c.Name
+		if c.OldName != "" {
+			name = c.OldName // renamed in this step
+		}
+		l, err := k.linkByName(h, name, c.Namespace)
 		if err != nil {
 			return err
 		}
@@ -169,6 +173,30 @@ func (k *Kernel) updateField(h *nsHandle, l netlink.Link, c *reconcile.Change, f
 		return h.h.LinkSetDown(l)
 	case "stp":
 		return h.setSTP(l.Attrs().Index, want.STP != nil && *want.STP)
+	case "name":
+		// The kernel renames only a link that is down.
+		wasUp := l.Attrs().Flags&net.FlagUp != 0
+		if wasUp {
+			if err := h.h.LinkSetDown(l); err != nil {
+				return err
+			}
+		}
+		if err := h.h.LinkSetName(l, want.Name); err != nil {
+			return err
+		}
+		if want.Peer != nil {
+			if err := k.setAliasAttr(h, l, "peer", want.Peer.String()); err != nil {
+				return err
+			}
+		}
+		if wasUp && want.Up {
+			return h.h.LinkSetUp(l)
+		}
+		return nil
+	case "peer":
+		return k.setAliasAttr(h, l, "peer", want.Peer.String())
+	case "parent":
+		return k.setAliasAttr(h, l, "parent", want.Parent.String())
 	case "mode", "flag":
 		var data []*nl.RtAttr
 		if want.Kind == reconcile.KindMacvlan {
@@ -433,6 +461,16 @@ func (k *Kernel) applyAddress(c *reconcile.Change) error {
 			return k.opErr("forget address "+c.Name+" of", "link", c.Dev, c.Namespace, err)
 		}
 	}
+	return nil
+}
+
+// setAliasAttr rewrites one attribute of a link's mark.
+func (k *Kernel) setAliasAttr(h *nsHandle, l netlink.Link, key, v string) error {
+	alias := withAttr(l.Attrs().Alias, key, v)
+	if err := h.h.LinkSetAlias(l, alias); err != nil {
+		return err
+	}
+	l.Attrs().Alias = alias
 	return nil
 }
 

@@ -107,6 +107,7 @@ func editCase(t *testing.T, base, edited string, wantPlan []string, touched ...s
 	e := newEnv(t, "engine.yaml", []byte(base))
 	e.mustApply()
 	before := e.identities()
+	e.before = before
 	e.load("engine.yaml", []byte(edited))
 	got := planLines(e.plan())
 	if len(got) != len(wantPlan) {
@@ -435,5 +436,39 @@ func TestNATEditedByHand(t *testing.T) {
 	if now := e.chainRules("r", "postrouting"); now[0] != post[0] {
 		t.Fatalf("the snat rule lost its handle: %v -> %v", post, now)
 	}
+	e.destroy()
+}
+
+// TestRenameOneEndInPlace: renaming an end of a veth renames that end only,
+// in place: both ends, the macvlan on it and the VXLAN over it keep their
+// ifindexes and MACs (the audit saw the pair re-created and its children
+// killed).
+func TestRenameOneEndInPlace(t *testing.T) {
+	base := engineLab(t)
+	far := edit(t, base, "b: {namespace: w, name: up0,", "b: {namespace: w, name: up9,",
+		"{name: vx0, namespace: w, vni: 100, remote: 10.9.0.1, local: 10.9.0.2, dev: up0,", "{name: vx0, namespace: w, vni: 100, remote: 10.9.0.1, local: 10.9.0.2, dev: up9,")
+	e := editCase(t, base, far, []string{
+		"~ w veth up9 <-> v:up0 (name: up0 -> up9)",
+		"~ v veth up0 <-> w:up9 (peer: w:up0 -> w:up9)",
+	}, "w:up0", "w:up9")
+	if a, b := e.identities()["w:up9"], e.before["w:up0"]; a != b {
+		t.Fatalf("the renamed end is a new link: w:up0 was %q, w:up9 is %q", b, a)
+	}
+	e.tcp("w", "v", "10.10.0.2:80", "10.10.0.2:80") // the VXLAN still runs over it
+	e.destroy()
+
+	// The near end: it is the macvlan's parent, whose mark follows.
+	near := edit(t, base, "a: {namespace: v, name: up0,", "a: {namespace: v, name: up1,",
+		`parent: "v:up0"`, `parent: "v:up1"`,
+		"{name: vx0, namespace: v, vni: 100, remote: 10.9.0.2, local: 10.9.0.1, dev: up0,", "{name: vx0, namespace: v, vni: 100, remote: 10.9.0.2, local: 10.9.0.1, dev: up1,")
+	e = editCase(t, base, near, []string{
+		"~ v veth up1 <-> w:up0 (name: up0 -> up1)",
+		"~ w veth up0 <-> v:up1 (peer: v:up0 -> v:up1)",
+		"~ m macvlan mv0 parent v:up1 mode bridge (parent: v:up0 -> v:up1)",
+	}, "v:up0", "v:up1")
+	if a, b := e.identities()["v:up1"], e.before["v:up0"]; a != b {
+		t.Fatalf("the renamed end is a new link: v:up0 was %q, v:up1 is %q", b, a)
+	}
+	e.tcp("v", "w", "10.10.0.1:80", "10.10.0.1:80")
 	e.destroy()
 }

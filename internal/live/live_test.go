@@ -41,6 +41,8 @@ type env struct {
 	prefix  string
 	topo    *topology.Topology
 	k       *linux.Kernel
+	// before: the links' identities before an edit (editCase).
+	before map[string]string
 }
 
 func newEnv(t *testing.T, file string, src []byte) *env {

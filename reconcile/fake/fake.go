@@ -49,6 +49,17 @@ type natRule struct {
 type link struct {
 	owner string
 	l     *reconcile.Link
+	// kparent is the parent the kernel links a child to (by ifindex: it
+	// follows a rename), where l.Parent is what the mark records.
+	kparent *reconcile.Ref
+}
+
+func cloneRef(r *reconcile.Ref) *reconcile.Ref {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	return &c
 }
 
 // NewWorld returns a machine with an empty host namespace.
@@ -257,7 +268,7 @@ func (w *World) snapshot() map[string]*ns {
 			c.sysctls[k] = v
 		}
 		for ln, l := range n.links {
-			c.links[ln] = &link{owner: l.owner, l: l.l.Clone()}
+			c.links[ln] = &link{owner: l.owner, l: l.l.Clone(), kparent: cloneRef(l.kparent)}
 		}
 		for rk, r := range n.routes {
 			c.routes[rk] = r.Clone()
@@ -317,7 +328,11 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 			}
 			return w.delLink(c.Namespace, c.Name)
 		case reconcile.Update:
-			l := n.links[c.Name]
+			name := c.Name
+			if c.OldName != "" {
+				name = c.OldName // renamed in this step
+			}
+			l := n.links[name]
 			if l == nil {
 				return errf(syscall.ENODEV, "link %q in netns %q", c.Name, c.Namespace)
 			}
@@ -340,6 +355,39 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 						return err
 					}
 					l.l.Master = c.Link.Master
+				case "name":
+					// Renamed in place: down for a moment, the same link.
+					if l.l.Up {
+						w.linkDown(c.Namespace, n, l)
+					}
+					delete(n.links, c.OldName)
+					l.l.Name = c.Name
+					n.links[c.Name] = l
+					l.l.Peer = cloneRef(c.Link.Peer)
+					// What follows the ifindex follows: sysctls, VXLAN devs.
+					for key, v := range n.sysctls {
+						if parts := strings.Split(key, "."); len(parts) >= 5 && parts[3] == c.OldName {
+							parts[3] = c.Name
+							delete(n.sysctls, key)
+							n.sysctls[strings.Join(parts, ".")] = v
+						}
+					}
+					for _, o := range n.links {
+						if o.l.VXLAN != nil && o.l.VXLAN.Dev == c.OldName {
+							o.l.VXLAN.Dev = c.Name
+						}
+					}
+					for _, other := range w.nss {
+						for _, o := range other.links {
+							if o.kparent != nil && o.kparent.NS == c.Namespace && o.kparent.Name == c.OldName {
+								o.kparent = &reconcile.Ref{NS: c.Namespace, Name: c.Name} // the kernel's link, not the mark
+							}
+						}
+					}
+				case "peer":
+					l.l.Peer = cloneRef(c.Link.Peer)
+				case "parent":
+					l.l.Parent = cloneRef(c.Link.Parent)
 				case "mode":
 					l.l.Mode = c.Link.Mode
 				case "flag":
@@ -563,7 +611,7 @@ func (k *Kernel) createLink(c *reconcile.Change) error {
 		if len(l.Addresses) == 0 {
 			l.Addresses = nil
 		}
-		n.links[l.Name] = &link{owner: k.Owner, l: l}
+		n.links[l.Name] = &link{owner: k.Owner, l: l, kparent: cloneRef(l.Parent)}
 		return nil
 	}
 	switch l.Kind {
@@ -628,7 +676,7 @@ func (w *World) delLink(nsName, name string) error {
 	// Children of a deleted parent go with it.
 	for nn, other := range w.nss {
 		for on, o := range other.links {
-			if o.l.Parent != nil && o.l.Parent.NS == nsName && o.l.Parent.Name == name {
+			if o.kparent != nil && o.kparent.NS == nsName && o.kparent.Name == name {
 				_ = w.delLink(nn, on)
 			}
 		}
