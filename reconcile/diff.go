@@ -610,25 +610,57 @@ func (d *differ) addresses(name, ln string, wl, hl *Link, downs bool) {
 	for _, a := range wl.Addresses {
 		want[a] = true
 	}
-	var dels []string
-	for _, a := range hl.Addresses {
-		if !want[a] {
-			dels = append(dels, a)
-		}
-	}
 	addFirst := d.promotes(name)
-	// What the kernel drops by itself: secondaries with their primary
-	// (without promotion), IPv6 addresses when the link goes down
-	// (without keep_addr_on_down).
+	// What the kernel drops by itself (secondaries with their primary,
+	// without promotion; IPv6 addresses when the link goes down, without
+	// keep_addr_on_down), and subnets whose primary would not be the file's
+	// first address: those are rebuilt, deleted and added again in the
+	// file's order.
 	dropped := map[string]string{}
-	if !addFirst {
-		for _, a := range dels {
-			if family(a) != 4 || !isPrimary(a, hl.Addresses) {
-				continue
+	rebuilt := map[string]bool{}
+	for _, sub := range subnets(wl.Addresses, hl.Addresses) {
+		var k, f []string // kernel's and file's IPv4 addresses of the subnet, in order
+		for _, a := range hl.Addresses {
+			if sameSubnet(a, sub) {
+				k = append(k, a)
 			}
-			for _, b := range hl.Addresses {
-				if b != a && want[b] && family(b) == 4 && sameSubnet(a, b) {
-					dropped[b] = "again: the kernel takes a primary address's secondaries with it"
+		}
+		for _, a := range wl.Addresses {
+			if sameSubnet(a, sub) {
+				f = append(f, a)
+			}
+		}
+		if len(f) == 0 {
+			continue
+		}
+		primary := ""
+		switch {
+		case addFirst: // new ones go after, deleted ones go, the first left is primary
+			for _, a := range append(append([]string(nil), k...), f...) {
+				if want[a] {
+					primary = a
+					break
+				}
+			}
+		case len(k) > 0 && !want[k[0]]: // the primary goes and takes the rest: all added in order
+			primary = f[0]
+			for _, a := range k[1:] {
+				if want[a] {
+					dropped[a] = "again: the kernel takes a primary address's secondaries with it"
+				}
+			}
+		case len(k) > 0:
+			primary = k[0]
+		default:
+			primary = f[0]
+		}
+		if primary != f[0] {
+			for _, a := range k {
+				rebuilt[a] = true
+			}
+			for _, a := range f {
+				if have[a] {
+					dropped[a] = "again: in the file's order, so that " + f[0] + " is the primary"
 				}
 			}
 		}
@@ -640,6 +672,12 @@ func (d *differ) addresses(name, ln string, wl, hl *Link, downs bool) {
 			}
 		}
 	}
+	var dels []string
+	for _, a := range hl.Addresses {
+		if !want[a] || rebuilt[a] {
+			dels = append(dels, a)
+		}
+	}
 	for _, a := range wl.Addresses {
 		if !have[a] {
 			d.add(&Change{Action: Create, Kind: KindAddress, Namespace: name, Name: a, Dev: ln})
@@ -648,7 +686,11 @@ func (d *differ) addresses(name, ln string, wl, hl *Link, downs bool) {
 		}
 	}
 	for _, a := range dels {
-		d.add(&Change{Action: Delete, Kind: KindAddress, Namespace: name, Name: a, Dev: ln, AfterAdd: addFirst})
+		c := &Change{Action: Delete, Kind: KindAddress, Namespace: name, Name: a, Dev: ln, AfterAdd: addFirst && !rebuilt[a]}
+		if want[a] {
+			c.Why = "to be added again in the file's order"
+		}
+		d.add(c)
 	}
 	// Does the link go without any address of a family for a moment?
 	for _, fam := range []int{4, 6} {
@@ -659,7 +701,7 @@ func (d *differ) addresses(name, ln string, wl, hl *Link, downs bool) {
 			}
 		}
 		for _, a := range hl.Addresses {
-			if family(a) == fam && want[a] && dropped[a] == "" {
+			if family(a) == fam && want[a] && dropped[a] == "" && !rebuilt[a] {
 				left++
 			}
 		}
@@ -674,6 +716,29 @@ func (d *differ) addresses(name, ln string, wl, hl *Link, downs bool) {
 			d.shaken[shake{ref, fam}] = true
 		}
 	}
+}
+
+// subnets lists the IPv4 subnets of the addresses given, one address
+// standing for each.
+func subnets(lists ...[]string) []string {
+	var out []string
+	for _, l := range lists {
+		for _, a := range l {
+			if family(a) != 4 {
+				continue
+			}
+			seen := false
+			for _, s := range out {
+				if sameSubnet(a, s) {
+					seen = true
+				}
+			}
+			if !seen {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
 }
 
 // isPrimary reports whether a is the first address of its subnet in the
@@ -694,8 +759,9 @@ func sameSubnet(a, b string) bool {
 }
 
 // through is the wanted link a route goes through: its dev, or the link
-// with an address whose subnet holds the gateway; "" if the file does not
-// say (a foreign link).
+// with an address whose subnet holds the gateway (one that is up, if any
+// is: the kernel picks such one); "" if the file does not say (a foreign
+// link).
 func through(ns *Namespace, r *Route) string {
 	if r.Dev != "" {
 		return r.Dev
@@ -704,14 +770,20 @@ func through(ns *Namespace, r *Route) string {
 	if err != nil {
 		return ""
 	}
+	found := ""
 	for _, ln := range sortedKeys(ns.Links) {
 		for _, a := range ns.Links[ln].Addresses {
 			if p, err := netip.ParsePrefix(a); err == nil && p.Masked().Contains(gw) {
-				return ln
+				if ns.Links[ln].Up {
+					return ln
+				}
+				if found == "" {
+					found = ln
+				}
 			}
 		}
 	}
-	return ""
+	return found
 }
 
 func (d *differ) routes(name string) {

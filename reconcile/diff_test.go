@@ -81,7 +81,7 @@ func TestDiffCases(t *testing.T) {
 	}{
 		{"no change", "", "", nil},
 		{"address", "10.0.0.3/24]}", "10.0.0.4/24]}",
-			[]string{"- c2 address 10.0.0.3/24 on eth0", "+ c2 address 10.0.0.4/24 on eth0"}},
+			[]string{"+ c2 address 10.0.0.4/24 on eth0", "- c2 address 10.0.0.3/24 on eth0"}},
 		{"mtu", "{name: br0, addresses", "{name: br0, mtu: 1400, addresses",
 			[]string{"~ host bridge br0 (mtu: 1500 -> 1400)"}},
 		{"mac", "{name: br0, addresses", "{name: br0, mac: \"02:00:00:00:00:aa\", addresses",

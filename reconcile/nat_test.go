@@ -33,8 +33,8 @@ func TestNATPlans(t *testing.T) {
 		}
 	}
 	want := `+ host nat masquerade 192.168.88.0/24 !br0
-+ host nat port_forward tcp 8080 to 10.55.66.2:80 in eth0
-+ host nat snat 10.1.0.0/24 to 203.0.113.5 out eth0`
++ host nat snat 10.1.0.0/24 to 203.0.113.5 out eth0
++ host nat port_forward tcp 8080 to 10.55.66.2:80 in eth0`
 	if strings.Join(lines, "\n") != want {
 		t.Fatalf("create:\n%s\nwant:\n%s", strings.Join(lines, "\n"), want)
 	}
@@ -42,7 +42,7 @@ func TestNATPlans(t *testing.T) {
 		"add one": {"nat:\n", "nat:\n  - port_forward: {proto: udp, port: 53, to: \"10.55.66.3:53\"}\n",
 			"+ host nat port_forward udp 53 to 10.55.66.3:53"},
 		"change one": {"port: 8080", "port: 8081",
-			"- host nat port_forward tcp 8080 to 10.55.66.2:80 in eth0\n+ host nat port_forward tcp 8081 to 10.55.66.2:80 in eth0"},
+			"+ host nat port_forward tcp 8081 to 10.55.66.2:80 in eth0\n- host nat port_forward tcp 8080 to 10.55.66.2:80 in eth0"},
 		"delete one": {"  - snat: {source: 10.1.0.0/24, to: 203.0.113.5, out: eth0}\n", "",
 			"- host nat snat 10.1.0.0/24 to 203.0.113.5 out eth0"},
 	} {

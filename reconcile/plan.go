@@ -228,6 +228,14 @@ func (p *Plan) sort() {
 		if kindOrder[a.Kind] != kindOrder[b.Kind] {
 			return kindOrder[a.Kind] < kindOrder[b.Kind]
 		}
+		switch a.Kind {
+		case KindAddress:
+			// By interface, then in the order planned: the file's, which
+			// is the order they are added in (the first is the primary).
+			return a.Dev < b.Dev
+		case KindNAT:
+			return false // the file's order
+		}
 		if a.Name != b.Name {
 			return a.Name < b.Name
 		}

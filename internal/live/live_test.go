@@ -503,7 +503,7 @@ func TestEditOneAddressPlansExactlyThat(t *testing.T) {
 	for _, c := range p.Changes {
 		got = append(got, string(c.Action)+" "+c.Namespace+" "+c.Describe())
 	}
-	want := "- c2 address 10.55.66.3/24 on eth0\n+ c2 address 10.55.66.9/24 on eth0"
+	want := "+ c2 address 10.55.66.9/24 on eth0\n- c2 address 10.55.66.3/24 on eth0"
 	if strings.Join(got, "\n") != want {
 		t.Fatalf("plan:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
 	}
