@@ -750,7 +750,7 @@ func TestRandomEdits(t *testing.T) {
 		for o, n := range stableLinks(prev, m) {
 			was, now := beforeIDs[o], after[n]
 			if strings.HasPrefix(o, "host:br") { // a bridge's MAC follows its ports: the ifindex counts
-				was, now = strings.Fields(was+" ")[0], strings.Fields(now+" ")[0]
+				was, now = strings.Fields(was + " ")[0], strings.Fields(now + " ")[0]
 			}
 			if beforeIDs[o] != "" && now != was {
 				fail("%s (now %s) was not replaced by this edit but its ifindex/MAC changed: %q -> %q", o, n, beforeIDs[o], after[n])
