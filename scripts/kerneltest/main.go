@@ -241,7 +241,7 @@ func buildInitramfs(mods []module, testBin, cliBin, src, run string) ([]byte, er
 	var out bytes.Buffer
 	gz := gzip.NewWriter(&out)
 	c := &cpioWriter{w: gz}
-	for _, d := range []string{"bin", "modules", "src", "src/internal", "src/internal/live", "src/examples"} {
+	for _, d := range []string{"bin", "modules", "src", "src/internal", "src/internal/live", "src/internal/live/testdata", "src/examples"} {
 		if err := c.dir(d); err != nil {
 			return nil, err
 		}
@@ -293,15 +293,17 @@ func buildInitramfs(mods []module, testBin, cliBin, src, run string) ([]byte, er
 			return nil, err
 		}
 	}
-	examples, _ := filepath.Glob(filepath.Join(src, "examples", "*.yaml"))
-	sort.Strings(examples)
-	for _, e := range examples {
-		data, err := os.ReadFile(e)
-		if err != nil {
-			return nil, err
-		}
-		if err := c.file("src/examples/"+filepath.Base(e), 0o644, data); err != nil {
-			return nil, err
+	for _, dir := range []string{"examples", "internal/live/testdata"} {
+		files, _ := filepath.Glob(filepath.Join(src, dir, "*.yaml"))
+		sort.Strings(files)
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return nil, err
+			}
+			if err := c.file("src/"+dir+"/"+filepath.Base(f), 0o644, data); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if err := c.close(); err != nil {
