@@ -519,7 +519,9 @@ func (d *differ) linkUpdates(name string) {
 			continue
 		}
 		f := kindUpdates(wl, hl)
-		if wl.MTU != 0 && wl.MTU != hl.MTU {
+		if wl.MTU != 0 && (wl.MTU != hl.MTU || wl.Kind == KindBridge && !hl.MTUSet) {
+			// A bridge's MTU follows its ports' until it is set (the
+			// mark says when the lab set it): one equal to it now is set.
 			f = append(f, Field{"mtu", strconv.Itoa(hl.MTU), strconv.Itoa(wl.MTU)})
 		}
 		if wl.MAC != "" && wl.MAC != hl.MAC {
@@ -550,6 +552,7 @@ func (d *differ) linkUpdates(name string) {
 			d.add(&Change{Action: Update, Kind: KindLink, Namespace: name, Name: ln,
 				Link: wl.Clone(), OldLink: hl.Clone(), Fields: f})
 		}
+
 		d.addresses(name, ln, wl, hl, downs)
 	}
 }

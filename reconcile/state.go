@@ -101,6 +101,9 @@ type Link struct {
 	// OtherLab, in an observed state, names the lab that owns a link this
 	// one does not (read from its mark), for conflicts.
 	OtherLab string `json:"other_lab,omitempty"`
+	// MTUSet, on an observed bridge, says the lab set its MTU (the kernel
+	// then keeps it; before, it follows the bridge's ports).
+	MTUSet bool `json:"mtu_set,omitempty"`
 	// HalfMade marks an observed link of the lab that a killed run left
 	// without its full mark: it is replaced.
 	HalfMade bool   `json:"half_made,omitempty"`
@@ -283,6 +286,20 @@ func (r *Route) Clone() *Route {
 	}
 	c := *r
 	return &c
+}
+
+// LabDefaults are the settings every namespace the lab makes (and its
+// sandbox) starts with, before any interface exists (interfaces take
+// conf.default): deleting a primary IPv4 address promotes a secondary
+// instead of taking it along, and IPv6 addresses stay when a link goes
+// down, as IPv4 ones do. Both make changes without breaks possible (an
+// address replaced by adding the new one first keeps the routes through
+// the link).
+var LabDefaults = map[string]string{
+	"net.ipv4.conf.all.promote_secondaries":     "1",
+	"net.ipv4.conf.default.promote_secondaries": "1",
+	"net.ipv6.conf.all.keep_addr_on_down":       "1",
+	"net.ipv6.conf.default.keep_addr_on_down":   "1",
 }
 
 // NormaliseSysctl compares sysctl values the way the kernel prints them:

@@ -150,6 +150,12 @@ func (k *Kernel) updateField(h *nsHandle, l netlink.Link, c *reconcile.Change, f
 	want := c.Link
 	switch field {
 	case "mtu":
+		if want.Kind == reconcile.KindBridge {
+			if err := h.setBridgeMTU(l, want.MTU); err != nil {
+				return err
+			}
+			return k.setAliasAttr(h, l, "mtu", "set") // the kernel keeps it now: say so
+		}
 		return h.h.LinkSetMTU(l, want.MTU)
 	case "mac":
 		hw, err := hwAddr(want.MAC)
@@ -245,6 +251,9 @@ func (k *Kernel) createLink(h *nsHandle, c *reconcile.Change) error {
 	var peerH *nsHandle
 	switch l.Kind {
 	case reconcile.KindBridge:
+		// A bridge's MTU given at creation follows its ports' as they
+		// join; one set afterwards stays (the kernel marks it as set).
+		a.MTU = 0
 		nl = &netlink.Bridge{LinkAttrs: a}
 	case reconcile.KindVeth:
 		peerH, err = k.handle(l.Peer.NS)
@@ -327,6 +336,11 @@ func (k *Kernel) createLink(h *nsHandle, c *reconcile.Change) error {
 	created, err := h.h.LinkByName(l.Name)
 	if err != nil {
 		return fail(err)
+	}
+	if l.Kind == reconcile.KindBridge && l.MTU != 0 {
+		if err := h.setBridgeMTU(created, l.MTU); err != nil {
+			return k.cleanup(h, created, fail(fmt.Errorf("set mtu: %w", err)))
+		}
 	}
 	if l.Kind == reconcile.KindBridge && l.STP != nil && *l.STP {
 		if err := h.setSTP(created.Attrs().Index, true); err != nil {
@@ -462,6 +476,23 @@ func (k *Kernel) applyAddress(c *reconcile.Change) error {
 		}
 	}
 	return nil
+}
+
+// setBridgeMTU sets a bridge's MTU so that the kernel keeps it: a bridge
+// follows its ports' MTUs until its own is changed, and setting the value
+// it already has changes nothing (not even that), so an equal one is set by
+// way of one byte less.
+func (h *nsHandle) setBridgeMTU(l netlink.Link, mtu int) error {
+	cur, err := h.h.LinkByIndex(l.Attrs().Index)
+	if err != nil {
+		return err
+	}
+	if cur.Attrs().MTU == mtu {
+		if err := h.h.LinkSetMTU(l, mtu-1); err != nil {
+			return err
+		}
+	}
+	return h.h.LinkSetMTU(l, mtu)
 }
 
 // setAliasAttr rewrites one attribute of a link's mark.

@@ -350,6 +350,9 @@ func (k *Kernel) linkAlias(l *reconcile.Link) string {
 	if l.Parent != nil {
 		a += "|parent=" + l.Parent.String()
 	}
+	if l.Kind == reconcile.KindBridge && l.MTU != 0 {
+		a += "|mtu=set" // createLink sets it after creation: the kernel keeps it
+	}
 	if len(l.Addresses) > 0 {
 		a += "|a=" + addrTags(l.Addresses)
 	}
@@ -626,6 +629,7 @@ func (k *Kernel) observeNS(short string, sysctls []string, wantNAT bool) (*recon
 		}
 		switch v := l.(type) {
 		case *netlink.Bridge:
+			rl.MTUSet = attrs["mtu"] == "set"
 			if owned {
 				stp, err := h.stpState(a.Index)
 				if err != nil {

@@ -14,6 +14,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/netplan-lab/netplan-lab/reconcile"
 )
 
 // NetnsDir is where named namespaces live, as with `ip netns`.
@@ -139,23 +141,10 @@ func cleanTmpPins() {
 	}
 }
 
-// LabDefaults are the settings every namespace the lab makes starts with,
-// before any interface exists (interfaces take conf.default): deleting a
-// primary IPv4 address promotes a secondary instead of taking it along, and
-// IPv6 addresses stay when a link goes down, as IPv4 ones do. Both make
-// changes without breaks possible (an address replaced by adding the new
-// one first keeps the routes through the link).
-var LabDefaults = map[string]string{
-	"net.ipv4.conf.all.promote_secondaries":     "1",
-	"net.ipv4.conf.default.promote_secondaries": "1",
-	"net.ipv6.conf.all.keep_addr_on_down":       "1",
-	"net.ipv6.conf.default.keep_addr_on_down":   "1",
-}
-
-// labDefaults writes LabDefaults in the calling (locked) thread's
-// namespace; a kernel without IPv6 has no IPv6 keys.
+// labDefaults writes reconcile.LabDefaults in the calling (locked)
+// thread's namespace; a kernel without IPv6 has no IPv6 keys.
 func labDefaults() error {
-	for k, v := range LabDefaults {
+	for k, v := range reconcile.LabDefaults {
 		if err := os.WriteFile(sysctlPath(k), []byte(v), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("set %s: %w", k, err)
 		}

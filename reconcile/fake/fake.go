@@ -26,6 +26,17 @@ type World struct {
 	nss map[string]*ns
 	// Unsupported link kinds, as a kernel without the module would have.
 	Unsupported map[string]string // kind -> kernel option
+	// Defaults overrides what a key ending in a suffix (".rp_filter")
+	// reads before it is set: IPv4 settings of a new namespace come from
+	// the machine's own, which tests can read and tell the fake.
+	Defaults map[string]string
+}
+
+// SetSysctl sets a sysctl by hand.
+func (w *World) SetSysctl(nsName, key, value string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.nss[nsName].sysctls[key] = value
 }
 
 type ns struct {
@@ -52,6 +63,8 @@ type link struct {
 	// kparent is the parent the kernel links a child to (by ifindex: it
 	// follows a rename), where l.Parent is what the mark records.
 	kparent *reconcile.Ref
+	// mtuSet: a bridge whose MTU was set; else it follows its ports.
+	mtuSet bool
 }
 
 func cloneRef(r *reconcile.Ref) *reconcile.Ref {
@@ -105,6 +118,9 @@ func (w *World) Dump(owner string) *reconcile.State {
 	s := reconcile.NewState()
 	for name := range w.nss {
 		s.Namespaces[name] = w.view(name, owner, nil)
+		for _, l := range s.Namespaces[name].Links {
+			l.MTUSet = false // how it got its MTU, not what it is
+		}
 	}
 	return s
 }
@@ -153,6 +169,7 @@ func (w *World) view(name, owner string, keys []string) *reconcile.Namespace {
 	for ln, l := range n.links {
 		c := l.l.Clone()
 		c.Owned = owner != "" && l.owner == owner
+		c.MTUSet = l.mtuSet
 		out.Links[ln] = c
 	}
 	for k, r := range n.routes {
@@ -195,6 +212,11 @@ func (w *World) sysctl(nsName, key string) (string, bool) {
 	if len(parts) >= 5 && parts[2] == "conf" && parts[3] != "all" && parts[3] != "default" && parts[3] != "lo" {
 		if n.links[parts[3]] == nil {
 			return "", false
+		}
+	}
+	for suffix, v := range w.Defaults {
+		if strings.HasSuffix(key, suffix) {
+			return v, true
 		}
 	}
 	return defaultSysctl(key), true
@@ -268,7 +290,7 @@ func (w *World) snapshot() map[string]*ns {
 			c.sysctls[k] = v
 		}
 		for ln, l := range n.links {
-			c.links[ln] = &link{owner: l.owner, l: l.l.Clone(), kparent: cloneRef(l.kparent)}
+			c.links[ln] = &link{owner: l.owner, l: l.l.Clone(), kparent: cloneRef(l.kparent), mtuSet: l.mtuSet}
 		}
 		for rk, r := range n.routes {
 			c.routes[rk] = r.Clone()
@@ -304,8 +326,9 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 			}
 			n := newNS(k.Owner)
 			// What netplan-lab sets in every namespace it makes.
-			n.sysctls["net.ipv4.conf.all.promote_secondaries"] = "1"
-			n.sysctls["net.ipv6.conf.all.keep_addr_on_down"] = "1"
+			for key, v := range reconcile.LabDefaults {
+				n.sysctls[key] = v
+			}
 			w.nss[c.Namespace] = n
 		case reconcile.Delete:
 			if n == nil {
@@ -339,7 +362,9 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 			for _, f := range c.Fields {
 				switch f.Name {
 				case "mtu":
-					l.l.MTU = c.Link.MTU
+					if err := w.setMTU(c.Namespace, n, l, c.Link.MTU); err != nil {
+						return err
+					}
 				case "mac":
 					l.l.MAC = c.Link.MAC
 				case "up":
@@ -354,7 +379,13 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 					if err := checkMaster(n, c.Link.Master); err != nil {
 						return err
 					}
+					if c.Link.Master != "" && w.hasChildren(c.Namespace, name) {
+						return errf(syscall.EBUSY, "%q has macvlan or ipvlan children", name)
+					}
+					old := l.l.Master
 					l.l.Master = c.Link.Master
+					w.bridgeMTU(c.Namespace, n, old)
+					w.bridgeMTU(c.Namespace, n, l.l.Master)
 				case "name":
 					// Renamed in place: down for a moment, the same link.
 					if l.l.Up {
@@ -412,10 +443,13 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 		case reconcile.Create:
 			for _, a := range l.l.Addresses {
 				if a == c.Name {
-					return errf(syscall.EEXIST, "address %s", a)
+					return nil // there already: adopted, as the real kernel code does
 				}
 			}
-			l.l.Addresses = append(l.l.Addresses, c.Name)
+			if addrFamily(c.Name) == 6 && l.l.MTU < 1280 {
+				return errf(syscall.EINVAL, "no IPv6 on %q: its MTU %d is under 1280", c.Dev, l.l.MTU)
+			}
+			l.l.Addresses = insertAddr(l.l.Addresses, c.Name)
 		case reconcile.Delete:
 			w.delAddr(c.Namespace, n, l, c.Name)
 		}
@@ -491,6 +525,75 @@ func (w *World) flushRoutes(n *ns, dev string) {
 	}
 }
 
+// insertAddr adds an address where the kernel lists it: IPv4 primaries
+// (the first of their subnet) after the primaries, IPv4 secondaries at the
+// end of the IPv4 ones; IPv6 addresses after the IPv4 ones, newest first.
+func insertAddr(list []string, a string) []string {
+	var v4p, v4s, v6 []string
+	p, _ := netip.ParsePrefix(a)
+	secondary := false
+	for _, x := range list {
+		q, _ := netip.ParsePrefix(x)
+		switch {
+		case !q.Addr().Is4():
+			v6 = append(v6, x)
+		case len(v4p) == 0 || !isSecondary(x, v4p):
+			v4p = append(v4p, x)
+		default:
+			v4s = append(v4s, x)
+		}
+		if p.Addr().Is4() && q.Addr().Is4() && q.Bits() == p.Bits() && q.Masked() == p.Masked() {
+			secondary = true
+		}
+	}
+	switch {
+	case !p.Addr().Is4():
+		v6 = append([]string{a}, v6...)
+	case secondary:
+		v4s = append(v4s, a)
+	default:
+		v4p = append(v4p, a)
+	}
+	return append(append(v4p, v4s...), v6...)
+}
+
+// insertPrimary puts an IPv4 address after the last primary.
+func insertPrimary(list []string, a string) []string {
+	var v4p, rest []string
+	for _, x := range list {
+		q, _ := netip.ParsePrefix(x)
+		if q.Addr().Is4() && !isSecondary(x, v4p) {
+			v4p = append(v4p, x)
+		} else {
+			rest = append(rest, x)
+		}
+	}
+	return append(append(v4p, a), rest...)
+}
+
+// devConf is a setting the kernel reads as "all OR the interface's own"
+// (promote_secondaries, keep_addr_on_down): "1" if either is set.
+func (w *World) devConf(nsName, dev, prefix, key string) string {
+	all, _ := w.sysctl(nsName, prefix+".all."+key)
+	own, _ := w.sysctl(nsName, prefix+"."+dev+"."+key)
+	if all == "1" || own == "1" {
+		return "1"
+	}
+	return "0"
+}
+
+// isSecondary: x shares a subnet with one of the primaries before it.
+func isSecondary(x string, primaries []string) bool {
+	q, _ := netip.ParsePrefix(x)
+	for _, y := range primaries {
+		r, _ := netip.ParsePrefix(y)
+		if r.Addr().Is4() && q.Bits() == r.Bits() && q.Masked() == r.Masked() {
+			return true
+		}
+	}
+	return false
+}
+
 func routeFamily(r *reconcile.Route) int {
 	if strings.Contains(r.Dst, ":") {
 		return 6
@@ -514,24 +617,42 @@ func (w *World) delAddr(nsName string, n *ns, l *link, cidr string) {
 	if err != nil {
 		return
 	}
-	promote, _ := w.sysctl(nsName, "net.ipv4.conf.all.promote_secondaries")
+	promote := w.devConf(nsName, l.l.Name, "net.ipv4.conf", "promote_secondaries")
+	same := func(a string) bool {
+		q, err := netip.ParsePrefix(a)
+		return err == nil && q.Addr().Is4() && p.Addr().Is4() && q.Bits() == p.Bits() && q.Masked() == p.Masked()
+	}
 	primary := false
 	for _, a := range l.l.Addresses {
-		if q, err := netip.ParsePrefix(a); err == nil && q.Addr().Is4() && q.Bits() == p.Bits() && q.Masked() == p.Masked() {
+		if same(a) {
 			primary = a == cidr
 			break
 		}
 	}
 	var keep []string
+	promoted := ""
 	for _, a := range l.l.Addresses {
 		if a == cidr {
 			continue
 		}
-		if q, err := netip.ParsePrefix(a); err == nil && primary && promote != "1" && p.Addr().Is4() &&
-			q.Addr().Is4() && q.Bits() == p.Bits() && q.Masked() == p.Masked() {
-			continue // a secondary of the deleted primary
+		if primary && same(a) {
+			if promote != "1" {
+				continue // a secondary of the deleted primary goes with it
+			}
+			if promoted == "" {
+				promoted = a // the first secondary takes the primary's place
+				continue
+			}
 		}
 		keep = append(keep, a)
+	}
+	if promoted != "" {
+		// It goes after the last primary, as a primary.
+		var out []string
+		for _, a := range keep {
+			out = insertAddr(out, a)
+		}
+		keep = insertPrimary(out, promoted)
 	}
 	l.l.Addresses = keep
 	fam := addrFamily(cidr)
@@ -551,7 +672,7 @@ func (w *World) delAddr(nsName string, n *ns, l *link, cidr string) {
 // and its IPv6 addresses unless keep_addr_on_down.
 func (w *World) linkDown(nsName string, n *ns, l *link) {
 	w.flushRoutes(n, l.l.Name)
-	if keep, _ := w.sysctl(nsName, "net.ipv6.conf.all.keep_addr_on_down"); keep != "1" {
+	if keep := w.devConf(nsName, l.l.Name, "net.ipv6.conf", "keep_addr_on_down"); keep != "1" {
 		var v4 []string
 		for _, a := range l.l.Addresses {
 			if addrFamily(a) == 4 {
@@ -600,18 +721,36 @@ func (k *Kernel) createLink(c *reconcile.Change) error {
 			v := h.Sum32()
 			l.MAC = fmt.Sprintf("02:fa:%02x:%02x:%02x:%02x", byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
 		}
+		set := l.MTU != 0
 		if l.MTU == 0 {
-			l.MTU = 1500
+			l.MTU = w.defaultMTU(nsName, n, l)
+		} else if max := w.maxMTU(nsName, n, l); l.MTU > max {
+			return errf(syscall.EINVAL, "create %s %q: mtu %d over %d", l.Kind, l.Name, l.MTU, max)
 		}
 		if l.Kind == reconcile.KindBridge && l.STP == nil {
 			f := false
 			l.STP = &f
 		}
-		l.Addresses = append([]string(nil), l.Addresses...)
-		if len(l.Addresses) == 0 {
-			l.Addresses = nil
+		var addrs []string
+		for _, a := range l.Addresses {
+			addrs = insertAddr(addrs, a)
 		}
-		n.links[l.Name] = &link{owner: k.Owner, l: l, kparent: cloneRef(l.Parent)}
+		l.Addresses = addrs
+		if l.MTU < 1280 {
+			for _, a := range l.Addresses {
+				if addrFamily(a) == 6 {
+					return errf(syscall.EINVAL, "no IPv6 on %q: its MTU %d is under 1280", l.Name, l.MTU)
+				}
+			}
+		}
+		n.links[l.Name] = &link{owner: k.Owner, l: l, kparent: cloneRef(l.Parent), mtuSet: set && l.Kind == reconcile.KindBridge}
+		// An interface's own settings start from the namespace's default.
+		for _, key := range []string{"net.ipv4.conf.%s.promote_secondaries", "net.ipv6.conf.%s.keep_addr_on_down"} {
+			if v, ok := w.sysctl(nsName, fmt.Sprintf(key, "default")); ok {
+				n.sysctls[fmt.Sprintf(key, l.Name)] = v
+			}
+		}
+		w.bridgeMTU(nsName, n, l.Master)
 		return nil
 	}
 	switch l.Kind {
@@ -627,6 +766,9 @@ func (k *Kernel) createLink(c *reconcile.Change) error {
 		if peer == nil {
 			peer = &reconcile.Link{Name: l.Peer.Name, Kind: reconcile.KindVeth, Up: true}
 		}
+		if peer.MTU == 0 {
+			peer.MTU = l.MTU // the kernel gives the peer this end's MTU
+		}
 		peer.Peer = &reconcile.Ref{NS: c.Namespace, Name: l.Name}
 		if err := place(c.Namespace, n, l); err != nil {
 			return err
@@ -637,12 +779,144 @@ func (k *Kernel) createLink(c *reconcile.Change) error {
 		if pn == nil || pn.links[l.Parent.Name] == nil {
 			return errf(syscall.ENODEV, "parent %s", l.Parent)
 		}
+		// A bridge port's frames are the bridge's: no child can take them.
+		if pn.links[l.Parent.Name].l.Master != "" {
+			return errf(syscall.EBUSY, "parent %s is a bridge port", l.Parent)
+		}
 	case reconcile.KindVxlan:
 		if l.VXLAN.Dev != "" && n.links[l.VXLAN.Dev] == nil {
 			return errf(syscall.ENODEV, "vxlan dev %q", l.VXLAN.Dev)
 		}
+		// One VNI per UDP port in a namespace.
+		for _, o := range n.links {
+			if o.l.Kind == reconcile.KindVxlan && o.l.VXLAN.VNI == l.VXLAN.VNI && o.l.VXLAN.Port == l.VXLAN.Port {
+				return errf(syscall.EEXIST, "vxlan vni %d port %d is in use by %q", l.VXLAN.VNI, l.VXLAN.Port, o.l.Name)
+			}
+		}
 	}
 	return place(c.Namespace, n, l)
+}
+
+// The kernel's MTU rules: a veth starts at 1500, a macvlan or ipvlan at
+// its parent's MTU (and never above it), a VXLAN at its underlay's MTU less
+// its 50-byte header (1450 without one, never above); a bridge follows the
+// smallest of its ports' MTUs (1500 without ports) until its MTU is set.
+func (w *World) defaultMTU(nsName string, n *ns, l *reconcile.Link) int {
+	switch l.Kind {
+	case reconcile.KindMacvlan, reconcile.KindIpvlan:
+		if p := w.linkAt(*l.Parent); p != nil {
+			return p.l.MTU
+		}
+	case reconcile.KindVxlan:
+		return w.maxMTU(nsName, n, l)
+	}
+	return 1500
+}
+
+// kernelParent is the link a child is on (its kparent, which follows
+// renames), for a link already placed.
+func (w *World) kernelParent(n *ns, l *reconcile.Link) *link {
+	if o := n.links[l.Name]; o != nil && o.l == l && o.kparent != nil {
+		return w.linkAt(*o.kparent)
+	}
+	if l.Parent != nil {
+		return w.linkAt(*l.Parent)
+	}
+	return nil
+}
+
+func (w *World) maxMTU(nsName string, n *ns, l *reconcile.Link) int {
+	switch l.Kind {
+	case reconcile.KindMacvlan, reconcile.KindIpvlan:
+		if p := w.kernelParent(n, l); p != nil {
+			return p.l.MTU
+		}
+	case reconcile.KindVxlan:
+		head := 50
+		if strings.Contains(l.VXLAN.Remote+l.VXLAN.Group, ":") {
+			head = 70
+		}
+		if d := n.links[l.VXLAN.Dev]; l.VXLAN.Dev != "" && d != nil {
+			return d.l.MTU - head
+		}
+		return 1500 - head
+	}
+	return 65535
+}
+
+func (w *World) hasChildren(nsName, name string) bool {
+	for _, other := range w.nss {
+		for _, o := range other.links {
+			if o.kparent != nil && o.kparent.NS == nsName && o.kparent.Name == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (w *World) linkAt(r reconcile.Ref) *link {
+	if n := w.nss[r.NS]; n != nil {
+		return n.links[r.Name]
+	}
+	return nil
+}
+
+// setMTU changes a link's MTU and what follows it: the bridge it is a
+// port of, the macvlans on it (which shrink with it).
+func (w *World) setMTU(nsName string, n *ns, l *link, mtu int) error {
+	if max := w.maxMTU(nsName, n, l.l); mtu > max {
+		return errf(syscall.EINVAL, "mtu %d of %q is over %d", mtu, l.l.Name, max)
+	}
+	if l.l.Kind == reconcile.KindBridge {
+		l.mtuSet = true
+	}
+	w.mtuIs(nsName, n, l, mtu)
+	return nil
+}
+
+// mtuIs gives a link a new MTU and makes what follows follow: the bridge
+// it is a port of, the macvlans on it (which shrink with it), its IPv6
+// addresses (gone under IPv6's minimum MTU of 1280).
+func (w *World) mtuIs(nsName string, n *ns, l *link, mtu int) {
+	l.l.MTU = mtu
+	if mtu < 1280 {
+		var v4 []string
+		for _, a := range l.l.Addresses {
+			if addrFamily(a) == 4 {
+				v4 = append(v4, a)
+			}
+		}
+		l.l.Addresses = v4
+	}
+	w.bridgeMTU(nsName, n, l.l.Master)
+	for cn, other := range w.nss {
+		for _, o := range other.links {
+			if o.kparent != nil && o.kparent.NS == nsName && o.kparent.Name == l.l.Name && o.l.MTU > mtu {
+				w.mtuIs(cn, other, o, mtu)
+			}
+		}
+	}
+}
+
+// bridgeMTU sets a bridge's MTU to its smallest port's, unless it was set.
+func (w *World) bridgeMTU(nsName string, n *ns, bridge string) {
+	b := n.links[bridge]
+	if bridge == "" || b == nil || b.mtuSet {
+		return
+	}
+	min := 0
+	for _, o := range n.links {
+		if o.l.Master == bridge && (min == 0 || o.l.MTU < min) {
+			min = o.l.MTU
+		}
+	}
+	if min == 0 {
+		min = 1500
+	}
+	if b.l.MTU != min {
+		w.mtuIs(nsName, n, b, min)
+	}
 }
 
 func (w *World) delLink(nsName, name string) error {
@@ -667,6 +941,7 @@ func (w *World) delLink(nsName, name string) error {
 			o.l.Master = ""
 		}
 	}
+	w.bridgeMTU(nsName, n, l.l.Master)
 	// A VXLAN goes with its underlay dev.
 	for on, o := range n.links {
 		if o.l.Kind == reconcile.KindVxlan && o.l.VXLAN != nil && o.l.VXLAN.Dev == name {
