@@ -95,6 +95,38 @@ func genTopology(r *rand.Rand) *topology.Topology {
 		a, b := pick(), pick()
 		t.Links = append(t.Links, &topology.Link{A: end(a), B: end(b)})
 	}
+	// Macvlans on veth ends that are not bridge ports (the kernel refuses
+	// those), and VXLANs over veth ends, in their namespaces.
+	var ends []*topology.Iface
+	for _, l := range t.Links {
+		for _, e := range []*topology.Iface{&l.A, &l.B} {
+			if e.Bridge == "" {
+				ends = append(ends, e)
+			}
+		}
+	}
+	for i := 0; i < r.Intn(3) && len(ends) > 0; i++ {
+		p := ends[r.Intn(len(ends))]
+		ns := pick()
+		m := &topology.Macvlan{Iface: topology.Iface{Name: name(ns, "m"), Namespace: ns, Addresses: addrs(), Up: up()},
+			Parent: p.Namespace + ":" + p.Name, ParentNS: p.Namespace, ParentName: p.Name, Mode: []string{"bridge", "private", "vepa"}[r.Intn(3)]}
+		t.Macvlans = append(t.Macvlans, m)
+	}
+	vnis := map[string]bool{}
+	for i := 0; i < r.Intn(3) && len(ends) > 0; i++ {
+		d := ends[r.Intn(len(ends))]
+		vni := 1 + r.Intn(20)
+		if vnis[fmt.Sprintf("%s/%d", d.Namespace, vni)] {
+			continue // one VNI per port in a namespace
+		}
+		vnis[fmt.Sprintf("%s/%d", d.Namespace, vni)] = true
+		v := &topology.Vxlan{Iface: topology.Iface{Name: name(d.Namespace, "vx"), Namespace: d.Namespace, Addresses: addrs(), Up: up()},
+			VNI: vni, Remote: fmt.Sprintf("192.0.2.%d", 1+r.Intn(9)), Dev: d.Name, Port: 4789}
+		if r.Intn(2) == 0 {
+			v.Local = fmt.Sprintf("192.0.2.%d", 10+r.Intn(9))
+		}
+		t.Vxlans = append(t.Vxlans, v)
+	}
 	// Routes: through a gateway on an up link with an IPv4 address.
 	for _, ifc := range t.Interfaces() {
 		if !ifc.IsUp() || len(ifc.Addresses) == 0 || r.Intn(2) == 0 {
@@ -328,8 +360,31 @@ func mutate(r *rand.Rand, t *topology.Topology) *topology.Topology {
 		cb := *b
 		c.Bridges = append(c.Bridges, &cb)
 	}
+	c.Macvlans = nil
+	for _, m := range t.Macvlans {
+		cm := *m
+		c.Macvlans = append(c.Macvlans, &cm)
+	}
+	c.Vxlans = nil
+	for _, v := range t.Vxlans {
+		cv := *v
+		c.Vxlans = append(c.Vxlans, &cv)
+	}
 	for i := 0; i < 1+r.Intn(3); i++ {
-		switch r.Intn(7) {
+		switch r.Intn(9) {
+		case 7: // in place: a macvlan's mode
+			if len(c.Macvlans) > 0 {
+				c.Macvlans[r.Intn(len(c.Macvlans))].Mode = []string{"bridge", "private", "vepa"}[r.Intn(3)]
+			}
+		case 8: // in place: a VXLAN's remote; replaced: its VNI
+			if len(c.Vxlans) > 0 {
+				v := c.Vxlans[r.Intn(len(c.Vxlans))]
+				if r.Intn(2) == 0 {
+					v.Remote = fmt.Sprintf("192.0.2.%d", 100+r.Intn(9))
+				} else {
+					v.VNI = 100 + r.Intn(50)
+				}
+			}
 		case 6:
 			if len(c.NAT) > 0 {
 				j := r.Intn(len(c.NAT))
@@ -391,6 +446,23 @@ func mutate(r *rand.Rand, t *topology.Topology) *topology.Topology {
 			}
 		}
 	}
+	// Children and VXLANs go with the links they are on.
+	ends := map[string]bool{}
+	nss := map[string]bool{topology.Host: true}
+	for _, n := range c.Namespaces {
+		nss[n.Name] = true
+	}
+	for _, l := range c.Links {
+		ends[l.A.Namespace+":"+l.A.Name], ends[l.B.Namespace+":"+l.B.Name] = true, true
+	}
+	c.Macvlans = keep(c.Macvlans, func(m *topology.Macvlan) bool { return nss[m.Namespace] && ends[m.Parent] })
+	vnis := map[string]bool{}
+	c.Vxlans = keep(c.Vxlans, func(v *topology.Vxlan) bool {
+		k := fmt.Sprintf("%s/%d", v.Namespace, v.VNI)
+		ok := nss[v.Namespace] && ends[v.Namespace+":"+v.Dev] && !vnis[k]
+		vnis[k] = true
+		return ok
+	})
 	return &c
 }
 
