@@ -140,7 +140,7 @@ func TestNAT(t *testing.T) {
 	for _, c := range p.Changes {
 		got = append(got, string(c.Action)+" "+c.Namespace+" "+c.Describe())
 	}
-	want := "- router nat port_forward tcp 8080 to 10.10.0.2:80 in wan\n+ router nat port_forward tcp 8081 to 10.10.0.2:80 in wan"
+	want := "+ router nat port_forward tcp 8081 to 10.10.0.2:80 in wan\n- router nat port_forward tcp 8080 to 10.10.0.2:80 in wan"
 	if strings.Join(got, "\n") != want {
 		t.Fatalf("plan:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
 	}

@@ -232,6 +232,7 @@ done
 echo "kerneltest: guest up, running the live tests"
 cd /src/internal/live
 [ -x /netplan-lab ] && export NETPLAN_LAB_BIN=/netplan-lab
+export NETPLAN_LAB_KERNELTEST=1
 /live.test -test.v -test.count=1 -test.timeout=30m %s 2>&1
 echo "NETPLAN-LAB-KERNEL-TEST-EXIT=$?"
 poweroff -f
