@@ -116,6 +116,14 @@ func (d *differ) run() {
 				d.add(&Change{Action: Delete, Kind: KindLink, Namespace: name, Name: ln, Link: hl.Clone(), Implicit: true})
 				continue
 			}
+			if len(hl.Foreign) > 0 && hl.Kind != KindVeth {
+				// Someone put addresses of their own on it: it is left
+				// to them, without the lab's mark and addresses.
+				d.add(&Change{Action: Update, Kind: KindLink, Namespace: name, Name: ln, Link: hl.Clone(), OldLink: hl.Clone(),
+					Fields: []Field{{Name: "owner", Old: "this lab", New: "(none)"}},
+					Why: "it carries addresses the lab did not add (" + strings.Join(hl.Foreign, ", ") + "): it stays for them, unmarked; the lab's own addresses go"})
+				continue
+			}
 			d.deleteLink(ref, hl)
 		}
 	}

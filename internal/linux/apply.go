@@ -201,6 +201,8 @@ func (k *Kernel) updateField(h *nsHandle, l netlink.Link, c *reconcile.Change, f
 		return nil
 	case "peer":
 		return k.setAliasAttr(h, l, "peer", want.Peer.String())
+	case "owner":
+		return k.disown(h, l)
 	case "parent":
 		return k.setAliasAttr(h, l, "parent", want.Parent.String())
 	case "mode", "flag":
@@ -493,6 +495,38 @@ func (h *nsHandle) setBridgeMTU(l netlink.Link, mtu int) error {
 		}
 	}
 	return h.h.LinkSetMTU(l, mtu)
+}
+
+// disown leaves a link of the lab to whoever put addresses of their own on
+// it: the lab's addresses go, then its mark (alias and link group).
+func (k *Kernel) disown(h *nsHandle, l netlink.Link) error {
+	owned, attrs := k.ownedAlias(l.Attrs().Alias)
+	if !owned && !k.halfMade(l.Attrs()) {
+		return errors.New("it is not marked as this lab's")
+	}
+	tags := map[string]bool{}
+	for _, t := range strings.Split(attrs["a"], ",") {
+		tags[t] = true
+	}
+	addrs, err := h.h.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return err
+	}
+	for _, a := range addrs {
+		if a.IPNet == nil {
+			continue
+		}
+		ones, _ := a.Mask.Size()
+		if tags[addrTag(fmt.Sprintf("%s/%d", canonIP(a.IP), ones))] {
+			if err := h.h.AddrDel(l, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+				return err
+			}
+		}
+	}
+	if err := h.h.LinkSetAlias(l, ""); err != nil {
+		return err
+	}
+	return h.h.LinkSetGroup(l, 0)
 }
 
 // setAliasAttr rewrites one attribute of a link's mark.

@@ -256,23 +256,36 @@ func TestForeignAddressesSurviveApply(t *testing.T) {
 	if !hasAddr(t, e, "c1", "eth0", "10.55.66.5/24") || hasAddr(t, e, "c1", "eth0", "10.55.66.2/24") || !hasAddr(t, e, "host", "hwchiu0", "10.55.67.1/24") {
 		t.Fatal("the lab's own address edit was not applied")
 	}
-	// Destroy deletes the lab's interfaces, and the kernel their addresses
-	// with them: the plan says so.
+	// Destroy: the bridge, which someone put an address of their own on,
+	// stays for them, unmarked, without the lab's addresses; the veth in
+	// c1 goes with its namespace, and the kernel takes its address along:
+	// the plan says both.
 	obs, err := e.k.Observe(context.Background(), reconcile.QueryFor(reconcile.Nothing()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	warnings := strings.Join(reconcile.Diff(reconcile.Nothing(), obs).Warnings, "\n")
-	for _, want := range []string{
-		`bridge "hwchiu0" in namespace "host" carries addresses the lab did not add (10.99.0.1/24): they go with it`,
-		`veth "eth0" in namespace "c1" carries addresses the lab did not add (10.98.0.7/24): they go with it`,
-	} {
-		if !strings.Contains(warnings, want) {
-			t.Errorf("destroy's plan does not warn %q; warnings:\n%s", want, warnings)
-		}
+	p := reconcile.Diff(reconcile.Nothing(), obs)
+	warnings := strings.Join(p.Warnings, "\n")
+	if want := `veth "eth0" in namespace "c1" carries addresses the lab did not add (10.98.0.7/24): they go with it`; !strings.Contains(warnings, want) {
+		t.Errorf("destroy's plan does not warn %q; warnings:\n%s", want, warnings)
+	}
+	if got := strings.Join(planLines(p), "\n"); !strings.Contains(got, "~ host bridge hwchiu0 (owner: this lab -> (none)) (it carries addresses the lab did not add (10.99.0.1/24): it stays for them, unmarked; the lab's own addresses go)") {
+		t.Errorf("destroy's plan:\n%s", got)
 	}
 	e.destroy()
-	e.assertGone()
+	if !hasAddr(t, e, "host", "hwchiu0", "10.99.0.1/24") || hasAddr(t, e, "host", "hwchiu0", "10.55.66.1/24") || hasAddr(t, e, "host", "hwchiu0", "10.55.67.1/24") {
+		t.Fatal("after destroy, the bridge should hold the foreign address and none of the lab's")
+	}
+	e.in("host", func() {
+		l, _ := netlink.LinkByName("hwchiu0")
+		if a := l.Attrs(); a.Alias != "" || a.Group != 0 {
+			t.Fatalf("the bridge left behind still carries a mark: alias %q group %d", a.Alias, a.Group)
+		}
+	})
+	e.assertGone(e.sandbox) // the sandbox stays: something that is not the lab's lives in it
+	if p := e.plan(); len(p.Conflicts) != 1 || !strings.Contains(p.Conflicts[0], `bridge "hwchiu0" in namespace "host" already exists and is not owned`) {
+		t.Fatalf("a new apply should see the bridge as someone else's: %v", p.Conflicts)
+	}
 }
 
 // TestForeignAddressesSurviveWatch: the same, under apply --watch, which

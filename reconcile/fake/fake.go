@@ -417,6 +417,8 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 					}
 				case "peer":
 					l.l.Peer = cloneRef(c.Link.Peer)
+				case "owner":
+					l.owner = "" // left to whoever else uses it
 				case "parent":
 					l.l.Parent = cloneRef(c.Link.Parent)
 				case "mode":
