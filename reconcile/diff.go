@@ -121,7 +121,7 @@ func (d *differ) run() {
 				// to them, without the lab's mark and addresses.
 				d.add(&Change{Action: Update, Kind: KindLink, Namespace: name, Name: ln, Link: hl.Clone(), OldLink: hl.Clone(),
 					Fields: []Field{{Name: "owner", Old: "this lab", New: "(none)"}},
-					Why: "it carries addresses the lab did not add (" + strings.Join(hl.Foreign, ", ") + "): it stays for them, unmarked; the lab's own addresses go"})
+					Why:    "it carries addresses the lab did not add (" + strings.Join(hl.Foreign, ", ") + "): it stays for them, unmarked; the lab's own addresses go"})
 				continue
 			}
 			d.deleteLink(ref, hl)
