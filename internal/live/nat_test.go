@@ -1,11 +1,11 @@
 package live
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/google/nftables"
-	"github.com/google/nftables/userdata"
 
 	"github.com/netplan-lab/netplan-lab/reconcile"
 )
@@ -35,33 +35,19 @@ nat:
     port_forward: {proto: tcp, port: 8080, to: "10.10.0.2:80", in: wan}
 `
 
-// nftRules lists a namespace's rules of the lab's table: comment -> handles.
+// nftRules lists a namespace's rules of the lab's table: comment ->
+// handles (a port forward has two).
 func (e *env) nftRules(short string) map[string][]uint64 {
 	e.t.Helper()
 	out := map[string][]uint64{}
-	e.in(short, func() {
-		c, err := nftables.New()
-		if err != nil {
-			e.t.Fatal(err)
+	for _, chain := range reconcile.NATChainOrder {
+		for _, r := range e.chainRules(short, chain) {
+			i := strings.LastIndex(r, "@")
+			h, _ := strconv.ParseUint(r[i+1:], 10, 64)
+			comment := e.k.Mark() + " " + r[:i]
+			out[comment] = append(out[comment], h)
 		}
-		chains, err := c.ListChains()
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		for _, ch := range chains {
-			if ch.Table.Name != e.k.TableName() || ch.Name == "owner" {
-				continue // the owner chain holds the table's marker only
-			}
-			rules, err := c.GetRules(ch.Table, ch)
-			if err != nil {
-				e.t.Fatal(err)
-			}
-			for _, r := range rules {
-				comment, _ := userdata.GetString(r.UserData, userdata.TypeComment)
-				out[comment] = append(out[comment], r.Handle)
-			}
-		}
-	})
+	}
 	return out
 }
 
