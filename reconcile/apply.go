@@ -227,6 +227,9 @@ func AsDesired(observed *State) *State {
 			// A half-made link, or a veth whose peer does not check out,
 			// is nothing to go back to: it was never whole.
 			if l.Owned && !l.HalfMade && !(l.Kind == KindVeth && l.Peer == nil) {
+				if l.Kind == KindBridge && !l.MTUSet {
+					l.MTU = 0 // it followed its ports: going back does not pin it
+				}
 				out.Links[ln] = l
 			}
 		}

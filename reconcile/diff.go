@@ -204,6 +204,18 @@ func (d *differ) dependsOnGone(ref Ref, hl *Link) string {
 func (d *differ) foreignAddrsGoing() {
 	for _, name := range d.have.SortedNames() {
 		h := d.have.Namespaces[name]
+		if d.deletedNS[name] {
+			var others []string
+			for _, ln := range sortedKeys(h.Links) {
+				if !h.Links[ln].Owned {
+					others = append(others, ln)
+				}
+			}
+			if len(others) > 0 {
+				d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
+					"namespace %q holds interfaces the lab did not make (%s): they go with it", name, strings.Join(others, ", ")))
+			}
+		}
 		for _, ln := range sortedKeys(h.Links) {
 			l := h.Links[ln]
 			if len(l.Foreign) == 0 || !(d.gone[Ref{name, ln}] || d.deletedNS[name]) {
@@ -442,8 +454,12 @@ func identityFields(wl, hl *Link) []Field {
 	case KindVeth:
 		diff("peer", refStr(wl.Peer), refStr(hl.Peer))
 	case KindMacvlan, KindIpvlan:
-		// mode and flag change in place (kindUpdates)
+		// mode and flag change in place (kindUpdates), but the kernel
+		// switches no macvlan into or out of passthru in place
 		diff("parent", refStr(wl.Parent), refStr(hl.Parent))
+		if wl.Kind == KindMacvlan && (wl.Mode == "passthru") != (hl.Mode == "passthru") {
+			diff("mode", wl.Mode, hl.Mode)
+		}
 	case KindVxlan:
 		a, b := wl.VXLAN, hl.VXLAN
 		if a == nil || b == nil {
@@ -483,7 +499,9 @@ func kindUpdates(wl, hl *Link) []Field {
 	}
 	switch wl.Kind {
 	case KindMacvlan:
-		diff("mode", wl.Mode, hl.Mode)
+		if (wl.Mode == "passthru") == (hl.Mode == "passthru") {
+			diff("mode", wl.Mode, hl.Mode)
+		}
 	case KindIpvlan:
 		diff("mode", wl.Mode, hl.Mode)
 		diff("flag", wl.Flag, hl.Flag)
@@ -644,6 +662,30 @@ func (d *differ) addresses(name, ln string, wl, hl *Link, downs bool) {
 		if len(f) == 0 {
 			continue
 		}
+		if foreignIn(hl, sub) {
+			// Someone else's address shares the subnet: the lab neither
+			// removes it nor can put its own before it.
+			for _, p := range hl.Primaries {
+				switch {
+				case !sameSubnet(p, sub) || p == f[0]:
+				case contains(hl.Foreign, p):
+					d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
+						"the primary address of %s's subnet on %s in namespace %q is %s, which the lab did not add: %s, first in the file, stays a secondary",
+						f[0], ln, name, p, f[0]))
+				default:
+					var theirs []string
+					for _, a := range hl.Foreign {
+						if sameSubnet(a, sub) {
+							theirs = append(theirs, a)
+						}
+					}
+					d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
+						"%s, first in the file, cannot become the primary address of its subnet on %s in namespace %q without taking away %s, which the lab did not add: %s stays the primary",
+						f[0], ln, name, strings.Join(theirs, ", "), p))
+				}
+			}
+			continue
+		}
 		primary := ""
 		switch {
 		case addFirst: // new ones go after, deleted ones go, the first left is primary
@@ -727,6 +769,17 @@ func (d *differ) addresses(name, ln string, wl, hl *Link, downs bool) {
 			d.shaken[shake{ref, fam}] = true
 		}
 	}
+}
+
+// foreignIn reports whether a link carries an address the lab did not add
+// in sub's subnet.
+func foreignIn(hl *Link, sub string) bool {
+	for _, a := range hl.Foreign {
+		if sameSubnet(a, sub) {
+			return true
+		}
+	}
+	return false
 }
 
 // subnets lists the IPv4 subnets of the addresses given, one address
@@ -1005,6 +1058,11 @@ func (d *differ) nat(name string) {
 		}
 	}
 	if h != nil {
+		for _, r := range h.NATStrays {
+			d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
+				"namespace %q: the lab's NAT holds a rule it did not add (%s); it is matched where it sits, before or after the lab's; netplan-lab does not remove it",
+				name, r))
+		}
 		for _, c := range h.ForwardDrop {
 			d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
 				"namespace %q: %s drops forwarded packets by default (policy drop, as Docker sets): the lab's forwarded traffic needs an accept rule there, or the policy set to accept (iptables --policy FORWARD ACCEPT); netplan-lab does not change chains it does not own",

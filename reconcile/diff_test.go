@@ -283,3 +283,24 @@ func TestCancelledApplyRollsBack(t *testing.T) {
 		t.Fatalf("a cancelled apply left changes:\n%s", after)
 	}
 }
+
+// TestRollbackDoesNotPinABridgeMTU: going back to a state in which a
+// bridge's MTU followed its ports does not set it (which would stop it
+// following them).
+func TestRollbackDoesNotPinABridgeMTU(t *testing.T) {
+	obs := reconcile.NewState()
+	host := reconcile.NewNamespace(reconcile.HostNS, false)
+	host.Links["br0"] = &reconcile.Link{Name: "br0", Kind: reconcile.KindBridge, Owned: true, Up: true, MTU: 1500}
+	host.Links["br1"] = &reconcile.Link{Name: "br1", Kind: reconcile.KindBridge, Owned: true, Up: true, MTU: 1400, MTUSet: true}
+	obs.Namespaces[reconcile.HostNS] = host
+	want := reconcile.AsDesired(obs)
+	if m := want.Link(reconcile.Ref{NS: "host", Name: "br0"}).MTU; m != 0 {
+		t.Fatalf("a bridge whose MTU followed its ports is wanted at %d", m)
+	}
+	if m := want.Link(reconcile.Ref{NS: "host", Name: "br1"}).MTU; m != 1400 {
+		t.Fatalf("a bridge whose MTU was set is wanted at %d", m)
+	}
+	if p := reconcile.Diff(want, obs); !p.Empty() {
+		t.Fatalf("going back to the state itself plans:\n%v", p)
+	}
+}

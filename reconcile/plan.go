@@ -253,6 +253,10 @@ func (p *Plan) WriteText(w io.Writer) error {
 	for _, c := range p.Warnings {
 		fmt.Fprintf(&b, "warning: %s\n", c)
 	}
+	if p.Empty() && len(p.Conflicts) > 0 {
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
 	if p.Empty() {
 		b.WriteString("No changes. The kernel matches the topology.\n")
 		_, err := io.WriteString(w, b.String())

@@ -58,6 +58,9 @@ type Namespace struct {
 	// ForwardDrop lists, in an observed state, base chains of other owners
 	// that drop forwarded packets by default (policy drop, as Docker sets).
 	ForwardDrop []string `json:"forward_drop,omitempty"`
+	// NATStrays, in an observed state, lists rules in the lab's NAT chains
+	// that are not the lab's (added by hand): left, and warned about.
+	NATStrays []string `json:"nat_strays,omitempty"`
 	// NATTableForeign, in an observed state, says that a table with the
 	// lab's NAT table name is there and is someone else's.
 	NATTableForeign string `json:"nat_table_foreign,omitempty"`
@@ -104,6 +107,9 @@ type Link struct {
 	// MTUSet, on an observed bridge, says the lab set its MTU (the kernel
 	// then keeps it; before, it follows the bridge's ports).
 	MTUSet bool `json:"mtu_set,omitempty"`
+	// Primaries, in an observed state, lists the link's primary IPv4
+	// addresses, the lab's and others' (the first of each subnet).
+	Primaries []string `json:"primaries,omitempty"`
 	// HalfMade marks an observed link of the lab that a killed run left
 	// without its full mark: it is replaced.
 	HalfMade bool   `json:"half_made,omitempty"`
@@ -260,6 +266,7 @@ func (l *Link) Clone() *Link {
 	c := *l
 	c.Addresses = append([]string(nil), l.Addresses...)
 	c.Foreign = append([]string(nil), l.Foreign...)
+	c.Primaries = append([]string(nil), l.Primaries...)
 	if l.STP != nil {
 		v := *l.STP
 		c.STP = &v

@@ -114,6 +114,10 @@ func TestCases(t *testing.T) {
 		{"unknown key", "name: a\nbridges: [{name: b, colour: red}]\n", `unknown key "colour"`},
 		{"vxlan group without dev", "name: a\nvxlans: [{name: vx, vni: 1, group: 239.1.1.1}]\n", "needs dev"},
 		{"ipvlan mode", "name: a\nipvlans: [{name: i, parent: eth0, mode: l4}]\n", `"l4" is not one of l2, l3, l3s`},
+		{"vxlan dev elsewhere", "name: a\nnamespaces: {v: {}, n: {}}\nlinks: [{endpoints: [\"n:up0\", \"host:x\"]}]\nvxlans: [{name: vx, namespace: v, vni: 1, remote: 10.0.0.1, dev: up0}]\n",
+			`vxlans[0].dev: interface "up0" is not declared in namespace "v"`},
+		{"macvlan of a macvlan", "name: a\nnamespaces: {m: {}}\nlinks: [{endpoints: [\"m:e\", \"host:x\"]}]\nmacvlans: [{name: m1, namespace: m, parent: \"m:e\", mode: bridge}, {name: m2, namespace: m, parent: \"m:m1\", mode: bridge}]\n",
+			"parent m:m1 is itself a macvlan: the kernel would attach this one to its parent instead; name that parent"},
 		// Found by FuzzParse: present but empty values.
 		{"empty name", "name: >\n", `name: "" must match`},
 		{"empty ifname", "name: a\nbridges: [{name: \"\"}]\n", "interface name is empty"},

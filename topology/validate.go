@@ -309,6 +309,10 @@ func (d *decoder) validate(t *Topology) {
 		if v.Dev != "" {
 			if msg := ValidIfName(v.Dev); msg != "" {
 				d.at(v.Pos, join(v.Path, "dev"), "%s", msg)
+			} else if _, ok := claims[objKey{v.Namespace, v.Dev}]; !ok && v.Namespace != Host {
+				// In host it may be a NIC the file does not own; in a
+				// namespace the lab makes, only what the file puts there is.
+				d.at(v.Pos, join(v.Path, "dev"), "interface %q is not declared in namespace %q", v.Dev, v.Namespace)
 			}
 		}
 	}

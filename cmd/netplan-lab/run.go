@@ -181,6 +181,16 @@ func (g *globals) sandboxName() string {
 	return "sandbox " + g.netns
 }
 
+// createsSandbox reports whether a plan makes the --netns sandbox.
+func createsSandbox(p *reconcile.Plan) bool {
+	for _, c := range p.Changes {
+		if c.Kind == reconcile.KindNamespace && c.Namespace == reconcile.HostNS && c.Action == reconcile.Create {
+			return true
+		}
+	}
+	return false
+}
+
 // parseSize reads "1048576", "64MiB", "512KiB", "1GiB".
 func parseSize(s string) (int64, error) {
 	mult := int64(1)
@@ -394,8 +404,8 @@ func newApplyCmd(g *globals) *cobra.Command {
 			defer unlock()
 			// The --netns sandbox, if missing, is the plan's first change.
 			res, err := g.reconcile(cmd.Context(), l, l.desired, "apply")
-			if err != nil && (res == nil || res.RolledBack || res.Applied == 0) {
-				// Leave no empty sandbox of ours behind after a failed apply.
+			if err != nil && res != nil && createsSandbox(res.Plan) && (res.RolledBack || res.Applied == 0) {
+				// Leave no empty sandbox behind that this failed apply made.
 				if removed, rerr := l.kernel.RemoveHostIfCreated(); rerr != nil {
 					g.logf("remove netns %q: %v", g.netns, rerr)
 				} else if removed {

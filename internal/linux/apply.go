@@ -208,7 +208,7 @@ func (k *Kernel) updateField(h *nsHandle, l netlink.Link, c *reconcile.Change, f
 	case "mode", "flag":
 		var data []*nl.RtAttr
 		if want.Kind == reconcile.KindMacvlan {
-			data = append(data, nl.NewRtAttr(nl.IFLA_MACVLAN_MODE, nl.Uint32Attr(uint32(macvlanMode(want.Mode)))))
+			data = append(data, nl.NewRtAttr(nl.IFLA_MACVLAN_MODE, nl.Uint32Attr(kernelMacvlanMode[want.Mode])))
 		} else {
 			data = append(data, nl.NewRtAttr(nl.IFLA_IPVLAN_MODE, nl.Uint16Attr(uint16(ipvlanMode(want.Mode)))),
 				nl.NewRtAttr(nl.IFLA_IPVLAN_FLAG, nl.Uint16Attr(uint16(ipvlanFlag(want.Flag)))))
@@ -639,6 +639,13 @@ func (k *Kernel) applySysctl(c *reconcile.Change) error {
 		return k.opErr("set", "sysctl", c.Name, c.Namespace, err)
 	}
 	return nil
+}
+
+// kernelMacvlanMode is IFLA_MACVLAN_MODE as the kernel numbers it (the
+// netlink library's MacvlanMode is an index of its own).
+var kernelMacvlanMode = map[string]uint32{
+	"private": nl.MACVLAN_MODE_PRIVATE, "vepa": nl.MACVLAN_MODE_VEPA, "bridge": nl.MACVLAN_MODE_BRIDGE,
+	"passthru": nl.MACVLAN_MODE_PASSTHRU, "source": nl.MACVLAN_MODE_SOURCE,
 }
 
 func macvlanMode(s string) netlink.MacvlanMode {

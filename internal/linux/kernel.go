@@ -290,7 +290,7 @@ func (k *Kernel) RemoveHostIfCreated() (bool, error) {
 		return false, err
 	}
 	for _, l := range labs {
-		if l.ID.Netns == k.opt.Netns && l.ID != k.opt {
+		if l.ID.Netns == k.opt.Netns { // another lab, or this one (a failed apply over it)
 			return false, nil
 		}
 	}
@@ -696,6 +696,9 @@ func (k *Kernel) observeNS(short string, sysctls []string, wantNAT bool) (*recon
 			ip = v4
 		}
 		cidr := fmt.Sprintf("%s/%d", ip, ones)
+		if ip.To4() != nil && a.Flags&unix.IFA_F_SECONDARY == 0 {
+			l.Primaries = append(l.Primaries, cidr)
+		}
 		if l.Owned && !tags[name][addrTag(cidr)] {
 			l.Foreign = append(l.Foreign, cidr) // not added by the lab
 			continue

@@ -229,6 +229,8 @@ type natState struct {
 	foreign     bool
 	rules       []ownedRule
 	forwardDrop []string // foreign base chains that drop forwarded packets
+	// strays: rules in the lab's chains that are not the lab's.
+	strays []string
 }
 
 // natState reads the lab's NAT rules in a namespace and the foreign base
@@ -285,6 +287,7 @@ func (k *Kernel) natState(c *nftables.Conn) (st natState, err error) {
 		for _, r := range rs {
 			comment, ok := userdata.GetString(r.UserData, userdata.TypeComment)
 			if !ok || !strings.HasPrefix(comment, k.mark+" ") {
+				st.strays = append(st.strays, fmt.Sprintf("chain %s, handle %d", ch.Name, r.Handle))
 				continue
 			}
 			st.rules = append(st.rules, ownedRule{id: strings.TrimPrefix(comment, k.mark+" "), chain: ch, handle: r.Handle, exprs: r.Exprs})
@@ -326,6 +329,9 @@ func (k *Kernel) observeNAT(h *nsHandle, ns *reconcile.Namespace) error {
 		return err
 	}
 	ns.ForwardDrop = st.forwardDrop
+	for _, s := range st.strays {
+		ns.NATStrays = append(ns.NATStrays, fmt.Sprintf("table inet %s, %s", k.TableName(), s))
+	}
 	if st.foreign {
 		ns.NATTableForeign = fmt.Sprintf("table inet %s exists and is not this lab's (it has no owner chain with the lab's mark)", k.TableName())
 	}

@@ -256,10 +256,27 @@ func TestInPlaceKindSettings(t *testing.T) {
 	base := engineLab(t)
 	edited := edit(t, base, "parent: \"v:up0\", mode: bridge", "parent: \"v:up0\", mode: private",
 		"vni: 100, remote: 10.9.0.2, local: 10.9.0.1,", "vni: 100, remote: 10.9.0.22, local: 10.9.0.11,")
-	editCase(t, base, edited, []string{
+	e := editCase(t, base, edited, []string{
 		"~ m macvlan mv0 parent v:up0 mode private (mode: bridge -> private)",
 		"~ v vxlan vx0 vni 100 (remote: 10.9.0.2 -> 10.9.0.22, local: 10.9.0.1 -> 10.9.0.11)",
-	}).destroy()
+	})
+	e.destroy()
+	// Back to bridge, and to vepa: the kernel's mode numbers, not the
+	// netlink library's; into passthru is a replace (the kernel refuses
+	// it in place).
+	for _, c := range []struct{ from, to, want string }{
+		{"mode: private", "mode: bridge", "~ m macvlan mv0 parent v:up0 mode bridge (mode: private -> bridge)"},
+		{"mode: private", "mode: vepa", "~ m macvlan mv0 parent v:up0 mode vepa (mode: private -> vepa)"},
+		{"mode: private", "mode: passthru", "-/+ m macvlan mv0 parent v:up0 mode passthru (mode: private -> passthru)"},
+	} {
+		want, touched := []string{c.want}, []string{}
+		if strings.HasPrefix(c.want, "-/+") {
+			want = append(want, `+ m sysctl net.ipv4.conf.mv0.rp_filter = "0" (again: its interface is re-created)`)
+			touched = []string{"m:mv0"}
+		}
+		editCase(t, edit(t, base, "parent: \"v:up0\", mode: bridge", "parent: \"v:up0\", "+c.from), edit(t, base, "parent: \"v:up0\", mode: bridge", "parent: \"v:up0\", "+c.to),
+			want, touched...).destroy()
+	}
 }
 
 // TestRouteMetricChangeMakesBeforeBreak: a changed metric is a new route,

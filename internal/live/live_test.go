@@ -129,6 +129,7 @@ func (e *env) cleanup() {
 			_ = os.Remove(p)
 		}
 	}
+	_ = os.Remove(linux.LockPath(e.sandbox))
 }
 
 // path of a namespace of the lab: "host" is the sandbox.

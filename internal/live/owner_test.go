@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -477,4 +478,82 @@ func handleIn(t *testing.T, path string) *netlink.Handle {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// TestFailedApplyKeepsTheSandbox: an apply that fails (here: a conflict)
+// over a lab that is there leaves the sandbox, and says nothing about "no
+// changes".
+func TestFailedApplyKeepsTheSandbox(t *testing.T) {
+	needRoot(t)
+	bin := binary(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "pair.yaml")
+	os.WriteFile(file, []byte(nsOnlyLab), 0o644)
+	e := newEnv(t, file, nil)
+	if code, out, errOut := e.cli(bin, "apply", file); code != 0 {
+		t.Fatalf("apply: %s%s", out, errOut)
+	}
+	// Someone's interface where the edited file wants one.
+	e.in("left", func() {
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "q0"}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	edited := filepath.Join(dir, "edited.yaml")
+	os.WriteFile(edited, []byte(nsOnlyLab+"bridges:\n  - {name: q0, namespace: left}\n"), 0o644)
+	code, out, _ := e.cli(bin, "apply", edited)
+	if code != 1 || !strings.Contains(out, `conflict: bridge "q0" in namespace "left" already exists and is not owned by this topology`) || strings.Contains(out, "No changes") {
+		t.Fatalf("conflicting apply: exit %d\n%s", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(linux.NetnsDir, e.sandbox)); err != nil {
+		t.Fatalf("the failed apply removed the sandbox the lab lives in: %v", err)
+	}
+	if code, out, errOut := e.cli(bin, "plan", "--detailed-exitcode", file); code != 0 {
+		t.Fatalf("the lab is not as it was:\n%s%s", out, errOut)
+	}
+	e.destroysAll(bin, file, "the end")
+}
+
+// TestForeignAddressAndRuleWarned: an address added by hand in the
+// subnet of a lab interface's addresses can take the primary's place, and
+// a rule added by hand to the lab's NAT chain is matched where it sits;
+// the lab removes neither, and says so in the plan.
+func TestForeignAddressAndRuleWarned(t *testing.T) {
+	base := engineLab(t)
+	swapped := edit(t, base, "addresses: [10.1.0.2/24, 10.1.0.12/24,", "addresses: [10.1.0.12/24, 10.1.0.2/24,")
+	e := newEnv(t, "engine.yaml", []byte(swapped))
+	e.mustApply()
+	e.in("a1", func() {
+		l, _ := netlink.LinkByName("eth0")
+		a, _ := netlink.ParseAddr("10.1.0.99/24")
+		if err := netlink.AddrAdd(l, a); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// The file's first address of the subnet changes: making it the primary
+	// would take the foreign secondary away (or make it the primary).
+	e.load("engine.yaml", []byte(base))
+	e.in("r", func() {
+		c, _ := nftables.New()
+		tb := &nftables.Table{Name: e.k.TableName(), Family: nftables.TableFamilyINet}
+		c.InsertRule(&nftables.Rule{Table: tb, Chain: &nftables.Chain{Name: "postrouting", Table: tb},
+			Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}})
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	p := e.plan()
+	if !p.Empty() || len(p.Conflicts) > 0 {
+		t.Fatalf("the lab should have nothing to do:\n%v", p)
+	}
+	warnings := strings.Join(p.Warnings, "\n")
+	for _, want := range []string{
+		`10.1.0.2/24, first in the file, cannot become the primary address of its subnet on eth0 in namespace "a1" without taking away 10.1.0.99/24, which the lab did not add: 10.1.0.12/24 stays the primary`,
+		`namespace "r": the lab's NAT holds a rule it did not add (table inet ` + e.k.TableName() + `, chain postrouting, handle`,
+	} {
+		if !strings.Contains(warnings, want) {
+			t.Errorf("plan does not warn %q; warnings:\n%s", want, warnings)
+		}
+	}
+	e.destroy()
 }
