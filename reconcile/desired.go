@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"net"
 	"net/netip"
@@ -81,6 +82,13 @@ func Desired(t *topology.Topology) (*State, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%s", strings.Join(missing, "\n"))
 	}
+	for nsName, ns := range s.Namespaces {
+		for _, l := range ns.Links {
+			if l.MAC == "" && ownMAC(l) {
+				l.MAC, l.AutoMAC = DerivedMAC(t.Name, nsName, l.Name), true
+			}
+		}
+	}
 	for _, n := range t.NAT {
 		r := &NATRule{Owned: true}
 		switch {
@@ -108,6 +116,25 @@ func Desired(t *topology.Topology) (*State, error) {
 		ns.NAT[r.ID()] = r
 	}
 	return s, nil
+}
+
+// DerivedMAC is the MAC of an interface whose file gives none: locally
+// administered, unicast, from the lab's name, the namespace's short name and
+// the interface's name. The same on every apply, under any prefix or
+// sandbox, on any machine: a re-created interface answers at once (its
+// neighbours' ARP caches are right), captures are comparable, and a bridge
+// keeps its MAC whatever its ports.
+func DerivedMAC(lab, ns, ifname string) string {
+	h := sha256.Sum256([]byte("netplan-lab\x00" + lab + "\x00" + ns + "\x00" + ifname))
+	hw := net.HardwareAddr(h[:6])
+	hw[0] = hw[0]&^0x01 | 0x02 // unicast, locally administered
+	return hw.String()
+}
+
+// ownMAC reports whether a link has a MAC of its own: an ipvlan uses its
+// parent's, and so does a macvlan in passthru mode.
+func ownMAC(l *Link) bool {
+	return l.Kind != KindIpvlan && !(l.Kind == KindMacvlan && l.Mode == "passthru")
 }
 
 func canonNet(s string) string {

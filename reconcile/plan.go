@@ -158,7 +158,7 @@ func linkSummary(l *Link) string {
 	if l.MTU != 0 {
 		parts = append(parts, fmt.Sprintf("mtu %d", l.MTU))
 	}
-	if l.MAC != "" {
+	if l.MAC != "" && !l.AutoMAC {
 		parts = append(parts, "mac "+l.MAC)
 	}
 	if !l.Up {

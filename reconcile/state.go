@@ -92,6 +92,9 @@ type Link struct {
 	Up    bool   `json:"up"`
 	MTU   int    `json:"mtu,omitempty"`
 	MAC   string `json:"mac,omitempty"`
+	// AutoMAC, in a desired state, says MAC is the derived one (the file
+	// gives none): not shown in plans.
+	AutoMAC bool `json:"auto_mac,omitempty"`
 	// PreferMAC is the MAC to create the link with when MAC is left to the
 	// kernel (watch mode re-creates a deleted link with the MAC it had, so
 	// neighbours' ARP caches stay right). The diff never compares it.

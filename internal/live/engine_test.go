@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -456,19 +457,22 @@ func TestNATEditedByHand(t *testing.T) {
 	e.destroy()
 }
 
+func ifindexOf(identity string) string { return strings.Fields(identity + " ")[0] }
+
 // TestRenameOneEndInPlace: renaming an end of a veth renames that end only,
-// in place: both ends, the macvlan on it and the VXLAN over it keep their
-// ifindexes and MACs (the audit saw the pair re-created and its children
-// killed).
+// in place: both ends keep their ifindexes, the other end, the macvlan on
+// it and the VXLAN over it their MACs too (the audit saw the pair
+// re-created and its children killed). The renamed end takes the MAC its
+// new name derives.
 func TestRenameOneEndInPlace(t *testing.T) {
 	base := engineLab(t)
 	far := edit(t, base, "b: {namespace: w, name: up0,", "b: {namespace: w, name: up9,",
 		"{name: vx0, namespace: w, vni: 100, remote: 10.9.0.1, local: 10.9.0.2, dev: up0,", "{name: vx0, namespace: w, vni: 100, remote: 10.9.0.1, local: 10.9.0.2, dev: up9,")
 	e := editCase(t, base, far, []string{
-		"~ w veth up9 <-> v:up0 (name: up0 -> up9)",
+		"~ w veth up9 <-> v:up0 (name: up0 -> up9, mac: " + reconcile.DerivedMAC("engine", "w", "up0") + " -> " + reconcile.DerivedMAC("engine", "w", "up9") + ")",
 		"~ v veth up0 <-> w:up9 (peer: w:up0 -> w:up9)",
 	}, "w:up0", "w:up9")
-	if a, b := e.identities()["w:up9"], e.before["w:up0"]; a != b {
+	if a, b := ifindexOf(e.identities()["w:up9"]), ifindexOf(e.before["w:up0"]); a != b {
 		t.Fatalf("the renamed end is a new link: w:up0 was %q, w:up9 is %q", b, a)
 	}
 	e.tcp("w", "v", "10.10.0.2:80", "10.10.0.2:80") // the VXLAN still runs over it
@@ -479,13 +483,64 @@ func TestRenameOneEndInPlace(t *testing.T) {
 		`parent: "v:up0"`, `parent: "v:up1"`,
 		"{name: vx0, namespace: v, vni: 100, remote: 10.9.0.2, local: 10.9.0.1, dev: up0,", "{name: vx0, namespace: v, vni: 100, remote: 10.9.0.2, local: 10.9.0.1, dev: up1,")
 	e = editCase(t, base, near, []string{
-		"~ v veth up1 <-> w:up0 (name: up0 -> up1)",
+		"~ v veth up1 <-> w:up0 (name: up0 -> up1, mac: " + reconcile.DerivedMAC("engine", "v", "up0") + " -> " + reconcile.DerivedMAC("engine", "v", "up1") + ")",
 		"~ w veth up0 <-> v:up1 (peer: v:up0 -> v:up1)",
 		"~ m macvlan mv0 parent v:up1 mode bridge (parent: v:up0 -> v:up1)",
 	}, "v:up0", "v:up1")
-	if a, b := e.identities()["v:up1"], e.before["v:up0"]; a != b {
+	if a, b := ifindexOf(e.identities()["v:up1"]), ifindexOf(e.before["v:up0"]); a != b {
 		t.Fatalf("the renamed end is a new link: v:up0 was %q, v:up1 is %q", b, a)
 	}
 	e.tcp("v", "w", "10.10.0.1:80", "10.10.0.1:80")
+	e.destroy()
+}
+
+// TestDerivedMACs: an interface without mac: gets the same MAC on every
+// apply, under any prefix and sandbox (derived from the lab's name, the
+// namespace and the interface); a bridge keeps its MAC whatever its ports;
+// a veth deleted by hand and re-applied answers at once, its neighbours'
+// ARP caches still right.
+func TestDerivedMACs(t *testing.T) {
+	src, _ := os.ReadFile("../../examples/bridge.yaml")
+	e := newEnv(t, "bridge.yaml", src)
+	e.mustApply()
+	first := e.identities()
+	macs := func(ids map[string]string) map[string]string {
+		out := map[string]string{}
+		for k, v := range ids {
+			if f := strings.Fields(v); len(f) == 2 && !strings.HasSuffix(k, ":lo") {
+				out[k] = f[1]
+			}
+		}
+		return out
+	}
+	if got, want := macs(first)["host:hwchiu0"], reconcile.DerivedMAC("bridge", "host", "hwchiu0"); got != want {
+		t.Fatalf("bridge MAC %s, want %s", got, want)
+	}
+	e.destroy()
+	e.mustApply()
+	if a, b := fmt.Sprint(macs(e.identities())), fmt.Sprint(macs(first)); a != b {
+		t.Fatalf("MACs after destroy and apply:\n%s\nbefore:\n%s", a, b)
+	}
+	other := newEnv(t, "bridge.yaml", src) // another prefix and sandbox
+	other.mustApply()
+	if a, b := fmt.Sprint(macs(other.identities())), fmt.Sprint(macs(first)); a != b {
+		t.Fatalf("MACs under another prefix and sandbox:\n%s\nfirst:\n%s", a, b)
+	}
+	other.destroy()
+	// c2 talks to c1 (its ARP cache learns c1's MAC); c1's veth is deleted
+	// by hand and re-applied; c2 reaches c1 at once.
+	e.tcp("c1", "c2", "10.55.66.2:80", "10.55.66.2:80")
+	e.in("host", func() {
+		l, _ := netlink.LinkByName("veth-c1")
+		if err := netlink.LinkDel(l); err != nil {
+			t.Fatal(err)
+		}
+	})
+	e.mustApply()
+	p := e.startPing("c2", "10.55.66.2", 10*time.Millisecond)
+	time.Sleep(50 * time.Millisecond)
+	if sent, lost := p.stop(); sent < 3 || lost != 0 {
+		t.Fatalf("ping right after the re-apply: %d sent, %d lost (a new MAC would leave c2's ARP cache wrong)", sent, lost)
+	}
 	e.destroy()
 }

@@ -716,7 +716,7 @@ func (k *Kernel) createLink(c *reconcile.Change) error {
 		if l.MAC == "" {
 			l.MAC = l.PreferMAC
 		}
-		l.PreferMAC = ""
+		l.PreferMAC, l.AutoMAC = "", false // what the file wants, not what the kernel has
 		if l.MAC == "" {
 			h := fnv.New32a()
 			h.Write([]byte(nsName + "/" + l.Name))
