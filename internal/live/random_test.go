@@ -762,8 +762,8 @@ func TestRandomEdits(t *testing.T) {
 		after := e.identities()
 		for o, n := range stableLinks(prev, m) {
 			was, now := beforeIDs[o], after[n]
-			if strings.HasPrefix(o, "host:br") { // a bridge's MAC follows its ports: the ifindex counts
-				was, now = strings.Fields(was + " ")[0], strings.Fields(now + " ")[0]
+			if o != n { // renamed: its MAC is its new name's, its ifindex stays
+				was, now = ifindexOf(was), ifindexOf(now)
 			}
 			if beforeIDs[o] != "" && now != was {
 				fail("%s (now %s) was not replaced by this edit but its ifindex/MAC changed: %q -> %q", o, n, beforeIDs[o], after[n])
