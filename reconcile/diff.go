@@ -405,8 +405,7 @@ func (d *differ) veth(ref Ref, wl, hl *Link) {
 	if hp != nil && !hp.Owned {
 		return // the conflict is reported for the peer
 	}
-	if hl != nil && hp != nil && !d.gone[ref] && !d.gone[peer] && hl.Kind == KindVeth && hp.Kind == KindVeth &&
-		hl.Peer != nil && *hl.Peer == peer && hp.Peer != nil && *hp.Peer == ref {
+	if !d.gone[ref] && !d.gone[peer] && d.pairThere(ref, peer) {
 		return // the pair is there
 	}
 	old := d.cur(ref)
