@@ -228,7 +228,10 @@ func AsDesired(observed *State) *State {
 			// is nothing to go back to: it was never whole.
 			if l.Owned && !l.HalfMade && !(l.Kind == KindVeth && l.Peer == nil) {
 				if l.Kind == KindBridge && !l.MTUSet {
-					l.MTU = 0 // it followed its ports: going back does not pin it
+					// It followed its ports: going back sets it only if it
+					// changed (the kernel then keeps it: a bridge cannot be
+					// told to follow its ports again, short of re-making it).
+					l.MTUAuto = true
 				}
 				out.Links[ln] = l
 			}

@@ -84,7 +84,7 @@ func Desired(t *topology.Topology) (*State, error) {
 	}
 	for nsName, ns := range s.Namespaces {
 		for _, l := range ns.Links {
-			if l.MAC == "" && ownMAC(l) {
+			if l.MAC == "" && ownMAC(l) && !onForeignParent(s, l) {
 				l.MAC, l.AutoMAC = DerivedMAC(t.Name, nsName, l.Name), true
 			}
 		}
@@ -129,6 +129,18 @@ func DerivedMAC(lab, ns, ifname string) string {
 	hw := net.HardwareAddr(h[:6])
 	hw[0] = hw[0]&^0x01 | 0x02 // unicast, locally administered
 	return hw.String()
+}
+
+// onForeignParent reports a macvlan on an interface the file does not
+// make (a NIC): it shares a LAN with whatever else is on that interface,
+// two labs of one file, or the same file on two machines, so its MAC is
+// left to the kernel (random) rather than derived from names they share.
+func onForeignParent(s *State, l *Link) bool {
+	if l.Kind != KindMacvlan || l.Parent == nil {
+		return false
+	}
+	p := s.Link(*l.Parent)
+	return p == nil || !p.Owned
 }
 
 // ownMAC reports whether a link has a MAC of its own: an ipvlan uses its

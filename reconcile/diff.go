@@ -544,7 +544,7 @@ func (d *differ) linkUpdates(name string) {
 			continue
 		}
 		f := kindUpdates(wl, hl)
-		if wl.MTU != 0 && (wl.MTU != hl.MTU || wl.Kind == KindBridge && !hl.MTUSet) {
+		if wl.MTU != 0 && (wl.MTU != hl.MTU || wl.Kind == KindBridge && !hl.MTUSet && !wl.MTUAuto) {
 			// A bridge's MTU follows its ports' until it is set (the
 			// mark says when the lab set it): one equal to it now is set.
 			f = append(f, Field{"mtu", strconv.Itoa(hl.MTU), strconv.Itoa(wl.MTU)})
@@ -706,7 +706,20 @@ func (d *differ) addresses(name, ln string, wl, hl *Link, downs bool) {
 		default:
 			primary = f[0]
 		}
-		if primary != f[0] {
+		switch {
+		case primary == f[0]:
+		case addFirst && len(k) > 0 && !want[k[0]]:
+			// Without a break: the others go first, the file's addresses
+			// come as secondaries in its order, and when the old primary
+			// goes last the kernel promotes the first of them.
+			for _, a := range k[1:] {
+				rebuilt[a] = true
+				if want[a] {
+					dropped[a] = "again: after " + f[0] + ", which becomes the primary"
+				}
+			}
+		default:
+			// The subnet is deleted and added again in the file's order.
 			for _, a := range k {
 				rebuilt[a] = true
 			}
@@ -744,27 +757,30 @@ func (d *differ) addresses(name, ln string, wl, hl *Link, downs bool) {
 		}
 		d.add(c)
 	}
-	// Does the link go without any address of a family for a moment?
+	// Does the link go without any address of a family for a moment? The
+	// steps run in three phases: deletes that come first (and what the
+	// kernel drops with them), adds, deletes that come after the adds.
 	for _, fam := range []int{4, 6} {
-		deleted, left := false, 0
-		for _, a := range dels {
-			if family(a) == fam {
-				deleted = true
-			}
-		}
+		had, first, last := 0, 0, 0
 		for _, a := range hl.Addresses {
-			if family(a) == fam && want[a] && dropped[a] == "" && !rebuilt[a] {
-				left++
+			if family(a) != fam {
+				continue
+			}
+			had++
+			early := rebuilt[a] || dropped[a] != "" || (!want[a] && !addFirst)
+			if !early {
+				first++ // still there after the first phase
+			}
+			if want[a] && !early {
+				last++ // still there at the end, without being added again
 			}
 		}
-		if addFirst {
-			for _, a := range wl.Addresses {
-				if family(a) == fam && !have[a] {
-					left++
-				}
+		for _, a := range wl.Addresses {
+			if family(a) == fam && (!have[a] || dropped[a] != "") {
+				last++ // added in the second phase
 			}
 		}
-		if deleted && left == 0 {
+		if had > 0 && (first == 0 || last == 0) {
 			d.shaken[shake{ref, fam}] = true
 		}
 	}

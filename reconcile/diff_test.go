@@ -295,13 +295,19 @@ func TestRollbackDoesNotPinABridgeMTU(t *testing.T) {
 	host.Links["br1"] = &reconcile.Link{Name: "br1", Kind: reconcile.KindBridge, Owned: true, Up: true, MTU: 1400, MTUSet: true}
 	obs.Namespaces[reconcile.HostNS] = host
 	want := reconcile.AsDesired(obs)
-	if m := want.Link(reconcile.Ref{NS: "host", Name: "br0"}).MTU; m != 0 {
-		t.Fatalf("a bridge whose MTU followed its ports is wanted at %d", m)
+	if l := want.Link(reconcile.Ref{NS: "host", Name: "br0"}); l.MTU != 1500 || !l.MTUAuto {
+		t.Fatalf("a bridge whose MTU followed its ports is wanted at %d (auto %v)", l.MTU, l.MTUAuto)
 	}
 	if m := want.Link(reconcile.Ref{NS: "host", Name: "br1"}).MTU; m != 1400 {
 		t.Fatalf("a bridge whose MTU was set is wanted at %d", m)
 	}
 	if p := reconcile.Diff(want, obs); !p.Empty() {
 		t.Fatalf("going back to the state itself plans:\n%v", p)
+	}
+	// A run that changed it: going back restores it.
+	changed := obs.Clone()
+	changed.Link(reconcile.Ref{NS: "host", Name: "br0"}).MTU, changed.Link(reconcile.Ref{NS: "host", Name: "br0"}).MTUSet = 1400, true
+	if p := reconcile.Diff(want, changed); len(p.Changes) != 1 || !strings.Contains(p.Changes[0].Describe(), "mtu: 1400 -> 1500") {
+		t.Fatalf("going back after the MTU changed plans:\n%v", p)
 	}
 }

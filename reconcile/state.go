@@ -92,6 +92,9 @@ type Link struct {
 	Up    bool   `json:"up"`
 	MTU   int    `json:"mtu,omitempty"`
 	MAC   string `json:"mac,omitempty"`
+	// MTUAuto, in a desired state, says MTU is what the kernel had picked
+	// (a rollback's): it is restored if it changed, not pinned if not.
+	MTUAuto bool `json:"mtu_auto,omitempty"`
 	// AutoMAC, in a desired state, says MAC is the derived one (the file
 	// gives none): not shown in plans.
 	AutoMAC bool `json:"auto_mac,omitempty"`

@@ -610,7 +610,11 @@ func newShowCmd(g *globals) *cobra.Command {
 					}
 					fmt.Fprintf(g.stdout, "  %-8s %-15s %-4s mtu %d mac %s%s\n", lk.Kind, ln, state, lk.MTU, lk.MAC, extra)
 					for _, a := range lk.Addresses {
-						fmt.Fprintf(g.stdout, "           inet %s\n", a)
+						fam := "inet"
+						if strings.Contains(a, ":") {
+							fam = "inet6"
+						}
+						fmt.Fprintf(g.stdout, "           %-5s %s\n", fam, a)
 					}
 				}
 				for _, rk := range sortedKeys(ns.Routes) {

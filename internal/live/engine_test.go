@@ -544,3 +544,39 @@ func TestDerivedMACs(t *testing.T) {
 	}
 	e.destroy()
 }
+
+// TestNewPrimaryWithASecondaryKept: replacing an interface's primary
+// address while a secondary of the subnet stays keeps the routes through
+// it (the secondary goes first, the new address comes, the old primary
+// goes and the kernel promotes the new one, the secondary comes back);
+// making a kept address secondary to a new first one cannot be done
+// without a moment with no address, and the plan adds the routes again.
+func TestNewPrimaryWithASecondaryKept(t *testing.T) {
+	base := engineLab(t)
+	e := newEnv(t, "engine.yaml", []byte(base))
+	e.mustApply()
+	routes := e.watchRoutes("a1")
+	replaced := edit(t, base, "addresses: [10.1.0.2/24, 10.1.0.12/24,", "addresses: [10.1.0.4/24, 10.1.0.12/24,")
+	e.load("engine.yaml", []byte(replaced))
+	e.mustApply()
+	e.assertNoOp()
+	if removed := routes.stop(); len(removed) > 0 {
+		t.Fatalf("routes went away while the primary was replaced: %v", removed)
+	}
+	e.in("a1", func() {
+		l, _ := netlink.LinkByName("eth0")
+		addrs, _ := netlink.AddrList(l, netlink.FAMILY_V4)
+		if len(addrs) != 2 || addrs[0].IP.String() != "10.1.0.4" || addrs[0].Flags&unix.IFA_F_SECONDARY != 0 {
+			t.Fatalf("10.1.0.4 should be the primary: %v", addrs)
+		}
+	})
+	e.tcp("r", "a1", "10.1.0.1:80", "10.1.0.1:80")
+	// 10.1.0.12 becomes second to a new first address: a rebuild.
+	rebuilt := edit(t, replaced, "addresses: [10.1.0.4/24, 10.1.0.12/24,", "addresses: [10.1.0.5/24, 10.1.0.12/24,")
+	rebuilt = edit(t, rebuilt, "10.1.0.5/24, 10.1.0.12/24,", "10.1.0.5/24, 10.1.0.4/24, 10.1.0.12/24,")
+	e.load("engine.yaml", []byte(rebuilt))
+	e.mustApply()
+	e.assertNoOp()
+	e.tcp("r", "a1", "10.1.0.1:81", "10.1.0.1:81")
+	e.destroy()
+}

@@ -557,3 +557,37 @@ func TestForeignAddressAndRuleWarned(t *testing.T) {
 	}
 	e.destroy()
 }
+
+// TestTwoLabsMacvlansOnOneNIC: the same file under two prefixes, with a
+// macvlan on a NIC the file does not make, in one sandbox: the macvlans'
+// MACs are not derived from names the two labs share (the kernel refuses
+// two children with one MAC on one parent), so both labs come up.
+func TestTwoLabsMacvlansOnOneNIC(t *testing.T) {
+	const src = `name: mvl
+namespaces: {web1: {}}
+macvlans:
+  - {name: eth1, namespace: web1, parent: "host:nic0", mode: bridge, addresses: [192.168.111.10/24]}
+`
+	e1 := newEnv(t, "mv.yaml", []byte(src))
+	e2 := newEnv(t, "mv.yaml", []byte(src))
+	e2.sandbox = e1.sandbox
+	e2.load("mv.yaml", []byte(src))
+	if _, err := e1.k.EnsureHost(); err != nil {
+		t.Fatal(err)
+	}
+	e1.in("host", func() {
+		la := netlink.NewLinkAttrs()
+		la.Name = "nic0"
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "nic0-peer"}); err != nil {
+			t.Fatal(err)
+		}
+		l, _ := netlink.LinkByName("nic0")
+		netlink.LinkSetUp(l)
+	})
+	e1.mustApply()
+	e2.mustApply()
+	e1.assertNoOp()
+	e2.assertNoOp()
+	e1.destroy()
+	e2.destroy()
+}
