@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/netplan-lab/netplan-lab/internal/linux"
 )
 
 func runCLI(args ...string) (int, string, string) {
@@ -68,11 +70,15 @@ func TestBadOutputFlag(t *testing.T) {
 }
 
 // sandbox is a --netns name that does not exist: plan then observes an
-// empty host and touches nothing.
-func sandbox() string { return fmt.Sprintf("npl-test-cli%04x", rand.Intn(0xffff)) }
+// empty host and touches nothing. The test removes its lock file after.
+func sandbox(t *testing.T) string {
+	sb := fmt.Sprintf("npl-test-cli%04x", rand.Intn(0xffff))
+	t.Cleanup(func() { os.Remove(linux.LockPath(sb)) })
+	return sb
+}
 
 func TestPlanDetailedExitCodeAndJSON(t *testing.T) {
-	sb := sandbox()
+	sb := sandbox(t)
 	pfx := fmt.Sprintf("t%04x-", rand.Intn(0xffff))
 	code, out, errOut := runCLI("--netns", sb, "--prefix", pfx, "plan", "--detailed-exitcode", "../../examples/veth-pair.yaml")
 	if code != 2 {
@@ -102,7 +108,7 @@ func TestApplyPlanDestroy(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("live CLI test skipped: needs root to make namespaces")
 	}
-	sb := sandbox()
+	sb := sandbox(t)
 	pfx := fmt.Sprintf("t%04x-", rand.Intn(0xffff))
 	args := func(a ...string) []string { return append([]string{"--netns", sb, "--prefix", pfx}, a...) }
 	defer runCLI(args("destroy", "../../examples/router.yaml")...)

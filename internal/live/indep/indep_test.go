@@ -302,6 +302,7 @@ func (l *lab) cleanup() {
 			}
 		}
 	}
+	os.Remove("/run/netplan-lab/locks/sandbox-" + l.sandbox + ".lock") // netplan-lab's lock of the sandbox
 }
 
 // destroy runs destroy and checks that none of the lab's namespaces is left.
