@@ -90,24 +90,11 @@ func (h *nsHandle) stpState(index int) (bool, error) {
 }
 
 func (h *nsHandle) setSTP(index int, on bool) error {
-	req, err := h.request(unix.RTM_NEWLINK, unix.NLM_F_ACK)
-	if err != nil {
-		return err
-	}
-	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-	msg.Index = int32(index)
-	req.AddData(msg)
-	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
-	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("bridge"))
-	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
 	v := uint32(0)
 	if on {
 		v = 1
 	}
-	data.AddRtAttr(nl.IFLA_BR_STP_STATE, nl.Uint32Attr(v))
-	req.AddData(info)
-	_, err = req.Execute(unix.NETLINK_ROUTE, 0)
-	return err
+	return h.changeLink(index, "bridge", []*nl.RtAttr{nl.NewRtAttr(nl.IFLA_BR_STP_STATE, nl.Uint32Attr(v))})
 }
 
 var native = nl.NativeEndian()
