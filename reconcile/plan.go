@@ -184,6 +184,9 @@ type Plan struct {
 	Conflicts []string
 	// Warnings do not stop an apply.
 	Warnings []string
+	// Variables are the file's variables and the values they took (shown in
+	// the plan's JSON).
+	Variables map[string]string
 	// NATOrder is, for each namespace whose NAT rules change, the wanted
 	// rules' IDs in the file's order: where new rules go in the chains.
 	NATOrder map[string][]string
@@ -297,10 +300,11 @@ type jsonChange struct {
 }
 
 type jsonPlan struct {
-	SchemaVersion int          `json:"schema_version"`
-	Changes       []jsonChange `json:"changes"`
-	Conflicts     []string     `json:"conflicts"`
-	Warnings      []string     `json:"warnings"`
+	SchemaVersion int               `json:"schema_version"`
+	Changes       []jsonChange      `json:"changes"`
+	Conflicts     []string          `json:"conflicts"`
+	Warnings      []string          `json:"warnings"`
+	Variables     map[string]string `json:"variables,omitempty"`
 	Summary       struct {
 		Add     int `json:"add"`
 		Change  int `json:"change"`
@@ -311,7 +315,7 @@ type jsonPlan struct {
 // MarshalJSON gives the plan's stable, versioned JSON form.
 func (p *Plan) MarshalJSON() ([]byte, error) {
 	jp := jsonPlan{SchemaVersion: PlanSchemaVersion, Changes: []jsonChange{},
-		Conflicts: append([]string{}, p.Conflicts...), Warnings: append([]string{}, p.Warnings...)}
+		Conflicts: append([]string{}, p.Conflicts...), Warnings: append([]string{}, p.Warnings...), Variables: p.Variables}
 	jp.Summary.Add, jp.Summary.Change, jp.Summary.Destroy = p.Counts()
 	for _, c := range p.Changes {
 		jc := jsonChange{Action: c.Action, Kind: c.Kind, Namespace: c.Namespace, Name: c.Name,

@@ -9,19 +9,31 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Load reads, decodes and validates the topology file at path.
+// Load reads, decodes and validates the topology file at path, with
+// variables from the environment.
 func Load(path string) (*Topology, error) {
+	return LoadWith(path, EnvVars)
+}
+
+// LoadWith is Load with variables looked up in vars.
+func LoadWith(path string, vars Vars) (*Topology, error) {
 	data, err := ReadFile(path, MaxFileSize)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(path, data)
+	return ParseWith(path, data, vars)
 }
 
-// Parse decodes and validates a topology. The error, if any, is an ErrorList
-// holding every problem found, each with file, line, column and YAML path.
+// Parse decodes and validates a topology, with variables from the
+// environment. The error, if any, is an ErrorList holding every problem
+// found, each with file, line, column and YAML path.
 func Parse(file string, data []byte) (*Topology, error) {
-	d := &decoder{file: file, pos: map[string]Pos{}}
+	return ParseWith(file, data, EnvVars)
+}
+
+// ParseWith is Parse with variables looked up in vars.
+func ParseWith(file string, data []byte, vars Vars) (*Topology, error) {
+	d := &decoder{file: file, pos: map[string]Pos{}, vars: vars}
 	t := d.document(data)
 	if t != nil {
 		d.validate(t)
@@ -38,10 +50,17 @@ type decoder struct {
 	errs ErrorList
 	// pos holds where each value was found, by YAML path, so that checks
 	// made after decoding can point at the exact value.
-	pos map[string]Pos
+	pos  map[string]Pos
+	vars Vars
+	// unset holds scalars with a variable that is not set, and their paths.
+	unset      map[*yaml.Node]bool
+	unsetPaths map[string]bool
 }
 
 func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
+	if d.unset[n] {
+		return // its variable is not set: that is the one error to report
+	}
 	e := &Error{File: d.file, Path: path, Msg: fmt.Sprintf(format, args...)}
 	if n != nil {
 		e.Line, e.Col = n.Line, n.Column
@@ -85,6 +104,13 @@ func (d *decoder) document(data []byte) *Topology {
 		n = n.Content[0]
 	}
 	t := &Topology{File: d.file}
+	used := map[string]string{}
+	if d.vars != nil {
+		d.substitute(n, "", d.vars, used)
+	}
+	if len(used) > 0 {
+		t.Vars = used
+	}
 	d.mapping(n, "", map[string]func(k, v *yaml.Node, p string){
 		"name":       func(k, v *yaml.Node, p string) { t.Name = d.str(v, p) },
 		"prefix":     func(k, v *yaml.Node, p string) { t.Prefix = d.str(v, p) },

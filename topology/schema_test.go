@@ -90,3 +90,24 @@ func TestSchemaAgreesWithDecoder(t *testing.T) {
 		}
 	}
 }
+
+// TestSchemaTakesVariables: a file with variables in typed values (an
+// integer, a boolean) is valid for the schema as written, and for the
+// decoder once the variables are given.
+func TestSchemaTakesVariables(t *testing.T) {
+	s := compileSchema(t)
+	src := []byte("name: vars\nbridges: [{name: br0, mtu: \"${MTU:-1400}\", stp: \"${STP}\", addresses: [\"${NET}.1/24\"]}]\n")
+	if err := s.Validate(asJSON(t, src)); err != nil {
+		t.Fatalf("the schema rejects variables: %v", err)
+	}
+	top, err := topology.ParseWith("v.yaml", src, topology.VarsFrom(map[string]string{"STP": "true", "NET": "10.7.0"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := top.Bridges[0]; b.MTU != 1400 || b.STP == nil || !*b.STP || b.Addresses[0] != "10.7.0.1/24" {
+		t.Fatalf("decoded %+v", b)
+	}
+	if err := s.Validate(asJSON(t, []byte("name: vars\nbridges: [{name: br0, mtu: \"$MTU\"}]\n"))); err == nil {
+		t.Fatal("the schema takes a string that is no variable for an integer")
+	}
+}

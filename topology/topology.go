@@ -17,7 +17,9 @@ type Pos struct {
 
 // Topology is one decoded topology file.
 type Topology struct {
-	File       string
+	File string
+	// Vars are the variables the file used, with the values they took.
+	Vars       map[string]string
 	Name       string
 	Prefix     string
 	Namespaces []*Namespace // in file order; "host" included when listed

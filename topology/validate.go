@@ -103,6 +103,9 @@ func (d *decoder) present(path string) bool {
 // at records an error at path: at the value found there if the file has
 // one, else at p (the enclosing object, for a key that is missing).
 func (d *decoder) at(p Pos, path, format string, args ...any) {
+	if d.unsetPaths[path] {
+		return // its variable is not set: that is the one error to report
+	}
 	if vp, ok := d.pos[path]; ok {
 		p = vp
 	}

@@ -37,6 +37,7 @@ type globals struct {
 	verbose     bool
 	lockTimeout time.Duration
 	maxFileSize string
+	vars        []string // --var NAME=VALUE
 	stdout      io.Writer
 	stderr      io.Writer
 	args        []string
@@ -73,6 +74,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log what is done on stderr")
 	pf.DurationVar(&g.lockTimeout, "lock-timeout", 30*time.Second, "how long apply and destroy wait for another run on the same sandbox to finish")
 	pf.StringVar(&g.maxFileSize, "max-file-size", "64MiB", "largest topology file read (bytes, or with KiB, MiB, GiB)")
+	pf.StringArrayVar(&g.vars, "var", nil, "NAME=VALUE for ${NAME} in the file (repeatable; then the environment, then ${NAME:-default})")
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		if g.output != "text" && g.output != "json" {
 			return &codeError{exitError, fmt.Errorf("--output must be text or json, not %q", g.output)}
@@ -88,6 +90,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return &codeError{exitError, fmt.Errorf("--max-file-size: %w", err)}
 		}
 		topology.MaxFileSize = n
+		for _, v := range g.vars {
+			if name, _, ok := strings.Cut(v, "="); !ok || name == "" {
+				return &codeError{exitError, fmt.Errorf("--var %q: want NAME=VALUE", v)}
+			}
+		}
 		return nil
 	}
 	root.AddCommand(newValidateCmd(g), newPlanCmd(g), newApplyCmd(g), newDestroyCmd(g), newShowCmd(g))
@@ -211,8 +218,18 @@ func parseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
+// varsOf is the variables' lookup: --var, then the environment.
+func (g *globals) varsOf() topology.Vars {
+	given := map[string]string{}
+	for _, v := range g.vars {
+		name, value, _ := strings.Cut(v, "=")
+		given[name] = value
+	}
+	return topology.VarsFrom(given)
+}
+
 func (g *globals) loadFile(file string) (*lab, error) {
-	t, err := topology.Load(file)
+	t, err := topology.LoadWith(file, g.varsOf())
 	if err != nil {
 		var list topology.ErrorList
 		if errors.As(err, &list) {
@@ -241,7 +258,7 @@ func newValidateCmd(g *globals) *cobra.Command {
 		Short: "Check a topology file and report every problem; touches nothing",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, err := interruptible(cmd.Context(), "reading "+args[0], func() (*topology.Topology, error) { return topology.Load(args[0]) })
+			_, err := interruptible(cmd.Context(), "reading "+args[0], func() (*topology.Topology, error) { return topology.LoadWith(args[0], g.varsOf()) })
 			var list topology.ErrorList
 			if err != nil && !errors.As(err, &list) {
 				return err
@@ -293,7 +310,9 @@ func newPlanCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return nil, err
 				}
-				return reconcile.Diff(l.desired, observed), nil
+				p := reconcile.Diff(l.desired, observed)
+				p.Variables = l.topo.Vars
+				return p, nil
 			})
 			if err != nil {
 				return err
@@ -451,7 +470,7 @@ func (g *globals) watch(ctx context.Context, l *lab, file string, wo watchOption
 		File: file, Kernel: l.kernel, Events: events,
 		Debounce: wo.debounce, Resync: wo.resync, Report: report, Lock: g.lock,
 		Load: func(f string, data []byte) (*reconcile.State, error) {
-			t, err := topology.Parse(f, data)
+			t, err := topology.ParseWith(f, data, g.varsOf())
 			if err != nil {
 				return nil, err
 			}
@@ -583,7 +602,11 @@ func newShowCmd(g *globals) *cobra.Command {
 			owned := reconcile.AsDesired(observed)
 			drift := reconcile.Diff(l.desired, observed)
 			if g.output == "json" {
-				return g.json(map[string]any{"state": owned, "drift": drift})
+				out := map[string]any{"state": owned, "drift": drift}
+				if l.topo.Vars != nil {
+					out["variables"] = l.topo.Vars
+				}
+				return g.json(out)
 			}
 			for _, name := range owned.SortedNames() {
 				ns := owned.Namespaces[name]

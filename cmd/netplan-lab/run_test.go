@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/netplan-lab/netplan-lab/internal/linux"
+	"github.com/netplan-lab/netplan-lab/topology"
 )
 
 func runCLI(args ...string) (int, string, string) {
@@ -78,6 +79,9 @@ func sandbox(t *testing.T) string {
 }
 
 func TestPlanDetailedExitCodeAndJSON(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("CLI test skipped: plan reads the kernel, which needs root")
+	}
 	sb := sandbox(t)
 	pfx := fmt.Sprintf("t%04x-", rand.Intn(0xffff))
 	code, out, errOut := runCLI("--netns", sb, "--prefix", pfx, "plan", "--detailed-exitcode", "../../examples/veth-pair.yaml")
@@ -272,4 +276,48 @@ func TestSIGINTDuringParse(t *testing.T) {
 	if took > time.Second {
 		t.Fatalf("SIGINT took %v to act", took)
 	}
+}
+
+func TestVariables(t *testing.T) {
+	file := writeFile(t, "name: ${LAB:-varlab}\nnamespaces:\n  c1: {}\nlinks:\n  - a: {namespace: c1, name: eth0, addresses: [\"${NET}.2/24\"], mtu: \"${MTU}\"}\n    b: {namespace: host, name: v-c1}\n")
+	// Undefined: an error at its position, naming the ways to set it.
+	code, out, _ := runCLI("validate", file)
+	if code != 1 || out != file+":5:48: links[0].a.addresses[0]: variable NET is not set (give it with --var NET=VALUE, in the environment, or a default: ${NET:-VALUE})\n"+
+		file+":5:69: links[0].a.mtu: variable MTU is not set (give it with --var MTU=VALUE, in the environment, or a default: ${MTU:-VALUE})\n" {
+		t.Fatalf("undefined variables: exit %d\n%s", code, out)
+	}
+	// --var, then the environment, then the default.
+	t.Setenv("MTU", "1400")
+	if code, out, errOut := runCLI("--var", "NET=10.9.9", "validate", file); code != 0 {
+		t.Fatalf("with --var and the environment: exit %d\n%s%s", code, out, errOut)
+	}
+	top, err := topology.ParseWith(file, mustRead(t, file), topology.VarsFrom(map[string]string{"NET": "10.9.9", "MTU": "9000", "LAB": "given"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if top.Name != "given" || top.Links[0].A.MTU != 9000 || top.Links[0].A.Addresses[0] != "10.9.9.2/24" {
+		t.Fatalf("--var must win over the environment: %+v", top.Links[0].A)
+	}
+	top, err = topology.ParseWith(file, mustRead(t, file), topology.VarsFrom(map[string]string{"NET": "10.9.9"}))
+	if err != nil || top.Name != "varlab" || top.Links[0].A.MTU != 1400 || top.Vars["LAB"] != "varlab" || top.Vars["MTU"] != "1400" {
+		t.Fatalf("environment and default: %v %+v %v", err, top, top.Vars)
+	}
+	// A value is read for what it holds once substituted; $${ is a
+	// literal ${ (and a literal is no integer).
+	literal := writeFile(t, "name: q\nbridges: [{name: br0, mtu: \"$${MTU}\"}]\n")
+	if code, out, _ := runCLI("validate", literal); code != 1 || !strings.Contains(out, "bridges[0].mtu: expected an integer") {
+		t.Fatalf("a literal ${ in an integer: exit %d\n%s", code, out)
+	}
+	if code, _, _ := runCLI("--var", "broken", "validate", file); code != 1 {
+		t.Fatal("--var without = was accepted")
+	}
+}
+
+func mustRead(t *testing.T, f string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -591,3 +591,32 @@ macvlans:
 	e1.destroy()
 	e2.destroy()
 }
+
+// TestChangedVariableAppliedInPlace: a variable given with --var that
+// changes is an in-place change of what it feeds.
+func TestChangedVariableAppliedInPlace(t *testing.T) {
+	needRoot(t)
+	bin := binary(t)
+	file := filepath.Join(t.TempDir(), "v.yaml")
+	os.WriteFile(file, []byte("name: vars\nnamespaces: {c1: {}}\nbridges: [{name: br0, mtu: \"${MTU}\", addresses: [\"${NET:-10.8.0}.1/24\"]}]\nlinks:\n  - a: {namespace: c1, name: eth0, addresses: [\"${NET:-10.8.0}.2/24\"]}\n    b: {namespace: host, name: v-c1, bridge: br0}\n"), 0o644)
+	e := newEnv(t, file, []byte("name: vars\n"))
+	if code, out, errOut := e.cli(bin, "--var", "MTU=1400", "apply", file); code != 0 {
+		t.Fatalf("apply: %s%s", out, errOut)
+	}
+	before := ifindexes(t, e.sandbox)[e.sandbox+":br0"]
+	code, out, _ := e.cli(bin, "--var", "MTU=1300", "-o", "json", "plan", file)
+	if code != 0 || !strings.Contains(out, `"description": "bridge br0 (mtu: 1400 -\u003e 1300)"`) || !strings.Contains(out, `"MTU": "1300"`) || !strings.Contains(out, `"NET": "10.8.0"`) {
+		t.Fatalf("plan with a changed variable: exit %d\n%s", code, out)
+	}
+	if code, out, errOut := e.cli(bin, "--var", "MTU=1300", "apply", file); code != 0 {
+		t.Fatalf("apply: %s%s", out, errOut)
+	}
+	if after := ifindexes(t, e.sandbox)[e.sandbox+":br0"]; after == "" || strings.Fields(after)[0] != strings.Fields(before)[0] {
+		t.Fatalf("the bridge was re-made: %s -> %s", before, after)
+	}
+	// destroy reads the file too: its variables are needed.
+	if code, out, errOut := e.cli(bin, "--var", "MTU=1300", "destroy", file); code != 0 {
+		t.Fatalf("destroy: %s%s", out, errOut)
+	}
+	e.assertGone()
+}

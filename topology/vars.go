@@ -1,0 +1,94 @@
+package topology
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Variables: ${NAME} or ${NAME:-default} in any scalar of the file, taken
+// from the values given (the CLI's --var NAME=VALUE), then the
+// environment, then the default; an undefined variable is an error at its
+// position. $${ is a literal ${.
+
+// Vars looks a variable up; ok is false when it is not set.
+type Vars func(name string) (value string, ok bool)
+
+// EnvVars looks variables up in the environment.
+func EnvVars(name string) (string, bool) { return os.LookupEnv(name) }
+
+// VarsFrom looks in given first, then in the environment.
+func VarsFrom(given map[string]string) Vars {
+	return func(name string) (string, bool) {
+		if v, ok := given[name]; ok {
+			return v, true
+		}
+		return os.LookupEnv(name)
+	}
+}
+
+var varRE = regexp.MustCompile(`\$\$\{|\$\{([^}]*)\}`)
+var varNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// substitute replaces the variables of every scalar under n, recording
+// the values used in t.Vars and reporting undefined ones where they are.
+func (d *decoder) substitute(n *yaml.Node, path string, vars Vars, used map[string]string) {
+	switch n.Kind {
+	case yaml.DocumentNode, yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := path
+			if n.Kind == yaml.SequenceNode {
+				p = fmt.Sprintf("%s[%d]", path, i)
+			}
+			d.substitute(c, p, vars, used)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			d.substitute(n.Content[i+1], join(path, n.Content[i].Value), vars, used)
+		}
+	case yaml.ScalarNode:
+		if !strings.Contains(n.Value, "${") {
+			return
+		}
+		substituted := false
+		out := varRE.ReplaceAllStringFunc(n.Value, func(m string) string {
+			if m == "$${" {
+				return "${"
+			}
+			substituted = true
+			expr := m[2 : len(m)-1]
+			name, def, hasDef := strings.Cut(expr, ":-")
+			if !varNameRE.MatchString(name) {
+				d.errorf(n, path, "%q is not a variable name (letters, digits and _, not starting with a digit)", name)
+				return m
+			}
+			if v, ok := vars(name); ok {
+				used[name] = v
+				return v
+			}
+			if hasDef {
+				used[name] = def
+				return def
+			}
+			d.errorf(n, path, "variable %s is not set (give it with --var %s=VALUE, in the environment, or a default: ${%s:-VALUE})", name, name, name)
+			if d.unset == nil {
+				d.unset, d.unsetPaths = map[*yaml.Node]bool{}, map[string]bool{}
+			}
+			d.unset[n], d.unsetPaths[path] = true, true
+			return m
+		})
+		n.Value = out
+		if substituted {
+			// Read again for what it now holds: mtu: "${MTU}" is an
+			// integer once MTU is 1400 (in flow style, {mtu: ${MTU}} is
+			// not YAML: the braces need the quotes).
+			n.Style = 0
+			n.Tag = ""
+			n.Tag = n.ShortTag()
+		}
+	}
+}
