@@ -1,7 +1,7 @@
 GO ?= go
 PKGS_PURE = ./topology/... ./reconcile/... ./internal/watch/...
 
-.PHONY: all build test test-unit test-live test-kernel test-random vet fmt-check fuzz bench clean-check
+.PHONY: all build test test-unit test-live test-kernel test-fixture test-random vet fmt-check fuzz bench clean-check
 
 all: build test
 
@@ -10,7 +10,7 @@ build:
 
 ## test: everything CI runs. Unit tests with -race (no root), then the live
 ## tests against the real kernel (root; they skip, saying so, without it).
-test: vet fmt-check test-unit test-live clean-check
+test: vet fmt-check test-unit test-live test-fixture clean-check
 
 vet:
 	$(GO) vet ./...
@@ -24,7 +24,7 @@ test-unit:
 SHELL := /bin/bash
 
 test-live:
-	$(GO) test -race -count=1 -v ./internal/... 2>&1 | tee /tmp/netplan-lab-live.log | grep -E '^(--- |ok|FAIL|PASS|panic)|SKIP|skipped'; exit $${PIPESTATUS[0]}
+	$(GO) test -race -count=1 -v ./internal/... ./labtest/... 2>&1 | tee /tmp/netplan-lab-live.log | grep -E '^(--- |ok|FAIL|PASS|panic)|SKIP|skipped'; exit $${PIPESTATUS[0]}
 
 ## test-kernel: the live tests again under Debian's stock kernel in qemu
 ## (TCG), for what this machine's kernel lacks (ipvlan). Installs qemu,
@@ -33,6 +33,11 @@ test-live:
 test-kernel:
 	bash scripts/test-kernel.sh
 	@$(MAKE) --no-print-directory clean-check
+
+## test-fixture: examples/fixture, a module of its own that uses labtest
+## as a project would (root: it builds labs).
+test-fixture:
+	cd examples/fixture && $(GO) test -race -count=1 -v ./... 2>&1 | grep -E '^(--- |ok|FAIL|PASS|panic)|SKIP'; exit $${PIPESTATUS[0]}
 
 ## test-random: the randomized edit test and the fake-versus-real
 ## differential test with new seeds and more steps (a failing seed is
@@ -44,7 +49,7 @@ test-random:
 
 ## clean-check: the tests left no namespace behind.
 clean-check:
-	@left=$$(ls /run/netns 2>/dev/null | grep -E '^(npl-test-|npl-bench-|t[0-9a-f]{4}-)' || true); \
+	@left=$$(ls /run/netns 2>/dev/null | grep -E '^(npl-test-|npl-bench-|npl-lt-|t[0-9a-f]{4}-|lt[0-9a-f]{6}-)' || true); \
 	if [ -n "$$left" ]; then echo "tests left namespaces behind: $$left"; exit 1; fi
 
 ## fuzz: run the YAML decoder/validator fuzzer for a while (seeds run in test).

@@ -19,6 +19,7 @@ import (
 
 	"github.com/netplan-lab/netplan-lab/internal/linux"
 	"github.com/netplan-lab/netplan-lab/internal/watch"
+	netplanlab "github.com/netplan-lab/netplan-lab/lab"
 	"github.com/netplan-lab/netplan-lab/reconcile"
 	"github.com/netplan-lab/netplan-lab/topology"
 )
@@ -515,11 +516,33 @@ func (g *globals) watch(ctx context.Context, l *lab, file string, wo watchOption
 }
 
 func newDestroyCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "destroy FILE",
-		Short: "Remove everything the topology owns, and nothing else",
-		Args:  cobra.ExactArgs(1),
+	var stale bool
+	cmd := &cobra.Command{
+		Use:   "destroy FILE | destroy --stale",
+		Short: "Remove everything the topology owns, and nothing else (--stale: the labs of test processes that are gone)",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if stale {
+				return cobra.NoArgs(cmd, args)
+			}
+			return cobra.ExactArgs(1)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if stale {
+				if err := linux.CheckPrivileges(); err != nil {
+					return &codeError{exitError, err}
+				}
+				removed := netplanlab.RemoveStale()
+				if g.output == "json" {
+					return g.json(map[string]any{"removed": append([]string{}, removed...)})
+				}
+				if len(removed) == 0 {
+					fmt.Fprintln(g.stdout, "No stale test labs.")
+				}
+				for _, sb := range removed {
+					fmt.Fprintf(g.stdout, "Removed the lab in sandbox %s: the test process that made it is gone.\n", sb)
+				}
+				return nil
+			}
 			l, err := g.load(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -558,6 +581,8 @@ func newDestroyCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&stale, "stale", false, "remove the labs of test processes (labtest) that are gone, and nothing else")
+	return cmd
 }
 
 // nothingFound says that destroy found nothing of the lab, and where labs

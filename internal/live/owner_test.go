@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netplan-lab/netplan-lab/internal/linux"
+	netplanlab "github.com/netplan-lab/netplan-lab/lab"
 	"github.com/netplan-lab/netplan-lab/reconcile"
 )
 
@@ -619,4 +620,43 @@ func TestChangedVariableAppliedInPlace(t *testing.T) {
 		t.Fatalf("destroy: %s%s", out, errOut)
 	}
 	e.assertGone()
+}
+
+// TestDestroyStale: `netplan-lab destroy --stale` removes a test lab whose
+// creating process is gone, and says so.
+func TestDestroyStale(t *testing.T) {
+	needRoot(t)
+	bin := binary(t)
+	e := newEnv(t, "pair.yaml", []byte(nsOnlyLab))
+	e.mustApply()
+	dead := exec.Command("true")
+	dead.Run()
+	if err := os.MkdirAll(netplanlab.Registry, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A record as labtest.Up writes it, for a process that has exited.
+	if err := os.WriteFile(filepath.Join(netplanlab.Registry, e.sandbox), []byte(fmt.Sprintf("%d 1 %s\n", dead.Process.Pid, e.prefix)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runTool(t, bin, "destroy", "--stale")
+	if code != 0 || !strings.Contains(out, "Removed the lab in sandbox "+e.sandbox+": the test process that made it is gone.\n") {
+		t.Fatalf("destroy --stale: exit %d\n%s%s", code, out, errOut)
+	}
+	e.assertGone()
+}
+
+func runTool(t *testing.T, bin string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), out.String(), errb.String()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, out.String(), errb.String()
 }

@@ -1,0 +1,156 @@
+// Package lab is netplan-lab for Go programs: load a topology (a file or
+// bytes), plan, apply and destroy it, in a sandbox and with a prefix of the
+// caller's choosing. It is what the command line does, without the
+// printing; labtest builds test fixtures on it.
+package lab
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/netplan-lab/netplan-lab/internal/linux"
+	"github.com/netplan-lab/netplan-lab/reconcile"
+	"github.com/netplan-lab/netplan-lab/topology"
+)
+
+// Options say where a lab lives and how its file is read.
+type Options struct {
+	// Netns is the sandbox namespace that plays "host" (created by Apply
+	// if missing); "" is the calling process's own namespace.
+	Netns string
+	// Prefix is prepended to every namespace the topology creates; ""
+	// takes the file's.
+	Prefix string
+	// Vars give ${NAME} in the file its value (then the environment, then
+	// ${NAME:-default}).
+	Vars map[string]string
+	// LockTimeout bounds the wait for another writer of the same sandbox
+	// (default 30 s).
+	LockTimeout time.Duration
+	// OnChange, if set, sees each change as it is carried out.
+	OnChange func(c *reconcile.Change, err error)
+}
+
+// Lab is a loaded topology and the kernel it is applied to.
+type Lab struct {
+	Topology *topology.Topology
+	desired  *reconcile.State
+	opt      Options
+	k        *linux.Kernel
+}
+
+// Load reads and validates the topology file at path.
+func Load(path string, o Options) (*Lab, error) {
+	t, err := topology.LoadWith(path, topology.VarsFrom(o.Vars))
+	if err != nil {
+		return nil, err
+	}
+	return newLab(t, o)
+}
+
+// Parse reads and validates a topology from bytes; name is used in error
+// positions.
+func Parse(name string, data []byte, o Options) (*Lab, error) {
+	t, err := topology.ParseWith(name, data, topology.VarsFrom(o.Vars))
+	if err != nil {
+		return nil, err
+	}
+	return newLab(t, o)
+}
+
+func newLab(t *topology.Topology, o Options) (*Lab, error) {
+	if msg := topology.CheckPartName("netns", o.Netns, topology.MaxNetnsLen); msg != "" {
+		return nil, fmt.Errorf("%s", msg)
+	}
+	if msg := topology.CheckPartName("prefix", o.Prefix, topology.MaxPrefixLen); msg != "" {
+		return nil, fmt.Errorf("%s", msg)
+	}
+	desired, err := reconcile.Desired(t)
+	if err != nil {
+		return nil, err
+	}
+	prefix := t.Prefix
+	if o.Prefix != "" {
+		prefix = o.Prefix
+	}
+	if o.LockTimeout == 0 {
+		o.LockTimeout = 30 * time.Second
+	}
+	o.Prefix = prefix
+	return &Lab{Topology: t, desired: desired, opt: o,
+		k: linux.New(linux.Options{Name: t.Name, Prefix: prefix, Netns: o.Netns})}, nil
+}
+
+// Close releases the lab's kernel handles (the lab stays as it is).
+func (l *Lab) Close() { l.k.Close() }
+
+// Netns is the kernel's name of a namespace of the lab, by its short name
+// ("host" is the sandbox).
+func (l *Lab) Netns(short string) string { return l.k.KernelName(short) }
+
+// Prefix is the prefix the lab's namespaces have.
+func (l *Lab) Prefix() string { return l.opt.Prefix }
+
+// Plan reads the kernel and returns what Apply would do.
+func (l *Lab) Plan(ctx context.Context) (*reconcile.Plan, error) {
+	if err := linux.CheckPrivileges(); err != nil {
+		return nil, err
+	}
+	observed, err := l.k.Observe(ctx, reconcile.QueryFor(l.desired))
+	if err != nil {
+		return nil, err
+	}
+	p := reconcile.Diff(l.desired, observed)
+	p.Variables = l.Topology.Vars
+	return p, nil
+}
+
+// Apply makes the kernel match the topology, holding the sandbox's lock;
+// a failed step is rolled back.
+func (l *Lab) Apply(ctx context.Context) (*reconcile.Result, error) {
+	return l.reconcile(ctx, l.desired)
+}
+
+// Destroy removes everything the lab owns (and the sandbox, if Apply made
+// it and nothing else lives in it).
+func (l *Lab) Destroy(ctx context.Context) error {
+	if _, err := l.reconcile(ctx, reconcile.Nothing()); err != nil {
+		return err
+	}
+	_, err := l.k.RemoveHostIfCreated()
+	return err
+}
+
+// Update replaces the lab's topology by another (same name, sandbox and
+// prefix) and applies it.
+func (l *Lab) Update(ctx context.Context, name string, data []byte) (*reconcile.Result, error) {
+	t, err := topology.ParseWith(name, data, topology.VarsFrom(l.opt.Vars))
+	if err != nil {
+		return nil, err
+	}
+	if t.Name != l.Topology.Name {
+		return nil, fmt.Errorf("%s: the lab is %q, the new topology is %q: a lab keeps its name", name, l.Topology.Name, t.Name)
+	}
+	desired, err := reconcile.Desired(t)
+	if err != nil {
+		return nil, err
+	}
+	res, err := l.reconcile(ctx, desired)
+	if err == nil {
+		l.Topology, l.desired = t, desired
+	}
+	return res, err
+}
+
+func (l *Lab) reconcile(ctx context.Context, want *reconcile.State) (*reconcile.Result, error) {
+	if err := linux.CheckPrivileges(); err != nil {
+		return nil, err
+	}
+	unlock, err := linux.Lock(ctx, l.opt.Netns, l.opt.LockTimeout, fmt.Sprintf("lab %s", l.Topology.Name), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	return reconcile.Reconcile(ctx, l.k, want, reconcile.ExecOptions{OnChange: l.opt.OnChange})
+}

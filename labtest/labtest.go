@@ -1,0 +1,236 @@
+// Package labtest makes network labs test fixtures: Up applies a topology
+// in a sandbox and prefix of the test's own (so tests can run in parallel,
+// many copies of one file at once), and the test's cleanup destroys it,
+// also after a failed or panicking test. A lab left by a test process
+// that was killed is removed by the next Up on the machine.
+//
+// It needs root (network namespaces); without it, Up skips the test.
+package labtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/netplan-lab/netplan-lab/lab"
+)
+
+// Option changes how Up builds a lab.
+type Option func(*lab.Options)
+
+// Vars gives ${NAME} in the topology its value.
+func Vars(v map[string]string) Option {
+	return func(o *lab.Options) {
+		if o.Vars == nil {
+			o.Vars = map[string]string{}
+		}
+		for k, val := range v {
+			o.Vars[k] = val
+		}
+	}
+}
+
+// Lab is a running lab of one test.
+type Lab struct {
+	t    testing.TB
+	l    *lab.Lab
+	mu   sync.Mutex
+	cmds []*exec.Cmd
+}
+
+// Up applies the topology file in a fresh sandbox and prefix of this test
+// and destroys it when the test ends.
+func Up(t testing.TB, file string, opts ...Option) *Lab {
+	t.Helper()
+	return up(t, func(o lab.Options) (*lab.Lab, error) { return lab.Load(file, o) }, opts)
+}
+
+// UpYAML is Up with the topology given as text.
+func UpYAML(t testing.TB, yaml string, opts ...Option) *Lab {
+	t.Helper()
+	return up(t, func(o lab.Options) (*lab.Lab, error) { return lab.Parse(t.Name()+".yaml", []byte(yaml), o) }, opts)
+}
+
+func up(t testing.TB, load func(lab.Options) (*lab.Lab, error), opts []Option) *Lab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("labtest: a network lab needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN)")
+	}
+	lab.RemoveStale()
+	id := randomID()
+	o := lab.Options{Netns: "npl-lt-" + id, Prefix: "lt" + id + "-"}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := lab.Register(o.Netns, o.Prefix); err != nil {
+		t.Fatalf("labtest: %v", err)
+	}
+	l, err := load(o)
+	if err != nil {
+		lab.Unregister(o.Netns, o.Prefix)
+		t.Fatalf("labtest: %v", err)
+	}
+	x := &Lab{t: t, l: l}
+	t.Cleanup(x.cleanup)
+	if _, err := l.Apply(context.Background()); err != nil {
+		t.Fatalf("labtest: apply %s: %v", l.Topology.Name, err)
+	}
+	return x
+}
+
+func randomID() string {
+	b := make([]byte, 3)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// cleanup stops the commands still running (SIGTERM, then SIGKILL), then
+// destroys the lab, then removes whatever a failure left.
+func (x *Lab) cleanup() {
+	x.mu.Lock()
+	cmds := x.cmds
+	x.mu.Unlock()
+	for _, c := range cmds {
+		if c.Process == nil || c.ProcessState != nil {
+			continue
+		}
+		c.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { c.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+			c.Process.Kill()
+			<-done
+		}
+	}
+	if err := x.l.Destroy(context.Background()); err != nil {
+		x.t.Errorf("labtest: destroy: %v", err)
+	}
+	x.l.Close()
+	lab.Unregister(x.l.Netns("host"), x.l.Prefix())
+}
+
+// Netns is the kernel's name of a namespace of the lab ("host": the
+// sandbox).
+func (x *Lab) Netns(ns string) string { return x.l.Netns(ns) }
+
+// Addr is the first address of interface ifname in namespace ns, as the
+// file gives it.
+func (x *Lab) Addr(ns, ifname string) netip.Prefix {
+	x.t.Helper()
+	for _, i := range x.l.Topology.Interfaces() {
+		if i.Namespace == ns && i.Name == ifname && len(i.Addresses) > 0 {
+			p, err := netip.ParsePrefix(i.Addresses[0])
+			if err != nil {
+				x.t.Fatalf("labtest: %s:%s: %v", ns, ifname, err)
+			}
+			return p
+		}
+	}
+	x.t.Fatalf("labtest: %s:%s has no address in the topology", ns, ifname)
+	return netip.Prefix{}
+}
+
+// Apply reconciles the running lab to a new topology (same name, sandbox
+// and prefix): cut a link, move a host, change an address.
+func (x *Lab) Apply(yaml string) error {
+	_, err := x.l.Update(context.Background(), x.t.Name()+".yaml", []byte(yaml))
+	return err
+}
+
+// Command is a command that runs in namespace ns when started (a daemon,
+// the program under test); any still running at cleanup are stopped.
+func (x *Lab) Command(ns, name string, args ...string) *exec.Cmd {
+	path := filepath.Join("/run/netns", x.l.Netns(ns))
+	c := exec.Command("nsenter", append([]string{"--net=" + path, "--", name}, args...)...)
+	x.mu.Lock()
+	x.cmds = append(x.cmds, c)
+	x.mu.Unlock()
+	return c
+}
+
+// Exec runs a command in namespace ns and returns its combined output.
+func (x *Lab) Exec(ns, name string, args ...string) ([]byte, error) {
+	return x.Command(ns, name, args...).CombinedOutput()
+}
+
+// Do runs fn on a locked OS thread inside namespace ns; the thread goes
+// back to where it was after (or is thrown away if it cannot).
+func (x *Lab) Do(ns string, fn func() error) error {
+	target, err := netns.GetFromPath(filepath.Join("/run/netns", x.l.Netns(ns)))
+	if err != nil {
+		return fmt.Errorf("labtest: netns %s: %w", ns, err)
+	}
+	defer target.Close()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		origin, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer origin.Close()
+		if err := netns.Set(target); err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(origin); err != nil {
+			errc <- fmt.Errorf("labtest: return to the original netns: %w", err) // the thread stays locked: discarded
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// Dial connects from namespace ns; the connection works from any
+// goroutine.
+func (x *Lab) Dial(ns, network, address string) (net.Conn, error) {
+	var c net.Conn
+	err := x.Do(ns, func() (err error) {
+		c, err = net.DialTimeout(network, address, 10*time.Second)
+		return err
+	})
+	return c, err
+}
+
+// Listen listens in namespace ns.
+func (x *Lab) Listen(ns, network, address string) (net.Listener, error) {
+	var l net.Listener
+	err := x.Do(ns, func() (err error) {
+		l, err = net.Listen(network, address)
+		return err
+	})
+	return l, err
+}
+
+// ListenPacket listens for packets in namespace ns.
+func (x *Lab) ListenPacket(ns, network, address string) (net.PacketConn, error) {
+	var p net.PacketConn
+	err := x.Do(ns, func() (err error) {
+		p, err = net.ListenPacket(network, address)
+		return err
+	})
+	return p, err
+}
