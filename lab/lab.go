@@ -30,6 +30,12 @@ type Options struct {
 	LockTimeout time.Duration
 	// OnChange, if set, sees each change as it is carried out.
 	OnChange func(c *reconcile.Change, err error)
+	// OnStage, if set, is told how long each layer of changes took.
+	OnStage func(stage string, changes int, took time.Duration)
+	// LockWho describes this process to another that waits for the lock;
+	// LockWaiting, if set, is told once whom this one waits for.
+	LockWho     string
+	LockWaiting func(holder string)
 }
 
 // Lab is a loaded topology and the kernel it is applied to.
@@ -85,6 +91,13 @@ func newLab(t *topology.Topology, o Options) (*Lab, error) {
 // Close releases the lab's kernel handles (the lab stays as it is).
 func (l *Lab) Close() { l.k.Close() }
 
+// Desired is the state the topology asks for.
+func (l *Lab) Desired() *reconcile.State { return l.desired }
+
+// Linux is the lab's view of the kernel, for netplan-lab's own command line
+// (show, watch); its type is internal to netplan-lab.
+func (l *Lab) Linux() *linux.Kernel { return l.k }
+
 // Netns is the kernel's name of a namespace of the lab, by its short name
 // ("host" is the sandbox).
 func (l *Lab) Netns(short string) string { return l.k.KernelName(short) }
@@ -107,19 +120,38 @@ func (l *Lab) Plan(ctx context.Context) (*reconcile.Plan, error) {
 }
 
 // Apply makes the kernel match the topology, holding the sandbox's lock;
-// a failed step is rolled back.
+// a failed step is rolled back, and a sandbox this apply made is removed
+// again.
 func (l *Lab) Apply(ctx context.Context) (*reconcile.Result, error) {
-	return l.reconcile(ctx, l.desired)
+	res, err := l.reconcile(ctx, l.desired)
+	if err != nil && res != nil && createsSandbox(res.Plan) && (res.RolledBack || res.Applied == 0) {
+		_, _ = l.k.RemoveHostIfCreated()
+	}
+	return res, err
 }
 
-// Destroy removes everything the lab owns (and the sandbox, if Apply made
-// it and nothing else lives in it).
-func (l *Lab) Destroy(ctx context.Context) error {
-	if _, err := l.reconcile(ctx, reconcile.Nothing()); err != nil {
-		return err
+// createsSandbox reports whether a plan makes the --netns sandbox.
+func createsSandbox(p *reconcile.Plan) bool {
+	for _, c := range p.Changes {
+		if c.Kind == reconcile.KindNamespace && c.Namespace == reconcile.HostNS && c.Action == reconcile.Create {
+			return true
+		}
 	}
-	_, err := l.k.RemoveHostIfCreated()
-	return err
+	return false
+}
+
+// Destroy removes everything the lab owns, and the sandbox if Apply made
+// it and nothing else lives in it (which it reports). It creates nothing.
+func (l *Lab) Destroy(ctx context.Context) (*reconcile.Result, bool, error) {
+	res, err := l.reconcile(ctx, reconcile.Nothing())
+	if err != nil {
+		return res, false, err
+	}
+	removed, err := l.k.RemoveHostIfCreated()
+	if err != nil {
+		return res, false, fmt.Errorf("remove netns %q: %w", l.opt.Netns, err)
+	}
+	return res, removed, nil
 }
 
 // Update replaces the lab's topology by another (same name, sandbox and
@@ -147,10 +179,14 @@ func (l *Lab) reconcile(ctx context.Context, want *reconcile.State) (*reconcile.
 	if err := linux.CheckPrivileges(); err != nil {
 		return nil, err
 	}
-	unlock, err := linux.Lock(ctx, l.opt.Netns, l.opt.LockTimeout, fmt.Sprintf("lab %s", l.Topology.Name), nil)
+	who := l.opt.LockWho
+	if who == "" {
+		who = "lab " + l.Topology.Name
+	}
+	unlock, err := linux.Lock(ctx, l.opt.Netns, l.opt.LockTimeout, who, l.opt.LockWaiting)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	return reconcile.Reconcile(ctx, l.k, want, reconcile.ExecOptions{OnChange: l.opt.OnChange})
+	return reconcile.Reconcile(ctx, l.k, want, reconcile.ExecOptions{OnChange: l.opt.OnChange, OnStage: l.opt.OnStage})
 }

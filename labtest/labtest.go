@@ -119,7 +119,7 @@ func (x *Lab) cleanup() {
 			<-done
 		}
 	}
-	if err := x.l.Destroy(context.Background()); err != nil {
+	if _, _, err := x.l.Destroy(context.Background()); err != nil {
 		x.t.Errorf("labtest: destroy: %v", err)
 	}
 	x.l.Close()

@@ -129,8 +129,10 @@ func (g *globals) json(v any) error {
 	return enc.Encode(v)
 }
 
-// lab is a loaded topology with the kernel view that goes with it.
+// lab is a loaded topology (the public package lab, which the command
+// line is built on) with the kernel view that goes with it.
 type lab struct {
+	*netplanlab.Lab
 	topo    *topology.Topology
 	desired *reconcile.State
 	kernel  *linux.Kernel
@@ -169,13 +171,15 @@ func interruptible[T any](ctx context.Context, what string, f func() (T, error))
 	}
 }
 
-// lock takes the sandbox's lock for a run that writes, saying on stderr
-// whom it waits for.
+// waiting says on stderr whom a run waits for.
+func (g *globals) waiting(holder string) {
+	fmt.Fprintf(g.stderr, "waiting for %s to finish with %s (up to %v)\n", holder, g.sandboxName(), g.lockTimeout)
+}
+
+// lock takes the sandbox's lock for a watch's applies.
 func (g *globals) lock(ctx context.Context) (func(), error) {
 	who := "netplan-lab " + strings.Join(g.args, " ")
-	unlock, err := linux.Lock(ctx, g.netns, g.lockTimeout, who, func(holder string) {
-		fmt.Fprintf(g.stderr, "waiting for %s to finish with %s (up to %v)\n", holder, g.sandboxName(), g.lockTimeout)
-	})
+	unlock, err := linux.Lock(ctx, g.netns, g.lockTimeout, who, g.waiting)
 	if err != nil {
 		return nil, &codeError{exitError, err}
 	}
@@ -187,16 +191,6 @@ func (g *globals) sandboxName() string {
 		return "this machine's namespace"
 	}
 	return "sandbox " + g.netns
-}
-
-// createsSandbox reports whether a plan makes the --netns sandbox.
-func createsSandbox(p *reconcile.Plan) bool {
-	for _, c := range p.Changes {
-		if c.Kind == reconcile.KindNamespace && c.Namespace == reconcile.HostNS && c.Action == reconcile.Create {
-			return true
-		}
-	}
-	return false
 }
 
 // parseSize reads "1048576", "64MiB", "512KiB", "1GiB".
@@ -230,7 +224,17 @@ func (g *globals) varsOf() topology.Vars {
 }
 
 func (g *globals) loadFile(file string) (*lab, error) {
-	t, err := topology.LoadWith(file, g.varsOf())
+	given := map[string]string{}
+	for _, v := range g.vars {
+		name, value, _ := strings.Cut(v, "=")
+		given[name] = value
+	}
+	l, err := netplanlab.Load(file, netplanlab.Options{Netns: g.netns, Prefix: g.prefix, Vars: given,
+		LockTimeout: g.lockTimeout, LockWho: "netplan-lab " + strings.Join(g.args, " "), LockWaiting: g.waiting,
+		OnChange: g.changePrinter(""),
+		OnStage: func(stage string, n int, took time.Duration) {
+			g.logf("stage %s: %d changes in %v", stage, n, took.Round(time.Microsecond))
+		}})
 	if err != nil {
 		var list topology.ErrorList
 		if errors.As(err, &list) {
@@ -241,16 +245,7 @@ func (g *globals) loadFile(file string) (*lab, error) {
 		}
 		return nil, err
 	}
-	desired, err := reconcile.Desired(t)
-	if err != nil {
-		return nil, err
-	}
-	prefix := t.Prefix
-	if g.prefix != "" {
-		prefix = g.prefix
-	}
-	k := linux.New(linux.Options{Name: t.Name, Prefix: prefix, Netns: g.netns})
-	return &lab{topo: t, desired: desired, kernel: k}, nil
+	return &lab{Lab: l, topo: l.Topology, desired: l.Desired(), kernel: l.Linux()}, nil
 }
 
 func newValidateCmd(g *globals) *cobra.Command {
@@ -306,15 +301,7 @@ func newPlanCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer l.kernel.Close()
-			p, err := interruptible(cmd.Context(), "planning", func() (*reconcile.Plan, error) {
-				observed, err := l.kernel.Observe(cmd.Context(), reconcile.QueryFor(l.desired))
-				if err != nil {
-					return nil, err
-				}
-				p := reconcile.Diff(l.desired, observed)
-				p.Variables = l.topo.Vars
-				return p, nil
-			})
+			p, err := interruptible(cmd.Context(), "planning", func() (*reconcile.Plan, error) { return l.Plan(cmd.Context()) })
 			if err != nil {
 				return err
 			}
@@ -355,14 +342,11 @@ type applyResult struct {
 	Error      string          `json:"error,omitempty"`
 }
 
-func (g *globals) reconcile(ctx context.Context, l *lab, desired *reconcile.State, verb string) (*reconcile.Result, error) {
+// report prints what an apply or destroy did (run does it, printing each
+// change as it goes).
+func (g *globals) report(verb string, run func() (*reconcile.Result, error)) (*reconcile.Result, error) {
 	start := time.Now()
-	res, err := reconcile.Reconcile(ctx, l.kernel, desired, reconcile.ExecOptions{
-		OnChange: g.changePrinter(""),
-		OnStage: func(stage string, n int, took time.Duration) {
-			g.logf("stage %s: %d changes in %v", stage, n, took.Round(time.Microsecond))
-		},
-	})
+	res, err := run()
 	if res != nil && g.output == "text" {
 		if res.Applied == 0 && err == nil && verb == "apply" {
 			fmt.Fprintln(g.stdout, "No changes. The kernel matches the topology.")
@@ -417,21 +401,9 @@ func newApplyCmd(g *globals) *cobra.Command {
 			if wo.watch {
 				return g.watch(cmd.Context(), l, args[0], wo)
 			}
-			unlock, err := g.lock(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer unlock()
-			// The --netns sandbox, if missing, is the plan's first change.
-			res, err := g.reconcile(cmd.Context(), l, l.desired, "apply")
-			if err != nil && res != nil && createsSandbox(res.Plan) && (res.RolledBack || res.Applied == 0) {
-				// Leave no empty sandbox behind that this failed apply made.
-				if removed, rerr := l.kernel.RemoveHostIfCreated(); rerr != nil {
-					g.logf("remove netns %q: %v", g.netns, rerr)
-				} else if removed {
-					g.logf("removed netns %q, which this failed apply had created", g.netns)
-				}
-			}
+			// The --netns sandbox, if missing, is the plan's first change; a
+			// failed apply removes it again.
+			res, err := g.report("apply", func() (*reconcile.Result, error) { return l.Apply(cmd.Context()) })
 			if err != nil {
 				return err
 			}
@@ -548,21 +520,15 @@ func newDestroyCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer l.kernel.Close()
-			unlock, err := g.lock(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer unlock()
 			// Nothing is ever created here: a missing sandbox or namespace
 			// is observed as absent, and the plan only deletes.
-			empty := reconcile.Nothing()
-			res, err := g.reconcile(cmd.Context(), l, empty, "destroy")
+			var removed bool
+			res, err := g.report("destroy", func() (res *reconcile.Result, err error) {
+				res, removed, err = l.Destroy(cmd.Context())
+				return res, err
+			})
 			if err != nil {
 				return err
-			}
-			removed, err := l.kernel.RemoveHostIfCreated()
-			if err != nil {
-				return fmt.Errorf("remove netns %q: %w", g.netns, err)
 			}
 			if g.output == "text" {
 				if removed {
