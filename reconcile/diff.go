@@ -678,9 +678,13 @@ func (d *differ) addresses(name, ln string, wl, hl *Link, downs bool) {
 							theirs = append(theirs, a)
 						}
 					}
+					stays := p + " stays the primary"
+					if !want[p] {
+						stays = "the kernel promotes one of the addresses left when " + p + " goes"
+					}
 					d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
-						"%s, first in the file, cannot become the primary address of its subnet on %s in namespace %q without taking away %s, which the lab did not add: %s stays the primary",
-						f[0], ln, name, strings.Join(theirs, ", "), p))
+						"%s, first in the file, cannot become the primary address of its subnet on %s in namespace %q without taking away %s, which the lab did not add: %s",
+						f[0], ln, name, strings.Join(theirs, ", "), stays))
 				}
 			}
 			continue

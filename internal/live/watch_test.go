@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/vishvananda/netlink"
 
@@ -521,4 +522,39 @@ func (w *watched) waitEventMatching(kind, what string) watch.Event {
 	}
 	w.t.Fatalf("no %s event mentioning %q; events: %+v", kind, what, w.Events())
 	return watch.Event{}
+}
+
+// TestWatchWarns: something of someone else's in the lab (a rule added by
+// hand to the lab's NAT chain) changes nothing, and watch says so once.
+func TestWatchWarns(t *testing.T) {
+	w := startWatch(t, natLab)
+	w.in("router", func() {
+		c, _ := nftables.New()
+		tb := &nftables.Table{Name: w.k.TableName(), Family: nftables.TableFamilyINet}
+		c.InsertRule(&nftables.Rule{Table: tb, Chain: &nftables.Chain{Name: "postrouting", Table: tb},
+			Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}})
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	e := w.firstEvent("warning")
+	if !strings.Contains(strings.Join(e.Warnings, "\n"), "the lab's NAT holds a rule it did not add") {
+		t.Fatalf("warning event: %+v", e)
+	}
+	if n := w.Count("drift_repaired"); n != 0 {
+		t.Fatalf("watch repaired something: %+v", w.Last("drift_repaired"))
+	}
+	time.Sleep(3 * watchDebounce)
+	if n := w.Count("warning"); n != 1 {
+		t.Fatalf("%d warning events for one warning", n)
+	}
+}
+
+func (w *watched) firstEvent(kind string) watch.Event {
+	w.t.Helper()
+	e, err := w.Wait(kind, 1, 10*time.Second)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return e
 }

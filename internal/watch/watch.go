@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -32,13 +33,16 @@ type EventSource interface {
 // `apply --watch -o json`.
 type Event struct {
 	Time    time.Time `json:"time"`
-	Kind    string    `json:"event"` // started, applied, drift_repaired, invalid_file, error, stopped, destroyed
+	Kind    string    `json:"event"` // started, applied, drift_repaired, warning, invalid_file, error, stopped, destroyed
 	Trigger string    `json:"trigger,omitempty"`
 	// Drift lists the kernel events that led to a repair.
 	Drift   []string `json:"drift,omitempty"`
 	Changes []string `json:"changes,omitempty"`
 	Errors  []string `json:"errors,omitempty"`
-	Summary string   `json:"summary,omitempty"`
+	// Warnings are the plan's (something of someone else's in the lab,
+	// NAT without forwarding, ...), reported when they change.
+	Warnings []string `json:"warnings,omitempty"`
+	Summary  string   `json:"summary,omitempty"`
 }
 
 // Config is what Run needs.
@@ -74,6 +78,8 @@ type watcher struct {
 	// objects back as they were, with the MAC addresses the kernel had
 	// picked, so neighbours' ARP caches stay right.
 	known *reconcile.State
+	// warned is the last set of the plan's warnings reported.
+	warned string
 }
 
 // Run applies the file, then keeps the kernel matching it until ctx ends.
@@ -238,6 +244,14 @@ func (w *watcher) apply(ctx context.Context, kind, trigger string, drift []strin
 	if err == nil && res.Observed != nil {
 		w.known = res.Observed
 	}
+	if res != nil && res.Plan != nil {
+		if now := strings.Join(res.Plan.Warnings, "\n"); now != w.warned {
+			w.warned = now
+			if now != "" {
+				w.report(Event{Kind: "warning", Trigger: trigger, Warnings: res.Plan.Warnings})
+			}
+		}
+	}
 	if err != nil {
 		ev := Event{Kind: "error", Trigger: trigger, Changes: changes, Errors: []string{err.Error()}}
 		if res != nil && res.RolledBack {
@@ -301,6 +315,11 @@ func FormatText(e Event) string {
 		}
 		if e.Summary != "" {
 			fmt.Fprintf(&b, "  %s\n", e.Summary)
+		}
+	case "warning":
+		fmt.Fprintf(&b, "%s warning (%s):\n", ts, e.Trigger)
+		for _, s := range e.Warnings {
+			fmt.Fprintf(&b, "  %s\n", s)
 		}
 	case "applied", "drift_repaired":
 		what := "applied (" + e.Trigger + ")"
