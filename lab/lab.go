@@ -25,6 +25,10 @@ type Options struct {
 	// Vars give ${NAME} in the file its value (then the environment, then
 	// ${NAME:-default}).
 	Vars map[string]string
+	// NoEnvironment: variables come from Vars and defaults only, not from
+	// the environment (what a test fixture wants: the same file gives
+	// the same lab on every machine).
+	NoEnvironment bool
 	// LockTimeout bounds the wait for another writer of the same sandbox
 	// (default 30 s).
 	LockTimeout time.Duration
@@ -38,6 +42,13 @@ type Options struct {
 	LockWaiting func(holder string)
 }
 
+func (o Options) vars() topology.Vars {
+	if o.NoEnvironment {
+		return topology.VarsOnly(o.Vars)
+	}
+	return topology.VarsFrom(o.Vars)
+}
+
 // Lab is a loaded topology and the kernel it is applied to.
 type Lab struct {
 	Topology *topology.Topology
@@ -48,7 +59,7 @@ type Lab struct {
 
 // Load reads and validates the topology file at path.
 func Load(path string, o Options) (*Lab, error) {
-	t, err := topology.LoadWith(path, topology.VarsFrom(o.Vars))
+	t, err := topology.LoadWith(path, o.vars())
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +69,7 @@ func Load(path string, o Options) (*Lab, error) {
 // Parse reads and validates a topology from bytes; name is used in error
 // positions.
 func Parse(name string, data []byte, o Options) (*Lab, error) {
-	t, err := topology.ParseWith(name, data, topology.VarsFrom(o.Vars))
+	t, err := topology.ParseWith(name, data, o.vars())
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +168,7 @@ func (l *Lab) Destroy(ctx context.Context) (*reconcile.Result, bool, error) {
 // Update replaces the lab's topology by another (same name, sandbox and
 // prefix) and applies it.
 func (l *Lab) Update(ctx context.Context, name string, data []byte) (*reconcile.Result, error) {
-	t, err := topology.ParseWith(name, data, topology.VarsFrom(l.opt.Vars))
+	t, err := topology.ParseWith(name, data, l.opt.vars())
 	if err != nil {
 		return nil, err
 	}

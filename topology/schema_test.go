@@ -111,3 +111,16 @@ func TestSchemaTakesVariables(t *testing.T) {
 		t.Fatal("the schema takes a string that is no variable for an integer")
 	}
 }
+
+// Variables in strings the schema checks by pattern or list (a name, a
+// MAC, a mode) are valid as written; the decoder checks the value.
+func TestSchemaTakesVariablesInPatterns(t *testing.T) {
+	s := compileSchema(t)
+	src := []byte("name: lab-${N}\nmacvlans: [{name: \"${IF}\", parent: eth0, mode: \"${MODE:-bridge}\", mac: \"${MAC}\"}]\n")
+	if err := s.Validate(asJSON(t, src)); err != nil {
+		t.Fatalf("the schema rejects variables in checked strings: %v", err)
+	}
+	if err := s.Validate(asJSON(t, []byte("name: lab-$N\n"))); err == nil {
+		t.Fatal("the schema takes a name that is no variable and breaks the pattern")
+	}
+}

@@ -12,8 +12,9 @@ import (
 
 // Variables: ${NAME} or ${NAME:-default} in any scalar of the file, taken
 // from the values given (the CLI's --var NAME=VALUE), then the
-// environment, then the default; an undefined variable is an error at its
-// position. $${ is a literal ${.
+// environment, then the default (also when the variable is set but
+// empty); an undefined variable is an error at its position. $${ is a
+// literal ${. Keys are substituted as well as values.
 
 // Vars looks a variable up; ok is false when it is not set.
 type Vars func(name string) (value string, ok bool)
@@ -28,6 +29,14 @@ func VarsFrom(given map[string]string) Vars {
 			return v, true
 		}
 		return os.LookupEnv(name)
+	}
+}
+
+// VarsOnly looks in given and nowhere else.
+func VarsOnly(given map[string]string) Vars {
+	return func(name string) (string, bool) {
+		v, ok := given[name]
+		return v, ok
 	}
 }
 
@@ -48,10 +57,15 @@ func (d *decoder) substitute(n *yaml.Node, path string, vars Vars, used map[stri
 		}
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
+			d.substitute(n.Content[i], path, vars, used) // a key: a namespace's name, a sysctl
 			d.substitute(n.Content[i+1], join(path, n.Content[i].Value), vars, used)
 		}
 	case yaml.ScalarNode:
 		if !strings.Contains(n.Value, "${") {
+			return
+		}
+		if strings.Contains(varRE.ReplaceAllString(n.Value, ""), "${") {
+			d.errorf(n, path, "%q: ${ without its closing } (a variable is ${NAME}; a literal ${ is written $${)", n.Value)
 			return
 		}
 		substituted := false
@@ -66,7 +80,9 @@ func (d *decoder) substitute(n *yaml.Node, path string, vars Vars, used map[stri
 				d.errorf(n, path, "%q is not a variable name (letters, digits and _, not starting with a digit)", name)
 				return m
 			}
-			if v, ok := vars(name); ok {
+			// As in the shell, ${NAME:-default} takes the default when
+			// NAME is set but empty too.
+			if v, ok := vars(name); ok && !(hasDef && v == "") {
 				used[name] = v
 				return v
 			}
@@ -74,7 +90,7 @@ func (d *decoder) substitute(n *yaml.Node, path string, vars Vars, used map[stri
 				used[name] = def
 				return def
 			}
-			d.errorf(n, path, "variable %s is not set (give it with --var %s=VALUE, in the environment, or a default: ${%s:-VALUE})", name, name, name)
+			d.errorf(n, path, "variable %s is not set: give it a value (--var %s=VALUE or the environment on the command line; Vars in Go) or a default, ${%s:-VALUE}", name, name, name)
 			if d.unset == nil {
 				d.unset, d.unsetPaths = map[*yaml.Node]bool{}, map[string]bool{}
 			}
@@ -86,9 +102,18 @@ func (d *decoder) substitute(n *yaml.Node, path string, vars Vars, used map[stri
 			// Read again for what it now holds: mtu: "${MTU}" is an
 			// integer once MTU is 1400 (in flow style, {mtu: ${MTU}} is
 			// not YAML: the braces need the quotes).
+			// A variable never makes a null: name: "${X}" with X empty
+			// is the empty string, not a missing key.
+			quoted := n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0
 			n.Style = 0
 			n.Tag = ""
 			n.Tag = n.ShortTag()
+			if n.Tag == "!!null" {
+				n.Tag = "!!str"
+				if quoted || n.Value == "" {
+					n.Style = yaml.DoubleQuotedStyle
+				}
+			}
 		}
 	}
 }

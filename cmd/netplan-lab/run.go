@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -92,8 +93,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		topology.MaxFileSize = n
 		for _, v := range g.vars {
-			if name, _, ok := strings.Cut(v, "="); !ok || name == "" {
+			name, _, ok := strings.Cut(v, "=")
+			if !ok || name == "" {
 				return &codeError{exitError, fmt.Errorf("--var %q: want NAME=VALUE", v)}
+			}
+			if !varName.MatchString(name) {
+				return &codeError{exitError, fmt.Errorf("--var %q: %q is not a variable name (letters, digits and _, not starting with a digit)", v, name)}
 			}
 		}
 		return nil
@@ -223,6 +228,18 @@ func (g *globals) varsOf() topology.Vars {
 	return topology.VarsFrom(given)
 }
 
+var varName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// warnUnusedVars: a --var the file never names is likely a typo.
+func (g *globals) warnUnusedVars(file string, used map[string]string) {
+	for _, v := range g.vars {
+		name, _, _ := strings.Cut(v, "=")
+		if _, ok := used[name]; !ok {
+			fmt.Fprintf(g.stderr, "warning: --var %s: %s has no ${%s}\n", name, file, name)
+		}
+	}
+}
+
 func (g *globals) loadFile(file string) (*lab, error) {
 	given := map[string]string{}
 	for _, v := range g.vars {
@@ -245,6 +262,7 @@ func (g *globals) loadFile(file string) (*lab, error) {
 		}
 		return nil, err
 	}
+	g.warnUnusedVars(file, l.Topology.Vars)
 	return &lab{Lab: l, topo: l.Topology, desired: l.Desired(), kernel: l.Linux()}, nil
 }
 
@@ -254,7 +272,10 @@ func newValidateCmd(g *globals) *cobra.Command {
 		Short: "Check a topology file and report every problem; touches nothing",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, err := interruptible(cmd.Context(), "reading "+args[0], func() (*topology.Topology, error) { return topology.LoadWith(args[0], g.varsOf()) })
+			top, err := interruptible(cmd.Context(), "reading "+args[0], func() (*topology.Topology, error) { return topology.LoadWith(args[0], g.varsOf()) })
+			if err == nil {
+				g.warnUnusedVars(args[0], top.Vars)
+			}
 			var list topology.ErrorList
 			if err != nil && !errors.As(err, &list) {
 				return err

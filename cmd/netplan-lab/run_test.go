@@ -282,8 +282,8 @@ func TestVariables(t *testing.T) {
 	file := writeFile(t, "name: ${LAB:-varlab}\nnamespaces:\n  c1: {}\nlinks:\n  - a: {namespace: c1, name: eth0, addresses: [\"${NET}.2/24\"], mtu: \"${MTU}\"}\n    b: {namespace: host, name: v-c1}\n")
 	// Undefined: an error at its position, naming the ways to set it.
 	code, out, _ := runCLI("validate", file)
-	if code != 1 || out != file+":5:48: links[0].a.addresses[0]: variable NET is not set (give it with --var NET=VALUE, in the environment, or a default: ${NET:-VALUE})\n"+
-		file+":5:69: links[0].a.mtu: variable MTU is not set (give it with --var MTU=VALUE, in the environment, or a default: ${MTU:-VALUE})\n" {
+	if code != 1 || out != file+":5:48: links[0].a.addresses[0]: variable NET is not set: give it a value (--var NET=VALUE or the environment on the command line; Vars in Go) or a default, ${NET:-VALUE}\n"+
+		file+":5:69: links[0].a.mtu: variable MTU is not set: give it a value (--var MTU=VALUE or the environment on the command line; Vars in Go) or a default, ${MTU:-VALUE}\n" {
 		t.Fatalf("undefined variables: exit %d\n%s", code, out)
 	}
 	// --var, then the environment, then the default.
@@ -310,6 +310,13 @@ func TestVariables(t *testing.T) {
 	}
 	if code, _, _ := runCLI("--var", "broken", "validate", file); code != 1 {
 		t.Fatal("--var without = was accepted")
+	}
+	if code, _, errOut := runCLI("--var", "1NET=x", "validate", file); code != 1 || !strings.Contains(errOut, `"1NET" is not a variable name`) {
+		t.Fatalf("--var with a bad name: exit %d\n%s", code, errOut)
+	}
+	// A --var the file does not use is a warning (a typo, most likely).
+	if code, _, errOut := runCLI("--var", "NET=10.9.9", "--var", "NTE=1", "validate", file); code != 0 || errOut != "warning: --var NTE: "+file+" has no ${NTE}\n" {
+		t.Fatalf("unused --var: exit %d\n%q", code, errOut)
 	}
 }
 

@@ -1,0 +1,72 @@
+package topology_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/netplan-lab/netplan-lab/topology"
+)
+
+func parseVars(t *testing.T, src string, vars map[string]string) (*topology.Topology, error) {
+	t.Helper()
+	return topology.ParseWith("v.yaml", []byte(src), topology.VarsOnly(vars))
+}
+
+// Keys are substituted: a namespace's name, a sysctl.
+func TestVariablesInKeys(t *testing.T) {
+	top, err := parseVars(t, "name: k\nnamespaces:\n  ${NS}:\n    sysctls:\n      net.ipv4.${KEY}: \"1\"\n", map[string]string{"NS": "c1", "KEY": "ip_forward"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(top.Namespaces) != 1 || top.Namespaces[0].Name != "c1" {
+		t.Fatalf("namespace key not substituted: %+v", top.Namespaces)
+	}
+	if s := top.Namespaces[0].Sysctls; len(s) != 1 || s[0].Key != "net.ipv4.ip_forward" || s[0].Value != "1" {
+		t.Fatalf("sysctl key not substituted: %+v", s[0])
+	}
+}
+
+// A variable never makes a null: an empty value is the empty string.
+func TestVariableEmptyIsNotNull(t *testing.T) {
+	for _, v := range []string{"", "null", "~"} {
+		top, err := parseVars(t, "name: e\nnamespaces:\n  c1: {sysctls: {net.ipv4.ip_forward: \"${V}\"}}\n", map[string]string{"V": v})
+		if err != nil {
+			t.Fatalf("V=%q: %v", v, err)
+		}
+		if s := top.Namespaces[0].Sysctls; len(s) != 1 || s[0].Value != v {
+			t.Fatalf("V=%q became %+v", v, s)
+		}
+	}
+}
+
+// ${X:-d}: the default also when X is set but empty (as in the shell).
+func TestVariableDefaultWhenEmpty(t *testing.T) {
+	top, err := parseVars(t, "name: ${N:-dflt}\n", map[string]string{"N": ""})
+	if err != nil || top.Name != "dflt" {
+		t.Fatalf("%v %+v", err, top)
+	}
+	top, err = parseVars(t, "name: ${N:-dflt}\n", map[string]string{"N": "given"})
+	if err != nil || top.Name != "given" {
+		t.Fatalf("%v %+v", err, top)
+	}
+}
+
+func TestVariableUnterminated(t *testing.T) {
+	_, err := parseVars(t, "name: lab-${N\n", map[string]string{"N": "x"})
+	if err == nil || !strings.Contains(err.Error(), "v.yaml:1:7: name: ") || !strings.Contains(err.Error(), "${ without its closing }") {
+		t.Fatalf("unterminated ${: %v", err)
+	}
+	// $${ stays a literal, unterminated or not.
+	if _, err := parseVars(t, "name: a\nnamespaces: {c1: {sysctls: {net.x: \"$${N\"}}}\n", nil); err != nil {
+		t.Fatalf("literal $${: %v", err)
+	}
+}
+
+// Variables come only from what is given with VarsOnly (labtest's
+// choice), never from the environment.
+func TestVarsOnlyIgnoresEnvironment(t *testing.T) {
+	t.Setenv("NPL_TEST_VAR", "fromenv")
+	if _, err := parseVars(t, "name: ${NPL_TEST_VAR}\n", nil); err == nil {
+		t.Fatal("VarsOnly read the environment")
+	}
+}
