@@ -7,14 +7,16 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Labs of test processes (labtest): each records its sandbox with the
 // creating process's id and start time; a record whose process is gone (a
 // test binary killed by go test -timeout or SIGKILL) is a lab nobody will
-// destroy. RemoveStale removes those; `netplan-lab destroy --stale` and
-// every labtest.Up call it.
+// destroy. RemoveStale removes those, and the processes still running in
+// them; `netplan-lab destroy --stale` and every labtest.Up call it.
 
 // Registry is where the records are.
 const Registry = "/run/netplan-lab/labtest"
@@ -41,7 +43,8 @@ func Unregister(sandbox, prefix string) {
 }
 
 // startTime is a process's start time in clock ticks since boot
-// (/proc/PID/stat field 22): a pid used again is another process.
+// (/proc/PID/stat field 22): a pid used again is another process. A
+// zombie (dead, not yet waited for) is no process: an error.
 func startTime(pid int) (uint64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -52,7 +55,72 @@ func startTime(pid int) (uint64, error) {
 	if len(f) < 20 {
 		return 0, fmt.Errorf("/proc/%d/stat: too short", pid)
 	}
+	if f[0] == "Z" || f[0] == "X" {
+		return 0, fmt.Errorf("process %d has exited", pid)
+	}
 	return strconv.ParseUint(f[19], 10, 64)
+}
+
+// StopProcesses ends every process that lives in one of a lab's network
+// namespaces (the sandbox's, and those whose names have the prefix):
+// SIGTERM, then SIGKILL for those still there after grace. It finds them
+// by namespace, not by parentage, so a daemon's children, a daemon that
+// double-forked, and the processes of a test that was killed are all
+// found. It does not wait for them (nobody's Wait is raced; a zombie is
+// gone), and it returns how many it signalled. The calling process is
+// never one of them.
+func StopProcesses(sandbox, prefix string, grace time.Duration) int {
+	inodes := map[[2]uint64]bool{}
+	for _, p := range namespacePins(sandbox, prefix) {
+		var st unix.Stat_t
+		if unix.Stat(p, &st) == nil {
+			inodes[[2]uint64{st.Dev, st.Ino}] = true
+		}
+	}
+	if len(inodes) == 0 {
+		return 0
+	}
+	find := func() []int {
+		var pids []int
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil || pid == os.Getpid() {
+				continue
+			}
+			var st unix.Stat_t
+			if unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st) != nil || !inodes[[2]uint64{st.Dev, st.Ino}] {
+				continue
+			}
+			if _, err := startTime(pid); err != nil {
+				continue // exited
+			}
+			pids = append(pids, pid)
+		}
+		return pids
+	}
+	waitGone := func(d time.Duration) []int {
+		deadline := time.Now().Add(d)
+		for {
+			left := find()
+			if len(left) == 0 || time.Now().After(deadline) {
+				return left
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	pids := find()
+	for _, pid := range pids {
+		unix.Kill(pid, unix.SIGTERM)
+	}
+	if len(pids) == 0 {
+		return 0
+	}
+	for _, pid := range waitGone(grace) {
+		unix.Kill(pid, unix.SIGKILL)
+	}
+	waitGone(5 * time.Second)
+	return len(pids)
 }
 
 // RemoveStale removes the labs of test processes that are gone, and
@@ -76,21 +144,31 @@ func RemoveStale() []string {
 		if now, err := startTime(pid); err == nil && now == start {
 			continue // its test is still running
 		}
+		StopProcesses(e.Name(), prefix, time.Second)
 		Unregister(e.Name(), prefix)
 		removed = append(removed, e.Name())
 	}
 	return removed
 }
 
-// removeNamespaces unpins the sandbox and every namespace with the prefix:
-// the kernel frees them and all in them.
-func removeNamespaces(sandbox, prefix string) {
+// namespacePins are the pins of the sandbox and of every namespace with
+// the prefix.
+func namespacePins(sandbox, prefix string) []string {
+	var pins []string
 	entries, _ := os.ReadDir("/run/netns")
 	for _, d := range entries {
 		if d.Name() == sandbox || (prefix != "" && strings.HasPrefix(d.Name(), prefix)) {
-			p := filepath.Join("/run/netns", d.Name())
-			syscall.Unmount(p, syscall.MNT_DETACH)
-			os.Remove(p)
+			pins = append(pins, filepath.Join("/run/netns", d.Name()))
 		}
+	}
+	return pins
+}
+
+// removeNamespaces unpins the sandbox and every namespace with the prefix:
+// the kernel frees them and all in them.
+func removeNamespaces(sandbox, prefix string) {
+	for _, p := range namespacePins(sandbox, prefix) {
+		unix.Unmount(p, unix.MNT_DETACH)
+		os.Remove(p)
 	}
 }

@@ -4,6 +4,13 @@
 // also after a failed or panicking test. A lab left by a test process
 // that was killed is removed by the next Up on the machine.
 //
+// Variables come only from Vars, never from the environment: the same
+// test builds the same lab on every machine.
+//
+// A test that panics ends the test binary before other tests' cleanups
+// run: their labs (and the processes in them) stay until the next Up on
+// the machine or `netplan-lab destroy --stale` removes them.
+//
 // It needs root (network namespaces); without it, Up skips the test.
 package labtest
 
@@ -14,17 +21,15 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netns"
 
+	"github.com/netplan-lab/netplan-lab/internal/linux"
 	"github.com/netplan-lab/netplan-lab/lab"
 )
 
@@ -45,10 +50,8 @@ func Vars(v map[string]string) Option {
 
 // Lab is a running lab of one test.
 type Lab struct {
-	t    testing.TB
-	l    *lab.Lab
-	mu   sync.Mutex
-	cmds []*exec.Cmd
+	t testing.TB
+	l *lab.Lab
 }
 
 // Up applies the topology file in a fresh sandbox and prefix of this test
@@ -66,12 +69,12 @@ func UpYAML(t testing.TB, yaml string, opts ...Option) *Lab {
 
 func up(t testing.TB, load func(lab.Options) (*lab.Lab, error), opts []Option) *Lab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("labtest: a network lab needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN)")
+	if err := linux.CheckPrivileges(); err != nil {
+		t.Skipf("labtest: a network lab needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN): %v", err)
 	}
 	lab.RemoveStale()
 	id := randomID()
-	o := lab.Options{Netns: "npl-lt-" + id, Prefix: "lt" + id + "-"}
+	o := lab.Options{Netns: "npl-lt-" + id, Prefix: "lt" + id + "-", NoEnvironment: true}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -99,26 +102,14 @@ func randomID() string {
 	return hex.EncodeToString(b)
 }
 
-// cleanup stops the commands still running (SIGTERM, then SIGKILL), then
-// destroys the lab, then removes whatever a failure left.
+// cleanup stops every process still running in the lab's namespaces (the
+// commands of Command and whatever they started: SIGTERM, then SIGKILL
+// after 2 s), then destroys the lab, then removes whatever a failure
+// left. It never waits on a command (the test may be doing that); a
+// command the test did not wait for stays a zombie until the test binary
+// exits.
 func (x *Lab) cleanup() {
-	x.mu.Lock()
-	cmds := x.cmds
-	x.mu.Unlock()
-	for _, c := range cmds {
-		if c.Process == nil || c.ProcessState != nil {
-			continue
-		}
-		c.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { c.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(2 * time.Second):
-			c.Process.Kill()
-			<-done
-		}
-	}
+	lab.StopProcesses(x.l.Netns("host"), x.l.Prefix(), 2*time.Second)
 	if _, _, err := x.l.Destroy(context.Background()); err != nil {
 		x.t.Errorf("labtest: destroy: %v", err)
 	}
@@ -131,20 +122,19 @@ func (x *Lab) cleanup() {
 func (x *Lab) Netns(ns string) string { return x.l.Netns(ns) }
 
 // Addr is the first address of interface ifname in namespace ns, as the
-// file gives it.
+// file gives it. It panics (failing the test that calls it, whichever
+// goroutine or subtest that is) when there is none.
 func (x *Lab) Addr(ns, ifname string) netip.Prefix {
-	x.t.Helper()
 	for _, i := range x.l.Topology.Interfaces() {
 		if i.Namespace == ns && i.Name == ifname && len(i.Addresses) > 0 {
 			p, err := netip.ParsePrefix(i.Addresses[0])
 			if err != nil {
-				x.t.Fatalf("labtest: %s:%s: %v", ns, ifname, err)
+				panic(fmt.Sprintf("labtest: %s:%s: %v", ns, ifname, err))
 			}
 			return p
 		}
 	}
-	x.t.Fatalf("labtest: %s:%s has no address in the topology", ns, ifname)
-	return netip.Prefix{}
+	panic(fmt.Sprintf("labtest: %s:%s has no address in the topology", ns, ifname))
 }
 
 // Apply reconciles the running lab to a new topology (same name, sandbox
@@ -155,14 +145,11 @@ func (x *Lab) Apply(yaml string) error {
 }
 
 // Command is a command that runs in namespace ns when started (a daemon,
-// the program under test); any still running at cleanup are stopped.
+// the program under test); it and all it started that are still running
+// in the lab at cleanup are stopped.
 func (x *Lab) Command(ns, name string, args ...string) *exec.Cmd {
 	path := filepath.Join("/run/netns", x.l.Netns(ns))
-	c := exec.Command("nsenter", append([]string{"--net=" + path, "--", name}, args...)...)
-	x.mu.Lock()
-	x.cmds = append(x.cmds, c)
-	x.mu.Unlock()
-	return c
+	return exec.Command("nsenter", append([]string{"--net=" + path, "--", name}, args...)...)
 }
 
 // Exec runs a command in namespace ns and returns its combined output.
@@ -205,7 +192,8 @@ func (x *Lab) Do(ns string, fn func() error) error {
 }
 
 // Dial connects from namespace ns; the connection works from any
-// goroutine.
+// goroutine. Give it an address, not a host name: a name would be looked
+// up with this machine's resolver, not the lab's.
 func (x *Lab) Dial(ns, network, address string) (net.Conn, error) {
 	var c net.Conn
 	err := x.Do(ns, func() (err error) {

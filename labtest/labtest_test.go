@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,7 +30,12 @@ func TestStaleChild(t *testing.T) {
 		t.Skip("run by TestKilledTestLabIsRemoved")
 	}
 	l := labtest.UpYAML(t, pair)
-	fmt.Printf("UP %s %s\n", l.Netns("host"), l.Netns("a"))
+	// A daemon in the lab, which outlives this process when it is killed.
+	d := l.Command("a", "sleep", "3600")
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("UP %s %s %d\n", l.Netns("host"), l.Netns("a"), d.Process.Pid)
 	time.Sleep(time.Minute)
 }
 
@@ -49,10 +56,12 @@ func TestKilledTestLabIsRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	var sandbox, ns string
+	var daemon int
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) == 3 && f[0] == "UP" {
+		if f := strings.Fields(sc.Text()); len(f) == 4 && f[0] == "UP" {
 			sandbox, ns = f[1], f[2]
+			daemon, _ = strconv.Atoi(f[3])
 			break
 		}
 	}
@@ -61,12 +70,21 @@ func TestKilledTestLabIsRemoved(t *testing.T) {
 		child.Wait()
 		t.Fatal("the child test did not bring its lab up")
 	}
+	// Killed and not yet waited for: a zombie, which is no test running.
 	child.Process.Kill()
-	child.Wait()
+	defer child.Wait()
+	for deadline := time.Now().Add(10 * time.Second); state(child.Process.Pid) != "Z"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the killed child is in state %q", state(child.Process.Pid))
+		}
+	}
 	for _, n := range []string{sandbox, ns} {
 		if _, err := os.Stat(filepath.Join("/run/netns", n)); err != nil {
 			t.Fatalf("the killed test's %s should still be there before the cleanup: %v", n, err)
 		}
+	}
+	if s := state(daemon); s == "" || s == "Z" {
+		t.Fatalf("the killed test's daemon %d should still run before the cleanup (state %q)", daemon, s)
 	}
 	removed := lab.RemoveStale()
 	if !contains(removed, sandbox) {
@@ -76,6 +94,101 @@ func TestKilledTestLabIsRemoved(t *testing.T) {
 		if _, err := os.Stat(filepath.Join("/run/netns", n)); err == nil {
 			t.Fatalf("%s is still there", n)
 		}
+	}
+	if s := state(daemon); s != "" && s != "Z" {
+		t.Fatalf("the killed test's daemon %d still runs (state %q)", daemon, s)
+	}
+}
+
+// state is a process's state letter from /proc/PID/stat ("" when there is
+// no such process).
+func state(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return f[0]
+}
+
+// TestCleanupStopsDaemonsAndTheirChildren: a daemon whose child holds its
+// output pipe, and a process started in the lab by other means, are
+// stopped at cleanup, and the test's own Wait returns (nothing waits on
+// the pipe forever, and cleanup does not race the test for the Wait).
+func TestCleanupStopsDaemonsAndTheirChildren(t *testing.T) {
+	var d *exec.Cmd
+	var grandchild, other int
+	var out syncBuffer
+	t.Run("lab", func(t *testing.T) {
+		l := labtest.UpYAML(t, pair)
+		// The shell starts a child that keeps stdout, prints its pid,
+		// and ignores SIGTERM (so SIGKILL is needed).
+		d = l.Command("a", "sh", "-c", `trap "" TERM; sleep 3600 & echo $!; wait`)
+		d.Stdout = &out
+		if err := d.Start(); err != nil {
+			t.Fatal(err)
+		}
+		o := exec.Command("nsenter", "--net=/run/netns/"+l.Netns("b"), "--", "sleep", "3600")
+		if err := o.Start(); err != nil {
+			t.Fatal(err)
+		}
+		other = o.Process.Pid
+		go o.Wait()
+		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "\n"); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the daemon did not print its child's pid")
+			}
+		}
+	})
+	var err error
+	if grandchild, err = strconv.Atoi(strings.TrimSpace(out.String())); err != nil {
+		t.Fatalf("child pid %q: %v", out.String(), err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- d.Wait() }()
+	select {
+	case <-waited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the daemon's Wait does not return after cleanup")
+	}
+	for _, pid := range []int{grandchild, other} {
+		if s := state(pid); s != "" && s != "Z" {
+			t.Fatalf("process %d still runs after cleanup (state %q)", pid, s)
+		}
+	}
+}
+
+// syncBuffer is a strings.Builder for a command's output read while the
+// command writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestVarsNotFromEnvironment: a lab's variables come from labtest.Vars
+// only.
+func TestVarsNotFromEnvironment(t *testing.T) {
+	t.Setenv("LABTEST_NET", "10.66.0")
+	yaml := "name: v\nnamespaces: {a: {}}\nlinks:\n  - a: {namespace: a, name: eth0, addresses: [\"${LABTEST_NET:-10.77.0}.1/24\"]}\n    b: {namespace: host, name: v-a}\n"
+	l := labtest.UpYAML(t, yaml)
+	if got := l.Addr("a", "eth0").String(); got != "10.77.0.1/24" {
+		t.Fatalf("the environment gave the variable: %s", got)
+	}
+	l2 := labtest.UpYAML(t, yaml, labtest.Vars(map[string]string{"LABTEST_NET": "10.88.0"}))
+	if got := l2.Addr("a", "eth0").String(); got != "10.88.0.1/24" {
+		t.Fatalf("Vars did not give the variable: %s", got)
 	}
 }
 
