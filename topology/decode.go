@@ -55,13 +55,26 @@ type decoder struct {
 	// unset holds scalars with a variable that is not set, and their paths.
 	unset      map[*yaml.Node]bool
 	unsetPaths map[string]bool
+	// from holds the text, variables and all, of scalars a variable
+	// changed, by node and by path: an error in such a value says where
+	// the value came from.
+	from      map[*yaml.Node]string
+	fromPaths map[string]string
+}
+
+// origin is " (from TEXT)" for a value a variable gave, else "".
+func origin(text string) string {
+	if text == "" {
+		return ""
+	}
+	return " (the value of " + text + ")"
 }
 
 func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
 	if d.unset[n] {
 		return // its variable is not set: that is the one error to report
 	}
-	e := &Error{File: d.file, Path: path, Msg: fmt.Sprintf(format, args...)}
+	e := &Error{File: d.file, Path: path, Msg: fmt.Sprintf(format, args...) + origin(d.from[n])}
 	if n != nil {
 		e.Line, e.Col = n.Line, n.Column
 	} else {

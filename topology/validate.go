@@ -109,7 +109,7 @@ func (d *decoder) at(p Pos, path, format string, args ...any) {
 	if vp, ok := d.pos[path]; ok {
 		p = vp
 	}
-	d.errs = append(d.errs, &Error{File: d.file, Pos: p, Path: path, Msg: fmt.Sprintf(format, args...)})
+	d.errs = append(d.errs, &Error{File: d.file, Pos: p, Path: path, Msg: fmt.Sprintf(format, args...) + origin(d.fromPaths[path])})
 }
 
 func (d *decoder) validate(t *Topology) {

@@ -57,10 +57,16 @@ func (d *decoder) substitute(n *yaml.Node, path string, vars Vars, used map[stri
 		}
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			d.substitute(n.Content[i], path, vars, used) // a key: a namespace's name, a sysctl
+			d.substituteScalar(n.Content[i], path, vars, used, true) // a key: a namespace's name, a sysctl
 			d.substitute(n.Content[i+1], join(path, n.Content[i].Value), vars, used)
 		}
 	case yaml.ScalarNode:
+		d.substituteScalar(n, path, vars, used, false)
+	}
+}
+
+func (d *decoder) substituteScalar(n *yaml.Node, path string, vars Vars, used map[string]string, isKey bool) {
+	if n.Kind == yaml.ScalarNode {
 		if !strings.Contains(n.Value, "${") {
 			return
 		}
@@ -69,6 +75,7 @@ func (d *decoder) substitute(n *yaml.Node, path string, vars Vars, used map[stri
 			return
 		}
 		substituted := false
+		text := n.Value
 		out := varRE.ReplaceAllStringFunc(n.Value, func(m string) string {
 			if m == "$${" {
 				return "${"
@@ -94,10 +101,22 @@ func (d *decoder) substitute(n *yaml.Node, path string, vars Vars, used map[stri
 			if d.unset == nil {
 				d.unset, d.unsetPaths = map[*yaml.Node]bool{}, map[string]bool{}
 			}
-			d.unset[n], d.unsetPaths[path] = true, true
+			d.unset[n] = true
+			if !isKey {
+				d.unsetPaths[path] = true
+			}
 			return m
 		})
 		n.Value = out
+		if substituted && !d.unset[n] {
+			if d.from == nil {
+				d.from, d.fromPaths = map[*yaml.Node]string{}, map[string]string{}
+			}
+			d.from[n] = text
+			if !isKey {
+				d.fromPaths[path] = text
+			}
+		}
 		if substituted {
 			// Read again for what it now holds: mtu: "${MTU}" is an
 			// integer once MTU is 1400 (in flow style, {mtu: ${MTU}} is

@@ -70,3 +70,16 @@ func TestVarsOnlyIgnoresEnvironment(t *testing.T) {
 		t.Fatal("VarsOnly read the environment")
 	}
 }
+
+// An error in a value a variable gave says which text it came from.
+func TestVariableErrorNamesItsSource(t *testing.T) {
+	_, err := parseVars(t, "name: a\nbridges: [{name: br0, mtu: \"${MTU}\", addresses: [\"${NET}.1/24\"]}]\n", map[string]string{"MTU": "big", "NET": "10.0.300"})
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{"bridges[0].mtu: expected an integer", "(the value of ${MTU})", "(the value of ${NET}.1/24)"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q not in:\n%v", want, err)
+		}
+	}
+}
