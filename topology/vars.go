@@ -66,73 +66,92 @@ func (d *decoder) substitute(n *yaml.Node, path string, vars Vars, used map[stri
 }
 
 func (d *decoder) substituteScalar(n *yaml.Node, path string, vars Vars, used map[string]string, isKey bool) {
-	if n.Kind == yaml.ScalarNode {
-		if !strings.Contains(n.Value, "${") {
-			return
+	if n.Kind != yaml.ScalarNode || !strings.Contains(n.Value, "${") {
+		return
+	}
+	if strings.Contains(varRE.ReplaceAllString(n.Value, ""), "${") {
+		d.errorf(n, path, "%q: ${ without its closing } (a variable is ${NAME}; a literal ${ is written $${)", n.Value)
+		d.markUnset(n, path, n.Value, isKey)
+		return
+	}
+	substituted := false
+	text := n.Value
+	var problems []string // every variable of the value that has none, each reported
+	out := varRE.ReplaceAllStringFunc(n.Value, func(m string) string {
+		if m == "$${" {
+			return "${"
 		}
-		if strings.Contains(varRE.ReplaceAllString(n.Value, ""), "${") {
-			d.errorf(n, path, "%q: ${ without its closing } (a variable is ${NAME}; a literal ${ is written $${)", n.Value)
-			return
-		}
-		substituted := false
-		text := n.Value
-		out := varRE.ReplaceAllStringFunc(n.Value, func(m string) string {
-			if m == "$${" {
-				return "${"
-			}
-			substituted = true
-			expr := m[2 : len(m)-1]
-			name, def, hasDef := strings.Cut(expr, ":-")
-			if !varNameRE.MatchString(name) {
-				d.errorf(n, path, "%q is not a variable name (letters, digits and _, not starting with a digit)", name)
-				return m
-			}
-			// As in the shell, ${NAME:-default} takes the default when
-			// NAME is set but empty too.
-			if v, ok := vars(name); ok && !(hasDef && v == "") {
-				used[name] = v
-				return v
-			}
-			if hasDef {
-				used[name] = def
-				return def
-			}
-			d.errorf(n, path, "variable %s is not set: give it a value (--var %s=VALUE or the environment on the command line; Vars in Go) or a default, ${%s:-VALUE}", name, name, name)
-			if d.unset == nil {
-				d.unset, d.unsetPaths = map[*yaml.Node]bool{}, map[string]bool{}
-			}
-			d.unset[n] = true
-			if !isKey {
-				d.unsetPaths[path] = true
-			}
+		substituted = true
+		expr := m[2 : len(m)-1]
+		name, def, hasDef := strings.Cut(expr, ":-")
+		if strings.Contains(expr, "${") {
+			problems = append(problems, fmt.Sprintf("%q: a variable inside a default (${A:-${B}}) is not supported", text))
 			return m
-		})
-		n.Value = out
-		if substituted && !d.unset[n] {
-			if d.from == nil {
-				d.from, d.fromPaths = map[*yaml.Node]string{}, map[string]string{}
-			}
-			d.from[n] = text
-			if !isKey {
-				d.fromPaths[path] = text
-			}
 		}
-		if substituted {
-			// Read again for what it now holds: mtu: "${MTU}" is an
-			// integer once MTU is 1400 (in flow style, {mtu: ${MTU}} is
-			// not YAML: the braces need the quotes).
-			// A variable never makes a null: name: "${X}" with X empty
-			// is the empty string, not a missing key.
-			quoted := n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0
-			n.Style = 0
-			n.Tag = ""
-			n.Tag = n.ShortTag()
-			if n.Tag == "!!null" {
-				n.Tag = "!!str"
-				if quoted || n.Value == "" {
-					n.Style = yaml.DoubleQuotedStyle
-				}
-			}
+		if !varNameRE.MatchString(name) {
+			problems = append(problems, fmt.Sprintf("%q is not a variable name (letters, digits and _, not starting with a digit)", name))
+			return m
 		}
+		// As in the shell, ${NAME:-default} takes the default when
+		// NAME is set but empty too.
+		if v, ok := vars(name); ok && !(hasDef && v == "") {
+			used[name] = v
+			return v
+		}
+		if hasDef {
+			used[name] = def
+			return def
+		}
+		used[name] = "" // named: a --var of it is not unused
+		problems = append(problems, fmt.Sprintf("variable %s is not set: give it a value (--var %s=VALUE or the environment on the command line; Vars in Go) or a default, ${%s:-VALUE}", name, name, name))
+		return m
+	})
+	for _, p := range problems {
+		d.errorf(n, path, "%s", p)
+	}
+	n.Value = out
+	if len(problems) > 0 {
+		d.markUnset(n, path, out, isKey)
+		return
+	}
+	if !substituted {
+		return
+	}
+	if d.from == nil {
+		d.from, d.fromPaths = map[*yaml.Node]string{}, map[string]string{}
+	}
+	d.from[n] = text
+	if isKey {
+		d.fromPaths[join(path, out)] = text
+	} else {
+		d.fromPaths[path] = text
+	}
+	// Read again for what it now holds: mtu: "${MTU}" is an integer once
+	// MTU is 1400 (in flow style, {mtu: ${MTU}} is not YAML: the braces
+	// need the quotes). A variable never makes a null: name: "${X}" with
+	// X empty is the empty string, not a missing key.
+	quoted := n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0
+	n.Style = 0
+	n.Tag = ""
+	n.Tag = n.ShortTag()
+	if n.Tag == "!!null" {
+		n.Tag = "!!str"
+		if quoted || n.Value == "" {
+			n.Style = yaml.DoubleQuotedStyle
+		}
+	}
+}
+
+// markUnset: the value at n has a variable without a value; that error is
+// the one to report about it (for a key, about the path it names).
+func (d *decoder) markUnset(n *yaml.Node, path, value string, isKey bool) {
+	if d.unset == nil {
+		d.unset, d.unsetPaths = map[*yaml.Node]bool{}, map[string]bool{}
+	}
+	d.unset[n] = true
+	if isKey {
+		d.unsetPaths[join(path, value)] = true
+	} else {
+		d.unsetPaths[path] = true
 	}
 }

@@ -83,3 +83,28 @@ func TestVariableErrorNamesItsSource(t *testing.T) {
 		}
 	}
 }
+
+// Every variable of a value that has none is reported; a nested default is
+// an error, not a wrong value; an unset variable in a key is the one error
+// about that key.
+func TestVariableProblemsAllReported(t *testing.T) {
+	src := "name: \"${A}${B}${1B}\"\nnamespaces:\n  b:\n    sysctls: {\"net.ipv4.${K}\": 1}\nlinks:\n  - a: {namespace: b, name: \"${IF:-${DEF}}\"}\n    b: {namespace: host, name: v-b}\n"
+	_, err := parseVars(t, src, map[string]string{"DEF": "x", "IF": "eth1"})
+	list, ok := err.(topology.ErrorList)
+	if !ok {
+		t.Fatalf("%v", err)
+	}
+	var got []string
+	for _, e := range list {
+		got = append(got, e.Error())
+	}
+	all := strings.Join(got, "\n")
+	for _, want := range []string{"variable A is not set", "variable B is not set", `"1B" is not a variable name`, "variable K is not set", "a variable inside a default"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("%q missing", want)
+		}
+	}
+	if len(list) != 5 {
+		t.Errorf("want 5 problems, got:\n%s", all)
+	}
+}
