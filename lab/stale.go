@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -62,14 +63,16 @@ func startTime(pid int) (uint64, error) {
 }
 
 // StopProcesses ends every process that lives in one of a lab's network
-// namespaces (the sandbox's, and those whose names have the prefix):
-// SIGTERM, then SIGKILL for those still there after grace. It finds them
-// by namespace, not by parentage, so a daemon's children, a daemon that
-// double-forked, and the processes of a test that was killed are all
-// found. It does not wait for them (nobody's Wait is raced; a zombie is
-// gone), and it returns how many it signalled. The calling process is
-// never one of them.
-func StopProcesses(sandbox, prefix string, grace time.Duration) int {
+// namespaces (the sandbox's, and those whose names have the prefix), and
+// the processes in extra wherever they are (commands just started, which
+// may not have entered the lab yet): SIGTERM, then SIGKILL, again and
+// again until none is left, for those still there after grace. It finds
+// them by namespace, not by parentage, so a daemon's children, a daemon
+// that double-forked or keeps forking, and the processes of a test that
+// was killed are all found. It does not wait for them (nobody's Wait is
+// raced; a zombie is gone), and it returns how many it signalled. The
+// calling process is never one of them.
+func StopProcesses(sandbox, prefix string, grace time.Duration, extra ...*os.Process) int {
 	inodes := map[[2]uint64]bool{}
 	for _, p := range namespacePins(sandbox, prefix) {
 		var st unix.Stat_t
@@ -77,11 +80,21 @@ func StopProcesses(sandbox, prefix string, grace time.Duration) int {
 			inodes[[2]uint64{st.Dev, st.Ino}] = true
 		}
 	}
-	if len(inodes) == 0 {
-		return 0
+	// find lists the processes to stop; signal sends sig to each.
+	type target struct {
+		pid  int
+		proc *os.Process // for extra: signalled by pidfd, never another process with its pid
 	}
-	find := func() []int {
-		var pids []int
+	find := func() []target {
+		var ts []target
+		for _, p := range extra {
+			if p != nil && p.Signal(syscall.Signal(0)) == nil && alive(p.Pid) {
+				ts = append(ts, target{p.Pid, p})
+			}
+		}
+		if len(inodes) == 0 {
+			return ts
+		}
 		entries, _ := os.ReadDir("/proc")
 		for _, e := range entries {
 			pid, err := strconv.Atoi(e.Name())
@@ -89,38 +102,48 @@ func StopProcesses(sandbox, prefix string, grace time.Duration) int {
 				continue
 			}
 			var st unix.Stat_t
-			if unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st) != nil || !inodes[[2]uint64{st.Dev, st.Ino}] {
+			if unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st) != nil || !inodes[[2]uint64{st.Dev, st.Ino}] || !alive(pid) {
 				continue
 			}
-			if _, err := startTime(pid); err != nil {
-				continue // exited
-			}
-			pids = append(pids, pid)
+			ts = append(ts, target{pid: pid})
 		}
-		return pids
+		return ts
 	}
-	waitGone := func(d time.Duration) []int {
-		deadline := time.Now().Add(d)
-		for {
-			left := find()
-			if len(left) == 0 || time.Now().After(deadline) {
-				return left
+	signal := func(ts []target, sig syscall.Signal) {
+		for _, t := range ts {
+			if t.proc != nil {
+				t.proc.Signal(sig)
+			} else {
+				unix.Kill(t.pid, sig)
 			}
-			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	pids := find()
-	for _, pid := range pids {
-		unix.Kill(pid, unix.SIGTERM)
-	}
-	if len(pids) == 0 {
+	first := find()
+	if len(first) == 0 {
 		return 0
 	}
-	for _, pid := range waitGone(grace) {
-		unix.Kill(pid, unix.SIGKILL)
+	signal(first, unix.SIGTERM)
+	for deadline := time.Now().Add(grace); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if len(find()) == 0 {
+			return len(first)
+		}
 	}
-	waitGone(5 * time.Second)
-	return len(pids)
+	// SIGKILL whatever is there, including what was forked since the
+	// last look, until nothing is.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		left := find()
+		if len(left) == 0 {
+			break
+		}
+		signal(left, unix.SIGKILL)
+	}
+	return len(first)
+}
+
+// alive: the process exists and has not exited (a zombie has).
+func alive(pid int) bool {
+	_, err := startTime(pid)
+	return err == nil
 }
 
 // RemoveStale removes the labs of test processes that are gone, and

@@ -18,12 +18,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,8 +53,10 @@ func Vars(v map[string]string) Option {
 
 // Lab is a running lab of one test.
 type Lab struct {
-	t testing.TB
-	l *lab.Lab
+	t    testing.TB
+	l    *lab.Lab
+	mu   sync.Mutex
+	cmds []*exec.Cmd // made by Command: stopped at cleanup even before they enter the lab
 }
 
 // Up applies the topology file in a fresh sandbox and prefix of this test
@@ -109,7 +114,15 @@ func randomID() string {
 // command the test did not wait for stays a zombie until the test binary
 // exits.
 func (x *Lab) cleanup() {
-	lab.StopProcesses(x.l.Netns("host"), x.l.Prefix(), 2*time.Second)
+	x.mu.Lock()
+	var started []*os.Process
+	for _, c := range x.cmds {
+		if c.Process != nil {
+			started = append(started, c.Process)
+		}
+	}
+	x.mu.Unlock()
+	lab.StopProcesses(x.l.Netns("host"), x.l.Prefix(), 2*time.Second, started...)
 	if _, _, err := x.l.Destroy(context.Background()); err != nil {
 		x.t.Errorf("labtest: destroy: %v", err)
 	}
@@ -149,12 +162,24 @@ func (x *Lab) Apply(yaml string) error {
 // in the lab at cleanup are stopped.
 func (x *Lab) Command(ns, name string, args ...string) *exec.Cmd {
 	path := filepath.Join("/run/netns", x.l.Netns(ns))
-	return exec.Command("nsenter", append([]string{"--net=" + path, "--", name}, args...)...)
+	c := exec.Command("nsenter", append([]string{"--net=" + path, "--", name}, args...)...)
+	x.mu.Lock()
+	x.cmds = append(x.cmds, c)
+	x.mu.Unlock()
+	return c
 }
 
-// Exec runs a command in namespace ns and returns its combined output.
+// Exec runs a command in namespace ns and returns its combined output. A
+// child it leaves running in the background does not hold Exec up for
+// more than a second after the command exits (its later output is lost).
 func (x *Lab) Exec(ns, name string, args ...string) ([]byte, error) {
-	return x.Command(ns, name, args...).CombinedOutput()
+	c := x.Command(ns, name, args...)
+	c.WaitDelay = time.Second
+	out, err := c.CombinedOutput()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		err = nil // it exited well; a child of its still has the output
+	}
+	return out, err
 }
 
 // Do runs fn on a locked OS thread inside namespace ns; the thread goes

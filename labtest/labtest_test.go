@@ -158,6 +158,84 @@ func TestCleanupStopsDaemonsAndTheirChildren(t *testing.T) {
 	}
 }
 
+// TestCleanupStopsJustStartedCommands: a command started as the test
+// ends (nsenter may not have entered the lab yet) is stopped too, not left
+// running in a namespace nobody can name any more.
+func TestCleanupStopsJustStartedCommands(t *testing.T) {
+	for i := 0; i < 5; i++ {
+		var c *exec.Cmd
+		t.Run("lab", func(t *testing.T) {
+			l := labtest.UpYAML(t, pair)
+			c = l.Command("a", "sleep", "3600")
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if s := state(c.Process.Pid); s != "" && s != "Z" {
+			t.Fatalf("run %d: the command started last still runs (state %q)", i, s)
+		}
+		c.Wait()
+	}
+}
+
+// TestCleanupStopsForkingDaemon: a daemon that ignores SIGTERM and forks
+// without end leaves nothing: SIGKILL goes again to what was forked since.
+func TestCleanupStopsForkingDaemon(t *testing.T) {
+	mark := fmt.Sprintf("%d.%d", 3000+os.Getpid()%1000, time.Now().UnixNano()%1000000)
+	t.Run("lab", func(t *testing.T) {
+		l := labtest.UpYAML(t, pair)
+		c := l.Command("a", "sh", "-c", "trap '' TERM; while :; do sleep "+mark+" & done")
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go c.Wait()
+		time.Sleep(300 * time.Millisecond)
+		if countCmdline("sleep\x00"+mark) == 0 {
+			t.Fatal("the daemon's children are not seen running")
+		}
+	})
+	if n := countCmdline("sleep\x00" + mark); n != 0 {
+		t.Fatalf("%d of the daemon's children still run after cleanup", n)
+	}
+}
+
+// countCmdline counts running processes whose command line is args
+// (NUL-separated, given with \x00).
+func countCmdline(args string) int {
+	want := strings.ReplaceAll(args, "\\x00", "\x00") + "\x00"
+	entries, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range entries {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err == nil && string(b) == want {
+			if s := state(atoi(e.Name())); s != "" && s != "Z" {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+// TestExecWithBackgroundChild: Exec returns when its command exits, even
+// when a child it left running still has the output.
+func TestExecWithBackgroundChild(t *testing.T) {
+	l := labtest.UpYAML(t, pair)
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() { out, err = l.Exec("a", "sh", "-c", "sleep 20 & echo started"); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Exec waits for the background child")
+	}
+	if err != nil || strings.TrimSpace(string(out)) != "started" {
+		t.Fatalf("Exec: %v %q", err, out)
+	}
+}
+
 // syncBuffer is a strings.Builder for a command's output read while the
 // command writes it.
 type syncBuffer struct {
