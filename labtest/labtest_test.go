@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,6 +35,14 @@ func TestStaleChild(t *testing.T) {
 	d := l.Command("a", "sleep", "3600")
 	if err := d.Start(); err != nil {
 		t.Fatal(err)
+	}
+	// Once it is in the lab (nsenter takes a moment to get there).
+	var pin, in syscall.Stat_t
+	if err := syscall.Stat("/run/netns/"+l.Netns("a"), &pin); err != nil {
+		t.Fatal(err)
+	}
+	for syscall.Stat(fmt.Sprintf("/proc/%d/ns/net", d.Process.Pid), &in) != nil || in.Ino != pin.Ino {
+		time.Sleep(5 * time.Millisecond)
 	}
 	fmt.Printf("UP %s %s %d\n", l.Netns("host"), l.Netns("a"), d.Process.Pid)
 	time.Sleep(time.Minute)
