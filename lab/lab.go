@@ -134,11 +134,14 @@ func (l *Lab) Plan(ctx context.Context) (*reconcile.Plan, error) {
 // a failed step is rolled back, and a sandbox this apply made is removed
 // again.
 func (l *Lab) Apply(ctx context.Context) (*reconcile.Result, error) {
-	res, err := l.reconcile(ctx, l.desired)
-	if err != nil && res != nil && createsSandbox(res.Plan) && (res.RolledBack || res.Applied == 0) {
-		_, _ = l.k.RemoveHostIfCreated()
-	}
-	return res, err
+	// Under the lock: another writer of the sandbox must not see it
+	// between the failed run and its removal.
+	return l.reconcile(ctx, l.desired, func(res *reconcile.Result, err error) error {
+		if err != nil && res != nil && createsSandbox(res.Plan) && (res.RolledBack || res.Applied == 0) {
+			_, _ = l.k.RemoveHostIfCreated()
+		}
+		return err
+	})
 }
 
 // createsSandbox reports whether a plan makes the --netns sandbox.
@@ -154,15 +157,20 @@ func createsSandbox(p *reconcile.Plan) bool {
 // Destroy removes everything the lab owns, and the sandbox if Apply made
 // it and nothing else lives in it (which it reports). It creates nothing.
 func (l *Lab) Destroy(ctx context.Context) (*reconcile.Result, bool, error) {
-	res, err := l.reconcile(ctx, reconcile.Nothing())
-	if err != nil {
-		return res, false, err
-	}
-	removed, err := l.k.RemoveHostIfCreated()
-	if err != nil {
-		return res, false, fmt.Errorf("remove netns %q: %w", l.opt.Netns, err)
-	}
-	return res, removed, nil
+	// The sandbox goes under the same lock as the rest: an apply that
+	// waited for this destroy must not make a sandbox that this destroy
+	// then removes (a concurrency test caught that under qemu).
+	removed := false
+	res, err := l.reconcile(ctx, reconcile.Nothing(), func(res *reconcile.Result, err error) error {
+		if err != nil {
+			return err
+		}
+		if removed, err = l.k.RemoveHostIfCreated(); err != nil {
+			return fmt.Errorf("remove netns %q: %w", l.opt.Netns, err)
+		}
+		return nil
+	})
+	return res, removed, err
 }
 
 // Update replaces the lab's topology by another (same name, sandbox and
@@ -179,14 +187,16 @@ func (l *Lab) Update(ctx context.Context, name string, data []byte) (*reconcile.
 	if err != nil {
 		return nil, err
 	}
-	res, err := l.reconcile(ctx, desired)
+	res, err := l.reconcile(ctx, desired, nil)
 	if err == nil {
 		l.Topology, l.desired = t, desired
 	}
 	return res, err
 }
 
-func (l *Lab) reconcile(ctx context.Context, want *reconcile.State) (*reconcile.Result, error) {
+// reconcile makes the kernel match want holding the sandbox's lock, and
+// runs after (if any) with the result before letting the lock go.
+func (l *Lab) reconcile(ctx context.Context, want *reconcile.State, after func(*reconcile.Result, error) error) (*reconcile.Result, error) {
 	if err := linux.CheckPrivileges(); err != nil {
 		return nil, err
 	}
@@ -199,5 +209,9 @@ func (l *Lab) reconcile(ctx context.Context, want *reconcile.State) (*reconcile.
 		return nil, err
 	}
 	defer unlock()
-	return reconcile.Reconcile(ctx, l.k, want, reconcile.ExecOptions{OnChange: l.opt.OnChange, OnStage: l.opt.OnStage})
+	res, err := reconcile.Reconcile(ctx, l.k, want, reconcile.ExecOptions{OnChange: l.opt.OnChange, OnStage: l.opt.OnStage})
+	if after != nil {
+		err = after(res, err)
+	}
+	return res, err
 }
