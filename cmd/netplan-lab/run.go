@@ -360,12 +360,14 @@ type applyResult struct {
 	Plan       *reconcile.Plan `json:"plan"`
 	Applied    int             `json:"applied"`
 	RolledBack bool            `json:"rolled_back"`
-	Error      string          `json:"error,omitempty"`
+	// SandboxRemoved: destroy only; whether the --netns sandbox went too.
+	SandboxRemoved *bool  `json:"sandbox_removed,omitempty"`
+	Error          string `json:"error,omitempty"`
 }
 
 // report prints what an apply or destroy did (run does it, printing each
 // change as it goes).
-func (g *globals) report(verb string, run func() (*reconcile.Result, error)) (*reconcile.Result, error) {
+func (g *globals) report(verb string, run func() (*reconcile.Result, error), sandboxRemoved *bool) (*reconcile.Result, error) {
 	start := time.Now()
 	res, err := run()
 	if res != nil && g.output == "text" {
@@ -389,7 +391,7 @@ func (g *globals) report(verb string, run func() (*reconcile.Result, error)) (*r
 	}
 	g.logf("%s took %v", verb, time.Since(start))
 	if g.output == "json" && res != nil {
-		r := applyResult{Plan: res.Plan, Applied: res.Applied, RolledBack: res.RolledBack}
+		r := applyResult{Plan: res.Plan, Applied: res.Applied, RolledBack: res.RolledBack, SandboxRemoved: sandboxRemoved}
 		if err != nil {
 			r.Error = err.Error()
 		}
@@ -424,7 +426,7 @@ func newApplyCmd(g *globals) *cobra.Command {
 			}
 			// The --netns sandbox, if missing, is the plan's first change; a
 			// failed apply removes it again.
-			res, err := g.report("apply", func() (*reconcile.Result, error) { return l.Apply(cmd.Context()) })
+			res, err := g.report("apply", func() (*reconcile.Result, error) { return l.Apply(cmd.Context()) }, nil)
 			if err != nil {
 				return err
 			}
@@ -547,7 +549,7 @@ func newDestroyCmd(g *globals) *cobra.Command {
 			res, err := g.report("destroy", func() (res *reconcile.Result, err error) {
 				res, removed, err = l.Destroy(cmd.Context())
 				return res, err
-			})
+			}, &removed)
 			if err != nil {
 				return err
 			}

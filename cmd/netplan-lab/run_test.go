@@ -170,9 +170,26 @@ func TestApplyPlanDestroy(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &applied) != nil || applied.Applied != 0 || applied.RolledBack || len(applied.Plan) == 0 {
 		t.Fatalf("apply -o json (no-op): code %d\n%s", code, out)
 	}
+	code, out, _ = runCLI(args("-o", "json", "destroy", "../../examples/router.yaml")...)
+	var destroyed struct {
+		Applied        int   `json:"applied"`
+		SandboxRemoved *bool `json:"sandbox_removed"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &destroyed) != nil || destroyed.Applied == 0 || destroyed.SandboxRemoved == nil || !*destroyed.SandboxRemoved {
+		t.Fatalf("destroy -o json: code %d\n%s", code, out)
+	}
+	// In text, after another apply; then again, with nothing there.
+	if code, out, _ = runCLI(args("apply", "../../examples/router.yaml")...); code != 0 {
+		t.Fatalf("apply: code %d\n%s", code, out)
+	}
 	code, out, _ = runCLI(args("destroy", "../../examples/router.yaml")...)
 	if code != 0 || !strings.Contains(out, "Removed netns "+sb) {
 		t.Fatalf("destroy: code %d\n%s", code, out)
+	}
+	code, out, _ = runCLI(args("-o", "json", "destroy", "../../examples/router.yaml")...)
+	destroyed.SandboxRemoved = nil
+	if code != 0 || json.Unmarshal([]byte(out), &destroyed) != nil || destroyed.Applied != 0 || destroyed.SandboxRemoved == nil || *destroyed.SandboxRemoved {
+		t.Fatalf("destroy -o json with nothing there: code %d\n%s", code, out)
 	}
 	entries, _ := os.ReadDir("/run/netns")
 	for _, e := range entries {
