@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/netplan-lab/netplan-lab/internal/linux"
 )
 
 // Labs of test processes (labtest): each records its sandbox with the
@@ -39,7 +41,7 @@ func Register(sandbox, prefix string) error {
 // left, its lock file) and its record.
 func Unregister(sandbox, prefix string) {
 	removeNamespaces(sandbox, prefix)
-	os.Remove(filepath.Join("/run/netplan-lab/locks", "sandbox-"+sandbox+".lock"))
+	os.Remove(linux.LockPath(sandbox))
 	os.Remove(filepath.Join(Registry, sandbox))
 }
 
@@ -74,9 +76,9 @@ func startTime(pid int) (uint64, error) {
 // calling process is never one of them.
 func StopProcesses(sandbox, prefix string, grace time.Duration, extra ...*os.Process) int {
 	inodes := map[[2]uint64]bool{}
-	for _, p := range namespacePins(sandbox, prefix) {
+	for _, n := range namespaceNames(sandbox, prefix) {
 		var st unix.Stat_t
-		if unix.Stat(p, &st) == nil {
+		if unix.Stat(filepath.Join(linux.NetnsDir, n), &st) == nil {
 			inodes[[2]uint64{st.Dev, st.Ino}] = true
 		}
 	}
@@ -174,24 +176,20 @@ func RemoveStale() []string {
 	return removed
 }
 
-// namespacePins are the pins of the sandbox and of every namespace with
-// the prefix.
-func namespacePins(sandbox, prefix string) []string {
-	var pins []string
-	entries, _ := os.ReadDir("/run/netns")
-	for _, d := range entries {
-		if d.Name() == sandbox || (prefix != "" && strings.HasPrefix(d.Name(), prefix)) {
-			pins = append(pins, filepath.Join("/run/netns", d.Name()))
-		}
+// namespaceNames are the sandbox and every namespace with the prefix.
+func namespaceNames(sandbox, prefix string) []string {
+	names := []string{sandbox}
+	if prefix != "" {
+		more, _ := linux.ListNamed(prefix)
+		names = append(names, more...)
 	}
-	return pins
+	return names
 }
 
 // removeNamespaces unpins the sandbox and every namespace with the prefix:
 // the kernel frees them and all in them.
 func removeNamespaces(sandbox, prefix string) {
-	for _, p := range namespacePins(sandbox, prefix) {
-		unix.Unmount(p, unix.MNT_DETACH)
-		os.Remove(p)
+	for _, n := range namespaceNames(sandbox, prefix) {
+		linux.DeleteNamed(n)
 	}
 }

@@ -58,7 +58,7 @@ func (k *Kernel) applyNamespace(c *reconcile.Change) error {
 		k.adopt(c.Namespace, nh)
 	case reconcile.Delete:
 		k.forget(c.Namespace)
-		if err := deleteNamed(name); err != nil {
+		if err := DeleteNamed(name); err != nil {
 			return fmt.Errorf("delete netns %q: %w", name, err)
 		}
 	default:

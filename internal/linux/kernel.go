@@ -253,7 +253,7 @@ func (k *Kernel) RemoveHostIfCreated() (bool, error) {
 			return false, nil
 		}
 		k.forget(reconcile.HostNS)
-		return true, deleteNamed(k.opt.Netns)
+		return true, DeleteNamed(k.opt.Netns)
 	}
 	if err != nil {
 		return false, err
@@ -295,7 +295,7 @@ func (k *Kernel) RemoveHostIfCreated() (bool, error) {
 		}
 	}
 	k.forget(reconcile.HostNS)
-	return true, deleteNamed(k.opt.Netns)
+	return true, DeleteNamed(k.opt.Netns)
 }
 
 // markNamespace brings lo up and marks the namespace through lo's alias.
@@ -414,7 +414,7 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		names[n] = true
 	}
 	// Namespaces this lab owns that the topology no longer names.
-	pinned, err := listNamed(k.opt.Prefix)
+	pinned, err := ListNamed(k.opt.Prefix)
 	if err != nil {
 		return nil, err
 	}

@@ -247,9 +247,9 @@ func onThread(enter, fn func() error) error {
 	return <-errc
 }
 
-// deleteNamed unpins /run/netns/name. The kernel frees the namespace, and
+// DeleteNamed unpins /run/netns/name. The kernel frees the namespace, and
 // the interfaces in it, once nothing else holds it.
-func deleteNamed(name string) error {
+func DeleteNamed(name string) error {
 	path := netnsPath(name)
 	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("unmount %s: %w", path, err)
@@ -260,8 +260,8 @@ func deleteNamed(name string) error {
 	return nil
 }
 
-// listNamed lists /run/netns entries starting with prefix.
-func listNamed(prefix string) ([]string, error) {
+// ListNamed lists /run/netns entries starting with prefix.
+func ListNamed(prefix string) ([]string, error) {
 	entries, err := os.ReadDir(NetnsDir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -278,8 +278,9 @@ func listNamed(prefix string) ([]string, error) {
 	return out, nil
 }
 
-// inNetns runs fn on a locked OS thread inside the namespace fd.
-func inNetns(fd netns.NsHandle, fn func() error) error {
+// InNetns runs fn on a locked OS thread inside the namespace fd (the
+// thread is thrown away if it cannot go back).
+func InNetns(fd netns.NsHandle, fn func() error) error {
 	return onThread(func() error {
 		if err := netns.Set(fd); err != nil {
 			return fmt.Errorf("enter netns: %w", err)
@@ -299,7 +300,7 @@ func readSysctls(fd netns.NsHandle, keys []string) (map[string]string, error) {
 	if len(keys) == 0 {
 		return out, nil
 	}
-	err := inNetns(fd, func() error {
+	err := InNetns(fd, func() error {
 		for _, k := range keys {
 			b, err := os.ReadFile(sysctlPath(k))
 			if errors.Is(err, os.ErrNotExist) {
@@ -316,7 +317,7 @@ func readSysctls(fd netns.NsHandle, keys []string) (map[string]string, error) {
 }
 
 func writeSysctl(fd netns.NsHandle, key, value string) error {
-	return inNetns(fd, func() error {
+	return InNetns(fd, func() error {
 		return os.WriteFile(sysctlPath(key), []byte(value), 0o644)
 	})
 }

@@ -123,7 +123,7 @@ type Lab struct {
 // ScanLabs reads the mark of every namespace pinned under /run/netns and
 // groups them by lab. It reads one link (lo) per namespace.
 func ScanLabs(ctx context.Context) ([]Lab, error) {
-	names, err := listNamed("")
+	names, err := ListNamed("")
 	if err != nil {
 		return nil, err
 	}
