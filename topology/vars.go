@@ -43,6 +43,9 @@ func VarsOnly(given map[string]string) Vars {
 var varRE = regexp.MustCompile(`\$\$\{|\$\{([^}]*)\}`)
 var varNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
+// IsVarName: letters, digits and _, not starting with a digit.
+func IsVarName(s string) bool { return varNameRE.MatchString(s) }
+
 // substitute replaces the variables of every scalar under n, recording
 // the values used in t.Vars and reporting undefined ones where they are.
 func (d *decoder) substitute(n *yaml.Node, path string, vars Vars, used map[string]string) {

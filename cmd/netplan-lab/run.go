@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -97,7 +96,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			if !ok || name == "" {
 				return &codeError{exitError, fmt.Errorf("--var %q: want NAME=VALUE", v)}
 			}
-			if !varName.MatchString(name) {
+			if !topology.IsVarName(name) {
 				return &codeError{exitError, fmt.Errorf("--var %q: %q is not a variable name (letters, digits and _, not starting with a digit)", v, name)}
 			}
 		}
@@ -219,16 +218,17 @@ func parseSize(s string) (int64, error) {
 }
 
 // varsOf is the variables' lookup: --var, then the environment.
-func (g *globals) varsOf() topology.Vars {
+func (g *globals) varsOf() topology.Vars { return topology.VarsFrom(g.givenVars()) }
+
+// givenVars are the --var values by name.
+func (g *globals) givenVars() map[string]string {
 	given := map[string]string{}
 	for _, v := range g.vars {
 		name, value, _ := strings.Cut(v, "=")
 		given[name] = value
 	}
-	return topology.VarsFrom(given)
+	return given
 }
-
-var varName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // warnUnusedVars: a --var the file never names is likely a typo.
 func (g *globals) warnUnusedVars(file string, used map[string]string) {
@@ -241,12 +241,7 @@ func (g *globals) warnUnusedVars(file string, used map[string]string) {
 }
 
 func (g *globals) loadFile(file string) (*lab, error) {
-	given := map[string]string{}
-	for _, v := range g.vars {
-		name, value, _ := strings.Cut(v, "=")
-		given[name] = value
-	}
-	l, err := netplanlab.Load(file, netplanlab.Options{Netns: g.netns, Prefix: g.prefix, Vars: given,
+	l, err := netplanlab.Load(file, netplanlab.Options{Netns: g.netns, Prefix: g.prefix, Vars: g.givenVars(),
 		LockTimeout: g.lockTimeout, LockWho: "netplan-lab " + strings.Join(g.args, " "), LockWaiting: g.waiting,
 		OnChange: g.changePrinter(""),
 		OnStage: func(stage string, n int, took time.Duration) {
