@@ -74,7 +74,7 @@ func UpYAML(t testing.TB, yaml string, opts ...Option) *Lab {
 func up(t testing.TB, load func(lab.Options) (*lab.Lab, error), opts []Option) *Lab {
 	t.Helper()
 	if err := linux.CheckPrivileges(); err != nil {
-		t.Skipf("labtest: a network lab needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN): %v", err)
+		t.Skipf("labtest: %v", err)
 	}
 	lab.RemoveStale()
 	id := randomID()
@@ -194,7 +194,8 @@ func (x *Lab) Do(ns string, fn func() error) error {
 
 // Dial connects from namespace ns; the connection works from any
 // goroutine. Give it an address, not a host name: a name would be looked
-// up with this machine's resolver, not the lab's.
+// up with this machine's /etc/hosts and DNS settings, which know nothing
+// of the lab.
 func (x *Lab) Dial(ns, network, address string) (net.Conn, error) {
 	var c net.Conn
 	err := x.Do(ns, func() (err error) {
