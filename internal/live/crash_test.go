@@ -1,7 +1,6 @@
 package live
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"math/rand"
@@ -17,19 +16,7 @@ import (
 // cli runs the netplan-lab binary on the env's sandbox and prefix.
 func (e *env) cli(bin string, args ...string) (int, string, string) {
 	e.t.Helper()
-	full := append([]string{"--netns", e.sandbox, "--prefix", e.prefix}, args...)
-	cmd := exec.Command(bin, full...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		e.t.Fatalf("run %v: %v", full, err)
-	}
-	return code, out.String(), errb.String()
+	return runCmd(e.t, exec.Command(bin, append([]string{"--netns", e.sandbox, "--prefix", e.prefix}, args...)...))
 }
 
 // converges proves what a kill -9 must leave recoverable: the next apply

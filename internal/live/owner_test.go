@@ -410,17 +410,7 @@ func runAs(t *testing.T, uid uint32, bin string, args ...string) (int, string, s
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = nonRoot(uid)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode(), out.String(), errb.String()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return 0, out.String(), errb.String()
+	return runCmd(t, cmd)
 }
 
 // TestDestroyCreatesNothing: destroy of a lab that is not there creates
@@ -647,7 +637,13 @@ func TestDestroyStale(t *testing.T) {
 
 func runTool(t *testing.T, bin string, args ...string) (int, string, string) {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	return runCmd(t, exec.Command(bin, args...))
+}
+
+// runCmd runs cmd and returns its exit code, stdout and stderr; a command
+// that cannot be run at all fails the test.
+func runCmd(t *testing.T, cmd *exec.Cmd) (int, string, string) {
+	t.Helper()
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -656,7 +652,7 @@ func runTool(t *testing.T, bin string, args ...string) (int, string, string) {
 		return ee.ExitCode(), out.String(), errb.String()
 	}
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("run %v: %v", cmd.Args, err)
 	}
 	return 0, out.String(), errb.String()
 }
