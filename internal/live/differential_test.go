@@ -4,9 +4,10 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"maps"
 	"math/rand"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -103,7 +104,7 @@ func differential(t *testing.T, seed int64, steps int) {
 				log[len(log)-1] += " (refused by both)"
 			}
 			// Sysctl keys worth reading: every key set so far, in its namespace.
-			if c.Kind == reconcile.KindSysctl && !containsStr(query.Sysctls[c.Namespace], c.Name) {
+			if c.Kind == reconcile.KindSysctl && !slices.Contains(query.Sysctls[c.Namespace], c.Name) {
 				query.Sysctls[c.Namespace] = append(query.Sysctls[c.Namespace], c.Name)
 			}
 		}
@@ -142,15 +143,6 @@ func differential(t *testing.T, seed int64, steps int) {
 	e.destroy()
 }
 
-func containsStr(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
 // natOrder: the wanted order of the NAT rules after change c, the current
 // chain order with a created rule at a random-free, fixed place: last.
 func natOrder(fk *fake.Kernel, c *reconcile.Change) []string {
@@ -159,7 +151,7 @@ func natOrder(fk *fake.Kernel, c *reconcile.Change) []string {
 	if ns := s.NS(c.Namespace); ns != nil {
 		for _, ch := range reconcile.NATChainOrder {
 			for _, id := range ns.NATChains[ch] {
-				if !containsStr(order, id) && id != c.Name {
+				if !slices.Contains(order, id) && id != c.Name {
 					order = append(order, id)
 				}
 			}
@@ -178,11 +170,7 @@ func normal(s *reconcile.State) string {
 	for _, name := range s.SortedNames() {
 		ns := s.Namespaces[name]
 		fmt.Fprintf(&b, "netns %s owned=%v\n", name, ns.Owned)
-		names := make([]string, 0, len(ns.Links))
-		for n := range ns.Links {
-			names = append(names, n)
-		}
-		sort.Strings(names)
+		names := slices.Sorted(maps.Keys(ns.Links))
 		for _, n := range names {
 			l := ns.Links[n]
 			if !l.Owned {
@@ -203,11 +191,7 @@ func normal(s *reconcile.State) string {
 			}
 			b.WriteString("\n")
 		}
-		keys := make([]string, 0, len(ns.Routes))
-		for k := range ns.Routes {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
+		keys := slices.Sorted(maps.Keys(ns.Routes))
 		for _, k := range keys {
 			r := ns.Routes[k]
 			if !r.Owned {
@@ -219,11 +203,7 @@ func normal(s *reconcile.State) string {
 			}
 			fmt.Fprintf(&b, "  route %s via=%s dev=%s\n", k, r.Via, dev)
 		}
-		sk := make([]string, 0, len(ns.Sysctls))
-		for k := range ns.Sysctls {
-			sk = append(sk, k)
-		}
-		sort.Strings(sk)
+		sk := slices.Sorted(maps.Keys(ns.Sysctls))
 		for _, k := range sk {
 			fmt.Fprintf(&b, "  sysctl %s=%s\n", k, ns.Sysctls[k])
 		}
@@ -240,12 +220,12 @@ func lineDiff(a, b string) string {
 	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
 	var out []string
 	for _, l := range al {
-		if !containsStr(bl, l) {
+		if !slices.Contains(bl, l) {
 			out = append(out, "real: "+l)
 		}
 	}
 	for _, l := range bl {
-		if !containsStr(al, l) {
+		if !slices.Contains(al, l) {
 			out = append(out, "fake: "+l)
 		}
 	}
@@ -274,11 +254,11 @@ func (g *opGen) links(s *reconcile.State, kinds ...string) []reconcile.Ref {
 		ns := s.Namespaces[name]
 		var ln []string
 		for n, l := range ns.Links {
-			if l.Owned && (len(kinds) == 0 || containsStr(kinds, l.Kind)) {
+			if l.Owned && (len(kinds) == 0 || slices.Contains(kinds, l.Kind)) {
 				ln = append(ln, n)
 			}
 		}
-		sort.Strings(ln)
+		slices.Sort(ln)
 		for _, n := range ln {
 			out = append(out, reconcile.Ref{NS: name, Name: n})
 		}
