@@ -136,7 +136,7 @@ func (l *Lab) Plan(ctx context.Context) (*reconcile.Plan, error) {
 func (l *Lab) Apply(ctx context.Context) (*reconcile.Result, error) {
 	// Under the lock: another writer of the sandbox must not see it
 	// between the failed run and its removal.
-	return l.reconcile(ctx, l.desired, func(res *reconcile.Result, err error) error {
+	return l.reconcile(ctx, l.desired, l.opt.OnChange, func(res *reconcile.Result, err error) error {
 		if err != nil && res != nil && createsSandbox(res.Plan) && (res.RolledBack || res.Applied == 0) {
 			_, _ = l.k.RemoveHostIfCreated()
 		}
@@ -160,8 +160,14 @@ func (l *Lab) Destroy(ctx context.Context) (*reconcile.Result, bool, error) {
 	// The sandbox goes under the same lock as the rest: an apply that
 	// waited for this destroy must not make a sandbox that this destroy
 	// then removes (a concurrency test caught that under qemu).
+	return l.DestroyReporting(ctx, l.opt.OnChange)
+}
+
+// DestroyReporting is Destroy with onChange, not Options.OnChange, told
+// of each change.
+func (l *Lab) DestroyReporting(ctx context.Context, onChange func(c *reconcile.Change, err error)) (*reconcile.Result, bool, error) {
 	removed := false
-	res, err := l.reconcile(ctx, reconcile.Nothing(), func(res *reconcile.Result, err error) error {
+	res, err := l.reconcile(ctx, reconcile.Nothing(), onChange, func(res *reconcile.Result, err error) error {
 		if err != nil {
 			return err
 		}
@@ -187,16 +193,17 @@ func (l *Lab) Update(ctx context.Context, name string, data []byte) (*reconcile.
 	if err != nil {
 		return nil, err
 	}
-	res, err := l.reconcile(ctx, desired, nil)
+	res, err := l.reconcile(ctx, desired, l.opt.OnChange, nil)
 	if err == nil {
 		l.Topology, l.desired = t, desired
 	}
 	return res, err
 }
 
-// reconcile makes the kernel match want holding the sandbox's lock, and
-// runs after (if any) with the result before letting the lock go.
-func (l *Lab) reconcile(ctx context.Context, want *reconcile.State, after func(*reconcile.Result, error) error) (*reconcile.Result, error) {
+// reconcile makes the kernel match want holding the sandbox's lock,
+// telling onChange of each change, and runs after (if any) with the result
+// before letting the lock go.
+func (l *Lab) reconcile(ctx context.Context, want *reconcile.State, onChange func(*reconcile.Change, error), after func(*reconcile.Result, error) error) (*reconcile.Result, error) {
 	if err := linux.CheckPrivileges(); err != nil {
 		return nil, err
 	}
@@ -209,7 +216,7 @@ func (l *Lab) reconcile(ctx context.Context, want *reconcile.State, after func(*
 		return nil, err
 	}
 	defer unlock()
-	res, err := reconcile.Reconcile(ctx, l.k, want, reconcile.ExecOptions{OnChange: l.opt.OnChange, OnStage: l.opt.OnStage})
+	res, err := reconcile.Reconcile(ctx, l.k, want, reconcile.ExecOptions{OnChange: onChange, OnStage: l.opt.OnStage})
 	if after != nil {
 		err = after(res, err)
 	}

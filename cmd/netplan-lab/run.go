@@ -475,24 +475,12 @@ func (g *globals) watch(ctx context.Context, l *lab, file string, wo watchOption
 		return err
 	}
 	if wo.destroyOnExit {
-		unlock, err := g.lock(context.WithoutCancel(ctx))
-		if err != nil {
-			return err
-		}
-		defer unlock()
-		empty := reconcile.Nothing()
 		ev := watch.Event{Time: time.Now(), Kind: "destroyed", Trigger: "exit"}
-		res, err := reconcile.Reconcile(context.WithoutCancel(ctx), l.kernel, empty, reconcile.ExecOptions{
-			OnChange: func(c *reconcile.Change, err error) {
-				ev.Changes = append(ev.Changes, fmt.Sprintf("%s: %s %s", c.Namespace, c.Action, c.Describe()))
-			},
+		res, removed, err := l.DestroyReporting(context.WithoutCancel(ctx), func(c *reconcile.Change, err error) {
+			ev.Changes = append(ev.Changes, fmt.Sprintf("%s: %s %s", c.Namespace, c.Action, c.Describe()))
 		})
-		if err == nil {
-			if removed, rerr := l.kernel.RemoveHostIfCreated(); rerr != nil {
-				err = rerr
-			} else if removed {
-				ev.Changes = append(ev.Changes, "host: - netns "+g.netns+" (the sandbox apply had created)")
-			}
+		if removed {
+			ev.Changes = append(ev.Changes, "host: - netns "+g.netns+" (the sandbox apply had created)")
 		}
 		if err != nil {
 			ev.Kind, ev.Errors = "error", []string{"destroy on exit: " + err.Error()}
