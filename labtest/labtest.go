@@ -197,30 +197,26 @@ func (x *Lab) Do(ns string, fn func() error) error {
 // up with this machine's /etc/hosts and DNS settings, which know nothing
 // of the lab.
 func (x *Lab) Dial(ns, network, address string) (net.Conn, error) {
-	var c net.Conn
-	err := x.Do(ns, func() (err error) {
-		c, err = net.DialTimeout(network, address, 10*time.Second)
-		return err
-	})
-	return c, err
+	return in(x, ns, func() (net.Conn, error) { return net.DialTimeout(network, address, 10*time.Second) })
 }
 
 // Listen listens in namespace ns.
 func (x *Lab) Listen(ns, network, address string) (net.Listener, error) {
-	var l net.Listener
-	err := x.Do(ns, func() (err error) {
-		l, err = net.Listen(network, address)
-		return err
-	})
-	return l, err
+	return in(x, ns, func() (net.Listener, error) { return net.Listen(network, address) })
 }
 
 // ListenPacket listens for packets in namespace ns.
 func (x *Lab) ListenPacket(ns, network, address string) (net.PacketConn, error) {
-	var p net.PacketConn
+	return in(x, ns, func() (net.PacketConn, error) { return net.ListenPacket(network, address) })
+}
+
+// in makes a socket inside namespace ns (it stays there whatever thread
+// uses it later).
+func in[T any](x *Lab, ns string, open func() (T, error)) (T, error) {
+	var v T
 	err := x.Do(ns, func() (err error) {
-		p, err = net.ListenPacket(network, address)
+		v, err = open()
 		return err
 	})
-	return p, err
+	return v, err
 }
