@@ -20,6 +20,9 @@ type Query struct {
 	// NAT names the namespaces whose NAT rules must be read (the host's
 	// always are, and so are those the kernel says hold ours).
 	NAT map[string]bool
+	// Impair names the namespaces whose root qdiscs must be read (those
+	// whose lab interfaces carry the lab's qdisc are read anyway).
+	Impair map[string]bool
 }
 
 // Kernel is everything the reconciler needs from the kernel. The real one is
@@ -42,7 +45,7 @@ type Kernel interface {
 
 // QueryFor returns the query that observes what desired talks about.
 func QueryFor(states ...*State) Query {
-	q := Query{Sysctls: map[string][]string{}, NAT: map[string]bool{}}
+	q := Query{Sysctls: map[string][]string{}, NAT: map[string]bool{}, Impair: map[string]bool{}}
 	seen := map[string]bool{}
 	for _, s := range states {
 		if s == nil {
@@ -59,6 +62,11 @@ func QueryFor(states ...*State) Query {
 			}
 			if len(ns.NAT) > 0 {
 				q.NAT[name] = true
+			}
+			for _, l := range ns.Links {
+				if l.Impair != nil {
+					q.Impair[name] = true
+				}
 			}
 			// Whether a NAT namespace forwards, for the plan's warnings.
 			for _, r := range ns.NAT {

@@ -122,6 +122,9 @@ func (d *differ) run() {
 				d.add(&Change{Action: Update, Kind: KindLink, Namespace: name, Name: ln, Link: hl.Clone(), OldLink: hl.Clone(),
 					Fields: []Field{{Name: "owner", Old: "this lab", New: "(none)"}},
 					Why:    "it carries addresses the lab did not add (" + strings.Join(hl.Foreign, ", ") + "): it stays for them, unmarked; the lab's own addresses go"})
+				if hl.Impair != nil {
+					d.add(&Change{Action: Delete, Kind: KindImpair, Namespace: name, Name: ln, Dev: ln, Link: hl.Clone()})
+				}
 				continue
 			}
 			d.deleteLink(ref, hl)
@@ -131,6 +134,7 @@ func (d *differ) run() {
 	for _, name := range d.want.SortedNames() {
 		if d.want.Namespaces[name].Owned || d.have.NS(name) != nil {
 			d.linkUpdates(name)
+			d.impairs(name)
 			d.routes(name)
 			d.sysctls(name)
 			d.nat(name)

@@ -123,6 +123,14 @@ func newStep(c *Change) *step {
 				need(keyLink(n, l.Master))
 			}
 		}
+	case KindImpair:
+		k := "impair/" + n + "/" + c.Name
+		if c.Action == Delete {
+			s.removes = []string{k}
+			break
+		}
+		s.makes = []string{k}
+		need(keyLink(n, c.Name))
 	case KindAddress:
 		k := keyAddr(n, c.Dev, c.Name)
 		if c.Action == Delete {

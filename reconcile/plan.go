@@ -32,7 +32,7 @@ const (
 	KindNAT       Kind = "nat"
 )
 
-var kindOrder = map[Kind]int{KindNamespace: 0, KindLink: 1, KindAddress: 2, KindRoute: 3, KindSysctl: 4, KindNAT: 5}
+var kindOrder = map[Kind]int{KindNamespace: 0, KindLink: 1, KindImpair: 2, KindAddress: 3, KindRoute: 4, KindSysctl: 5, KindNAT: 6}
 
 // Field is one attribute changed in place.
 type Field struct {
@@ -141,6 +141,8 @@ func (c *Change) describe() string {
 		return s
 	case KindNAT:
 		return "nat " + c.Name
+	case KindImpair:
+		return c.describeImpair()
 	case KindSysctl:
 		if c.Action == Update {
 			return fmt.Sprintf("sysctl %s: %q -> %q", c.Name, c.OldValue, c.Value)

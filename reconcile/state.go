@@ -125,6 +125,13 @@ type Link struct {
 	Mode     string `json:"mode,omitempty"`   // macvlan, ipvlan
 	Flag     string `json:"flag,omitempty"`   // ipvlan
 	VXLAN    *VXLAN `json:"vxlan,omitempty"`
+	// Impair is the lab's root qdisc on the interface (desired: from the
+	// file; observed: read back from the kernel), nil if none.
+	Impair *Impair `json:"impair,omitempty"`
+	// QdiscForeign, in an observed state, describes a root qdisc that
+	// someone else put on the interface ("htb 1:"): left alone, and a
+	// conflict if the file wants an impairment there.
+	QdiscForeign string `json:"qdisc_foreign,omitempty"`
 }
 
 // VXLAN holds the settings of a VXLAN interface that the kernel cannot
@@ -289,6 +296,7 @@ func (l *Link) Clone() *Link {
 		v := *l.VXLAN
 		c.VXLAN = &v
 	}
+	c.Impair = l.Impair.Clone()
 	return &c
 }
 

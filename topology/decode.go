@@ -380,7 +380,7 @@ func (d *decoder) link(n *yaml.Node, path string) *Link {
 	var haveA, haveB bool
 	end := func(e *Iface) func(k, v *yaml.Node, p string) {
 		return func(k, v *yaml.Node, p string) {
-			d.iface(v, p, map[string]func(k, v *yaml.Node, p string){"bridge": d.bridgeKey(e)}, e)
+			d.iface(v, p, map[string]func(k, v *yaml.Node, p string){"bridge": d.bridgeKey(e), "impair": d.impairKey(e)}, e)
 		}
 	}
 	d.mapping(n, path, map[string]func(k, v *yaml.Node, p string){
@@ -388,6 +388,7 @@ func (d *decoder) link(n *yaml.Node, path string) *Link {
 		"a":         func(k, v *yaml.Node, p string) { haveA = true; end(&l.A)(k, v, p) },
 		"b":         func(k, v *yaml.Node, p string) { haveB = true; end(&l.B)(k, v, p) },
 		"mtu":       func(k, v *yaml.Node, p string) { l.MTU = d.integer(v, p) },
+		"impair":    func(k, v *yaml.Node, p string) { l.Impair = d.impair(v, p) },
 	}, nil)
 	switch {
 	case endpoints != nil && (haveA || haveB):
@@ -415,14 +416,19 @@ func (d *decoder) link(n *yaml.Node, path string) *Link {
 	case !haveA:
 		d.errorf(n, path, "a link needs endpoints, or a and b")
 	}
-	if l.MTU != 0 {
-		for _, e := range []*Iface{&l.A, &l.B} {
-			if e.MTU == 0 {
-				e.MTU = l.MTU
-			}
+	for _, e := range []*Iface{&l.A, &l.B} {
+		if e.MTU == 0 {
+			e.MTU = l.MTU
+		}
+		if e.Impair == nil {
+			e.Impair = l.Impair
 		}
 	}
 	return l
+}
+
+func (d *decoder) impairKey(i *Iface) func(k, v *yaml.Node, p string) {
+	return func(k, v *yaml.Node, p string) { i.Impair = d.impair(v, p) }
 }
 
 func (d *decoder) parentKey(parent *string) func(k, v *yaml.Node, p string) {
@@ -449,6 +455,7 @@ func (d *decoder) macvlan(n *yaml.Node, path string) *Macvlan {
 	d.iface(n, path, map[string]func(k, v *yaml.Node, p string){
 		"parent": d.parentKey(&m.Parent),
 		"mode":   func(k, v *yaml.Node, p string) { m.Mode = d.str(v, p) },
+		"impair": d.impairKey(&m.Iface),
 	}, &m.Iface, "parent")
 	m.ParentNS, m.ParentName = d.splitParent(n, path, m.Parent)
 	if m.Mode == "" {
@@ -463,6 +470,7 @@ func (d *decoder) ipvlan(n *yaml.Node, path string) *Ipvlan {
 		"parent": d.parentKey(&m.Parent),
 		"mode":   func(k, v *yaml.Node, p string) { m.Mode = d.str(v, p) },
 		"flag":   func(k, v *yaml.Node, p string) { m.Flag = d.str(v, p) },
+		"impair": d.impairKey(&m.Iface),
 	}, &m.Iface, "parent")
 	m.ParentNS, m.ParentName = d.splitParent(n, path, m.Parent)
 	if m.Mode == "" {
@@ -484,6 +492,7 @@ func (d *decoder) vxlan(n *yaml.Node, path string) *Vxlan {
 		"dev":    func(k, val *yaml.Node, p string) { v.Dev = d.str(val, p) },
 		"port":   func(k, val *yaml.Node, p string) { v.Port = d.integer(val, p) },
 		"bridge": d.bridgeKey(&v.Iface),
+		"impair": d.impairKey(&v.Iface),
 	}, &v.Iface, "vni")
 	if v.Port == 0 {
 		v.Port = 4789

@@ -67,8 +67,12 @@ type Iface struct {
 	MAC       string
 	Up        *bool
 	Bridge    string // enslave to this bridge (same namespace)
-	Pos       Pos
-	Path      string
+	// Impair is what this interface's egress does to packets (veth ends,
+	// macvlans, ipvlans, vxlans); a link's impair: is copied to both ends
+	// that have none of their own.
+	Impair *Impair
+	Pos    Pos
+	Path   string
 }
 
 // IsUp reports the wanted administrative state (default up).
@@ -82,10 +86,11 @@ type Bridge struct {
 
 // Link is one veth pair from `links:`.
 type Link struct {
-	A, B Iface
-	MTU  int
-	Pos  Pos
-	Path string
+	A, B   Iface
+	MTU    int
+	Impair *Impair // both ends', unless an end has its own
+	Pos    Pos
+	Path   string
 }
 
 // Macvlan is one entry of `macvlans:`.

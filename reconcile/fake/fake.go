@@ -65,6 +65,21 @@ type link struct {
 	kparent *reconcile.Ref
 	// mtuSet: a bridge whose MTU was set; else it follows its ports.
 	mtuSet bool
+	// foreignQdisc is a root qdisc someone else put there ("htb 1:").
+	foreignQdisc string
+}
+
+// SetForeignQdisc puts someone else's root qdisc (desc, as "htb 1:") on
+// an interface, or takes it away with "".
+func (w *World) SetForeignQdisc(nsName, ifname, desc string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := w.nss[nsName]
+	if n == nil || n.links[ifname] == nil {
+		return errf(syscall.ENODEV, "link %q in netns %q", ifname, nsName)
+	}
+	n.links[ifname].foreignQdisc = desc
+	return nil
 }
 
 func cloneRef(r *reconcile.Ref) *reconcile.Ref {
@@ -170,6 +185,7 @@ func (w *World) view(name, owner string, keys []string) *reconcile.Namespace {
 		c := l.l.Clone()
 		c.Owned = owner != "" && l.owner == owner
 		c.MTUSet = l.mtuSet
+		c.QdiscForeign = l.foreignQdisc
 		out.Links[ln] = c
 	}
 	for k, r := range n.routes {
@@ -246,6 +262,11 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 // Preflight implements reconcile.Kernel.
 func (k *Kernel) Preflight(ctx context.Context, p *reconcile.Plan) error {
 	for _, c := range p.Changes {
+		if c.Kind == reconcile.KindImpair && c.Action != reconcile.Delete {
+			if opt, ok := k.W.Unsupported[c.Link.Impair.Qdisc()]; ok {
+				return fmt.Errorf("this kernel cannot impair with %s (it needs %s); nothing was changed", c.Link.Impair.Qdisc(), opt)
+			}
+		}
 		if c.Kind == reconcile.KindLink && c.Link != nil && c.Action != reconcile.Delete {
 			if opt, ok := k.W.Unsupported[c.Link.Kind]; ok {
 				return fmt.Errorf("this kernel does not support %s interfaces (needs %s); nothing was changed", c.Link.Kind, opt)
@@ -290,7 +311,7 @@ func (w *World) snapshot() map[string]*ns {
 			c.sysctls[k] = v
 		}
 		for ln, l := range n.links {
-			c.links[ln] = &link{owner: l.owner, l: l.l.Clone(), kparent: cloneRef(l.kparent), mtuSet: l.mtuSet}
+			c.links[ln] = &link{owner: l.owner, l: l.l.Clone(), kparent: cloneRef(l.kparent), mtuSet: l.mtuSet, foreignQdisc: l.foreignQdisc}
 		}
 		for rk, r := range n.routes {
 			c.routes[rk] = r.Clone()
@@ -341,6 +362,26 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 			}
 			delete(w.nss, c.Namespace)
 		}
+	case reconcile.KindImpair:
+		l := n.links[c.Name]
+		if l == nil {
+			return errf(syscall.ENODEV, "impair on %q in netns %q", c.Name, c.Namespace)
+		}
+		if c.Action == reconcile.Delete {
+			if l.l.Impair == nil {
+				return errf(syscall.ENOENT, "delete qdisc of %q in netns %q", c.Name, c.Namespace)
+			}
+			l.l.Impair = nil
+			return nil
+		}
+		if l.foreignQdisc != "" {
+			return errf(syscall.EEXIST, "qdisc on %q in netns %q: %s is there", c.Name, c.Namespace, l.foreignQdisc)
+		}
+		if opt, ok := w.Unsupported[c.Link.Impair.Qdisc()]; ok {
+			return errf(syscall.ENOENT, "qdisc %s on %q (kernel lacks %s)", c.Link.Impair.Qdisc(), c.Name, opt)
+		}
+		l.l.Impair = c.Link.Impair.Clone()
+		return nil
 	case reconcile.KindLink:
 		switch c.Action {
 		case reconcile.Create:
@@ -717,6 +758,7 @@ func (k *Kernel) createLink(c *reconcile.Change) error {
 			l.MAC = l.PreferMAC
 		}
 		l.PreferMAC, l.AutoMAC = "", false // what the file wants, not what the kernel has
+		l.Impair = nil                      // a new interface has the kernel's default qdisc
 		if l.MAC == "" {
 			h := fnv.New32a()
 			h.Write([]byte(nsName + "/" + l.Name))

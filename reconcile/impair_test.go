@@ -1,0 +1,100 @@
+package reconcile_test
+
+import (
+	"context"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/netplan-lab/netplan-lab/reconcile"
+	"github.com/netplan-lab/netplan-lab/reconcile/fake"
+)
+
+const impairBase = `
+name: lab
+namespaces: {a: {}, b: {}}
+links:
+  - endpoints: ["a:eth0", "b:eth0"]
+`
+
+func withImpair(link, end string) string {
+	s := impairBase
+	if link != "" {
+		s += "    impair: {" + link + "}\n"
+	}
+	if end != "" {
+		s += `  - a: {namespace: a, name: eth1, impair: {` + end + `}}
+    b: {namespace: b, name: eth1}
+`
+	} else {
+		s += "  - endpoints: [\"a:eth1\", \"b:eth1\"]\n"
+	}
+	return s
+}
+
+func TestImpairPlans(t *testing.T) {
+	cases := []struct {
+		name     string
+		from, to string
+		expect   []string
+	}{
+		{"added to both ends of a link", withImpair("", ""), withImpair("rate: 8mbit", ""),
+			[]string{"+ a impair on eth0: rate 8mbit", "+ b impair on eth0: rate 8mbit"}},
+		{"changed in place", withImpair("rate: 8mbit", ""), withImpair("rate: 20mbit", ""),
+			[]string{"~ a impair on eth0 (rate: 8mbit -> 20mbit)", "~ b impair on eth0 (rate: 8mbit -> 20mbit)"}},
+		{"a key added, from tbf to netem", withImpair("rate: 8mbit", ""), withImpair("rate: 8mbit, delay: 50ms, loss: 1%", ""),
+			[]string{"~ a impair on eth0 (delay: (none) -> 50ms, loss: (none) -> 1%)", "~ b impair on eth0 (delay: (none) -> 50ms, loss: (none) -> 1%)"}},
+		{"removed", withImpair("delay: 1.5ms", ""), withImpair("", ""),
+			[]string{"- a impair on eth0: delay 1.5ms", "- b impair on eth0: delay 1.5ms"}},
+		{"one end only", withImpair("", ""), withImpair("", "loss: 0.5%, limit: 50"),
+			[]string{"+ a impair on eth1: loss 0.5% limit 50"}},
+		{"netem's default limit said aloud changes nothing", withImpair("delay: 10ms", ""), withImpair("delay: 10ms, limit: 1000", ""), nil},
+		{"a renamed link keeps it", withImpair("rate: 1mbit", ""),
+			strings.Replace(withImpair("rate: 1mbit", ""), `["a:eth0", "b:eth0"]`, `["a:eth0", "b:eth9"]`, 1),
+			[]string{"~ a veth eth0 <-> b:eth9 (peer: b:eth0 -> b:eth9)", "~ b veth eth9 <-> a:eth0 (name: eth0 -> eth9, mac: aa:40:7b:2e:45:ac -> 96:75:8c:59:2b:14)"}},
+		{"a re-made link gets it again", withImpair("rate: 1mbit", ""),
+			strings.Replace(withImpair("rate: 1mbit", ""), `["a:eth0", "b:eth0"]`, `["a:eth0", "a:eth9"]`, 1),
+			[]string{"-/+ a veth eth0 <-> a:eth9 (peer: b:eth0 -> a:eth9)", "+ a impair on eth0: rate 1mbit", "+ a impair on eth9: rate 1mbit", "- b veth eth0 <-> a:eth0"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := planLinesFrom(t, tc.from, tc.to)
+			if !reflect.DeepEqual(got, tc.expect) {
+				t.Errorf("plan:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.expect, "\n"))
+			}
+		})
+	}
+}
+
+func TestImpairForeignQdisc(t *testing.T) {
+	k := fake.New("lab")
+	apply(t, k, parse(t, withImpair("", "")))
+	if err := k.W.SetForeignQdisc("a", "eth0", "htb 1:"); err != nil {
+		t.Fatal(err)
+	}
+	// Without impair: there, it is left alone.
+	if p := plan(t, k, parse(t, withImpair("", ""))); !p.Empty() || len(p.Conflicts) > 0 {
+		t.Fatalf("a foreign qdisc on an interface without impair: changed:\n%v", p)
+	}
+	p := plan(t, k, parse(t, withImpair("rate: 8mbit", "")))
+	want := `interface "eth0" in namespace "a" has a root qdisc that netplan-lab did not make (htb 1:): remove it, or remove impair: from the file`
+	if len(p.Conflicts) != 1 || p.Conflicts[0] != want {
+		t.Fatalf("conflicts %q, want %q", p.Conflicts, want)
+	}
+}
+
+func TestImpairPreflightNamesTheOption(t *testing.T) {
+	k := fake.New("lab")
+	k.W.Unsupported = map[string]string{"netem": "CONFIG_NET_SCH_NETEM"}
+	apply(t, k, parse(t, withImpair("", "")))
+	before := k.Writes()
+	_, err := reconcile.Reconcile(context.Background(), k, parse(t, withImpair("delay: 50ms", "")), reconcile.ExecOptions{})
+	if err == nil || !strings.Contains(err.Error(), "CONFIG_NET_SCH_NETEM") {
+		t.Fatalf("err = %v", err)
+	}
+	if k.Writes() != before {
+		t.Errorf("a refused plan wrote %d changes", k.Writes()-before)
+	}
+	// A rate alone is tbf, which this kernel has.
+	apply(t, k, parse(t, withImpair("rate: 8mbit", "")))
+}

@@ -1,0 +1,103 @@
+package topology
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseTCUnits(t *testing.T) {
+	times := map[string]uint32{"50ms": 50000, "1.5ms": 1500, "200us": 200, "1s": 1000000, "0ms": 0, "2 ms": 2000}
+	for s, want := range times {
+		if got, err := ParseTCTime(s); err != nil || got != want {
+			t.Errorf("ParseTCTime(%q) = %d, %v; want %d", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"50", "ms", "-1ms", "5m", "61s", "0.1us"} {
+		if _, err := ParseTCTime(s); err == nil {
+			t.Errorf("ParseTCTime(%q) accepted", s)
+		}
+	}
+	rates := map[string]uint64{"10mbit": 10_000_000, "512kbit": 512_000, "1gbit": 1_000_000_000, "100kbps": 800_000,
+		"1mibit": 1 << 20, "8bit": 8, "2.5Mbit": 2_500_000}
+	for s, want := range rates {
+		if got, err := ParseTCRate(s); err != nil || got != want {
+			t.Errorf("ParseTCRate(%q) = %d, %v; want %d", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"10", "10mb", "fast", "1bit", "-1mbit", "9tbit"} {
+		if _, err := ParseTCRate(s); err == nil {
+			t.Errorf("ParseTCRate(%q) accepted", s)
+		}
+	}
+	if v, err := ParsePercent("0.5%"); err != nil || v != 0.5 {
+		t.Errorf("ParsePercent(0.5%%) = %v, %v", v, err)
+	}
+	for _, s := range []string{"1", "101%", "x%"} {
+		if _, err := ParsePercent(s); err == nil {
+			t.Errorf("ParsePercent(%q) accepted", s)
+		}
+	}
+}
+
+func TestImpairDecode(t *testing.T) {
+	src := `name: imp
+namespaces: {a: {}, b: {}, c: {}}
+links:
+  - endpoints: ["a:eth0", "b:eth0"]
+    impair: {delay: 50ms, jitter: 5ms, loss: 1%, rate: 10mbit}
+  - a: {namespace: a, name: eth1, impair: {rate: 1mbit}}
+    b: {namespace: c, name: eth0}
+    impair: {loss: 2%}
+`
+	top, err := Parse("t.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := top.Links[0]
+	for _, e := range []*Iface{&l.A, &l.B} {
+		im := e.Impair
+		if im == nil || im.Delay != 50000 || im.Jitter != 5000 || im.Loss != 1 || im.Rate != 10_000_000 {
+			t.Errorf("%s:%s impair = %+v", e.Namespace, e.Name, im)
+		}
+	}
+	l = top.Links[1]
+	if l.A.Impair == nil || l.A.Impair.Rate != 1_000_000 || l.A.Impair.Loss != 0 {
+		t.Errorf("an end's own impair should replace the link's: %+v", l.A.Impair)
+	}
+	if l.B.Impair == nil || l.B.Impair.Loss != 2 {
+		t.Errorf("the link's impair should reach the end without one: %+v", l.B.Impair)
+	}
+}
+
+func TestImpairErrors(t *testing.T) {
+	src := `name: imp
+namespaces: {a: {}, b: {}}
+links:
+  - endpoints: ["a:eth0", "b:eth0"]
+    impair: {delay: 50, loss: 1}
+  - endpoints: ["a:eth1", "b:eth1"]
+    impair: {jitter: 5ms, rate: 10mb, limit: 0}
+  - endpoints: ["a:eth2", "b:eth2"]
+    impair: {}
+  - endpoints: ["a:eth3", "b:eth3"]
+    impair: {delay: 1ms, speed: 1mbit}
+`
+	_, err := Parse("t.yaml", []byte(src))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	want := []string{
+		`t.yaml:5:21: links[0].impair.delay: "50" is not a time like 50ms, 1.5ms, 200us or 1s`,
+		`t.yaml:5:31: links[0].impair.loss: "1" is not a percentage like 1% or 0.5%`,
+		`t.yaml:7:33: links[1].impair.rate: "10mb" is not a rate like 10mbit, 512kbit or 1gbit`,
+		`t.yaml:7:46: links[1].impair.limit: limit is a number of packets, at least 1`,
+		`t.yaml:7:13: links[1].impair.jitter: jitter varies the delay: it needs delay`,
+		`t.yaml:9:13: links[2].impair: impair needs at least one of delay, jitter, loss, duplicate, reorder, corrupt, rate`,
+		`t.yaml:11:26: links[3].impair.speed: unknown key "speed"`,
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("missing %q in\n%v", w, err)
+		}
+	}
+}
