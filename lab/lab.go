@@ -127,6 +127,13 @@ func (l *Lab) Plan(ctx context.Context) (*reconcile.Plan, error) {
 	}
 	p := reconcile.Diff(l.desired, observed)
 	p.Variables = l.Topology.Vars
+	if len(p.Conflicts) == 0 && !p.Empty() {
+		// What apply would check first: a plan the kernel cannot carry
+		// out says so here, not only when applied.
+		if err := l.k.Preflight(ctx, p); err != nil {
+			p.Unsupported = err.Error()
+		}
+	}
 	return p, nil
 }
 

@@ -186,6 +186,10 @@ type Plan struct {
 	Conflicts []string
 	// Warnings do not stop an apply.
 	Warnings []string
+	// Unsupported, set by a plan that was checked against the kernel,
+	// says what the plan needs that this kernel lacks (naming the kernel
+	// option): apply would refuse it, changing nothing.
+	Unsupported string
 	// Variables are the file's variables and the values they took (shown in
 	// the plan's JSON).
 	Variables map[string]string
@@ -258,6 +262,9 @@ func (p *Plan) WriteText(w io.Writer) error {
 	for _, c := range p.Warnings {
 		fmt.Fprintf(&b, "warning: %s\n", c)
 	}
+	if p.Unsupported != "" {
+		fmt.Fprintf(&b, "unsupported: %s\n", p.Unsupported)
+	}
 	if p.Empty() && len(p.Conflicts) > 0 {
 		_, err := io.WriteString(w, b.String())
 		return err
@@ -306,6 +313,7 @@ type jsonPlan struct {
 	Changes       []jsonChange      `json:"changes"`
 	Conflicts     []string          `json:"conflicts"`
 	Warnings      []string          `json:"warnings"`
+	Unsupported   string            `json:"unsupported,omitempty"`
 	Variables     map[string]string `json:"variables,omitempty"`
 	Summary       struct {
 		Add     int `json:"add"`
@@ -317,7 +325,7 @@ type jsonPlan struct {
 // MarshalJSON gives the plan's stable, versioned JSON form.
 func (p *Plan) MarshalJSON() ([]byte, error) {
 	jp := jsonPlan{SchemaVersion: PlanSchemaVersion, Changes: []jsonChange{},
-		Conflicts: append([]string{}, p.Conflicts...), Warnings: append([]string{}, p.Warnings...), Variables: p.Variables}
+		Conflicts: append([]string{}, p.Conflicts...), Warnings: append([]string{}, p.Warnings...), Variables: p.Variables, Unsupported: p.Unsupported}
 	jp.Summary.Add, jp.Summary.Change, jp.Summary.Destroy = p.Counts()
 	for _, c := range p.Changes {
 		jc := jsonChange{Action: c.Action, Kind: c.Kind, Namespace: c.Namespace, Name: c.Name,
@@ -370,6 +378,15 @@ func (c *Change) objects() (before, after any) {
 			return c.NAT, nil
 		}
 		return nil, c.NAT
+	case KindImpair:
+		switch c.Action {
+		case Delete:
+			return c.Link.Impair, nil
+		case Create:
+			return nil, c.Link.Impair
+		default:
+			return c.OldLink.Impair, c.Link.Impair
+		}
 	}
 	return nil, nil
 }

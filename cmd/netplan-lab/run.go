@@ -253,7 +253,7 @@ func (g *globals) loadFile(file string) (*lab, error) {
 			for _, e := range list {
 				fmt.Fprintln(g.stderr, e)
 			}
-			return nil, &codeError{exitError, fmt.Errorf("%s is not a valid topology (%d problems)", file, len(list))}
+			return nil, &codeError{exitError, fmt.Errorf("%s is not a valid topology (%s)", file, plural(len(list), "problem"))}
 		}
 		return nil, err
 	}
@@ -291,7 +291,7 @@ func newValidateCmd(g *globals) *cobra.Command {
 				}
 			}
 			if len(list) > 0 {
-				return &codeError{exitError, fmt.Errorf("%s: %d problems", args[0], len(list))}
+				return &codeError{exitError, fmt.Errorf("%s: %s", args[0], plural(len(list), "problem"))}
 			}
 			return nil
 		},
@@ -325,7 +325,10 @@ func newPlanCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if len(p.Conflicts) > 0 {
-				return &codeError{exitError, fmt.Errorf("%d conflicts: apply would change nothing", len(p.Conflicts))}
+				return &codeError{exitError, fmt.Errorf("%s: apply would change nothing", plural(len(p.Conflicts), "conflict"))}
+			}
+			if p.Unsupported != "" {
+				return &codeError{exitError, errors.New("this kernel cannot carry out the plan: apply would change nothing")}
 			}
 			if detailed && !p.Empty() {
 				return &codeError{exitPending, nil}
@@ -668,3 +671,11 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 func sortStrings(s []string) { sort.Strings(s) }
+
+// plural is "1 problem", "2 problems".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}

@@ -32,6 +32,8 @@ func (k *Kernel) Apply(ctx context.Context, c *reconcile.Change) error {
 		err = k.applyRoute(c)
 	case reconcile.KindSysctl:
 		err = k.applySysctl(c)
+	case reconcile.KindImpair:
+		err = k.applyImpair(c)
 	default:
 		err = fmt.Errorf("unknown change kind %q", c.Kind)
 	}
@@ -683,6 +685,8 @@ var kernelOption = map[string]string{
 	reconcile.KindIpvlan:  "CONFIG_IPVLAN",
 	reconcile.KindVxlan:   "CONFIG_VXLAN",
 	"nat":                 "CONFIG_NF_TABLES, CONFIG_NF_TABLES_INET, CONFIG_NFT_NAT, CONFIG_NFT_MASQ and CONFIG_NFT_FIB_INET",
+	"netem":               "CONFIG_NET_SCH_NETEM",
+	"tbf":                 "CONFIG_NET_SCH_TBF",
 }
 
 // Preflight implements reconcile.Kernel: before anything changes, it checks
@@ -701,6 +705,20 @@ func (k *Kernel) Preflight(ctx context.Context, p *reconcile.Plan) error {
 				return fmt.Errorf("this kernel cannot do NAT with nftables (it needs %s): %w; nothing was changed", kernelOption["nat"], err)
 			}
 			break
+		}
+	}
+	for _, c := range p.Changes {
+		if c.Kind != reconcile.KindImpair || c.Action == reconcile.Delete {
+			continue
+		}
+		q := c.Link.Impair.Qdisc()
+		if err := k.probe(q); err != nil {
+			what := "limit the rate of a link (impair: rate)"
+			if q == "netem" {
+				what = "delay, drop, duplicate, reorder or corrupt packets (impair: delay, jitter, loss, duplicate, reorder, corrupt)"
+			}
+			return fmt.Errorf("this kernel cannot %s: it needs %s (impair on %s in netns %q): %w; nothing was changed",
+				what, kernelOption[q], c.Name, c.Namespace, err)
 		}
 	}
 	for kind := range kinds {
@@ -741,6 +759,9 @@ func probeKind(kind string) error {
 		return err
 	}
 	defer h.Close()
+	if kind == "netem" || kind == "tbf" {
+		return probeQdisc(h, kind)
+	}
 	a := netlink.NewLinkAttrs()
 	a.Name = "probe0"
 	var l netlink.Link

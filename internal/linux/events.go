@@ -11,6 +11,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -204,6 +205,11 @@ func (e *Events) subscribe(short string) error {
 		fd.Close()
 		return fmt.Errorf("subscribe to nftables in netns %q: %w", kname, err)
 	}
+	if err := e.subscribeTC(s, fd, kname); err != nil {
+		close(s.stop)
+		fd.Close()
+		return fmt.Errorf("subscribe to qdiscs in netns %q: %w", kname, err)
+	}
 	e.mu.Lock()
 	e.subs[short] = s
 	e.mu.Unlock()
@@ -253,6 +259,39 @@ func (e *Events) subscribe(short string) error {
 				}
 			case <-s.stop:
 				return
+			}
+		}
+	}()
+	return nil
+}
+
+// subscribeTC follows qdisc changes in the sub's namespace (RTNLGRP_TC),
+// so an impairment deleted or changed by hand is repaired at once.
+func (e *Events) subscribeTC(s *sub, fd netns.NsHandle, kname string) error {
+	sock, err := nl.SubscribeAt(fd, netns.None(), unix.NETLINK_ROUTE, unix.RTNLGRP_TC)
+	if err != nil {
+		return err
+	}
+	go func() {
+		<-s.stop
+		sock.Close()
+	}()
+	go func() {
+		for {
+			msgs, _, err := sock.Receive()
+			if err != nil {
+				return // closed: stopped, or the namespace went
+			}
+			for _, m := range msgs {
+				if m.Header.Type != unix.RTM_NEWQDISC && m.Header.Type != unix.RTM_DELQDISC || len(m.Data) < 8 {
+					continue
+				}
+				verb := "changed"
+				if m.Header.Type == unix.RTM_DELQDISC {
+					verb = "deleted"
+				}
+				index := int32(nl.NativeEndian().Uint32(m.Data[4:8])) // struct tcmsg: family, pad, ifindex
+				e.send(fmt.Sprintf("qdisc %s on link %d in netns %s", verb, index, kname))
 			}
 		}
 	}()

@@ -449,7 +449,7 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 				return nil
 			}
 		}
-		ns, veths, err := k.observeNS(short, q.Sysctls[short], q.NAT[short])
+		ns, veths, err := k.observeNS(short, q.Sysctls[short], q.NAT[short], q.Impair[short])
 		var hp *halfPinError
 		if errors.As(err, &hp) {
 			// A pin with no namespace on it: ours (a run was killed while
@@ -580,7 +580,7 @@ func parallel(ctx context.Context, n, workers int, f func(i int) error) error {
 // observed links keep their kernel indexes until peers are resolved.
 type obsLink struct{ index, parentIndex int }
 
-func (k *Kernel) observeNS(short string, sysctls []string, wantNAT bool) (*reconcile.Namespace, map[string]obsLink, error) {
+func (k *Kernel) observeNS(short string, sysctls []string, wantNAT, wantQdisc bool) (*reconcile.Namespace, map[string]obsLink, error) {
 	h, err := k.handle(short)
 	if err != nil {
 		return nil, nil, err
@@ -671,6 +671,7 @@ func (k *Kernel) observeNS(short string, sysctls []string, wantNAT bool) (*recon
 			rl.OtherLab = other.String()
 		}
 		if owned {
+			wantQdisc = wantQdisc || attrs[qdiscAttr] != ""
 			tags[a.Name] = map[string]bool{}
 			for _, t := range strings.Split(attrs["a"], ",") {
 				tags[a.Name][t] = true
@@ -741,6 +742,11 @@ func (k *Kernel) observeNS(short string, sysctls []string, wantNAT bool) (*recon
 			rr.Proto = ""
 		}
 		ns.Routes[rr.Key()] = rr
+	}
+	if wantQdisc {
+		if err := observeQdiscs(h, ns, byIndex); err != nil {
+			return nil, nil, fmt.Errorf("list qdiscs in netns %q: %w", kname, err)
+		}
 	}
 	if hasNAT {
 		if err := k.observeNAT(h, ns); err != nil {
