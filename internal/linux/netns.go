@@ -334,3 +334,17 @@ func inNetnsNew(keep func(netns.NsHandle)) error {
 		return nil
 	})
 }
+
+// OpenNetns opens a namespace of the lab by its short name: the sandbox
+// for "host" under --netns, else the namespace this process is in.
+func (k *Kernel) OpenNetns(short string) (netns.NsHandle, error) {
+	if short == reconcile.HostNS && k.opt.Netns == "" {
+		return netns.Get()
+	}
+	name := k.KernelName(short)
+	fd, err := netns.GetFromPath(netnsPath(name))
+	if errors.Is(err, os.ErrNotExist) {
+		return fd, fmt.Errorf("namespace %s (netns %s) does not exist: apply the lab first", short, name)
+	}
+	return fd, err
+}

@@ -1,0 +1,119 @@
+package live
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+)
+
+// readPcap reads a pcap file with gopacket's reader (not ours) and
+// returns its packets.
+func readPcap(t *testing.T, r io.Reader) []gopacket.Packet {
+	t.Helper()
+	pr, err := pcapgo.NewReader(r)
+	if err != nil {
+		t.Fatalf("pcap reader: %v", err)
+	}
+	var out []gopacket.Packet
+	for {
+		data, _, err := pr.ReadPacketData()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("pcap packet %d: %v", len(out), err)
+		}
+		out = append(out, gopacket.NewPacket(data, layers.LayerTypeEthernet, gopacket.Default))
+	}
+}
+
+func countICMP(ps []gopacket.Packet) int {
+	n := 0
+	for _, p := range ps {
+		if p.Layer(layers.LayerTypeICMPv4) != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// TestCapture: capture -c 6 during a ping writes a pcap with at least 6
+// packets, ICMP among them; -w - streams pcap to stdout; without -w each
+// packet is a line; SIGINT ends a capture with a whole file.
+func TestCapture(t *testing.T) {
+	bin := binary(t)
+	file := "../../examples/bridge.yaml"
+	e := newEnv(t, file, nil)
+	if code, out, errOut := e.cli(bin, "apply", file); code != 0 {
+		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
+	}
+	defer e.destroy()
+	dir := t.TempDir()
+	ping := e.startPing("c1", "10.55.66.3", 20*time.Millisecond)
+	defer ping.stop()
+	time.Sleep(time.Second) // past the new links' IPv6 autoconfiguration chatter
+	args := func(a ...string) []string { return append([]string{"--netns", e.sandbox, "--prefix", e.prefix}, a...) }
+
+	out := filepath.Join(dir, "c.pcap")
+	if code, stdout, errOut := e.cli(bin, "capture", file, "c1:eth0", "-c", "6", "-w", out); code != 0 || !strings.Contains(errOut, "6 packets captured on c1:eth0") {
+		t.Fatalf("capture -c 6: %d\n%s%s", code, stdout, errOut)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := readPcap(t, f)
+	f.Close()
+	if len(ps) != 6 || countICMP(ps) == 0 {
+		t.Fatalf("the file holds %d packets, %d ICMP", len(ps), countICMP(ps))
+	}
+
+	// -w -: pcap on stdout, while it runs.
+	cmd := exec.Command(bin, args("capture", file, "host:veth-c1", "-w", "-", "-c", "4", "--filter", "icmp")...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("capture -w -: %v\n%s", err, stderr.String())
+	}
+	if ps := readPcap(t, &stdout); len(ps) != 4 || countICMP(ps) != 4 {
+		t.Fatalf("-w - gave %d packets, %d ICMP", len(ps), countICMP(ps))
+	}
+
+	// Lines.
+	code, lines, errOut := e.cli(bin, "capture", file, "c1:eth0", "-c", "2", "--filter", "icmp")
+	if code != 0 || !strings.Contains(lines, "IP 10.55.66.2 > 10.55.66.3: ICMP echo request") && !strings.Contains(lines, "ICMP echo reply") {
+		t.Fatalf("capture lines: %d\n%s%s", code, lines, errOut)
+	}
+
+	// SIGINT: the file is whole.
+	out2 := filepath.Join(dir, "int.pcap")
+	cmd = exec.Command(bin, args("capture", file, "c1:eth0", "-w", out2)...)
+	stderr.Reset()
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("capture after SIGINT: %v\n%s", err, stderr.String())
+	}
+	f, err = os.Open(out2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if ps := readPcap(t, f); countICMP(ps) == 0 || !strings.Contains(stderr.String(), "packets captured") {
+		t.Fatalf("after SIGINT the file holds %d packets (%d ICMP); stderr %s", len(ps), countICMP(ps), stderr.String())
+	}
+}
