@@ -758,7 +758,7 @@ func (k *Kernel) createLink(c *reconcile.Change) error {
 			l.MAC = l.PreferMAC
 		}
 		l.PreferMAC, l.AutoMAC = "", false // what the file wants, not what the kernel has
-		l.Impair = nil                      // a new interface has the kernel's default qdisc
+		l.Impair = nil                     // a new interface has the kernel's default qdisc
 		if l.MAC == "" {
 			h := fnv.New32a()
 			h.Write([]byte(nsName + "/" + l.Name))
