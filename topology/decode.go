@@ -146,6 +146,9 @@ func (d *decoder) document(data []byte) *Topology {
 		"nat": func(k, v *yaml.Node, p string) {
 			d.seq(v, p, func(i int, n *yaml.Node, p string) { t.NAT = append(t.NAT, d.nat(n, p)) })
 		},
+		"checks": func(k, v *yaml.Node, p string) {
+			d.seq(v, p, func(i int, n *yaml.Node, p string) { t.Checks = append(t.Checks, d.check(n, p)) })
+		},
 	}, []string{"name"})
 	return t
 }

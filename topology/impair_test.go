@@ -101,3 +101,58 @@ links:
 		}
 	}
 }
+
+func TestChecksDecode(t *testing.T) {
+	src := `name: chk
+namespaces: {a: {}, b: {}}
+links:
+  - a: {namespace: a, name: eth0, addresses: [10.1.0.1/24]}
+    b: {namespace: b, name: eth0, addresses: [10.1.0.2/24]}
+checks:
+  - {from: a, to: b}
+  - {from: a, to: "b:eth0", proto: tcp, port: 80, lands: b}
+  - {from: a, to: 10.9.9.9, expect: unreachable}
+`
+	top, err := Parse("t.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := top.Checks[0]; c.Proto != "icmp" || c.Expect != "reachable" {
+		t.Errorf("defaults: %+v", c)
+	}
+	if a, ns, err := top.CheckTarget("b"); err != nil || a.String() != "10.1.0.2" || ns != "b" {
+		t.Errorf("CheckTarget(b) = %v %q %v", a, ns, err)
+	}
+	bad := `name: chk
+namespaces: {a: {}, b: {}}
+links:
+  - endpoints: ["a:eth0", "b:eth0"]
+checks:
+  - {from: z, to: b}
+  - {from: a, to: "b:eth9"}
+  - {from: a, to: b, proto: icmp, port: 80}
+  - {from: a, to: nowhere}
+  - {from: a, to: 10.0.0.1, proto: tcp}
+  - {from: a, to: 10.0.0.1, proto: sctp, expect: maybe}
+  - {from: a, to: 10.0.0.1, proto: tcp, port: 1, lands: b, expect: unreachable}
+`
+	_, err = Parse("t.yaml", []byte(bad))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, w := range []string{
+		`t.yaml:6:12: checks[0].from: namespace "z" is not listed under namespaces`,
+		`t.yaml:6:19: checks[0].to: namespace "b" has no address to check (none of its interfaces has one)`,
+		`t.yaml:7:19: checks[1].to: interface "eth9" is not declared in namespace "b"`,
+		`t.yaml:8:41: checks[2].port: icmp has no port; use proto: tcp or udp`,
+		`t.yaml:9:19: checks[3].to: "nowhere" is neither a namespace of the file, NS:IF, nor an IP address`,
+		`t.yaml:10:5: checks[4].port: tcp needs a port in 1-65535`,
+		`t.yaml:11:36: checks[5].proto: "sctp" is not one of icmp, tcp, udp`,
+		`t.yaml:11:50: checks[5].expect: "maybe" is not one of reachable, unreachable`,
+		`t.yaml:12:57: checks[6].lands: lands says where a connection arrives: it needs expect: reachable`,
+	} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("missing %q in\n%v", w, err)
+		}
+	}
+}

@@ -29,6 +29,7 @@ type Topology struct {
 	Ipvlans    []*Ipvlan
 	Vxlans     []*Vxlan
 	NAT        []*NAT
+	Checks     []*Check
 }
 
 // Namespace holds the settings of one namespace listed under `namespaces:`.

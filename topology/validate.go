@@ -333,6 +333,9 @@ func (d *decoder) validate(t *Topology) {
 	for _, r := range t.NAT {
 		d.validateNAT(r, nsRef, declared)
 	}
+	for _, c := range t.Checks {
+		d.validateCheck(t, c, nss, declared)
+	}
 }
 
 // RouteDst normalises a route's `to` into a prefix; "default" becomes the

@@ -102,7 +102,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return nil
 	}
-	root.AddCommand(newValidateCmd(g), newPlanCmd(g), newApplyCmd(g), newDestroyCmd(g), newShowCmd(g), newCaptureCmd(g))
+	root.AddCommand(newValidateCmd(g), newPlanCmd(g), newApplyCmd(g), newDestroyCmd(g), newShowCmd(g), newCaptureCmd(g), newCheckCmd(g))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -409,6 +409,7 @@ type watchOptions struct {
 
 func newApplyCmd(g *globals) *cobra.Command {
 	var wo watchOptions
+	var runChecks bool
 	cmd := &cobra.Command{
 		Use:   "apply FILE",
 		Short: "Make the kernel match the topology, with a minimal plan",
@@ -431,10 +432,17 @@ func newApplyCmd(g *globals) *cobra.Command {
 			if g.output == "text" && res.Applied > 0 {
 				fmt.Fprintf(g.stdout, "\nApply complete. %s\n", res.Plan.Summary()[len("Plan: "):])
 			}
+			if runChecks {
+				if g.output == "text" {
+					fmt.Fprintln(g.stdout)
+				}
+				return g.runChecks(cmd.Context(), l, args[0])
+			}
 			return nil
 		},
 	}
 	f := cmd.Flags()
+	f.BoolVar(&runChecks, "check", false, "after applying, run the file's checks: (as netplan-lab check); exit 1 if one does not hold")
 	f.BoolVar(&wo.watch, "watch", false, "keep running: apply edits to the file and repair drift until stopped")
 	f.DurationVar(&wo.debounce, "debounce", 300*time.Millisecond, "with --watch: how long the file must be quiet before it is applied")
 	f.DurationVar(&wo.resync, "resync", 10*time.Second, "with --watch: period of the full resync (it repairs sysctl drift, which the kernel sends no event for)")

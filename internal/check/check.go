@@ -1,0 +1,385 @@
+// Package check runs a topology's reachability checks from inside the
+// lab's namespaces: ICMP echo (native, no ping binary), TCP connections
+// and UDP exchanges, with listeners of its own that answer with their
+// namespace's name, so a check can say where a forwarded connection lands.
+package check
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+
+	"github.com/netplan-lab/netplan-lab/internal/linux"
+	"github.com/netplan-lab/netplan-lab/topology"
+)
+
+// Result is the outcome of one check.
+type Result struct {
+	From    string  `json:"from"`
+	To      string  `json:"to"`
+	Address string  `json:"address"`
+	Proto   string  `json:"proto"`
+	Port    int     `json:"port,omitempty"`
+	Expect  string  `json:"expect"`
+	Seen    string  `json:"seen"`
+	Lands   string  `json:"lands,omitempty"`  // expected
+	Landed  string  `json:"landed,omitempty"` // the namespace whose listener answered
+	TimeMS  float64 `json:"time_ms"`
+	Detail  string  `json:"detail,omitempty"`
+	OK      bool    `json:"ok"`
+	Line    int     `json:"line,omitempty"`
+}
+
+// Env is what checks need of a lab.
+type Env struct {
+	Topo *topology.Topology
+	// Open opens a namespace of the lab by short name.
+	Open func(short string) (netns.NsHandle, error)
+	// Listen lists the namespaces where check may listen for tcp/udp
+	// checks ("host" only when it is a sandbox).
+	Listen []string
+	// Timeout is how long one probe waits (default 1s); ICMP tries three
+	// times within it.
+	Timeout time.Duration
+}
+
+// The line a listener of check answers with.
+const banner = "netplan-lab "
+
+func (e *Env) timeout() time.Duration {
+	if e.Timeout > 0 {
+		return e.Timeout
+	}
+	return time.Second
+}
+
+// in runs fn inside namespace short.
+func (e *Env) in(short string, fn func() error) error {
+	fd, err := e.Open(short)
+	if err != nil {
+		return err
+	}
+	defer fd.Close()
+	return linux.InNetns(fd, fn)
+}
+
+// Run runs every check of the topology, concurrently, and returns the
+// results in file order.
+func Run(ctx context.Context, e *Env) ([]Result, error) {
+	stop, err := e.listen(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	out := make([]Result, len(e.Topo.Checks))
+	var wg sync.WaitGroup
+	for i, c := range e.Topo.Checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i] = e.one(c)
+		}()
+	}
+	wg.Wait()
+	return out, ctx.Err()
+}
+
+func (e *Env) one(c *topology.Check) Result {
+	r := Result{From: c.From, To: c.To, Proto: c.Proto, Port: c.Port, Expect: c.Expect, Lands: c.Lands, Line: c.Pos.Line}
+	addr, _, err := e.Topo.CheckTarget(c.To)
+	if err != nil {
+		r.Seen, r.Detail = "error", err.Error()
+		return r
+	}
+	r.Address = addr.String()
+	start := time.Now()
+	var reached bool
+	switch c.Proto {
+	case "icmp":
+		var rtt time.Duration
+		rtt, err = e.Ping(c.From, addr)
+		reached = err == nil
+		if reached {
+			r.TimeMS = ms(rtt)
+		}
+	case "tcp":
+		r.Landed, err = e.tcp(c.From, addr, c.Port)
+		reached = err == nil
+	case "udp":
+		r.Landed, err = e.udp(c.From, addr, c.Port)
+		reached = err == nil
+	}
+	if r.TimeMS == 0 {
+		r.TimeMS = ms(time.Since(start))
+	}
+	r.Seen = "unreachable"
+	if reached {
+		r.Seen = "reachable"
+	}
+	if err != nil {
+		r.Detail = err.Error()
+	}
+	r.OK = r.Seen == r.Expect
+	if r.OK && c.Lands != "" && r.Landed != c.Lands {
+		r.OK = false
+		if r.Landed == "" {
+			r.Detail = "answered by something that is not a listener of check (a real server?)"
+		} else {
+			r.Detail = "landed in " + r.Landed + ", not " + c.Lands
+		}
+	}
+	return r
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// Ping sends ICMP echo requests from namespace ns to addr and returns the
+// round trip of the first reply: three tries within the timeout.
+func (e *Env) Ping(ns string, addr netip.Addr) (time.Duration, error) {
+	var conn *icmp.PacketConn
+	network, laddr, proto := "ip4:icmp", "0.0.0.0", 1
+	var reqType, replyType icmp.Type = ipv4.ICMPTypeEcho, ipv4.ICMPTypeEchoReply
+	if addr.Is6() {
+		network, laddr, proto = "ip6:ipv6-icmp", "::", 58
+		reqType, replyType = ipv6.ICMPTypeEchoRequest, ipv6.ICMPTypeEchoReply
+	}
+	if err := e.in(ns, func() error {
+		var err error
+		conn, err = icmp.ListenPacket(network, laddr)
+		return err
+	}); err != nil {
+		return 0, fmt.Errorf("icmp socket in %s: %w", ns, err)
+	}
+	defer conn.Close()
+	id := rand.IntN(0xffff)
+	to := &net.IPAddr{IP: addr.AsSlice()}
+	deadline := time.Now().Add(e.timeout())
+	tries := 3
+	buf := make([]byte, 1500)
+	for seq := 1; seq <= tries; seq++ {
+		msg := icmp.Message{Type: reqType, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("netplan-lab check")}}
+		b, err := msg.Marshal(nil)
+		if err != nil {
+			return 0, err
+		}
+		sent := time.Now()
+		if _, err := conn.WriteTo(b, to); err != nil {
+			return 0, fmt.Errorf("send: %w", err) // no route, network unreachable
+		}
+		try := time.Until(deadline) / time.Duration(tries-seq+1)
+		conn.SetReadDeadline(time.Now().Add(try))
+		for {
+			n, from, err := conn.ReadFrom(buf)
+			if err != nil {
+				break // this try's time is up
+			}
+			m, err := icmp.ParseMessage(proto, buf[:n])
+			if err != nil || m.Type != replyType {
+				continue
+			}
+			echo, ok := m.Body.(*icmp.Echo)
+			if ok && echo.ID == id && from.String() == addr.String() {
+				return time.Since(sent), nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("no echo reply within %v", e.timeout())
+}
+
+// tcp connects from ns to addr:port; a listener of check says its
+// namespace.
+func (e *Env) tcp(ns string, addr netip.Addr, port int) (string, error) {
+	var c net.Conn
+	err := e.in(ns, func() error {
+		var err error
+		c, err = net.DialTimeout("tcp", netip.AddrPortFrom(addr, uint16(port)).String(), e.timeout())
+		return err
+	})
+	if err != nil {
+		return "", simplify(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(e.timeout()))
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	landed, _ := strings.CutPrefix(strings.TrimSpace(line), banner)
+	if !strings.HasPrefix(line, banner) {
+		landed = ""
+	}
+	return landed, nil
+}
+
+// udp sends a datagram from ns to addr:port and waits for an answer.
+func (e *Env) udp(ns string, addr netip.Addr, port int) (string, error) {
+	var c net.Conn
+	err := e.in(ns, func() error {
+		var err error
+		c, err = net.Dial("udp", netip.AddrPortFrom(addr, uint16(port)).String())
+		return err
+	})
+	if err != nil {
+		return "", simplify(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 512)
+	deadline := time.Now().Add(e.timeout())
+	for try := 0; try < 3; try++ {
+		if _, err := c.Write([]byte("netplan-lab check\n")); err != nil {
+			return "", simplify(err)
+		}
+		c.SetReadDeadline(time.Now().Add(time.Until(deadline) / time.Duration(3-try)))
+		n, err := c.Read(buf)
+		if err == nil {
+			landed, ok := strings.CutPrefix(strings.TrimSpace(string(buf[:n])), banner)
+			if !ok {
+				landed = ""
+			}
+			return landed, nil
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return "", errors.New("port unreachable (ICMP)")
+		}
+	}
+	return "", fmt.Errorf("no answer within %v", e.timeout())
+}
+
+func simplify(err error) error {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return errors.New("connection refused")
+	case errors.Is(err, syscall.ENETUNREACH):
+		return errors.New("network unreachable (no route)")
+	case errors.Is(err, syscall.EHOSTUNREACH):
+		return errors.New("host unreachable")
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return errors.New("no answer (timed out)")
+	}
+	return err
+}
+
+// listen starts, in every namespace of e.Listen, a TCP or UDP listener on
+// every port a check uses and on the destination port of every
+// port_forward of that port and protocol, unless something listens there
+// already. Each answers with its namespace's name.
+func (e *Env) listen(ctx context.Context) (func(), error) {
+	type key struct {
+		proto string
+		port  int
+	}
+	ports := map[key]bool{}
+	for _, c := range e.Topo.Checks {
+		if c.Proto != "tcp" && c.Proto != "udp" {
+			continue
+		}
+		ports[key{c.Proto, c.Port}] = true
+		for _, n := range e.Topo.NAT {
+			if pf := n.PortForward; pf != nil && pf.Proto == c.Proto && pf.Port == c.Port {
+				if ap, err := netip.ParseAddrPort(pf.To); err == nil {
+					ports[key{c.Proto, int(ap.Port())}] = true
+				}
+			}
+		}
+	}
+	var closers []func()
+	stop := func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	for _, ns := range e.Listen {
+		for k := range ports {
+			name := ns
+			addr := ":" + strconv.Itoa(k.port)
+			err := e.in(ns, func() error {
+				if k.proto == "tcp" {
+					ln, err := net.Listen("tcp", addr)
+					if err != nil {
+						return err
+					}
+					closers = append(closers, func() { ln.Close() })
+					go serveTCP(ln, name)
+					return nil
+				}
+				pc, err := net.ListenPacket("udp", addr)
+				if err != nil {
+					return err
+				}
+				closers = append(closers, func() { pc.Close() })
+				go serveUDP(pc, name)
+				return nil
+			})
+			if err != nil && !errors.Is(err, syscall.EADDRINUSE) {
+				stop()
+				return nil, fmt.Errorf("listen on %s %s in %s: %w", k.proto, addr, ns, err)
+			}
+		}
+	}
+	return stop, nil
+}
+
+func serveTCP(ln net.Listener, ns string) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		fmt.Fprintf(c, "%s%s\n", banner, ns)
+		c.Close()
+	}
+}
+
+func serveUDP(pc net.PacketConn, ns string) {
+	buf := make([]byte, 512)
+	for {
+		_, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		pc.WriteTo([]byte(banner+ns+"\n"), from)
+	}
+}
+
+// Matrix pings, from every namespace in names, the first address of every
+// other one (mininet's pingall), concurrently. ok[i][j] says whether
+// names[i] reached names[j]; a namespace without an address is skipped
+// as a target.
+func Matrix(e *Env, names []string) [][]*bool {
+	out := make([][]*bool, len(names))
+	var wg sync.WaitGroup
+	for i, from := range names {
+		out[i] = make([]*bool, len(names))
+		for j, to := range names {
+			if i == j {
+				continue
+			}
+			addr, _, ok := e.Topo.FirstAddr(to)
+			if !ok {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := e.Ping(from, addr)
+				v := err == nil
+				out[i][j] = &v
+			}()
+		}
+	}
+	wg.Wait()
+	return out
+}
