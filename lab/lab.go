@@ -147,6 +147,11 @@ func (l *Lab) Apply(ctx context.Context) (*reconcile.Result, error) {
 		if err != nil && res != nil && createsSandbox(res.Plan) && (res.RolledBack || res.Applied == 0) {
 			_, _ = l.k.RemoveHostIfCreated()
 		}
+		if err == nil {
+			if herr := l.writeHosts(l.Topology); herr != nil {
+				return fmt.Errorf("write the lab's hosts files under %s: %w", EtcNetns, herr)
+			}
+		}
 		return err
 	})
 }
@@ -178,6 +183,9 @@ func (l *Lab) DestroyReporting(ctx context.Context, onChange func(c *reconcile.C
 		if err != nil {
 			return err
 		}
+		if err := l.removeHosts(nil); err != nil {
+			return fmt.Errorf("remove the lab's hosts files under %s: %w", EtcNetns, err)
+		}
 		if removed, err = l.k.RemoveHostIfCreated(); err != nil {
 			return fmt.Errorf("remove netns %q: %w", l.opt.Netns, err)
 		}
@@ -200,7 +208,14 @@ func (l *Lab) Update(ctx context.Context, name string, data []byte) (*reconcile.
 	if err != nil {
 		return nil, err
 	}
-	res, err := l.reconcile(ctx, desired, l.opt.OnChange, nil)
+	res, err := l.reconcile(ctx, desired, l.opt.OnChange, func(res *reconcile.Result, err error) error {
+		if err == nil {
+			if herr := l.writeHosts(t); herr != nil {
+				return fmt.Errorf("write the lab's hosts files under %s: %w", EtcNetns, herr)
+			}
+		}
+		return err
+	})
 	if err == nil {
 		l.Topology, l.desired = t, desired
 	}

@@ -17,6 +17,7 @@ type Check struct {
 	Port   int
 	Expect string // reachable (default), unreachable
 	Lands  string // tcp/udp: the namespace that must answer (where a DNAT lands)
+	Dev    string // send out of this interface of From (ping -I)
 	Pos    Pos
 	Path   string
 }
@@ -30,6 +31,7 @@ func (d *decoder) check(n *yaml.Node, path string) *Check {
 		"port":   func(k, v *yaml.Node, p string) { c.Port = d.integer(v, p) },
 		"expect": func(k, v *yaml.Node, p string) { c.Expect = d.str(v, p) },
 		"lands":  func(k, v *yaml.Node, p string) { c.Lands = d.str(v, p) },
+		"dev":    func(k, v *yaml.Node, p string) { c.Dev = d.str(v, p) },
 	}, []string{"from", "to"})
 	if c.Proto == "" {
 		c.Proto = "icmp"
@@ -43,6 +45,8 @@ func (d *decoder) check(n *yaml.Node, path string) *Check {
 func (d *decoder) validateCheck(t *Topology, c *Check, nss map[string]bool, declared func(ns, name string) bool) {
 	if c.From != "" && !nss[c.From] {
 		d.at(c.Pos, join(c.Path, "from"), "namespace %q is not listed under namespaces", c.From)
+	} else if c.Dev != "" && !declared(c.From, c.Dev) && c.From != Host {
+		d.at(c.Pos, join(c.Path, "dev"), "interface %q is not declared in namespace %q", c.Dev, c.From)
 	}
 	if ns, ifname, ok := strings.Cut(c.To, ":"); ok && !strings.Contains(ifname, ":") && ns != "" {
 		if !nss[ns] {

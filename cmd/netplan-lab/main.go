@@ -7,6 +7,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == nsexecHelper {
+		os.Exit(nsexec(os.Args[2:]))
+	}
 	// Parsing a huge file makes mostly short-lived garbage (the YAML node
 	// tree); a soft limit makes the collector keep the peak near what is
 	// live instead of twice it. Small labs never come near it.

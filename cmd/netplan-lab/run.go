@@ -102,7 +102,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return nil
 	}
-	root.AddCommand(newValidateCmd(g), newPlanCmd(g), newApplyCmd(g), newDestroyCmd(g), newShowCmd(g), newCaptureCmd(g), newCheckCmd(g))
+	root.AddCommand(newValidateCmd(g), newPlanCmd(g), newApplyCmd(g), newDestroyCmd(g), newShowCmd(g), newCaptureCmd(g), newCheckCmd(g), newExecCmd(g), newShellCmd(g))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -457,6 +457,7 @@ func (g *globals) watch(ctx context.Context, l *lab, file string, wo watchOption
 		return err
 	}
 	name, prefix := l.topo.Name, l.topo.Prefix
+	current := l.topo // the topology of the last valid file, for the hosts files
 	var mu sync.Mutex
 	report := func(e watch.Event) {
 		mu.Lock()
@@ -479,8 +480,13 @@ func (g *globals) watch(ctx context.Context, l *lab, file string, wo watchOption
 			if t.Name != name || (g.prefix == "" && t.Prefix != prefix) {
 				return nil, fmt.Errorf("%s: name or prefix changed (%q/%q -> %q/%q): a running watch keeps the lab it started with; restart it to move", f, name, prefix, t.Name, t.Prefix)
 			}
-			return reconcile.Desired(t)
+			d, err := reconcile.Desired(t)
+			if err == nil {
+				current = t
+			}
+			return d, err
 		},
+		AfterApply: func() error { return l.WriteHosts(current) },
 	})
 	if err != nil {
 		return err

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 
 	"github.com/netplan-lab/netplan-lab/internal/linux"
 	"github.com/netplan-lab/netplan-lab/topology"
@@ -111,16 +112,16 @@ func (e *Env) one(c *topology.Check) Result {
 	switch c.Proto {
 	case "icmp":
 		var rtt time.Duration
-		rtt, err = e.Ping(c.From, addr)
+		rtt, err = e.ping(c.From, c.Dev, addr)
 		reached = err == nil
 		if reached {
 			r.TimeMS = ms(rtt)
 		}
 	case "tcp":
-		r.Landed, err = e.tcp(c.From, addr, c.Port)
+		r.Landed, err = e.tcp(c.From, c.Dev, addr, c.Port)
 		reached = err == nil
 	case "udp":
-		r.Landed, err = e.udp(c.From, addr, c.Port)
+		r.Landed, err = e.udp(c.From, c.Dev, addr, c.Port)
 		reached = err == nil
 	}
 	if r.TimeMS == 0 {
@@ -150,7 +151,26 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // Ping sends ICMP echo requests from namespace ns to addr and returns the
 // round trip of the first reply: three tries within the timeout.
 func (e *Env) Ping(ns string, addr netip.Addr) (time.Duration, error) {
-	var conn *icmp.PacketConn
+	return e.ping(ns, "", addr)
+}
+
+// bindTo is a socket option setter: SO_BINDTODEVICE dev (ping -I).
+func bindTo(dev string) func(network, address string, c syscall.RawConn) error {
+	if dev == "" {
+		return nil
+	}
+	return func(network, address string, c syscall.RawConn) error {
+		var err error
+		cerr := c.Control(func(fd uintptr) { err = unix.BindToDevice(int(fd), dev) })
+		if cerr != nil {
+			return cerr
+		}
+		return err
+	}
+}
+
+func (e *Env) ping(ns, dev string, addr netip.Addr) (time.Duration, error) {
+	var conn net.PacketConn
 	network, laddr, proto := "ip4:icmp", "0.0.0.0", 1
 	var reqType, replyType icmp.Type = ipv4.ICMPTypeEcho, ipv4.ICMPTypeEchoReply
 	if addr.Is6() {
@@ -159,7 +179,8 @@ func (e *Env) Ping(ns string, addr netip.Addr) (time.Duration, error) {
 	}
 	if err := e.in(ns, func() error {
 		var err error
-		conn, err = icmp.ListenPacket(network, laddr)
+		lc := net.ListenConfig{Control: bindTo(dev)}
+		conn, err = lc.ListenPacket(context.Background(), network, laddr)
 		return err
 	}); err != nil {
 		return 0, fmt.Errorf("icmp socket in %s: %w", ns, err)
@@ -178,7 +199,7 @@ func (e *Env) Ping(ns string, addr netip.Addr) (time.Duration, error) {
 		}
 		sent := time.Now()
 		if _, err := conn.WriteTo(b, to); err != nil {
-			return 0, fmt.Errorf("send: %w", err) // no route, network unreachable
+			return 0, simplify(err) // no route: network unreachable
 		}
 		try := time.Until(deadline) / time.Duration(tries-seq+1)
 		conn.SetReadDeadline(time.Now().Add(try))
@@ -192,7 +213,7 @@ func (e *Env) Ping(ns string, addr netip.Addr) (time.Duration, error) {
 				continue
 			}
 			echo, ok := m.Body.(*icmp.Echo)
-			if ok && echo.ID == id && from.String() == addr.String() {
+			if ok && echo.ID == id && echo.Seq == seq && from.String() == addr.String() {
 				return time.Since(sent), nil
 			}
 		}
@@ -202,11 +223,12 @@ func (e *Env) Ping(ns string, addr netip.Addr) (time.Duration, error) {
 
 // tcp connects from ns to addr:port; a listener of check says its
 // namespace.
-func (e *Env) tcp(ns string, addr netip.Addr, port int) (string, error) {
+func (e *Env) tcp(ns, dev string, addr netip.Addr, port int) (string, error) {
 	var c net.Conn
 	err := e.in(ns, func() error {
 		var err error
-		c, err = net.DialTimeout("tcp", netip.AddrPortFrom(addr, uint16(port)).String(), e.timeout())
+		d := net.Dialer{Timeout: e.timeout(), Control: bindTo(dev)}
+		c, err = d.Dial("tcp", netip.AddrPortFrom(addr, uint16(port)).String())
 		return err
 	})
 	if err != nil {
@@ -223,11 +245,12 @@ func (e *Env) tcp(ns string, addr netip.Addr, port int) (string, error) {
 }
 
 // udp sends a datagram from ns to addr:port and waits for an answer.
-func (e *Env) udp(ns string, addr netip.Addr, port int) (string, error) {
+func (e *Env) udp(ns, dev string, addr netip.Addr, port int) (string, error) {
 	var c net.Conn
 	err := e.in(ns, func() error {
 		var err error
-		c, err = net.Dial("udp", netip.AddrPortFrom(addr, uint16(port)).String())
+		d := net.Dialer{Control: bindTo(dev)}
+		c, err = d.Dial("udp", netip.AddrPortFrom(addr, uint16(port)).String())
 		return err
 	})
 	if err != nil {

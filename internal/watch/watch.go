@@ -67,6 +67,9 @@ type Config struct {
 	// Lock, if set, is held around each apply, so no other writer works
 	// on the same sandbox at the same time.
 	Lock func(ctx context.Context) (unlock func(), err error)
+	// AfterApply, if set, runs after each apply that succeeded, still
+	// holding the lock (the command writes the lab's hosts files).
+	AfterApply func() error
 }
 
 type watcher struct {
@@ -241,6 +244,9 @@ func (w *watcher) apply(ctx context.Context, kind, trigger string, drift []strin
 		},
 	})
 	w.sync()
+	if err == nil && w.cfg.AfterApply != nil {
+		err = w.cfg.AfterApply()
+	}
 	if err == nil && res.Observed != nil {
 		w.known = res.Observed
 	}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+	"golang.org/x/term"
+
+	"github.com/netplan-lab/netplan-lab/internal/linux"
+	netplanlab "github.com/netplan-lab/netplan-lab/lab"
+	"github.com/netplan-lab/netplan-lab/reconcile"
+)
+
+// nsexecHelper is the hidden first argument of the helper process that
+// exec and shell start inside the target namespace: it does in its own
+// mount namespace what `ip netns exec` does (the lab's hosts file over
+// /etc/hosts, /sys remounted for the namespace) and then becomes CMD.
+const nsexecHelper = "__netplan-lab-nsexec"
+
+func newExecCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "exec FILE NS -- CMD [ARGS...]",
+		Short: "Run a command in a namespace of the lab (by its name in the file)",
+		Long: `Run CMD inside the lab namespace NS (its short name in the file; host is
+the --netns sandbox, or this machine's namespace without --netns). stdin,
+stdout, stderr and the exit status pass through. As with ip netns exec,
+CMD gets a private mount namespace in which /etc/hosts is the lab's (every
+namespace's name stands for its first address, NS-IF for an interface's)
+and /sys shows the namespace's interfaces.`,
+		Example: `  netplan-lab --netns lab exec examples/bridge.yaml c1 -- ping -c1 c2
+  netplan-lab --netns lab exec examples/bridge.yaml c1 -- ip route`,
+		Args: cobra.MinimumNArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.ArgsLenAtDash() != 2 {
+				return &codeError{exitError, errors.New("usage: exec FILE NS -- CMD [ARGS...] (the command goes after --)")}
+			}
+			return g.execIn(cmd, args[0], args[1], args[2:], nil)
+		},
+	}
+}
+
+func newShellCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "shell FILE NS",
+		Short: "An interactive shell in a namespace of the lab",
+		Long: `An interactive shell ($SHELL, else /bin/sh) inside the lab namespace NS,
+as exec runs commands, with a prompt that names the lab and the namespace.
+Commands on stdin work too: echo 'ping -c1 c2' | netplan-lab shell FILE c1.`,
+		Example: `  netplan-lab --netns lab shell examples/bridge.yaml c1`,
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sh := os.Getenv("SHELL")
+			if sh == "" {
+				sh = "/bin/sh"
+			}
+			argv := []string{sh}
+			tty := term.IsTerminal(int(os.Stdin.Fd()))
+			if filepath.Base(sh) == "bash" && tty {
+				argv = append(argv, "--norc", "-i") // so the prompt is ours
+			} else if tty {
+				argv = append(argv, "-i")
+			}
+			return g.execIn(cmd, args[0], args[1], argv, func(lab, ns string) []string {
+				return []string{fmt.Sprintf("PS1=[%s:%s] \\w \\$ ", lab, ns)}
+			})
+		},
+	}
+}
+
+// execIn runs argv in namespace ns of the lab of file, passing the exit
+// status through.
+func (g *globals) execIn(cmd *cobra.Command, file, ns string, argv []string, extraEnv func(lab, ns string) []string) error {
+	l, err := g.load(cmd.Context(), file)
+	if err != nil {
+		return err
+	}
+	defer l.kernel.Close()
+	if ns != reconcile.HostNS && l.topo.Namespace(ns) == nil {
+		return &codeError{exitError, fmt.Errorf("namespace %q is not in %s", ns, file)}
+	}
+	fd, err := l.kernel.OpenNetns(ns)
+	if err != nil {
+		return err
+	}
+	defer fd.Close()
+	kname := l.kernel.KernelName(ns)
+	env := append(os.Environ(), "NETPLAN_LAB="+l.topo.Name, "NETPLAN_LAB_NS="+ns, "NETPLAN_LAB_NETNS="+kname)
+	if extraEnv != nil {
+		env = append(env, extraEnv(l.topo.Name, ns)...)
+	}
+	var c *exec.Cmd
+	if ns == reconcile.HostNS && g.netns == "" {
+		// This machine's own namespace: nothing to enter.
+		path, err := exec.LookPath(argv[0])
+		if err != nil {
+			return &codeError{127, err}
+		}
+		c = exec.Command(path, argv[1:]...)
+	} else {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		c = exec.Command(self, append([]string{nsexecHelper, kname, "--"}, argv...)...)
+		c.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	}
+	c.Env = env
+	c.Stdin, c.Stdout, c.Stderr = os.Stdin, g.stdout, g.stderr
+	// Started from a thread inside the namespace: the child is born in it.
+	err = linux.InNetns(fd, c.Start)
+	if err != nil {
+		return fmt.Errorf("start %s in netns %s: %w", argv[0], kname, err)
+	}
+	// Ctrl-C goes to the command (same process group); this process only
+	// waits for it.
+	err = c.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code := ee.ExitCode()
+		if code < 0 { // killed by a signal
+			code = 128 + int(ee.Sys().(syscall.WaitStatus).Signal())
+		}
+		return &codeError{code, nil}
+	}
+	return err
+}
+
+// nsexec is the helper: already in the target network namespace and in a
+// mount namespace of its own, it mounts what `ip netns exec` mounts and
+// execs the command. It never returns on success.
+func nsexec(args []string) int {
+	if len(args) < 3 || args[1] != "--" {
+		fmt.Fprintln(os.Stderr, "error: "+nsexecHelper+" NETNS -- CMD [ARGS...]")
+		return 2
+	}
+	kname, argv := args[0], args[2:]
+	dir := filepath.Join(netplanlab.EtcNetns, kname)
+	if entries, err := os.ReadDir(dir); err == nil {
+		for _, e := range entries {
+			src, dst := filepath.Join(dir, e.Name()), filepath.Join("/etc", e.Name())
+			if _, err := os.Stat(dst); err != nil {
+				continue // as ip netns exec: only over what exists
+			}
+			if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+				fmt.Fprintf(os.Stderr, "error: bind %s over %s: %v\n", src, dst, err)
+				return 1
+			}
+		}
+	}
+	// /sys as the namespace sees it (its own interfaces under
+	// /sys/class/net).
+	if err := unix.Unmount("/sys", unix.MNT_DETACH); err == nil {
+		if err := unix.Mount(kname, "/sys", "sysfs", 0, ""); err != nil {
+			fmt.Fprintf(os.Stderr, "error: mount /sys for netns %s: %v\n", kname, err)
+			return 1
+		}
+	}
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "error: %v\n", err)
+		return 127
+	}
+	err = syscall.Exec(path, argv, os.Environ())
+	fmt.Fprintf(os.Stderr, "error: exec %s: %v\n", path, err)
+	return 126
+}
