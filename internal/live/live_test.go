@@ -130,6 +130,17 @@ func (e *env) cleanup() {
 		}
 	}
 	_ = os.Remove(linux.LockPath(e.sandbox))
+	// Hosts files a CLI apply wrote (a CLI destroy removes them; env's
+	// own destroy goes through reconcile and does not).
+	etc, _ := os.ReadDir("/etc/netns")
+	for _, d := range etc {
+		if strings.HasPrefix(d.Name(), e.prefix) || d.Name() == e.sandbox {
+			_ = os.RemoveAll(filepath.Join("/etc/netns", d.Name()))
+		}
+	}
+	if left, err := os.ReadDir("/etc/netns"); err == nil && len(left) == 0 {
+		_ = os.Remove("/etc/netns")
+	}
 }
 
 // path of a namespace of the lab: "host" is the sandbox.
@@ -298,6 +309,8 @@ var exampleEdits = map[string][2]string{
 	"macvlan.yaml":        {"addresses: [192.168.111.11/24]", "addresses: [192.168.111.11/24, \"fd11::11/64\"]"},
 	"ipvlan-l2.yaml":      {"addresses: [192.168.112.11/24]", "addresses: [192.168.112.11/24, 192.168.112.12/24]"},
 	"ipvlan-l3.yaml":      {"addresses: [10.0.2.10/24]", "addresses: [10.0.2.10/24]\n    mtu: 1400"},
+	"veth-self.yaml":      {"addresses: [192.168.1.2/24]}", "addresses: [192.168.1.2/24]}\n    mtu: 1400"},
+	"impair.yaml":         {"      rate: 8mbit", "      rate: 20mbit"},
 }
 
 // exampleChecks prove, with real traffic, what each example teaches.
@@ -307,8 +320,11 @@ var exampleChecks = map[string]func(e *env){
 		e.tcp("host", "c1", "10.55.66.1:8081", "10.55.66.1:8081")
 	},
 	"router.yaml": func(e *env) {
-		e.tcp("ns1", "ns0", "192.168.88.3:80", "192.168.88.3:80")
-		e.tcp("host", "ns1", "192.168.88.1:81", "192.168.88.1:81")
+		// Across the router: two subnets.
+		if from := e.tcp("ns1", "ns0", "192.168.89.2:80", "192.168.89.2:80"); !strings.HasPrefix(from, "192.168.88.2:") {
+			e.t.Fatalf("ns1 saw ns0 as %s", from)
+		}
+		e.tcp("host", "ns1", "192.168.89.1:81", "192.168.89.1:81")
 		sc, err := e.k.Observe(context.Background(), reconcile.Query{Sysctls: map[string][]string{"host": {"net.ipv4.ip_forward"}}})
 		if err != nil || sc.NS("host").Sysctls["net.ipv4.ip_forward"] != "1" {
 			e.t.Fatalf("ip_forward in the sandbox: %v %v", sc.NS("host").Sysctls, err)
@@ -415,6 +431,26 @@ var exampleChecks = map[string]func(e *env){
 			}
 		})
 	},
+	"veth-self.yaml": func(e *env) {
+		// What makes the pair answer itself (TestVethSelfNeedsItsSysctls
+		// shows it failing without them): read back from the kernel.
+		sc, err := e.k.Observe(context.Background(), reconcile.Query{Namespaces: []string{"solo"}, Sysctls: map[string][]string{
+			"solo": {"net.ipv4.conf.veth0.accept_local", "net.ipv4.conf.veth1.accept_local", "net.ipv4.conf.veth1.rp_filter", "net.ipv4.conf.all.rp_filter"}}})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		got := sc.NS("solo").Sysctls
+		if got["net.ipv4.conf.veth0.accept_local"] != "1" || got["net.ipv4.conf.veth1.accept_local"] != "1" || got["net.ipv4.conf.veth1.rp_filter"] != "0" || got["net.ipv4.conf.all.rp_filter"] != "0" {
+			e.t.Fatalf("solo's sysctls: %v", got)
+		}
+	},
+	"impair.yaml": func(e *env) {
+		// The WAN line carries what its rate says (within 25%).
+		rate := float64(e.topo.Links[0].A.Impair.Rate) / 1e6
+		if mbit := e.throughput("hq", "branch", "10.20.0.1:5001", 2*time.Second); mbit < 0.75*rate || mbit > 1.25*rate {
+			e.t.Fatalf("through rate %.0fmbit: %.2f Mbit/s", rate, mbit)
+		}
+	},
 	"container.yaml": func(e *env) {
 		// Two "processes" in one namespace: loopback is shared.
 		e.tcp("pod", "pod", "127.0.0.1:8000", "127.0.0.1:8000")
@@ -442,6 +478,7 @@ func TestExamples(t *testing.T) {
 			}
 			e.mustApply()
 			check(e)
+			e.fileChecks()
 			e.assertNoOp()
 			if edit, ok := exampleEdits[name]; ok {
 				// One in-place edit: planned as changes, never a replace.
@@ -465,6 +502,7 @@ func TestExamples(t *testing.T) {
 				}
 				e.mustApply()
 				check(e)
+				e.fileChecks()
 				e.assertNoOp()
 			}
 			e.destroy()

@@ -1,0 +1,223 @@
+package live
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/netplan-lab/netplan-lab/internal/check"
+	"github.com/netplan-lab/netplan-lab/reconcile"
+)
+
+// checkEnv is netplan-lab check's view of the test's lab.
+func (e *env) checkEnv() *check.Env {
+	listen := []string{reconcile.HostNS}
+	for _, n := range e.topo.Namespaces {
+		if n.Name != reconcile.HostNS {
+			listen = append(listen, n.Name)
+		}
+	}
+	return &check.Env{Topo: e.topo, Open: e.k.OpenNetns, Listen: listen}
+}
+
+// fileChecks runs the file's checks: (each example has some) and fails
+// on any that does not hold.
+func (e *env) fileChecks() {
+	e.t.Helper()
+	if len(e.topo.Checks) == 0 {
+		e.t.Fatalf("%s has no checks: every example proves what it teaches with some", e.topo.File)
+	}
+	results, err := check.Run(context.Background(), e.checkEnv())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, r := range results {
+		if !r.OK {
+			e.t.Errorf("%s:%d: check %s -> %s %s: seen %s (landed %q), expected %s (lands %q): %s",
+				e.topo.File, r.Line, r.From, r.To, r.Proto, r.Seen, r.Landed, r.Expect, r.Lands, r.Detail)
+		}
+	}
+}
+
+// TestCheckCommand: check passes and fails with the right exit status,
+// names where a forwarded connection lands, prints JSON, and runs after
+// apply --check; check --all is a matrix.
+func TestCheckCommand(t *testing.T) {
+	bin := binary(t)
+	src, err := os.ReadFile("../../examples/published-port.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A check that fails: the published port does not land in internet.
+	failing := string(src) + "  - {from: internet, to: \"host:uplink\", proto: tcp, port: 8080, lands: internet}\n" +
+		"  - {from: web, to: 198.51.100.2, expect: unreachable}\n"
+	dir := t.TempDir()
+	file := filepath.Join(dir, "pp.yaml")
+	if err := os.WriteFile(file, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, file, nil)
+	code, out, errOut := e.cli(bin, "apply", "--check", file)
+	if code != 0 || !strings.Contains(out, "ok   internet -> host:uplink (198.51.100.1) tcp/8080: reachable, landed in web (expected reachable, landing in web)") ||
+		!strings.Contains(out, "3 of 3 checks hold.") {
+		t.Fatalf("apply --check: %d\n%s%s", code, out, errOut)
+	}
+	defer e.destroy()
+	if err := os.WriteFile(file, []byte(failing), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = e.cli(bin, "check", file)
+	if code != 1 || !strings.Contains(out, "FAIL internet -> host:uplink (198.51.100.1) tcp/8080: reachable, landed in web (expected reachable, landing in internet)") ||
+		!strings.Contains(out, "FAIL web -> 198.51.100.2 icmp: reachable (expected unreachable)") ||
+		!strings.Contains(out, "3 of 5 checks hold.") || !strings.Contains(errOut, "error: 2 checks of "+file+" did not hold") {
+		t.Fatalf("check with two failing: %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = e.cli(bin, "-o", "json", "check", file)
+	var doc struct {
+		Results []check.Result `json:"results"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || code != 1 || len(doc.Results) != 5 {
+		t.Fatalf("check -o json: %d %v\n%s", code, err, out)
+	}
+	if r := doc.Results[3]; r.OK || r.Landed != "web" || r.Lands != "internet" || r.Address != "198.51.100.1" {
+		t.Fatalf("json result: %+v", r)
+	}
+	code, out, errOut = e.cli(bin, "check", "--all", file)
+	// web reaches internet (masquerade), internet reaches no one inside.
+	if code != 1 || !strings.Contains(out, "from\\to") || !strings.Contains(out, "X") || !strings.Contains(errOut, "did not reach") {
+		t.Fatalf("check --all: %d\n%s%s", code, out, errOut)
+	}
+	lines := strings.Split(out, "\n")
+	if !strings.HasPrefix(lines[0], "from\\to") || !strings.Contains(lines[0], "internet") || len(lines) < 4 {
+		t.Fatalf("matrix:\n%s", out)
+	}
+}
+
+// TestRouterNeedsForwarding: router.yaml's checks hold, and fail across
+// the router (not to its near side) once ip_forward is 0.
+func TestRouterNeedsForwarding(t *testing.T) {
+	src, err := os.ReadFile("../../examples/router.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, "router.yaml", src)
+	e.mustApply()
+	defer e.destroy()
+	e.fileChecks()
+	e.load("router.yaml", []byte(strings.Replace(string(src), `net.ipv4.ip_forward: "1"`, `net.ipv4.ip_forward: "0"`, 1)))
+	e.mustApply()
+	results, err := check.Run(context.Background(), e.checkEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := []string{}
+	for _, r := range results {
+		seen = append(seen, r.Seen)
+	}
+	if strings.Join(seen, " ") != "unreachable unreachable reachable" {
+		t.Fatalf("with ip_forward 0: %v (ns0->ns1, ns1->ns0 tcp, ns0->router's far side)", seen)
+	}
+	e.tcpFails("ns0", "192.168.89.2:80")
+}
+
+// TestVethSelfNeedsItsSysctls: without rp_filter 0 and accept_local 1,
+// the pair does not answer itself.
+func TestVethSelfNeedsItsSysctls(t *testing.T) {
+	src := `name: veth-self
+namespaces:
+  solo: {}
+links:
+  - a: {namespace: solo, name: veth0, addresses: [192.168.1.1/24]}
+    b: {namespace: solo, name: veth1, addresses: [192.168.1.2/24]}
+checks:
+  - {from: solo, to: 192.168.1.2, dev: veth0}
+`
+	e := newEnv(t, "veth-self.yaml", []byte(src))
+	e.mustApply()
+	defer e.destroy()
+	results, err := check.Run(context.Background(), e.checkEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if results[0].Seen != "unreachable" {
+		t.Fatalf("without the sysctls the pair answered itself: %+v", results[0])
+	}
+}
+
+// TestExecShellNames: exec passes stdin, stdout and the exit status
+// through; inside, every lab namespace's name resolves (the hosts file
+// apply writes) and /sys is the namespace's; shell takes commands on
+// stdin; destroy removes the hosts files.
+func TestExecShellNames(t *testing.T) {
+	bin := binary(t)
+	file := "../../examples/bridge.yaml"
+	e := newEnv(t, file, nil)
+	if code, out, errOut := e.cli(bin, "apply", file); code != 0 {
+		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
+	}
+	defer e.destroy()
+	hostsOf := func(ns string) string {
+		b, _ := os.ReadFile(filepath.Join("/etc/netns", e.k.KernelName(ns), "hosts"))
+		return string(b)
+	}
+	for _, ns := range []string{"host", "c1", "c2"} {
+		if h := hostsOf(ns); !strings.Contains(h, "10.55.66.3\tc2\n") || !strings.Contains(h, "10.55.66.2\tc1-eth0\n") || !strings.Contains(h, "10.55.66.1\thost\n") {
+			t.Fatalf("hosts file of %s:\n%s", ns, h)
+		}
+	}
+	run := func(stdin string, args ...string) (int, string, string) {
+		cmd := exec.Command(bin, append([]string{"--netns", e.sandbox, "--prefix", e.prefix}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		return runCmd(t, cmd)
+	}
+	if code, _, _ := run("", "exec", file, "c1", "--", "sh", "-c", "exit 7"); code != 7 {
+		t.Fatalf("exit status: %d, want 7", code)
+	}
+	if code, out, errOut := run("hello\n", "exec", file, "c2", "--", "cat"); code != 0 || out != "hello\n" {
+		t.Fatalf("stdin/stdout: %d %q %s", code, out, errOut)
+	}
+	if code, _, errOut := run("", "exec", file, "c2", "--", "sh", "-c", "echo oops >&2; exit 1"); code != 1 || errOut != "oops\n" {
+		t.Fatalf("stderr: %d %q", code, errOut)
+	}
+	var mac string
+	e.in("c1", func() {
+		l, err := netlink.LinkByName("eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mac = l.Attrs().HardwareAddr.String()
+	})
+	if code, out, errOut := run("", "exec", file, "c1", "--", "cat", "/sys/class/net/eth0/address"); code != 0 || strings.TrimSpace(out) != mac {
+		t.Fatalf("/sys inside exec: %d %q (want %s) %s", code, out, mac, errOut)
+	}
+	if _, err := os.Stat("/etc/hosts"); err == nil {
+		if code, out, errOut := run("", "exec", file, "c1", "--", "ping", "-c1", "-W2", "c2"); code != 0 || !strings.Contains(out, "10.55.66.3") {
+			t.Fatalf("ping c2 by name inside exec: %d\n%s%s", code, out, errOut)
+		}
+	} else {
+		t.Log("no /etc/hosts on this machine (the test-kernel guest): name resolution not tried")
+	}
+	if code, out, errOut := run("echo \"in $NETPLAN_LAB_NS\"\nexit 3\n", "shell", file, "c1"); code != 3 || !strings.Contains(out, "in c1") {
+		t.Fatalf("shell via stdin: %d %q %s", code, out, errOut)
+	}
+	if code, _, errOut := run("", "exec", file, "c1", "true"); code != 1 || !strings.Contains(errOut, "the command goes after --") {
+		t.Fatalf("exec without --: %d %s", code, errOut)
+	}
+	if code, _, errOut := run("", "exec", file, "nope", "--", "true"); code != 1 || !strings.Contains(errOut, `namespace "nope" is not in`) {
+		t.Fatalf("exec in an unknown namespace: %d %s", code, errOut)
+	}
+	if code, out, errOut := e.cli(bin, "destroy", file); code != 0 {
+		t.Fatalf("destroy: %d\n%s%s", code, out, errOut)
+	}
+	for _, ns := range []string{"host", "c1", "c2"} {
+		if _, err := os.Stat(filepath.Join("/etc/netns", e.k.KernelName(ns))); !os.IsNotExist(err) {
+			t.Errorf("destroy left /etc/netns/%s (%v)", e.k.KernelName(ns), err)
+		}
+	}
+}
