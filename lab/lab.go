@@ -127,6 +127,7 @@ func (l *Lab) Plan(ctx context.Context) (*reconcile.Plan, error) {
 	}
 	p := reconcile.Diff(l.desired, observed)
 	p.Variables = l.Topology.Vars
+	p.Netns = l.kernelNames(l.desired, p)
 	if len(p.Conflicts) == 0 && !p.Empty() {
 		// What apply would check first: a plan the kernel cannot carry
 		// out says so here, not only when applied.
@@ -239,8 +240,27 @@ func (l *Lab) reconcile(ctx context.Context, want *reconcile.State, onChange fun
 	}
 	defer unlock()
 	res, err := reconcile.Reconcile(ctx, l.k, want, reconcile.ExecOptions{OnChange: onChange, OnStage: l.opt.OnStage})
+	if res != nil && res.Plan != nil {
+		res.Plan.Netns = l.kernelNames(want, res.Plan)
+	}
 	if after != nil {
 		err = after(res, err)
 	}
 	return res, err
 }
+
+// kernelNames maps every namespace of want and of the plan to its kernel
+// name.
+func (l *Lab) kernelNames(want *reconcile.State, p *reconcile.Plan) map[string]string {
+	m := map[string]string{reconcile.HostNS: l.k.KernelName(reconcile.HostNS)}
+	for name := range want.Namespaces {
+		m[name] = l.k.KernelName(name)
+	}
+	for _, c := range p.Changes {
+		m[c.Namespace] = l.k.KernelName(c.Namespace)
+	}
+	return m
+}
+
+// KernelNames maps every namespace of the file to its kernel name.
+func (l *Lab) KernelNames() map[string]string { return l.kernelNames(l.desired, &reconcile.Plan{}) }

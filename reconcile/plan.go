@@ -104,6 +104,16 @@ func (c *Change) describe() string {
 			s += " parent " + l.Parent.String() + " mode " + l.Mode
 		case l.VXLAN != nil:
 			s += fmt.Sprintf(" vni %d", l.VXLAN.VNI)
+			if x := l.VXLAN; c.Action != Delete {
+				for _, kv := range [][2]string{{"remote", x.Remote}, {"group", x.Group}, {"local", x.Local}, {"dev", x.Dev}} {
+					if kv[1] != "" {
+						s += " " + kv[0] + " " + kv[1]
+					}
+				}
+				if x.Port != 4789 && x.Port != 0 {
+					s += fmt.Sprintf(" port %d", x.Port)
+				}
+			}
 		}
 		if len(c.Fields) > 0 {
 			var parts []string
@@ -190,6 +200,9 @@ type Plan struct {
 	// says what the plan needs that this kernel lacks (naming the kernel
 	// option): apply would refuse it, changing nothing.
 	Unsupported string
+	// Netns maps each namespace the plan or the file names (short name)
+	// to its kernel name, as `ip netns` shows it (set by the lab).
+	Netns map[string]string
 	// Variables are the file's variables and the values they took (shown in
 	// the plan's JSON).
 	Variables map[string]string
@@ -314,6 +327,7 @@ type jsonPlan struct {
 	Conflicts     []string          `json:"conflicts"`
 	Warnings      []string          `json:"warnings"`
 	Unsupported   string            `json:"unsupported,omitempty"`
+	Netns         map[string]string `json:"netns,omitempty"`
 	Variables     map[string]string `json:"variables,omitempty"`
 	Summary       struct {
 		Add     int `json:"add"`
@@ -325,7 +339,7 @@ type jsonPlan struct {
 // MarshalJSON gives the plan's stable, versioned JSON form.
 func (p *Plan) MarshalJSON() ([]byte, error) {
 	jp := jsonPlan{SchemaVersion: PlanSchemaVersion, Changes: []jsonChange{},
-		Conflicts: append([]string{}, p.Conflicts...), Warnings: append([]string{}, p.Warnings...), Variables: p.Variables, Unsupported: p.Unsupported}
+		Conflicts: append([]string{}, p.Conflicts...), Warnings: append([]string{}, p.Warnings...), Variables: p.Variables, Unsupported: p.Unsupported, Netns: p.Netns}
 	jp.Summary.Add, jp.Summary.Change, jp.Summary.Destroy = p.Counts()
 	for _, c := range p.Changes {
 		jc := jsonChange{Action: c.Action, Kind: c.Kind, Namespace: c.Namespace, Name: c.Name,

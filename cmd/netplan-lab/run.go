@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -64,6 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Short:         "Build Linux network labs (namespaces, bridges, veths, routes) from a YAML topology",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version(),
 	}
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -102,7 +104,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return nil
 	}
-	root.AddCommand(newValidateCmd(g), newPlanCmd(g), newApplyCmd(g), newDestroyCmd(g), newShowCmd(g), newCaptureCmd(g), newCheckCmd(g), newExecCmd(g), newShellCmd(g))
+	root.AddCommand(newValidateCmd(g), newPlanCmd(g), newApplyCmd(g), newDestroyCmd(g), newShowCmd(g), newCaptureCmd(g), newCheckCmd(g), newExecCmd(g), newShellCmd(g), newLsCmd(g))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -119,6 +121,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "error: %v\n", err)
 	return exitError
+}
+
+// version is the module's version, or the commit it was built from.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown)"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " (commit " + s.Value[:12] + ")"
+		}
+	}
+	return v + ", " + bi.GoVersion
 }
 
 func (g *globals) logf(format string, args ...any) {
@@ -263,9 +280,10 @@ func (g *globals) loadFile(file string) (*lab, error) {
 
 func newValidateCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use:   "validate FILE",
-		Short: "Check a topology file and report every problem; touches nothing",
-		Args:  cobra.ExactArgs(1),
+		Use:     "validate FILE",
+		Example: "  netplan-lab validate examples/bridge.yaml\n  netplan-lab validate --var MTU=1400 lab.yaml",
+		Short:   "Check a topology file and report every problem; touches nothing",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			top, err := interruptible(cmd.Context(), "reading "+args[0], func() (*topology.Topology, error) { return topology.LoadWith(args[0], g.varsOf()) })
 			if err == nil {
@@ -308,9 +326,10 @@ func (g *globals) printPlan(p *reconcile.Plan) error {
 func newPlanCmd(g *globals) *cobra.Command {
 	var detailed bool
 	cmd := &cobra.Command{
-		Use:   "plan FILE",
-		Short: "Show what apply would change; touches nothing",
-		Args:  cobra.ExactArgs(1),
+		Use:     "plan FILE",
+		Example: "  netplan-lab --netns lab plan examples/bridge.yaml\n  netplan-lab --netns lab plan --detailed-exitcode examples/bridge.yaml   # 2: changes pending\n  netplan-lab --netns lab -o json plan examples/bridge.yaml",
+		Short:   "Show what apply would change; touches nothing",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			l, err := g.load(cmd.Context(), args[0])
 			if err != nil {
@@ -411,9 +430,10 @@ func newApplyCmd(g *globals) *cobra.Command {
 	var wo watchOptions
 	var runChecks bool
 	cmd := &cobra.Command{
-		Use:   "apply FILE",
-		Short: "Make the kernel match the topology, with a minimal plan",
-		Args:  cobra.ExactArgs(1),
+		Use:     "apply FILE",
+		Example: "  netplan-lab --netns lab apply examples/bridge.yaml\n  netplan-lab --netns lab apply --check examples/bridge.yaml\n  netplan-lab --netns lab --prefix a- apply --watch lab.yaml",
+		Short:   "Make the kernel match the topology, with a minimal plan",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			l, err := g.load(cmd.Context(), args[0])
 			if err != nil {
@@ -513,8 +533,9 @@ func (g *globals) watch(ctx context.Context, l *lab, file string, wo watchOption
 func newDestroyCmd(g *globals) *cobra.Command {
 	var stale bool
 	cmd := &cobra.Command{
-		Use:   "destroy FILE | destroy --stale",
-		Short: "Remove everything the topology owns, and nothing else (--stale: the labs of test processes that are gone)",
+		Use:     "destroy FILE | destroy --stale",
+		Example: "  netplan-lab --netns lab destroy examples/bridge.yaml\n  netplan-lab destroy --stale",
+		Short:   "Remove everything the topology owns, and nothing else (--stale: the labs of test processes that are gone)",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if stale {
 				return cobra.NoArgs(cmd, args)
@@ -599,10 +620,12 @@ func (g *globals) nothingFound(ctx context.Context, l *lab) {
 }
 
 func newShowCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "show FILE",
-		Short: "Show what the topology owns in the kernel now, and any drift from the file",
-		Args:  cobra.ExactArgs(1),
+	var detailed bool
+	cmd := &cobra.Command{
+		Use:     "show FILE",
+		Example: "  netplan-lab --netns lab show examples/bridge.yaml\n  netplan-lab --netns lab show --detailed-exitcode examples/bridge.yaml   # 2: drift",
+		Short:   "Show what the topology owns in the kernel now, and any drift from the file",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			l, err := g.load(cmd.Context(), args[0])
 			if err != nil {
@@ -616,11 +639,18 @@ func newShowCmd(g *globals) *cobra.Command {
 			owned := reconcile.AsDesired(observed)
 			drift := reconcile.Diff(l.desired, observed)
 			if g.output == "json" {
-				out := map[string]any{"state": owned, "drift": drift}
+				drift.Netns = l.KernelNames()
+				out := map[string]any{"state": owned, "drift": drift, "netns": drift.Netns}
 				if l.topo.Vars != nil {
 					out["variables"] = l.topo.Vars
 				}
-				return g.json(out)
+				if err := g.json(out); err != nil {
+					return err
+				}
+				if detailed && (!drift.Empty() || len(drift.Conflicts) > 0) {
+					return &codeError{exitPending, nil}
+				}
+				return nil
 			}
 			for _, name := range owned.SortedNames() {
 				ns := owned.Namespaces[name]
@@ -646,6 +676,9 @@ func newShowCmd(g *globals) *cobra.Command {
 						extra += " master " + lk.Master
 					}
 					fmt.Fprintf(g.stdout, "  %-8s %-15s %-4s mtu %d mac %s%s\n", lk.Kind, ln, state, lk.MTU, lk.MAC, extra)
+					if lk.Impair != nil {
+						fmt.Fprintf(g.stdout, "           impair %s\n", lk.Impair)
+					}
 					for _, a := range lk.Addresses {
 						fam := "inet"
 						if strings.Contains(a, ":") {
@@ -670,9 +703,17 @@ func newShowCmd(g *globals) *cobra.Command {
 				return nil
 			}
 			fmt.Fprintln(g.stdout, "Drift from the file (what apply would do):")
-			return drift.WriteText(g.stdout)
+			if err := drift.WriteText(g.stdout); err != nil {
+				return err
+			}
+			if detailed {
+				return &codeError{exitPending, nil}
+			}
+			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&detailed, "detailed-exitcode", false, "exit 0 when the kernel matches the file, 2 when it drifted, 1 on error")
+	return cmd
 }
 
 func sortedKeys[V any](m map[string]V) []string {

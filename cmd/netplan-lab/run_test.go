@@ -127,7 +127,7 @@ func TestApplyPlanDestroy(t *testing.T) {
 		}
 	})
 	code, out, errOut := runCLI(args("apply", "../../examples/router.yaml")...)
-	if code != 0 || !strings.Contains(out, "Apply complete. 9 to add, 0 to change") {
+	if code != 0 || !strings.Contains(out, "Apply complete. 10 to add, 0 to change") {
 		t.Fatalf("apply: code %d\n%s\n%s", code, out, errOut)
 	}
 	if code, out, _ := runCLI(args("plan", "--detailed-exitcode", "../../examples/router.yaml")...); code != 0 {
@@ -158,7 +158,7 @@ func TestApplyPlanDestroy(t *testing.T) {
 		} `json:"drift"`
 	}
 	if code != 0 || json.Unmarshal([]byte(out), &shown) != nil || !shown.State.Namespaces["ns0"].Owned ||
-		len(shown.State.Namespaces["host"].Links) != 3 || shown.Drift.Summary.Add != 0 {
+		len(shown.State.Namespaces["host"].Links) != 4 || shown.Drift.Summary.Add != 0 {
 		t.Fatalf("show -o json: code %d\n%s", code, out)
 	}
 	code, out, _ = runCLI(args("-o", "json", "apply", "../../examples/router.yaml")...)
