@@ -121,6 +121,9 @@ func (l *Lab) Plan(ctx context.Context) (*reconcile.Plan, error) {
 	if err := linux.CheckPrivileges(); err != nil {
 		return nil, err
 	}
+	if err := checkSysctls(l.Topology); err != nil {
+		return nil, err
+	}
 	observed, err := l.k.Observe(ctx, reconcile.QueryFor(l.desired))
 	if err != nil {
 		return nil, err
@@ -128,6 +131,9 @@ func (l *Lab) Plan(ctx context.Context) (*reconcile.Plan, error) {
 	p := reconcile.Diff(l.desired, observed)
 	p.Variables = l.Topology.Vars
 	p.Netns = l.kernelNames(l.desired, p)
+	for _, w := range l.Topology.Warnings {
+		p.Warnings = append(p.Warnings, w.Error())
+	}
 	if len(p.Conflicts) == 0 && !p.Empty() {
 		// What apply would check first: a plan the kernel cannot carry
 		// out says so here, not only when applied.
@@ -142,6 +148,12 @@ func (l *Lab) Plan(ctx context.Context) (*reconcile.Plan, error) {
 // a failed step is rolled back, and a sandbox this apply made is removed
 // again.
 func (l *Lab) Apply(ctx context.Context) (*reconcile.Result, error) {
+	if err := linux.CheckPrivileges(); err != nil {
+		return nil, err
+	}
+	if err := checkSysctls(l.Topology); err != nil {
+		return nil, err
+	}
 	// Under the lock: another writer of the sandbox must not see it
 	// between the failed run and its removal.
 	return l.reconcile(ctx, l.desired, l.opt.OnChange, func(res *reconcile.Result, err error) error {
@@ -209,6 +221,9 @@ func (l *Lab) Update(ctx context.Context, name string, data []byte) (*reconcile.
 	if err != nil {
 		return nil, err
 	}
+	if err := checkSysctls(t); err != nil {
+		return nil, err
+	}
 	res, err := l.reconcile(ctx, desired, l.opt.OnChange, func(res *reconcile.Result, err error) error {
 		if err == nil {
 			if herr := l.writeHosts(t); herr != nil {
@@ -264,3 +279,34 @@ func (l *Lab) kernelNames(want *reconcile.State, p *reconcile.Plan) map[string]s
 
 // KernelNames maps every namespace of the file to its kernel name.
 func (l *Lab) KernelNames() map[string]string { return l.kernelNames(l.desired, &reconcile.Plan{}) }
+
+// checkSysctls asks the kernel whether it has every sysctl t sets: a
+// typo is an error at its place in the file, with the nearest key the
+// kernel has.
+func checkSysctls(t *topology.Topology) error {
+	var keys []string
+	for _, n := range t.Namespaces {
+		for _, s := range n.Sysctls {
+			keys = append(keys, s.Key)
+		}
+	}
+	unknown, err := linux.UnknownSysctls(keys)
+	if err != nil || len(unknown) == 0 {
+		return err
+	}
+	var list topology.ErrorList
+	for _, n := range t.Namespaces {
+		for _, s := range n.Sysctls {
+			near, ok := unknown[s.Key]
+			if !ok {
+				continue
+			}
+			msg := "this kernel has no sysctl " + s.Key
+			if near != "" {
+				msg += " (did you mean " + near + "?)"
+			}
+			list = append(list, &topology.Error{File: t.File, Pos: s.Pos, Path: s.Path, Msg: msg})
+		}
+	}
+	return list
+}

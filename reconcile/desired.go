@@ -36,7 +36,7 @@ func Desired(t *topology.Topology) (*State, error) {
 			if via != "" {
 				via = canonIP(via)
 			}
-			rt := &Route{Dst: dst.String(), Via: via, Dev: r.Dev, Metric: metric, Owned: true}
+			rt := &Route{Dst: dst.String(), Via: via, Dev: r.Dev, OnLink: r.OnLink, Metric: metric, Owned: true}
 			ns.Routes[rt.Key()] = rt
 		}
 	}

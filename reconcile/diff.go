@@ -923,6 +923,9 @@ func (d *differ) routes(name string) {
 			if wr.Dev != "" && wr.Dev != hr.Dev {
 				f = append(f, Field{"dev", orNone(hr.Dev), wr.Dev})
 			}
+			if wr.OnLink != hr.OnLink {
+				f = append(f, Field{"onlink", boolStr(hr.OnLink), boolStr(wr.OnLink)})
+			}
 			if len(f) > 0 {
 				d.add(&Change{Action: Update, Kind: KindRoute, Namespace: name, Name: k, Dev: through(w, wr),
 					Route: wr.Clone(), OldRoute: hr.Clone(), Fields: f})

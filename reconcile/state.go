@@ -150,6 +150,7 @@ type Route struct {
 	Dst    string `json:"to"` // canonical prefix; 0.0.0.0/0 or ::/0 for default
 	Via    string `json:"via,omitempty"`
 	Dev    string `json:"dev,omitempty"`
+	OnLink bool   `json:"onlink,omitempty"`
 	Metric int    `json:"metric"`
 	Owned  bool   `json:"owned"`
 	// Proto is the kernel's routing protocol name, for conflicts (observed).
@@ -177,6 +178,9 @@ func (r *Route) String() string {
 	}
 	if r.Dev != "" {
 		b.WriteString(" dev " + r.Dev)
+	}
+	if r.OnLink {
+		b.WriteString(" onlink")
 	}
 	if r.Metric != 0 {
 		fmt.Fprintf(&b, " metric %d", r.Metric)

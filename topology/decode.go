@@ -42,12 +42,15 @@ func ParseWith(file string, data []byte, vars Vars) (*Topology, error) {
 		d.errs.sort()
 		return nil, d.errs
 	}
+	d.warns.sort()
+	t.Warnings = d.warns
 	return t, nil
 }
 
 type decoder struct {
-	file string
-	errs ErrorList
+	file  string
+	errs  ErrorList
+	warns ErrorList
 	// pos holds where each value was found, by YAML path, so that checks
 	// made after decoding can point at the exact value.
 	pos  map[string]Pos
@@ -336,6 +339,11 @@ func (d *decoder) route(n *yaml.Node, path string) *Route {
 		"via":    func(k, v *yaml.Node, p string) { r.Via = d.str(v, p) },
 		"dev":    func(k, v *yaml.Node, p string) { r.Dev = d.str(v, p) },
 		"metric": func(k, v *yaml.Node, p string) { r.Metric = d.integer(v, p) },
+		"onlink": func(k, v *yaml.Node, p string) {
+			if b := d.boolean(v, p); b != nil {
+				r.OnLink = *b
+			}
+		},
 	}, []string{"to"})
 	return r
 }

@@ -156,3 +156,64 @@ checks:
 		}
 	}
 }
+
+func TestMeaningChecks(t *testing.T) {
+	src := `name: mean
+namespaces:
+  a:
+    routes:
+      - {to: 10.3.0.5/24, via: 10.1.0.254}
+      - {to: default, via: 192.0.2.1}
+      - {to: 10.9.0.0/16, via: 192.0.2.1, dev: eth0, onlink: true}
+  b: {}
+  c: {}
+links:
+  - a: {namespace: a, name: eth0, addresses: [10.1.0.1/24]}
+    b: {namespace: b, name: eth0, addresses: [10.1.0.1/24]}
+  - a: {namespace: a, name: eth1, addresses: [10.2.0.1/24]}
+    b: {namespace: c, name: eth1, addresses: [10.2.0.2/24]}
+`
+	_, err := Parse("t.yaml", []byte(src))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, w := range []string{
+		`namespaces.a.routes[0].to: 10.3.0.5/24 has host bits set: the network is 10.3.0.0/24 (or, for one host, 10.3.0.5/32)`,
+		`namespaces.a.routes[1].via: gateway 192.0.2.1 is on no subnet of namespace "a" (it has 10.1.0.0/24, 10.2.0.0/24): give an interface an address in its subnet, or say dev: and onlink: true`,
+		`links[0].b.addresses[0]: address 10.1.0.1 is also on a:eth0 (line 11), on the same L2 segment: both would answer ARP for it`,
+	} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("missing %q in\n%v", w, err)
+		}
+	}
+	if strings.Contains(err.Error(), "routes[2]") {
+		t.Errorf("an onlink route was refused:\n%v", err)
+	}
+	nat := `name: shadow
+namespaces: {r: {}}
+links:
+  - a: {namespace: r, name: wan, addresses: [203.0.113.1/24]}
+    b: {namespace: host, name: x}
+nat:
+  - {namespace: r, masquerade: {source: 10.0.0.0/8}}
+  - {namespace: r, snat: {source: 10.1.0.0/24, to: 203.0.113.1, out: wan}}
+  - {namespace: r, masquerade: {source: 192.168.0.0/24, out: wan}}
+  - {namespace: r, port_forward: {proto: tcp, port: 80, to: "10.1.0.2:80"}}
+  - {namespace: r, port_forward: {proto: tcp, port: 80, to: "10.1.0.3:80", in: wan}}
+`
+	top, err := Parse("n.yaml", []byte(nat))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range top.Warnings {
+		got = append(got, w.Error())
+	}
+	want := []string{
+		"n.yaml:8:5: nat[1]: this rule never applies: the masquerade at line 7 matches its packets first (first match wins)",
+		"n.yaml:11:5: nat[4]: this port_forward never applies: the one at line 10 matches its packets first",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

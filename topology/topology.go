@@ -30,6 +30,9 @@ type Topology struct {
 	Vxlans     []*Vxlan
 	NAT        []*NAT
 	Checks     []*Check
+	// Warnings are things that are valid but surely not meant (a NAT
+	// rule an earlier one shadows), with their places.
+	Warnings []*Error
 }
 
 // Namespace holds the settings of one namespace listed under `namespaces:`.
@@ -54,6 +57,7 @@ type Route struct {
 	To     string // "default" or a CIDR
 	Via    string // gateway address, optional
 	Dev    string // interface name, optional
+	OnLink bool   // the gateway is on dev's link even with no subnet saying so
 	Metric int
 	Pos    Pos
 	Path   string

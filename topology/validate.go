@@ -112,6 +112,14 @@ func (d *decoder) at(p Pos, path, format string, args ...any) {
 	d.errs = append(d.errs, &Error{File: d.file, Pos: p, Path: path, Msg: fmt.Sprintf(format, args...) + origin(d.fromPaths[path])})
 }
 
+// warn records something that is valid but surely not meant.
+func (d *decoder) warn(p Pos, path, format string, args ...any) {
+	if vp, ok := d.pos[path]; ok {
+		p = vp
+	}
+	d.warns = append(d.warns, &Error{File: d.file, Pos: p, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
 func (d *decoder) validate(t *Topology) {
 	if d.present("name") && (!nameRE.MatchString(t.Name) || len(t.Name) > 16) {
 		d.at(Pos{1, 1}, "name", "%q must match [a-z][a-z0-9-]* and be at most 16 characters", t.Name)
@@ -326,10 +334,23 @@ func (d *decoder) validate(t *Topology) {
 	}
 	for _, n := range t.Namespaces {
 		seen := map[string]Pos{}
+		var subnets []netip.Prefix
+		for _, i := range t.Interfaces() {
+			if i.Namespace != n.Name {
+				continue
+			}
+			for _, a := range i.Addresses {
+				if p, err := ParseCIDR(a); err == nil {
+					subnets = append(subnets, p.Masked())
+				}
+			}
+		}
 		for _, r := range n.Routes {
-			d.validateRoute(n, r, declared, seen)
+			d.validateRoute(n, r, declared, seen, subnets)
 		}
 	}
+	d.sameL2Addresses(t)
+	d.shadowedNAT(t)
 	for _, r := range t.NAT {
 		d.validateNAT(r, nsRef, declared)
 	}
@@ -357,7 +378,7 @@ func RouteDst(to, via string) (netip.Prefix, error) {
 	return p.Masked(), nil
 }
 
-func (d *decoder) validateRoute(n *Namespace, r *Route, declared func(ns, name string) bool, seen map[string]Pos) {
+func (d *decoder) validateRoute(n *Namespace, r *Route, declared func(ns, name string) bool, seen map[string]Pos, subnets []netip.Prefix) {
 	if r.To == "" {
 		if d.present(join(r.Path, "to")) {
 			d.at(r.Pos, join(r.Path, "to"), "to is empty: use \"default\" or a CIDR")
@@ -372,6 +393,13 @@ func (d *decoder) validateRoute(n *Namespace, r *Route, declared func(ns, name s
 	if r.Via == "" && r.Dev == "" {
 		d.at(r.Pos, r.Path, "a route needs via (a gateway), dev (an interface) or both")
 	}
+	if p, err := netip.ParsePrefix(r.To); err == nil && p != p.Masked() {
+		d.at(r.Pos, join(r.Path, "to"), "%s has host bits set: the network is %s (or, for one host, %s/%d)",
+			r.To, p.Masked(), p.Addr(), p.Addr().BitLen())
+	}
+	if r.OnLink && r.Dev == "" {
+		d.at(r.Pos, join(r.Path, "onlink"), "onlink needs dev: the interface the gateway is reached on")
+	}
 	if r.Via != "" {
 		gw, err := netip.ParseAddr(r.Via)
 		switch {
@@ -379,6 +407,15 @@ func (d *decoder) validateRoute(n *Namespace, r *Route, declared func(ns, name s
 			d.at(r.Pos, join(r.Path, "via"), "%q is not an IP address", r.Via)
 		case gw.Unmap().Is4() != dst.Addr().Is4():
 			d.at(r.Pos, join(r.Path, "via"), "gateway %s and destination %s are of different address families", r.Via, r.To)
+		case n.Name != Host && !r.OnLink && !(gw.IsLinkLocalUnicast() && r.Dev != "") && !onSubnet(gw.Unmap(), subnets):
+			// The lab makes every interface of the namespace: a gateway
+			// none of its subnets holds is one the kernel cannot reach.
+			have := make([]string, 0, len(subnets))
+			for _, p := range subnets {
+				have = append(have, p.String())
+			}
+			d.at(r.Pos, join(r.Path, "via"), "gateway %s is on no subnet of namespace %q (it has %s): give an interface an address in its subnet, or say dev: and onlink: true",
+				gw, n.Name, orNothing(strings.Join(have, ", ")))
 		}
 	}
 	if r.Dev != "" {
@@ -454,4 +491,148 @@ func (d *decoder) validateNAT(r *NAT, nsRef func(Pos, string, string) bool, decl
 		}
 		ifname(join(p, "in"), f.In)
 	}
+}
+
+func onSubnet(a netip.Addr, subnets []netip.Prefix) bool {
+	for _, p := range subnets {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func orNothing(s string) string {
+	if s == "" {
+		return "no address"
+	}
+	return s
+}
+
+// sameL2Addresses: one address on two interfaces of one L2 segment (a
+// veth pair, a bridge and its ports, a macvlan or ipvlan and its parent's
+// wire, VXLANs of one VNI) is an error: both answer ARP for it.
+func (d *decoder) sameL2Addresses(t *Topology) {
+	parent := map[string]string{}
+	var find func(string) string
+	find = func(k string) string {
+		for parent[k] != "" && parent[k] != k {
+			k = parent[k]
+		}
+		return k
+	}
+	union := func(a, b string) {
+		ra, rb := find(a), find(b)
+		if ra != rb {
+			parent[ra] = rb
+		}
+	}
+	key := func(ns, name string) string { return ns + ":" + name }
+	for _, i := range t.Interfaces() {
+		if i.Bridge != "" {
+			union(key(i.Namespace, i.Name), key(i.Namespace, i.Bridge))
+		}
+	}
+	for _, l := range t.Links {
+		union(key(l.A.Namespace, l.A.Name), key(l.B.Namespace, l.B.Name))
+	}
+	for _, m := range t.Macvlans {
+		union(key(m.Namespace, m.Name), key(m.ParentNS, m.ParentName))
+	}
+	for _, m := range t.Ipvlans {
+		union(key(m.Namespace, m.Name), key(m.ParentNS, m.ParentName))
+	}
+	vni := map[int]string{}
+	for _, v := range t.Vxlans {
+		k := key(v.Namespace, v.Name)
+		if prev, ok := vni[v.VNI]; ok {
+			union(k, prev)
+		}
+		vni[v.VNI] = k
+	}
+	type holder struct {
+		i   *Iface
+		pos Pos
+	}
+	seen := map[string]holder{}
+	for _, i := range t.Interfaces() {
+		for j, a := range i.Addresses {
+			p, err := ParseCIDR(a)
+			if err != nil || p.Addr().IsLinkLocalUnicast() {
+				continue
+			}
+			k := find(key(i.Namespace, i.Name)) + "|" + p.Addr().String()
+			if prev, ok := seen[k]; ok && prev.i.Namespace != i.Namespace {
+				d.at(i.Pos, fmt.Sprintf("%s.addresses[%d]", i.Path, j), "address %s is also on %s:%s (line %d), on the same L2 segment: both would answer ARP for it",
+					p.Addr(), prev.i.Namespace, prev.i.Name, prev.pos.Line)
+				continue
+			}
+			seen[k] = holder{i, i.Pos}
+		}
+	}
+}
+
+// shadowedNAT warns about a NAT rule that an earlier one of the same
+// namespace always matches first (first match wins), so it never applies.
+func (d *decoder) shadowedNAT(t *Topology) {
+	type post struct {
+		src         netip.Prefix
+		out, notOut string
+		r           *NAT
+	}
+	posts := map[string][]post{}
+	type fwd struct {
+		proto, in string
+		port      int
+		r         *NAT
+	}
+	fwds := map[string][]fwd{}
+	for _, r := range t.NAT {
+		var src, out, notOut string
+		switch {
+		case r.Masquerade != nil:
+			src, out, notOut = r.Masquerade.Source, r.Masquerade.Out, r.Masquerade.NotOut
+		case r.SNAT != nil:
+			src, out, notOut = r.SNAT.Source, r.SNAT.Out, r.SNAT.NotOut
+		case r.PortForward != nil:
+			f := fwd{r.PortForward.Proto, r.PortForward.In, r.PortForward.Port, r}
+			for _, e := range fwds[r.Namespace] {
+				if e.proto == f.proto && e.port == f.port && (e.in == "" || e.in == f.in) {
+					d.warn(r.Pos, r.Path, "this port_forward never applies: the one at line %d matches its packets first", e.r.Pos.Line)
+					break
+				}
+			}
+			fwds[r.Namespace] = append(fwds[r.Namespace], f)
+			continue
+		default:
+			continue
+		}
+		p, err := netip.ParsePrefix(src)
+		if src == "" {
+			p, err = netip.MustParsePrefix("0.0.0.0/0"), nil
+		}
+		if err != nil {
+			continue
+		}
+		cur := post{p.Masked(), out, notOut, r}
+		for _, e := range posts[r.Namespace] {
+			covers := e.src.Bits() <= cur.src.Bits() && e.src.Contains(cur.src.Addr()) && e.src.Addr().Is4() == cur.src.Addr().Is4()
+			iface := (e.out == "" && e.notOut == "") || (e.out != "" && e.out == cur.out) || (e.notOut != "" && e.notOut == cur.notOut)
+			if covers && iface {
+				d.warn(r.Pos, r.Path, "this rule never applies: the %s at line %d matches its packets first (first match wins)", kindOf(e.r), e.r.Pos.Line)
+				break
+			}
+		}
+		posts[r.Namespace] = append(posts[r.Namespace], cur)
+	}
+}
+
+func kindOf(r *NAT) string {
+	switch {
+	case r.Masquerade != nil:
+		return "masquerade"
+	case r.SNAT != nil:
+		return "snat"
+	}
+	return "port_forward"
 }

@@ -293,16 +293,23 @@ func newValidateCmd(g *globals) *cobra.Command {
 			if err != nil && !errors.As(err, &list) {
 				return err
 			}
+			warnings := topology.ErrorList{}
+			if top != nil && top.Warnings != nil {
+				warnings = top.Warnings
+			}
 			if g.output == "json" {
 				if list == nil {
 					list = topology.ErrorList{}
 				}
-				if err := g.json(map[string]any{"file": args[0], "valid": len(list) == 0, "errors": list}); err != nil {
+				if err := g.json(map[string]any{"file": args[0], "valid": len(list) == 0, "errors": list, "warnings": warnings}); err != nil {
 					return err
 				}
 			} else {
 				for _, e := range list {
 					fmt.Fprintln(g.stdout, e)
+				}
+				for _, w := range warnings {
+					fmt.Fprintln(g.stdout, "warning: "+w.Error())
 				}
 				if len(list) == 0 {
 					fmt.Fprintf(g.stdout, "%s: valid\n", args[0])

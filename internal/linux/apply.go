@@ -590,6 +590,9 @@ func (k *Kernel) netlinkRoute(h *nsHandle, r *reconcile.Route) (*netlink.Route, 
 	} else {
 		nr.Scope = netlink.SCOPE_LINK
 	}
+	if r.OnLink {
+		nr.Flags = int(netlink.FLAG_ONLINK)
+	}
 	if r.Dev != "" {
 		l, err := h.h.LinkByName(r.Dev)
 		if err != nil {

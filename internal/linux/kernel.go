@@ -732,6 +732,7 @@ func (k *Kernel) observeNS(short string, sysctls []string, wantNAT, wantQdisc bo
 		if r.Gw != nil {
 			rr.Via = canonIP(r.Gw)
 		}
+		rr.OnLink = r.Flags&int(netlink.FLAG_ONLINK) != 0
 		if r.Protocol == RouteProtocol {
 			l := ns.Links[rr.Dev]
 			rr.Owned = (short != reconcile.HostNS && ns.Owned) || (l != nil && l.Owned)

@@ -534,7 +534,7 @@ func (w *World) routeDev(n *ns, r *reconcile.Route) (string, error) {
 			return "", errf(syscall.ENETDOWN, "route %s: device %q is down", r, r.Dev)
 		}
 	}
-	if r.Via == "" {
+	if r.Via == "" || (r.OnLink && r.Dev != "") {
 		return r.Dev, nil
 	}
 	gw, err := netip.ParseAddr(r.Via)

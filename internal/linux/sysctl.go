@@ -1,0 +1,86 @@
+package linux
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// UnknownSysctls asks the kernel, in a throwaway namespace, which of keys
+// it does not have, and returns each with the nearest key it does have
+// ("" when none is near). An interface's key (net.ipv4.conf.eth0.x) is
+// asked as conf.default's, since the interface does not exist there.
+func UnknownSysctls(keys []string) (map[string]string, error) {
+	out := map[string]string{}
+	if len(keys) == 0 {
+		return out, nil
+	}
+	err := inNewNetns(func() error {
+		for _, k := range keys {
+			parts := strings.Split(k, ".")
+			probe := append([]string(nil), parts...)
+			iface := len(parts) >= 5 && (parts[2] == "conf" || parts[2] == "neigh") && parts[3] != "all" && parts[3] != "default"
+			if iface {
+				probe[3] = "default"
+			}
+			if _, err := os.Stat(sysctlPath(strings.Join(probe, "."))); err == nil {
+				continue
+			}
+			out[k] = nearestSysctl(probe, parts)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// nearestSysctl finds, level by level, the existing key closest to the
+// one asked (probe), and writes it back with the original interface name.
+func nearestSysctl(probe, orig []string) string {
+	dir := "/proc/sys"
+	var got []string
+	for i, part := range probe {
+		p := filepath.Join(dir, part)
+		if _, err := os.Stat(p); err == nil {
+			got, dir = append(got, orig[i]), p
+			continue
+		}
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return ""
+		}
+		best, bestD := "", 4 // at most 3 edits away
+		for _, e := range entries {
+			if d := editDistance(part, e.Name()); d < bestD {
+				best, bestD = e.Name(), d
+			}
+		}
+		if best == "" {
+			return ""
+		}
+		got, dir = append(got, best), filepath.Join(dir, best)
+	}
+	if st, err := os.Stat(dir); err != nil || st.IsDir() {
+		return ""
+	}
+	return strings.Join(got, ".")
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
