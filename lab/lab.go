@@ -134,6 +134,17 @@ func (l *Lab) Plan(ctx context.Context) (*reconcile.Plan, error) {
 	for _, w := range l.Topology.Warnings {
 		p.Warnings = append(p.Warnings, w.Error())
 	}
+	if l.opt.Netns == "" {
+		n := 0
+		for _, c := range p.Changes {
+			if c.Namespace == reconcile.HostNS {
+				n++
+			}
+		}
+		if n > 0 {
+			p.Warnings = append([]string{fmt.Sprintf("no --netns: this plan changes this machine's own network namespace (host: %s); destroy undoes them and puts its sysctls back", plural(n, "change"))}, p.Warnings...)
+		}
+	}
 	if len(p.Conflicts) == 0 && !p.Empty() {
 		// What apply would check first: a plan the kernel cannot carry
 		// out says so here, not only when applied.
@@ -153,6 +164,9 @@ func (l *Lab) Apply(ctx context.Context) (*reconcile.Result, error) {
 	}
 	if err := checkSysctls(l.Topology); err != nil {
 		return nil, err
+	}
+	if err := l.recordHostSysctls(l.desired); err != nil {
+		return nil, fmt.Errorf("note the machine's sysctls before the lab sets them: %w", err)
 	}
 	// Under the lock: another writer of the sandbox must not see it
 	// between the failed run and its removal.
@@ -199,6 +213,9 @@ func (l *Lab) DestroyReporting(ctx context.Context, onChange func(c *reconcile.C
 		if err := l.removeHosts(nil); err != nil {
 			return fmt.Errorf("remove the lab's hosts files under %s: %w", EtcNetns, err)
 		}
+		if err := l.restoreHostSysctls(); err != nil {
+			return fmt.Errorf("restore the machine's sysctls: %w", err)
+		}
 		if removed, err = l.k.RemoveHostIfCreated(); err != nil {
 			return fmt.Errorf("remove netns %q: %w", l.opt.Netns, err)
 		}
@@ -223,6 +240,9 @@ func (l *Lab) Update(ctx context.Context, name string, data []byte) (*reconcile.
 	}
 	if err := checkSysctls(t); err != nil {
 		return nil, err
+	}
+	if err := l.recordHostSysctls(desired); err != nil {
+		return nil, fmt.Errorf("note the machine's sysctls before the lab sets them: %w", err)
 	}
 	res, err := l.reconcile(ctx, desired, l.opt.OnChange, func(res *reconcile.Result, err error) error {
 		if err == nil {
@@ -309,4 +329,11 @@ func checkSysctls(t *topology.Topology) error {
 		}
 	}
 	return list
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }

@@ -1,6 +1,7 @@
 package linux
 
 import (
+	"github.com/vishvananda/netns"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,4 +84,19 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// ReadOwnSysctls reads keys in this process's own namespace.
+func ReadOwnSysctls(keys []string) (map[string]string, error) {
+	fd, err := netns.Get()
+	if err != nil {
+		return nil, err
+	}
+	defer fd.Close()
+	return readSysctls(fd, keys)
+}
+
+// WriteOwnSysctl sets key in this process's own namespace.
+func WriteOwnSysctl(key, value string) error {
+	return os.WriteFile(sysctlPath(key), []byte(value), 0o644)
 }

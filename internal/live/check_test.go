@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/netplan-lab/netplan-lab/internal/check"
+	"github.com/netplan-lab/netplan-lab/internal/linux"
 	"github.com/netplan-lab/netplan-lab/reconcile"
 )
 
@@ -219,5 +220,90 @@ func TestExecShellNames(t *testing.T) {
 		if _, err := os.Stat(filepath.Join("/etc/netns", e.k.KernelName(ns))); !os.IsNotExist(err) {
 			t.Errorf("destroy left /etc/netns/%s (%v)", e.k.KernelName(ns), err)
 		}
+	}
+}
+
+// TestWithoutSandboxSaysSoAndRestoresSysctls runs the command with no
+// --netns from inside a namespace of the test's own (to it, that is "this
+// machine"): the plan says first that it changes the machine's namespace,
+// and destroy puts back the sysctl the lab set.
+func TestWithoutSandboxSaysSoAndRestoresSysctls(t *testing.T) {
+	needRoot(t)
+	bin := binary(t)
+	src := `name: hostsys
+namespaces:
+  host:
+    sysctls:
+      net.ipv4.ip_forward: "1"
+  c1: {}
+links:
+  - a: {namespace: c1, name: eth0, addresses: [10.66.0.2/24]}
+    b: {namespace: host, name: veth-c1, addresses: [10.66.0.1/24]}
+`
+	dir := t.TempDir()
+	file := filepath.Join(dir, "hs.yaml")
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, file, []byte(src))
+	if err := newNamedNS(e.sandbox); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (int, string, string) {
+		return runCmd(t, exec.Command("nsenter", append([]string{"--net=" + e.nsPath("host"), bin, "--prefix", e.prefix}, args...)...))
+	}
+	forward := func() string {
+		b, err := exec.Command("nsenter", "--net="+e.nsPath("host"), "cat", "/proc/sys/net/ipv4/ip_forward").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	if forward() != "0" {
+		t.Fatalf("a new namespace forwards already")
+	}
+	code, out, errOut := run("plan", file)
+	if first, _, _ := strings.Cut(out, "\n"); code != 0 || first != "warning: no --netns: this plan changes this machine's own network namespace (host: 1 change); destroy undoes them and puts its sysctls back" {
+		t.Fatalf("plan: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := run("apply", file); code != 0 {
+		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
+	}
+	if forward() != "1" {
+		t.Fatal("apply did not set ip_forward")
+	}
+	if code, out, errOut := run("destroy", file); code != 0 {
+		t.Fatalf("destroy: %d\n%s%s", code, out, errOut)
+	}
+	if got := forward(); got != "0" {
+		t.Fatalf("after destroy ip_forward is %s, want 0 as before the lab", got)
+	}
+	if err := linux.DeleteNamed(e.sandbox); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPlanRefusesWhatTheKernelLacks: plan (not only apply) exits 1 on an
+// unknown sysctl, with did-you-mean, and on a kind the kernel cannot make.
+func TestPlanRefusesWhatTheKernelLacks(t *testing.T) {
+	needRoot(t)
+	bin := binary(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "typo.yaml")
+	src := "name: typo\nnamespaces:\n  a:\n    sysctls:\n      net.ipv4.ip_foward: \"1\"\n"
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, file, nil)
+	code, out, errOut := e.cli(bin, "plan", file)
+	if want := file + ":5:7: namespaces.a.sysctls.net.ipv4.ip_foward: this kernel has no sysctl net.ipv4.ip_foward (did you mean net.ipv4.ip_forward?)"; code != 1 || !strings.Contains(errOut, want) {
+		t.Fatalf("plan with a sysctl typo: %d\n%s%s\nwant %s", code, out, errOut, want)
+	}
+	if linux.Probe("ipvlan") == nil {
+		return // this kernel has ipvlan: nothing more to refuse
+	}
+	code, out, errOut = e.cli(bin, "plan", "../../examples/ipvlan-l2.yaml")
+	if code != 1 || !strings.Contains(out, "unsupported: this kernel cannot create ipvlan interfaces (it needs CONFIG_IPVLAN)") {
+		t.Fatalf("plan of ipvlan here: %d\n%s%s", code, out, errOut)
 	}
 }
