@@ -3,6 +3,7 @@ package linux
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -347,4 +348,33 @@ func (k *Kernel) OpenNetns(short string) (netns.NsHandle, error) {
 		return fd, fmt.Errorf("namespace %s (netns %s) does not exist: apply the lab first", short, name)
 	}
 	return fd, err
+}
+
+// RouteGet asks namespace short's routing table for dst, as `ip route
+// get` does.
+func (k *Kernel) RouteGet(short string, dst net.IP) ([]netlink.Route, error) {
+	h, err := k.handle(short)
+	if err != nil {
+		return nil, err
+	}
+	return h.h.RouteGet(dst)
+}
+
+// ReadSysctls reads keys in namespace short (missing keys are left out).
+func (k *Kernel) ReadSysctls(short string, keys []string) (map[string]string, error) {
+	h, err := k.handle(short)
+	if err != nil {
+		return nil, err
+	}
+	return readSysctls(h.fd, keys)
+}
+
+// LinkName is the name of interface index in namespace short, or "ifN".
+func (k *Kernel) LinkName(short string, index int) string {
+	if h, err := k.handle(short); err == nil {
+		if l, err := h.h.LinkByIndex(index); err == nil {
+			return l.Attrs().Name
+		}
+	}
+	return fmt.Sprintf("if%d", index)
 }

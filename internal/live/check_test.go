@@ -307,3 +307,61 @@ func TestPlanRefusesWhatTheKernelLacks(t *testing.T) {
 		t.Fatalf("plan of ipvlan here: %d\n%s%s", code, out, errOut)
 	}
 }
+
+// TestPath: path follows the kernel's lookups through router.yaml's
+// router, and names the reason it stops once ip_forward is 0; through a
+// port forward it shows the DNAT and where it lands.
+func TestPath(t *testing.T) {
+	bin := binary(t)
+	src, err := os.ReadFile("../../examples/router.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "router.yaml")
+	if err := os.WriteFile(file, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, file, nil)
+	if code, out, errOut := e.cli(bin, "apply", file); code != 0 {
+		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
+	}
+	defer e.destroy()
+	code, out, errOut := e.cli(bin, "path", file, "ns0", "ns1")
+	want := []string{
+		"path ns0 -> 192.168.89.2 (icmp)",
+		" 1  ns0, out eth0 (via 192.168.88.1), src 192.168.88.2",
+		"      over ns0:eth0 -> host:veth-ns0 -> host:br0 (bridge)",
+		" 2  host, in br0, out br1 (on-link)",
+		"      over host:br1 (bridge) -> host:veth-ns1 -> ns1:eth0",
+		" 3  ns1, in eth0",
+		"delivered: 192.168.89.2 is an address of ns1",
+	}
+	if code != 0 || strings.TrimSpace(out) != strings.Join(want, "\n") {
+		t.Fatalf("path through the router: %d\n%s%s\nwant:\n%s", code, out, errOut, strings.Join(want, "\n"))
+	}
+	if err := os.WriteFile(file, []byte(strings.Replace(string(src), `net.ipv4.ip_forward: "1"`, `net.ipv4.ip_forward: "0"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := e.cli(bin, "apply", file); code != 0 {
+		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = e.cli(bin, "-o", "json", "path", file, "ns0", "ns1")
+	var r struct {
+		Hops []struct {
+			Namespace string `json:"namespace"`
+			In        string `json:"in"`
+		} `json:"hops"`
+		Result string `json:"result"`
+		Reason string `json:"reason"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil || code != 1 || r.Result != "dropped" || len(r.Hops) != 2 ||
+		r.Hops[1].Namespace != "host" || r.Hops[1].In != "br0" ||
+		r.Reason != "ip_forward is 0 in namespace host (net.ipv4.ip_forward): it does not route packets that are not its own" {
+		t.Fatalf("path with ip_forward 0: %d %v\n%s", code, err, out)
+	}
+	code, out, _ = e.cli(bin, "path", file, "host", "10.99.0.1")
+	if code != 1 || !strings.HasSuffix(out, "no route: namespace host has no route to 10.99.0.1\n") {
+		t.Fatalf("path to nowhere: %d\n%s", code, out)
+	}
+}

@@ -1,0 +1,412 @@
+// Package path explains how a packet from one lab namespace to an address
+// travels: hop by hop, from the kernel's own route lookups in each
+// namespace, following veth peers, bridge ports, macvlan/ipvlan parents and
+// VXLAN tunnels to the next namespace that routes it, with the NAT rules
+// that rewrite it, and where and why it stops.
+package path
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/netplan-lab/netplan-lab/reconcile"
+)
+
+// Kernel is what path reads: the lab's observed state, route lookups and
+// sysctls in a namespace.
+type Kernel interface {
+	RouteGet(ns string, dst net.IP) ([]netlink.Route, error)
+	ReadSysctls(ns string, keys []string) (map[string]string, error)
+	LinkName(ns string, index int) string
+}
+
+// Hop is one namespace the packet is routed in.
+type Hop struct {
+	Namespace string `json:"namespace"`
+	In        string `json:"in,omitempty"`
+	Out       string `json:"out,omitempty"`
+	Route     string `json:"route,omitempty"`
+	Src       string `json:"src,omitempty"`
+	Dst       string `json:"dst"`
+	// NAT lists the rewrites of this namespace's lab NAT rules.
+	NAT []string `json:"nat,omitempty"`
+	// L2 is the way to the next namespace, interface by interface
+	// ("c1:eth0", "host:veth-c1", "host:hwchiu0 (bridge)", ...).
+	L2 []string `json:"l2,omitempty"`
+}
+
+// Result is a packet's whole way.
+type Result struct {
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Proto  string `json:"proto"`
+	Port   int    `json:"port,omitempty"`
+	Hops   []Hop  `json:"hops"`
+	Result string `json:"result"` // delivered, dropped, no route
+	Reason string `json:"reason,omitempty"`
+}
+
+// Trace follows a packet of proto (icmp, tcp, udp) to port from namespace
+// from to dst through the observed state of the lab.
+func Trace(k Kernel, s *reconcile.State, from string, dst netip.Addr, proto string, port int) *Result {
+	r := &Result{From: from, To: dst.String(), Proto: proto, Port: port, Hops: []Hop{}}
+	ns, in := from, ""
+	var src netip.Addr
+	seen := map[string]bool{}
+	for hopN := 0; hopN < 32; hopN++ {
+		hop := Hop{Namespace: ns, In: in, Dst: dst.String()}
+		n := s.NS(ns)
+		if n == nil {
+			r.Result, r.Reason = "dropped", fmt.Sprintf("namespace %s is not part of the lab", ns)
+			return r
+		}
+		// Arriving: a port forward may rewrite the destination first.
+		if in != "" {
+			if to, rule, ok := dnat(n, dst, in, proto, port, s); ok {
+				hop.NAT = append(hop.NAT, fmt.Sprintf("dnat %s:%d -> %s (%s)", dst, port, to, rule))
+				dst, port = to.Addr(), int(to.Port())
+				hop.Dst = dst.String()
+			}
+		}
+		if local(n, dst) {
+			r.Hops = append(r.Hops, hop)
+			r.Result = "delivered"
+			if in == "" {
+				r.Reason = dst.String() + " is an address of " + ns + " itself"
+			} else {
+				r.Reason = dst.String() + " is an address of " + ns
+			}
+			return r
+		}
+		if in != "" {
+			if why := forwardBlocked(k, ns, in, src, dst, n); why != "" {
+				r.Hops = append(r.Hops, hop)
+				r.Result, r.Reason = "dropped", why
+				return r
+			}
+		}
+		routes, err := k.RouteGet(ns, dst.AsSlice())
+		if err != nil || len(routes) == 0 {
+			r.Hops = append(r.Hops, hop)
+			r.Result = "no route"
+			r.Reason = fmt.Sprintf("namespace %s has no route to %s", ns, dst)
+			if err != nil && !errors.Is(err, unix.ENETUNREACH) {
+				r.Reason += " (" + err.Error() + ")"
+			}
+			return r
+		}
+		rt := routes[0]
+		out := k.LinkName(ns, rt.LinkIndex)
+		hop.Out = out
+		next := dst
+		if rt.Gw != nil {
+			next, _ = netip.AddrFromSlice(rt.Gw)
+			next = next.Unmap()
+			hop.Route = fmt.Sprintf("via %s dev %s", next, out)
+		} else {
+			hop.Route = "dev " + out + " (on-link)"
+		}
+		if in == "" && rt.Src != nil {
+			src, _ = netip.AddrFromSlice(rt.Src)
+			src = src.Unmap()
+			hop.Src = src.String()
+		}
+		if !src.IsValid() {
+			src = firstAddrOf(n, out)
+			hop.Src = src.String()
+		}
+		if to, rule, ok := snat(n, src, out); ok {
+			hop.NAT = append(hop.NAT, fmt.Sprintf("snat %s -> %s (%s)", src, to, rule))
+			src = to
+		}
+		l := n.Links[out]
+		if l != nil && !l.Up {
+			r.Hops = append(r.Hops, hop)
+			r.Result, r.Reason = "dropped", fmt.Sprintf("%s:%s is down", ns, out)
+			return r
+		}
+		nextNS, nextIf, way, why := l2(s, reconcile.Ref{NS: ns, Name: out}, next)
+		hop.L2 = way
+		r.Hops = append(r.Hops, hop)
+		if why != "" {
+			r.Result, r.Reason = "dropped", why
+			return r
+		}
+		key := nextNS + "|" + dst.String()
+		if seen[key] {
+			r.Result, r.Reason = "dropped", "a routing loop: it comes back to "+nextNS
+			return r
+		}
+		seen[key] = true
+		ns, in = nextNS, nextIf
+	}
+	r.Result, r.Reason = "dropped", "more than 32 hops"
+	return r
+}
+
+func local(n *reconcile.Namespace, a netip.Addr) bool {
+	if a.IsLoopback() {
+		return true
+	}
+	for _, l := range n.Links {
+		for _, c := range append(append([]string(nil), l.Addresses...), l.Foreign...) {
+			if p, err := netip.ParsePrefix(c); err == nil && p.Addr() == a {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func firstAddrOf(n *reconcile.Namespace, dev string) netip.Addr {
+	if l := n.Links[dev]; l != nil {
+		for _, c := range l.Addresses {
+			if p, err := netip.ParsePrefix(c); err == nil {
+				return p.Addr()
+			}
+		}
+	}
+	return netip.Addr{}
+}
+
+// forwardBlocked says why namespace ns would not forward a packet that
+// came in on in: forwarding off, reverse-path filter, a drop policy.
+func forwardBlocked(k Kernel, ns, in string, src, dst netip.Addr, n *reconcile.Namespace) string {
+	if dst.Is6() {
+		sc, _ := k.ReadSysctls(ns, []string{"net.ipv6.conf.all.forwarding"})
+		if sc["net.ipv6.conf.all.forwarding"] == "0" {
+			return fmt.Sprintf("IPv6 forwarding is off in namespace %s (net.ipv6.conf.all.forwarding = 0): it does not route packets that are not its own", ns)
+		}
+	} else {
+		sc, _ := k.ReadSysctls(ns, []string{"net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", "net.ipv4.conf." + in + ".rp_filter"})
+		if sc["net.ipv4.ip_forward"] == "0" {
+			return fmt.Sprintf("ip_forward is 0 in namespace %s (net.ipv4.ip_forward): it does not route packets that are not its own", ns)
+		}
+		rp := max(atoi(sc["net.ipv4.conf.all.rp_filter"]), atoi(sc["net.ipv4.conf."+in+".rp_filter"]))
+		if rp != 0 && src.IsValid() {
+			routes, err := k.RouteGet(ns, src.AsSlice())
+			switch {
+			case err != nil || len(routes) == 0:
+				return fmt.Sprintf("rp_filter %d in namespace %s: it has no route back to the source %s", rp, ns, src)
+			case rp == 1 && k.LinkName(ns, routes[0].LinkIndex) != in:
+				return fmt.Sprintf("rp_filter 1 (strict) in namespace %s: the way back to %s is through %s, not %s, where it came in",
+					ns, src, k.LinkName(ns, routes[0].LinkIndex), in)
+			}
+		}
+	}
+	if len(n.ForwardDrop) > 0 {
+		return fmt.Sprintf("namespace %s drops forwarded packets: a forward chain with policy drop (%s)", ns, strings.Join(n.ForwardDrop, ", "))
+	}
+	return ""
+}
+
+func atoi(s string) int {
+	n := 0
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+// l2 walks from interface start, over veth peers, bridges (as switches),
+// macvlan/ipvlan parents and VXLANs of one VNI, to the interface that
+// holds addr; it returns that interface's namespace and name and the way.
+func l2(s *reconcile.State, start reconcile.Ref, addr netip.Addr) (ns, ifname string, way []string, why string) {
+	prev := map[reconcile.Ref]*reconcile.Ref{start: nil}
+	queue := []reconcile.Ref{start}
+	label := func(r reconcile.Ref) string {
+		if l := s.Link(r); l != nil && l.Kind != reconcile.KindVeth {
+			return r.String() + " (" + l.Kind + ")"
+		}
+		return r.String()
+	}
+	var down string
+	for len(queue) > 0 {
+		cur := queue[0]
+		queue = queue[1:]
+		l := s.Link(cur)
+		if l == nil {
+			continue
+		}
+		if cur != start && holds(l, addr) {
+			for r := &cur; r != nil; r = prev[*r] {
+				way = append([]string{label(*r)}, way...)
+			}
+			return cur.NS, cur.Name, way, ""
+		}
+		if !l.Up {
+			if down == "" && cur != start {
+				down = cur.String()
+			}
+			continue
+		}
+		for _, nb := range neighbours(s, cur, l) {
+			if _, ok := prev[nb]; !ok {
+				c := cur
+				prev[nb] = &c
+				queue = append(queue, nb)
+			}
+		}
+	}
+	why = fmt.Sprintf("nothing on the link of %s holds %s (no neighbour answers ARP)", start, addr)
+	if down != "" {
+		why = fmt.Sprintf("%s is down, and nothing else on the link of %s holds %s", down, start, addr)
+	}
+	return "", "", nil, why
+}
+
+func holds(l *reconcile.Link, a netip.Addr) bool {
+	for _, c := range append(append([]string(nil), l.Addresses...), l.Foreign...) {
+		if p, err := netip.ParsePrefix(c); err == nil && p.Addr() == a {
+			return true
+		}
+	}
+	return false
+}
+
+// neighbours are the interfaces a frame leaving (or entering) r reaches.
+func neighbours(s *reconcile.State, r reconcile.Ref, l *reconcile.Link) []reconcile.Ref {
+	var out []reconcile.Ref
+	if l.Peer != nil {
+		out = append(out, *l.Peer)
+	}
+	if l.Master != "" {
+		out = append(out, reconcile.Ref{NS: r.NS, Name: l.Master})
+	}
+	if l.Parent != nil {
+		out = append(out, *l.Parent)
+	}
+	for _, name := range s.SortedNames() {
+		for _, ln := range sortedLinks(s.Namespaces[name]) {
+			o := s.Namespaces[name].Links[ln]
+			ref := reconcile.Ref{NS: name, Name: ln}
+			switch {
+			case name == r.NS && o.Master == r.Name: // a port of this bridge
+				out = append(out, ref)
+			case o.Parent != nil && *o.Parent == r: // a child of this interface
+				out = append(out, ref)
+			case l.VXLAN != nil && o.VXLAN != nil && o.VXLAN.VNI == l.VXLAN.VNI && ref != r: // the tunnel's far end
+				out = append(out, ref)
+			}
+		}
+	}
+	return out
+}
+
+func sortedLinks(n *reconcile.Namespace) []string {
+	names := make([]string, 0, len(n.Links))
+	for ln := range n.Links {
+		names = append(names, ln)
+	}
+	for i := 1; i < len(names); i++ {
+		for j := i; j > 0 && names[j] < names[j-1]; j-- {
+			names[j], names[j-1] = names[j-1], names[j]
+		}
+	}
+	return names
+}
+
+// dnat finds the lab's port_forward of namespace n that rewrites a packet
+// to dst:port arriving on in.
+func dnat(n *reconcile.Namespace, dst netip.Addr, in, proto string, port int, s *reconcile.State) (netip.AddrPort, string, bool) {
+	if proto == "icmp" || !local(n, dst) {
+		return netip.AddrPort{}, "", false
+	}
+	for _, id := range natOrder(n) {
+		r := n.NAT[id]
+		if r.Kind != reconcile.NATPortForward || r.Proto != proto || r.Port != port || (r.In != "" && r.In != in) {
+			continue
+		}
+		if to, err := netip.ParseAddrPort(r.To); err == nil {
+			return to, "nat " + id, true
+		}
+	}
+	return netip.AddrPort{}, "", false
+}
+
+// snat finds the lab's masquerade or snat of n for a packet from src
+// leaving through out.
+func snat(n *reconcile.Namespace, src netip.Addr, out string) (netip.Addr, string, bool) {
+	for _, id := range natOrder(n) {
+		r := n.NAT[id]
+		if r.Kind != reconcile.NATMasquerade && r.Kind != reconcile.NATSNAT {
+			continue
+		}
+		if p, err := netip.ParsePrefix(r.Source); r.Source != "" && (err != nil || !p.Contains(src)) {
+			continue
+		}
+		if (r.Out != "" && r.Out != out) || (r.NotOut != "" && r.NotOut == out) {
+			continue
+		}
+		if r.Kind == reconcile.NATSNAT {
+			if a, err := netip.ParseAddr(r.To); err == nil {
+				return a, "nat " + id, true
+			}
+			continue
+		}
+		if a := firstAddrOf(n, out); a.IsValid() {
+			return a, "nat " + id, true
+		}
+	}
+	return netip.Addr{}, "", false
+}
+
+// natOrder is the order the kernel's chains hold the lab's rules in.
+func natOrder(n *reconcile.Namespace) []string {
+	var ids []string
+	seen := map[string]bool{}
+	for _, chain := range reconcile.NATChainOrder {
+		for _, id := range n.NATChains[chain] {
+			if n.NAT[id] != nil && !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids
+}
+
+// Text writes the result for a person.
+func (r *Result) Text() string {
+	var b strings.Builder
+	what := r.Proto
+	if r.Port != 0 {
+		what += fmt.Sprintf("/%d", r.Port)
+	}
+	fmt.Fprintf(&b, "path %s -> %s (%s)\n", r.From, r.To, what)
+	for i, h := range r.Hops {
+		fmt.Fprintf(&b, "%2d  %s", i+1, h.Namespace)
+		if h.In != "" {
+			fmt.Fprintf(&b, ", in %s", h.In)
+		}
+		if h.Out != "" {
+			how := "on-link"
+			if via, ok := strings.CutPrefix(h.Route, "via "); ok {
+				how, _, _ = strings.Cut(via, " ")
+				how = "via " + how
+			}
+			fmt.Fprintf(&b, ", out %s (%s)", h.Out, how)
+			if h.Src != "" && i == 0 {
+				fmt.Fprintf(&b, ", src %s", h.Src)
+			}
+		}
+		b.WriteString("\n")
+		for _, n := range h.NAT {
+			fmt.Fprintf(&b, "      %s\n", n)
+		}
+		if len(h.L2) > 0 {
+			fmt.Fprintf(&b, "      over %s\n", strings.Join(h.L2, " -> "))
+		}
+	}
+	fmt.Fprintf(&b, "%s: %s\n", r.Result, r.Reason)
+	return b.String()
+}
