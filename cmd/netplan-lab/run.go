@@ -104,7 +104,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return nil
 	}
-	root.AddCommand(newValidateCmd(g), newPlanCmd(g), newApplyCmd(g), newDestroyCmd(g), newShowCmd(g), newCaptureCmd(g), newCheckCmd(g), newExecCmd(g), newShellCmd(g), newLsCmd(g), newPathCmd(g))
+	root.AddCommand(newValidateCmd(g), newPlanCmd(g), newApplyCmd(g), newDestroyCmd(g), newShowCmd(g), newCaptureCmd(g), newCheckCmd(g), newExecCmd(g), newShellCmd(g), newLsCmd(g), newPathCmd(g), newGraphCmd(g))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
