@@ -365,3 +365,46 @@ func TestPath(t *testing.T) {
 		t.Fatalf("path to nowhere: %d\n%s", code, out)
 	}
 }
+
+// TestLs: two labs, one in a sandbox and one beside it under another
+// prefix, are both listed from the kernel's marks, with their namespaces,
+// interfaces and NAT.
+func TestLs(t *testing.T) {
+	bin := binary(t)
+	a := newEnv(t, "../../examples/nat.yaml", nil)
+	b := newEnv(t, "../../examples/bridge.yaml", nil)
+	for _, e := range []*env{a, b} {
+		if code, out, errOut := e.cli(bin, "apply", e.topo.File); code != 0 {
+			t.Fatalf("apply %s: %d\n%s%s", e.topo.File, code, out, errOut)
+		}
+		defer e.destroy()
+	}
+	code, out, errOut := runCmd(t, exec.Command(bin, "ls", "-o", "json"))
+	var doc struct {
+		Labs []linux.LabInfo `json:"labs"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); code != 0 || err != nil {
+		t.Fatalf("ls -o json: %d %v\n%s%s", code, err, out, errOut)
+	}
+	find := func(e *env) *linux.LabInfo {
+		for i, l := range doc.Labs {
+			if l.Sandbox == e.sandbox && l.Prefix == e.prefix {
+				return &doc.Labs[i]
+			}
+		}
+		t.Fatalf("lab of %s (sandbox %s, prefix %s) not listed:\n%s", e.topo.File, e.sandbox, e.prefix, out)
+		return nil
+	}
+	la, lb := find(a), find(b)
+	if la.Name != "nat" || strings.Join(la.Namespaces, " ") != a.prefix+"internet "+a.prefix+"ns0 "+a.prefix+"ns1" ||
+		la.Links != 7 || len(la.NAT) != 1 || la.NAT[0] != a.sandbox {
+		t.Errorf("nat lab: %+v", *la)
+	}
+	if lb.Name != "bridge" || strings.Join(lb.Namespaces, " ") != b.prefix+"c1 "+b.prefix+"c2" || lb.Links != 5 || len(lb.NAT) != 0 {
+		t.Errorf("bridge lab: %+v", *lb)
+	}
+	code, out, _ = runCmd(t, exec.Command(bin, "ls"))
+	if code != 0 || !strings.HasPrefix(out, "NAME") || !strings.Contains(out, b.sandbox) || !strings.Contains(out, a.sandbox) {
+		t.Fatalf("ls: %d\n%s", code, out)
+	}
+}
