@@ -155,4 +155,3 @@ func parseTableName(t string) (name, prefix string, ok bool) {
 	name, prefix, _ = strings.Cut(rest, ".")
 	return name, prefix, name != ""
 }
-
