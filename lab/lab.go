@@ -6,6 +6,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -149,7 +150,7 @@ func (l *Lab) Plan(ctx context.Context) (*reconcile.Plan, error) {
 		// What apply would check first: a plan the kernel cannot carry
 		// out says so here, not only when applied.
 		if err := l.k.Preflight(ctx, p); err != nil {
-			p.Unsupported = err.Error()
+			p.Unsupported = l.where(err) + err.Error()
 		}
 	}
 	return p, nil
@@ -336,4 +337,34 @@ func plural(n int, word string) string {
 		return "1 " + word
 	}
 	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// where is "FILE:LINE:COL: path: " of the object a preflight error names,
+// or "".
+func (l *Lab) where(err error) string {
+	var ue *linux.UnsupportedError
+	if !errors.As(err, &ue) {
+		return ""
+	}
+	t := l.Topology
+	at := func(p topology.Pos, path string) string {
+		return fmt.Sprintf("%s:%d:%d: %s: ", t.File, p.Line, p.Col, path)
+	}
+	if ue.NAT {
+		for _, n := range t.NAT {
+			if n.Namespace == ue.Namespace {
+				return at(n.Pos, n.Path)
+			}
+		}
+		return ""
+	}
+	for _, i := range t.Interfaces() {
+		if i.Namespace == ue.Namespace && i.Name == ue.Name {
+			if ue.Impair && i.Impair != nil {
+				return at(i.Impair.Pos, i.Impair.Path)
+			}
+			return at(i.Pos, i.Path)
+		}
+	}
+	return ""
 }

@@ -104,7 +104,7 @@ func (c *Change) describe() string {
 			s += " parent " + l.Parent.String() + " mode " + l.Mode
 		case l.VXLAN != nil:
 			s += fmt.Sprintf(" vni %d", l.VXLAN.VNI)
-			if x := l.VXLAN; c.Action != Delete {
+			if x := l.VXLAN; c.Action != Delete && len(c.Fields) == 0 {
 				for _, kv := range [][2]string{{"remote", x.Remote}, {"group", x.Group}, {"local", x.Local}, {"dev", x.Dev}} {
 					if kv[1] != "" {
 						s += " " + kv[0] + " " + kv[1]

@@ -696,16 +696,11 @@ var kernelOption = map[string]string{
 // that the kernel can make every kind of link the plan creates, by making
 // one in a throwaway namespace that vanishes when its last handle closes.
 func (k *Kernel) Preflight(ctx context.Context, p *reconcile.Plan) error {
-	kinds := map[string]bool{}
-	for _, c := range p.Changes {
-		if c.Kind == reconcile.KindLink && c.Action != reconcile.Delete {
-			kinds[c.Link.Kind] = true
-		}
-	}
 	for _, c := range p.Changes {
 		if c.Kind == reconcile.KindNAT && c.Action == reconcile.Create {
 			if err := k.probe("nat"); err != nil {
-				return fmt.Errorf("this kernel cannot do NAT with nftables (it needs %s): %w; nothing was changed", kernelOption["nat"], err)
+				return &UnsupportedError{Namespace: c.Namespace, NAT: true,
+					Msg: fmt.Sprintf("this kernel cannot do NAT with nftables (it needs %s): %v; nothing was changed", kernelOption["nat"], err)}
 			}
 			break
 		}
@@ -720,18 +715,36 @@ func (k *Kernel) Preflight(ctx context.Context, p *reconcile.Plan) error {
 			if q == "netem" {
 				what = "delay, drop, duplicate, reorder or corrupt packets (impair: delay, jitter, loss, duplicate, reorder, corrupt)"
 			}
-			return fmt.Errorf("this kernel cannot %s: it needs %s (impair on %s in netns %q): %w; nothing was changed",
-				what, kernelOption[q], c.Name, c.Namespace, err)
+			return &UnsupportedError{Namespace: c.Namespace, Name: c.Name, Impair: true,
+				Msg: fmt.Sprintf("this kernel cannot %s: it needs %s (impair on %s in netns %q): %v; nothing was changed",
+					what, kernelOption[q], c.Name, c.Namespace, err)}
 		}
 	}
-	for kind := range kinds {
+	for _, c := range p.Changes {
+		if c.Kind != reconcile.KindLink || c.Action == reconcile.Delete {
+			continue
+		}
+		kind := c.Link.Kind
 		if err := k.probe(kind); err != nil {
-			return fmt.Errorf("this kernel cannot create %s interfaces (it needs %s): %w; nothing was changed",
-				kind, kernelOption[kind], err)
+			return &UnsupportedError{Namespace: c.Namespace, Name: c.Name,
+				Msg: fmt.Sprintf("this kernel cannot create %s interfaces (it needs %s): %v; nothing was changed",
+					kind, kernelOption[kind], err)}
 		}
 	}
 	return nil
 }
+
+// UnsupportedError is something a plan needs that this kernel lacks,
+// found before anything changed, with the object that needs it.
+type UnsupportedError struct {
+	Msg       string
+	Namespace string
+	Name      string // the interface (to make, or to impair)
+	Impair    bool
+	NAT       bool
+}
+
+func (e *UnsupportedError) Error() string { return e.Msg }
 
 func (k *Kernel) probe(kind string) error {
 	k.mu.Lock()
