@@ -191,5 +191,21 @@ func namespaceNames(sandbox, prefix string) []string {
 func removeNamespaces(sandbox, prefix string) {
 	for _, n := range namespaceNames(sandbox, prefix) {
 		linux.DeleteNamed(n)
+		removeStaleHosts(n)
+	}
+}
+
+// removeStaleHosts removes the hosts file a lab wrote for namespace name
+// (its first line is a lab's mark), and the directory if it is empty then.
+func removeStaleHosts(name string) {
+	dir := filepath.Join(EtcNetns, name)
+	b, err := os.ReadFile(filepath.Join(dir, "hosts"))
+	if err != nil || !strings.HasPrefix(string(b), "# netplan-lab:") {
+		return
+	}
+	_ = os.Remove(filepath.Join(dir, "hosts"))
+	_ = os.Remove(dir)
+	if left, err := os.ReadDir(EtcNetns); err == nil && len(left) == 0 {
+		_ = os.Remove(EtcNetns)
 	}
 }
