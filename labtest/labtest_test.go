@@ -91,6 +91,9 @@ func TestKilledTestLabIsRemoved(t *testing.T) {
 		if _, err := os.Stat(filepath.Join("/run/netns", n)); err != nil {
 			t.Fatalf("the killed test's %s should still be there before the cleanup: %v", n, err)
 		}
+		if _, err := os.Stat(filepath.Join(lab.EtcNetns, n, "hosts")); err != nil {
+			t.Fatalf("the killed test's hosts file of %s should still be there before the cleanup: %v", n, err)
+		}
 	}
 	if s := state(daemon); s == "" || s == "Z" {
 		t.Fatalf("the killed test's daemon %d should still run before the cleanup (state %q)", daemon, s)
@@ -102,6 +105,9 @@ func TestKilledTestLabIsRemoved(t *testing.T) {
 	for _, n := range []string{sandbox, ns} {
 		if _, err := os.Stat(filepath.Join("/run/netns", n)); err == nil {
 			t.Fatalf("%s is still there", n)
+		}
+		if _, err := os.Stat(filepath.Join(lab.EtcNetns, n)); err == nil {
+			t.Fatalf("%s's hosts file is still there", n)
 		}
 	}
 	if s := state(daemon); s != "" && s != "Z" {
