@@ -6,13 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
-	"github.com/netplan-lab/netplan-lab/internal/linux"
 	netplanlab "github.com/netplan-lab/netplan-lab/lab"
 	"github.com/netplan-lab/netplan-lab/reconcile"
 )
@@ -67,7 +68,10 @@ Commands on stdin work too: echo 'ping -c1 c2' | netplan-lab shell FILE c1.`,
 				argv = append(argv, "-i")
 			}
 			return g.execIn(cmd, args[0], args[1], argv, func(lab, ns string) []string {
-				return []string{fmt.Sprintf("PS1=[%s:%s] \\w \\$ ", lab, ns)}
+				if filepath.Base(sh) == "bash" {
+					return []string{fmt.Sprintf("PS1=[%s:%s] \\w \\$ ", lab, ns)}
+				}
+				return []string{fmt.Sprintf("PS1=[%s:%s] # ", lab, ns)} // sh expands no \\w
 			})
 		},
 	}
@@ -80,55 +84,45 @@ func (g *globals) execIn(cmd *cobra.Command, file, ns string, argv []string, ext
 	if err != nil {
 		return err
 	}
-	defer l.kernel.Close()
 	if ns != reconcile.HostNS && l.topo.Namespace(ns) == nil {
+		l.kernel.Close()
 		return &codeError{exitError, fmt.Errorf("namespace %q is not in %s", ns, file)}
 	}
 	fd, err := l.kernel.OpenNetns(ns)
 	if err != nil {
+		l.kernel.Close()
 		return err
 	}
-	defer fd.Close()
 	kname := l.kernel.KernelName(ns)
 	env := append(os.Environ(), "NETPLAN_LAB="+l.topo.Name, "NETPLAN_LAB_NS="+ns, "NETPLAN_LAB_NETNS="+kname)
 	if extraEnv != nil {
 		env = append(env, extraEnv(l.topo.Name, ns)...)
 	}
-	var c *exec.Cmd
+	l.kernel.Close()
+	// This process becomes the command (through the helper, which sets up
+	// the mounts): signals, the terminal and the exit status are the
+	// command's own, with no process in between.
 	if ns == reconcile.HostNS && g.netns == "" {
-		// This machine's own namespace: nothing to enter.
+		fd.Close()
 		path, err := exec.LookPath(argv[0])
 		if err != nil {
 			return &codeError{127, err}
 		}
-		c = exec.Command(path, argv[1:]...)
-	} else {
-		self, err := os.Executable()
-		if err != nil {
-			return err
-		}
-		c = exec.Command(self, append([]string{nsexecHelper, kname, "--"}, argv...)...)
-		c.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+		return fmt.Errorf("exec %s: %w", path, syscall.Exec(path, argv, env))
 	}
-	c.Env = env
-	c.Stdin, c.Stdout, c.Stderr = os.Stdin, g.stdout, g.stderr
-	// Started from a thread inside the namespace: the child is born in it.
-	err = linux.InNetns(fd, c.Start)
+	self, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("start %s in netns %s: %w", argv[0], kname, err)
+		return err
 	}
-	// Ctrl-C goes to the command (same process group); this process only
-	// waits for it.
-	err = c.Wait()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code := ee.ExitCode()
-		if code < 0 { // killed by a signal
-			code = 128 + int(ee.Sys().(syscall.WaitStatus).Signal())
-		}
-		return &codeError{code, nil}
+	// The thread that enters the namespace is the one that execs: it is
+	// never unlocked, and the new program keeps its namespace.
+	runtime.LockOSThread()
+	if err := netns.Set(fd); err != nil {
+		return fmt.Errorf("enter netns %s: %w", kname, err)
 	}
-	return err
+	fd.Close()
+	err = syscall.Exec(self, append([]string{self, nsexecHelper, kname, "--"}, argv...), env)
+	return fmt.Errorf("start %s in netns %s: %w", argv[0], kname, err)
 }
 
 // nsexec is the helper: already in the target network namespace and in a
@@ -140,6 +134,17 @@ func nsexec(args []string) int {
 		return 2
 	}
 	kname, argv := args[0], args[2:]
+	// All of it on this thread, which then becomes the command: a mount
+	// namespace of its own, mounts no one else sees (as ip netns exec).
+	runtime.LockOSThread()
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		fmt.Fprintf(os.Stderr, "error: a mount namespace for the command: %v\n", err)
+		return 1
+	}
+	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		fmt.Fprintf(os.Stderr, "error: make / a slave mount: %v\n", err)
+		return 1
+	}
 	dir := filepath.Join(netplanlab.EtcNetns, kname)
 	if entries, err := os.ReadDir(dir); err == nil {
 		for _, e := range entries {

@@ -56,6 +56,36 @@ type Env struct {
 	// Timeout is how long one probe waits (default 1s); ICMP tries three
 	// times within it.
 	Timeout time.Duration
+	busy    []busyPort // where a server of someone's listens already
+}
+
+type busyPort struct {
+	ns, proto string
+	port      int
+}
+
+// realServer is the one namespace where something else listens on a port
+// a connection of proto to port may land on (the port or, through a
+// port_forward of it, its destination port), or "".
+func (e *Env) realServer(proto string, port int) string {
+	ports := map[int]bool{port: true}
+	for _, n := range e.Topo.NAT {
+		if pf := n.PortForward; pf != nil && pf.Proto == proto && pf.Port == port {
+			if ap, err := netip.ParseAddrPort(pf.To); err == nil {
+				ports[int(ap.Port())] = true
+			}
+		}
+	}
+	found := ""
+	for _, b := range e.busy {
+		if b.proto == proto && ports[b.port] {
+			if found != "" && found != b.ns {
+				return "" // more than one: cannot tell
+			}
+			found = b.ns
+		}
+	}
+	return found
 }
 
 // The line a listener of check answers with.
@@ -138,7 +168,7 @@ func (e *Env) one(c *topology.Check) Result {
 	if r.OK && c.Lands != "" && r.Landed != c.Lands {
 		r.OK = false
 		if r.Landed == "" {
-			r.Detail = "answered by something that is not a listener of check (a real server?)"
+			r.Detail = "answered by a server check cannot place (servers of their own listen on this port in more than one namespace)"
 		} else {
 			r.Detail = "landed in " + r.Landed + ", not " + c.Lands
 		}
@@ -235,11 +265,13 @@ func (e *Env) tcp(ns, dev string, addr netip.Addr, port int) (string, error) {
 		return "", simplify(err)
 	}
 	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(e.timeout()))
+	// A listener of check answers at once; a real server may say nothing
+	// until asked.
+	c.SetReadDeadline(time.Now().Add(min(e.timeout(), 300*time.Millisecond)))
 	line, _ := bufio.NewReader(c).ReadString('\n')
-	landed, _ := strings.CutPrefix(strings.TrimSpace(line), banner)
-	if !strings.HasPrefix(line, banner) {
-		landed = ""
+	landed, ok := strings.CutPrefix(strings.TrimSpace(line), banner)
+	if !ok {
+		landed = e.realServer("tcp", port)
 	}
 	return landed, nil
 }
@@ -268,7 +300,7 @@ func (e *Env) udp(ns, dev string, addr netip.Addr, port int) (string, error) {
 		if err == nil {
 			landed, ok := strings.CutPrefix(strings.TrimSpace(string(buf[:n])), banner)
 			if !ok {
-				landed = ""
+				landed = e.realServer("udp", port)
 			}
 			return landed, nil
 		}
@@ -306,7 +338,9 @@ func (e *Env) listen(ctx context.Context) (func(), error) {
 	}
 	ports := map[key]bool{}
 	for _, c := range e.Topo.Checks {
-		if c.Proto != "tcp" && c.Proto != "udp" {
+		// A check that expects unreachable sees only what really
+		// listens: a listener of check would make any port reachable.
+		if (c.Proto != "tcp" && c.Proto != "udp") || c.Expect == "unreachable" {
 			continue
 		}
 		ports[key{c.Proto, c.Port}] = true
@@ -346,7 +380,11 @@ func (e *Env) listen(ctx context.Context) (func(), error) {
 				go serveUDP(pc, name)
 				return nil
 			})
-			if err != nil && !errors.Is(err, syscall.EADDRINUSE) {
+			if errors.Is(err, syscall.EADDRINUSE) {
+				// A server of its own listens there: if a connection is
+				// answered by something else, it is the one.
+				e.busy = append(e.busy, busyPort{ns, k.proto, k.port})
+			} else if err != nil {
 				stop()
 				return nil, fmt.Errorf("listen on %s %s in %s: %w", k.proto, addr, ns, err)
 			}

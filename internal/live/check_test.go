@@ -3,12 +3,15 @@ package live
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -67,27 +70,51 @@ func TestCheckCommand(t *testing.T) {
 	e := newEnv(t, file, nil)
 	code, out, errOut := e.cli(bin, "apply", "--check", file)
 	if code != 0 || !strings.Contains(out, "ok   internet -> host:uplink (198.51.100.1) tcp/8080: reachable, landed in web (expected reachable, landing in web)") ||
-		!strings.Contains(out, "3 of 3 checks hold.") {
+		!strings.Contains(out, "4 of 4 checks hold.") {
 		t.Fatalf("apply --check: %d\n%s%s", code, out, errOut)
 	}
 	defer e.destroy()
+	// A server of the user's own on the container's port (as the
+	// example's comment starts one): check cannot listen there, and
+	// still says where the connection landed.
+	var ln net.Listener
+	e.in("web", func() {
+		var err error
+		if ln, err = net.Listen("tcp", ":80"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // says nothing, as an HTTP server waiting for a request
+		}
+	}()
+	code, out, errOut = e.cli(bin, "check", file)
+	ln.Close()
+	if code != 0 || !strings.Contains(out, "tcp/8080: reachable, landed in web (expected reachable, landing in web)") {
+		t.Fatalf("check with a real server in web: %d\n%s%s", code, out, errOut)
+	}
 	if err := os.WriteFile(file, []byte(failing), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	code, out, errOut = e.cli(bin, "check", file)
 	if code != 1 || !strings.Contains(out, "FAIL internet -> host:uplink (198.51.100.1) tcp/8080: reachable, landed in web (expected reachable, landing in internet)") ||
 		!strings.Contains(out, "FAIL web -> 198.51.100.2 icmp: reachable (expected unreachable)") ||
-		!strings.Contains(out, "3 of 5 checks hold.") || !strings.Contains(errOut, "error: 2 checks of "+file+" did not hold") {
+		!strings.Contains(out, "4 of 6 checks hold.") || !strings.Contains(errOut, "error: 2 checks of "+file+" did not hold") {
 		t.Fatalf("check with two failing: %d\n%s%s", code, out, errOut)
 	}
 	code, out, _ = e.cli(bin, "-o", "json", "check", file)
 	var doc struct {
 		Results []check.Result `json:"results"`
 	}
-	if err := json.Unmarshal([]byte(out), &doc); err != nil || code != 1 || len(doc.Results) != 5 {
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || code != 1 || len(doc.Results) != 6 {
 		t.Fatalf("check -o json: %d %v\n%s", code, err, out)
 	}
-	if r := doc.Results[3]; r.OK || r.Landed != "web" || r.Lands != "internet" || r.Address != "198.51.100.1" {
+	if r := doc.Results[4]; r.OK || r.Landed != "web" || r.Lands != "internet" || r.Address != "198.51.100.1" {
 		t.Fatalf("json result: %+v", r)
 	}
 	code, out, errOut = e.cli(bin, "check", "--all", file)
@@ -207,6 +234,24 @@ func TestExecShellNames(t *testing.T) {
 	}
 	if code, out, errOut := run("echo \"in $NETPLAN_LAB_NS\"\nexit 3\n", "shell", file, "c1"); code != 3 || !strings.Contains(out, "in c1") {
 		t.Fatalf("shell via stdin: %d %q %s", code, out, errOut)
+	}
+	// exec becomes the command: a signal to it is the command's.
+	sl := exec.Command(bin, "--netns", e.sandbox, "--prefix", e.prefix, "exec", file, "c1", "--", "sleep", "100")
+	if err := sl.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	sl.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- sl.Wait() }()
+	select {
+	case err := <-done:
+		if ws, ok := sl.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+			t.Fatalf("exec after SIGTERM: %v (%v)", err, sl.ProcessState)
+		}
+	case <-time.After(5 * time.Second):
+		sl.Process.Kill()
+		t.Fatal("exec ignored SIGTERM: the command still runs")
 	}
 	if code, _, errOut := run("", "exec", file, "c1", "true"); code != 1 || !strings.Contains(errOut, "the command goes after --") {
 		t.Fatalf("exec without --: %d %s", code, errOut)

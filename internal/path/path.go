@@ -66,8 +66,9 @@ func Trace(k Kernel, s *reconcile.State, from string, dst netip.Addr, proto stri
 			r.Result, r.Reason = "dropped", fmt.Sprintf("namespace %s is not part of the lab", ns)
 			return r
 		}
-		// Arriving: a port forward may rewrite the destination first.
-		if in != "" {
+		// A port forward may rewrite the destination first: arriving
+		// (prerouting), or sent by the namespace itself (output).
+		{
 			if to, rule, ok := dnat(n, dst, in, proto, port, s); ok {
 				hop.NAT = append(hop.NAT, fmt.Sprintf("dnat %s:%d -> %s (%s)", dst, port, to, rule))
 				dst, port = to.Addr(), int(to.Port())
@@ -131,7 +132,7 @@ func Trace(k Kernel, s *reconcile.State, from string, dst netip.Addr, proto stri
 			r.Result, r.Reason = "dropped", fmt.Sprintf("%s:%s is down", ns, out)
 			return r
 		}
-		nextNS, nextIf, way, why := l2(s, reconcile.Ref{NS: ns, Name: out}, next)
+		nextNS, nextIf, way, why := l2(k, s, reconcile.Ref{NS: ns, Name: out}, next)
 		hop.L2 = way
 		r.Hops = append(r.Hops, hop)
 		if why != "" {
@@ -188,6 +189,9 @@ func forwardBlocked(k Kernel, ns, in string, src, dst netip.Addr, n *reconcile.N
 		if sc["net.ipv4.ip_forward"] == "0" {
 			return fmt.Sprintf("ip_forward is 0 in namespace %s (net.ipv4.ip_forward): it does not route packets that are not its own", ns)
 		}
+		if f, _ := k.ReadSysctls(ns, []string{"net.ipv4.conf." + in + ".forwarding"}); f["net.ipv4.conf."+in+".forwarding"] == "0" {
+			return fmt.Sprintf("forwarding is off on %s in namespace %s (net.ipv4.conf.%s.forwarding = 0): it does not route what comes in there", in, ns, in)
+		}
 		rp := max(atoi(sc["net.ipv4.conf.all.rp_filter"]), atoi(sc["net.ipv4.conf."+in+".rp_filter"]))
 		if rp != 0 && src.IsValid() {
 			routes, err := k.RouteGet(ns, src.AsSlice())
@@ -220,7 +224,7 @@ func atoi(s string) int {
 // l2 walks from interface start, over veth peers, bridges (as switches),
 // macvlan/ipvlan parents and VXLANs of one VNI, to the interface that
 // holds addr; it returns that interface's namespace and name and the way.
-func l2(s *reconcile.State, start reconcile.Ref, addr netip.Addr) (ns, ifname string, way []string, why string) {
+func l2(k Kernel, s *reconcile.State, start reconcile.Ref, addr netip.Addr) (ns, ifname string, way []string, why string) {
 	prev := map[reconcile.Ref]*reconcile.Ref{start: nil}
 	queue := []reconcile.Ref{start}
 	label := func(r reconcile.Ref) string {
@@ -229,7 +233,7 @@ func l2(s *reconcile.State, start reconcile.Ref, addr netip.Addr) (ns, ifname st
 		}
 		return r.String()
 	}
-	var down string
+	var down, tunnel string
 	for len(queue) > 0 {
 		cur := queue[0]
 		queue = queue[1:]
@@ -250,6 +254,16 @@ func l2(s *reconcile.State, start reconcile.Ref, addr netip.Addr) (ns, ifname st
 			continue
 		}
 		for _, nb := range neighbours(s, cur, l) {
+			if nl := s.Link(nb); l.VXLAN != nil && nl != nil && nl.VXLAN != nil && l.VXLAN.Remote != "" {
+				// Through the tunnel only if the underlay reaches the
+				// far end.
+				if r, err := k.RouteGet(cur.NS, net.ParseIP(l.VXLAN.Remote)); err != nil || len(r) == 0 {
+					if tunnel == "" {
+						tunnel = fmt.Sprintf("the VXLAN %s cannot reach its remote %s: namespace %s has no route to it (the underlay)", cur, l.VXLAN.Remote, cur.NS)
+					}
+					continue
+				}
+			}
 			if _, ok := prev[nb]; !ok {
 				c := cur
 				prev[nb] = &c
@@ -257,9 +271,12 @@ func l2(s *reconcile.State, start reconcile.Ref, addr netip.Addr) (ns, ifname st
 			}
 		}
 	}
-	why = fmt.Sprintf("nothing on the link of %s holds %s (no neighbour answers ARP)", start, addr)
+	why = fmt.Sprintf("nothing on the link of %s holds %s (no neighbour answers ARP or neighbour discovery)", start, addr)
 	if down != "" {
 		why = fmt.Sprintf("%s is down, and nothing else on the link of %s holds %s", down, start, addr)
+	}
+	if tunnel != "" {
+		why = tunnel
 	}
 	return "", "", nil, why
 }
@@ -323,7 +340,9 @@ func dnat(n *reconcile.Namespace, dst netip.Addr, in, proto string, port int, s 
 	}
 	for _, id := range natOrder(n) {
 		r := n.NAT[id]
-		if r.Kind != reconcile.NATPortForward || r.Proto != proto || r.Port != port || (r.In != "" && r.In != in) {
+		// From the namespace itself (in == ""), the output chain has it
+		// whatever its in.
+		if r.Kind != reconcile.NATPortForward || r.Proto != proto || r.Port != port || (in != "" && r.In != "" && r.In != in) {
 			continue
 		}
 		if to, err := netip.ParseAddrPort(r.To); err == nil {
