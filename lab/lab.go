@@ -132,7 +132,21 @@ func (l *Lab) Plan(ctx context.Context) (*reconcile.Plan, error) {
 	p := reconcile.Diff(l.desired, observed)
 	p.Variables = l.Topology.Vars
 	p.Netns = l.kernelNames(l.desired, p)
-	for _, w := range l.Topology.Warnings {
+	l.notes(l.Topology, p)
+	if len(p.Conflicts) == 0 && !p.Empty() {
+		// What apply would check first: a plan the kernel cannot carry
+		// out says so here, not only when applied.
+		if err := l.k.Preflight(ctx, p); err != nil {
+			p.Unsupported = l.where(l.Topology, err) + err.Error()
+		}
+	}
+	return p, nil
+}
+
+// notes adds to a plan of t what the file itself warns of, and, without a
+// sandbox, that the plan changes the machine's own namespace (first).
+func (l *Lab) notes(t *topology.Topology, p *reconcile.Plan) {
+	for _, w := range t.Warnings {
 		p.Warnings = append(p.Warnings, w.Error())
 	}
 	if l.opt.Netns == "" {
@@ -146,14 +160,6 @@ func (l *Lab) Plan(ctx context.Context) (*reconcile.Plan, error) {
 			p.Warnings = append([]string{fmt.Sprintf("no --netns: this plan changes this machine's own network namespace (host: %s); destroy undoes them and puts its sysctls back", plural(n, "change"))}, p.Warnings...)
 		}
 	}
-	if len(p.Conflicts) == 0 && !p.Empty() {
-		// What apply would check first: a plan the kernel cannot carry
-		// out says so here, not only when applied.
-		if err := l.k.Preflight(ctx, p); err != nil {
-			p.Unsupported = l.where(err) + err.Error()
-		}
-	}
-	return p, nil
 }
 
 // Apply makes the kernel match the topology, holding the sandbox's lock;
@@ -174,6 +180,12 @@ func (l *Lab) Apply(ctx context.Context) (*reconcile.Result, error) {
 	return l.reconcile(ctx, l.desired, l.opt.OnChange, func(res *reconcile.Result, err error) error {
 		if err != nil && res != nil && createsSandbox(res.Plan) && (res.RolledBack || res.Applied == 0) {
 			_, _ = l.k.RemoveHostIfCreated()
+		}
+		if res != nil && res.Plan != nil {
+			l.notes(l.Topology, res.Plan)
+		}
+		if w := l.where(l.Topology, err); w != "" {
+			return fmt.Errorf("%s%w", w, err)
 		}
 		if err == nil {
 			if herr := l.writeHosts(l.Topology); herr != nil {
@@ -246,6 +258,12 @@ func (l *Lab) Update(ctx context.Context, name string, data []byte) (*reconcile.
 		return nil, fmt.Errorf("note the machine's sysctls before the lab sets them: %w", err)
 	}
 	res, err := l.reconcile(ctx, desired, l.opt.OnChange, func(res *reconcile.Result, err error) error {
+		if res != nil && res.Plan != nil {
+			l.notes(t, res.Plan)
+		}
+		if w := l.where(t, err); w != "" {
+			return fmt.Errorf("%s%w", w, err)
+		}
 		if err == nil {
 			if herr := l.writeHosts(t); herr != nil {
 				return fmt.Errorf("write the lab's hosts files under %s: %w", EtcNetns, herr)
@@ -305,19 +323,24 @@ func (l *Lab) KernelNames() map[string]string { return l.kernelNames(l.desired, 
 // typo is an error at its place in the file, with the nearest key the
 // kernel has.
 func checkSysctls(t *topology.Topology) error {
-	var keys []string
+	values := map[string]string{}
 	for _, n := range t.Namespaces {
 		for _, s := range n.Sysctls {
-			keys = append(keys, s.Key)
+			values[s.Key] = s.Value
 		}
 	}
-	unknown, err := linux.UnknownSysctls(keys)
-	if err != nil || len(unknown) == 0 {
+	unknown, refused, err := linux.UnknownSysctls(values)
+	if err != nil || len(unknown)+len(refused) == 0 {
 		return err
 	}
 	var list topology.ErrorList
 	for _, n := range t.Namespaces {
 		for _, s := range n.Sysctls {
+			if rerr, ok := refused[s.Key]; ok {
+				msg := fmt.Sprintf("the kernel refuses %q for %s (%v)", s.Value, s.Key, errors.Unwrap(rerr))
+				list = append(list, &topology.Error{File: t.File, Pos: s.Pos, Path: s.Path, Msg: msg})
+				continue
+			}
 			near, ok := unknown[s.Key]
 			if !ok {
 				continue
@@ -341,12 +364,11 @@ func plural(n int, word string) string {
 
 // where is "FILE:LINE:COL: path: " of the object a preflight error names,
 // or "".
-func (l *Lab) where(err error) string {
+func (l *Lab) where(t *topology.Topology, err error) string {
 	var ue *linux.UnsupportedError
 	if !errors.As(err, &ue) {
 		return ""
 	}
-	t := l.Topology
 	at := func(p topology.Pos, path string) string {
 		return fmt.Sprintf("%s:%d:%d: %s: ", t.File, p.Line, p.Col, path)
 	}

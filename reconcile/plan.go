@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -353,7 +354,13 @@ func (p *Plan) MarshalJSON() ([]byte, error) {
 		}
 		jp.Changes = append(jp.Changes, jc)
 	}
-	return json.Marshal(jp)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // "veth eth0 <-> host:x", as the text says it
+	if err := enc.Encode(jp); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }
 
 func (c *Change) objects() (before, after any) {

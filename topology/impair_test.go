@@ -217,3 +217,36 @@ nat:
 		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+func TestMoreMeaningChecks(t *testing.T) {
+	src := `name: more
+namespaces:
+  r:
+    sysctls:
+      net.ipv4.conf.eth5.rp_filter: "0"
+links:
+  - a: {namespace: r, name: eth0, addresses: [10.2.0.1/24]}
+    b: {namespace: host, name: x}
+`
+	_, err := Parse("m.yaml", []byte(src))
+	if err == nil || !strings.Contains(err.Error(), `m.yaml:5:7: namespaces.r.sysctls.net.ipv4.conf.eth5.rp_filter: interface "eth5" is not declared in namespace "r": this key would have nothing to set`) {
+		t.Fatalf("an interface key without its interface: %v", err)
+	}
+	nat := `name: shadow2
+namespaces: {r: {}}
+links:
+  - a: {namespace: r, name: br1, addresses: [203.0.113.1/24]}
+    b: {namespace: host, name: x}
+nat:
+  - {namespace: r, masquerade: {source: 10.2.0.0/24, not_out: br0}}
+  - {namespace: r, snat: {source: 10.2.0.0/24, to: 203.0.113.1, out: br1}}
+  - {namespace: r, snat: {source: 10.2.0.0/24, to: 203.0.113.1, out: br0}}
+`
+	top, err := Parse("n.yaml", []byte(nat))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(top.Warnings) != 1 || !strings.HasPrefix(top.Warnings[0].Error(), "n.yaml:8:5: nat[1]: this rule never applies: the masquerade at line 7") {
+		t.Fatalf("warnings: %v", top.Warnings)
+	}
+}

@@ -140,6 +140,10 @@ func (d *decoder) validate(t *Topology) {
 			if strings.ContainsAny(s.Value, "\n") {
 				d.at(s.Pos, s.Path, "sysctl value must be on one line")
 			}
+			if parts := strings.Split(s.Key, "."); n.Name != Host && len(parts) >= 5 && (parts[2] == "conf" || parts[2] == "neigh") &&
+				parts[3] != "all" && parts[3] != "default" && parts[3] != "lo" && !declaredIn(t, n.Name, parts[3]) {
+				d.at(s.Pos, s.Path, "interface %q is not declared in namespace %q: this key would have nothing to set", parts[3], n.Name)
+			}
 		}
 	}
 	nsRef := func(p Pos, path, ns string) bool {
@@ -617,7 +621,8 @@ func (d *decoder) shadowedNAT(t *Topology) {
 		cur := post{p.Masked(), out, notOut, r}
 		for _, e := range posts[r.Namespace] {
 			covers := e.src.Bits() <= cur.src.Bits() && e.src.Contains(cur.src.Addr()) && e.src.Addr().Is4() == cur.src.Addr().Is4()
-			iface := (e.out == "" && e.notOut == "") || (e.out != "" && e.out == cur.out) || (e.notOut != "" && e.notOut == cur.notOut)
+			iface := (e.out == "" && e.notOut == "") || (e.out != "" && e.out == cur.out) ||
+				(e.notOut != "" && (e.notOut == cur.notOut || (cur.out != "" && cur.out != e.notOut)))
 			if covers && iface {
 				d.warn(r.Pos, r.Path, "this rule never applies: the %s at line %d matches its packets first (first match wins)", kindOf(e.r), e.r.Pos.Line)
 				break
@@ -635,4 +640,14 @@ func kindOf(r *NAT) string {
 		return "snat"
 	}
 	return "port_forward"
+}
+
+// declaredIn reports whether the file declares interface name in ns.
+func declaredIn(t *Topology, ns, name string) bool {
+	for _, i := range t.Interfaces() {
+		if i.Namespace == ns && i.Name == name {
+			return true
+		}
+	}
+	return false
 }

@@ -58,6 +58,32 @@ func (g *globals) checkEnv(l *lab) *check.Env {
 	return env
 }
 
+// applyChecksJSON prints apply --check's one JSON document: the apply's
+// result with the checks' under "checks".
+func (g *globals) applyChecksJSON(ctx context.Context, l *lab, file string, r applyResult) error {
+	results, err := check.Run(ctx, g.checkEnv(l))
+	if err != nil {
+		return err
+	}
+	r.Checks = results
+	if r.Checks == nil {
+		r.Checks = []check.Result{}
+	}
+	if err := g.json(r); err != nil {
+		return err
+	}
+	failed := 0
+	for _, c := range results {
+		if !c.OK {
+			failed++
+		}
+	}
+	if failed > 0 {
+		return &codeError{exitError, fmt.Errorf("%s of %s did not hold", plural(failed, "check"), file)}
+	}
+	return nil
+}
+
 // runChecks runs the file's checks and prints one line each; it fails
 // (exit 1) when an expectation does not hold.
 func (g *globals) runChecks(ctx context.Context, l *lab, file string) error {

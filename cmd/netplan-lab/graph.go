@@ -20,7 +20,7 @@ func newGraphCmd(g *globals) *cobra.Command {
 addresses, veth pairs, bridge ports, macvlan/ipvlan parents (dashed), VXLAN
 tunnels (dotted, with their VNI), NAT marked at its namespace. It reads
 only the file: no root needed.`,
-		Example: `  netplan-lab graph examples/bridge.yaml -f svg -o bridge.svg
+		Example: `  netplan-lab graph examples/bridge.yaml -f svg --to bridge.svg
   netplan-lab graph examples/overlay.yaml -f dot | dot -Tpng > overlay.png
   netplan-lab graph examples/nat.yaml -f mermaid`,
 		Args: cobra.ExactArgs(1),

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/netplan-lab/netplan-lab/internal/check"
 	"github.com/netplan-lab/netplan-lab/internal/linux"
 	"github.com/netplan-lab/netplan-lab/internal/watch"
 	netplanlab "github.com/netplan-lab/netplan-lab/lab"
@@ -43,6 +44,9 @@ type globals struct {
 	stdout      io.Writer
 	stderr      io.Writer
 	args        []string
+	// holdJSON, if set, takes apply's JSON result instead of printing it
+	// (apply --check prints one document with the checks in it).
+	holdJSON *applyResult
 }
 
 // exitError carries an exit code through cobra.
@@ -147,6 +151,7 @@ func (g *globals) logf(format string, args ...any) {
 func (g *globals) json(v any) error {
 	enc := json.NewEncoder(g.stdout)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // "a -> b", not "a -\u003e b"
 	return enc.Encode(v)
 }
 
@@ -387,6 +392,8 @@ type applyResult struct {
 	// SandboxRemoved: destroy only; whether the --netns sandbox went too.
 	SandboxRemoved *bool  `json:"sandbox_removed,omitempty"`
 	Error          string `json:"error,omitempty"`
+	// Checks: apply --check; the file's checks, run after the apply.
+	Checks []check.Result `json:"checks,omitempty"`
 }
 
 // report prints what an apply or destroy did (run does it, printing each
@@ -418,6 +425,10 @@ func (g *globals) report(verb string, run func() (*reconcile.Result, error), san
 		r := applyResult{Plan: res.Plan, Applied: res.Applied, RolledBack: res.RolledBack, SandboxRemoved: sandboxRemoved}
 		if err != nil {
 			r.Error = err.Error()
+		}
+		if g.holdJSON != nil && err == nil {
+			*g.holdJSON = r // apply --check prints it with the checks
+			return res, err
 		}
 		if jerr := g.json(r); jerr != nil {
 			return res, jerr
@@ -452,6 +463,10 @@ func newApplyCmd(g *globals) *cobra.Command {
 			}
 			// The --netns sandbox, if missing, is the plan's first change; a
 			// failed apply removes it again.
+			var held applyResult
+			if runChecks && g.output == "json" {
+				g.holdJSON = &held
+			}
 			res, err := g.report("apply", func() (*reconcile.Result, error) { return l.Apply(cmd.Context()) }, nil)
 			if err != nil {
 				return err
@@ -462,8 +477,9 @@ func newApplyCmd(g *globals) *cobra.Command {
 			if runChecks {
 				if g.output == "text" {
 					fmt.Fprintln(g.stdout)
+					return g.runChecks(cmd.Context(), l, args[0])
 				}
-				return g.runChecks(cmd.Context(), l, args[0])
+				return g.applyChecksJSON(cmd.Context(), l, args[0], held)
 			}
 			return nil
 		},

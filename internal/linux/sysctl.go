@@ -7,16 +7,21 @@ import (
 	"strings"
 )
 
-// UnknownSysctls asks the kernel, in a throwaway namespace, which of keys
-// it does not have, and returns each with the nearest key it does have
-// ("" when none is near). An interface's key (net.ipv4.conf.eth0.x) is
-// asked as conf.default's, since the interface does not exist there.
-func UnknownSysctls(keys []string) (map[string]string, error) {
-	out := map[string]string{}
-	if len(keys) == 0 {
-		return out, nil
+// UnknownSysctls asks the kernel, in a throwaway namespace, which of the
+// keys of values it does not have, and returns each with the nearest key
+// it does have ("" when none is near); and which values it refuses, with
+// its answer. An interface's key (net.ipv4.conf.eth0.x) is asked as
+// conf.default's, since the interface does not exist there.
+func UnknownSysctls(values map[string]string) (unknown map[string]string, refused map[string]error, err error) {
+	unknown, refused = map[string]string{}, map[string]error{}
+	if len(values) == 0 {
+		return unknown, refused, nil
 	}
-	err := inNewNetns(func() error {
+	keys := make([]string, 0, len(values))
+	for k := range values {
+		keys = append(keys, k)
+	}
+	err = inNewNetns(func() error {
 		for _, k := range keys {
 			parts := strings.Split(k, ".")
 			probe := append([]string(nil), parts...)
@@ -24,14 +29,20 @@ func UnknownSysctls(keys []string) (map[string]string, error) {
 			if iface {
 				probe[3] = "default"
 			}
-			if _, err := os.Stat(sysctlPath(strings.Join(probe, "."))); err == nil {
+			path := sysctlPath(strings.Join(probe, "."))
+			if _, err := os.Stat(path); err != nil {
+				unknown[k] = nearestSysctl(probe, parts)
 				continue
 			}
-			out[k] = nearestSysctl(probe, parts)
+			// Set it here, where it harms nothing: the kernel says now
+			// whether it takes the value.
+			if err := os.WriteFile(path, []byte(values[k]), 0o644); err != nil {
+				refused[k] = err
+			}
 		}
 		return nil
 	})
-	return out, err
+	return unknown, refused, err
 }
 
 // nearestSysctl finds, level by level, the existing key closest to the

@@ -345,6 +345,13 @@ func TestPlanRefusesWhatTheKernelLacks(t *testing.T) {
 	if want := file + ":5:7: namespaces.a.sysctls.net.ipv4.ip_foward: this kernel has no sysctl net.ipv4.ip_foward (did you mean net.ipv4.ip_forward?)"; code != 1 || !strings.Contains(errOut, want) {
 		t.Fatalf("plan with a sysctl typo: %d\n%s%s\nwant %s", code, out, errOut, want)
 	}
+	if err := os.WriteFile(file, []byte(strings.Replace(src, `ip_foward: "1"`, `ip_forward: "yes"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = e.cli(bin, "plan", file)
+	if want := file + `:5:7: namespaces.a.sysctls.net.ipv4.ip_forward: the kernel refuses "yes" for net.ipv4.ip_forward (invalid argument)`; code != 1 || !strings.Contains(errOut, want) {
+		t.Fatalf("plan with a value the kernel refuses: %d\n%s%s\nwant %s", code, out, errOut, want)
+	}
 	if linux.Probe("ipvlan") == nil {
 		return // this kernel has ipvlan: nothing more to refuse
 	}
