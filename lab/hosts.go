@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/netplan-lab/netplan-lab/internal/linux"
 	"github.com/netplan-lab/netplan-lab/reconcile"
 	"github.com/netplan-lab/netplan-lab/topology"
 )
@@ -18,9 +17,45 @@ import (
 // /etc/netns/NAME/hosts over /etc/hosts.
 var EtcNetns = "/etc/netns"
 
-// hostsHeader marks a hosts file as the lab's: destroy removes only those.
-func hostsHeader(k *linux.Kernel) string {
-	return "# " + k.Mark() + " (written by netplan-lab apply; destroy removes it)\n"
+// A hosts file of netplan-lab starts with hostsHeader; each lab's names
+// are in a section of their own, between "# BEGIN MARK" and "# END MARK",
+// so labs sharing a sandbox share its file and each removes only its own.
+const (
+	hostsHeader   = "# netplan-lab hosts file: each lab's names between its BEGIN and END lines (apply writes them, destroy removes them)\n"
+	hostsPreamble = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+)
+
+type hostsSection struct{ mark, body string }
+
+// parseHosts reads a file of ours into its sections; ok is false for a
+// file that is someone else's.
+func parseHosts(b []byte) (sections []hostsSection, ok bool) {
+	text := string(b)
+	if !strings.HasPrefix(text, hostsHeader) {
+		return nil, false
+	}
+	var cur *hostsSection
+	for _, line := range strings.SplitAfter(text, "\n") {
+		switch {
+		case strings.HasPrefix(line, "# BEGIN "):
+			sections = append(sections, hostsSection{mark: strings.TrimSpace(strings.TrimPrefix(line, "# BEGIN "))})
+			cur = &sections[len(sections)-1]
+		case strings.HasPrefix(line, "# END "):
+			cur = nil
+		case cur != nil:
+			cur.body += line
+		}
+	}
+	return sections, true
+}
+
+func formatHosts(sections []hostsSection) []byte {
+	var b strings.Builder
+	b.WriteString(hostsHeader + hostsPreamble)
+	for _, sec := range sections {
+		fmt.Fprintf(&b, "# BEGIN %s\n%s# END %s\n", sec.mark, sec.body, sec.mark)
+	}
+	return []byte(b.String())
 }
 
 // HostsFile is the hosts file every namespace of the lab sees: each
@@ -28,7 +63,6 @@ func hostsHeader(k *linux.Kernel) string {
 // interface's first address.
 func HostsFile(t *topology.Topology) string {
 	var b strings.Builder
-	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
 	seen := map[string]bool{}
 	names := []string{}
 	if t.Namespace(topology.Host) == nil {
@@ -76,19 +110,31 @@ func (l *Lab) hostsNamespaces(t *topology.Topology) []string {
 func (l *Lab) WriteHosts(t *topology.Topology) error { return l.writeHosts(t) }
 
 func (l *Lab) writeHosts(t *topology.Topology) error {
-	content := []byte(hostsHeader(l.k) + HostsFile(t))
+	mine := HostsFile(t)
 	want := map[string]bool{}
 	for _, name := range l.hostsNamespaces(t) {
 		want[name] = true
 		dir := filepath.Join(EtcNetns, name)
 		path := filepath.Join(dir, "hosts")
+		var sections []hostsSection
 		if old, err := os.ReadFile(path); err == nil {
-			if bytes.Equal(old, content) {
-				continue
-			}
-			if !bytes.HasPrefix(old, []byte(hostsHeader(l.k))) {
+			var ok bool
+			if sections, ok = parseHosts(old); !ok {
 				continue // someone else's: left alone
 			}
+		}
+		found := false
+		for i := range sections {
+			if sections[i].mark == l.k.Mark() {
+				sections[i].body, found = mine, true
+			}
+		}
+		if !found {
+			sections = append(sections, hostsSection{l.k.Mark(), mine})
+		}
+		content := formatHosts(sections)
+		if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, content) {
+			continue
 		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
@@ -104,8 +150,9 @@ func (l *Lab) writeHosts(t *topology.Topology) error {
 	return l.removeHosts(want)
 }
 
-// removeHosts removes the lab's hosts files except those of keep, and
-// their directories when nothing else is in them.
+// removeHosts removes the lab's section from every hosts file but those
+// of keep; a file left with no section goes, and its directory when
+// nothing else is in it.
 func (l *Lab) removeHosts(keep map[string]bool) error {
 	entries, err := os.ReadDir(EtcNetns)
 	if errors.Is(err, os.ErrNotExist) {
@@ -114,7 +161,6 @@ func (l *Lab) removeHosts(keep map[string]bool) error {
 	if err != nil {
 		return err
 	}
-	header := []byte(hostsHeader(l.k))
 	for _, e := range entries {
 		if keep[e.Name()] {
 			continue
@@ -122,13 +168,32 @@ func (l *Lab) removeHosts(keep map[string]bool) error {
 		dir := filepath.Join(EtcNetns, e.Name())
 		path := filepath.Join(dir, "hosts")
 		b, err := os.ReadFile(path)
-		if err != nil || !bytes.HasPrefix(b, header) {
+		if err != nil {
 			continue
 		}
-		if err := os.Remove(path); err != nil {
-			return err
+		sections, ok := parseHosts(b)
+		if !ok {
+			continue
 		}
-		_ = os.Remove(dir) // only if empty
+		var rest []hostsSection
+		for _, sec := range sections {
+			if sec.mark != l.k.Mark() {
+				rest = append(rest, sec)
+			}
+		}
+		switch {
+		case len(rest) == len(sections):
+			continue // not ours
+		case len(rest) > 0:
+			if err := os.WriteFile(path, formatHosts(rest), 0o644); err != nil {
+				return err
+			}
+		default:
+			if err := os.Remove(path); err != nil {
+				return err
+			}
+			_ = os.Remove(dir) // only if empty
+		}
 	}
 	if left, err := os.ReadDir(EtcNetns); err == nil && len(left) == 0 {
 		_ = os.Remove(EtcNetns)

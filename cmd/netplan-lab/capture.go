@@ -32,7 +32,17 @@ receives and what it sends. NS is the namespace's short name from the file
 Without -w, one line per packet says what it is (ARP who-has/is-at, ICMP
 echo, TCP flags, ...). With -w FILE it writes pcap, which Wireshark and
 tcpdump read; -w - streams pcap to stdout. It stops after -c packets, after
---duration, or on Ctrl-C, and the file is complete in every case.`,
+--duration, or on Ctrl-C, and the file is complete in every case.
+
+--filter is a small language of its own, not tcpdump's: the words arp, ip,
+ip6, icmp, icmp6, tcp, udp, "port N" and "host ADDR", each optionally after
+not, joined with and and or; and binds tighter than or, and there are no
+parentheses ("icmp or arp and host 10.0.0.1" is icmp, or arp about
+10.0.0.1).
+
+On a bridge, capture sees what the bridge itself sends and receives
+(broadcasts, its own traffic), not the unicast it switches between its
+ports: capture on a port (the veth end) for that.`,
 		Example: `  netplan-lab capture examples/bridge.yaml c1:eth0 -c 6
   netplan-lab capture examples/bridge.yaml host:hwchiu0 -w arp.pcap --filter arp
   netplan-lab capture examples/bridge.yaml c1:eth0 -w - | wireshark -k -i -`,

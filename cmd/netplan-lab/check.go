@@ -203,13 +203,13 @@ func (g *globals) checkAll(l *lab) error {
 						cell = "X"
 					}
 				} else if i != j {
-					cell = "(no address)"
+					cell = "n/a" // it has no address to ping
 				}
 				fmt.Fprintf(&b, " %-*s", w, cell)
 			}
 			b.WriteString("\n")
 		}
-		fmt.Fprintf(&b, "\n%d of %s reached.\n", len(pairs)-failed, plural(len(pairs), "pair"))
+		fmt.Fprintf(&b, "\n%d of %s reached (each namespace's first address; n/a: it has none).\n", len(pairs)-failed, plural(len(pairs), "pair"))
 		fmt.Fprint(g.stdout, b.String())
 	}
 	if failed > 0 {

@@ -27,8 +27,13 @@ is down, a forward chain with policy drop. It sends nothing.`,
   netplan-lab --netns lab -o json path examples/nat.yaml ns0 203.0.113.2`,
 		Args: cobra.ExactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if proto != "icmp" && proto != "tcp" && proto != "udp" {
+			switch {
+			case proto != "icmp" && proto != "tcp" && proto != "udp":
 				return &codeError{exitError, fmt.Errorf("--proto must be icmp, tcp or udp, not %q", proto)}
+			case proto == "icmp" && port != 0:
+				return &codeError{exitError, fmt.Errorf("--port is for --proto tcp or udp")}
+			case proto != "icmp" && (port < 1 || port > 65535):
+				return &codeError{exitError, fmt.Errorf("--proto %s needs --port 1-65535", proto)}
 			}
 			l, err := g.load(cmd.Context(), args[0])
 			if err != nil {
@@ -48,7 +53,7 @@ is down, a forward chain with policy drop. It sends nothing.`,
 				return err
 			}
 			if n := obs.NS(from); n == nil || (from != reconcile.HostNS && !n.Owned) {
-				return &codeError{exitError, fmt.Errorf("namespace %s (netns %s) is not there: apply the lab first", from, l.kernel.KernelName(from))}
+				return &codeError{exitError, fmt.Errorf("namespace %s (netns %s) is not there, or is not this lab's: apply the lab first", from, l.kernel.KernelName(from))}
 			}
 			r := path.Trace(l.kernel, obs, from, dst, proto, port)
 			if g.output == "json" {

@@ -676,12 +676,14 @@ func newShowCmd(g *globals) *cobra.Command {
 				}
 				return nil
 			}
+			shown := 0
 			for _, name := range owned.SortedNames() {
 				ns := owned.Namespaces[name]
 				kname := l.kernel.KernelName(name)
 				if !ns.Owned && len(ns.Links) == 0 && len(ns.Routes) == 0 && len(ns.Sysctls) == 0 && len(ns.NAT) == 0 {
 					continue
 				}
+				shown++
 				fmt.Fprintf(g.stdout, "namespace %s (netns %s):\n", name, kname)
 				for _, ln := range sortedKeys(ns.Links) {
 					lk := ns.Links[ln]
@@ -720,6 +722,9 @@ func newShowCmd(g *globals) *cobra.Command {
 				for _, id := range sortedKeys(ns.NAT) {
 					fmt.Fprintf(g.stdout, "  nat      %s (table inet %s)\n", id, l.kernel.TableName())
 				}
+			}
+			if shown == 0 {
+				fmt.Fprintf(g.stdout, "Nothing of lab %q is in the kernel (sandbox %s, prefix %q).\n", l.topo.Name, l.kernel.KernelName(reconcile.HostNS), l.kernel.Identity().Prefix)
 			}
 			fmt.Fprintln(g.stdout)
 			if drift.Empty() && len(drift.Conflicts) == 0 {

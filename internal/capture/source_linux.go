@@ -31,7 +31,7 @@ func Open(ns netns.NsHandle, ifname string) (*Source, error) {
 	err := linux.InNetns(ns, func() error {
 		iface, err := net.InterfaceByName(ifname)
 		if err != nil {
-			return fmt.Errorf("interface %q: %w", ifname, err)
+			return fmt.Errorf("no interface %q in this namespace", ifname)
 		}
 		// Protocol 0 until bound: nothing from other interfaces slips in.
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)

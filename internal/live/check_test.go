@@ -461,3 +461,39 @@ func TestLs(t *testing.T) {
 		t.Fatalf("ls: %d\n%s", code, out)
 	}
 }
+
+// TestHostsFileSharedSandbox: two labs in one sandbox each have their names
+// in the sandbox's hosts file; destroying one leaves the other's.
+func TestHostsFileSharedSandbox(t *testing.T) {
+	bin := binary(t)
+	a := newEnv(t, "../../examples/bridge.yaml", nil)
+	b := newEnv(t, "../../examples/nat.yaml", nil)
+	b.sandbox = a.sandbox // the same sandbox, another prefix
+	run := func(e *env, args ...string) {
+		t.Helper()
+		if code, out, errOut := e.cli(bin, args...); code != 0 {
+			t.Fatalf("%v: %d\n%s%s", args, code, out, errOut)
+		}
+	}
+	run(a, "apply", a.topo.File)
+	run(b, "apply", b.topo.File)
+	path := filepath.Join("/etc/netns", a.sandbox, "hosts")
+	read := func() string {
+		s, _ := os.ReadFile(path)
+		return string(s)
+	}
+	if h := read(); !strings.Contains(h, "10.55.66.3\tc2\n") || !strings.Contains(h, "192.168.88.2\tns0\n") {
+		t.Fatalf("the sandbox's hosts file should name both labs:\n%s", h)
+	}
+	if code, out, errOut := b.cli(bin, "exec", b.topo.File, "host", "--", "cat", "/etc/hosts"); code != 0 || !strings.Contains(out, "ns0") {
+		t.Fatalf("exec in the shared sandbox: %d\n%s%s", code, out, errOut)
+	}
+	run(b, "destroy", b.topo.File)
+	if h := read(); !strings.Contains(h, "10.55.66.3\tc2\n") || strings.Contains(h, "ns0") {
+		t.Fatalf("after destroying one lab:\n%s", h)
+	}
+	run(a, "destroy", a.topo.File)
+	if _, err := os.Stat(filepath.Join("/etc/netns", a.sandbox)); !os.IsNotExist(err) {
+		t.Fatalf("after destroying both, the sandbox's hosts directory is still there (%v)", err)
+	}
+}
