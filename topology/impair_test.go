@@ -180,7 +180,7 @@ links:
 	for _, w := range []string{
 		`namespaces.a.routes[0].to: 10.3.0.5/24 has host bits set: the network is 10.3.0.0/24 (or, for one host, 10.3.0.5/32)`,
 		`namespaces.a.routes[1].via: gateway 192.0.2.1 is on no subnet of namespace "a" (it has 10.1.0.0/24, 10.2.0.0/24): give an interface an address in its subnet, or say dev: and onlink: true`,
-		`links[0].b.addresses[0]: address 10.1.0.1 is also on a:eth0 (line 11), on the same L2 segment: both would answer ARP for it`,
+		`links[0].b.addresses[0]: address 10.1.0.1 is also on a:eth0 (line 11), on the same L2 segment: both would answer ARP or neighbour discovery for it`,
 	} {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("missing %q in\n%v", w, err)

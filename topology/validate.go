@@ -567,7 +567,7 @@ func (d *decoder) sameL2Addresses(t *Topology) {
 			}
 			k := find(key(i.Namespace, i.Name)) + "|" + p.Addr().String()
 			if prev, ok := seen[k]; ok && prev.i.Namespace != i.Namespace {
-				d.at(i.Pos, fmt.Sprintf("%s.addresses[%d]", i.Path, j), "address %s is also on %s:%s (line %d), on the same L2 segment: both would answer ARP for it",
+				d.at(i.Pos, fmt.Sprintf("%s.addresses[%d]", i.Path, j), "address %s is also on %s:%s (line %d), on the same L2 segment: both would answer ARP or neighbour discovery for it",
 					p.Addr(), prev.i.Namespace, prev.i.Name, prev.pos.Line)
 				continue
 			}

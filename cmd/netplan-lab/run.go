@@ -349,6 +349,15 @@ func newPlanCmd(g *globals) *cobra.Command {
 			}
 			defer l.kernel.Close()
 			p, err := interruptible(cmd.Context(), "planning", func() (*reconcile.Plan, error) { return l.Plan(cmd.Context()) })
+			var list topology.ErrorList
+			if errors.As(err, &list) && g.output == "json" {
+				// The kernel refuses something of the file (a sysctl):
+				// JSON like validate's.
+				if jerr := g.json(map[string]any{"file": args[0], "errors": list}); jerr != nil {
+					return jerr
+				}
+				return &codeError{exitError, err}
+			}
 			if err != nil {
 				return err
 			}

@@ -716,7 +716,7 @@ func (k *Kernel) Preflight(ctx context.Context, p *reconcile.Plan) error {
 				what = "delay, drop, duplicate, reorder or corrupt packets (impair: delay, jitter, loss, duplicate, reorder, corrupt)"
 			}
 			return &UnsupportedError{Namespace: c.Namespace, Name: c.Name, Impair: true,
-				Msg: fmt.Sprintf("this kernel cannot %s: it needs %s (impair on %s in netns %q): %v; nothing was changed",
+				Msg: fmt.Sprintf("this kernel cannot %s: it needs %s (impair on %s in netns %q; the kernel said: %v); nothing was changed",
 					what, kernelOption[q], c.Name, c.Namespace, err)}
 		}
 	}
@@ -727,7 +727,7 @@ func (k *Kernel) Preflight(ctx context.Context, p *reconcile.Plan) error {
 		kind := c.Link.Kind
 		if err := k.probe(kind); err != nil {
 			return &UnsupportedError{Namespace: c.Namespace, Name: c.Name,
-				Msg: fmt.Sprintf("this kernel cannot create %s interfaces (it needs %s): %v; nothing was changed",
+				Msg: fmt.Sprintf("this kernel cannot create %s interfaces (it needs %s; the kernel said: %v); nothing was changed",
 					kind, kernelOption[kind], err)}
 		}
 	}

@@ -356,7 +356,7 @@ func TestPlanRefusesWhatTheKernelLacks(t *testing.T) {
 		return // this kernel has ipvlan: nothing more to refuse
 	}
 	code, out, errOut = e.cli(bin, "plan", "../../examples/ipvlan-l2.yaml")
-	if code != 1 || !regexp.MustCompile(`unsupported: \.\./\.\./examples/ipvlan-l2\.yaml:\d+:\d+: ipvlans\[0\]: this kernel cannot create ipvlan interfaces \(it needs CONFIG_IPVLAN\)`).MatchString(out) {
+	if code != 1 || !regexp.MustCompile(`unsupported: \.\./\.\./examples/ipvlan-l2\.yaml:\d+:\d+: ipvlans\[0\]: this kernel cannot create ipvlan interfaces \(it needs CONFIG_IPVLAN; the kernel said: `).MatchString(out) {
 		t.Fatalf("plan of ipvlan here: %d\n%s%s", code, out, errOut)
 	}
 }
