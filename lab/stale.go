@@ -200,7 +200,7 @@ func removeNamespaces(sandbox, prefix string) {
 func removeStaleHosts(name string) {
 	dir := filepath.Join(EtcNetns, name)
 	b, err := os.ReadFile(filepath.Join(dir, "hosts"))
-	if err != nil || !strings.HasPrefix(string(b), "# netplan-lab:") {
+	if err != nil || !strings.HasPrefix(string(b), hostsHeader) {
 		return
 	}
 	_ = os.Remove(filepath.Join(dir, "hosts"))

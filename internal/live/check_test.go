@@ -485,8 +485,10 @@ func TestHostsFileSharedSandbox(t *testing.T) {
 	if h := read(); !strings.Contains(h, "10.55.66.3\tc2\n") || !strings.Contains(h, "192.168.88.2\tns0\n") {
 		t.Fatalf("the sandbox's hosts file should name both labs:\n%s", h)
 	}
-	if code, out, errOut := b.cli(bin, "exec", b.topo.File, "host", "--", "cat", "/etc/hosts"); code != 0 || !strings.Contains(out, "ns0") {
-		t.Fatalf("exec in the shared sandbox: %d\n%s%s", code, out, errOut)
+	if _, err := os.Stat("/etc/hosts"); err == nil { // the test-kernel guest has none to mount over
+		if code, out, errOut := b.cli(bin, "exec", b.topo.File, "host", "--", "cat", "/etc/hosts"); code != 0 || !strings.Contains(out, "ns0") || !strings.Contains(out, "c2") {
+			t.Fatalf("exec in the shared sandbox: %d\n%s%s", code, out, errOut)
+		}
 	}
 	run(b, "destroy", b.topo.File)
 	if h := read(); !strings.Contains(h, "10.55.66.3\tc2\n") || strings.Contains(h, "ns0") {

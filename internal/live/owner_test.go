@@ -596,7 +596,7 @@ func TestChangedVariableAppliedInPlace(t *testing.T) {
 	}
 	before := ifindexes(t, e.sandbox)[e.sandbox+":br0"]
 	code, out, _ := e.cli(bin, "--var", "MTU=1300", "-o", "json", "plan", file)
-	if code != 0 || !strings.Contains(out, `"description": "bridge br0 (mtu: 1400 -\u003e 1300)"`) || !strings.Contains(out, `"MTU": "1300"`) || !strings.Contains(out, `"NET": "10.8.0"`) {
+	if code != 0 || !strings.Contains(out, `"description": "bridge br0 (mtu: 1400 -> 1300)"`) || !strings.Contains(out, `"MTU": "1300"`) || !strings.Contains(out, `"NET": "10.8.0"`) {
 		t.Fatalf("plan with a changed variable: exit %d\n%s", code, out)
 	}
 	if code, out, errOut := e.cli(bin, "--var", "MTU=1300", "apply", file); code != 0 {
