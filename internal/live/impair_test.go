@@ -370,6 +370,13 @@ func TestWatchImpair(t *testing.T) {
 	if w.ifindex("a", "eth0") != idx {
 		t.Fatal("the edit re-made a:eth0")
 	}
+	// Let the new links' own events (IPv6 coming up, slow under qemu) pass
+	// first: the repair below must be the qdisc event's.
+	for n, quiet, deadline := len(w.Events()), time.Now(), time.Now().Add(15*time.Second); time.Since(quiet) < 1500*time.Millisecond && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if m := len(w.Events()); m != n {
+			n, quiet = m, time.Now()
+		}
+	}
 	n := len(w.Events())
 	w.in("b", func() {
 		l, err := netlink.LinkByName("eth0")
