@@ -37,7 +37,7 @@ test-kernel:
 ## test-fixture: examples/fixture, a module of its own that uses labtest
 ## as a project would (root: it builds labs).
 test-fixture:
-	cd examples/fixture && $(GO) test -race -count=1 -v ./... 2>&1 | grep -E '^(--- |ok|FAIL|PASS|panic)|SKIP'; exit $${PIPESTATUS[0]}
+	cd examples/fixture && $(GO) test -race -count=1 -v ./... 2>&1 | grep -E '^(--- |ok|FAIL|PASS|panic)|SKIP|_test.go:[0-9]+:'; exit $${PIPESTATUS[0]}
 
 ## test-random: the randomized edit test and the fake-versus-real
 ## differential test with new seeds and more steps (a failing seed is

@@ -40,6 +40,24 @@ func Desired(t *topology.Topology) (*State, error) {
 			ns.Routes[rt.Key()] = rt
 		}
 	}
+	// IPv6 costs nothing where the file does not use it: off in every
+	// namespace the lab makes that gets no IPv6 from the file (ipv6: true
+	// keeps it, link-local and all), set before any interface exists.
+	for _, n := range t.Namespaces {
+		ns := s.Namespaces[n.Name]
+		if !ns.Owned {
+			continue
+		}
+		v := "1"
+		if t.WantsIPv6(n.Name) {
+			v = "0"
+		}
+		for _, k := range IPv6Switch {
+			if _, set := ns.Sysctls[k]; !set {
+				ns.Sysctls[k] = v
+			}
+		}
+	}
 	var missing []string
 	add := func(i *topology.Iface, l *Link) {
 		l.Name = i.Name
@@ -117,6 +135,17 @@ func Desired(t *topology.Topology) (*State, error) {
 		ns.NAT[r.ID()] = r
 	}
 	return s, nil
+}
+
+// IPv6Switch are the keys that turn IPv6 on or off in a namespace: "all"
+// (every interface now, and default) and "default" (interfaces to come).
+var IPv6Switch = []string{"net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"}
+
+// FreshSysctls are values a namespace has when it is made: a plan that
+// makes it sets them only if they differ.
+var FreshSysctls = map[string]string{
+	"net.ipv6.conf.all.disable_ipv6":     "0",
+	"net.ipv6.conf.default.disable_ipv6": "0",
 }
 
 // DerivedMAC is the MAC of an interface whose file gives none: locally

@@ -67,11 +67,12 @@ func (d *differ) run() {
 			}
 			continue
 		}
+		off := w.Sysctls[IPv6Switch[0]] == "1" && w.Sysctls[IPv6Switch[1]] == "1"
 		switch {
 		case h == nil:
-			d.add(&Change{Action: Create, Kind: KindNamespace, Namespace: name, Name: name})
+			d.add(&Change{Action: Create, Kind: KindNamespace, Namespace: name, Name: name, IPv6Off: off})
 		case h.Stale:
-			d.add(&Change{Action: Create, Kind: KindNamespace, Namespace: name, Name: name, Why: "its pin was left half-made by a killed run"})
+			d.add(&Change{Action: Create, Kind: KindNamespace, Namespace: name, Name: name, IPv6Off: off, Why: "its pin was left half-made by a killed run"})
 		case h.Broken != "":
 			d.conflict("namespace %q cannot be used: %s", name, h.Broken)
 		case !h.Owned:
@@ -946,8 +947,12 @@ func (d *differ) sysctls(name string) {
 	if h != nil && w.Owned && !h.Owned {
 		return
 	}
+	made := h == nil || h.Stale || d.deletedNS[name]
 	for _, k := range sortedKeys(w.Sysctls) {
 		v := w.Sysctls[k]
+		if made && w.Owned && (FreshSysctls[k] == v || (v == "1" && contains(IPv6Switch, k))) {
+			continue // a new namespace has it so, or is made so
+		}
 		old, ok := "", false
 		if h != nil {
 			old, ok = h.Sysctls[k]

@@ -135,8 +135,15 @@ func newStep(c *Change) *step {
 		k := keyAddr(n, c.Dev, c.Name)
 		if c.Action == Delete {
 			s.removes = []string{k}
+			if family(c.Name) == 6 {
+				// Before IPv6 is turned off, which takes them itself.
+				s.removes = append(s.removes, "ipv6off/"+n)
+			}
 		} else {
 			s.makes = []string{k}
+			if family(c.Name) == 6 {
+				need("nsconf/" + n) // after IPv6 is turned on
+			}
 		}
 		need(keyLink(n, c.Dev)) // made by a rename to that name, if any
 	case KindRoute:
@@ -159,6 +166,9 @@ func newStep(c *Change) *step {
 			need(keyLink(n, strings.Split(c.Name, ".")[3]))
 		} else {
 			s.makes = append(s.makes, "nsconf/"+n)
+			if strings.HasSuffix(c.Name, ".disable_ipv6") {
+				s.makes = append(s.makes, "ipv6off/"+n)
+			}
 		}
 	}
 	return s

@@ -3,6 +3,7 @@ package reconcile_test
 import (
 	"context"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -97,4 +98,57 @@ func TestImpairPreflightNamesTheOption(t *testing.T) {
 	}
 	// A rate alone is tbf, which this kernel has.
 	apply(t, k, parse(t, withImpair("rate: 8mbit", "")))
+}
+
+const v6base = `
+name: lab
+namespaces: {a: {}, b: {}, c: {ipv6: true}}
+links:
+  - a: {namespace: a, name: eth0, addresses: [10.0.0.1/24]}
+    b: {namespace: b, name: eth0, addresses: [10.0.0.2/24]}
+  - a: {namespace: a, name: eth1, addresses: [10.0.1.1/24]}
+    b: {namespace: c, name: eth1, addresses: [10.0.1.2/24]}
+`
+
+// TestIPv6Default: IPv6 is off, as a namespace is made, where the file
+// gives it none; turned on (before the address) when an IPv6 address
+// comes, and off again (after the address goes) when it goes.
+func TestIPv6Default(t *testing.T) {
+	got := planLinesFrom(t, "name: lab\n", v6base)
+	want := []string{"+ a namespace a (IPv6 off)", "+ b namespace b (IPv6 off)", "+ c namespace c"}
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			t.Errorf("missing %q in\n%s", w, strings.Join(got, "\n"))
+		}
+	}
+	withV6 := strings.Replace(v6base, "addresses: [10.0.0.1/24]", `addresses: [10.0.0.1/24, "fd00::1/64"]`, 1)
+	got = planLinesFrom(t, v6base, withV6)
+	want = []string{
+		`~ a sysctl net.ipv6.conf.all.disable_ipv6: "1" -> "0"`,
+		`~ a sysctl net.ipv6.conf.default.disable_ipv6: "1" -> "0"`,
+		"+ a address fd00::1/64 on eth0",
+	}
+	if !reflect.DeepEqual(sorted(got), sorted(want)) {
+		t.Errorf("turning IPv6 on:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	got = planLinesFrom(t, withV6, v6base)
+	want = []string{
+		`~ a sysctl net.ipv6.conf.all.disable_ipv6: "0" -> "1"`,
+		`~ a sysctl net.ipv6.conf.default.disable_ipv6: "0" -> "1"`,
+		"- a address fd00::1/64 on eth0",
+	}
+	if !reflect.DeepEqual(sorted(got), sorted(want)) {
+		t.Errorf("turning IPv6 off:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// The file's own setting wins.
+	own := strings.Replace(v6base, "namespaces: {a: {}", `namespaces: {a: {sysctls: {net.ipv6.conf.all.disable_ipv6: "0", net.ipv6.conf.default.disable_ipv6: "0"}}`, 1)
+	if got := planLinesFrom(t, "name: lab\n", own); !slices.Contains(got, "+ a namespace a") {
+		t.Errorf("the file's own disable_ipv6 should win:\n%s", strings.Join(got, "\n"))
+	}
+}
+
+func sorted(s []string) []string {
+	c := append([]string(nil), s...)
+	slices.Sort(c)
+	return c
 }

@@ -78,6 +78,10 @@ type Change struct {
 	// Why, if set, says why the change is needed where that is not plain
 	// from the file (a pin left by a killed run, ...). Shown in the plan.
 	Why string `json:"why,omitempty"`
+	// IPv6Off, on a namespace create, says IPv6 is turned off in it as it
+	// is made (net.ipv6.conf.{all,default}.disable_ipv6=1), before any
+	// interface exists: the file gives it no IPv6.
+	IPv6Off bool `json:"ipv6_off,omitempty"`
 }
 
 // Describe is the one-line text of the change, without its action symbol.
@@ -93,6 +97,9 @@ func (c *Change) describe() string {
 	case KindNamespace:
 		if c.Namespace == HostNS {
 			return "namespace host (the --netns sandbox)"
+		}
+		if c.IPv6Off && c.Action != Delete {
+			return "namespace " + c.Namespace + " (IPv6 off)"
 		}
 		return "namespace " + c.Namespace
 	case KindLink:

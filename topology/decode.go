@@ -299,6 +299,7 @@ func (d *decoder) namespaces(n *yaml.Node, path string) []*Namespace {
 			"routes": func(k, v *yaml.Node, p string) {
 				d.seq(v, p, func(i int, n *yaml.Node, p string) { ns.Routes = append(ns.Routes, d.route(n, p)) })
 			},
+			"ipv6": func(k, v *yaml.Node, p string) { ns.IPv6 = d.boolean(v, p) },
 		}, nil)
 		out = append(out, ns)
 	}

@@ -5,6 +5,8 @@
 // later stages can still point a user at the line that caused a problem.
 package topology
 
+import "net/netip"
+
 // Host is the reserved namespace: the one netplan-lab runs in, or the one
 // named by --netns. It is never created or deleted by a topology.
 const Host = "host"
@@ -40,8 +42,11 @@ type Namespace struct {
 	Name    string
 	Sysctls []*Sysctl
 	Routes  []*Route
-	Pos     Pos
-	Path    string
+	// IPv6 says whether IPv6 is on in the namespace; nil is the default:
+	// on only where the file gives it IPv6 (an address, a route).
+	IPv6 *bool
+	Pos  Pos
+	Path string
 }
 
 // Sysctl is one `key: value` under a namespace's `sysctls:`.
@@ -191,4 +196,67 @@ func (t *Topology) Namespace(name string) *Namespace {
 		}
 	}
 	return nil
+}
+
+// WantsIPv6 reports whether IPv6 is on in namespace ns: as its ipv6: key
+// says, else when the file gives it an IPv6 address, route or NAT rule.
+func (t *Topology) WantsIPv6(ns string) bool {
+	if n := t.Namespace(ns); n != nil && n.IPv6 != nil {
+		return *n.IPv6
+	}
+	return t.UsesIPv6(ns)
+}
+
+// UsesIPv6 reports whether the file gives namespace ns anything IPv6.
+func (t *Topology) UsesIPv6(ns string) bool {
+	for _, i := range t.Interfaces() {
+		if i.Namespace != ns {
+			continue
+		}
+		for _, a := range i.Addresses {
+			if p, err := ParseCIDR(a); err == nil && p.Addr().Is6() {
+				return true
+			}
+		}
+	}
+	if n := t.Namespace(ns); n != nil {
+		for _, r := range n.Routes {
+			if dst, err := RouteDst(r.To, r.Via); err == nil && dst.Addr().Is6() {
+				return true
+			}
+		}
+	}
+	for _, r := range t.NAT {
+		if r.Namespace == ns && natIs6(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// natIs6 reports a NAT rule about IPv6 addresses.
+func natIs6(r *NAT) bool {
+	a := natAddr(r)
+	if ap, err := netip.ParseAddrPort(a); err == nil {
+		return ap.Addr().Unmap().Is6()
+	}
+	if p, err := netip.ParsePrefix(a); err == nil {
+		return p.Addr().Unmap().Is6()
+	}
+	if ip, err := netip.ParseAddr(a); err == nil {
+		return ip.Unmap().Is6()
+	}
+	return false
+}
+
+func natAddr(r *NAT) string {
+	switch {
+	case r.Masquerade != nil:
+		return r.Masquerade.Source
+	case r.SNAT != nil:
+		return r.SNAT.To
+	case r.PortForward != nil:
+		return r.PortForward.To
+	}
+	return ""
 }

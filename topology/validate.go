@@ -132,6 +132,11 @@ func (d *decoder) validate(t *Topology) {
 		if msg := validNSName(n.Name); msg != "" {
 			d.at(n.Pos, n.Path, "%s", msg)
 		}
+		if n.IPv6 != nil && n.Name == Host {
+			d.at(n.Pos, join(n.Path, "ipv6"), "ipv6: is for the namespaces the lab makes; host's IPv6 is the machine's or the sandbox's")
+		} else if n.IPv6 != nil && !*n.IPv6 && t.UsesIPv6(n.Name) {
+			d.at(n.Pos, join(n.Path, "ipv6"), "ipv6: false, but the file gives namespace %q IPv6 addresses or routes", n.Name)
+		}
 		nss[n.Name] = true
 		for _, s := range n.Sysctls {
 			if !sysctlRE.MatchString(s.Key) || strings.Contains(s.Key, "..") {

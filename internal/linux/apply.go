@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"slices"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -53,7 +55,7 @@ func (k *Kernel) applyNamespace(c *reconcile.Change) error {
 			return err
 		}
 		k.forget(c.Namespace)
-		nh, err := createNamed(name, k.mark)
+		nh, err := createNamed(name, k.mark, c.IPv6Off)
 		if err != nil {
 			return fmt.Errorf("create netns %q: %w", name, err)
 		}
@@ -641,6 +643,9 @@ func (k *Kernel) applySysctl(c *reconcile.Change) error {
 		return k.opErr("open", "netns for sysctl", c.Name, c.Namespace, err)
 	}
 	if err := writeSysctl(h.fd, c.Name, c.Value); err != nil {
+		if errors.Is(err, os.ErrNotExist) && c.Value == "1" && slices.Contains(reconcile.IPv6Switch, c.Name) {
+			return nil // a kernel without IPv6: it is off already
+		}
 		return k.opErr("set", "sysctl", c.Name, c.Namespace, err)
 	}
 	return nil

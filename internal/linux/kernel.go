@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -226,7 +227,7 @@ func (k *Kernel) EnsureHost() (bool, error) {
 		// createNamed removes a half-made pin of ours.
 	}
 	k.forget(reconcile.HostNS)
-	nh, err := createNamed(k.opt.Netns, k.sandboxMark())
+	nh, err := createNamed(k.opt.Netns, k.sandboxMark(), false)
 	if err != nil {
 		return false, fmt.Errorf("create netns %q: %w", k.opt.Netns, err)
 	}
@@ -757,6 +758,11 @@ func (k *Kernel) observeNS(short string, sysctls []string, wantNAT, wantQdisc bo
 	sc, err := readSysctls(h.fd, sysctls)
 	if err != nil {
 		return nil, nil, fmt.Errorf("netns %q: %w", kname, err)
+	}
+	for _, k := range reconcile.IPv6Switch {
+		if _, ok := sc[k]; !ok && slices.Contains(sysctls, k) {
+			sc[k] = "1" // no IPv6 in this kernel at all: it is off
+		}
 	}
 	ns.Sysctls = sc
 	return ns, veths, nil

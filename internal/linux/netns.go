@@ -37,7 +37,7 @@ func netnsPath(name string) string { return filepath.Join(NetnsDir, name) }
 // It returns a handle on the new namespace, made on the creating thread
 // while it is inside (which spares the two setns calls of opening one
 // later).
-func createNamed(name, mark string) (nh *nsHandle, err error) {
+func createNamed(name, mark string, ipv6Off bool) (nh *nsHandle, err error) {
 	if err := os.MkdirAll(NetnsDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -73,6 +73,14 @@ func createNamed(name, mark string) (nh *nsHandle, err error) {
 		nh = &nsHandle{fd: fd, h: h}
 		if err := labDefaults(); err != nil {
 			return err
+		}
+		if ipv6Off {
+			// Before lo's mark and any interface: nothing of IPv6 starts.
+			for _, k := range reconcile.IPv6Switch {
+				if err := os.WriteFile(sysctlPath(k), []byte("1"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return fmt.Errorf("set %s: %w", k, err)
+				}
+			}
 		}
 		if err := markWith(h, mark); err != nil {
 			return fmt.Errorf("mark: %w", err)

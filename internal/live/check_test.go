@@ -499,3 +499,77 @@ func TestHostsFileSharedSandbox(t *testing.T) {
 		t.Fatalf("after destroying both, the sandbox's hosts directory is still there (%v)", err)
 	}
 }
+
+// TestIPv6Default: a namespace the file gives no IPv6 has none (no
+// link-local address either); ipv6: true keeps link-local; an IPv6
+// address added later works at once, and IPv6 goes off again when the
+// file's last IPv6 address goes.
+func TestIPv6Default(t *testing.T) {
+	src := `name: v6
+namespaces: {a: {}, b: {ipv6: true}, c: {}}
+links:
+  - a: {namespace: a, name: eth0, addresses: [10.61.0.1/24]}
+    b: {namespace: b, name: eth0, addresses: [10.61.0.2/24]}
+  - a: {namespace: a, name: eth1, addresses: [10.61.1.1/24]}
+    b: {namespace: c, name: eth1, addresses: [10.61.1.2/24, "fd61::2/64"]}
+`
+	e := newEnv(t, "v6.yaml", []byte(src))
+	res := e.mustApply()
+	defer e.destroy()
+	for _, c := range res.Plan.Changes {
+		if c.Kind == reconcile.KindSysctl {
+			t.Errorf("IPv6 was switched by a sysctl step of its own, not as the namespace was made: %s", c.Describe())
+		}
+	}
+	e.assertNoOp()
+	v6addrs := func(ns, dev string) []string {
+		var out []string
+		e.in(ns, func() {
+			l, err := netlink.LinkByName(dev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			as, err := netlink.AddrList(l, netlink.FAMILY_V6)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range as {
+				out = append(out, a.IPNet.String())
+			}
+		})
+		return out
+	}
+	readSys := func(ns, key string) string {
+		sc, err := e.k.ReadSysctls(ns, []string{key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sc[key]
+	}
+	if got := v6addrs("a", "eth0"); len(got) != 0 || readSys("a", "net.ipv6.conf.eth0.disable_ipv6") != "1" {
+		t.Fatalf("a has IPv6: %v (disable_ipv6 %s)", got, readSys("a", "net.ipv6.conf.eth0.disable_ipv6"))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for got := v6addrs("b", "eth0"); len(got) == 0 || !strings.HasPrefix(got[0], "fe80::"); got = v6addrs("b", "eth0") {
+		if time.Now().After(deadline) {
+			t.Fatalf("b (ipv6: true) has no link-local address: %v", got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// c has IPv6 from the file: it works (as veth-pair.yaml's does).
+	e.tcp("c", "c", "[fd61::2]:80", "[fd61::2]:80")
+
+	// An IPv6 address comes to a: IPv6 on first, then the address.
+	withV6 := strings.Replace(src, "addresses: [10.61.1.1/24]", `addresses: [10.61.1.1/24, "fd61::1/64"]`, 1)
+	e.load("v6.yaml", []byte(withV6))
+	e.mustApply()
+	e.assertNoOp()
+	e.tcp("c", "a", "[fd61::2]:81", "[fd61::2]:81")
+	// And goes: off again, nothing left to do.
+	e.load("v6.yaml", []byte(src))
+	e.mustApply()
+	e.assertNoOp()
+	if readSys("a", "net.ipv6.conf.all.disable_ipv6") != "1" || len(v6addrs("a", "eth1")) != 0 {
+		t.Fatalf("a kept IPv6: %v", v6addrs("a", "eth1"))
+	}
+}

@@ -350,6 +350,11 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 			for key, v := range reconcile.LabDefaults {
 				n.sysctls[key] = v
 			}
+			if c.IPv6Off {
+				for _, key := range reconcile.IPv6Switch {
+					n.sysctls[key] = "1"
+				}
+			}
 			w.nss[c.Namespace] = n
 		case reconcile.Delete:
 			if n == nil {
@@ -492,6 +497,9 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 			if addrFamily(c.Name) == 6 && l.l.MTU < 1280 {
 				return errf(syscall.EINVAL, "no IPv6 on %q: its MTU %d is under 1280", c.Dev, l.l.MTU)
 			}
+			if off, _ := w.sysctl(c.Namespace, "net.ipv6.conf."+c.Dev+".disable_ipv6"); addrFamily(c.Name) == 6 && off == "1" {
+				return errf(syscall.EPERM, "IPv6 is disabled on %q", c.Dev)
+			}
 			l.l.Addresses = insertAddr(l.l.Addresses, c.Name)
 		case reconcile.Delete:
 			w.delAddr(c.Namespace, n, l, c.Name)
@@ -519,8 +527,53 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 			return errf(syscall.ENOENT, "sysctl %s", c.Name)
 		}
 		n.sysctls[c.Name] = c.Value
+		w.ipv6Switched(n, c.Name, c.Value)
 	}
 	return nil
+}
+
+// ipv6Switched does what the kernel does when disable_ipv6 is written:
+// "all" sets default and every interface too; an interface turned off
+// loses its IPv6 addresses, and the routes through it.
+func (w *World) ipv6Switched(n *ns, key, v string) {
+	parts := strings.Split(key, ".")
+	if len(parts) != 5 || parts[1] != "ipv6" || parts[2] != "conf" || parts[4] != "disable_ipv6" {
+		return
+	}
+	var devs []string
+	switch parts[3] {
+	case "default":
+		return
+	case "all":
+		n.sysctls["net.ipv6.conf.default.disable_ipv6"] = v
+		for ln := range n.links {
+			n.sysctls["net.ipv6.conf."+ln+".disable_ipv6"] = v
+			devs = append(devs, ln)
+		}
+	default:
+		devs = []string{parts[3]}
+	}
+	if v != "1" {
+		return
+	}
+	for _, ln := range devs {
+		l := n.links[ln]
+		if l == nil {
+			continue
+		}
+		var keep []string
+		for _, a := range l.l.Addresses {
+			if addrFamily(a) != 6 {
+				keep = append(keep, a)
+			}
+		}
+		l.l.Addresses = keep
+		for k, r := range n.routes {
+			if routeFamily(r) == 6 && r.Dev == ln {
+				delete(n.routes, k)
+			}
+		}
+	}
 }
 
 // routeDev checks a route the way the kernel does and returns its device.
@@ -789,7 +842,7 @@ func (k *Kernel) createLink(c *reconcile.Change) error {
 		}
 		n.links[l.Name] = &link{owner: k.Owner, l: l, kparent: cloneRef(l.Parent), mtuSet: set && l.Kind == reconcile.KindBridge}
 		// An interface's own settings start from the namespace's default.
-		for _, key := range []string{"net.ipv4.conf.%s.promote_secondaries", "net.ipv6.conf.%s.keep_addr_on_down"} {
+		for _, key := range []string{"net.ipv4.conf.%s.promote_secondaries", "net.ipv6.conf.%s.keep_addr_on_down", "net.ipv6.conf.%s.disable_ipv6"} {
 			if v, ok := w.sysctl(nsName, fmt.Sprintf(key, "default")); ok {
 				n.sysctls[fmt.Sprintf(key, l.Name)] = v
 			}
