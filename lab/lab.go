@@ -383,6 +383,9 @@ func (l *Lab) where(t *topology.Topology, err error) string {
 	for _, i := range t.Interfaces() {
 		if i.Namespace == ue.Namespace && i.Name == ue.Name {
 			if ue.Impair && i.Impair != nil {
+				if ue.Qdisc == "netem" && i.Impair.NetemPath != "" {
+					return at(i.Impair.NetemPos, i.Impair.NetemPath)
+				}
 				return at(i.Impair.Pos, i.Impair.Path)
 			}
 			return at(i.Pos, i.Path)

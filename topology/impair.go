@@ -22,6 +22,10 @@ type Impair struct {
 	Limit     int     // packets
 	Pos       Pos
 	Path      string
+	// NetemPos and NetemPath are the place of its first key that needs
+	// netem (for the message of a kernel without it).
+	NetemPos  Pos
+	NetemPath string
 }
 
 // MaxDelay is the longest delay or jitter netem can hold (its 32-bit
@@ -53,7 +57,13 @@ func (d *decoder) impair(n *yaml.Node, path string) *Impair {
 		},
 	}
 	for k, h := range keys {
-		keys[k] = func(kn, v *yaml.Node, p string) { seen = append(seen, kn.Value); h(kn, v, p) }
+		keys[k] = func(kn, v *yaml.Node, p string) {
+			seen = append(seen, kn.Value)
+			if kn.Value != "rate" && kn.Value != "limit" && im.NetemPath == "" {
+				im.NetemPos, im.NetemPath = pos(v), p
+			}
+			h(kn, v, p)
+		}
 	}
 	d.mapping(n, path, keys, nil)
 	if len(seen) == 0 && n.Kind == yaml.MappingNode {

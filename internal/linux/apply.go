@@ -720,7 +720,7 @@ func (k *Kernel) Preflight(ctx context.Context, p *reconcile.Plan) error {
 			if q == "netem" {
 				what = "delay, drop, duplicate, reorder or corrupt packets (impair: delay, jitter, loss, duplicate, reorder, corrupt)"
 			}
-			return &UnsupportedError{Namespace: c.Namespace, Name: c.Name, Impair: true,
+			return &UnsupportedError{Namespace: c.Namespace, Name: c.Name, Impair: true, Qdisc: q,
 				Msg: fmt.Sprintf("this kernel cannot %s: it needs %s (impair on %s in netns %q; the kernel said: %v); nothing was changed",
 					what, kernelOption[q], c.Name, c.Namespace, err)}
 		}
@@ -746,6 +746,7 @@ type UnsupportedError struct {
 	Namespace string
 	Name      string // the interface (to make, or to impair)
 	Impair    bool
+	Qdisc     string // with Impair: the qdisc it lacks
 	NAT       bool
 }
 

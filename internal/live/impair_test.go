@@ -257,7 +257,7 @@ func TestImpairNetemRefusedWithoutNetem(t *testing.T) {
 	for _, cmd := range []string{"plan", "apply"} {
 		code, out, errOut := e.cli(bin, cmd, file)
 		if code != 1 || !strings.Contains(out+errOut, "it needs CONFIG_NET_SCH_NETEM (impair on eth0 in netns") ||
-			(cmd == "plan" && !strings.Contains(out, "unsupported: "+file+":6:13: links[0].impair: this kernel cannot delay")) ||
+			(cmd == "plan" && !strings.Contains(out, "unsupported: "+file+":6:21: links[0].impair.delay: this kernel cannot delay")) ||
 			!strings.Contains(out+errOut, "nothing was changed") {
 			t.Fatalf("%s exited %d:\n%s%s", cmd, code, out, errOut)
 		}
