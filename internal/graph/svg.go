@@ -3,6 +3,7 @@ package graph
 import (
 	"encoding/xml"
 	"fmt"
+	"sort"
 	"strings"
 )
 
@@ -44,10 +45,19 @@ func (m *Model) SVG() string {
 	for i := range col {
 		col[i] = -1
 	}
+	// Each connected group starts from its most connected namespace (the
+	// one holding the bridge or the router), so it sits in the middle of
+	// its neighbours rather than at one end.
 	next := 0
-	for start := range m.Boxes {
-		if col[start] >= 0 {
-			continue
+	for {
+		start, best := -1, -1
+		for i := range m.Boxes {
+			if col[i] < 0 && len(adj[i]) > best {
+				start, best = i, len(adj[i])
+			}
+		}
+		if start < 0 {
+			break
 		}
 		col[start] = next
 		queue := []int{start}
@@ -65,6 +75,34 @@ func (m *Model) SVG() string {
 			next = max(next, c+1)
 		}
 	}
+	// Within a column, boxes in the order of their neighbours in the
+	// column before (fewer crossing wires).
+	order := make([]int, len(m.Boxes))
+	for i := range order {
+		order[i] = i
+	}
+	pos := make([]float64, len(m.Boxes))
+	for i := range pos {
+		pos[i] = float64(i)
+	}
+	for c := 1; c < next; c++ {
+		for i := range m.Boxes {
+			if col[i] != c {
+				continue
+			}
+			sum, n := 0.0, 0
+			for _, nb := range adj[i] {
+				if col[nb] == c-1 {
+					sum += pos[nb]
+					n++
+				}
+			}
+			if n > 0 {
+				pos[i] = sum/float64(n) + float64(i)/1e6
+			}
+		}
+	}
+	sort.SliceStable(order, func(a, b int) bool { return pos[order[a]] < pos[order[b]] })
 	// Box sizes and places.
 	width := float64(boxW)
 	for _, b := range m.Boxes {
@@ -76,7 +114,8 @@ func (m *Model) SVG() string {
 	rows := map[string]rect{}
 	colY := map[int]float64{}
 	height, maxCol := 0.0, 0
-	for i, b := range m.Boxes {
+	for _, i := range order {
+		b := m.Boxes[i]
 		head := strings.Split(boxLabel(b), "\n")
 		x := margin + float64(col[i])*(width+colGap)
 		y := colY[col[i]] + margin
