@@ -52,10 +52,13 @@ func Desired(t *topology.Topology) (*State, error) {
 		if t.WantsIPv6(n.Name) {
 			v = "0"
 		}
+		_, all := ns.Sysctls[IPv6Switch[0]]
+		_, dflt := ns.Sysctls[IPv6Switch[1]]
+		if all || dflt {
+			continue // the file switches IPv6 itself
+		}
 		for _, k := range IPv6Switch {
-			if _, set := ns.Sysctls[k]; !set {
-				ns.Sysctls[k] = v
-			}
+			ns.Sysctls[k] = v
 		}
 	}
 	var missing []string

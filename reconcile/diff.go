@@ -948,9 +948,11 @@ func (d *differ) sysctls(name string) {
 		return
 	}
 	made := h == nil || h.Stale || d.deletedNS[name]
+	madeOff := w.Sysctls[IPv6Switch[0]] == "1" && w.Sysctls[IPv6Switch[1]] == "1"
+	var out []*Change
 	for _, k := range sortedKeys(w.Sysctls) {
 		v := w.Sysctls[k]
-		if made && w.Owned && (FreshSysctls[k] == v || (v == "1" && contains(IPv6Switch, k))) {
+		if made && w.Owned && (FreshSysctls[k] == v || (madeOff && contains(IPv6Switch, k))) {
 			continue // a new namespace has it so, or is made so
 		}
 		old, ok := "", false
@@ -961,19 +963,70 @@ func (d *differ) sysctls(name string) {
 			// What was read belongs to the interface this plan replaces:
 			// the new one starts from the defaults.
 			if ok {
-				d.add(&Change{Action: Create, Kind: KindSysctl, Namespace: name, Name: k, Value: v, Why: "again: its interface is re-created"})
+				out = append(out, &Change{Action: Create, Kind: KindSysctl, Namespace: name, Name: k, Value: v, Why: "again: its interface is re-created"})
 			} else {
-				d.add(&Change{Action: Create, Kind: KindSysctl, Namespace: name, Name: k, Value: v})
+				out = append(out, &Change{Action: Create, Kind: KindSysctl, Namespace: name, Name: k, Value: v})
 			}
 			continue
 		}
 		switch {
 		case !ok:
-			d.add(&Change{Action: Create, Kind: KindSysctl, Namespace: name, Name: k, Value: v})
+			out = append(out, &Change{Action: Create, Kind: KindSysctl, Namespace: name, Name: k, Value: v})
 		case NormaliseSysctl(old) != v:
-			d.add(&Change{Action: Update, Kind: KindSysctl, Namespace: name, Name: k, Value: v, OldValue: old})
+			out = append(out, &Change{Action: Update, Kind: KindSysctl, Namespace: name, Name: k, Value: v, OldValue: old})
 		}
 	}
+	// Writing some keys rewrites others (ip_forward sets every
+	// interface's forwarding, "all" sets "default" and every interface):
+	// those the file sets are set again after them.
+	written := map[string]bool{}
+	for _, c := range out {
+		written[c.Name] = true
+	}
+	for _, k := range sortedKeys(w.Sysctls) {
+		if written[k] || (made && w.Owned && FreshSysctls[k] == w.Sysctls[k]) {
+			continue
+		}
+		if by := rewrittenBy(k, written); by != "" {
+			out = append(out, &Change{Action: Create, Kind: KindSysctl, Namespace: name, Name: k, Value: w.Sysctls[k],
+				Readd: true, Why: "again: writing " + by + " rewrites it"})
+		}
+	}
+	for _, c := range out {
+		d.add(c)
+	}
+}
+
+// propagates maps a sysctl to the suffix of the keys a write of it
+// rewrites in the kernel: net.ipv4.conf.{default,IF}.forwarding for
+// ip_forward, and the like.
+var propagates = map[string][2]string{
+	"net.ipv4.ip_forward":            {"net.ipv4.conf.", ".forwarding"},
+	"net.ipv4.conf.all.forwarding":   {"net.ipv4.conf.", ".forwarding"},
+	"net.ipv6.conf.all.forwarding":   {"net.ipv6.conf.", ".forwarding"},
+	"net.ipv6.conf.all.disable_ipv6": {"net.ipv6.conf.", ".disable_ipv6"},
+}
+
+// rewritable reports a key that some namespace-wide write rewrites.
+func rewritable(k string) bool {
+	all := map[string]bool{}
+	for src := range propagates {
+		all[src] = true
+	}
+	return rewrittenBy(k, all) != ""
+}
+
+// rewrittenBy names the key among written whose write rewrites k, or "".
+func rewrittenBy(k string, written map[string]bool) string {
+	for src, p := range propagates {
+		if !written[src] || k == src || !strings.HasPrefix(k, p[0]) || !strings.HasSuffix(k, p[1]) {
+			continue
+		}
+		if mid := strings.TrimSuffix(strings.TrimPrefix(k, p[0]), p[1]); mid != "all" && !strings.Contains(mid, ".") {
+			return src
+		}
+	}
+	return ""
 }
 
 // IPForwardKeys are the sysctls that make a namespace route.

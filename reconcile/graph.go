@@ -162,6 +162,12 @@ func newStep(c *Change) *step {
 	case KindSysctl:
 		s.makes = []string{"sysctl/" + n + "/" + c.Name}
 		need(keyNS(n))
+		if _, ok := propagates[c.Name]; ok {
+			s.makes = append(s.makes, "sysprop/"+n)
+		}
+		if _, src := propagates[c.Name]; !src && (c.Readd || rewritable(c.Name)) {
+			need("sysprop/" + n) // after the write that would rewrite it
+		}
 		if InterfaceSysctl(c.Name) {
 			need(keyLink(n, strings.Split(c.Name, ".")[3]))
 		} else {

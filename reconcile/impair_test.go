@@ -152,3 +152,25 @@ func sorted(s []string) []string {
 	slices.Sort(c)
 	return c
 }
+
+// TestSysctlRewrites: ip_forward rewrites every interface's forwarding,
+// so an interface's own forwarding is set again after it.
+func TestSysctlRewrites(t *testing.T) {
+	router := func(fwd string) string {
+		return `
+name: lab
+namespaces:
+  r:
+    sysctls: {net.ipv4.ip_forward: "` + fwd + `", net.ipv4.conf.eth0.forwarding: "0"}
+  a: {}
+links:
+  - a: {namespace: r, name: eth0, addresses: [10.0.0.1/24]}
+    b: {namespace: a, name: eth0, addresses: [10.0.0.2/24]}
+`
+	}
+	got := planLinesFrom(t, router("0"), router("1"))
+	want := []string{`~ r sysctl net.ipv4.ip_forward: "0" -> "1"`, `+ r sysctl net.ipv4.conf.eth0.forwarding = "0" (again: writing net.ipv4.ip_forward rewrites it)`}
+	if !reflect.DeepEqual(sorted(got), sorted(want)) {
+		t.Errorf("plan:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -132,6 +132,12 @@ func (d *decoder) validate(t *Topology) {
 		if msg := validNSName(n.Name); msg != "" {
 			d.at(n.Pos, n.Path, "%s", msg)
 		}
+		for _, sc := range n.Sysctls {
+			if n.Name != Host && strings.HasSuffix(sc.Key, ".disable_ipv6") && strings.HasPrefix(sc.Key, "net.ipv6.conf.") &&
+				strings.TrimSpace(sc.Value) == "1" && t.UsesIPv6(n.Name) {
+				d.at(sc.Pos, sc.Path, "this turns IPv6 off, but the file gives namespace %q IPv6 addresses or routes", n.Name)
+			}
+		}
 		if n.IPv6 != nil && n.Name == Host {
 			d.at(n.Pos, join(n.Path, "ipv6"), "ipv6: is for the namespaces the lab makes; host's IPv6 is the machine's or the sandbox's")
 		} else if n.IPv6 != nil && !*n.IPv6 && t.UsesIPv6(n.Name) {

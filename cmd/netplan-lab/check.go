@@ -18,10 +18,12 @@ func newCheckCmd(g *globals) *cobra.Command {
 		Short: "Run the file's checks: what must (not) reach what, from inside the lab's namespaces",
 		Long: `Run the checks: of the file, each from inside its from namespace: icmp
 (native, no ping binary needed), or a tcp connection / udp exchange to a
-port. Where nothing listens on that port, check listens itself, in every
-lab namespace (and the --netns sandbox), on it and on the destination port
-of every port_forward of it; each listener answers with its namespace's
-name, so lands: NS can say where a forwarded connection arrives.
+port. Where nothing listens on that port, check listens itself where the
+connection of a check that expects reachable may land (the target's
+namespace, lands:, a port_forward's namespace and destination); each
+listener answers with its namespace's name, so lands: NS can say where a
+forwarded connection arrives. A check that expects unreachable gets no
+listener: it sees only what really listens.
 
 Exit 0 when every expectation holds, 1 otherwise. --all pings, from every
 namespace, every other one's first address (mininet's pingall).`,
@@ -112,7 +114,11 @@ func (g *globals) runChecks(ctx context.Context, l *lab, file string) error {
 			fmt.Fprintln(g.stdout, checkLine(r))
 		}
 		if len(results) > 0 {
-			fmt.Fprintf(g.stdout, "\n%d of %s hold.\n", len(results)-failed, plural(len(results), "check"))
+			verb := "hold"
+			if len(results) == 1 {
+				verb = "holds"
+			}
+			fmt.Fprintf(g.stdout, "\n%d of %s %s.\n", len(results)-failed, plural(len(results), "check"), verb)
 		}
 	}
 	if failed > 0 {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -35,7 +36,9 @@ reach one are --netns SANDBOX --prefix PREFIX with its file.`,
 				fmt.Fprintln(g.stdout, "No labs on this machine.")
 				return nil
 			}
-			fmt.Fprintf(g.stdout, "%-16s %-20s %-12s %-6s %-6s %s\n", "NAME", "SANDBOX", "PREFIX", "LINKS", "NAT", "NAMESPACES")
+			tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+			defer tw.Flush()
+			fmt.Fprintln(tw, "NAME\tSANDBOX\tPREFIX\tLINKS\tNAT\tNAMESPACES")
 			for _, l := range labs {
 				sb := l.Sandbox
 				if sb == "" {
@@ -53,7 +56,7 @@ reach one are --netns SANDBOX --prefix PREFIX with its file.`,
 				if ns == "" {
 					ns = "-"
 				}
-				fmt.Fprintf(g.stdout, "%-16s %-20s %-12s %-6d %-6s %s\n", l.Name, sb, prefix, l.Links, nat, ns)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", l.Name, sb, prefix, l.Links, nat, ns)
 			}
 			return nil
 		},

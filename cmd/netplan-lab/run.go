@@ -418,7 +418,7 @@ func (g *globals) report(verb string, run func() (*reconcile.Result, error), san
 			if res.RollbackErr != nil {
 				fmt.Fprintf(g.stdout, "Rollback FAILED: %v\nThe kernel may hold part of this run's changes; run plan to see them.\n", res.RollbackErr)
 			} else {
-				fmt.Fprintf(g.stdout, "A step failed: the %d changes this run made were rolled back; the kernel is as it was.\n", res.Applied)
+				fmt.Fprintf(g.stdout, "A step failed: the %s this run made were rolled back; the kernel is as it was.\n", plural(res.Applied, "change"))
 			}
 		}
 	}
@@ -617,8 +617,10 @@ func newDestroyCmd(g *globals) *cobra.Command {
 				if res.Applied > 0 {
 					fmt.Fprintf(g.stdout, "\nDestroy complete. %d destroyed.\n", res.Applied)
 				}
-				if host := l.desired.NS(reconcile.HostNS); host != nil && len(host.Sysctls) > 0 && !removed {
-					fmt.Fprintln(g.stdout, "Note: sysctls set in the host namespace keep their values.")
+				if host := l.desired.NS(reconcile.HostNS); host != nil && len(host.Sysctls) > 0 && !removed && g.netns != "" {
+					fmt.Fprintln(g.stdout, "Note: sysctls the lab set in the sandbox keep their values (the sandbox stays: something else is in it).")
+				} else if host != nil && len(host.Sysctls) > 0 && g.netns == "" {
+					fmt.Fprintln(g.stdout, "The machine's sysctls the lab set are back to the values they had before it.")
 				}
 			}
 			return nil

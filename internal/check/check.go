@@ -336,18 +336,58 @@ func (e *Env) listen(ctx context.Context) (func(), error) {
 		proto string
 		port  int
 	}
-	ports := map[key]bool{}
+	allowed := map[string]bool{}
+	for _, ns := range e.Listen {
+		allowed[ns] = true
+	}
+	// Where each port is listened on: where the check's connection may
+	// land (its target's namespace, lands:, and through a port_forward
+	// its destination), or everywhere for an address the file does not
+	// place. Nowhere else: a check that expects a port closed elsewhere
+	// sees only what really listens there.
+	where := map[key]map[string]bool{}
+	add := func(k key, ns ...string) {
+		if where[k] == nil {
+			where[k] = map[string]bool{}
+		}
+		for _, n := range ns {
+			if allowed[n] {
+				where[k][n] = true
+			}
+		}
+	}
 	for _, c := range e.Topo.Checks {
-		// A check that expects unreachable sees only what really
-		// listens: a listener of check would make any port reachable.
 		if (c.Proto != "tcp" && c.Proto != "udp") || c.Expect == "unreachable" {
 			continue
 		}
-		ports[key{c.Proto, c.Port}] = true
+		k := key{c.Proto, c.Port}
+		addr, ns, err := e.Topo.CheckTarget(c.To)
+		if err == nil && ns == "" {
+			ns = e.holder(addr)
+		}
+		if ns == "" {
+			add(k, e.Listen...)
+		} else {
+			add(k, ns)
+		}
+		if c.Lands != "" {
+			add(k, c.Lands)
+		}
 		for _, n := range e.Topo.NAT {
-			if pf := n.PortForward; pf != nil && pf.Proto == c.Proto && pf.Port == c.Port {
-				if ap, err := netip.ParseAddrPort(pf.To); err == nil {
-					ports[key{c.Proto, int(ap.Port())}] = true
+			pf := n.PortForward
+			if pf == nil || pf.Proto != c.Proto || pf.Port != c.Port {
+				continue
+			}
+			add(k, n.Namespace)
+			if ap, err := netip.ParseAddrPort(pf.To); err == nil {
+				dk := key{c.Proto, int(ap.Port())}
+				if h := e.holder(ap.Addr()); h != "" {
+					add(dk, h)
+				} else {
+					add(dk, e.Listen...)
+				}
+				if c.Lands != "" {
+					add(dk, c.Lands)
 				}
 			}
 		}
@@ -359,7 +399,10 @@ func (e *Env) listen(ctx context.Context) (func(), error) {
 		}
 	}
 	for _, ns := range e.Listen {
-		for k := range ports {
+		for k, nss := range where {
+			if !nss[ns] {
+				continue
+			}
 			name := ns
 			addr := ":" + strconv.Itoa(k.port)
 			err := e.in(ns, func() error {
@@ -391,6 +434,18 @@ func (e *Env) listen(ctx context.Context) (func(), error) {
 		}
 	}
 	return stop, nil
+}
+
+// holder is the namespace whose interface the file gives address a, or "".
+func (e *Env) holder(a netip.Addr) string {
+	for _, i := range e.Topo.Interfaces() {
+		for _, c := range i.Addresses {
+			if p, err := topology.ParseCIDR(c); err == nil && p.Addr() == a {
+				return i.Namespace
+			}
+		}
+	}
+	return ""
 }
 
 func serveTCP(ln net.Listener, ns string) {

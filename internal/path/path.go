@@ -67,9 +67,17 @@ func Trace(k Kernel, s *reconcile.State, from string, dst netip.Addr, proto stri
 			return r
 		}
 		// A port forward may rewrite the destination first: arriving
-		// (prerouting), or sent by the namespace itself (output).
+		// (prerouting), or sent by the namespace itself (output), whose
+		// source is chosen for the destination before the rewrite.
 		{
 			if to, rule, ok := dnat(n, dst, in, proto, port, s); ok {
+				if in == "" && !src.IsValid() {
+					if rs, err := k.RouteGet(ns, dst.AsSlice()); err == nil && len(rs) > 0 && rs[0].Src != nil {
+						src, _ = netip.AddrFromSlice(rs[0].Src)
+						src = src.Unmap()
+						hop.Src = src.String()
+					}
+				}
 				hop.NAT = append(hop.NAT, fmt.Sprintf("dnat %s:%d -> %s (%s)", dst, port, to, rule))
 				dst, port = to.Addr(), int(to.Port())
 				hop.Dst = dst.String()
@@ -254,6 +262,14 @@ func l2(k Kernel, s *reconcile.State, start reconcile.Ref, addr netip.Addr) (ns,
 			continue
 		}
 		for _, nb := range neighbours(s, cur, l) {
+			if nl := s.Link(nb); l.VXLAN != nil && nl != nil && nl.VXLAN != nil && l.VXLAN.Local != "" {
+				if la, err := netip.ParseAddr(l.VXLAN.Local); err == nil && !local(s.NS(cur.NS), la) {
+					if tunnel == "" {
+						tunnel = fmt.Sprintf("the VXLAN %s sends from local %s, which is no address of namespace %s any more (the underlay)", cur, la, cur.NS)
+					}
+					continue
+				}
+			}
 			if nl := s.Link(nb); l.VXLAN != nil && nl != nil && nl.VXLAN != nil && l.VXLAN.Remote != "" {
 				// Through the tunnel only if the underlay reaches the
 				// far end.

@@ -528,8 +528,30 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 		}
 		n.sysctls[c.Name] = c.Value
 		w.ipv6Switched(n, c.Name, c.Value)
+		w.forwardSwitched(n, c.Name, c.Value)
 	}
 	return nil
+}
+
+// forwardSwitched does what the kernel does when forwarding is written
+// namespace-wide: ip_forward (or conf.all.forwarding) sets all, default
+// and every interface's forwarding; IPv6's all.forwarding likewise.
+func (w *World) forwardSwitched(n *ns, key, v string) {
+	fam := ""
+	switch key {
+	case "net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding":
+		fam = "ipv4"
+		n.sysctls["net.ipv4.ip_forward"] = v
+	case "net.ipv6.conf.all.forwarding":
+		fam = "ipv6"
+	default:
+		return
+	}
+	n.sysctls["net."+fam+".conf.all.forwarding"] = v
+	n.sysctls["net."+fam+".conf.default.forwarding"] = v
+	for ln := range n.links {
+		n.sysctls["net."+fam+".conf."+ln+".forwarding"] = v
+	}
 }
 
 // ipv6Switched does what the kernel does when disable_ipv6 is written:
@@ -842,7 +864,8 @@ func (k *Kernel) createLink(c *reconcile.Change) error {
 		}
 		n.links[l.Name] = &link{owner: k.Owner, l: l, kparent: cloneRef(l.Parent), mtuSet: set && l.Kind == reconcile.KindBridge}
 		// An interface's own settings start from the namespace's default.
-		for _, key := range []string{"net.ipv4.conf.%s.promote_secondaries", "net.ipv6.conf.%s.keep_addr_on_down", "net.ipv6.conf.%s.disable_ipv6"} {
+		for _, key := range []string{"net.ipv4.conf.%s.promote_secondaries", "net.ipv6.conf.%s.keep_addr_on_down", "net.ipv6.conf.%s.disable_ipv6",
+			"net.ipv4.conf.%s.forwarding", "net.ipv6.conf.%s.forwarding"} {
 			if v, ok := w.sysctl(nsName, fmt.Sprintf(key, "default")); ok {
 				n.sysctls[fmt.Sprintf(key, l.Name)] = v
 			}
