@@ -250,3 +250,18 @@ nat:
 		t.Fatalf("warnings: %v", top.Warnings)
 	}
 }
+
+func TestIPv6SwitchInTheFile(t *testing.T) {
+	src := `name: v6
+namespaces:
+  a:
+    sysctls: {net.ipv6.conf.all.disable_ipv6: "1"}
+links:
+  - a: {namespace: a, name: eth0, addresses: ["fd00::1/64"]}
+    b: {namespace: host, name: x}
+`
+	_, err := Parse("v.yaml", []byte(src))
+	if err == nil || !strings.Contains(err.Error(), `v.yaml:4:15: namespaces.a.sysctls.net.ipv6.conf.all.disable_ipv6: this turns IPv6 off, but the file gives namespace "a" IPv6 addresses or routes`) {
+		t.Fatalf("disable_ipv6 1 with an IPv6 address: %v", err)
+	}
+}

@@ -573,3 +573,87 @@ links:
 		t.Fatalf("a kept IPv6: %v", v6addrs("a", "eth1"))
 	}
 }
+
+// TestAuditFollowUps: what the second audit found, on the real kernel.
+func TestAuditFollowUps(t *testing.T) {
+	bin := binary(t)
+	// ip_forward rewrites every interface's forwarding: an interface's
+	// own 0 is set again after it, in the first apply.
+	src, err := os.ReadFile("../../examples/router.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	withOwn := strings.Replace(string(src), `      net.ipv4.ip_forward: "1"`, `      net.ipv4.ip_forward: "1"`+"\n"+`      net.ipv4.conf.br0.forwarding: "0"`, 1)
+	off := strings.Replace(withOwn, `net.ipv4.ip_forward: "1"`, `net.ipv4.ip_forward: "0"`, 1)
+	e := newEnv(t, "router.yaml", []byte(withOwn))
+	e.mustApply()
+	defer e.destroy()
+	e.assertNoOp()
+	e.load("router.yaml", []byte(off))
+	e.mustApply()
+	e.assertNoOp()
+	e.load("router.yaml", []byte(withOwn))
+	e.mustApply()
+	e.assertNoOp()
+
+	// A check that expects a port closed is not answered by a listener
+	// that another check of the same port needs elsewhere.
+	dir := t.TempDir()
+	file := filepath.Join(dir, "b.yaml")
+	b, err := os.ReadFile("../../examples/bridge.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := strings.Replace(string(b), "name: bridge\n", "name: bridge-aud\n", 1) +
+		"  - {from: c1, to: \"host:hwchiu0\", proto: tcp, port: 80, expect: unreachable}\n"
+	if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := newEnv(t, file, nil)
+	code, out, errOut := f.cli(bin, "apply", "--check", file)
+	f.destroy()
+	if code != 0 || !strings.Contains(out, "ok   c1 -> host:hwchiu0 (10.55.66.1) tcp/80: unreachable (expected unreachable)") {
+		t.Fatalf("apply --check: %d\n%s%s", code, out, errOut)
+	}
+
+	// path: the source of a connection the output chain forwards is
+	// chosen for the address before the rewrite.
+	g := newEnv(t, "../../examples/published-port.yaml", nil)
+	if code, out, errOut := g.cli(bin, "apply", g.topo.File); code != 0 {
+		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
+	}
+	defer g.destroy()
+	code, out, _ = g.cli(bin, "path", "--proto", "tcp", "--port", "8080", g.topo.File, "host", "host:uplink")
+	if code != 0 || !strings.Contains(out, ", src 198.51.100.1\n") || !strings.Contains(out, "delivered: 172.18.0.2 is an address of web") {
+		t.Fatalf("path through the output chain's DNAT: %d\n%s", code, out)
+	}
+}
+
+// TestPathVXLANLocalGone: a VXLAN whose local address is no longer in its
+// namespace drops what it would carry, and path says so.
+func TestPathVXLANLocalGone(t *testing.T) {
+	bin := binary(t)
+	e := newEnv(t, "../../examples/overlay.yaml", nil)
+	if code, out, errOut := e.cli(bin, "apply", e.topo.File); code != 0 {
+		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
+	}
+	defer e.destroy()
+	e.in("host1", func() {
+		l, err := netlink.LinkByName("eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		old, _ := netlink.ParseAddr("192.168.111.128/24")
+		nw, _ := netlink.ParseAddr("192.168.111.200/24")
+		if err := netlink.AddrDel(l, old); err != nil {
+			t.Fatal(err)
+		}
+		if err := netlink.AddrAdd(l, nw); err != nil {
+			t.Fatal(err)
+		}
+	})
+	code, out, _ := e.cli(bin, "path", e.topo.File, "c1", "c2")
+	if code != 1 || !strings.Contains(out, "dropped: the VXLAN host1:vx0 sends from local 192.168.111.128, which is no address of namespace host1 any more") {
+		t.Fatalf("path with the VXLAN's local address gone: %d\n%s", code, out)
+	}
+}

@@ -121,7 +121,7 @@ func Trace(k Kernel, s *reconcile.State, from string, dst netip.Addr, proto stri
 		} else {
 			hop.Route = "dev " + out + " (on-link)"
 		}
-		if in == "" && rt.Src != nil {
+		if in == "" && rt.Src != nil && !src.IsValid() {
 			src, _ = netip.AddrFromSlice(rt.Src)
 			src = src.Unmap()
 			hop.Src = src.String()
