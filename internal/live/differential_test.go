@@ -398,10 +398,11 @@ func (g *opGen) next() []*reconcile.Change {
 		return one(&reconcile.Change{Action: reconcile.Create, Kind: reconcile.KindRoute, Namespace: n, Name: rt.Key(), Route: rt})
 	case 12: // a sysctl
 		n := g.ns()
-		keys := []string{"net.ipv4.conf.all.promote_secondaries", "net.ipv6.conf.all.keep_addr_on_down", "net.ipv4.ip_forward"}
+		keys := []string{"net.ipv4.conf.all.promote_secondaries", "net.ipv6.conf.all.keep_addr_on_down", "net.ipv4.ip_forward",
+			"net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"}
 		for _, ref := range g.links(s) {
 			if ref.NS == n {
-				keys = append(keys, "net.ipv4.conf."+ref.Name+".rp_filter")
+				keys = append(keys, "net.ipv4.conf."+ref.Name+".rp_filter", "net.ipv4.conf."+ref.Name+".forwarding")
 			}
 		}
 		return one(&reconcile.Change{Action: reconcile.Update, Kind: reconcile.KindSysctl, Namespace: n, Name: keys[r.Intn(len(keys))], Value: strconv.Itoa(r.Intn(2))})
