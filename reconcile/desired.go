@@ -73,7 +73,7 @@ func Desired(t *topology.Topology) (*State, error) {
 		}
 		l.Master = i.Bridge
 		l.Addresses = CanonicalAddrs(i.Addresses)
-		l.Impair = impairFromTopology(i.Impair)
+		l.Impair = ImpairFromTopology(i.Impair)
 		ns := s.Namespaces[i.Namespace]
 		if ns == nil {
 			missing = append(missing, fmt.Sprintf("%s:%d:%d: %s: namespace %q is not listed under namespaces", t.File, i.Pos.Line, i.Pos.Col, i.Path, i.Namespace))

@@ -38,8 +38,8 @@ func (im *Impair) Qdisc() string {
 // NetemDefaultLimit is the queue length netem has when none is given.
 const NetemDefaultLimit = 1000
 
-// impairFromTopology converts the file's values.
-func impairFromTopology(t *topology.Impair) *Impair {
+// ImpairFromTopology converts the file's values.
+func ImpairFromTopology(t *topology.Impair) *Impair {
 	if t == nil {
 		return nil
 	}

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/netplan-lab/netplan-lab/reconcile"
 	"github.com/netplan-lab/netplan-lab/topology"
 )
 
@@ -67,7 +68,7 @@ func Build(t *topology.Topology) *Model {
 		id := i.Namespace + ":" + i.Name
 		f := &Iface{ID: id, Name: i.Name, Kind: kind, Addrs: i.Addresses, Note: note}
 		if i.Impair != nil {
-			f.Note = strings.TrimSpace(f.Note + " " + impairText(i.Impair))
+			f.Note = strings.TrimSpace(f.Note + " impair " + reconcile.ImpairFromTopology(i.Impair).String())
 		}
 		ifaces[id] = f
 		b := box(i.Namespace)
@@ -163,20 +164,6 @@ func outText(out, notOut string) string {
 		return " not out " + notOut
 	}
 	return ""
-}
-
-func impairText(im *topology.Impair) string {
-	var parts []string
-	if im.Delay != 0 {
-		parts = append(parts, fmt.Sprintf("delay %gms", float64(im.Delay)/1000))
-	}
-	if im.Loss != 0 {
-		parts = append(parts, fmt.Sprintf("loss %g%%", im.Loss))
-	}
-	if im.Rate != 0 {
-		parts = append(parts, fmt.Sprintf("rate %gmbit", float64(im.Rate)/1e6))
-	}
-	return "impair " + strings.Join(parts, " ")
 }
 
 func (f *Iface) lines() []string {

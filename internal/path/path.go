@@ -8,8 +8,11 @@ package path
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -200,7 +203,9 @@ func forwardBlocked(k Kernel, ns, in string, src, dst netip.Addr, n *reconcile.N
 		if f, _ := k.ReadSysctls(ns, []string{"net.ipv4.conf." + in + ".forwarding"}); f["net.ipv4.conf."+in+".forwarding"] == "0" {
 			return fmt.Sprintf("forwarding is off on %s in namespace %s (net.ipv4.conf.%s.forwarding = 0): it does not route what comes in there", in, ns, in)
 		}
-		rp := max(atoi(sc["net.ipv4.conf.all.rp_filter"]), atoi(sc["net.ipv4.conf."+in+".rp_filter"]))
+		all, _ := strconv.Atoi(sc["net.ipv4.conf.all.rp_filter"])
+		own, _ := strconv.Atoi(sc["net.ipv4.conf."+in+".rp_filter"])
+		rp := max(all, own)
 		if rp != 0 && src.IsValid() {
 			routes, err := k.RouteGet(ns, src.AsSlice())
 			switch {
@@ -216,17 +221,6 @@ func forwardBlocked(k Kernel, ns, in string, src, dst netip.Addr, n *reconcile.N
 		return fmt.Sprintf("namespace %s drops forwarded packets: a forward chain with policy drop (%s)", ns, strings.Join(n.ForwardDrop, ", "))
 	}
 	return ""
-}
-
-func atoi(s string) int {
-	n := 0
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			break
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n
 }
 
 // l2 walks from interface start, over veth peers, bridges (as switches),
@@ -319,7 +313,7 @@ func neighbours(s *reconcile.State, r reconcile.Ref, l *reconcile.Link) []reconc
 		out = append(out, *l.Parent)
 	}
 	for _, name := range s.SortedNames() {
-		for _, ln := range sortedLinks(s.Namespaces[name]) {
+		for _, ln := range slices.Sorted(maps.Keys(s.Namespaces[name].Links)) {
 			o := s.Namespaces[name].Links[ln]
 			ref := reconcile.Ref{NS: name, Name: ln}
 			switch {
@@ -333,19 +327,6 @@ func neighbours(s *reconcile.State, r reconcile.Ref, l *reconcile.Link) []reconc
 		}
 	}
 	return out
-}
-
-func sortedLinks(n *reconcile.Namespace) []string {
-	names := make([]string, 0, len(n.Links))
-	for ln := range n.Links {
-		names = append(names, ln)
-	}
-	for i := 1; i < len(names); i++ {
-		for j := i; j > 0 && names[j] < names[j-1]; j-- {
-			names[j], names[j-1] = names[j-1], names[j]
-		}
-	}
-	return names
 }
 
 // dnat finds the lab's port_forward of namespace n that rewrites a packet
