@@ -34,17 +34,28 @@ func parseHosts(b []byte) (sections []hostsSection, ok bool) {
 	if !strings.HasPrefix(text, hostsHeader) {
 		return nil, false
 	}
-	var cur *hostsSection
-	for _, line := range strings.SplitAfter(text, "\n") {
+	cur, start := -1, 0 // the open section, and where its body starts
+	for off := 0; off < len(text); {
+		end := strings.IndexByte(text[off:], '\n') + 1
+		if end == 0 {
+			end = len(text) - off
+		}
+		line := text[off : off+end]
 		switch {
 		case strings.HasPrefix(line, "# BEGIN "):
+			if cur >= 0 {
+				sections[cur].body = text[start:off] // no END line before it
+			}
 			sections = append(sections, hostsSection{mark: strings.TrimSpace(strings.TrimPrefix(line, "# BEGIN "))})
-			cur = &sections[len(sections)-1]
-		case strings.HasPrefix(line, "# END "):
-			cur = nil
-		case cur != nil:
-			cur.body += line
+			cur, start = len(sections)-1, off+end
+		case strings.HasPrefix(line, "# END ") && cur >= 0:
+			sections[cur].body = text[start:off]
+			cur = -1
 		}
+		off += end
+	}
+	if cur >= 0 {
+		sections[cur].body = text[start:] // no END line: the rest is its body
 	}
 	return sections, true
 }
@@ -65,22 +76,26 @@ func HostsFile(t *topology.Topology) string {
 	var b strings.Builder
 	seen := map[string]bool{}
 	names := []string{}
-	if t.Namespace(topology.Host) == nil {
+	ix := t.Index()
+	if ix.Namespace(topology.Host) == nil {
 		names = append(names, topology.Host)
 	}
 	for _, n := range t.Namespaces {
 		names = append(names, n.Name)
 	}
 	for _, ns := range names {
-		if a, _, ok := t.FirstAddr(ns); ok && !seen[ns] {
+		if a, _, ok := ix.FirstAddr(ns); ok && !seen[ns] {
 			seen[ns] = true
 			fmt.Fprintf(&b, "%s\t%s\n", a, ns)
 		}
 	}
-	for _, i := range t.Interfaces() {
-		a, ok := t.IfaceAddr(i.Namespace, i.Name)
+	for _, i := range ix.Interfaces() {
+		if len(i.Addresses) == 0 {
+			continue
+		}
+		p, err := topology.ParseCIDR(i.Addresses[0])
 		name := i.Namespace + "-" + i.Name
-		if ok && !seen[name] {
+		if a := p.Addr(); err == nil && !seen[name] {
 			seen[name] = true
 			fmt.Fprintf(&b, "%s\t%s\n", a, name)
 		}
@@ -117,7 +132,8 @@ func (l *Lab) writeHosts(t *topology.Topology) error {
 		dir := filepath.Join(EtcNetns, name)
 		path := filepath.Join(dir, "hosts")
 		var sections []hostsSection
-		if old, err := os.ReadFile(path); err == nil {
+		old, err := os.ReadFile(path)
+		if err == nil {
 			var ok bool
 			if sections, ok = parseHosts(old); !ok {
 				continue // someone else's: left alone
@@ -133,7 +149,7 @@ func (l *Lab) writeHosts(t *topology.Topology) error {
 			sections = append(sections, hostsSection{l.k.Mark(), mine})
 		}
 		content := formatHosts(sections)
-		if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, content) {
+		if err == nil && bytes.Equal(old, content) {
 			continue
 		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -43,13 +43,14 @@ func Desired(t *topology.Topology) (*State, error) {
 	// IPv6 costs nothing where the file does not use it: off in every
 	// namespace the lab makes that gets no IPv6 from the file (ipv6: true
 	// keeps it, link-local and all), set before any interface exists.
+	ix := t.Index()
 	for _, n := range t.Namespaces {
 		ns := s.Namespaces[n.Name]
 		if !ns.Owned {
 			continue
 		}
 		v := "1"
-		if t.WantsIPv6(n.Name) {
+		if ix.WantsIPv6(n.Name) {
 			v = "0"
 		}
 		_, all := ns.Sysctls[IPv6Switch[0]]

@@ -42,7 +42,7 @@ func (d *decoder) check(n *yaml.Node, path string) *Check {
 	return c
 }
 
-func (d *decoder) validateCheck(t *Topology, c *Check, nss map[string]bool, declared func(ns, name string) bool) {
+func (d *decoder) validateCheck(t *Index, c *Check, nss map[string]bool, declared func(ns, name string) bool) {
 	if c.From != "" && !nss[c.From] {
 		d.at(c.Pos, join(c.Path, "from"), "namespace %q is not listed under namespaces", c.From)
 	} else if c.Dev != "" && !declared(c.From, c.Dev) && c.From != Host {
@@ -95,28 +95,12 @@ func (d *decoder) validateCheck(t *Topology, c *Check, nss map[string]bool, decl
 // in the hosts file exec and shell see): the first address of its first
 // interface that has one, interfaces in the order bridges, links (a end,
 // then b end), macvlans, ipvlans, vxlans, each in file order.
-func (t *Topology) FirstAddr(ns string) (netip.Addr, string, bool) {
-	for _, i := range t.Interfaces() {
-		if i.Namespace != ns || len(i.Addresses) == 0 {
-			continue
-		}
-		if p, err := ParseCIDR(i.Addresses[0]); err == nil {
-			return p.Addr(), i.Name, true
-		}
-	}
-	return netip.Addr{}, "", false
-}
+// (It scans the file: in a loop, use an Index.)
+func (t *Topology) FirstAddr(ns string) (netip.Addr, string, bool) { return t.Index().FirstAddr(ns) }
 
 // IfaceAddr is the first address of interface ifname in namespace ns.
 func (t *Topology) IfaceAddr(ns, ifname string) (netip.Addr, bool) {
-	for _, i := range t.Interfaces() {
-		if i.Namespace == ns && i.Name == ifname && len(i.Addresses) > 0 {
-			if p, err := ParseCIDR(i.Addresses[0]); err == nil {
-				return p.Addr(), true
-			}
-		}
-	}
-	return netip.Addr{}, false
+	return t.Index().IfaceAddr(ns, ifname)
 }
 
 // CheckTarget resolves a check's `to`: the address, and the namespace it

@@ -200,39 +200,11 @@ func (t *Topology) Namespace(name string) *Namespace {
 
 // WantsIPv6 reports whether IPv6 is on in namespace ns: as its ipv6: key
 // says, else when the file gives it an IPv6 address, route or NAT rule.
-func (t *Topology) WantsIPv6(ns string) bool {
-	if n := t.Namespace(ns); n != nil && n.IPv6 != nil {
-		return *n.IPv6
-	}
-	return t.UsesIPv6(ns)
-}
+// (It scans the file: in a loop, use an Index.)
+func (t *Topology) WantsIPv6(ns string) bool { return t.Index().WantsIPv6(ns) }
 
 // UsesIPv6 reports whether the file gives namespace ns anything IPv6.
-func (t *Topology) UsesIPv6(ns string) bool {
-	for _, i := range t.Interfaces() {
-		if i.Namespace != ns {
-			continue
-		}
-		for _, a := range i.Addresses {
-			if p, err := ParseCIDR(a); err == nil && p.Addr().Is6() {
-				return true
-			}
-		}
-	}
-	if n := t.Namespace(ns); n != nil {
-		for _, r := range n.Routes {
-			if dst, err := RouteDst(r.To, r.Via); err == nil && dst.Addr().Is6() {
-				return true
-			}
-		}
-	}
-	for _, r := range t.NAT {
-		if r.Namespace == ns && natIs6(r) {
-			return true
-		}
-	}
-	return false
-}
+func (t *Topology) UsesIPv6(ns string) bool { return t.Index().UsesIPv6(ns) }
 
 // natIs6 reports a NAT rule about IPv6 addresses.
 func natIs6(r *NAT) bool {

@@ -127,6 +127,7 @@ func (d *decoder) validate(t *Topology) {
 	if msg := CheckPartName("prefix", t.Prefix, MaxPrefixLen); msg != "" {
 		d.at(Pos{1, 1}, "prefix", "%s", msg)
 	}
+	ix := t.Index()
 	nss := map[string]bool{Host: true}
 	for _, n := range t.Namespaces {
 		if msg := validNSName(n.Name); msg != "" {
@@ -134,13 +135,13 @@ func (d *decoder) validate(t *Topology) {
 		}
 		for _, sc := range n.Sysctls {
 			if n.Name != Host && strings.HasSuffix(sc.Key, ".disable_ipv6") && strings.HasPrefix(sc.Key, "net.ipv6.conf.") &&
-				strings.TrimSpace(sc.Value) == "1" && t.UsesIPv6(n.Name) {
+				strings.TrimSpace(sc.Value) == "1" && ix.UsesIPv6(n.Name) {
 				d.at(sc.Pos, sc.Path, "this turns IPv6 off, but the file gives namespace %q IPv6 addresses or routes", n.Name)
 			}
 		}
 		if n.IPv6 != nil && n.Name == Host {
 			d.at(n.Pos, join(n.Path, "ipv6"), "ipv6: is for the namespaces the lab makes; host's IPv6 is the machine's or the sandbox's")
-		} else if n.IPv6 != nil && !*n.IPv6 && t.UsesIPv6(n.Name) {
+		} else if n.IPv6 != nil && !*n.IPv6 && ix.UsesIPv6(n.Name) {
 			d.at(n.Pos, join(n.Path, "ipv6"), "ipv6: false, but the file gives namespace %q IPv6 addresses or routes", n.Name)
 		}
 		nss[n.Name] = true
@@ -152,7 +153,7 @@ func (d *decoder) validate(t *Topology) {
 				d.at(s.Pos, s.Path, "sysctl value must be on one line")
 			}
 			if parts := strings.Split(s.Key, "."); n.Name != Host && len(parts) >= 5 && (parts[2] == "conf" || parts[2] == "neigh") &&
-				parts[3] != "all" && parts[3] != "default" && parts[3] != "lo" && !declaredIn(t, n.Name, parts[3]) {
+				parts[3] != "all" && parts[3] != "default" && parts[3] != "lo" && !ix.Declared(n.Name, parts[3]) {
 				d.at(s.Pos, s.Path, "interface %q is not declared in namespace %q: this key would have nothing to set", parts[3], n.Name)
 			}
 		}
@@ -350,10 +351,7 @@ func (d *decoder) validate(t *Topology) {
 	for _, n := range t.Namespaces {
 		seen := map[string]Pos{}
 		var subnets []netip.Prefix
-		for _, i := range t.Interfaces() {
-			if i.Namespace != n.Name {
-				continue
-			}
+		for _, i := range ix.In(n.Name) {
 			for _, a := range i.Addresses {
 				if p, err := ParseCIDR(a); err == nil {
 					subnets = append(subnets, p.Masked())
@@ -370,7 +368,7 @@ func (d *decoder) validate(t *Topology) {
 		d.validateNAT(r, nsRef, declared)
 	}
 	for _, c := range t.Checks {
-		d.validateCheck(t, c, nss, declared)
+		d.validateCheck(ix, c, nss, declared)
 	}
 }
 
@@ -651,14 +649,4 @@ func kindOf(r *NAT) string {
 		return "snat"
 	}
 	return "port_forward"
-}
-
-// declaredIn reports whether the file declares interface name in ns.
-func declaredIn(t *Topology, ns, name string) bool {
-	for _, i := range t.Interfaces() {
-		if i.Namespace == ns && i.Name == name {
-			return true
-		}
-	}
-	return false
 }

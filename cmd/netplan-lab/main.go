@@ -2,8 +2,10 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 )
 
 func main() {
@@ -16,5 +18,26 @@ func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(256 << 20)
 	}
+	if f := os.Getenv("NETPLAN_LAB_CPUPROFILE"); f != "" {
+		os.Exit(profiled(f))
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// profiled runs the command with the CPU profiler on, writing the profile
+// to file (NETPLAN_LAB_CPUPROFILE=file; read it with go tool pprof). For
+// measuring, not for users: it is not in the help.
+func profiled(file string) int {
+	f, err := os.Create(file)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "netplan-lab: cpu profile:", err)
+		return 1
+	}
+	defer f.Close()
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "netplan-lab: cpu profile:", err)
+		return 1
+	}
+	defer pprof.StopCPUProfile()
+	return run(os.Args[1:], os.Stdout, os.Stderr)
 }

@@ -1,0 +1,52 @@
+package lab
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseHostsRoundTrip(t *testing.T) {
+	in := []hostsSection{
+		{mark: "netplan-lab:a", body: "10.0.0.1\tn1\n10.0.0.2\tn2\n"},
+		{mark: "netplan-lab:b", body: ""},
+		{mark: "netplan-lab:c", body: "10.1.0.1\tx\n"},
+	}
+	got, ok := parseHosts(formatHosts(in))
+	if !ok || !reflect.DeepEqual(got, in) {
+		t.Fatalf("parseHosts(formatHosts(x)) = %q, %v; want %q", got, ok, in)
+	}
+	if _, ok := parseHosts([]byte("127.0.0.1 localhost\n")); ok {
+		t.Fatal("a hosts file without netplan-lab's header was taken as ours")
+	}
+}
+
+func TestParseHostsUnterminated(t *testing.T) {
+	text := hostsHeader + hostsPreamble +
+		"# BEGIN m1\n1.1.1.1\ta\n" + // no END: the next BEGIN ends it
+		"# BEGIN m2\n2.2.2.2\tb\n# END m2\n" +
+		"# END stray\n" + // an END with no open section is ignored
+		"# BEGIN m3\n3.3.3.3\tc" // no END and no final newline
+	got, ok := parseHosts([]byte(text))
+	want := []hostsSection{{"m1", "1.1.1.1\ta\n"}, {"m2", "2.2.2.2\tb\n"}, {"m3", "3.3.3.3\tc"}}
+	if !ok || !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// A big lab's hosts file is parsed once per namespace on every apply:
+// parsing must be linear in its size (it was quadratic).
+func BenchmarkParseHosts2000Lines(b *testing.B) {
+	var body strings.Builder
+	for i := 0; i < 2000; i++ {
+		fmt.Fprintf(&body, "10.0.%d.%d\tn%d-eth0\n", i>>8, i&255, i)
+	}
+	text := formatHosts([]hostsSection{{"netplan-lab:bench", body.String()}})
+	b.SetBytes(int64(len(text)))
+	for i := 0; i < b.N; i++ {
+		if s, ok := parseHosts(text); !ok || len(s) != 1 {
+			b.Fatal("not parsed")
+		}
+	}
+}

@@ -1,0 +1,117 @@
+package topology
+
+import "net/netip"
+
+// Index answers per-namespace questions about a topology in constant time:
+// which interfaces a namespace has, its first address, whether it uses
+// IPv6. Code that asks them once per namespace or interface builds one
+// (t.Index()) instead of calling the Topology methods of the same names,
+// which scan the whole file each time: for a lab of N namespaces that is
+// the difference between O(N) and O(N²). An Index describes the topology
+// as it was when it was built.
+type Index struct {
+	t      *Topology
+	ifaces []*Iface
+	byNS   map[string][]*Iface // file order, as Interfaces
+	ns     map[string]*Namespace
+	nat    map[string][]*NAT
+}
+
+// Index builds the topology's index.
+func (t *Topology) Index() *Index {
+	x := &Index{
+		t:      t,
+		ifaces: t.Interfaces(),
+		byNS:   map[string][]*Iface{},
+		ns:     make(map[string]*Namespace, len(t.Namespaces)),
+		nat:    map[string][]*NAT{},
+	}
+	for _, i := range x.ifaces {
+		x.byNS[i.Namespace] = append(x.byNS[i.Namespace], i)
+	}
+	for _, n := range t.Namespaces {
+		if _, dup := x.ns[n.Name]; !dup {
+			x.ns[n.Name] = n // the first, as Topology.Namespace
+		}
+	}
+	for _, r := range t.NAT {
+		x.nat[r.Namespace] = append(x.nat[r.Namespace], r)
+	}
+	return x
+}
+
+// Interfaces is Topology.Interfaces.
+func (x *Index) Interfaces() []*Iface { return x.ifaces }
+
+// In returns the interfaces declared in namespace ns, in file order.
+func (x *Index) In(ns string) []*Iface { return x.byNS[ns] }
+
+// Namespace is Topology.Namespace.
+func (x *Index) Namespace(name string) *Namespace { return x.ns[name] }
+
+// Declared reports whether the file declares interface name in ns.
+func (x *Index) Declared(ns, name string) bool {
+	for _, i := range x.byNS[ns] {
+		if i.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// FirstAddr is Topology.FirstAddr.
+func (x *Index) FirstAddr(ns string) (netip.Addr, string, bool) {
+	for _, i := range x.byNS[ns] {
+		if len(i.Addresses) == 0 {
+			continue
+		}
+		if p, err := ParseCIDR(i.Addresses[0]); err == nil {
+			return p.Addr(), i.Name, true
+		}
+	}
+	return netip.Addr{}, "", false
+}
+
+// IfaceAddr is Topology.IfaceAddr.
+func (x *Index) IfaceAddr(ns, ifname string) (netip.Addr, bool) {
+	for _, i := range x.byNS[ns] {
+		if i.Name == ifname && len(i.Addresses) > 0 {
+			if p, err := ParseCIDR(i.Addresses[0]); err == nil {
+				return p.Addr(), true
+			}
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// WantsIPv6 is Topology.WantsIPv6.
+func (x *Index) WantsIPv6(ns string) bool {
+	if n := x.ns[ns]; n != nil && n.IPv6 != nil {
+		return *n.IPv6
+	}
+	return x.UsesIPv6(ns)
+}
+
+// UsesIPv6 is Topology.UsesIPv6.
+func (x *Index) UsesIPv6(ns string) bool {
+	for _, i := range x.byNS[ns] {
+		for _, a := range i.Addresses {
+			if p, err := ParseCIDR(a); err == nil && p.Addr().Is6() {
+				return true
+			}
+		}
+	}
+	if n := x.ns[ns]; n != nil {
+		for _, r := range n.Routes {
+			if dst, err := RouteDst(r.To, r.Via); err == nil && dst.Addr().Is6() {
+				return true
+			}
+		}
+	}
+	for _, r := range x.nat[ns] {
+		if natIs6(r) {
+			return true
+		}
+	}
+	return false
+}
