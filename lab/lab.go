@@ -188,8 +188,12 @@ func (l *Lab) Apply(ctx context.Context) (*reconcile.Result, error) {
 			return fmt.Errorf("%s%w", w, err)
 		}
 		if err == nil {
+			start := time.Now()
 			if herr := l.writeHosts(l.Topology); herr != nil {
 				return fmt.Errorf("write the lab's hosts files under %s: %w", EtcNetns, herr)
+			}
+			if l.opt.OnStage != nil {
+				l.opt.OnStage("hosts files", 0, time.Since(start))
 			}
 		}
 		return err

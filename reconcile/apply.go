@@ -303,12 +303,21 @@ func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
 // was, and returns the step's error. OnChange in o sees every change,
 // including those of a rollback.
 func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*Result, error) {
+	stage := func(name string, n int, start time.Time) {
+		if o.OnStage != nil {
+			o.OnStage(name, n, time.Since(start))
+		}
+	}
+	start := time.Now()
 	q := QueryFor(desired)
 	before, err := k.Observe(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("observe: %w", err)
 	}
+	stage("observe", 0, start)
+	start = time.Now()
 	plan := Diff(desired, before)
+	stage("plan", len(plan.Changes), start)
 	res := &Result{Plan: plan, Observed: before}
 	if len(plan.Conflicts) > 0 {
 		return res, &ConflictError{plan.Conflicts}
@@ -316,9 +325,11 @@ func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*R
 	if plan.Empty() {
 		return res, nil
 	}
+	start = time.Now()
 	if err := k.Preflight(ctx, plan); err != nil {
 		return res, err
 	}
+	stage("preflight", 0, start)
 	inner := o.OnChange
 	o.OnChange = func(c *Change, err error) {
 		if err == nil {
@@ -334,10 +345,12 @@ func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*R
 		res.RollbackErr = Rollback(context.WithoutCancel(ctx), k, before, q, ExecOptions{Workers: o.Workers, OnChange: inner})
 		return res, execErr
 	}
+	start = time.Now()
 	res.Observed, err = finish(ctx, k, desired, q, plan, o)
 	if err != nil {
 		return res, err
 	}
+	stage("confirm", 0, start)
 	// What the kernel did by itself is done now too: say so.
 	for _, c := range plan.Changes {
 		if c.Implicit {

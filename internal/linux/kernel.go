@@ -121,6 +121,15 @@ var errNoNetns = errors.New("network namespace does not exist")
 // a long-lived Kernel (watch mode) never works on, or keeps alive, a
 // namespace someone deleted.
 func (k *Kernel) handle(short string) (*nsHandle, error) {
+	h, _, err := k.handleReading(short, nil)
+	return h, err
+}
+
+// handleReading is handle that also reads sysctls keys in the namespace:
+// when the handle is opened, in the same visit to the namespace that makes
+// its netlink socket (one setns there and one back instead of two each).
+func (k *Kernel) handleReading(short string, keys []string) (*nsHandle, map[string]string, error) {
+	sc := map[string]string{}
 	pinned := !(short == reconcile.HostNS && k.opt.Netns == "")
 	var dev, ino uint64
 	if pinned {
@@ -129,16 +138,23 @@ func (k *Kernel) handle(short string) (*nsHandle, error) {
 		if err != nil {
 			k.forget(short)
 			if errors.Is(err, os.ErrNotExist) {
-				return nil, errNoNetns
+				return nil, nil, errNoNetns
 			}
-			return nil, fmt.Errorf("open netns %q: %w", k.KernelName(short), err)
+			return nil, nil, fmt.Errorf("open netns %q: %w", k.KernelName(short), err)
 		}
 	}
 	k.mu.Lock()
 	if h, ok := k.handles[short]; ok {
 		if h.dev == dev && h.ino == ino {
 			k.mu.Unlock()
-			return h, nil
+			if len(keys) == 0 {
+				return h, sc, nil
+			}
+			sc, err := readSysctls(h.fd, keys)
+			if err != nil {
+				return nil, nil, fmt.Errorf("netns %q: %w", k.KernelName(short), err)
+			}
+			return h, sc, nil
 		}
 		k.retired = append(k.retired, h)
 		delete(k.handles, short)
@@ -151,30 +167,43 @@ func (k *Kernel) handle(short string) (*nsHandle, error) {
 	} else {
 		path := netnsPath(k.KernelName(short))
 		if p := readPin(path); p.half {
-			return nil, &halfPinError{path: path, pin: p}
+			return nil, nil, &halfPinError{path: path, pin: p}
 		}
 		fd, err = netns.GetFromPath(path)
 	}
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, errNoNetns
+			return nil, nil, errNoNetns
 		}
-		return nil, fmt.Errorf("open netns %q: %w", k.KernelName(short), err)
+		return nil, nil, fmt.Errorf("open netns %q: %w", k.KernelName(short), err)
 	}
-	h, err := netlink.NewHandleAt(fd, unix.NETLINK_ROUTE)
+	var h *netlink.Handle
+	err = InNetns(fd, func() error {
+		var err error
+		if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+			return fmt.Errorf("netlink handle in netns %q: %w", k.KernelName(short), err)
+		}
+		if err := readSysctlsHere(keys, sc); err != nil {
+			return fmt.Errorf("netns %q: %w", k.KernelName(short), err)
+		}
+		return nil
+	})
 	if err != nil {
+		if h != nil {
+			h.Close()
+		}
 		fd.Close()
-		return nil, fmt.Errorf("netlink handle in netns %q: %w", k.KernelName(short), err)
+		return nil, nil, err
 	}
 	nh := &nsHandle{fd: fd, h: h, dev: dev, ino: ino}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if old, ok := k.handles[short]; ok {
 		k.retired = append(k.retired, nh) // lost a race: nobody uses nh
-		return old, nil
+		return old, sc, nil
 	}
 	k.handles[short] = nh
-	return nh, nil
+	return nh, sc, nil
 }
 
 // adopt makes nh the handle of a namespace (one just created).
@@ -582,7 +611,7 @@ func parallel(ctx context.Context, n, workers int, f func(i int) error) error {
 type obsLink struct{ index, parentIndex int }
 
 func (k *Kernel) observeNS(short string, sysctls []string, wantNAT, wantQdisc bool) (*reconcile.Namespace, map[string]obsLink, error) {
-	h, err := k.handle(short)
+	h, sc, err := k.handleReading(short, sysctls)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -754,10 +783,6 @@ func (k *Kernel) observeNS(short string, sysctls []string, wantNAT, wantQdisc bo
 		if err := k.observeNAT(h, ns); err != nil {
 			return nil, nil, fmt.Errorf("netns %q: %w", kname, err)
 		}
-	}
-	sc, err := readSysctls(h.fd, sysctls)
-	if err != nil {
-		return nil, nil, fmt.Errorf("netns %q: %w", kname, err)
 	}
 	for _, k := range reconcile.IPv6Switch {
 		if _, ok := sc[k]; !ok && slices.Contains(sysctls, k) {

@@ -3,6 +3,7 @@ package linux
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -71,13 +72,18 @@ func createNamed(name, mark string, ipv6Off bool) (nh *nsHandle, err error) {
 			return err
 		}
 		nh = &nsHandle{fd: fd, h: h}
-		if err := labDefaults(); err != nil {
+		d, err := openSysctlDir()
+		if err != nil {
+			return err
+		}
+		defer d.close()
+		if err := labDefaults(d); err != nil {
 			return err
 		}
 		if ipv6Off {
 			// Before lo's mark and any interface: nothing of IPv6 starts.
 			for _, k := range reconcile.IPv6Switch {
-				if err := os.WriteFile(sysctlPath(k), []byte("1"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+				if err := d.write(k, "1"); err != nil && !errors.Is(err, os.ErrNotExist) {
 					return fmt.Errorf("set %s: %w", k, err)
 				}
 			}
@@ -152,9 +158,9 @@ func cleanTmpPins() {
 
 // labDefaults writes reconcile.LabDefaults in the calling (locked)
 // thread's namespace; a kernel without IPv6 has no IPv6 keys.
-func labDefaults() error {
+func labDefaults(d *sysctlDir) error {
 	for k, v := range reconcile.LabDefaults {
-		if err := os.WriteFile(sysctlPath(k), []byte(v), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := d.write(k, v); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("set %s: %w", k, err)
 		}
 	}
@@ -233,13 +239,12 @@ func onThread(enter, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		origin, err := netns.Get()
+		origin, err := originNetns()
 		if err != nil {
 			runtime.UnlockOSThread()
 			errc <- err
 			return
 		}
-		defer origin.Close()
 		if err := enter(); err != nil {
 			runtime.UnlockOSThread()
 			errc <- err
@@ -254,6 +259,28 @@ func onThread(enter, fn func() error) error {
 		errc <- ferr
 	}()
 	return <-errc
+}
+
+var (
+	originOnce sync.Once
+	originFD   netns.NsHandle
+	originErr  error
+)
+
+// originNetns is the namespace every thread not locked by onThread is in
+// (the process's own), opened once. Go makes new threads from a clean
+// template thread, never from one that is locked in another namespace, so
+// that namespace never changes.
+func originNetns() (netns.NsHandle, error) {
+	originOnce.Do(func() {
+		errc := make(chan error, 1)
+		go func() { // an unlocked thread: in the process's namespace
+			originFD, originErr = netns.Get()
+			errc <- nil
+		}()
+		<-errc
+	})
+	return originFD, originErr
 }
 
 // DeleteNamed unpins /run/netns/name. The kernel frees the namespace, and
@@ -302,6 +329,60 @@ func sysctlPath(key string) string {
 	return "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
 }
 
+// sysctlDir reads and writes sysctls of the calling (locked) thread's
+// namespace through one open /proc/sys/net: the kernel finds a namespace's
+// "net" directory by comparing it with every namespace's in turn, so with
+// many namespaces each full /proc/sys/net/... path costs a walk over all of
+// them; relative to the open directory it is paid once.
+type sysctlDir struct{ fd int }
+
+func openSysctlDir() (*sysctlDir, error) {
+	fd, err := unix.Open("/proc/sys/net", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: "/proc/sys/net", Err: err}
+	}
+	return &sysctlDir{fd: fd}, nil
+}
+
+func (d *sysctlDir) close() { unix.Close(d.fd) }
+
+// open opens key: relative to the directory for net.* keys, by its full
+// path for any other.
+func (d *sysctlDir) open(key string, flag int) (*os.File, error) {
+	rel, ok := strings.CutPrefix(key, "net.")
+	if !ok {
+		return os.OpenFile(sysctlPath(key), flag, 0)
+	}
+	rel = strings.ReplaceAll(rel, ".", "/")
+	fd, err := unix.Openat(d.fd, rel, flag|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: sysctlPath(key), Err: err}
+	}
+	return os.NewFile(uintptr(fd), sysctlPath(key)), nil
+}
+
+func (d *sysctlDir) read(key string) (string, error) {
+	f, err := d.open(key, os.O_RDONLY)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	return string(b), err
+}
+
+func (d *sysctlDir) write(key, value string) error {
+	f, err := d.open(key, os.O_WRONLY)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write([]byte(value))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // readSysctls reads keys inside the namespace; keys that do not exist (an
 // interface not there yet) are left out.
 func readSysctls(fd netns.NsHandle, keys []string) (map[string]string, error) {
@@ -309,20 +390,32 @@ func readSysctls(fd netns.NsHandle, keys []string) (map[string]string, error) {
 	if len(keys) == 0 {
 		return out, nil
 	}
-	err := InNetns(fd, func() error {
-		for _, k := range keys {
-			b, err := os.ReadFile(sysctlPath(k))
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("read sysctl %s: %w", k, err)
-			}
-			out[k] = strings.Join(strings.Fields(string(b)), " ")
-		}
-		return nil
-	})
+	err := InNetns(fd, func() error { return readSysctlsHere(keys, out) })
 	return out, err
+}
+
+// readSysctlsHere reads keys into out in the calling (locked) thread's
+// namespace.
+func readSysctlsHere(keys []string, out map[string]string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	d, err := openSysctlDir()
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	for _, k := range keys {
+		b, err := d.read(k)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read sysctl %s: %w", k, err)
+		}
+		out[k] = strings.Join(strings.Fields(b), " ")
+	}
+	return nil
 }
 
 func writeSysctl(fd netns.NsHandle, key, value string) error {
