@@ -52,7 +52,11 @@ clean-check:
 	@left=$$(ls /run/netns 2>/dev/null | grep -E '^(npl-test-|npl-bench-|npl-lt-|t[0-9a-f]{4}-|lt[0-9a-f]{6}-)' || true); \
 	if [ -n "$$left" ]; then echo "tests left namespaces behind: $$left"; exit 1; fi; \
 	left=$$(ls /etc/netns 2>/dev/null | grep -E '^(npl-test-|npl-bench-|npl-lt-|t[0-9a-f]{4}-|lt[0-9a-f]{6}-)' || true); \
-	if [ -n "$$left" ]; then echo "tests left hosts files behind under /etc/netns: $$left"; exit 1; fi
+	if [ -n "$$left" ]; then echo "tests left hosts files behind under /etc/netns: $$left"; exit 1; fi; \
+	for d in /etc/netns/.netplan-lab/*; do \
+		[ -e "$$d" ] || continue; \
+		if [ -z "$$(find /etc/netns -maxdepth 1 -lname ".netplan-lab/$${d##*/}")" ]; then echo "a lab's shared hosts file with no namespace left: $$d"; exit 1; fi; \
+	done
 
 ## fuzz: run the YAML decoder/validator fuzzer for a while (seeds run in test).
 fuzz:

@@ -1,25 +1,26 @@
 // Package bench measures netplan-lab against the same lab built and torn
-// down by a shell script of `ip` commands, in the same run, for N = 10, 100
-// and 1000 namespaces. Everything happens inside a sandbox namespace.
+// down by a shell script of `ip` commands, in the same run, for N = 10, 100,
+// 1000 and 3000 namespaces, with whole processes of the CLI timed from
+// outside; plus 10 000 bare namespaces, and the memory a 100 000-namespace
+// file takes. Everything happens inside a sandbox namespace.
 //
 //	make bench
 package bench
 
 import (
-	"context"
 	"fmt"
 	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/netplan-lab/netplan-lab/internal/linux"
-	"github.com/netplan-lab/netplan-lab/reconcile"
-	"github.com/netplan-lab/netplan-lab/topology"
+	"github.com/netplan-lab/netplan-lab/lab"
 )
 
 func addr(i int) string { return fmt.Sprintf("10.0.%d.%d", (i+2)>>8, (i+2)&255) }
@@ -94,12 +95,90 @@ func cleanup(prefix, sandbox string) {
 			_ = os.Remove(p)
 		}
 	}
+	entries, _ = os.ReadDir(lab.EtcNetns)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prefix) || e.Name() == sandbox {
+			p := filepath.Join(lab.EtcNetns, e.Name())
+			if to, err := os.Readlink(p); err == nil && strings.HasPrefix(to, ".netplan-lab/") {
+				_ = os.RemoveAll(filepath.Join(lab.EtcNetns, to)) // the lab's shared file
+			}
+			_ = os.RemoveAll(p)
+		}
+	}
+	for _, d := range []string{filepath.Join(lab.EtcNetns, ".netplan-lab"), lab.EtcNetns} {
+		if left, err := os.ReadDir(d); err == nil && len(left) == 0 {
+			_ = os.Remove(d)
+		}
+	}
 }
 
 // settle gives the kernel time to finish freeing the namespaces of the
 // previous phase (that work is asynchronous) so it does not land on the next.
 func settle(n int) { time.Sleep(time.Second + time.Duration(n)*3*time.Millisecond) }
 
+// The CLI the benchmarks run, built once (whole processes are timed, as a
+// user runs them: start-up, the file, the lock, the hosts files and all).
+var (
+	cliOnce sync.Once
+	cliPath string
+	cliErr  error
+)
+
+func cli(b *testing.B) string {
+	cliOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "netplan-lab-bench-")
+		if err != nil {
+			cliErr = err
+			return
+		}
+		cliPath = filepath.Join(dir, "netplan-lab")
+		out, err := exec.Command("go", "build", "-o", cliPath, "../cmd/netplan-lab").CombinedOutput()
+		if err != nil {
+			cliErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if cliErr != nil {
+		b.Fatal(cliErr)
+	}
+	return cliPath
+}
+
+// run is one process of the CLI: its wall time, its peak RSS (bytes), and
+// the stage times it logged with -v.
+type run struct {
+	took   time.Duration
+	rss    int64
+	stages []string
+}
+
+func runCLI(b *testing.B, args ...string) run {
+	cmd := exec.Command(cli(b), append([]string{"-v"}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	start := time.Now()
+	out, err := cmd.Output()
+	took := time.Since(start)
+	if err != nil {
+		b.Fatalf("netplan-lab %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
+	}
+	r := run{took: took}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.rss = ru.Maxrss * 1024
+	}
+	for _, line := range strings.Split(stderr.String(), "\n") {
+		if _, st, ok := strings.Cut(line, " stage "); ok {
+			r.stages = append(r.stages, st)
+		}
+	}
+	return r
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+func mb(n int64) float64         { return float64(n) / (1 << 20) }
+
+// benchLab times, in one run and as whole processes: the ip script up and
+// down; then netplan-lab apply, the no-op re-apply (the median of three)
+// and destroy. It prints each phase's peak RSS and apply's stage times.
 func benchLab(b *testing.B, n int) {
 	if os.Geteuid() != 0 {
 		b.Skip("the benchmark needs root: it makes namespaces")
@@ -110,6 +189,11 @@ func benchLab(b *testing.B, n int) {
 	id := fmt.Sprintf("%04x", rand.Intn(0xffff))
 	sandbox, prefix := "npl-bench-"+id, "b"+id+"-"
 	defer cleanup(prefix, sandbox)
+	file := filepath.Join(b.TempDir(), "bench.yaml")
+	if err := os.WriteFile(file, []byte(labYAML(n)), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cli(b)
 
 	// Baseline: the ip script (BENCH_SKIP_IP=1 skips it for experiments).
 	ipUp, ipDown := time.Duration(1), time.Duration(1)
@@ -120,67 +204,122 @@ func benchLab(b *testing.B, n int) {
 		settle(n)
 	}
 
-	top, err := topology.Parse("bench.yaml", []byte(labYAML(n)))
-	if err != nil {
-		b.Fatal(err)
+	g := []string{"--netns", sandbox, "--prefix", prefix}
+	apply := runCLI(b, append(g, "apply", file)...)
+	for _, st := range apply.stages {
+		fmt.Printf("N=%-5d   stage %s\n", n, st)
 	}
-	want, err := reconcile.Desired(top)
-	if err != nil {
-		b.Fatal(err)
+	var noops []time.Duration
+	var noopRSS int64
+	for i := 0; i < 3; i++ {
+		r := runCLI(b, append(g, "apply", file)...)
+		noops = append(noops, r.took)
+		noopRSS = max(noopRSS, r.rss)
 	}
-	empty := reconcile.Nothing()
-	ctx := context.Background()
-	k := linux.New(linux.Options{Name: top.Name, Prefix: prefix, Netns: sandbox})
-	defer k.Close()
+	noop := median(noops)
+	destroy := runCLI(b, append(g, "destroy", file)...)
 
-	stages := reconcile.ExecOptions{OnStage: func(stage string, changes int, took time.Duration) {
-		fmt.Printf("N=%-5d   stage %-22s %5d changes %9.1f ms\n", n, stage, changes, float64(took.Microseconds())/1000)
-	}}
-	start := time.Now()
-	if _, err := k.EnsureHost(); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := reconcile.Reconcile(ctx, k, want, stages); err != nil {
-		b.Fatal(err)
-	}
-	apply := time.Since(start)
-
-	// The no-op re-apply starts cold, as a new `netplan-lab apply` process
-	// would: no cached namespace handles.
-	k.Close()
-	k = linux.New(linux.Options{Name: top.Name, Prefix: prefix, Netns: sandbox})
-	defer k.Close()
-	start = time.Now()
-	res, err := reconcile.Reconcile(ctx, k, want, reconcile.ExecOptions{})
-	if err != nil || res.Applied != 0 {
-		b.Fatalf("no-op re-apply: %v, %d changes", err, res.Applied)
-	}
-	noop := time.Since(start)
-
-	start = time.Now()
-	if _, err := reconcile.Reconcile(ctx, k, empty, reconcile.ExecOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := k.RemoveHostIfCreated(); err != nil {
-		b.Fatal(err)
-	}
-	destroy := time.Since(start)
-
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	b.ReportMetric(ms(apply), "apply-ms")
+	b.ReportMetric(ms(apply.took), "apply-ms")
 	b.ReportMetric(ms(noop), "noop-ms")
-	b.ReportMetric(ms(destroy), "destroy-ms")
+	b.ReportMetric(ms(destroy.took), "destroy-ms")
 	b.ReportMetric(ms(ipUp), "ip-up-ms")
 	b.ReportMetric(ms(ipDown), "ip-down-ms")
-	b.ReportMetric(float64(ipUp)/float64(apply), "x-faster-apply")
-	b.ReportMetric(float64(noop)/float64(apply)*100, "noop-%-of-apply")
-	b.ReportMetric(float64(ipDown)/float64(destroy), "x-faster-destroy")
-	fmt.Printf("N=%-5d apply %8.1f ms  ip script %8.1f ms  (%.1fx)  | no-op %7.1f ms (%.1f%% of apply) | destroy %8.1f ms  ip teardown %8.1f ms (%.2fx)\n",
-		n, ms(apply), ms(ipUp), float64(ipUp)/float64(apply), ms(noop), float64(noop)/float64(apply)*100,
-		ms(destroy), ms(ipDown), float64(ipDown)/float64(destroy))
+	b.ReportMetric(float64(ipUp)/float64(apply.took), "x-faster-apply")
+	b.ReportMetric(float64(noop)/float64(apply.took)*100, "noop-%-of-apply")
+	b.ReportMetric(float64(ipDown)/float64(destroy.took), "x-faster-destroy")
+	b.ReportMetric(mb(apply.rss), "apply-peak-MB")
+	fmt.Printf("N=%-5d apply %8.1f ms  ip script %8.1f ms  (%.1fx)  | no-op %7.1f ms (%.1f%% of apply) | destroy %8.1f ms  ip teardown %8.1f ms (%.2fx) | peak RSS apply %.1f MB, no-op %.1f MB, destroy %.1f MB\n",
+		n, ms(apply.took), ms(ipUp), float64(ipUp)/float64(apply.took), ms(noop), float64(noop)/float64(apply.took)*100,
+		ms(destroy.took), ms(ipDown), float64(ipDown)/float64(destroy.took), mb(apply.rss), mb(noopRSS), mb(destroy.rss))
 	settle(n)
 }
 
 func BenchmarkLab10(b *testing.B)   { benchLab(b, 10) }
 func BenchmarkLab100(b *testing.B)  { benchLab(b, 100) }
 func BenchmarkLab1000(b *testing.B) { benchLab(b, 1000) }
+func BenchmarkLab3000(b *testing.B) { benchLab(b, 3000) }
+
+// BenchmarkBareNamespaces10000: 10 000 namespaces and nothing else, made
+// and removed by netplan-lab and by `ip netns add`/`del`, to show what one
+// namespace costs and how that grows (the time per namespace is printed
+// for the first 1000 and for all 10 000).
+func BenchmarkBareNamespaces10000(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("the benchmark needs root: it makes namespaces")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		b.Skip("the baseline needs the ip command (apt-get install iproute2)")
+	}
+	id := fmt.Sprintf("%04x", rand.Intn(0xffff))
+	sandbox, prefix := "npl-bench-"+id, "b"+id+"-"
+	defer cleanup(prefix, sandbox)
+	cli(b)
+	for _, n := range []int{1000, 10000} {
+		var y strings.Builder
+		y.WriteString("name: bare\nnamespaces:\n")
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(&y, "  n%d: {}\n", i)
+		}
+		file := filepath.Join(b.TempDir(), "bare.yaml")
+		if err := os.WriteFile(file, []byte(y.String()), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		var up, down strings.Builder
+		up.WriteString("set -e\n")
+		down.WriteString("set -e\n")
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(&up, "ip netns add %sip-n%d\n", prefix, i)
+			fmt.Fprintf(&down, "ip netns del %sip-n%d\n", prefix, i)
+		}
+		ipUp := runScript(b, up.String())
+		ipDown := runScript(b, down.String())
+		settle(n)
+		g := []string{"--netns", sandbox, "--prefix", prefix}
+		apply := runCLI(b, append(g, "apply", file)...)
+		noop := runCLI(b, append(g, "apply", file)...)
+		destroy := runCLI(b, append(g, "destroy", file)...)
+		per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
+		fmt.Printf("bare N=%-5d apply %8.1f ms (%.0f us/ns)  ip netns add %8.1f ms (%.0f us/ns) | no-op %7.1f ms (%.0f us/ns) | destroy %8.1f ms (%.0f us/ns)  ip netns del %8.1f ms (%.0f us/ns) | peak RSS apply %.1f MB\n",
+			n, ms(apply.took), per(apply.took), ms(ipUp), per(ipUp), ms(noop.took), per(noop.took),
+			ms(destroy.took), per(destroy.took), ms(ipDown), per(ipDown), mb(apply.rss))
+		if n == 10000 {
+			b.ReportMetric(per(apply.took), "apply-us/ns")
+			b.ReportMetric(per(ipUp), "ip-add-us/ns")
+			b.ReportMetric(per(destroy.took), "destroy-us/ns")
+		}
+		settle(n)
+	}
+}
+
+// BenchmarkMemory100k: peak RSS of validate and of plan (nothing of the
+// lab exists) for a file of 100 000 namespaces, each with a veth to the
+// host, against the file's size.
+func BenchmarkMemory100k(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("plan needs root: it reads the kernel")
+	}
+	const n = 100000
+	var y strings.Builder
+	y.WriteString("name: big\nnamespaces:\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&y, "  n%d: {}\n", i)
+	}
+	y.WriteString("links:\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&y, "  - a: {namespace: n%d, name: eth0, addresses: [10.%d.%d.2/30]}\n    b: {namespace: host, name: v%d}\n", i, i>>14, (i>>6)&255, i)
+	}
+	file := filepath.Join(b.TempDir(), "big.yaml")
+	if err := os.WriteFile(file, []byte(y.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	size := int64(y.Len())
+	id := fmt.Sprintf("%04x", rand.Intn(0xffff))
+	sandbox, prefix := "npl-bench-"+id, "b"+id+"-"
+	defer cleanup(prefix, sandbox)
+	val := runCLI(b, "validate", file)
+	plan := runCLI(b, "--netns", sandbox, "--prefix", prefix, "plan", file)
+	fmt.Printf("100k namespaces, file %.1f MB | validate %7.1f ms, peak RSS %.1f MB (%.1fx the file) | plan %7.1f ms, peak RSS %.1f MB (%.1fx the file)\n",
+		mb(size), ms(val.took), mb(val.rss), float64(val.rss)/float64(size), ms(plan.took), mb(plan.rss), float64(plan.rss)/float64(size))
+	b.ReportMetric(float64(val.rss)/float64(size), "validate-rss/file")
+	b.ReportMetric(float64(plan.rss)/float64(size), "plan-rss/file")
+}

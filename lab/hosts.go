@@ -2,6 +2,8 @@ package lab
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -124,51 +126,162 @@ func (l *Lab) hostsNamespaces(t *topology.Topology) []string {
 // namespaces it no longer has. Apply, Update and Destroy do it themselves.
 func (l *Lab) WriteHosts(t *topology.Topology) error { return l.writeHosts(t) }
 
+// sharedRoot is the directory under EtcNetns where each lab keeps the one
+// hosts file all the namespaces it makes share: /etc/netns/NAME of such a
+// namespace is a symbolic link to the lab's directory there, which `ip netns
+// exec` (and exec and shell) follow. One file for the lab instead of one per
+// namespace, each listing every namespace: a lab of N namespaces writes and
+// checks O(N) bytes, not O(N²), and makes one inode per namespace, not two.
+// The sandbox, which labs may share, has a file of its own with a section
+// per lab.
+const sharedRoot = ".netplan-lab"
+
+// sharedHosts is the lab's directory under sharedRoot, as the links name it
+// (relative to EtcNetns) and as a path.
+func (l *Lab) sharedHosts() (target, dir string) {
+	sum := sha256.Sum256([]byte(l.k.Mark()))
+	target = filepath.Join(sharedRoot, hex.EncodeToString(sum[:8]))
+	return target, filepath.Join(EtcNetns, target)
+}
+
+// writeFileIfChanged writes content to path (through a temporary file and
+// a rename, so a reader never sees half of it) unless it is there already.
+func writeFileIfChanged(path string, content []byte) error {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, content) {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".netplan-lab.tmp"
+	if err := os.WriteFile(tmp, content, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
 func (l *Lab) writeHosts(t *topology.Topology) error {
 	mine := HostsFile(t)
 	want := map[string]bool{}
+	target, shared := l.sharedHosts()
+	sharedDone := false
+	writeShared := func() error {
+		if sharedDone {
+			return nil
+		}
+		sharedDone = true
+		return writeFileIfChanged(filepath.Join(shared, "hosts"), formatHosts([]hostsSection{{l.k.Mark(), mine}}))
+	}
+	sandbox := ""
+	if l.opt.Netns != "" {
+		sandbox = l.k.KernelName(reconcile.HostNS)
+	}
 	for _, name := range l.hostsNamespaces(t) {
 		want[name] = true
-		dir := filepath.Join(EtcNetns, name)
-		path := filepath.Join(dir, "hosts")
-		var sections []hostsSection
-		old, err := os.ReadFile(path)
-		if err == nil {
-			var ok bool
-			if sections, ok = parseHosts(old); !ok {
-				continue // someone else's: left alone
+		if name != sandbox {
+			linked, err := l.linkHosts(name, target, writeShared)
+			if err != nil {
+				return err
+			}
+			if linked {
+				continue
 			}
 		}
-		found := false
-		for i := range sections {
-			if sections[i].mark == l.k.Mark() {
-				sections[i].body, found = mine, true
-			}
-		}
-		if !found {
-			sections = append(sections, hostsSection{l.k.Mark(), mine})
-		}
-		content := formatHosts(sections)
-		if err == nil && bytes.Equal(old, content) {
-			continue
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		tmp := path + ".netplan-lab.tmp"
-		if err := os.WriteFile(tmp, content, 0o644); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, path); err != nil {
+		if err := l.writeSection(name, mine); err != nil {
 			return err
 		}
 	}
 	return l.removeHosts(want)
 }
 
-// removeHosts removes the lab's section from every hosts file but those
-// of keep; a file left with no section goes, and its directory when
-// nothing else is in it.
+// linkHosts makes /etc/netns/name a link to the lab's shared directory
+// target. It reports false, to have the lab's section written in a file of
+// the namespace's own, where a directory with files of someone else's is
+// there; and true, doing nothing, where anything else not netplan-lab's is.
+func (l *Lab) linkHosts(name, target string, writeShared func() error) (bool, error) {
+	p := filepath.Join(EtcNetns, name)
+	fi, err := os.Lstat(p)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return false, err
+	case fi.Mode()&os.ModeSymlink != 0:
+		to, err := os.Readlink(p)
+		if err != nil {
+			return false, err
+		}
+		if to == target {
+			return true, writeShared()
+		}
+		if !strings.HasPrefix(to, sharedRoot+"/") {
+			return true, nil // someone else's link: left alone
+		}
+		if err := os.Remove(p); err != nil { // another lab's, by an old name
+			return false, err
+		}
+	case fi.IsDir():
+		// Written by an older netplan-lab, or someone's own files: a
+		// directory holding only a hosts file of ours becomes the link.
+		entries, err := os.ReadDir(p)
+		if err != nil {
+			return false, err
+		}
+		switch {
+		case len(entries) == 0:
+		case len(entries) == 1 && entries[0].Name() == "hosts" && hasOurHosts(p):
+			if err := os.Remove(filepath.Join(p, "hosts")); err != nil {
+				return false, err
+			}
+		default:
+			return false, nil // a section in its own file (if it is ours)
+		}
+		if err := os.Remove(p); err != nil {
+			return false, err
+		}
+	default:
+		return true, nil // a file of someone else's: left alone
+	}
+	if err := writeShared(); err != nil {
+		return false, err
+	}
+	return true, os.Symlink(target, p)
+}
+
+// hasOurHosts reports whether dir/hosts is a hosts file of netplan-lab's.
+func hasOurHosts(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "hosts"))
+	_, ok := parseHosts(b)
+	return err == nil && ok
+}
+
+// writeSection writes the lab's section into /etc/netns/name/hosts, a
+// file of sections that labs sharing the namespace share; a hosts file
+// that is not netplan-lab's is left alone.
+func (l *Lab) writeSection(name, mine string) error {
+	path := filepath.Join(EtcNetns, name, "hosts")
+	var sections []hostsSection
+	if old, err := os.ReadFile(path); err == nil {
+		var ok bool
+		if sections, ok = parseHosts(old); !ok {
+			return nil // someone else's: left alone
+		}
+	}
+	found := false
+	for i := range sections {
+		if sections[i].mark == l.k.Mark() {
+			sections[i].body, found = mine, true
+		}
+	}
+	if !found {
+		sections = append(sections, hostsSection{l.k.Mark(), mine})
+	}
+	return writeFileIfChanged(path, formatHosts(sections))
+}
+
+// removeHosts removes the lab's hosts files from every namespace but those
+// of keep: its links, and its section from files of sections (a file left
+// with no section goes, and its directory when nothing else is in it). The
+// lab's shared file goes when no link to it is left.
 func (l *Lab) removeHosts(keep map[string]bool) error {
 	entries, err := os.ReadDir(EtcNetns)
 	if errors.Is(err, os.ErrNotExist) {
@@ -177,11 +290,23 @@ func (l *Lab) removeHosts(keep map[string]bool) error {
 	if err != nil {
 		return err
 	}
+	target, shared := l.sharedHosts()
+	linked := false
 	for _, e := range entries {
-		if keep[e.Name()] {
+		dir := filepath.Join(EtcNetns, e.Name())
+		if e.Type()&os.ModeSymlink != 0 {
+			if to, err := os.Readlink(dir); err == nil && to == target {
+				if keep[e.Name()] {
+					linked = true
+				} else if err := os.Remove(dir); err != nil {
+					return err
+				}
+			}
 			continue
 		}
-		dir := filepath.Join(EtcNetns, e.Name())
+		if keep[e.Name()] || e.Name() == sharedRoot {
+			continue
+		}
 		path := filepath.Join(dir, "hosts")
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -211,8 +336,29 @@ func (l *Lab) removeHosts(keep map[string]bool) error {
 			_ = os.Remove(dir) // only if empty
 		}
 	}
-	if left, err := os.ReadDir(EtcNetns); err == nil && len(left) == 0 {
-		_ = os.Remove(EtcNetns)
+	if !linked {
+		if err := removeShared(shared); err != nil {
+			return err
+		}
 	}
+	removeIfEmpty(EtcNetns)
 	return nil
+}
+
+// removeShared removes a lab's shared hosts directory, and sharedRoot when
+// it is left empty.
+func removeShared(shared string) error {
+	if err := os.Remove(filepath.Join(shared, "hosts")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	_ = os.Remove(filepath.Join(shared, "hosts.netplan-lab.tmp")) // a killed write's
+	_ = os.Remove(shared)                                         // only if empty
+	removeIfEmpty(filepath.Join(EtcNetns, sharedRoot))
+	return nil
+}
+
+func removeIfEmpty(dir string) {
+	if left, err := os.ReadDir(dir); err == nil && len(left) == 0 {
+		_ = os.Remove(dir)
+	}
 }

@@ -195,17 +195,41 @@ func removeNamespaces(sandbox, prefix string) {
 	}
 }
 
-// removeStaleHosts removes the hosts file a lab wrote for namespace name
-// (its first line is a lab's mark), and the directory if it is empty then.
+// removeStaleHosts removes the hosts file a lab wrote for namespace name:
+// a link into the labs' shared directory (and the lab's shared file when
+// no link to it is left), or a file whose first line is a lab's mark (and
+// the directory if it is empty then).
 func removeStaleHosts(name string) {
 	dir := filepath.Join(EtcNetns, name)
+	if to, err := os.Readlink(dir); err == nil {
+		if strings.HasPrefix(to, sharedRoot+"/") {
+			_ = os.Remove(dir)
+			if !linkedTo(to) {
+				_ = removeShared(filepath.Join(EtcNetns, to))
+			}
+			removeIfEmpty(EtcNetns)
+		}
+		return
+	}
 	b, err := os.ReadFile(filepath.Join(dir, "hosts"))
 	if err != nil || !strings.HasPrefix(string(b), hostsHeader) {
 		return
 	}
 	_ = os.Remove(filepath.Join(dir, "hosts"))
 	_ = os.Remove(dir)
-	if left, err := os.ReadDir(EtcNetns); err == nil && len(left) == 0 {
-		_ = os.Remove(EtcNetns)
+	removeIfEmpty(EtcNetns)
+}
+
+// linkedTo reports whether any entry of EtcNetns links to target.
+func linkedTo(target string) bool {
+	entries, _ := os.ReadDir(EtcNetns)
+	for _, e := range entries {
+		if e.Type()&os.ModeSymlink == 0 {
+			continue
+		}
+		if to, err := os.Readlink(filepath.Join(EtcNetns, e.Name())); err == nil && to == target {
+			return true
+		}
 	}
+	return false
 }

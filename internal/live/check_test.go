@@ -195,6 +195,20 @@ func TestExecShellNames(t *testing.T) {
 		b, _ := os.ReadFile(filepath.Join("/etc/netns", e.k.KernelName(ns), "hosts"))
 		return string(b)
 	}
+	// The namespaces the lab makes share one file, through links; the
+	// sandbox has a file of its own.
+	shared, err := os.Readlink(filepath.Join("/etc/netns", e.k.KernelName("c1")))
+	if err != nil || !strings.HasPrefix(shared, ".netplan-lab/") {
+		t.Fatalf("/etc/netns/%s should be a link into .netplan-lab/: %q, %v", e.k.KernelName("c1"), shared, err)
+	}
+	if to, _ := os.Readlink(filepath.Join("/etc/netns", e.k.KernelName("c2"))); to != shared {
+		t.Fatalf("c2's hosts link %q, c1's %q: the lab's namespaces should share one file", to, shared)
+	}
+	defer func() {
+		if _, err := os.Stat(filepath.Join("/etc/netns", shared)); !os.IsNotExist(err) {
+			t.Errorf("destroy left the lab's shared hosts directory /etc/netns/%s (%v)", shared, err)
+		}
+	}()
 	for _, ns := range []string{"host", "c1", "c2"} {
 		if h := hostsOf(ns); !strings.Contains(h, "10.55.66.3\tc2\n") || !strings.Contains(h, "10.55.66.2\tc1-eth0\n") || !strings.Contains(h, "10.55.66.1\thost\n") {
 			t.Fatalf("hosts file of %s:\n%s", ns, h)
@@ -655,5 +669,61 @@ func TestPathVXLANLocalGone(t *testing.T) {
 	code, out, _ := e.cli(bin, "path", e.topo.File, "c1", "c2")
 	if code != 1 || !strings.Contains(out, "dropped: the VXLAN host1:vx0 sends from local 192.168.111.128, which is no address of namespace host1 any more") {
 		t.Fatalf("path with the VXLAN's local address gone: %d\n%s", code, out)
+	}
+}
+
+// TestHostsFromEarlierVersions: a namespace's /etc/netns directory that
+// holds only a hosts file of netplan-lab's (as versions before the shared
+// file wrote) becomes a link to the lab's shared file; one that holds a
+// file of the user's keeps it and gets the lab's section in a hosts file
+// of its own, which destroy removes, leaving the user's file.
+func TestHostsFromEarlierVersions(t *testing.T) {
+	bin := binary(t)
+	file := "../../examples/bridge.yaml"
+	e := newEnv(t, file, nil)
+	c1 := filepath.Join("/etc/netns", e.k.KernelName("c1"))
+	c2 := filepath.Join("/etc/netns", e.k.KernelName("c2"))
+	defer os.RemoveAll(c1)
+	defer os.RemoveAll(c2)
+	old := "# netplan-lab hosts file: each lab's names between its BEGIN and END lines (apply writes them, destroy removes them)\n" +
+		"127.0.0.1\tlocalhost\n# BEGIN " + e.k.Mark() + "\n10.9.9.9\tstale\n# END " + e.k.Mark() + "\n"
+	for _, d := range []string{c1, c2} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "hosts"), []byte(old), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(c2, "resolv.conf"), []byte("nameserver 10.55.66.1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := e.cli(bin, "apply", file); code != 0 {
+		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
+	}
+	defer e.destroy()
+	if to, err := os.Readlink(c1); err != nil || !strings.HasPrefix(to, ".netplan-lab/") {
+		t.Fatalf("c1's old hosts directory should now be a link to the shared file: %q, %v", to, err)
+	}
+	if fi, err := os.Lstat(c2); err != nil || !fi.IsDir() {
+		t.Fatalf("c2's directory, which has the user's resolv.conf, should stay a directory: %v, %v", fi, err)
+	}
+	for _, d := range []string{c1, c2} {
+		h, _ := os.ReadFile(filepath.Join(d, "hosts"))
+		if !strings.Contains(string(h), "10.55.66.3\tc2\n") || strings.Contains(string(h), "stale") {
+			t.Fatalf("%s/hosts:\n%s", d, h)
+		}
+	}
+	if code, out, errOut := e.cli(bin, "destroy", file); code != 0 {
+		t.Fatalf("destroy: %d\n%s%s", code, out, errOut)
+	}
+	if _, err := os.Lstat(c1); !os.IsNotExist(err) {
+		t.Errorf("destroy left %s (%v)", c1, err)
+	}
+	if _, err := os.Stat(filepath.Join(c2, "hosts")); !os.IsNotExist(err) {
+		t.Errorf("destroy left %s/hosts (%v)", c2, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(c2, "resolv.conf")); err != nil || string(b) != "nameserver 10.55.66.1\n" {
+		t.Errorf("destroy touched the user's %s/resolv.conf: %q, %v", c2, b, err)
 	}
 }

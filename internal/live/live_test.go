@@ -135,11 +135,17 @@ func (e *env) cleanup() {
 	etc, _ := os.ReadDir("/etc/netns")
 	for _, d := range etc {
 		if strings.HasPrefix(d.Name(), e.prefix) || d.Name() == e.sandbox {
-			_ = os.RemoveAll(filepath.Join("/etc/netns", d.Name()))
+			p := filepath.Join("/etc/netns", d.Name())
+			if to, err := os.Readlink(p); err == nil && strings.HasPrefix(to, ".netplan-lab/") {
+				_ = os.RemoveAll(filepath.Join("/etc/netns", to)) // the lab's shared file
+			}
+			_ = os.RemoveAll(p)
 		}
 	}
-	if left, err := os.ReadDir("/etc/netns"); err == nil && len(left) == 0 {
-		_ = os.Remove("/etc/netns")
+	for _, d := range []string{"/etc/netns/.netplan-lab", "/etc/netns"} {
+		if left, err := os.ReadDir(d); err == nil && len(left) == 0 {
+			_ = os.Remove(d)
+		}
 	}
 }
 
