@@ -23,6 +23,11 @@ type Query struct {
 	// Impair names the namespaces whose root qdiscs must be read (those
 	// whose lab interfaces carry the lab's qdisc are read anyway).
 	Impair map[string]bool
+	// IPv6Switch gives, for namespaces where the wanted state sets both
+	// IPv6Switch keys to one value, that value: a kernel may take the
+	// switches to have it when every interface shows it, instead of
+	// reading them (internal/linux: reading them costs O(namespaces)).
+	IPv6Switch map[string]string
 }
 
 // Kernel is everything the reconciler needs from the kernel. The real one is
@@ -45,7 +50,8 @@ type Kernel interface {
 
 // QueryFor returns the query that observes what desired talks about.
 func QueryFor(states ...*State) Query {
-	q := Query{Sysctls: map[string][]string{}, NAT: map[string]bool{}, Impair: map[string]bool{}}
+	q := Query{Sysctls: map[string][]string{}, NAT: map[string]bool{}, Impair: map[string]bool{}, IPv6Switch: map[string]string{}}
+	mixed := map[string]bool{} // states that disagree on a namespace's switch
 	seen := map[string]bool{}
 	for _, s := range states {
 		if s == nil {
@@ -59,6 +65,16 @@ func QueryFor(states ...*State) Query {
 			ns := s.Namespaces[name]
 			for k := range ns.Sysctls {
 				q.Sysctls[name] = appendUnique(q.Sysctls[name], k)
+			}
+			all, okA := ns.Sysctls[IPv6Switch[0]]
+			dflt, okD := ns.Sysctls[IPv6Switch[1]]
+			v, seenV := q.IPv6Switch[name]
+			switch {
+			case !okA && !okD:
+			case !okA || !okD || NormaliseSysctl(all) != NormaliseSysctl(dflt) || (seenV && v != NormaliseSysctl(all)):
+				mixed[name] = true
+			default:
+				q.IPv6Switch[name] = NormaliseSysctl(all)
 			}
 			if len(ns.NAT) > 0 {
 				q.NAT[name] = true
@@ -80,6 +96,9 @@ func QueryFor(states ...*State) Query {
 	}
 	for _, v := range q.Sysctls {
 		sort.Strings(v)
+	}
+	for name := range mixed {
+		delete(q.IPv6Switch, name)
 	}
 	return q
 }

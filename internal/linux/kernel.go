@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"slices"
@@ -63,6 +64,7 @@ type nsHandle struct {
 	fd       netns.NsHandle
 	h        *netlink.Handle
 	raw      *rawConn
+	dump     *dumpSocket
 	nft      *nftables.Conn
 }
 
@@ -107,6 +109,9 @@ func (h *nsHandle) close() {
 	if h.raw != nil {
 		h.raw.close()
 	}
+	if h.dump != nil {
+		h.dump.close()
+	}
 	if h.nft != nil {
 		h.nft.CloseLasting()
 	}
@@ -122,12 +127,37 @@ var errNoNetns = errors.New("network namespace does not exist")
 // namespace someone deleted.
 func (k *Kernel) handle(short string) (*nsHandle, error) {
 	h, _, err := k.handleReading(short, nil)
-	return h, err
+	if err != nil {
+		return nil, err
+	}
+	if err := h.ensure(); err != nil {
+		return nil, fmt.Errorf("netlink handle in netns %q: %w", k.KernelName(short), err)
+	}
+	return h, nil
 }
 
-// handleReading is handle that also reads sysctls keys in the namespace:
-// when the handle is opened, in the same visit to the namespace that makes
-// its netlink socket (one setns there and one back instead of two each).
+// ensure gives the handle its netlink library handle (h.h), which changes
+// need and observation does not: observation reads through h.dump alone.
+// (A second netlink socket made in each namespace as it is opened was
+// measured to cost more than all of observation's dumps there.)
+func (h *nsHandle) ensure() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.h != nil {
+		return nil
+	}
+	nh, err := netlink.NewHandleAt(h.fd, unix.NETLINK_ROUTE)
+	if err != nil {
+		return err
+	}
+	h.h = nh
+	return nil
+}
+
+// handleReading is handle for observation: the handle has its dump socket
+// but maybe not h.h (ensure makes it), and sysctls keys are read in the
+// namespace, when the handle is opened in the same visit that makes the
+// socket (one setns there and one back instead of two each).
 func (k *Kernel) handleReading(short string, keys []string) (*nsHandle, map[string]string, error) {
 	sc := map[string]string{}
 	pinned := !(short == reconcile.HostNS && k.opt.Netns == "")
@@ -177,11 +207,11 @@ func (k *Kernel) handleReading(short string, keys []string) (*nsHandle, map[stri
 		}
 		return nil, nil, fmt.Errorf("open netns %q: %w", k.KernelName(short), err)
 	}
-	var h *netlink.Handle
+	var dump *dumpSocket
 	err = InNetns(fd, func() error {
 		var err error
-		if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
-			return fmt.Errorf("netlink handle in netns %q: %w", k.KernelName(short), err)
+		if dump, err = newDumpSocket(); err != nil {
+			return fmt.Errorf("netlink socket in netns %q: %w", k.KernelName(short), err)
 		}
 		if err := readSysctlsHere(keys, sc); err != nil {
 			return fmt.Errorf("netns %q: %w", k.KernelName(short), err)
@@ -189,13 +219,13 @@ func (k *Kernel) handleReading(short string, keys []string) (*nsHandle, map[stri
 		return nil
 	})
 	if err != nil {
-		if h != nil {
-			h.Close()
+		if dump != nil {
+			dump.close()
 		}
 		fd.Close()
 		return nil, nil, err
 	}
-	nh := &nsHandle{fd: fd, h: h, dev: dev, ino: ino}
+	nh := &nsHandle{fd: fd, dev: dev, ino: ino, dump: dump}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if old, ok := k.handles[short]; ok {
@@ -464,7 +494,7 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 	s := reconcile.NewState()
 	idx := map[reconcile.Ref]obsLink{}
 	var mu sync.Mutex
-	err = parallel(ctx, len(order), 8, func(i int) error {
+	err = parallel(ctx, len(order), 16, func(i int) error {
 		short := order[i]
 		if !names[short] {
 			// Found under /run/netns with our prefix: read the whole
@@ -479,7 +509,7 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 				return nil
 			}
 		}
-		ns, veths, err := k.observeNS(short, q.Sysctls[short], q.NAT[short], q.Impair[short])
+		ns, veths, err := k.observeNS(short, q.Sysctls[short], q.IPv6Switch[short], q.NAT[short], q.Impair[short])
 		var hp *halfPinError
 		if errors.As(err, &hp) {
 			// A pin with no namespace on it: ours (a run was killed while
@@ -610,8 +640,18 @@ func parallel(ctx context.Context, n, workers int, f func(i int) error) error {
 // observed links keep their kernel indexes until peers are resolved.
 type obsLink struct{ index, parentIndex int }
 
-func (k *Kernel) observeNS(short string, sysctls []string, wantNAT, wantQdisc bool) (*reconcile.Namespace, map[string]obsLink, error) {
-	h, sc, err := k.handleReading(short, sysctls)
+func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wantNAT, wantQdisc bool) (*reconcile.Namespace, map[string]obsLink, error) {
+	// The IPv6 switch is read after the links, and only if they do not
+	// show it (devconf.go); any other sysctl as the handle is opened.
+	var switchKeys, others []string
+	for _, key := range sysctls {
+		if ipv6Switch != "" && slices.Contains(reconcile.IPv6Switch, key) {
+			switchKeys = append(switchKeys, key)
+		} else {
+			others = append(others, key)
+		}
+	}
+	h, sc, err := k.handleReading(short, others)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -621,9 +661,31 @@ func (k *Kernel) observeNS(short string, sysctls []string, wantNAT, wantQdisc bo
 	// nftables dump fewer for every namespace without NAT.
 	hasNAT := wantNAT || short == reconcile.HostNS
 	kname := k.KernelName(short)
-	links, err := listLinks(h.h)
+	dumped, err := h.linkDump()
 	if err != nil {
 		return nil, nil, fmt.Errorf("list links in netns %q: %w", kname, err)
+	}
+	if len(switchKeys) > 0 {
+		if ipv6SwitchFromLinks(dumped, ipv6Switch) {
+			for _, key := range switchKeys {
+				sc[key] = ipv6Switch
+			}
+		} else {
+			if os.Getenv("NPL_DEBUG") != "" {
+				for _, d := range dumped {
+					fmt.Fprintf(os.Stderr, "fallback %s: %s %d\n", short, d.link.Attrs().Name, d.disableIPv6)
+				}
+			}
+			read, err := readSysctls(h.fd, switchKeys)
+			if err != nil {
+				return nil, nil, fmt.Errorf("netns %q: %w", kname, err)
+			}
+			maps.Copy(sc, read)
+		}
+	}
+	links := make([]netlink.Link, len(dumped))
+	for i, d := range dumped {
+		links[i] = d.link
 	}
 	ns := reconcile.NewNamespace(short, false)
 	byIndex := map[int]string{}
@@ -708,7 +770,7 @@ func (k *Kernel) observeNS(short string, sysctls []string, wantNAT, wantQdisc bo
 			}
 		}
 	}
-	addrs, err := retry(func() ([]netlink.Addr, error) { return h.h.AddrList(nil, netlink.FAMILY_ALL) })
+	addrs, err := h.addrDump()
 	if err != nil {
 		return nil, nil, fmt.Errorf("list addresses in netns %q: %w", kname, err)
 	}
@@ -736,9 +798,7 @@ func (k *Kernel) observeNS(short string, sysctls []string, wantNAT, wantQdisc bo
 		}
 		l.Addresses = append(l.Addresses, cidr)
 	}
-	routes, err := retry(func() ([]netlink.Route, error) {
-		return h.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
-	})
+	routes, err := h.routeDump()
 	if err != nil {
 		return nil, nil, fmt.Errorf("list routes in netns %q: %w", kname, err)
 	}
@@ -775,6 +835,9 @@ func (k *Kernel) observeNS(short string, sysctls []string, wantNAT, wantQdisc bo
 		ns.Routes[rr.Key()] = rr
 	}
 	if wantQdisc {
+		if err := h.ensure(); err != nil {
+			return nil, nil, fmt.Errorf("netlink handle in netns %q: %w", kname, err)
+		}
 		if err := observeQdiscs(h, ns, byIndex); err != nil {
 			return nil, nil, fmt.Errorf("list qdiscs in netns %q: %w", kname, err)
 		}

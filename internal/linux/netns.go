@@ -71,7 +71,13 @@ func createNamed(name, mark string, ipv6Off bool) (nh *nsHandle, err error) {
 			h.Close()
 			return err
 		}
-		nh = &nsHandle{fd: fd, h: h}
+		dump, err := newDumpSocket()
+		if err != nil {
+			h.Close()
+			fd.Close()
+			return err
+		}
+		nh = &nsHandle{fd: fd, h: h, dump: dump}
 		d, err := openSysctlDir()
 		if err != nil {
 			return err

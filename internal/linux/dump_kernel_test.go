@@ -1,0 +1,168 @@
+package linux
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// TestDumpsMatchTheNetlinkLibrary: observation's own dumps (links with
+// disable_ipv6, addresses, main-table routes) read what the netlink
+// library reads, on a namespace with a bit of everything, and each
+// interface's disable_ipv6 is what /proc/sys says.
+func TestDumpsMatchTheNetlinkLibrary(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (a throwaway network namespace)")
+	}
+	var fd netns.NsHandle
+	if err := inNetnsNew(func(f netns.NsHandle) { fd = f }); err != nil {
+		t.Fatal(err)
+	}
+	h := &nsHandle{fd: fd}
+	defer h.close()
+	if err := h.ensure(); err != nil {
+		t.Fatal(err)
+	}
+	nh := h.h
+	must := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
+	must("bridge", nh.LinkAdd(br))
+	must("veth", nh.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "v0", MTU: 1400}, PeerName: "v1"}))
+	v0, _ := nh.LinkByName("v0")
+	v1, _ := nh.LinkByName("v1")
+	must("master", nh.LinkSetMaster(v1, br))
+	must("alias", nh.LinkSetAlias(v0, "some alias"))
+	lo, _ := nh.LinkByName("lo")
+	for _, l := range []netlink.Link{lo, br, v0, v1} {
+		must("up", nh.LinkSetUp(l))
+	}
+	must("small mtu", nh.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "tiny", MTU: 1000}, PeerName: "tiny1"}))
+	addr := func(l netlink.Link, cidr, peer string, flags int) {
+		a, err := netlink.ParseAddr(cidr)
+		must(cidr, err)
+		if peer != "" {
+			a.Peer, err = netlink.ParseIPNet(peer)
+			must(peer, err)
+		}
+		a.Flags = flags
+		must("address "+cidr, nh.AddrAdd(l, a))
+	}
+	addr(v0, "10.1.0.1/24", "", 0)
+	addr(v0, "10.1.0.2/24", "", 0) // a secondary
+	addr(v0, "192.168.9.1/32", "192.168.9.2/32", 0)
+	addr(v0, "fd00::1/64", "", unix.IFA_F_NODAD)
+	addr(br, "10.2.0.1/16", "", 0)
+	addr(br, "fd01::1/64", "", unix.IFA_F_NODAD)
+	_, def4, _ := net.ParseCIDR("0.0.0.0/0")
+	_, dst, _ := net.ParseCIDR("10.9.0.0/16")
+	_, dst6, _ := net.ParseCIDR("fd09::/48")
+	_, black, _ := net.ParseCIDR("10.66.0.0/16")
+	for _, r := range []*netlink.Route{
+		{Dst: def4, Gw: net.ParseIP("10.1.0.254"), LinkIndex: v0.Attrs().Index},
+		{Dst: dst, Gw: net.ParseIP("10.2.0.9"), Priority: 50, Protocol: RouteProtocol},
+		{Dst: dst, LinkIndex: v0.Attrs().Index, Priority: 60},
+		{Dst: dst6, Gw: net.ParseIP("fd00::9"), LinkIndex: v0.Attrs().Index},
+		{Dst: black, Type: unix.RTN_BLACKHOLE},
+		{Dst: dst, Gw: net.ParseIP("10.1.0.77"), LinkIndex: v0.Attrs().Index, Flags: int(netlink.FLAG_ONLINK), Priority: 70},
+		{Dst: dst, LinkIndex: v0.Attrs().Index, Table: 100}, // not the main table
+	} {
+		must(fmt.Sprintf("route %v", r), nh.RouteAdd(r))
+	}
+	must("disable_ipv6 on v1", InNetns(fd, func() error {
+		return os.WriteFile("/proc/sys/net/ipv6/conf/v1/disable_ipv6", []byte("1"), 0o644)
+	}))
+
+	// Links.
+	want, err := nh.LinkList()
+	must("LinkList", err)
+	got, err := h.linkDump()
+	must("linkDump", err)
+	linkKey := func(l netlink.Link) string {
+		a := l.Attrs()
+		return fmt.Sprintf("%s/%s idx=%d master=%d parent=%d mtu=%d up=%v alias=%q mac=%s group=%d", a.Name, l.Type(), a.Index, a.MasterIndex, a.ParentIndex, a.MTU, a.Flags&net.FlagUp != 0, a.Alias, a.HardwareAddr, a.Group)
+	}
+	var ws, gs []string
+	for _, l := range want {
+		ws = append(ws, linkKey(l))
+	}
+	for _, d := range got {
+		gs = append(gs, linkKey(d.link))
+		// disable_ipv6 as /proc says it.
+		var proc string
+		must("read disable_ipv6", InNetns(fd, func() error {
+			b, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + d.link.Attrs().Name + "/disable_ipv6")
+			if os.IsNotExist(err) {
+				proc = "-1" // no IPv6 on it: an MTU below 1280
+				return nil
+			}
+			proc = strings.TrimSpace(string(b))
+			return err
+		}))
+		if fmt.Sprint(d.disableIPv6) != proc {
+			t.Errorf("%s: disable_ipv6 from the dump %d, /proc %s", d.link.Attrs().Name, d.disableIPv6, proc)
+		}
+	}
+	sameSets(t, "links", ws, gs)
+
+	// Addresses.
+	wa, err := nh.AddrList(nil, netlink.FAMILY_ALL)
+	must("AddrList", err)
+	ga, err := h.addrDump()
+	must("addrDump", err)
+	addrKey := func(a netlink.Addr) string {
+		return fmt.Sprintf("%d %s flags=%#x", a.LinkIndex, a.IPNet, a.Flags)
+	}
+	ws, gs = nil, nil
+	for _, a := range wa {
+		ws = append(ws, addrKey(a))
+	}
+	for _, a := range ga {
+		gs = append(gs, addrKey(a))
+	}
+	sameSets(t, "addresses", ws, gs)
+
+	// Routes of the main table.
+	wr, err := nh.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	must("RouteListFiltered", err)
+	gr, err := h.routeDump()
+	must("routeDump", err)
+	routeKey := func(r netlink.Route) string {
+		d := "default"
+		if r.Dst != nil && !isDefault(r.Dst) {
+			d = r.Dst.String()
+		}
+		return fmt.Sprintf("fam=%d %s via=%v dev=%d metric=%d proto=%d type=%d flags=%#x table=%d", r.Family, d, r.Gw, r.LinkIndex, r.Priority, r.Protocol, r.Type, r.Flags, r.Table)
+	}
+	ws, gs = nil, nil
+	for _, r := range wr {
+		ws = append(ws, routeKey(r))
+	}
+	for _, r := range gr {
+		gs = append(gs, routeKey(r))
+	}
+	sameSets(t, "routes", ws, gs)
+	if len(gr) < 8 {
+		t.Errorf("only %d routes read: the test's own routes are missing\n%s", len(gr), strings.Join(gs, "\n"))
+	}
+}
+
+func sameSets(t *testing.T, what string, want, got []string) {
+	t.Helper()
+	sort.Strings(want)
+	sort.Strings(got)
+	if strings.Join(want, "\n") != strings.Join(got, "\n") {
+		t.Errorf("%s differ\nthe netlink library:\n  %s\nobservation's dump:\n  %s", what, strings.Join(want, "\n  "), strings.Join(got, "\n  "))
+	}
+}
