@@ -336,6 +336,9 @@ func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*R
 	stage("observe", 0, start)
 	start = time.Now()
 	plan := Diff(desired, before)
+	if exactIPv6Switch(ctx, k, plan, before) {
+		plan = Diff(desired, before)
+	}
 	stage("plan", len(plan.Changes), start)
 	res := &Result{Plan: plan, Observed: before}
 	if len(plan.Conflicts) > 0 {
@@ -377,6 +380,54 @@ func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*R
 		}
 	}
 	return res, nil
+}
+
+// ExactSysctls is what a Kernel that infers a namespace's IPv6 switch
+// (Namespace.IPv6Inferred) offers to read it for certain.
+type ExactSysctls interface {
+	ReadSysctls(ns string, keys []string) (map[string]string, error)
+}
+
+// exactIPv6Switch reads the IPv6 switch of each namespace where the plan
+// makes an interface and observation inferred it: a new interface starts
+// with the namespace's "default", which the inference cannot see changed
+// by hand (nothing shows it until an interface is made). It reports
+// whether it changed before.
+func exactIPv6Switch(ctx context.Context, k Kernel, p *Plan, before *State) bool {
+	r, ok := k.(ExactSysctls)
+	if !ok {
+		return false
+	}
+	read := false
+	for _, c := range p.Changes {
+		if c.Kind != KindLink || c.Action == Delete || c.Link == nil {
+			continue
+		}
+		for _, name := range []string{c.Namespace, peerNS(c)} {
+			ns := before.NS(name)
+			if name == "" || ns == nil || !ns.IPv6Inferred || ctx.Err() != nil {
+				continue
+			}
+			sc, err := r.ReadSysctls(name, IPv6Switch)
+			if err != nil {
+				continue // the inferred values stand; the confirmation reads again
+			}
+			for _, key := range IPv6Switch {
+				if v, ok := sc[key]; ok {
+					ns.Sysctls[key] = v
+				}
+			}
+			ns.IPv6Inferred, read = false, true
+		}
+	}
+	return read
+}
+
+func peerNS(c *Change) string {
+	if c.Link.Peer != nil {
+		return c.Link.Peer.NS
+	}
+	return ""
 }
 
 // finish waits for the kernel to match desired. Changes the kernel makes

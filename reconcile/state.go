@@ -55,6 +55,10 @@ type Namespace struct {
 	// Broken, in an observed state, says why a namespace with a wanted name
 	// cannot be used (a pin file of someone else with nothing mounted).
 	Broken string `json:"broken,omitempty"`
+	// IPv6Inferred, in an observed state, says the IPv6Switch values were
+	// taken from the interfaces (they agreed with the file), not read: a
+	// plan that makes an interface there reads them first (ExactSysctls).
+	IPv6Inferred bool `json:"-"`
 	// ForwardDrop lists, in an observed state, base chains of other owners
 	// that drop forwarded packets by default (policy drop, as Docker sets).
 	ForwardDrop []string `json:"forward_drop,omitempty"`

@@ -6,6 +6,8 @@ import (
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
+
+	"github.com/netplan-lab/netplan-lab/internal/linux"
 )
 
 func main() {
@@ -18,6 +20,7 @@ func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(256 << 20)
 	}
+	linux.RaiseOpenFileLimit()
 	if f := os.Getenv("NETPLAN_LAB_CPUPROFILE"); f != "" {
 		os.Exit(profiled(f))
 	}

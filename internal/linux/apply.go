@@ -105,6 +105,7 @@ func (k *Kernel) applyLink(c *reconcile.Change) error {
 	if err != nil {
 		return k.opErr("open", "netns for", c.Name, c.Namespace, err)
 	}
+	defer k.release(h)
 	switch c.Action {
 	case reconcile.Delete:
 		l, err := h.h.LinkByName(c.Name)
@@ -266,6 +267,7 @@ func (k *Kernel) createLink(h *nsHandle, c *reconcile.Change) error {
 		if err != nil {
 			return fail(fmt.Errorf("peer netns: %w", err))
 		}
+		defer k.release(peerH)
 		var peerMTU int
 		var peerMAC net.HardwareAddr
 		if p := c.PeerLink; p != nil {
@@ -282,6 +284,7 @@ func (k *Kernel) createLink(h *nsHandle, c *reconcile.Change) error {
 		if err != nil {
 			return fail(fmt.Errorf("parent netns: %w", err))
 		}
+		defer k.release(ph)
 		parent, err := ph.h.LinkByName(l.Parent.Name)
 		if err != nil {
 			return fail(fmt.Errorf("parent %s: %w", l.Parent, err))
@@ -451,6 +454,7 @@ func (k *Kernel) applyAddress(c *reconcile.Change) error {
 	if err != nil {
 		return k.opErr("open", "netns for", c.Dev, c.Namespace, err)
 	}
+	defer k.release(h)
 	l, err := k.linkByName(h, c.Dev, c.Namespace)
 	if err != nil {
 		return err
@@ -610,6 +614,7 @@ func (k *Kernel) applyRoute(c *reconcile.Change) error {
 	if err != nil {
 		return k.opErr("open", "netns for route", c.Name, c.Namespace, err)
 	}
+	defer k.release(h)
 	nr, err := k.netlinkRoute(h, c.Route)
 	if err != nil {
 		return k.opErr("build", "route", c.Route.String(), c.Namespace, err)
@@ -642,6 +647,7 @@ func (k *Kernel) applySysctl(c *reconcile.Change) error {
 	if err != nil {
 		return k.opErr("open", "netns for sysctl", c.Name, c.Namespace, err)
 	}
+	defer k.release(h)
 	if err := writeSysctl(h.fd, c.Name, c.Value); err != nil {
 		if errors.Is(err, os.ErrNotExist) && c.Value == "1" && slices.Contains(reconcile.IPv6Switch, c.Name) {
 			return nil // a kernel without IPv6: it is off already

@@ -54,6 +54,11 @@ type Kernel struct {
 	// every reconcile) or at Close.
 	retired []*nsHandle
 	probed  map[string]error
+	// budget is how many handles are kept open between uses: each holds
+	// two to four files (the namespace, netlink sockets), and a lab of ten
+	// thousand namespaces would pass the limit on open files. Beyond it,
+	// handles no call is using are closed (and opened again if needed).
+	budget int
 }
 
 type nsHandle struct {
@@ -66,12 +71,13 @@ type nsHandle struct {
 	raw      *rawConn
 	dump     *dumpSocket
 	nft      *nftables.Conn
+	users    int // calls using it now (under Kernel.mu)
 }
 
 // New returns a Kernel for the lab described by o.
 func New(o Options) *Kernel {
 	mark := MarkOf(o)
-	return &Kernel{opt: o, mark: mark, group: groupOf(mark), handles: map[string]*nsHandle{}, probed: map[string]error{}}
+	return &Kernel{opt: o, mark: mark, group: groupOf(mark), handles: map[string]*nsHandle{}, probed: map[string]error{}, budget: handleBudget()}
 }
 
 // Identity is the lab this Kernel works on.
@@ -122,6 +128,7 @@ func (h *nsHandle) close() {
 var errNoNetns = errors.New("network namespace does not exist")
 
 // handle returns the cached handle of a namespace, opening it if needed.
+// The caller gives it back with k.release when done.
 // A cached handle whose pinned namespace is gone or replaced is dropped, so
 // a long-lived Kernel (watch mode) never works on, or keeps alive, a
 // namespace someone deleted.
@@ -131,6 +138,7 @@ func (k *Kernel) handle(short string) (*nsHandle, error) {
 		return nil, err
 	}
 	if err := h.ensure(); err != nil {
+		k.release(h)
 		return nil, fmt.Errorf("netlink handle in netns %q: %w", k.KernelName(short), err)
 	}
 	return h, nil
@@ -176,12 +184,14 @@ func (k *Kernel) handleReading(short string, keys []string) (*nsHandle, map[stri
 	k.mu.Lock()
 	if h, ok := k.handles[short]; ok {
 		if h.dev == dev && h.ino == ino {
+			h.users++
 			k.mu.Unlock()
 			if len(keys) == 0 {
 				return h, sc, nil
 			}
 			sc, err := readSysctls(h.fd, keys)
 			if err != nil {
+				k.release(h)
 				return nil, nil, fmt.Errorf("netns %q: %w", k.KernelName(short), err)
 			}
 			return h, sc, nil
@@ -227,23 +237,76 @@ func (k *Kernel) handleReading(short string, keys []string) (*nsHandle, map[stri
 	}
 	nh := &nsHandle{fd: fd, dev: dev, ino: ino, dump: dump}
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	if old, ok := k.handles[short]; ok {
 		k.retired = append(k.retired, nh) // lost a race: nobody uses nh
+		old.users++
+		k.mu.Unlock()
 		return old, sc, nil
 	}
+	nh.users++
 	k.handles[short] = nh
+	idle := k.trimLocked()
+	k.mu.Unlock()
+	closeAll(idle)
 	return nh, sc, nil
 }
 
 // adopt makes nh the handle of a namespace (one just created).
 func (k *Kernel) adopt(short string, nh *nsHandle) {
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	if old, ok := k.handles[short]; ok {
 		k.retired = append(k.retired, old)
 	}
 	k.handles[short] = nh
+	idle := k.trimLocked()
+	k.mu.Unlock()
+	closeAll(idle)
+}
+
+// release says a call is done with a handle k.handle or k.handleReading
+// gave it.
+func (k *Kernel) release(h *nsHandle) {
+	k.mu.Lock()
+	h.users--
+	idle := k.trimLocked()
+	k.mu.Unlock()
+	closeAll(idle)
+}
+
+// trimLocked takes handles no call is using out of the cache while it
+// holds more than the budget, down to nine tenths of it, and returns them
+// to be closed.
+func (k *Kernel) trimLocked() []*nsHandle {
+	if len(k.handles) <= k.budget {
+		return nil
+	}
+	var idle []*nsHandle
+	for name, h := range k.handles {
+		if len(k.handles) <= k.budget*9/10 {
+			break
+		}
+		if h.users == 0 {
+			idle = append(idle, h)
+			delete(k.handles, name)
+		}
+	}
+	return idle
+}
+
+func closeAll(hs []*nsHandle) {
+	for _, h := range hs {
+		h.close()
+	}
+}
+
+// handleBudget is how many handles a Kernel keeps open: a quarter of the
+// process's limit on open files, less some for everything else.
+func handleBudget() int {
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) != nil || lim.Cur > 1<<22 {
+		return 1 << 20
+	}
+	return max(64, (int(lim.Cur)-256)/4)
 }
 
 // forget stops handing out the handle of a namespace (deleted, replaced);
@@ -318,6 +381,7 @@ func (k *Kernel) RemoveHostIfCreated() (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	defer k.release(h)
 	links, err := listLinks(h.h)
 	if err != nil {
 		return false, err
@@ -586,6 +650,7 @@ func (k *Kernel) ownsNamespace(short string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	defer k.release(h)
 	lo, err := h.h.LinkByName("lo")
 	if err != nil {
 		return false, err
@@ -655,12 +720,14 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 	if err != nil {
 		return nil, nil, err
 	}
+	defer k.release(h)
 	veths := map[string]obsLink{}
 	// NAT is read where the file wants it, in the host, and in owned
 	// namespaces whose lo carries the "nat" flag (ApplyNAT sets it): one
 	// nftables dump fewer for every namespace without NAT.
 	hasNAT := wantNAT || short == reconcile.HostNS
 	kname := k.KernelName(short)
+	inferred := false
 	dumped, err := h.linkDump()
 	if err != nil {
 		return nil, nil, fmt.Errorf("list links in netns %q: %w", kname, err)
@@ -670,6 +737,7 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 			for _, key := range switchKeys {
 				sc[key] = ipv6Switch
 			}
+			inferred = true
 		} else {
 			if os.Getenv("NPL_DEBUG") != "" {
 				for _, d := range dumped {
@@ -853,6 +921,7 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 		}
 	}
 	ns.Sysctls = sc
+	ns.IPv6Inferred = inferred
 	return ns, veths, nil
 }
 

@@ -427,6 +427,7 @@ func (k *Kernel) ApplyNAT(ctx context.Context, short string, changes []*reconcil
 	if err != nil {
 		return fmt.Errorf("nat in netns %q: %w", kname, err)
 	}
+	defer k.release(h)
 	// A connection of its own: a batch must not mix with reads.
 	c, err := nftables.New(nftables.WithNetNSFd(int(h.fd)))
 	if err != nil {

@@ -340,19 +340,30 @@ func sysctlPath(key string) string {
 // "net" directory by comparing it with every namespace's in turn, so with
 // many namespaces each full /proc/sys/net/... path costs a walk over all of
 // them; relative to the open directory it is paid once.
-type sysctlDir struct{ fd int }
+// The walk is in fact one level down, at net/ipv6 and net/ipv4: the
+// directories there are kept open too, so a namespace's keys cost one walk
+// per family however many there are.
+type sysctlDir struct {
+	fd   int
+	subs map[string]int // "ipv4", "ipv6", ...: open directories under net
+}
 
 func openSysctlDir() (*sysctlDir, error) {
 	fd, err := unix.Open("/proc/sys/net", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: "/proc/sys/net", Err: err}
 	}
-	return &sysctlDir{fd: fd}, nil
+	return &sysctlDir{fd: fd, subs: map[string]int{}}, nil
 }
 
-func (d *sysctlDir) close() { unix.Close(d.fd) }
+func (d *sysctlDir) close() {
+	for _, fd := range d.subs {
+		unix.Close(fd)
+	}
+	unix.Close(d.fd)
+}
 
-// open opens key: relative to the directory for net.* keys, by its full
+// open opens key: relative to the directories for net.* keys, by its full
 // path for any other.
 func (d *sysctlDir) open(key string, flag int) (*os.File, error) {
 	rel, ok := strings.CutPrefix(key, "net.")
@@ -360,7 +371,19 @@ func (d *sysctlDir) open(key string, flag int) (*os.File, error) {
 		return os.OpenFile(sysctlPath(key), flag, 0)
 	}
 	rel = strings.ReplaceAll(rel, ".", "/")
-	fd, err := unix.Openat(d.fd, rel, flag|unix.O_CLOEXEC, 0)
+	dir := d.fd
+	if sub, rest, ok := strings.Cut(rel, "/"); ok {
+		fd, open := d.subs[sub]
+		if !open {
+			var err error
+			if fd, err = unix.Openat(d.fd, sub, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+				return nil, &os.PathError{Op: "open", Path: sysctlPath(key), Err: err}
+			}
+			d.subs[sub] = fd
+		}
+		dir, rel = fd, rest
+	}
+	fd, err := unix.Openat(dir, rel, flag|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: sysctlPath(key), Err: err}
 	}
@@ -464,6 +487,7 @@ func (k *Kernel) RouteGet(short string, dst net.IP) ([]netlink.Route, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer k.release(h)
 	return h.h.RouteGet(dst)
 }
 
@@ -473,15 +497,43 @@ func (k *Kernel) ReadSysctls(short string, keys []string) (map[string]string, er
 	if err != nil {
 		return nil, err
 	}
+	defer k.release(h)
 	return readSysctls(h.fd, keys)
 }
 
 // LinkName is the name of interface index in namespace short, or "ifN".
 func (k *Kernel) LinkName(short string, index int) string {
 	if h, err := k.handle(short); err == nil {
+		defer k.release(h)
 		if l, err := h.h.LinkByIndex(index); err == nil {
 			return l.Attrs().Name
 		}
 	}
 	return fmt.Sprintf("if%d", index)
+}
+
+// RaiseOpenFileLimit lifts the process's limit on open files as far as the
+// kernel allows (fs.nr_open, at most 1<<20): a lab keeps each namespace's
+// handle open (its fd and netlink sockets, two or three files), and a lab
+// of ten thousand namespaces passes the usual hard limit. Raising the hard
+// limit needs CAP_SYS_RESOURCE; without it the soft limit goes to the hard.
+func RaiseOpenFileLimit() {
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) != nil {
+		return
+	}
+	want := uint64(1 << 20)
+	if b, err := os.ReadFile("/proc/sys/fs/nr_open"); err == nil {
+		if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil && v < want {
+			want = v
+		}
+	}
+	if lim.Cur >= want {
+		return
+	}
+	up := unix.Rlimit{Cur: want, Max: max(want, lim.Max)}
+	if unix.Setrlimit(unix.RLIMIT_NOFILE, &up) != nil && lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		_ = unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+	}
 }

@@ -131,6 +131,7 @@ func (k *Kernel) applyImpair(c *reconcile.Change) error {
 	if err != nil {
 		return err
 	}
+	defer k.release(h)
 	l, err := k.linkByName(h, c.Name, c.Namespace)
 	if err != nil {
 		return err

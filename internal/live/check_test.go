@@ -586,6 +586,40 @@ links:
 	if readSys("a", "net.ipv6.conf.all.disable_ipv6") != "1" || len(v6addrs("a", "eth1")) != 0 {
 		t.Fatalf("a kept IPv6: %v", v6addrs("a", "eth1"))
 	}
+
+	// Turned on by hand: observation takes the switch from the interfaces
+	// where they agree with the file, so this shows there, and apply
+	// turns it off again.
+	writeSys := func(ns, key, v string) {
+		e.in(ns, func() {
+			if err := os.WriteFile("/proc/sys/"+strings.ReplaceAll(key, ".", "/"), []byte(v), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	writeSys("a", "net.ipv6.conf.all.disable_ipv6", "0") // the kernel sets default and every interface too
+	var drift []string
+	for _, c := range e.plan().Changes {
+		drift = append(drift, c.Describe())
+	}
+	if len(drift) != 2 || !strings.Contains(strings.Join(drift, "\n"), "net.ipv6.conf.all.disable_ipv6") {
+		t.Fatalf("IPv6 turned on by hand in a: the plan is %q", drift)
+	}
+	e.mustApply()
+	e.assertNoOp()
+	if readSys("a", "net.ipv6.conf.eth0.disable_ipv6") != "1" {
+		t.Fatal("apply left IPv6 on on a's eth0")
+	}
+	// Only "default" turned on by hand changes no interface; it shows with
+	// the next interface made there, and that apply puts it right.
+	writeSys("a", "net.ipv6.conf.default.disable_ipv6", "0")
+	e.load("v6.yaml", []byte(src+"  - a: {namespace: a, name: eth2}\n    b: {namespace: c, name: eth2}\n"))
+	e.mustApply()
+	e.assertNoOp()
+	if readSys("a", "net.ipv6.conf.default.disable_ipv6") != "1" || readSys("a", "net.ipv6.conf.eth2.disable_ipv6") != "1" {
+		t.Fatalf("after the next interface: default.disable_ipv6 %s, eth2's %s; want 1 and 1",
+			readSys("a", "net.ipv6.conf.default.disable_ipv6"), readSys("a", "net.ipv6.conf.eth2.disable_ipv6"))
+	}
 }
 
 // TestAuditFollowUps: what the second audit found, on the real kernel.
