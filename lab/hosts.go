@@ -105,6 +105,14 @@ func HostsFile(t *topology.Topology) string {
 	return b.String()
 }
 
+// sandboxName is the kernel name of the lab's sandbox, or "" without one.
+func (l *Lab) sandboxName() string {
+	if l.opt.Netns == "" {
+		return ""
+	}
+	return l.k.KernelName(reconcile.HostNS)
+}
+
 // hostsNamespaces are the kernel names of the namespaces that get the
 // lab's hosts file: every one the lab makes, and its sandbox. Never the
 // machine's own /etc/hosts.
@@ -146,18 +154,42 @@ func (l *Lab) sharedHosts() (target, dir string) {
 
 // writeFileIfChanged writes content to path (through a temporary file and
 // a rename, so a reader never sees half of it) unless it is there already.
+// Files and directories are 0644 and 0755 whatever the umask: a process
+// of any user in the lab reads its names.
 func writeFileIfChanged(path string, content []byte) error {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, content) {
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := mkdirReadable(filepath.Dir(path)); err != nil {
 		return err
 	}
-	tmp := path + ".netplan-lab.tmp"
+	tmp := path + hostsTmpSuffix
 	if err := os.WriteFile(tmp, content, 0o644); err != nil {
 		return err
 	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		return err
+	}
 	return os.Rename(tmp, path)
+}
+
+// hostsTmpSuffix names the file a hosts file is written to before it is
+// renamed into place; one left by a killed run is removed with the lab's
+// hosts files.
+const hostsTmpSuffix = ".netplan-lab.tmp"
+
+// mkdirReadable makes dir and its missing parents, mode 0755.
+func mkdirReadable(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := mkdirReadable(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	return os.Chmod(dir, 0o755)
 }
 
 func (l *Lab) writeHosts(t *topology.Topology) error {
@@ -172,10 +204,7 @@ func (l *Lab) writeHosts(t *topology.Topology) error {
 		sharedDone = true
 		return writeFileIfChanged(filepath.Join(shared, "hosts"), formatHosts([]hostsSection{{l.k.Mark(), mine}}))
 	}
-	sandbox := ""
-	if l.opt.Netns != "" {
-		sandbox = l.k.KernelName(reconcile.HostNS)
-	}
+	sandbox := l.sandboxName()
 	for _, name := range l.hostsNamespaces(t) {
 		want[name] = true
 		if name != sandbox {
@@ -258,6 +287,9 @@ func hasOurHosts(dir string) bool {
 // file of sections that labs sharing the namespace share; a hosts file
 // that is not netplan-lab's is left alone.
 func (l *Lab) writeSection(name, mine string) error {
+	if fi, err := os.Lstat(filepath.Join(EtcNetns, name)); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		return nil // a link (someone's, or another lab's shared file): left alone
+	}
 	path := filepath.Join(EtcNetns, name, "hosts")
 	var sections []hostsSection
 	if old, err := os.ReadFile(path); err == nil {
@@ -308,6 +340,11 @@ func (l *Lab) removeHosts(keep map[string]bool) error {
 			continue
 		}
 		path := filepath.Join(dir, "hosts")
+		if e.Name() == l.sandboxName() {
+			// Ours to clean up (under the sandbox's lock): a killed write's.
+			_ = os.Remove(path + hostsTmpSuffix)
+			defer os.Remove(dir) // only if empty
+		}
 		b, err := os.ReadFile(path)
 		if err != nil {
 			continue
@@ -333,7 +370,8 @@ func (l *Lab) removeHosts(keep map[string]bool) error {
 			if err := os.Remove(path); err != nil {
 				return err
 			}
-			_ = os.Remove(dir) // only if empty
+			_ = os.Remove(path + hostsTmpSuffix) // a killed write's
+			_ = os.Remove(dir)                   // only if empty
 		}
 	}
 	if !linked {
@@ -351,8 +389,8 @@ func removeShared(shared string) error {
 	if err := os.Remove(filepath.Join(shared, "hosts")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	_ = os.Remove(filepath.Join(shared, "hosts.netplan-lab.tmp")) // a killed write's
-	_ = os.Remove(shared)                                         // only if empty
+	_ = os.Remove(filepath.Join(shared, "hosts"+hostsTmpSuffix)) // a killed write's
+	_ = os.Remove(shared)                                        // only if empty
 	removeIfEmpty(filepath.Join(EtcNetns, sharedRoot))
 	return nil
 }

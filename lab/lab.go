@@ -130,6 +130,9 @@ func (l *Lab) Plan(ctx context.Context) (*reconcile.Plan, error) {
 		return nil, err
 	}
 	p := reconcile.Diff(l.desired, observed)
+	if reconcile.ExactIPv6Switch(ctx, l.k, p, observed) {
+		p = reconcile.Diff(l.desired, observed)
+	}
 	p.Variables = l.Topology.Vars
 	p.Netns = l.kernelNames(l.desired, p)
 	l.notes(l.Topology, p)

@@ -250,6 +250,7 @@ func AsDesired(observed *State) *State {
 		}
 		out := NewNamespace(name, ns.Owned)
 		out.Sysctls = ns.Sysctls
+		out.IPv6Inferred = ns.IPv6Inferred
 		for ln, l := range ns.Links {
 			// A half-made link, or a veth whose peer does not check out,
 			// is nothing to go back to: it was never whole.
@@ -336,7 +337,7 @@ func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*R
 	stage("observe", 0, start)
 	start = time.Now()
 	plan := Diff(desired, before)
-	if exactIPv6Switch(ctx, k, plan, before) {
+	if ExactIPv6Switch(ctx, k, plan, before) {
 		plan = Diff(desired, before)
 	}
 	stage("plan", len(plan.Changes), start)
@@ -388,37 +389,56 @@ type ExactSysctls interface {
 	ReadSysctls(ns string, keys []string) (map[string]string, error)
 }
 
-// exactIPv6Switch reads the IPv6 switch of each namespace where the plan
-// makes an interface and observation inferred it: a new interface starts
-// with the namespace's "default", which the inference cannot see changed
-// by hand (nothing shows it until an interface is made). It reports
-// whether it changed before.
-func exactIPv6Switch(ctx context.Context, k Kernel, p *Plan, before *State) bool {
+// ExactIPv6Switch reads the IPv6 switch of each namespace where the plan
+// makes or changes an interface and observation inferred it: a new
+// interface (or one whose MTU reaches IPv6's minimum) starts with the
+// namespace's "default", which the inference cannot see changed by hand
+// (nothing shows it until then). It reports whether it changed before;
+// the caller plans again then. Reconcile does it; so must anything that
+// shows a plan.
+func ExactIPv6Switch(ctx context.Context, k Kernel, p *Plan, before *State) bool {
+	names := map[string]bool{}
+	for _, c := range p.Changes {
+		if c.Kind != KindLink || c.Action == Delete || c.Link == nil {
+			continue
+		}
+		names[c.Namespace] = true
+		if n := peerNS(c); n != "" {
+			names[n] = true
+		}
+	}
+	return readIPv6Switch(ctx, k, before, names)
+}
+
+// ExactIPv6SwitchEverywhere reads the IPv6 switch of every namespace where
+// observation inferred it, for showing what the kernel has.
+func ExactIPv6SwitchEverywhere(ctx context.Context, k Kernel, st *State) bool {
+	return readIPv6Switch(ctx, k, st, nil)
+}
+
+// readIPv6Switch reads the switch of the inferred namespaces among names
+// (all of them for nil).
+func readIPv6Switch(ctx context.Context, k Kernel, st *State, names map[string]bool) bool {
 	r, ok := k.(ExactSysctls)
 	if !ok {
 		return false
 	}
 	read := false
-	for _, c := range p.Changes {
-		if c.Kind != KindLink || c.Action == Delete || c.Link == nil {
+	for _, name := range st.SortedNames() {
+		ns := st.Namespaces[name]
+		if (names != nil && !names[name]) || !ns.IPv6Inferred || ctx.Err() != nil {
 			continue
 		}
-		for _, name := range []string{c.Namespace, peerNS(c)} {
-			ns := before.NS(name)
-			if name == "" || ns == nil || !ns.IPv6Inferred || ctx.Err() != nil {
-				continue
-			}
-			sc, err := r.ReadSysctls(name, IPv6Switch)
-			if err != nil {
-				continue // the inferred values stand; the confirmation reads again
-			}
-			for _, key := range IPv6Switch {
-				if v, ok := sc[key]; ok {
-					ns.Sysctls[key] = v
-				}
-			}
-			ns.IPv6Inferred, read = false, true
+		sc, err := r.ReadSysctls(name, IPv6Switch)
+		if err != nil {
+			continue // the inferred values stand; the confirmation reads again
 		}
+		for _, key := range IPv6Switch {
+			if v, ok := sc[key]; ok {
+				ns.Sysctls[key] = v
+			}
+		}
+		ns.IPv6Inferred, read = false, true
 	}
 	return read
 }

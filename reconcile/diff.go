@@ -976,13 +976,22 @@ func (d *differ) sysctls(name string) {
 			out = append(out, &Change{Action: Update, Kind: KindSysctl, Namespace: name, Name: k, Value: v, OldValue: old})
 		}
 	}
-	// Writing some keys rewrites others (ip_forward sets every
-	// interface's forwarding, "all" sets "default" and every interface):
-	// those the file sets are set again after them.
+	// The IPv6 switch's "default" acts only on interfaces made after it:
+	// where it was changed, an interface made meanwhile (or one whose MTU
+	// reached IPv6's minimum in this plan) has IPv6 on. "all" is written
+	// again with it: it sets every interface.
 	written := map[string]bool{}
 	for _, c := range out {
 		written[c.Name] = true
 	}
+	if all, ok := w.Sysctls[IPv6Switch[0]]; ok && written[IPv6Switch[1]] && !written[IPv6Switch[0]] {
+		out = append(out, &Change{Action: Create, Kind: KindSysctl, Namespace: name, Name: IPv6Switch[0], Value: all,
+			Readd: true, Why: "again: " + IPv6Switch[1] + " was changed, and this sets every interface"})
+		written[IPv6Switch[0]] = true
+	}
+	// Writing some keys rewrites others (ip_forward sets every
+	// interface's forwarding, "all" sets "default" and every interface):
+	// those the file sets are set again after them.
 	for _, k := range sortedKeys(w.Sysctls) {
 		if written[k] || (made && w.Owned && FreshSysctls[k] == w.Sysctls[k]) {
 			continue

@@ -58,7 +58,7 @@ type Namespace struct {
 	// IPv6Inferred, in an observed state, says the IPv6Switch values were
 	// taken from the interfaces (they agreed with the file), not read: a
 	// plan that makes an interface there reads them first (ExactSysctls).
-	IPv6Inferred bool `json:"-"`
+	IPv6Inferred bool `json:"ipv6_switch_inferred,omitempty"`
 	// ForwardDrop lists, in an observed state, base chains of other owners
 	// that drop forwarded packets by default (policy drop, as Docker sets).
 	ForwardDrop []string `json:"forward_drop,omitempty"`

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -267,7 +268,11 @@ func (g *globals) loadFile(file string) (*lab, error) {
 		LockTimeout: g.lockTimeout, LockWho: "netplan-lab " + strings.Join(g.args, " "), LockWaiting: g.waiting,
 		OnChange: g.changePrinter(""),
 		OnStage: func(stage string, n int, took time.Duration) {
-			g.logf("stage %s: %d changes in %v", stage, n, took.Round(time.Microsecond))
+			if n == 0 {
+				g.logf("stage %s: %v", stage, took.Round(time.Microsecond))
+			} else {
+				g.logf("stage %s: %s in %v", stage, plural(n, "change"), took.Round(time.Microsecond))
+			}
 		}})
 	if err != nil {
 		var list topology.ErrorList
@@ -728,7 +733,11 @@ func newShowCmd(g *globals) *cobra.Command {
 					fmt.Fprintf(g.stdout, "  route    %s\n", ns.Routes[rk])
 				}
 				for _, sk := range sortedKeys(ns.Sysctls) {
-					fmt.Fprintf(g.stdout, "  sysctl   %s = %s\n", sk, ns.Sysctls[sk])
+					how := ""
+					if ns.IPv6Inferred && slices.Contains(reconcile.IPv6Switch, sk) {
+						how = " (as every interface has it; not read, see docs/topology.md)"
+					}
+					fmt.Fprintf(g.stdout, "  sysctl   %s = %s%s\n", sk, ns.Sysctls[sk], how)
 				}
 				for _, id := range sortedKeys(ns.NAT) {
 					fmt.Fprintf(g.stdout, "  nat      %s (table inet %s)\n", id, l.kernel.TableName())

@@ -374,17 +374,12 @@ func (k *Kernel) cleanup(h *nsHandle, l netlink.Link, err error) error {
 // finishLink marks the link as owned (the kernel ignores IFLA_IFALIAS in
 // RTM_NEWLINK), adds its addresses and brings it up.
 func (k *Kernel) finishLink(h *nsHandle, l netlink.Link, want *reconcile.Link, ns string) error {
-	if err := h.h.LinkSetAlias(l, k.linkAlias(want)); err != nil {
-		return k.cleanup(h, l, k.opErr("mark", want.Kind, want.Name, ns, err))
+	if err := h.configure(l.Attrs().Index, k.linkAlias(want), 0, want.Up); err != nil {
+		return k.cleanup(h, l, k.opErr("mark and set up", want.Kind, want.Name, ns, err))
 	}
 	for _, a := range want.Addresses {
 		if err := addAddr(h, l, a); err != nil {
 			return k.cleanup(h, l, k.opErr("add address "+a+" to", want.Kind, want.Name, ns, err))
-		}
-	}
-	if want.Up {
-		if err := h.h.LinkSetUp(l); err != nil {
-			return k.cleanup(h, l, k.opErr("set up", want.Kind, want.Name, ns, err))
 		}
 	}
 	return nil
@@ -403,26 +398,24 @@ func (k *Kernel) finishPeer(ph *nsHandle, c *reconcile.Change) error {
 	if err != nil {
 		return k.opErr("find veth peer", "link", ref.Name, ref.NS, err)
 	}
-	if err := ph.h.LinkSetAlias(l, k.linkAlias(p)); err != nil {
-		return k.opErr("mark", "veth", ref.Name, ref.NS, err)
-	}
+	master := 0
 	if p.Master != "" {
 		m, err := ph.h.LinkByName(p.Master)
-		if err == nil {
-			err = ph.h.LinkSetMasterByIndex(l, m.Attrs().Index)
-		}
 		if err != nil {
 			return k.opErr("attach to bridge "+p.Master+":", "veth", ref.Name, ref.NS, err)
 		}
+		master = m.Attrs().Index
+	}
+	if err := ph.configure(l.Attrs().Index, k.linkAlias(p), master, p.Up); err != nil {
+		what := "mark and set up"
+		if master != 0 {
+			what = "mark, attach to bridge " + p.Master + " and set up"
+		}
+		return k.opErr(what, "veth", ref.Name, ref.NS, err)
 	}
 	for _, a := range p.Addresses {
 		if err := addAddr(ph, l, a); err != nil {
 			return k.opErr("add address "+a+" to", "veth", ref.Name, ref.NS, err)
-		}
-	}
-	if p.Up {
-		if err := ph.h.LinkSetUp(l); err != nil {
-			return k.opErr("set up", "veth", ref.Name, ref.NS, err)
 		}
 	}
 	return nil
@@ -446,7 +439,13 @@ func addAddr(h *nsHandle, l netlink.Link, cidr string) error {
 	if err != nil {
 		return err
 	}
-	return h.h.AddrAdd(l, a)
+	err = h.h.AddrAdd(l, a)
+	if errors.Is(err, unix.EACCES) && a.IP.To4() == nil {
+		// The kernel's answer to an IPv6 address on an interface whose
+		// IPv6 is off, by its own switch (the namespace's is the lab's).
+		return fmt.Errorf("%w: IPv6 is off on this interface (net.ipv6.conf.%s.disable_ipv6 is 1)", err, l.Attrs().Name)
+	}
+	return err
 }
 
 func (k *Kernel) applyAddress(c *reconcile.Change) error {

@@ -44,24 +44,15 @@ type dumpedLink struct {
 // linkDump lists the namespace's links, as netlink's LinkList does, with
 // each one's disable_ipv6.
 func (h *nsHandle) linkDump() ([]dumpedLink, error) {
-	h.mu.Lock()
-	if h.dump == nil { // handles get one as they are opened; just in case
-		err := InNetns(h.fd, func() error {
-			var err error
-			h.dump, err = newDumpSocket()
-			return err
-		})
-		if err != nil {
-			h.mu.Unlock()
-			return nil, err
-		}
+	s, err := h.dumpSock()
+	if err != nil {
+		return nil, err
 	}
-	h.mu.Unlock()
 	return retry(func() ([]dumpedLink, error) {
 		req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
 		req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 		req.AddData(nl.NewRtAttr(unix.IFLA_EXT_MASK, nl.Uint32Attr(rtextFilterSkipStats)))
-		msgs, err := h.dump.execute(req, unix.RTM_NEWLINK)
+		msgs, err := s.execute(req, unix.RTM_NEWLINK)
 		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 			return nil, err
 		}
@@ -75,6 +66,49 @@ func (h *nsHandle) linkDump() ([]dumpedLink, error) {
 		}
 		return out, err
 	})
+}
+
+// configure marks a link it has just made and brings it up in one
+// RTM_NEWLINK (the kernel's setlink): its alias, its bridge (master, an
+// ifindex, if not 0) and IFF_UP when up. Three round trips were one each,
+// and each makes the kernel tell its listeners about the link again (for
+// a veth, with its peer's namespace id, which the kernel finds by a search
+// through every namespace id the sandbox knows).
+func (h *nsHandle) configure(index int, alias string, master int, up bool) error {
+	s, err := h.dumpSock()
+	if err != nil {
+		return err
+	}
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(index)
+	if up {
+		msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
+	}
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFALIAS, []byte(alias)))
+	if master != 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(master))))
+	}
+	_, err = s.execute(req, 0)
+	return err
+}
+
+// dumpSock is the handle's plain socket, made if it has none.
+func (h *nsHandle) dumpSock() (*dumpSocket, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.dump == nil { // handles get one as they are opened; just in case
+		err := InNetns(h.fd, func() error {
+			var err error
+			h.dump, err = newDumpSocket()
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return h.dump, nil
 }
 
 // dumpSocket is a plain blocking NETLINK_ROUTE socket for observation's
@@ -303,7 +337,13 @@ func parseRouteMsg(m []byte) (netlink.Route, bool) {
 		Type:     int(m[7]),
 		Flags:    int(binary.NativeEndian.Uint32(m[8:12])),
 	}
-	dstLen := int(m[1])
+	dstLen, srcLen := int(m[1]), int(m[2])
+	if srcLen > 0 {
+		// A source-specific route ("from ..."), which a lab never makes:
+		// left out, so it neither stands for nor blocks the lab's route
+		// to the same destination.
+		return netlink.Route{}, false
+	}
 	attrs, err := nl.ParseRouteAttr(m[unix.SizeofRtMsg:])
 	if err != nil {
 		return netlink.Route{}, false
@@ -330,7 +370,36 @@ func parseRouteMsg(m []byte) (netlink.Route, bool) {
 			if len(a.Value) >= 4 {
 				r.Table = int(binary.NativeEndian.Uint32(a.Value[:4]))
 			}
+		case unix.RTA_MULTIPATH:
+			r.MultiPath = parseNexthops(a.Value)
 		}
 	}
 	return r, true
+}
+
+// parseNexthops reads RTA_MULTIPATH: struct rtnexthop (len, flags, hops,
+// ifindex) each followed by its attributes (RTA_GATEWAY).
+func parseNexthops(b []byte) []*netlink.NexthopInfo {
+	var out []*netlink.NexthopInfo
+	for len(b) >= unix.SizeofRtNexthop {
+		n := int(binary.NativeEndian.Uint16(b[0:2]))
+		if n < unix.SizeofRtNexthop || n > len(b) {
+			break
+		}
+		nh := &netlink.NexthopInfo{LinkIndex: int(int32(binary.NativeEndian.Uint32(b[4:8]))), Hops: int(b[3]), Flags: int(b[2])}
+		if attrs, err := nl.ParseRouteAttr(b[unix.SizeofRtNexthop:n]); err == nil {
+			for _, a := range attrs {
+				if a.Attr.Type == unix.RTA_GATEWAY {
+					nh.Gw = net.IP(a.Value)
+				}
+			}
+		}
+		out = append(out, nh)
+		step := (n + 3) &^ 3 // each rtnexthop is 4-aligned
+		if step > len(b) {
+			break
+		}
+		b = b[step:]
+	}
+	return out
 }

@@ -69,6 +69,7 @@ func TestDumpsMatchTheNetlinkLibrary(t *testing.T) {
 	_, dst, _ := net.ParseCIDR("10.9.0.0/16")
 	_, dst6, _ := net.ParseCIDR("fd09::/48")
 	_, black, _ := net.ParseCIDR("10.66.0.0/16")
+	_, mp, _ := net.ParseCIDR("10.67.0.0/16")
 	for _, r := range []*netlink.Route{
 		{Dst: def4, Gw: net.ParseIP("10.1.0.254"), LinkIndex: v0.Attrs().Index},
 		{Dst: dst, Gw: net.ParseIP("10.2.0.9"), Priority: 50, Protocol: RouteProtocol},
@@ -77,6 +78,7 @@ func TestDumpsMatchTheNetlinkLibrary(t *testing.T) {
 		{Dst: black, Type: unix.RTN_BLACKHOLE},
 		{Dst: dst, Gw: net.ParseIP("10.1.0.77"), LinkIndex: v0.Attrs().Index, Flags: int(netlink.FLAG_ONLINK), Priority: 70},
 		{Dst: dst, LinkIndex: v0.Attrs().Index, Table: 100}, // not the main table
+		{Dst: mp, MultiPath: []*netlink.NexthopInfo{{LinkIndex: v0.Attrs().Index, Gw: net.ParseIP("10.1.0.31")}, {LinkIndex: br.Attrs().Index, Gw: net.ParseIP("10.2.0.32")}}},
 	} {
 		must(fmt.Sprintf("route %v", r), nh.RouteAdd(r))
 	}
@@ -143,7 +145,11 @@ func TestDumpsMatchTheNetlinkLibrary(t *testing.T) {
 		if r.Dst != nil && !isDefault(r.Dst) {
 			d = r.Dst.String()
 		}
-		return fmt.Sprintf("fam=%d %s via=%v dev=%d metric=%d proto=%d type=%d flags=%#x table=%d", r.Family, d, r.Gw, r.LinkIndex, r.Priority, r.Protocol, r.Type, r.Flags, r.Table)
+		nhs := ""
+		for _, nh := range r.MultiPath {
+			nhs += fmt.Sprintf(" nexthop(dev=%d via=%v)", nh.LinkIndex, nh.Gw)
+		}
+		return fmt.Sprintf("fam=%d %s via=%v dev=%d metric=%d proto=%d type=%d flags=%#x table=%d%s", r.Family, d, r.Gw, r.LinkIndex, r.Priority, r.Protocol, r.Type, r.Flags, r.Table, nhs)
 	}
 	ws, gs = nil, nil
 	for _, r := range wr {
@@ -153,7 +159,7 @@ func TestDumpsMatchTheNetlinkLibrary(t *testing.T) {
 		gs = append(gs, routeKey(r))
 	}
 	sameSets(t, "routes", ws, gs)
-	if len(gr) < 8 {
+	if len(gr) < 9 || !strings.Contains(strings.Join(gs, "\n"), "nexthop(") {
 		t.Errorf("only %d routes read: the test's own routes are missing\n%s", len(gr), strings.Join(gs, "\n"))
 	}
 }

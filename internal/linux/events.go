@@ -302,7 +302,7 @@ func (e *Events) subscribeTC(s *sub, fd netns.NsHandle, kname string) error {
 // NFNLGRP_NFTABLES multicast group), so a NAT rule deleted or edited by
 // hand is repaired at once. A kernel without nf_tables gives no events.
 func (e *Events) subscribeNFT(s *sub, kname string) (<-chan *nftables.MonitorEvent, error) {
-	c, err := nftables.New(nftables.WithNetNSFd(int(s.fd)))
+	c, err := newNFT(nftables.WithNetNSFd(int(s.fd)))
 	if err != nil {
 		return nil, err
 	}

@@ -299,14 +299,15 @@ func closeAll(hs []*nsHandle) {
 	}
 }
 
-// handleBudget is how many handles a Kernel keeps open: a quarter of the
-// process's limit on open files, less some for everything else.
+// handleBudget is how many handles a Kernel keeps open between uses: a
+// quarter of what the process's limit on open files leaves after 64 for
+// everything else (a handle holds up to four files), at least 4.
 func handleBudget() int {
 	var lim unix.Rlimit
 	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) != nil || lim.Cur > 1<<22 {
 		return 1 << 20
 	}
-	return max(64, (int(lim.Cur)-256)/4)
+	return max(4, (int(lim.Cur)-64)/4)
 }
 
 // forget stops handing out the handle of a namespace (deleted, replaced);
@@ -739,11 +740,6 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 			}
 			inferred = true
 		} else {
-			if os.Getenv("NPL_DEBUG") != "" {
-				for _, d := range dumped {
-					fmt.Fprintf(os.Stderr, "fallback %s: %s %d\n", short, d.link.Attrs().Name, d.disableIPv6)
-				}
-			}
 			read, err := readSysctls(h.fd, switchKeys)
 			if err != nil {
 				return nil, nil, fmt.Errorf("netns %q: %w", kname, err)
@@ -891,7 +887,15 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 			rr.Via = canonIP(r.Gw)
 		}
 		rr.OnLink = r.Flags&int(netlink.FLAG_ONLINK) != 0
-		if r.Protocol == RouteProtocol {
+		if len(r.MultiPath) > 0 {
+			// Nexthops added to a route (ip route append): not the
+			// route the lab made, whoever made the first.
+			rr.Dev = byIndex[r.MultiPath[0].LinkIndex]
+			if r.MultiPath[0].Gw != nil {
+				rr.Via = canonIP(r.MultiPath[0].Gw)
+			}
+		}
+		if r.Protocol == RouteProtocol && len(r.MultiPath) == 0 {
 			l := ns.Links[rr.Dev]
 			rr.Owned = (short != reconcile.HostNS && ns.Owned) || (l != nil && l.Owned)
 		}
@@ -899,6 +903,12 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 			rr.Proto = protoName(r.Protocol)
 		} else {
 			rr.Proto = ""
+		}
+		if prev := ns.Routes[rr.Key()]; prev != nil && (prev.Owned || !rr.Owned) {
+			// Two routes with one destination and metric (another added
+			// with ip route append): the lab's stands for the key, else
+			// the first listed; neither is taken for the other.
+			continue
 		}
 		ns.Routes[rr.Key()] = rr
 	}

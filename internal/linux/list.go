@@ -71,7 +71,7 @@ func ListLabs(ctx context.Context) ([]LabInfo, error) {
 		defer h.Close()
 		links, _ := h.LinkList()
 		var tables []*nftables.Table
-		if c, err := nftables.New(nftables.WithNetNSFd(int(fd))); err == nil {
+		if c, err := newNFT(nftables.WithNetNSFd(int(fd))); err == nil {
 			tables, _ = c.ListTables()
 			c.CloseLasting()
 		}

@@ -199,12 +199,26 @@ func (h *nsHandle) nftConn() (*nftables.Conn, error) {
 	if h.nft != nil {
 		return h.nft, nil
 	}
-	c, err := nftables.New(nftables.WithNetNSFd(int(h.fd)), nftables.AsLasting())
+	c, err := newNFT(nftables.WithNetNSFd(int(h.fd)), nftables.AsLasting())
 	if err != nil {
 		return nil, err
 	}
 	h.nft = c
 	return c, nil
+}
+
+// newNFT is nftables.New, but an error where the library panics: the
+// netlink package under it (mdlayher/socket v0.5.0, withNetNS) drops the
+// error of a socket that could not be made in another namespace (no more
+// open files: EMFILE) and hands on a nil connection, which nftables.New
+// then uses.
+func newNFT(opts ...nftables.ConnOption) (c *nftables.Conn, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c, err = nil, fmt.Errorf("could not open an nftables netlink socket (too many open files?): %v", r)
+		}
+	}()
+	return nftables.New(opts...)
 }
 
 // noNFTables reports errors that mean "this kernel has no (working)
@@ -429,7 +443,7 @@ func (k *Kernel) ApplyNAT(ctx context.Context, short string, changes []*reconcil
 	}
 	defer k.release(h)
 	// A connection of its own: a batch must not mix with reads.
-	c, err := nftables.New(nftables.WithNetNSFd(int(h.fd)))
+	c, err := newNFT(nftables.WithNetNSFd(int(h.fd)))
 	if err != nil {
 		return fmt.Errorf("nat in netns %q: %w", kname, err)
 	}
@@ -597,7 +611,7 @@ func probeNAT() error {
 		return fmt.Errorf("probe namespace: %w", err)
 	}
 	defer fd.Close()
-	c, err := nftables.New(nftables.WithNetNSFd(int(fd)))
+	c, err := newNFT(nftables.WithNetNSFd(int(fd)))
 	if err != nil {
 		return err
 	}

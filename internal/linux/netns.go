@@ -94,7 +94,8 @@ func createNamed(name, mark string, ipv6Off bool) (nh *nsHandle, err error) {
 				}
 			}
 		}
-		if err := markWith(h, mark); err != nil {
+		// lo is ifindex 1 in every namespace (LOOPBACK_IFINDEX).
+		if err := nh.configure(1, mark, 0, true); err != nil {
 			return fmt.Errorf("mark: %w", err)
 		}
 		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
@@ -171,18 +172,6 @@ func labDefaults(d *sysctlDir) error {
 		}
 	}
 	return nil
-}
-
-// markWith sets lo's alias to mark and brings lo up, through h.
-func markWith(h *netlink.Handle, mark string) error {
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		return err
-	}
-	if err := h.LinkSetAlias(lo, mark); err != nil {
-		return err
-	}
-	return h.LinkSetUp(lo)
 }
 
 // pin is what a /run/netns entry holds.

@@ -761,3 +761,101 @@ func TestHostsFromEarlierVersions(t *testing.T) {
 		t.Errorf("destroy touched the user's %s/resolv.conf: %q, %v", c2, b, err)
 	}
 }
+
+// TestIPv6OffWhenMTUReachesIPv6: an interface below IPv6's minimum MTU has
+// no IPv6 at all; raised past it, it takes the namespace's "default". With
+// "default" turned on by hand, the apply that raises the MTU must still
+// leave IPv6 off on it.
+func TestIPv6OffWhenMTUReachesIPv6(t *testing.T) {
+	src := `name: mtu6
+namespaces: {a: {}, b: {}}
+links:
+  - a: {namespace: a, name: eth0, addresses: [10.62.0.1/24]}
+    b: {namespace: b, name: eth0, addresses: [10.62.0.2/24]}
+    mtu: 1200
+`
+	e := newEnv(t, "mtu6.yaml", []byte(src))
+	e.mustApply()
+	defer e.destroy()
+	e.in("a", func() {
+		if err := os.WriteFile("/proc/sys/net/ipv6/conf/default/disable_ipv6", []byte("0"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
+	e.load("mtu6.yaml", []byte(strings.Replace(src, "mtu: 1200", "mtu: 1500", 1)))
+	e.mustApply()
+	e.assertNoOp()
+	sc, err := e.k.ReadSysctls("a", []string{"net.ipv6.conf.eth0.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc["net.ipv6.conf.eth0.disable_ipv6"] != "1" || sc["net.ipv6.conf.default.disable_ipv6"] != "1" {
+		t.Fatalf("after the MTU reached 1280 with default turned on by hand: %v; want IPv6 off on eth0 and default 1", sc)
+	}
+}
+
+// TestHostsFilesModesAndLeftovers: hosts files are readable by any user
+// whatever the umask; a sandbox whose /etc/netns entry is a link (the
+// user's) is not written through; the temporary file a killed write left
+// in the sandbox's directory goes with destroy.
+func TestHostsFilesModesAndLeftovers(t *testing.T) {
+	bin := binary(t)
+	file := "../../examples/bridge.yaml"
+	e := newEnv(t, file, nil)
+	old := syscall.Umask(0o077)
+	code, out, errOut := e.cli(bin, "apply", file)
+	syscall.Umask(old)
+	if code != 0 {
+		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
+	}
+	defer e.destroy()
+	shared, err := os.Readlink(filepath.Join("/etc/netns", e.k.KernelName("c1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]os.FileMode{
+		filepath.Join("/etc/netns", shared):             0o755 | os.ModeDir,
+		filepath.Join("/etc/netns", shared, "hosts"):    0o644,
+		filepath.Join("/etc/netns", e.sandbox):          0o755 | os.ModeDir,
+		filepath.Join("/etc/netns", e.sandbox, "hosts"): 0o644,
+		filepath.Join("/etc/netns", ".netplan-lab"):     0o755 | os.ModeDir,
+	} {
+		if fi, err := os.Stat(path); err != nil || fi.Mode() != want {
+			t.Errorf("%s: %v, %v; want mode %v (apply ran under umask 077)", path, fi.Mode(), err, want)
+		}
+	}
+	// What a run killed between writing and renaming leaves.
+	tmp := filepath.Join("/etc/netns", e.sandbox, "hosts.netplan-lab.tmp")
+	if err := os.WriteFile(tmp, []byte("half"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := e.cli(bin, "destroy", file); code != 0 {
+		t.Fatalf("destroy: %d\n%s%s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join("/etc/netns", e.sandbox)); !os.IsNotExist(err) {
+		t.Errorf("destroy left /etc/netns/%s (%v)", e.sandbox, err)
+	}
+
+	// The sandbox's entry is a link of the user's: left alone.
+	mine := t.TempDir()
+	link := filepath.Join("/etc/netns", e.sandbox)
+	if err := os.MkdirAll("/etc/netns", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(mine, link); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(link)
+	if code, out, errOut := e.cli(bin, "apply", file); code != 0 {
+		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := e.cli(bin, "destroy", file); code != 0 {
+		t.Fatalf("destroy: %d\n%s%s", code, out, errOut)
+	}
+	if entries, _ := os.ReadDir(mine); len(entries) != 0 {
+		t.Errorf("the lab wrote through the user's link /etc/netns/%s into %s: %v", e.sandbox, mine, entries)
+	}
+	if to, err := os.Readlink(link); err != nil || to != mine {
+		t.Errorf("the user's link was changed: %q, %v", to, err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -655,4 +656,86 @@ func runCmd(t *testing.T, cmd *exec.Cmd) (int, string, string) {
 		t.Fatalf("run %v: %v", cmd.Args, err)
 	}
 	return 0, out.String(), errb.String()
+}
+
+// TestForeignRoutesBesideTheLabs: routes someone adds next to the lab's own,
+// to the same destination and metric, are neither taken for the lab's nor
+// changed. A second IPv4 route (ip route append) leaves the plan empty
+// whichever the kernel lists first; a nexthop appended to the lab's IPv6
+// route (the kernel merges them into one route) is a conflict, not a
+// change that would drop it; a source-specific route (from ...) to the
+// lab's destination does not stand in for the lab's.
+func TestForeignRoutesBesideTheLabs(t *testing.T) {
+	src := `name: routes
+namespaces:
+  a:
+    routes:
+      - {to: 10.88.0.0/16, via: 10.87.0.2}
+      - {to: "fd88::/64", via: "fd87::2"}
+  b: {}
+links:
+  - a: {namespace: a, name: eth0, addresses: [10.87.0.1/24, "fd87::1/64"]}
+    b: {namespace: b, name: eth0, addresses: [10.87.0.2/24, "fd87::2/64"]}
+`
+	e := newEnv(t, "routes.yaml", []byte(src))
+	e.mustApply()
+	defer e.destroy()
+	_, v4, _ := net.ParseCIDR("10.88.0.0/16")
+	_, v6, _ := net.ParseCIDR("fd88::/64")
+	e.in("a", func() {
+		eth0, err := netlink.LinkByName("eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Appended, before and after the lab's in the kernel's list.
+		for _, gw := range []string{"10.87.0.50", "10.87.0.3"} {
+			if err := netlink.RouteAppend(&netlink.Route{Dst: v4, Gw: net.ParseIP(gw), LinkIndex: eth0.Attrs().Index}); err != nil {
+				t.Fatalf("append route via %s: %v", gw, err)
+			}
+		}
+	})
+	if p := e.plan(); !p.Empty() || len(p.Conflicts) > 0 {
+		t.Fatalf("two more IPv4 routes to the lab's destination: the plan should be empty:\n%v\n%q", p, p.Conflicts)
+	}
+	e.mustApply()
+	countV4 := func() int {
+		n := 0
+		e.in("a", func() {
+			rs, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: v4}, netlink.RT_FILTER_DST)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n = len(rs)
+		})
+		return n
+	}
+	if n := countV4(); n != 3 {
+		t.Fatalf("after apply, %d routes to 10.88.0.0/16; want the lab's and the two appended", n)
+	}
+
+	// A nexthop appended to the lab's IPv6 route.
+	e.in("a", func() {
+		eth0, _ := netlink.LinkByName("eth0")
+		if err := netlink.RouteAppend(&netlink.Route{Dst: v6, Gw: net.ParseIP("fd87::77"), LinkIndex: eth0.Attrs().Index, Priority: 1024}); err != nil {
+			t.Fatalf("append nexthop: %v", err)
+		}
+	})
+	p := e.plan()
+	if len(p.Conflicts) != 1 || !strings.Contains(p.Conflicts[0], "fd88::/64") {
+		t.Fatalf("a nexthop added to the lab's IPv6 route: want one conflict naming it, got %q\n%v", p.Conflicts, p)
+	}
+	for _, c := range p.Changes {
+		if c.Kind == reconcile.KindRoute {
+			t.Fatalf("the plan changes a route the lab no longer solely owns: %s", c.Describe())
+		}
+	}
+	if _, err := e.apply(e.k); err == nil {
+		t.Fatal("apply went ahead over the merged route")
+	}
+	e.in("a", func() {
+		rs, err := netlink.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Dst: v6}, netlink.RT_FILTER_DST)
+		if err != nil || len(rs) != 1 || len(rs[0].MultiPath) != 2 {
+			t.Fatalf("the merged route should be as it was, with both nexthops: %v %+v", err, rs)
+		}
+	})
 }
