@@ -119,8 +119,12 @@ type dumpSocket struct {
 	mu  sync.Mutex
 	fd  int
 	seq uint32
-	buf []byte
 }
+
+// recvBufs are receive buffers shared by all dump sockets: one kept per
+// socket was 64 KiB for every namespace of the lab (64 MB of a
+// 1000-namespace apply's RSS).
+var recvBufs = sync.Pool{New: func() any { b := make([]byte, 1<<16); return &b }}
 
 // newDumpSocket opens one in the calling thread's namespace.
 func newDumpSocket() (*dumpSocket, error) {
@@ -148,20 +152,20 @@ func (s *dumpSocket) execute(req *nl.NetlinkRequest, want uint16) ([][]byte, err
 	if err := unix.Sendto(s.fd, req.Serialize(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return nil, err
 	}
-	if s.buf == nil {
-		s.buf = make([]byte, 1<<16)
-	}
+	bp := recvBufs.Get().(*[]byte)
+	defer recvBufs.Put(bp)
+	buf := *bp
 	var out [][]byte
 	var interrupted bool
 	for {
-		n, _, err := unix.Recvfrom(s.fd, s.buf, 0)
+		n, _, err := unix.Recvfrom(s.fd, buf, 0)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		msgs, err := syscall.ParseNetlinkMessage(s.buf[:n])
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
 		if err != nil {
 			return nil, err
 		}
