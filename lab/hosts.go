@@ -132,7 +132,10 @@ func (l *Lab) hostsNamespaces(t *topology.Topology) []string {
 // WriteHosts writes the hosts file of topology t (the lab's, or the one a
 // watch applied) for each of the lab's namespaces, and removes those of
 // namespaces it no longer has. Apply, Update and Destroy do it themselves.
-func (l *Lab) WriteHosts(t *topology.Topology) error { return l.writeHosts(t) }
+func (l *Lab) WriteHosts(t *topology.Topology) error {
+	_, err := l.writeHosts(t)
+	return err
+}
 
 // sharedRoot is the directory under EtcNetns where each lab keeps the one
 // hosts file all the namespaces it makes share: /etc/netns/NAME of such a
@@ -192,7 +195,13 @@ func mkdirReadable(dir string) error {
 	return os.Chmod(dir, 0o755)
 }
 
-func (l *Lab) writeHosts(t *topology.Topology) error {
+// It returns a warning for each namespace whose /etc/netns entry is
+// someone else's, so that the lab's names are not there.
+func (l *Lab) writeHosts(t *topology.Topology) ([]string, error) {
+	var skipped []string
+	skip := func(name, what string) {
+		skipped = append(skipped, fmt.Sprintf("the lab's names are not in %s: it is %s, left alone (names do not resolve in netns %s)", filepath.Join(EtcNetns, name), what, name))
+	}
 	mine := HostsFile(t)
 	want := map[string]bool{}
 	target, shared := l.sharedHosts()
@@ -208,26 +217,26 @@ func (l *Lab) writeHosts(t *topology.Topology) error {
 	for _, name := range l.hostsNamespaces(t) {
 		want[name] = true
 		if name != sandbox {
-			linked, err := l.linkHosts(name, target, writeShared)
+			linked, err := l.linkHosts(name, target, writeShared, skip)
 			if err != nil {
-				return err
+				return skipped, err
 			}
 			if linked {
 				continue
 			}
 		}
-		if err := l.writeSection(name, mine); err != nil {
-			return err
+		if err := l.writeSection(name, mine, skip); err != nil {
+			return skipped, err
 		}
 	}
-	return l.removeHosts(want)
+	return skipped, l.removeHosts(want)
 }
 
 // linkHosts makes /etc/netns/name a link to the lab's shared directory
 // target. It reports false, to have the lab's section written in a file of
 // the namespace's own, where a directory with files of someone else's is
 // there; and true, doing nothing, where anything else not netplan-lab's is.
-func (l *Lab) linkHosts(name, target string, writeShared func() error) (bool, error) {
+func (l *Lab) linkHosts(name, target string, writeShared func() error, skip func(name, what string)) (bool, error) {
 	p := filepath.Join(EtcNetns, name)
 	fi, err := os.Lstat(p)
 	switch {
@@ -243,7 +252,8 @@ func (l *Lab) linkHosts(name, target string, writeShared func() error) (bool, er
 			return true, writeShared()
 		}
 		if !strings.HasPrefix(to, sharedRoot+"/") {
-			return true, nil // someone else's link: left alone
+			skip(name, "a link to "+to)
+			return true, nil
 		}
 		if err := os.Remove(p); err != nil { // another lab's, by an old name
 			return false, err
@@ -268,7 +278,8 @@ func (l *Lab) linkHosts(name, target string, writeShared func() error) (bool, er
 			return false, err
 		}
 	default:
-		return true, nil // a file of someone else's: left alone
+		skip(name, "a file, not a directory")
+		return true, nil
 	}
 	if err := writeShared(); err != nil {
 		return false, err
@@ -286,16 +297,19 @@ func hasOurHosts(dir string) bool {
 // writeSection writes the lab's section into /etc/netns/name/hosts, a
 // file of sections that labs sharing the namespace share; a hosts file
 // that is not netplan-lab's is left alone.
-func (l *Lab) writeSection(name, mine string) error {
+func (l *Lab) writeSection(name, mine string, skip func(name, what string)) error {
 	if fi, err := os.Lstat(filepath.Join(EtcNetns, name)); err == nil && fi.Mode()&os.ModeSymlink != 0 {
-		return nil // a link (someone's, or another lab's shared file): left alone
+		to, _ := os.Readlink(filepath.Join(EtcNetns, name))
+		skip(name, "a link to "+to) // someone's, or another lab's shared file
+		return nil
 	}
 	path := filepath.Join(EtcNetns, name, "hosts")
 	var sections []hostsSection
 	if old, err := os.ReadFile(path); err == nil {
 		var ok bool
 		if sections, ok = parseHosts(old); !ok {
-			return nil // someone else's: left alone
+			skip(name, "a directory whose hosts file is not netplan-lab's")
+			return nil
 		}
 	}
 	found := false

@@ -192,8 +192,12 @@ func (l *Lab) Apply(ctx context.Context) (*reconcile.Result, error) {
 		}
 		if err == nil {
 			start := time.Now()
-			if herr := l.writeHosts(l.Topology); herr != nil {
+			skipped, herr := l.writeHosts(l.Topology)
+			if herr != nil {
 				return fmt.Errorf("write the lab's hosts files under %s: %w", EtcNetns, herr)
+			}
+			if res != nil && res.Plan != nil {
+				res.Plan.Warnings = append(res.Plan.Warnings, skipped...)
 			}
 			if l.opt.OnStage != nil {
 				l.opt.OnStage("hosts files", 0, time.Since(start))
@@ -272,8 +276,12 @@ func (l *Lab) Update(ctx context.Context, name string, data []byte) (*reconcile.
 			return fmt.Errorf("%s%w", w, err)
 		}
 		if err == nil {
-			if herr := l.writeHosts(t); herr != nil {
+			skipped, herr := l.writeHosts(t)
+			if herr != nil {
 				return fmt.Errorf("write the lab's hosts files under %s: %w", EtcNetns, herr)
+			}
+			if res != nil && res.Plan != nil {
+				res.Plan.Warnings = append(res.Plan.Warnings, skipped...)
 			}
 		}
 		return err
