@@ -231,19 +231,31 @@ func runCLI(b *testing.B, args ...string) run {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func mb(n int64) float64         { return float64(n) / (1 << 20) }
 
-// benchLab times, in one run and as whole processes: the ip script up and
-// down; then netplan-lab apply, the no-op re-apply (the median of three)
-// and destroy. It prints each phase's peak RSS and apply's stage times.
-func benchLab(b *testing.B, n int) {
+// benchSandbox skips without root or without ip, then is benchNames.
+func benchSandbox(b *testing.B) (sandbox, prefix string) {
 	if os.Geteuid() != 0 {
 		b.Skip("the benchmark needs root: it makes namespaces")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
 		b.Skip("the baseline needs the ip command (apt-get install iproute2)")
 	}
+	return benchNames(b)
+}
+
+// benchNames names a sandbox and a prefix of the benchmark's own, whose
+// namespaces go when it ends.
+func benchNames(b *testing.B) (sandbox, prefix string) {
 	id := fmt.Sprintf("%04x", rand.Intn(0xffff))
-	sandbox, prefix := "npl-bench-"+id, "b"+id+"-"
-	defer cleanup(prefix, sandbox)
+	sandbox, prefix = "npl-bench-"+id, "b"+id+"-"
+	b.Cleanup(func() { cleanup(prefix, sandbox) })
+	return sandbox, prefix
+}
+
+// benchLab times, in one run and as whole processes: the ip script up and
+// down; then netplan-lab apply, the no-op re-apply (the median of three)
+// and destroy. It prints each phase's peak RSS and apply's stage times.
+func benchLab(b *testing.B, n int) {
+	sandbox, prefix := benchSandbox(b)
 	file := filepath.Join(b.TempDir(), "bench.yaml")
 	if err := os.WriteFile(file, []byte(labYAML(n)), 0o644); err != nil {
 		b.Fatal(err)
@@ -319,15 +331,7 @@ func BenchmarkLab3000(b *testing.B) { benchLab(b, 3000) }
 // namespace costs and how that grows (the time per namespace is printed
 // for the first 1000 and for all 10 000).
 func BenchmarkBareNamespaces10000(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("the benchmark needs root: it makes namespaces")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		b.Skip("the baseline needs the ip command (apt-get install iproute2)")
-	}
-	id := fmt.Sprintf("%04x", rand.Intn(0xffff))
-	sandbox, prefix := "npl-bench-"+id, "b"+id+"-"
-	defer cleanup(prefix, sandbox)
+	sandbox, prefix := benchSandbox(b)
 	cli(b)
 	for _, n := range []int{1000, 10000} {
 		var y strings.Builder
@@ -388,9 +392,7 @@ func BenchmarkMemory100k(b *testing.B) {
 		b.Fatal(err)
 	}
 	size := int64(y.Len())
-	id := fmt.Sprintf("%04x", rand.Intn(0xffff))
-	sandbox, prefix := "npl-bench-"+id, "b"+id+"-"
-	defer cleanup(prefix, sandbox)
+	sandbox, prefix := benchNames(b)
 	val := runCLI(b, "validate", file)
 	plan := runCLI(b, "--netns", sandbox, "--prefix", prefix, "plan", file)
 	fmt.Printf("100k namespaces, file %.1f MB | validate %7.1f ms, peak RSS %.1f MB (%.1fx the file) | plan %7.1f ms, peak RSS %.1f MB (%.1fx the file)\n",

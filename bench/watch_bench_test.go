@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"math/rand"
 	"os"
 	"path/filepath"
 	"sort"
@@ -29,9 +28,7 @@ func BenchmarkWatch100(b *testing.B) {
 	}
 	const n = 100
 	fileDebounce, kernelDebounce := 300*time.Millisecond, 100*time.Millisecond
-	id := fmt.Sprintf("%04x", rand.Intn(0xffff))
-	sandbox, prefix := "npl-bench-"+id, "b"+id+"-"
-	defer cleanup(prefix, sandbox)
+	sandbox, prefix := benchNames(b)
 	dir := b.TempDir()
 	file := filepath.Join(dir, "lab.yaml")
 	src := labYAML(n)

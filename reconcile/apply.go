@@ -407,26 +407,14 @@ func ExactIPv6Switch(ctx context.Context, k Kernel, p *Plan, before *State) bool
 			names[n] = true
 		}
 	}
-	return readIPv6Switch(ctx, k, before, names)
-}
-
-// ExactIPv6SwitchEverywhere reads the IPv6 switch of every namespace where
-// observation inferred it, for showing what the kernel has.
-func ExactIPv6SwitchEverywhere(ctx context.Context, k Kernel, st *State) bool {
-	return readIPv6Switch(ctx, k, st, nil)
-}
-
-// readIPv6Switch reads the switch of the inferred namespaces among names
-// (all of them for nil).
-func readIPv6Switch(ctx context.Context, k Kernel, st *State, names map[string]bool) bool {
 	r, ok := k.(ExactSysctls)
 	if !ok {
 		return false
 	}
 	read := false
-	for _, name := range st.SortedNames() {
-		ns := st.Namespaces[name]
-		if (names != nil && !names[name]) || !ns.IPv6Inferred || ctx.Err() != nil {
+	for _, name := range sortedKeys(names) {
+		ns := before.NS(name)
+		if ns == nil || !ns.IPv6Inferred || ctx.Err() != nil {
 			continue
 		}
 		sc, err := r.ReadSysctls(name, IPv6Switch)

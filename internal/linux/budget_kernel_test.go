@@ -42,9 +42,7 @@ func TestHandleBudget(t *testing.T) {
 	k.budget = 4
 	defer func() {
 		k.Close()
-		for _, name := range []string{"npl-test-" + id} {
-			_ = DeleteNamed(name)
-		}
+		_ = DeleteNamed("npl-test-" + id)
 		if left, _ := ListNamed("t" + id + "-"); len(left) > 0 {
 			t.Errorf("left behind: %v", left)
 			for _, l := range left {

@@ -86,6 +86,9 @@ func TestDumpsMatchTheNetlinkLibrary(t *testing.T) {
 		return os.WriteFile("/proc/sys/net/ipv6/conf/v1/disable_ipv6", []byte("1"), 0o644)
 	}))
 
+	must("bridge br1", nh.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br1"}}))
+	must("stp on br0", h.setSTP(br.Attrs().Index, true))
+
 	// Links.
 	want, err := nh.LinkList()
 	must("LinkList", err)
@@ -112,6 +115,10 @@ func TestDumpsMatchTheNetlinkLibrary(t *testing.T) {
 			proc = strings.TrimSpace(string(b))
 			return err
 		}))
+		switch name := d.link.Attrs().Name; {
+		case name == "br0" && (d.stp == nil || !*d.stp), name == "br1" && (d.stp == nil || *d.stp), name != "br0" && name != "br1" && d.stp != nil:
+			t.Errorf("%s: stp from the dump %v; br0 has it on, br1 off, and nothing else has any", name, d.stp)
+		}
 		if fmt.Sprint(d.disableIPv6) != proc {
 			t.Errorf("%s: disable_ipv6 from the dump %d, /proc %s", d.link.Attrs().Name, d.disableIPv6, proc)
 		}

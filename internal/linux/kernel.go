@@ -1,7 +1,8 @@
 // Package linux is the only package that talks to the kernel: namespaces
-// through /run/netns and setns, links, addresses and routes through one
-// rtnetlink handle per namespace, sysctls through /proc/sys inside the
-// namespace. It implements reconcile.Kernel.
+// through /run/netns and setns; links, addresses and routes read through
+// one netlink socket of our own per namespace (rtsocket.go, dumps.go) and
+// changed through it and the netlink library's handle; sysctls through
+// /proc/sys inside the namespace. It implements reconcile.Kernel.
 package linux
 
 import (
@@ -68,8 +69,7 @@ type nsHandle struct {
 	dev, ino uint64
 	fd       netns.NsHandle
 	h        *netlink.Handle
-	raw      *rawConn
-	dump     *dumpSocket
+	rt       *rtSocket // our own NETLINK_ROUTE socket (rtsocket.go)
 	nft      *nftables.Conn
 	users    int // calls using it now (under Kernel.mu)
 }
@@ -112,11 +112,8 @@ func (h *nsHandle) close() {
 	if h.h != nil {
 		h.h.Close()
 	}
-	if h.raw != nil {
-		h.raw.close()
-	}
-	if h.dump != nil {
-		h.dump.close()
+	if h.rt != nil {
+		h.rt.close()
 	}
 	if h.nft != nil {
 		h.nft.CloseLasting()
@@ -145,7 +142,7 @@ func (k *Kernel) handle(short string) (*nsHandle, error) {
 }
 
 // ensure gives the handle its netlink library handle (h.h), which changes
-// need and observation does not: observation reads through h.dump alone.
+// need and observation does not: observation reads through h.rt alone.
 // (A second netlink socket made in each namespace as it is opened was
 // measured to cost more than all of observation's dumps there.)
 func (h *nsHandle) ensure() error {
@@ -162,7 +159,7 @@ func (h *nsHandle) ensure() error {
 	return nil
 }
 
-// handleReading is handle for observation: the handle has its dump socket
+// handleReading is handle for observation: the handle has its own socket
 // but maybe not h.h (ensure makes it), and sysctls keys are read in the
 // namespace, when the handle is opened in the same visit that makes the
 // socket (one setns there and one back instead of two each).
@@ -217,10 +214,10 @@ func (k *Kernel) handleReading(short string, keys []string) (*nsHandle, map[stri
 		}
 		return nil, nil, fmt.Errorf("open netns %q: %w", k.KernelName(short), err)
 	}
-	var dump *dumpSocket
+	var rt *rtSocket
 	err = InNetns(fd, func() error {
 		var err error
-		if dump, err = newDumpSocket(); err != nil {
+		if rt, err = newRTSocket(); err != nil {
 			return fmt.Errorf("netlink socket in netns %q: %w", k.KernelName(short), err)
 		}
 		if err := readSysctlsHere(keys, sc); err != nil {
@@ -229,13 +226,13 @@ func (k *Kernel) handleReading(short string, keys []string) (*nsHandle, map[stri
 		return nil
 	})
 	if err != nil {
-		if dump != nil {
-			dump.close()
+		if rt != nil {
+			rt.close()
 		}
 		fd.Close()
 		return nil, nil, err
 	}
-	nh := &nsHandle{fd: fd, dev: dev, ino: ino, dump: dump}
+	nh := &nsHandle{fd: fd, dev: dev, ino: ino, rt: rt}
 	k.mu.Lock()
 	if old, ok := k.handles[short]; ok {
 		k.retired = append(k.retired, nh) // lost a race: nobody uses nh
@@ -708,7 +705,7 @@ type obsLink struct{ index, parentIndex int }
 
 func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wantNAT, wantQdisc bool) (*reconcile.Namespace, map[string]obsLink, error) {
 	// The IPv6 switch is read after the links, and only if they do not
-	// show it (devconf.go); any other sysctl as the handle is opened.
+	// show it (dumps.go); any other sysctl as the handle is opened.
 	var switchKeys, others []string
 	for _, key := range sysctls {
 		if ipv6Switch != "" && slices.Contains(reconcile.IPv6Switch, key) {
@@ -747,17 +744,14 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 			maps.Copy(sc, read)
 		}
 	}
-	links := make([]netlink.Link, len(dumped))
-	for i, d := range dumped {
-		links[i] = d.link
-	}
 	ns := reconcile.NewNamespace(short, false)
 	byIndex := map[int]string{}
 	tags := map[string]map[string]bool{} // owned link -> its recorded address tags
-	for _, l := range links {
-		byIndex[l.Attrs().Index] = l.Attrs().Name
+	for _, d := range dumped {
+		byIndex[d.link.Attrs().Index] = d.link.Attrs().Name
 	}
-	for _, l := range links {
+	for _, d := range dumped {
+		l := d.link
 		a := l.Attrs()
 		if a.Name == "lo" {
 			owned, attrs := k.ownedAlias(a.Alias)
@@ -787,11 +781,10 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 		case *netlink.Bridge:
 			rl.MTUSet = attrs["mtu"] == "set"
 			if owned {
-				stp, err := h.stpState(a.Index)
-				if err != nil {
-					return nil, nil, fmt.Errorf("read stp of bridge %q in netns %q: %w", a.Name, kname, err)
+				if d.stp == nil {
+					return nil, nil, fmt.Errorf("read stp of bridge %q in netns %q: the kernel did not report the bridge's stp_state", a.Name, kname)
 				}
-				rl.STP = &stp
+				rl.STP = d.stp
 			}
 		case *netlink.Veth:
 			if p := parseRef(attrs["peer"]); p != nil {

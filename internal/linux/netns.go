@@ -71,13 +71,13 @@ func createNamed(name, mark string, ipv6Off bool) (nh *nsHandle, err error) {
 			h.Close()
 			return err
 		}
-		dump, err := newDumpSocket()
+		rt, err := newRTSocket()
 		if err != nil {
 			h.Close()
 			fd.Close()
 			return err
 		}
-		nh = &nsHandle{fd: fd, h: h, dump: dump}
+		nh = &nsHandle{fd: fd, h: h, rt: rt}
 		d, err := openSysctlDir()
 		if err != nil {
 			return err

@@ -1,92 +1,47 @@
 package linux
 
 import (
-	"fmt"
-
 	"github.com/vishvananda/netlink/nl"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
-// The netlink library does not expose a bridge's STP state, so it is read
-// and set with a raw RTM_GETLINK / RTM_NEWLINK on a socket of our own in the
-// bridge's namespace (IFLA_LINKINFO > IFLA_INFO_DATA > IFLA_BR_STP_STATE).
+// The netlink library does not expose a bridge's STP state: it is read
+// from observation's own link dump (IFLA_LINKINFO > IFLA_INFO_DATA >
+// IFLA_BR_STP_STATE) and set with a changelink on the handle's socket.
 
-type rawConn struct{ sh *nl.SocketHandle }
-
-func (c *rawConn) close() { c.sh.Close() }
-
-func (h *nsHandle) rawSocket() (*nl.SocketHandle, error) {
-	if h.raw != nil {
-		return h.raw.sh, nil
+// stpOf finds a bridge's STP state in an RTM_NEWLINK message.
+func stpOf(m []byte) (on, ok bool) {
+	if len(m) < unix.SizeofIfInfomsg {
+		return false, false
 	}
-	s, err := nl.GetNetlinkSocketAt(h.fd, netns.None(), unix.NETLINK_ROUTE)
+	attrs, err := nl.ParseRouteAttr(m[unix.SizeofIfInfomsg:])
 	if err != nil {
-		return nil, err
+		return false, false
 	}
-	h.raw = &rawConn{sh: &nl.SocketHandle{Socket: s}}
-	return h.raw.sh, nil
-}
-
-func (h *nsHandle) rawSocketLocked() (*nl.SocketHandle, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.rawSocket()
-}
-
-func (h *nsHandle) request(proto, flags int) (*nl.NetlinkRequest, error) {
-	sh, err := h.rawSocketLocked()
-	if err != nil {
-		return nil, err
-	}
-	req := nl.NewNetlinkRequest(proto, flags)
-	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: sh}
-	return req, nil
-}
-
-func (h *nsHandle) stpState(index int) (bool, error) {
-	req, err := h.request(unix.RTM_GETLINK, unix.NLM_F_ACK)
-	if err != nil {
-		return false, err
-	}
-	msg := nl.NewIfInfomsg(unix.AF_BRIDGE)
-	msg.Family = unix.AF_UNSPEC
-	msg.Index = int32(index)
-	req.AddData(msg)
-	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
-	if err != nil {
-		return false, err
-	}
-	for _, m := range msgs {
-		attrs, err := nl.ParseRouteAttr(m[unix.SizeofIfInfomsg:])
-		if err != nil {
-			return false, err
+	for _, a := range attrs {
+		if a.Attr.Type != unix.IFLA_LINKINFO {
+			continue
 		}
-		for _, a := range attrs {
-			if a.Attr.Type != unix.IFLA_LINKINFO {
+		info, err := nl.ParseRouteAttr(a.Value)
+		if err != nil {
+			return false, false
+		}
+		for _, i := range info {
+			if i.Attr.Type != nl.IFLA_INFO_DATA {
 				continue
 			}
-			info, err := nl.ParseRouteAttr(a.Value)
+			data, err := nl.ParseRouteAttr(i.Value)
 			if err != nil {
-				return false, err
+				return false, false
 			}
-			for _, i := range info {
-				if i.Attr.Type != nl.IFLA_INFO_DATA {
-					continue
-				}
-				data, err := nl.ParseRouteAttr(i.Value)
-				if err != nil {
-					return false, err
-				}
-				for _, d := range data {
-					if d.Attr.Type == nl.IFLA_BR_STP_STATE && len(d.Value) >= 4 {
-						return native.Uint32(d.Value[:4]) != 0, nil
-					}
+			for _, d := range data {
+				if d.Attr.Type == nl.IFLA_BR_STP_STATE && len(d.Value) >= 4 {
+					return native.Uint32(d.Value[:4]) != 0, true
 				}
 			}
 		}
 	}
-	return false, fmt.Errorf("the kernel did not report the bridge's stp_state")
+	return false, false
 }
 
 func (h *nsHandle) setSTP(index int, on bool) error {

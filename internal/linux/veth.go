@@ -18,10 +18,7 @@ import (
 // netlink library cannot give the peer a group, and the group is the mark
 // that must be there from the first moment on both ends (see owner.go).
 func (h *nsHandle) addVeth(a netlink.LinkAttrs, peerName string, peerMTU int, peerMAC net.HardwareAddr, peerNS netns.NsHandle) error {
-	req, err := h.request(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
-	if err != nil {
-		return err
-	}
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
 	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(a.Name)))
 	if a.MTU > 0 {
@@ -51,7 +48,7 @@ func (h *nsHandle) addVeth(a netlink.LinkAttrs, peerName string, peerMTU int, pe
 	peer.AddRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(a.Group))
 	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(peerNS)))
 	req.AddData(info)
-	_, err = req.Execute(unix.NETLINK_ROUTE, 0)
+	_, err := h.exec(req, 0)
 	return err
 }
 
@@ -61,10 +58,7 @@ func (h *nsHandle) addVeth(a netlink.LinkAttrs, peerName string, peerMTU int, pe
 // kernel refuses a changelink that carries one it cannot change (a VXLAN's
 // port, even unchanged).
 func (h *nsHandle) changeLink(index int, kind string, data []*nl.RtAttr) error {
-	req, err := h.request(unix.RTM_NEWLINK, unix.NLM_F_ACK)
-	if err != nil {
-		return err
-	}
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	msg.Index = int32(index)
 	req.AddData(msg)
@@ -75,7 +69,7 @@ func (h *nsHandle) changeLink(index int, kind string, data []*nl.RtAttr) error {
 		d.AddChild(a)
 	}
 	req.AddData(info)
-	_, err = req.Execute(unix.NETLINK_ROUTE, 0)
+	_, err := h.exec(req, 0)
 	return err
 }
 

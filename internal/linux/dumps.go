@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
-	"sync"
-	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -39,20 +37,17 @@ const rtextFilterSkipStats = 1 << 3
 type dumpedLink struct {
 	link        netlink.Link
 	disableIPv6 int
+	stp         *bool // a bridge's STP state
 }
 
 // linkDump lists the namespace's links, as netlink's LinkList does, with
 // each one's disable_ipv6.
 func (h *nsHandle) linkDump() ([]dumpedLink, error) {
-	s, err := h.dumpSock()
-	if err != nil {
-		return nil, err
-	}
 	return retry(func() ([]dumpedLink, error) {
 		req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
 		req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 		req.AddData(nl.NewRtAttr(unix.IFLA_EXT_MASK, nl.Uint32Attr(rtextFilterSkipStats)))
-		msgs, err := s.execute(req, unix.RTM_NEWLINK)
+		msgs, err := h.exec(req, unix.RTM_NEWLINK)
 		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 			return nil, err
 		}
@@ -62,136 +57,14 @@ func (h *nsHandle) linkDump() ([]dumpedLink, error) {
 			if derr != nil {
 				return nil, derr
 			}
-			out = append(out, dumpedLink{link: l, disableIPv6: disableIPv6Of(m)})
+			d := dumpedLink{link: l, disableIPv6: disableIPv6Of(m)}
+			if on, ok := stpOf(m); ok {
+				d.stp = &on
+			}
+			out = append(out, d)
 		}
 		return out, err
 	})
-}
-
-// configure marks a link it has just made and brings it up in one
-// RTM_NEWLINK (the kernel's setlink): its alias, its bridge (master, an
-// ifindex, if not 0) and IFF_UP when up. Three round trips were one each,
-// and each makes the kernel tell its listeners about the link again (for
-// a veth, with its peer's namespace id, which the kernel finds by a search
-// through every namespace id the sandbox knows).
-func (h *nsHandle) configure(index int, alias string, master int, up bool) error {
-	s, err := h.dumpSock()
-	if err != nil {
-		return err
-	}
-	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
-	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-	msg.Index = int32(index)
-	if up {
-		msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
-	}
-	req.AddData(msg)
-	req.AddData(nl.NewRtAttr(unix.IFLA_IFALIAS, []byte(alias)))
-	if master != 0 {
-		req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(master))))
-	}
-	_, err = s.execute(req, 0)
-	return err
-}
-
-// dumpSock is the handle's plain socket, made if it has none.
-func (h *nsHandle) dumpSock() (*dumpSocket, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.dump == nil { // handles get one as they are opened; just in case
-		err := InNetns(h.fd, func() error {
-			var err error
-			h.dump, err = newDumpSocket()
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	return h.dump, nil
-}
-
-// dumpSocket is a plain blocking NETLINK_ROUTE socket for observation's
-// dumps. It is made in the same visit to the namespace as the handle's;
-// a socket of the netlink library (non-blocking, registered with Go's
-// poller) made there costs several times more, measured.
-type dumpSocket struct {
-	mu  sync.Mutex
-	fd  int
-	seq uint32
-}
-
-// recvBufs are receive buffers shared by all dump sockets: one kept per
-// socket was 64 KiB for every namespace of the lab (64 MB of a
-// 1000-namespace apply's RSS).
-var recvBufs = sync.Pool{New: func() any { b := make([]byte, 1<<16); return &b }}
-
-// newDumpSocket opens one in the calling thread's namespace.
-func newDumpSocket() (*dumpSocket, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	return &dumpSocket{fd: fd}, nil
-}
-
-func (s *dumpSocket) close() { unix.Close(s.fd) }
-
-// execute sends a dump request and returns the payloads of the replies of
-// type want. A dump the kernel marks interrupted (NLM_F_DUMP_INTR) returns
-// what it got with netlink.ErrDumpInterrupted.
-func (s *dumpSocket) execute(req *nl.NetlinkRequest, want uint16) ([][]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.seq++
-	req.Seq = s.seq
-	if err := unix.Sendto(s.fd, req.Serialize(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, err
-	}
-	bp := recvBufs.Get().(*[]byte)
-	defer recvBufs.Put(bp)
-	buf := *bp
-	var out [][]byte
-	var interrupted bool
-	for {
-		n, _, err := unix.Recvfrom(s.fd, buf, 0)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
-		if err != nil {
-			return nil, err
-		}
-		for _, m := range msgs {
-			if m.Header.Seq != s.seq {
-				continue // a reply to an earlier, abandoned request
-			}
-			if m.Header.Flags&unix.NLM_F_DUMP_INTR != 0 {
-				interrupted = true
-			}
-			switch m.Header.Type {
-			case unix.NLMSG_DONE, unix.NLMSG_ERROR:
-				if len(m.Data) >= 4 {
-					if code := int32(binary.NativeEndian.Uint32(m.Data[:4])); code < 0 {
-						return nil, syscall.Errno(-code)
-					}
-				}
-				if interrupted {
-					return out, netlink.ErrDumpInterrupted
-				}
-				return out, nil
-			case want:
-				out = append(out, append([]byte(nil), m.Data...))
-			}
-		}
-	}
 }
 
 // disableIPv6Of finds disable_ipv6 in an RTM_NEWLINK message, or -1.
@@ -249,7 +122,7 @@ func (h *nsHandle) addrDump() ([]netlink.Addr, error) {
 	return retry(func() ([]netlink.Addr, error) {
 		req := nl.NewNetlinkRequest(unix.RTM_GETADDR, unix.NLM_F_DUMP)
 		req.AddData(nl.NewIfAddrmsg(unix.AF_UNSPEC))
-		msgs, err := h.dump.execute(req, unix.RTM_NEWADDR)
+		msgs, err := h.exec(req, unix.RTM_NEWADDR)
 		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 			return nil, err
 		}
@@ -312,7 +185,7 @@ func (h *nsHandle) routeDump() ([]netlink.Route, error) {
 	return retry(func() ([]netlink.Route, error) {
 		req := nl.NewNetlinkRequest(unix.RTM_GETROUTE, unix.NLM_F_DUMP)
 		req.AddData(nl.NewRtMsg())
-		msgs, err := h.dump.execute(req, unix.RTM_NEWROUTE)
+		msgs, err := h.exec(req, unix.RTM_NEWROUTE)
 		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 			return nil, err
 		}
