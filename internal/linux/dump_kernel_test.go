@@ -48,6 +48,9 @@ func TestDumpsMatchTheNetlinkLibrary(t *testing.T) {
 	for _, l := range []netlink.Link{lo, br, v0, v1} {
 		must("up", nh.LinkSetUp(l))
 	}
+	// Kinds the dump leaves to the library's parser.
+	must("macvlan", nh.LinkAdd(&netlink.Macvlan{LinkAttrs: netlink.LinkAttrs{Name: "mv0", ParentIndex: br.Attrs().Index}, Mode: netlink.MACVLAN_MODE_BRIDGE}))
+	must("vxlan", nh.LinkAdd(&netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: "vx0", Alias: "over"}, VxlanId: 42, Port: 4789, Group: net.ParseIP("10.2.0.9")}))
 	must("small mtu", nh.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "tiny", MTU: 1000}, PeerName: "tiny1"}))
 	addr := func(l netlink.Link, cidr, peer string, flags int) {
 		a, err := netlink.ParseAddr(cidr)

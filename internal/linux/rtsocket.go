@@ -3,6 +3,7 @@ package linux
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"sync"
 	"syscall"
 
@@ -29,18 +30,26 @@ func (h *nsHandle) configure(index int, alias string, master int, up bool) error
 	if master != 0 {
 		req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(master))))
 	}
-	_, err := h.exec(req, 0)
-	return err
+	return h.exec(req)
 }
 
-// exec runs req (a dump or a request with NLM_F_ACK) on the handle's own
-// socket.
-func (h *nsHandle) exec(req *nl.NetlinkRequest, want uint16) ([][]byte, error) {
+// exec runs req (a request with NLM_F_ACK) on the handle's own socket.
+func (h *nsHandle) exec(req *nl.NetlinkRequest) error {
 	s, err := h.sock()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return s.execute(req, want)
+	return s.each(req, 0, nil)
+}
+
+// dump runs a dump on the handle's own socket, handing each reply of type
+// want to f (see rtSocket.each).
+func (h *nsHandle) dump(req *nl.NetlinkRequest, want uint16, f func(m []byte)) error {
+	s, err := h.sock()
+	if err != nil {
+		return err
+	}
+	return s.each(req, want, f)
 }
 
 // sock is the handle's own socket, made if it has none.
@@ -93,23 +102,23 @@ func newRTSocket() (*rtSocket, error) {
 
 func (s *rtSocket) close() { unix.Close(s.fd) }
 
-// execute sends a request, which must be a dump (NLM_F_DUMP) or ask for
-// an acknowledgement (NLM_F_ACK): it reads until NLMSG_DONE or NLMSG_ERROR.
-// It returns the payloads of the replies of type want; a dump the kernel
-// marks interrupted (NLM_F_DUMP_INTR) returns what it got with
-// netlink.ErrDumpInterrupted.
-func (s *rtSocket) execute(req *nl.NetlinkRequest, want uint16) ([][]byte, error) {
+// each sends a request, which must be a dump (NLM_F_DUMP) or ask for an
+// acknowledgement (NLM_F_ACK), and reads until NLMSG_DONE or NLMSG_ERROR,
+// handing the payload of each reply of type want to f. The payload is in
+// a receive buffer that is used again: f copies what it keeps. A dump the
+// kernel marks interrupted (NLM_F_DUMP_INTR) returns
+// netlink.ErrDumpInterrupted once it is whole.
+func (s *rtSocket) each(req *nl.NetlinkRequest, want uint16, f func(m []byte)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.seq++
 	req.Seq = s.seq
 	if err := unix.Sendto(s.fd, req.Serialize(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, err
+		return err
 	}
 	bp := recvBufs.Get().(*[]byte)
 	defer recvBufs.Put(bp)
 	buf := *bp
-	var out [][]byte
 	var interrupted bool
 	for {
 		n, _, err := unix.Recvfrom(s.fd, buf, 0)
@@ -117,32 +126,43 @@ func (s *rtSocket) execute(req *nl.NetlinkRequest, want uint16) ([][]byte, error
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
-		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
-		if err != nil {
-			return nil, err
-		}
-		for _, m := range msgs {
-			if m.Header.Seq != s.seq {
+		for b := buf[:n]; len(b) >= unix.NLMSG_HDRLEN; {
+			l := int(binary.NativeEndian.Uint32(b[0:4]))
+			if l < unix.NLMSG_HDRLEN || l > len(b) {
+				return fmt.Errorf("netlink: a reply of %d bytes in %d", l, len(b))
+			}
+			typ := binary.NativeEndian.Uint16(b[4:6])
+			flags := binary.NativeEndian.Uint16(b[6:8])
+			seq := binary.NativeEndian.Uint32(b[8:12])
+			data := b[unix.NLMSG_HDRLEN:l]
+			if step := (l + unix.NLMSG_ALIGNTO - 1) &^ (unix.NLMSG_ALIGNTO - 1); step < len(b) {
+				b = b[step:]
+			} else {
+				b = nil
+			}
+			if seq != s.seq {
 				continue // a reply to an earlier, abandoned request
 			}
-			if m.Header.Flags&unix.NLM_F_DUMP_INTR != 0 {
+			if flags&unix.NLM_F_DUMP_INTR != 0 {
 				interrupted = true
 			}
-			switch m.Header.Type {
+			switch typ {
 			case unix.NLMSG_DONE, unix.NLMSG_ERROR:
-				if len(m.Data) >= 4 {
-					if code := int32(binary.NativeEndian.Uint32(m.Data[:4])); code < 0 {
-						return nil, syscall.Errno(-code)
+				if len(data) >= 4 {
+					if code := int32(binary.NativeEndian.Uint32(data[:4])); code < 0 {
+						return syscall.Errno(-code)
 					}
 				}
 				if interrupted {
-					return out, netlink.ErrDumpInterrupted
+					return netlink.ErrDumpInterrupted
 				}
-				return out, nil
+				return nil
 			case want:
-				out = append(out, append([]byte(nil), m.Data...))
+				if f != nil {
+					f(data)
+				}
 			}
 		}
 	}

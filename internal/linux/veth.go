@@ -48,8 +48,7 @@ func (h *nsHandle) addVeth(a netlink.LinkAttrs, peerName string, peerMTU int, pe
 	peer.AddRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(a.Group))
 	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(peerNS)))
 	req.AddData(info)
-	_, err := h.exec(req, 0)
-	return err
+	return h.exec(req)
 }
 
 // changeLink sends a kind's settings to an existing link (RTM_NEWLINK
@@ -69,8 +68,7 @@ func (h *nsHandle) changeLink(index int, kind string, data []*nl.RtAttr) error {
 		d.AddChild(a)
 	}
 	req.AddData(info)
-	_, err := h.exec(req, 0)
-	return err
+	return h.exec(req)
 }
 
 // changeVxlan sets a VXLAN's remote or group, local address and underlay
