@@ -318,17 +318,19 @@ func (r *Route) Clone() *Route {
 }
 
 // LabDefaults are the settings every namespace the lab makes (and its
-// sandbox) starts with, before any interface exists (interfaces take
-// conf.default): deleting a primary IPv4 address promotes a secondary
-// instead of taking it along, and IPv6 addresses stay when a link goes
-// down, as IPv4 ones do. Both make changes without breaks possible (an
-// address replaced by adding the new one first keeps the routes through
-// the link).
+// sandbox) starts with, before any interface exists: deleting a primary
+// IPv4 address promotes a secondary instead of taking it along, and IPv6
+// addresses stay when a link goes down, as IPv4 ones do. Both make changes
+// without breaks possible (an address replaced by adding the new one first
+// keeps the routes through the link). The kernel takes "all" for both
+// together with each interface's own value (promote_secondaries if either
+// is set; keep_addr_on_down from "all" unless it is 0), so "all" covers
+// every interface, those made later included, and "default" is not
+// written: each write under /proc/sys/net costs a walk over every
+// namespace's entry there (see sysctlDir in internal/linux).
 var LabDefaults = map[string]string{
-	"net.ipv4.conf.all.promote_secondaries":     "1",
-	"net.ipv4.conf.default.promote_secondaries": "1",
-	"net.ipv6.conf.all.keep_addr_on_down":       "1",
-	"net.ipv6.conf.default.keep_addr_on_down":   "1",
+	"net.ipv4.conf.all.promote_secondaries": "1",
+	"net.ipv6.conf.all.keep_addr_on_down":   "1",
 }
 
 // NormaliseSysctl compares sysctl values the way the kernel prints them:

@@ -238,11 +238,9 @@ func (k *Kernel) attrs(h *nsHandle, l *reconcile.Link) (netlink.LinkAttrs, error
 	}
 	a.HardwareAddr = hw
 	if l.Master != "" {
-		m, err := h.h.LinkByName(l.Master)
-		if err != nil {
+		if a.MasterIndex, err = h.linkIndex(l.Master); err != nil {
 			return a, fmt.Errorf("bridge %q: %w", l.Master, err)
 		}
-		a.MasterIndex = m.Attrs().Index
 	}
 	return a, nil
 }
@@ -255,7 +253,6 @@ func (k *Kernel) createLink(h *nsHandle, c *reconcile.Change) error {
 		return fail(err)
 	}
 	var nl netlink.Link
-	var peerH *nsHandle
 	switch l.Kind {
 	case reconcile.KindBridge:
 		// A bridge's MTU given at creation follows its ports' as they
@@ -263,7 +260,7 @@ func (k *Kernel) createLink(h *nsHandle, c *reconcile.Change) error {
 		a.MTU = 0
 		nl = &netlink.Bridge{LinkAttrs: a}
 	case reconcile.KindVeth:
-		peerH, err = k.handle(l.Peer.NS)
+		peerH, err := k.handle(l.Peer.NS)
 		if err != nil {
 			return fail(fmt.Errorf("peer netns: %w", err))
 		}
@@ -276,9 +273,22 @@ func (k *Kernel) createLink(h *nsHandle, c *reconcile.Change) error {
 				return fail(err)
 			}
 		}
-		if err := h.addVeth(a, l.Peer.Name, peerMTU, peerMAC, peerH.fd); err != nil {
+		// This end comes up as it is made; configure marks it, and marks
+		// the peer and brings it up.
+		index, err := h.addVeth(a, l.Up, l.Peer.Name, peerMTU, peerMAC, peerH.fd)
+		if err != nil {
 			return fail(err)
 		}
+		var created netlink.Link = &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: l.Name, Index: index}}
+		if index == 0 { // a kernel that does not echo
+			if created, err = h.h.LinkByName(l.Name); err != nil {
+				return fail(err)
+			}
+		}
+		if err := k.finishPeer(peerH, c); err != nil {
+			return k.cleanup(h, created, err)
+		}
+		return k.finishLink(h, created, l, c.Namespace)
 	case reconcile.KindMacvlan, reconcile.KindIpvlan:
 		ph, err := k.handle(l.Parent.NS)
 		if err != nil {
@@ -356,11 +366,6 @@ func (k *Kernel) createLink(h *nsHandle, c *reconcile.Change) error {
 			return k.cleanup(h, created, fail(fmt.Errorf("enable stp: %w", err)))
 		}
 	}
-	if l.Kind == reconcile.KindVeth {
-		if err := k.finishPeer(peerH, c); err != nil {
-			return k.cleanup(h, created, err)
-		}
-	}
 	return k.finishLink(h, created, l, c.Namespace)
 }
 
@@ -374,7 +379,7 @@ func (k *Kernel) cleanup(h *nsHandle, l netlink.Link, err error) error {
 // finishLink marks the link as owned (the kernel ignores IFLA_IFALIAS in
 // RTM_NEWLINK), adds its addresses and brings it up.
 func (k *Kernel) finishLink(h *nsHandle, l netlink.Link, want *reconcile.Link, ns string) error {
-	if err := h.configure(l.Attrs().Index, k.linkAlias(want), 0, want.Up); err != nil {
+	if err := h.configure(l.Attrs().Index, "", k.linkAlias(want), 0, want.Up); err != nil {
 		return k.cleanup(h, l, k.opErr("mark and set up", want.Kind, want.Name, ns, err))
 	}
 	for _, a := range want.Addresses {
@@ -394,25 +399,29 @@ func (k *Kernel) finishPeer(ph *nsHandle, c *reconcile.Change) error {
 	}
 	p = p.Clone()
 	p.Peer = &reconcile.Ref{NS: c.Namespace, Name: c.Link.Name}
-	l, err := ph.h.LinkByName(ref.Name)
-	if err != nil {
-		return k.opErr("find veth peer", "link", ref.Name, ref.NS, err)
-	}
 	master := 0
 	if p.Master != "" {
-		m, err := ph.h.LinkByName(p.Master)
-		if err != nil {
+		var err error
+		if master, err = ph.linkIndex(p.Master); err != nil {
 			return k.opErr("attach to bridge "+p.Master+":", "veth", ref.Name, ref.NS, err)
 		}
-		master = m.Attrs().Index
 	}
-	if err := ph.configure(l.Attrs().Index, k.linkAlias(p), master, p.Up); err != nil {
+	// By name: the index is needed only for addresses.
+	if err := ph.configure(0, ref.Name, k.linkAlias(p), master, p.Up); err != nil {
 		what := "mark and set up"
 		if master != 0 {
 			what = "mark, attach to bridge " + p.Master + " and set up"
 		}
 		return k.opErr(what, "veth", ref.Name, ref.NS, err)
 	}
+	if len(p.Addresses) == 0 {
+		return nil
+	}
+	index, err := ph.linkIndex(ref.Name)
+	if err != nil {
+		return k.opErr("find veth peer", "link", ref.Name, ref.NS, err)
+	}
+	l := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: ref.Name, Index: index}}
 	for _, a := range p.Addresses {
 		if err := addAddr(ph, l, a); err != nil {
 			return k.opErr("add address "+a+" to", "veth", ref.Name, ref.NS, err)

@@ -53,7 +53,7 @@ func (h *nsHandle) linkDump() ([]dumpedLink, error) {
 		req.AddData(nl.NewRtAttr(unix.IFLA_EXT_MASK, nl.Uint32Attr(rtextFilterSkipStats)))
 		var out []dumpedLink
 		var perr error
-		err := h.dump(req, unix.RTM_NEWLINK, func(m []byte) {
+		err := h.do(req, unix.RTM_NEWLINK, func(m []byte) {
 			d, err := parseLinkMsg(m)
 			if err != nil {
 				perr = cmp.Or(perr, err)
@@ -240,7 +240,7 @@ func (h *nsHandle) addrDump() ([]netlink.Addr, error) {
 		req := nl.NewNetlinkRequest(unix.RTM_GETADDR, unix.NLM_F_DUMP)
 		req.AddData(nl.NewIfAddrmsg(unix.AF_UNSPEC))
 		var out []netlink.Addr
-		err := h.dump(req, unix.RTM_NEWADDR, func(m []byte) {
+		err := h.do(req, unix.RTM_NEWADDR, func(m []byte) {
 			if a, ok := parseAddrMsg(m); ok {
 				out = append(out, a)
 			}
@@ -298,7 +298,7 @@ func (h *nsHandle) routeDump() ([]netlink.Route, error) {
 		req := nl.NewNetlinkRequest(unix.RTM_GETROUTE, unix.NLM_F_DUMP)
 		req.AddData(nl.NewRtMsg())
 		var out []netlink.Route
-		err := h.dump(req, unix.RTM_NEWROUTE, func(m []byte) {
+		err := h.do(req, unix.RTM_NEWROUTE, func(m []byte) {
 			if r, ok := parseRouteMsg(m); ok && r.Table == unix.RT_TABLE_MAIN {
 				out = append(out, r)
 			}

@@ -95,7 +95,7 @@ func createNamed(name, mark string, ipv6Off bool) (nh *nsHandle, err error) {
 			}
 		}
 		// lo is ifindex 1 in every namespace (LOOPBACK_IFINDEX).
-		if err := nh.configure(1, mark, 0, true); err != nil {
+		if err := nh.configure(1, "", mark, 0, true); err != nil {
 			return fmt.Errorf("mark: %w", err)
 		}
 		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())

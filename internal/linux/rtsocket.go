@@ -14,11 +14,13 @@ import (
 
 // configure marks a link it has just made and brings it up in one
 // RTM_NEWLINK (the kernel's setlink): its alias, its bridge (master, an
-// ifindex, if not 0) and IFF_UP when up. Three round trips were one each,
+// ifindex, if not 0) and IFF_UP when up. The link is the one with ifindex
+// index, or, where index is 0, the one named name (the kernel looks it up
+// by IFLA_IFNAME: no round trip to learn the index). Three round trips were one each,
 // and each makes the kernel tell its listeners about the link again (for
 // a veth, with its peer's namespace id, which the kernel finds by a search
 // through every namespace id the sandbox knows).
-func (h *nsHandle) configure(index int, alias string, master int, up bool) error {
+func (h *nsHandle) configure(index int, name, alias string, master int, up bool) error {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	msg.Index = int32(index)
@@ -26,6 +28,9 @@ func (h *nsHandle) configure(index int, alias string, master int, up bool) error
 		msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
 	}
 	req.AddData(msg)
+	if index == 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
+	}
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFALIAS, []byte(alias)))
 	if master != 0 {
 		req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(master))))
@@ -42,9 +47,10 @@ func (h *nsHandle) exec(req *nl.NetlinkRequest) error {
 	return s.each(req, 0, nil)
 }
 
-// dump runs a dump on the handle's own socket, handing each reply of type
-// want to f (see rtSocket.each).
-func (h *nsHandle) dump(req *nl.NetlinkRequest, want uint16, f func(m []byte)) error {
+// do runs req on the handle's own socket, handing each reply of type want
+// to f (see rtSocket.each): a dump, or a request that asks for an
+// acknowledgement and for replies (a link's echo, a link by name).
+func (h *nsHandle) do(req *nl.NetlinkRequest, want uint16, f func(m []byte)) error {
 	s, err := h.sock()
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package linux
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
 
@@ -13,13 +14,21 @@ import (
 )
 
 // addVeth creates a veth pair with one RTM_NEWLINK: this end (attributes a:
-// name, mtu, mac, master, group) here, and the peer already in the
-// namespace peerNS with its own name, mtu, mac and the same group. The
-// netlink library cannot give the peer a group, and the group is the mark
-// that must be there from the first moment on both ends (see owner.go).
-func (h *nsHandle) addVeth(a netlink.LinkAttrs, peerName string, peerMTU int, peerMAC net.HardwareAddr, peerNS netns.NsHandle) error {
-	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
-	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+// name, mtu, mac, master, group; up if up) here, and the peer already in
+// the namespace peerNS with its own name, mtu, mac and the same group. The
+// peer cannot come up in the same message (the kernel's veth_open answers
+// ENOTCONN: the pair is not joined yet); configure does that. The netlink library cannot give the peer a group, and the
+// group is the mark that must be there from the first moment on both ends
+// (see owner.go). It returns this end's ifindex, from the kernel's echo of
+// the new link (NLM_F_ECHO, Linux 6.1 and later), or 0 where the kernel
+// sends none.
+func (h *nsHandle) addVeth(a netlink.LinkAttrs, up bool, peerName string, peerMTU int, peerMAC net.HardwareAddr, peerNS netns.NsHandle) (int, error) {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK|unix.NLM_F_ECHO)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	if up {
+		msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
+	}
+	req.AddData(msg)
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(a.Name)))
 	if a.MTU > 0 {
 		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(a.MTU))))
@@ -48,7 +57,45 @@ func (h *nsHandle) addVeth(a netlink.LinkAttrs, peerName string, peerMTU int, pe
 	peer.AddRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(a.Group))
 	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(peerNS)))
 	req.AddData(info)
-	return h.exec(req)
+	index := 0
+	err := h.do(req, unix.RTM_NEWLINK, func(m []byte) {
+		if i, name := linkIdentity(m); index == 0 && name == a.Name {
+			index = i
+		}
+	})
+	return index, err
+}
+
+// linkIndex finds a link's ifindex by name with one RTM_GETLINK on the
+// handle's own socket (ENODEV if there is none).
+func (h *nsHandle) linkIndex(name string) (int, error) {
+	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
+	req.AddData(nl.NewRtAttr(unix.IFLA_EXT_MASK, nl.Uint32Attr(rtextFilterSkipStats)))
+	index := 0
+	err := h.do(req, unix.RTM_NEWLINK, func(m []byte) {
+		if i, n := linkIdentity(m); n == name {
+			index = i
+		}
+	})
+	if err == nil && index == 0 {
+		err = unix.ENODEV
+	}
+	return index, err
+}
+
+// linkIdentity is the ifindex and name in an RTM_NEWLINK payload.
+func linkIdentity(m []byte) (index int, name string) {
+	if len(m) < unix.SizeofIfInfomsg {
+		return 0, ""
+	}
+	eachAttr(m[unix.SizeofIfInfomsg:], func(typ uint16, v []byte) {
+		if typ == unix.IFLA_IFNAME {
+			name = cstring(v)
+		}
+	})
+	return int(int32(binary.NativeEndian.Uint32(m[4:8]))), name
 }
 
 // changeLink sends a kind's settings to an existing link (RTM_NEWLINK

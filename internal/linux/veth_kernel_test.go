@@ -1,0 +1,90 @@
+package linux
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// kernelAtLeast reports whether the running kernel is major.minor or later.
+func kernelAtLeast(major, minor int) bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	f := strings.FieldsFunc(unix.ByteSliceToString(u.Release[:]), func(r rune) bool { return r < '0' || r > '9' })
+	if len(f) < 2 {
+		return false
+	}
+	a, _ := strconv.Atoi(f[0])
+	b, _ := strconv.Atoi(f[1])
+	return a > major || a == major && b >= minor
+}
+
+// TestVethCreatedUpWithItsIndex: addVeth makes the pair, this end up and
+// the peer in its namespace, and returns this end's ifindex from the kernel's echo;
+// linkIndex and configure by name find the same links.
+func TestVethCreatedUpWithItsIndex(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (throwaway network namespaces)")
+	}
+	var fa, fb netns.NsHandle
+	if err := inNetnsNew(func(f netns.NsHandle) { fa = f }); err != nil {
+		t.Fatal(err)
+	}
+	if err := inNetnsNew(func(f netns.NsHandle) { fb = f }); err != nil {
+		t.Fatal(err)
+	}
+	ha, hb := &nsHandle{fd: fa}, &nsHandle{fd: fb}
+	defer ha.close()
+	defer hb.close()
+	for _, h := range []*nsHandle{ha, hb} {
+		if err := h.ensure(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := netlink.NewLinkAttrs()
+	a.Name, a.Group, a.MTU = "va", 77, 1400
+	index, err := ha.addVeth(a, true, "vb", 1300, nil, fb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	va, err := ha.h.LinkByName("va")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vb, err := hb.h.LinkByName("vb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case index == 0 && kernelAtLeast(6, 1):
+		t.Errorf("no index from the kernel's echo (Linux 6.1 and later echo a new link)")
+	case index != 0 && index != va.Attrs().Index:
+		t.Errorf("index %d from the echo, the link has %d", index, va.Attrs().Index)
+	}
+	if va.Attrs().RawFlags&unix.IFF_UP == 0 || vb.Attrs().RawFlags&unix.IFF_UP != 0 {
+		t.Errorf("raw flags %#x and %#x: va should be up and vb down", va.Attrs().RawFlags, vb.Attrs().RawFlags)
+	}
+	if va.Attrs().MTU != 1400 || vb.Attrs().MTU != 1300 || va.Attrs().Group != 77 || vb.Attrs().Group != 77 {
+		t.Errorf("mtu %d/%d group %d/%d, want 1400/1300 and 77 on both", va.Attrs().MTU, vb.Attrs().MTU, va.Attrs().Group, vb.Attrs().Group)
+	}
+	if i, err := hb.linkIndex("vb"); err != nil || i != vb.Attrs().Index {
+		t.Errorf("linkIndex(vb) = %d, %v; the link has %d", i, err, vb.Attrs().Index)
+	}
+	if _, err := hb.linkIndex("nothere"); !isNotFound(err) {
+		t.Errorf("linkIndex of a missing link: %v, want ENODEV", err)
+	}
+	if err := hb.configure(0, "vb", "marked", 0, true); err != nil {
+		t.Fatal(err)
+	}
+	vb, _ = hb.h.LinkByName("vb")
+	if vb.Attrs().Alias != "marked" || vb.Attrs().RawFlags&unix.IFF_UP == 0 {
+		t.Errorf("configure by name: alias %q, raw flags %#x; want \"marked\" and up", vb.Attrs().Alias, vb.Attrs().RawFlags)
+	}
+}
