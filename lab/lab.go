@@ -125,23 +125,34 @@ func (l *Lab) Plan(ctx context.Context) (*reconcile.Plan, error) {
 	if err := checkSysctls(l.Topology); err != nil {
 		return nil, err
 	}
+	stage := func(name string, n int, start time.Time) {
+		if l.opt.OnStage != nil {
+			l.opt.OnStage(name, n, time.Since(start))
+		}
+	}
+	start := time.Now()
 	observed, err := l.k.Observe(ctx, reconcile.QueryFor(l.desired))
 	if err != nil {
 		return nil, err
 	}
+	stage("observe", 0, start)
+	start = time.Now()
 	p := reconcile.Diff(l.desired, observed)
 	if reconcile.ExactIPv6Switch(ctx, l.k, p, observed) {
 		p = reconcile.Diff(l.desired, observed)
 	}
+	stage("plan", len(p.Changes), start)
 	p.Variables = l.Topology.Vars
 	p.Netns = l.kernelNames(l.desired, p)
 	l.notes(l.Topology, p)
 	if len(p.Conflicts) == 0 && !p.Empty() {
 		// What apply would check first: a plan the kernel cannot carry
 		// out says so here, not only when applied.
+		start = time.Now()
 		if err := l.k.Preflight(ctx, p); err != nil {
 			p.Unsupported = l.where(l.Topology, err) + err.Error()
 		}
+		stage("preflight", 0, start)
 	}
 	return p, nil
 }

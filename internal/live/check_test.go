@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -858,4 +859,39 @@ func TestHostsFilesModesAndLeftovers(t *testing.T) {
 	if to, err := os.Readlink(link); err != nil || to != mine {
 		t.Errorf("the user's link was changed: %q, %v", to, err)
 	}
+}
+
+// TestVerboseStageTimes: -v says how long each stage took, for plan as for
+// apply (the numbers docs/benchmarks.md quotes come from these lines).
+func TestVerboseStageTimes(t *testing.T) {
+	bin := binary(t)
+	file := "../../examples/bridge.yaml"
+	e := newEnv(t, file, nil)
+	stages := func(args ...string) []string {
+		t.Helper()
+		code, out, errOut := e.cli(bin, append([]string{"-v"}, args...)...)
+		if code != 0 && !(args[0] == "plan" && code == 2) {
+			t.Fatalf("%v: %d\n%s%s", args, code, out, errOut)
+		}
+		var got []string
+		for _, line := range strings.Split(errOut, "\n") {
+			if _, st, ok := strings.Cut(line, " stage "); ok {
+				name, _, _ := strings.Cut(st, ":")
+				got = append(got, name)
+			}
+		}
+		return got
+	}
+	want := func(what string, got []string, names ...string) {
+		t.Helper()
+		for _, n := range names {
+			if !slices.Contains(got, n) {
+				t.Errorf("%s -v: no stage %q in %q", what, n, got)
+			}
+		}
+	}
+	want("plan (before apply)", stages("plan", "--detailed-exitcode", file), "observe", "plan", "preflight")
+	want("apply", stages("apply", file), "observe", "plan", "preflight", "confirm", "hosts files")
+	defer e.destroy()
+	want("plan (after apply)", stages("plan", file), "observe", "plan")
 }
