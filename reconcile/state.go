@@ -322,15 +322,18 @@ func (r *Route) Clone() *Route {
 // IPv4 address promotes a secondary instead of taking it along, and IPv6
 // addresses stay when a link goes down, as IPv4 ones do. Both make changes
 // without breaks possible (an address replaced by adding the new one first
-// keeps the routes through the link). The kernel takes "all" for both
-// together with each interface's own value (promote_secondaries if either
-// is set; keep_addr_on_down from "all" unless it is 0), so "all" covers
-// every interface, those made later included, and "default" is not
-// written: each write under /proc/sys/net costs a walk over every
-// namespace's entry there (see sysctlDir in internal/linux).
+// keeps the routes through the link). "default" is what gives each
+// interface its own value, which the kernel takes together with "all"
+// (promote_secondaries if either is set; keep_addr_on_down from "all",
+// else the interface's): with "all" alone, someone setting it to 0 by hand
+// would break the next address change, and observation does not read
+// these (an audit found that when "default" was left out to save two
+// /proc writes per namespace).
 var LabDefaults = map[string]string{
-	"net.ipv4.conf.all.promote_secondaries": "1",
-	"net.ipv6.conf.all.keep_addr_on_down":   "1",
+	"net.ipv4.conf.all.promote_secondaries":     "1",
+	"net.ipv4.conf.default.promote_secondaries": "1",
+	"net.ipv6.conf.all.keep_addr_on_down":       "1",
+	"net.ipv6.conf.default.keep_addr_on_down":   "1",
 }
 
 // NormaliseSysctl compares sysctl values the way the kernel prints them:

@@ -577,6 +577,37 @@ func TestEditOneAddressPlansExactlyThat(t *testing.T) {
 	e.assertGone()
 }
 
+// TestAddressEditSurvivesConfAllByHand: conf.all.promote_secondaries and
+// keep_addr_on_down set to 0 by hand in a lab namespace (observation does
+// not read them) must not break make-before-break: each interface has its
+// own 1 from conf.default, which the kernel takes as well. (With the lab's
+// defaults in conf.all only, the new address went with the old primary and
+// the apply failed its confirmation.)
+func TestAddressEditSurvivesConfAllByHand(t *testing.T) {
+	e := newEnv(t, "bridge3.yaml", []byte(threeOnABridge))
+	e.mustApply()
+	e.in("c2", func() {
+		for _, k := range []string{"ipv4/conf/all/promote_secondaries", "ipv6/conf/all/keep_addr_on_down"} {
+			if err := os.WriteFile("/proc/sys/net/"+k, []byte("0"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	e.load("bridge3.yaml", []byte(strings.Replace(threeOnABridge, "10.55.66.3/24", "10.55.66.9/24", 1)))
+	routes := e.watchRoutes("c2")
+	if _, err := e.apply(e.k); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if removed := routes.stop(); len(removed) > 0 {
+		t.Fatalf("routes in c2 went away during the apply: %v", removed)
+	}
+	e.tcp("c2", "c1", "10.55.66.9:80", "10.55.66.9:80")
+	e.assertNoOp()
+	e.destroy()
+	e.assertGone()
+}
+
 func TestFailureMidApplyRollsBack(t *testing.T) {
 	for _, n := range []int64{1, 3, 5, 7} {
 		t.Run(fmt.Sprintf("fail-step-%d", n), func(t *testing.T) {
