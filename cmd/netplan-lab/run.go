@@ -373,7 +373,7 @@ func newPlanCmd(g *globals) *cobra.Command {
 				return &codeError{exitError, fmt.Errorf("%s: apply would change nothing", plural(len(p.Conflicts), "conflict"))}
 			}
 			if p.Unsupported != "" {
-				return &codeError{exitError, errors.New("this kernel cannot carry out the plan: apply would change nothing")}
+				return &codeError{exitError, errors.New("the plan cannot be carried out here (unsupported, above): apply would change nothing")}
 			}
 			if detailed && !p.Empty() {
 				return &codeError{exitPending, nil}
@@ -622,7 +622,7 @@ func newDestroyCmd(g *globals) *cobra.Command {
 				if res.Applied > 0 {
 					fmt.Fprintf(g.stdout, "\nDestroy complete. %d destroyed.\n", res.Applied)
 				}
-				if host := l.desired.NS(reconcile.HostNS); host != nil && len(host.Sysctls) > 0 && !removed && g.netns != "" {
+				if host := l.desired.NS(reconcile.HostNS); host != nil && len(host.Sysctls) > 0 && !removed && g.netns != "" && res.Applied > 0 {
 					fmt.Fprintln(g.stdout, "Note: sysctls the lab set in the sandbox keep their values (the sandbox stays: something else is in it).")
 				} else if host != nil && len(host.Sysctls) > 0 && g.netns == "" {
 					fmt.Fprintln(g.stdout, "The machine's sysctls the lab set are back to the values they had before it.")

@@ -739,6 +739,9 @@ func (k *Kernel) Preflight(ctx context.Context, p *reconcile.Plan) error {
 					what, kernelOption[q], c.Name, c.Namespace, err)}
 		}
 	}
+	if err := k.checkAliases(p); err != nil {
+		return err
+	}
 	for _, c := range p.Changes {
 		if c.Kind != reconcile.KindLink || c.Action == reconcile.Delete {
 			continue
@@ -748,6 +751,37 @@ func (k *Kernel) Preflight(ctx context.Context, p *reconcile.Plan) error {
 			return &UnsupportedError{Namespace: c.Namespace, Name: c.Name,
 				Msg: fmt.Sprintf("this kernel cannot create %s interfaces (it needs %s; the kernel said: %v); nothing was changed",
 					kind, kernelOption[kind], err)}
+		}
+	}
+	return nil
+}
+
+// checkAliases finds, before anything changes, a new interface whose
+// record of ownership (its alias: the lab's mark, its peer or parent, one
+// tag per address) would not fit in the kernel's 255 bytes; the kernel
+// would refuse it half-way through the apply (ERANGE).
+func (k *Kernel) checkAliases(p *reconcile.Plan) error {
+	check := func(ns string, l *reconcile.Link) error {
+		if a := k.linkAlias(l); len(a) > maxAlias {
+			return &UnsupportedError{Namespace: ns, Name: l.Name,
+				Msg: fmt.Sprintf("interface %s in netns %q: the alias that marks it as the lab's (the lab's name, sandbox and prefix, its peer or parent, a tag per address: %d addresses here) would be %d bytes, over the kernel's %d; give it fewer addresses or use shorter names; nothing was changed",
+					l.Name, k.KernelName(ns), len(l.Addresses), len(a), maxAlias)}
+		}
+		return nil
+	}
+	for _, c := range p.Changes {
+		if c.Kind != reconcile.KindLink || c.Action == reconcile.Delete || c.Link == nil {
+			continue
+		}
+		if err := check(c.Namespace, c.Link); err != nil {
+			return err
+		}
+		if c.PeerLink != nil && c.Link.Peer != nil {
+			peer := c.PeerLink.Clone()
+			peer.Peer = &reconcile.Ref{NS: c.Namespace, Name: c.Link.Name}
+			if err := check(c.Link.Peer.NS, peer); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

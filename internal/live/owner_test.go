@@ -430,6 +430,14 @@ func TestDestroyCreatesNothing(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(linux.NetnsDir, e.sandbox)); err == nil {
 		t.Fatal("destroy created the sandbox")
 	}
+	// A lab with sysctls in the sandbox (ip_forward): nothing there, so
+	// no word of the sandbox's sysctls either (it said they kept their
+	// values "because something else is in it").
+	code, out, errOut = e.cli(bin, "destroy", "../../examples/nat.yaml")
+	want = fmt.Sprintf("Nothing of lab \"nat\" (sandbox %s, prefix %s) was found; nothing was changed.\n", e.sandbox, e.prefix)
+	if code != 0 || out != want {
+		t.Fatalf("destroy of nothing (nat.yaml): exit %d\n%q\nwant %q\n%s", code, out, want, errOut)
+	}
 	e.mustApply()
 	other := *e
 	other.prefix = e.prefix + "z-"
