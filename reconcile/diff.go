@@ -374,6 +374,10 @@ func (d *differ) links(name string) {
 			d.conflict("%s %q in namespace %q already exists and is not owned by this topology%s", hl.Kind, ln, name, heldBy(hl.OtherLab))
 			continue
 		}
+		if hn := d.have.NS(name); hl == nil && hn != nil && hn.AltNames[ln] != "" {
+			d.conflict("%s %q in namespace %q: the name is taken by an alternative name of interface %q there (ip link property del dev %s altname %s, in that namespace, frees it)", wl.Kind, ln, name, hn.AltNames[ln], hn.AltNames[ln], ln)
+			continue
+		}
 		if wl.Parent != nil && d.want.Link(*wl.Parent) == nil && d.haveLink(*wl.Parent) == nil {
 			d.conflict("parent %s of %s %q in namespace %q does not exist", wl.Parent, wl.Kind, ln, name)
 		}

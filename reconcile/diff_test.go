@@ -311,3 +311,22 @@ func TestRollbackDoesNotPinABridgeMTU(t *testing.T) {
 		t.Fatalf("going back after the MTU changed plans:\n%v", p)
 	}
 }
+
+// TestAltNameTakenIsAConflict: the kernel refuses a new interface whose
+// name is another's alternative name (ip link property add ... altname),
+// so the plan says so instead of failing half-way through an apply.
+func TestAltNameTakenIsAConflict(t *testing.T) {
+	want := parse(t, base)
+	have := reconcile.NewState()
+	host := reconcile.NewNamespace("host", false)
+	host.AltNames = map[string]string{"veth-c1": "zzx"}
+	have.Namespaces["host"] = host
+	p := reconcile.Diff(want, have)
+	if len(p.Conflicts) != 1 || !strings.Contains(p.Conflicts[0], `veth "veth-c1" in namespace "host": the name is taken by an alternative name of interface "zzx"`) {
+		t.Fatalf("conflicts: %q", p.Conflicts)
+	}
+	// Round trip through JSON (Clone) keeps them.
+	if c := have.Clone(); c.NS("host").AltNames["veth-c1"] != "zzx" {
+		t.Fatalf("clone lost the alternative names: %v", c.NS("host").AltNames)
+	}
+}

@@ -68,6 +68,10 @@ type Namespace struct {
 	// NATTableForeign, in an observed state, says that a table with the
 	// lab's NAT table name is there and is someone else's.
 	NATTableForeign string `json:"nat_table_foreign,omitempty"`
+	// AltNames, in an observed state, are the interfaces' alternative
+	// names (ip link property add ... altname), each with its interface:
+	// the kernel refuses a new interface by one of those names.
+	AltNames map[string]string `json:"alt_names,omitempty"`
 }
 
 // Ref names an interface in a namespace.

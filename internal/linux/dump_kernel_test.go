@@ -44,6 +44,7 @@ func TestDumpsMatchTheNetlinkLibrary(t *testing.T) {
 	v1, _ := nh.LinkByName("v1")
 	must("master", nh.LinkSetMaster(v1, br))
 	must("alias", nh.LinkSetAlias(v0, "some alias"))
+	must("altname", nh.LinkAddAltName(v0, "v0-other-name"))
 	lo, _ := nh.LinkByName("lo")
 	for _, l := range []netlink.Link{lo, br, v0, v1} {
 		must("up", nh.LinkSetUp(l))
@@ -99,7 +100,7 @@ func TestDumpsMatchTheNetlinkLibrary(t *testing.T) {
 	must("linkDump", err)
 	linkKey := func(l netlink.Link) string {
 		a := l.Attrs()
-		return fmt.Sprintf("%s/%s idx=%d master=%d parent=%d mtu=%d up=%v alias=%q mac=%s group=%d", a.Name, l.Type(), a.Index, a.MasterIndex, a.ParentIndex, a.MTU, a.Flags&net.FlagUp != 0, a.Alias, a.HardwareAddr, a.Group)
+		return fmt.Sprintf("%s/%s idx=%d master=%d parent=%d mtu=%d up=%v alias=%q mac=%s group=%d altnames=%q", a.Name, l.Type(), a.Index, a.MasterIndex, a.ParentIndex, a.MTU, a.Flags&net.FlagUp != 0, a.Alias, a.HardwareAddr, a.Group, strings.Join(a.AltNames, ","))
 	}
 	var ws, gs []string
 	for _, l := range want {

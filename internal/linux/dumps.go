@@ -110,7 +110,7 @@ func cstring(v []byte) string {
 // parseLinkMsg reads an RTM_NEWLINK payload (struct ifinfomsg and its
 // attributes) in one pass, into what the netlink library's LinkDeserialize
 // would give for what observation uses: the index, flags, name, MTU, MAC,
-// alias, group, bridge (master) and IFLA_LINK; the kind as the link's
+// alias, group, bridge (master), IFLA_LINK and alternative names; the kind as the link's
 // type; and, beside it, disable_ipv6 (IFLA_AF_SPEC > AF_INET6 >
 // IFLA_INET6_CONF) and a bridge's STP state (IFLA_LINKINFO >
 // IFLA_INFO_DATA > IFLA_BR_STP_STATE). Devices, veths and bridges are
@@ -150,6 +150,12 @@ func parseLinkMsg(m []byte) (dumpedLink, error) {
 			a.TxQLen = int(u32(v))
 		case unix.IFLA_LINK_NETNSID:
 			a.NetNsID = int(int32(u32(v)))
+		case unix.IFLA_PROP_LIST:
+			eachAttr(v, func(typ uint16, v []byte) {
+				if typ == unix.IFLA_ALT_IFNAME {
+					a.AltNames = append(a.AltNames, cstring(v))
+				}
+			})
 		case unix.IFLA_OPERSTATE:
 			if len(v) > 0 {
 				a.OperState = netlink.LinkOperState(v[0])

@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
@@ -432,18 +433,31 @@ func (k *Kernel) markNamespace(h *nsHandle, mark string) error {
 	return h.h.LinkSetUp(lo)
 }
 
-// retry runs a netlink dump again when the kernel says it was interrupted.
+// retry runs a netlink dump again when the kernel says it was interrupted
+// (what it dumped changed meanwhile). Right away at first, then waiting
+// longer each time, up to about five seconds in all: after a thousand
+// namespaces are deleted the kernel removes their veths' ends from the
+// sandbox for seconds, in the background, and ten dumps in a row there
+// were all interrupted (destroy then failed its last look).
 func retry[T any](f func() (T, error)) (T, error) {
 	var v T
 	var err error
-	for i := 0; i < 10; i++ {
+	wait, waited := time.Millisecond, time.Duration(0)
+	for i := 0; ; i++ {
 		v, err = f()
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || waited >= retryFor {
 			return v, err
 		}
+		if i >= 3 {
+			time.Sleep(wait)
+			waited += wait
+			wait = min(2*wait, 200*time.Millisecond)
+		}
 	}
-	return v, err
 }
+
+// retryFor is how long retry keeps trying.
+const retryFor = 5 * time.Second
 
 func listLinks(h *netlink.Handle) ([]netlink.Link, error) {
 	return retry(h.LinkList)
@@ -748,7 +762,14 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 	byIndex := map[int]string{}
 	tags := map[string]map[string]bool{} // owned link -> its recorded address tags
 	for _, d := range dumped {
-		byIndex[d.link.Attrs().Index] = d.link.Attrs().Name
+		a := d.link.Attrs()
+		byIndex[a.Index] = a.Name
+		for _, alt := range a.AltNames {
+			if ns.AltNames == nil {
+				ns.AltNames = map[string]string{}
+			}
+			ns.AltNames[alt] = a.Name
+		}
 	}
 	for _, d := range dumped {
 		l := d.link
