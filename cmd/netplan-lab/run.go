@@ -672,12 +672,16 @@ func newShowCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer l.kernel.Close()
+			start := time.Now()
 			observed, err := l.kernel.Observe(cmd.Context(), reconcile.QueryFor(l.desired))
 			if err != nil {
 				return err
 			}
+			g.logf("stage observe: %v", time.Since(start).Round(time.Microsecond))
+			start = time.Now()
 			owned := reconcile.AsDesired(observed)
 			drift := reconcile.Diff(l.desired, observed)
+			g.logf("stage plan: %s in %v", plural(len(drift.Changes), "change"), time.Since(start).Round(time.Microsecond))
 			if g.output == "json" {
 				drift.Netns = l.KernelNames()
 				out := map[string]any{"state": owned, "drift": drift, "netns": drift.Netns}

@@ -861,8 +861,8 @@ func TestHostsFilesModesAndLeftovers(t *testing.T) {
 	}
 }
 
-// TestVerboseStageTimes: -v says how long each stage took, for plan as for
-// apply (the numbers docs/benchmarks.md quotes come from these lines).
+// TestVerboseStageTimes: -v says how long each stage took, for plan and
+// show as for apply (the numbers docs/benchmarks.md quotes come from these lines).
 func TestVerboseStageTimes(t *testing.T) {
 	bin := binary(t)
 	file := "../../examples/bridge.yaml"
@@ -894,4 +894,5 @@ func TestVerboseStageTimes(t *testing.T) {
 	want("apply", stages("apply", file), "observe", "plan", "preflight", "confirm", "hosts files")
 	defer e.destroy()
 	want("plan (after apply)", stages("plan", file), "observe", "plan")
+	want("show", stages("show", file), "observe", "plan")
 }
