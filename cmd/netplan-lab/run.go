@@ -622,9 +622,17 @@ func newDestroyCmd(g *globals) *cobra.Command {
 				if res.Applied > 0 {
 					fmt.Fprintf(g.stdout, "\nDestroy complete. %d destroyed.\n", res.Applied)
 				}
-				if host := l.desired.NS(reconcile.HostNS); host != nil && len(host.Sysctls) > 0 && !removed && g.netns != "" && res.Applied > 0 {
-					fmt.Fprintln(g.stdout, "Note: sysctls the lab set in the sandbox keep their values (the sandbox stays: something else is in it).")
-				} else if host != nil && len(host.Sysctls) > 0 && g.netns == "" {
+				stays := ""
+				if !removed && g.netns != "" && res.Applied > 0 {
+					stays, _ = l.kernel.SandboxStays()
+				}
+				host := l.desired.NS(reconcile.HostNS)
+				switch {
+				case stays != "" && host != nil && len(host.Sysctls) > 0:
+					fmt.Fprintf(g.stdout, "The sandbox netns %s stays (%s), and the sysctls the lab set there keep their values.\n", g.netns, stays)
+				case stays != "":
+					fmt.Fprintf(g.stdout, "The sandbox netns %s stays: %s.\n", g.netns, stays)
+				case host != nil && len(host.Sysctls) > 0 && g.netns == "":
 					fmt.Fprintln(g.stdout, "The machine's sysctls the lab set are back to the values they had before it.")
 				}
 			}

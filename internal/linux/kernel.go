@@ -362,63 +362,79 @@ func (k *Kernel) sandboxMark() string { return "netplan-lab-sandbox:" + k.opt.Ne
 // it and nothing but lo is left in it (no other link, no nftables table).
 // It reports whether it did.
 func (k *Kernel) RemoveHostIfCreated() (bool, error) {
+	stays, err := k.SandboxStays()
+	if err != nil || stays != "" {
+		return false, err
+	}
 	if k.opt.Netns == "" {
 		return false, nil
 	}
+	if _, err := os.Lstat(netnsPath(k.opt.Netns)); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	k.forget(reconcile.HostNS)
+	return true, DeleteNamed(k.opt.Netns)
+}
+
+// SandboxStays says why the --netns namespace is not to be removed ("" if
+// it may be, or there is none): apply did not make it, or something not
+// this lab's is in it (a link, an nftables table, another lab).
+func (k *Kernel) SandboxStays() (string, error) {
+	if k.opt.Netns == "" {
+		return "", nil
+	}
 	h, err := k.handle(reconcile.HostNS)
 	if errors.Is(err, errNoNetns) {
-		return false, nil
+		return "", nil
 	}
 	var hp *halfPinError
 	if errors.As(err, &hp) {
 		if !hp.pin.ownedBy(k.sandboxMark()) {
-			return false, nil
+			return "its pin under " + NetnsDir + " is not netplan-lab's", nil
 		}
-		k.forget(reconcile.HostNS)
-		return true, DeleteNamed(k.opt.Netns)
+		return "", nil
 	}
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	defer k.release(h)
 	links, err := listLinks(h.h)
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	for _, l := range links {
 		a := l.Attrs()
 		if a.Name == "lo" {
 			if a.Alias != k.sandboxMark() {
-				return false, nil
+				return "apply did not create it", nil
 			}
 			continue
 		}
-		return false, nil // something else lives here
+		return fmt.Sprintf("interface %s is in it, not the lab's", a.Name), nil
 	}
 	// So may an nftables table of another owner.
 	c, err := h.nftConn()
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	tables, err := c.ListTables()
 	if err != nil && !noNFTables(err) {
-		return false, fmt.Errorf("list nftables tables: %w", err)
+		return "", fmt.Errorf("list nftables tables: %w", err)
 	}
 	if len(tables) > 0 {
-		return false, nil
+		return fmt.Sprintf("nftables table %s is in it, not the lab's", tables[0].Name), nil
 	}
 	// And another lab may live in the sandbox with namespaces only.
 	labs, err := ScanLabs(context.Background())
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	for _, l := range labs {
 		if l.ID.Netns == k.opt.Netns { // another lab, or this one (a failed apply over it)
-			return false, nil
+			return fmt.Sprintf("%s has namespaces there", l.ID), nil
 		}
 	}
-	k.forget(reconcile.HostNS)
-	return true, DeleteNamed(k.opt.Netns)
+	return "", nil
 }
 
 // markNamespace brings lo up and marks the namespace through lo's alias.

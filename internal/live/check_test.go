@@ -3,6 +3,7 @@ package live
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -895,4 +896,34 @@ func TestVerboseStageTimes(t *testing.T) {
 	defer e.destroy()
 	want("plan (after apply)", stages("plan", file), "observe", "plan")
 	want("show", stages("show", file), "observe", "plan")
+}
+
+// TestDestroySaysWhyTheSandboxStays: two labs in one sandbox; destroying
+// the first says the sandbox stays and why; destroying the second removes
+// it.
+func TestDestroySaysWhyTheSandboxStays(t *testing.T) {
+	bin := binary(t)
+	file, second := "../../examples/bridge.yaml", "../../examples/veth-pair.yaml"
+	e := newEnv(t, file, nil)
+	other := *e
+	other.prefix = e.prefix + "b-"
+	t.Cleanup(other.cleanup)
+	for _, run := range []struct {
+		x    *env
+		file string
+	}{{e, file}, {&other, second}} {
+		if code, out, errOut := run.x.cli(bin, "apply", run.file); code != 0 {
+			t.Fatalf("apply %s: %d\n%s%s", run.file, code, out, errOut)
+		}
+	}
+	code, out, errOut := e.cli(bin, "destroy", file)
+	want := fmt.Sprintf("The sandbox netns %s stays: lab \"veth-pair\" (sandbox %s, prefix %s) has namespaces there.\n", e.sandbox, e.sandbox, other.prefix)
+	if code != 0 || !strings.HasSuffix(out, want) {
+		t.Fatalf("destroy of the first lab: exit %d\n%s\nwant it to end with %q\n%s", code, out, want, errOut)
+	}
+	code, out, errOut = other.cli(bin, "destroy", second)
+	if want := fmt.Sprintf("Removed netns %s, which apply had created.\n", e.sandbox); code != 0 || !strings.Contains(out, want) || strings.Contains(out, "stays") {
+		t.Fatalf("destroy of the second lab: exit %d\n%s\nwant %q\n%s", code, out, want, errOut)
+	}
+	e.assertGone()
 }
