@@ -229,7 +229,8 @@ func (l *Lab) writeHosts(t *topology.Topology) ([]string, error) {
 			return skipped, err
 		}
 	}
-	return skipped, l.removeHosts(want)
+	_, err := l.removeHosts(want)
+	return skipped, err
 }
 
 // linkHosts makes /etc/netns/name a link to the lab's shared directory
@@ -327,15 +328,17 @@ func (l *Lab) writeSection(name, mine string, skip func(name, what string)) erro
 // removeHosts removes the lab's hosts files from every namespace but those
 // of keep: its links, and its section from files of sections (a file left
 // with no section goes, and its directory when nothing else is in it). The
-// lab's shared file goes when no link to it is left.
-func (l *Lab) removeHosts(keep map[string]bool) error {
+// lab's shared file goes when no link to it is left. It returns how many
+// namespaces' entries it removed the lab's names from.
+func (l *Lab) removeHosts(keep map[string]bool) (int, error) {
 	entries, err := os.ReadDir(EtcNetns)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return 0, nil
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
+	removed := 0
 	target, shared := l.sharedHosts()
 	linked := false
 	for _, e := range entries {
@@ -345,7 +348,9 @@ func (l *Lab) removeHosts(keep map[string]bool) error {
 				if keep[e.Name()] {
 					linked = true
 				} else if err := os.Remove(dir); err != nil {
-					return err
+					return removed, err
+				} else {
+					removed++
 				}
 			}
 			continue
@@ -378,23 +383,25 @@ func (l *Lab) removeHosts(keep map[string]bool) error {
 			continue // not ours
 		case len(rest) > 0:
 			if err := os.WriteFile(path, formatHosts(rest), 0o644); err != nil {
-				return err
+				return removed, err
 			}
+			removed++
 		default:
 			if err := os.Remove(path); err != nil {
-				return err
+				return removed, err
 			}
+			removed++
 			_ = os.Remove(path + hostsTmpSuffix) // a killed write's
 			_ = os.Remove(dir)                   // only if empty
 		}
 	}
 	if !linked {
 		if err := removeShared(shared); err != nil {
-			return err
+			return removed, err
 		}
 	}
 	removeIfEmpty(EtcNetns)
-	return nil
+	return removed, nil
 }
 
 // removeShared removes a lab's shared hosts directory, and sharedRoot when

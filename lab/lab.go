@@ -56,7 +56,15 @@ type Lab struct {
 	desired  *reconcile.State
 	opt      Options
 	k        *linux.Kernel
+	// hostsRemoved is how many namespaces' /etc/netns entries the last
+	// destroy took the lab's names from.
+	hostsRemoved int
 }
+
+// HostsEntriesRemoved is how many namespaces' /etc/netns entries the last
+// Destroy took the lab's names from: after namespaces deleted by hand
+// (ip netns del), they are all that is left of a lab.
+func (l *Lab) HostsEntriesRemoved() int { return l.hostsRemoved }
 
 // Load reads and validates the topology file at path.
 func Load(path string, o Options) (*Lab, error) {
@@ -245,9 +253,11 @@ func (l *Lab) DestroyReporting(ctx context.Context, onChange func(c *reconcile.C
 		if err != nil {
 			return err
 		}
-		if err := l.removeHosts(nil); err != nil {
+		n, err := l.removeHosts(nil)
+		if err != nil {
 			return fmt.Errorf("remove the lab's hosts files under %s: %w", EtcNetns, err)
 		}
+		l.hostsRemoved = n
 		if err := l.restoreHostSysctls(); err != nil {
 			return fmt.Errorf("restore the machine's sysctls: %w", err)
 		}

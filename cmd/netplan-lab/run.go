@@ -616,7 +616,9 @@ func newDestroyCmd(g *globals) *cobra.Command {
 				if removed {
 					fmt.Fprintf(g.stdout, "Removed netns %s, which apply had created.\n", g.netns)
 				}
-				if res.Applied == 0 && !removed {
+				if n := l.HostsEntriesRemoved(); res.Applied == 0 && !removed && n > 0 {
+					fmt.Fprintf(g.stdout, "Nothing of %s was found in the kernel; its names were removed from %s (the entries of %s).\n", l.kernel.Identity(), netplanlab.EtcNetns, plural(n, "namespace"))
+				} else if res.Applied == 0 && !removed {
 					g.nothingFound(cmd.Context(), l)
 				}
 				if res.Applied > 0 {

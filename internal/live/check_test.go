@@ -927,3 +927,37 @@ func TestDestroySaysWhyTheSandboxStays(t *testing.T) {
 	}
 	e.assertGone()
 }
+
+// TestDestroyAfterNamespacesDeletedByHand: with the lab's namespaces gone
+// (ip netns del) and a sandbox apply did not make, destroy finds nothing
+// in the kernel but the lab's names under /etc/netns, removes them and
+// says so (it said "nothing was changed").
+func TestDestroyAfterNamespacesDeletedByHand(t *testing.T) {
+	bin := binary(t)
+	file := "../../examples/veth-pair.yaml"
+	e := newEnv(t, file, nil)
+	if err := newNamedNS(e.sandbox); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := e.cli(bin, "apply", file); code != 0 {
+		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
+	}
+	for _, ns := range []string{"left", "right"} {
+		if err := linux.DeleteNamed(e.k.KernelName(ns)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errOut := e.cli(bin, "destroy", file)
+	want := fmt.Sprintf("Nothing of lab \"veth-pair\" (sandbox %s, prefix %s) was found in the kernel; its names were removed from /etc/netns (the entries of 3 namespaces).\n", e.sandbox, e.prefix)
+	if code != 0 || out != want {
+		t.Fatalf("destroy: exit %d\n%q\nwant %q\n%s", code, out, want, errOut)
+	}
+	for _, ns := range []string{"left", "right"} {
+		if _, err := os.Lstat(filepath.Join("/etc/netns", e.k.KernelName(ns))); !os.IsNotExist(err) {
+			t.Errorf("/etc/netns/%s is still there (%v)", e.k.KernelName(ns), err)
+		}
+	}
+	if err := linux.DeleteNamed(e.sandbox); err != nil {
+		t.Fatal(err)
+	}
+}
