@@ -332,10 +332,7 @@ func (r *Route) Clone() *Route {
 // else the interface's): with "all" alone, someone setting it to 0 by hand
 // would break the next address change, and observation does not read
 // these (an audit found that when "default" was left out to save two
-// /proc writes per namespace). The real kernel sets promote_secondaries
-// on each interface of a lab namespace instead of in conf (lo and each
-// interface the lab makes; see labDefaults in internal/linux), which has
-// the same effect there without a write under /proc/sys/net/ipv4.
+// /proc writes per namespace).
 var LabDefaults = map[string]string{
 	"net.ipv4.conf.all.promote_secondaries":     "1",
 	"net.ipv4.conf.default.promote_secondaries": "1",

@@ -55,7 +55,7 @@ func (k *Kernel) applyNamespace(c *reconcile.Change) error {
 			return err
 		}
 		k.forget(c.Namespace)
-		nh, err := createNamed(name, k.mark, c.IPv6Off, false)
+		nh, err := createNamed(name, k.mark, c.IPv6Off)
 		if err != nil {
 			return fmt.Errorf("create netns %q: %w", name, err)
 		}
@@ -379,7 +379,7 @@ func (k *Kernel) cleanup(h *nsHandle, l netlink.Link, err error) error {
 // finishLink marks the link as owned (the kernel ignores IFLA_IFALIAS in
 // RTM_NEWLINK), adds its addresses and brings it up.
 func (k *Kernel) finishLink(h *nsHandle, l netlink.Link, want *reconcile.Link, ns string) error {
-	if err := h.configure(l.Attrs().Index, "", k.linkAlias(want), 0, want.Up, ns != reconcile.HostNS); err != nil {
+	if err := h.configure(l.Attrs().Index, "", k.linkAlias(want), 0, want.Up); err != nil {
 		return k.cleanup(h, l, k.opErr("mark and set up", want.Kind, want.Name, ns, err))
 	}
 	for _, a := range want.Addresses {
@@ -407,7 +407,7 @@ func (k *Kernel) finishPeer(ph *nsHandle, c *reconcile.Change) error {
 		}
 	}
 	// By name: the index is needed only for addresses.
-	if err := ph.configure(0, ref.Name, k.linkAlias(p), master, p.Up, ref.NS != reconcile.HostNS); err != nil {
+	if err := ph.configure(0, ref.Name, k.linkAlias(p), master, p.Up); err != nil {
 		what := "mark and set up"
 		if master != 0 {
 			what = "mark, attach to bridge " + p.Master + " and set up"

@@ -348,7 +348,7 @@ func (k *Kernel) EnsureHost() (bool, error) {
 		// createNamed removes a half-made pin of ours.
 	}
 	k.forget(reconcile.HostNS)
-	nh, err := createNamed(k.opt.Netns, k.sandboxMark(), false, true)
+	nh, err := createNamed(k.opt.Netns, k.sandboxMark(), false)
 	if err != nil {
 		return false, fmt.Errorf("create netns %q: %w", k.opt.Netns, err)
 	}

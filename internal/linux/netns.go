@@ -38,7 +38,7 @@ func netnsPath(name string) string { return filepath.Join(NetnsDir, name) }
 // It returns a handle on the new namespace, made on the creating thread
 // while it is inside (which spares the two setns calls of opening one
 // later).
-func createNamed(name, mark string, ipv6Off, sandbox bool) (nh *nsHandle, err error) {
+func createNamed(name, mark string, ipv6Off bool) (nh *nsHandle, err error) {
 	if err := os.MkdirAll(NetnsDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -83,7 +83,7 @@ func createNamed(name, mark string, ipv6Off, sandbox bool) (nh *nsHandle, err er
 			return err
 		}
 		defer d.close()
-		if err := labDefaults(d, sandbox); err != nil {
+		if err := labDefaults(d); err != nil {
 			return err
 		}
 		if ipv6Off {
@@ -95,7 +95,7 @@ func createNamed(name, mark string, ipv6Off, sandbox bool) (nh *nsHandle, err er
 			}
 		}
 		// lo is ifindex 1 in every namespace (LOOPBACK_IFINDEX).
-		if err := nh.configure(1, "", mark, 0, true, !sandbox); err != nil {
+		if err := nh.configure(1, "", mark, 0, true); err != nil {
 			return fmt.Errorf("mark: %w", err)
 		}
 		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
@@ -164,20 +164,9 @@ func cleanTmpPins() {
 }
 
 // labDefaults writes reconcile.LabDefaults in the calling (locked)
-// thread's namespace; a kernel without IPv6 has no IPv6 keys. In a lab
-// namespace (not the sandbox) promote_secondaries is set on each
-// interface instead, as configure marks it (lo here, then every one the
-// lab makes), and nothing under /proc/sys/net/ipv4 is written: the kernel
-// finds a namespace's ipv4 directory there by comparing it with every
-// other namespace's, so each namespace made that way cost a walk over all
-// of them, O(N²) for a lab. The kernel promotes where the interface's own
-// value or conf/all is set, so the lab's interfaces promote whatever
-// conf/all becomes. The IPv6 keys have no netlink setter: written here.
-func labDefaults(d *sysctlDir, sandbox bool) error {
+// thread's namespace; a kernel without IPv6 has no IPv6 keys.
+func labDefaults(d *sysctlDir) error {
 	for k, v := range reconcile.LabDefaults {
-		if !sandbox && strings.HasPrefix(k, "net.ipv4.conf.") && strings.HasSuffix(k, ".promote_secondaries") {
-			continue
-		}
 		if err := d.write(k, v); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("set %s: %w", k, err)
 		}

@@ -16,12 +16,11 @@ import (
 // RTM_NEWLINK (the kernel's setlink): its alias, its bridge (master, an
 // ifindex, if not 0) and IFF_UP when up. The link is the one with ifindex
 // index, or, where index is 0, the one named name (the kernel looks it up
-// by IFLA_IFNAME: no round trip to learn the index). With promote, the
-// interface's own promote_secondaries is set too (see labDefaults). Three round trips were one each,
+// by IFLA_IFNAME: no round trip to learn the index). Three round trips were one each,
 // and each makes the kernel tell its listeners about the link again (for
 // a veth, with its peer's namespace id, which the kernel finds by a search
 // through every namespace id the sandbox knows).
-func (h *nsHandle) configure(index int, name, alias string, master int, up, promote bool) error {
+func (h *nsHandle) configure(index int, name, alias string, master int, up bool) error {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	msg.Index = int32(index)
@@ -36,18 +35,8 @@ func (h *nsHandle) configure(index int, name, alias string, master int, up, prom
 	if master != 0 {
 		req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(master))))
 	}
-	if promote {
-		spec := nl.NewRtAttr(unix.IFLA_AF_SPEC, nil)
-		conf := spec.AddRtAttr(unix.AF_INET, nil).AddRtAttr(unix.IFLA_INET_CONF, nil)
-		conf.AddRtAttr(ipv4DevconfPromoteSecondaries, nl.Uint32Attr(1))
-		req.AddData(spec)
-	}
 	return h.exec(req)
 }
-
-// ipv4DevconfPromoteSecondaries is IPV4_DEVCONF_PROMOTE_SECONDARIES, the
-// attribute of promote_secondaries in IFLA_INET_CONF (linux/ip.h).
-const ipv4DevconfPromoteSecondaries = 20
 
 // exec runs req (a request with NLM_F_ACK) on the handle's own socket.
 func (h *nsHandle) exec(req *nl.NetlinkRequest) error {

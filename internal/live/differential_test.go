@@ -76,15 +76,8 @@ func differential(t *testing.T, seed int64, steps int) {
 	for k, v := range reconcile.LabDefaults {
 		fk.W.SetSysctl("host", k, v)
 	}
-	fk.W.Defaults = map[string]string{}
-	for suffix, file := range map[string]string{
-		".rp_filter":                       "default/rp_filter",
-		"conf.all.promote_secondaries":     "all/promote_secondaries",
-		"conf.default.promote_secondaries": "default/promote_secondaries",
-	} {
-		if b, err := os.ReadFile("/proc/sys/net/ipv4/conf/" + file); err == nil {
-			fk.W.Defaults[suffix] = strings.TrimSpace(string(b))
-		}
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/conf/default/rp_filter"); err == nil {
+		fk.W.Defaults = map[string]string{".rp_filter": strings.TrimSpace(string(b))}
 	}
 	rng := rand.New(rand.NewSource(seed))
 	ctx := context.Background()

@@ -346,14 +346,8 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 				return errf(syscall.EEXIST, "create netns %q", c.Namespace)
 			}
 			n := newNS(k.Owner)
-			// What netplan-lab sets in every namespace it makes; in a lab
-			// namespace promote_secondaries goes on each interface, not in
-			// conf (conf/all and conf/default are then the machine's, as
-			// Defaults says).
+			// What netplan-lab sets in every namespace it makes.
 			for key, v := range reconcile.LabDefaults {
-				if c.Namespace != reconcile.HostNS && strings.HasPrefix(key, "net.ipv4.conf.") && strings.HasSuffix(key, ".promote_secondaries") {
-					continue
-				}
 				n.sysctls[key] = v
 			}
 			if c.IPv6Off {
@@ -875,10 +869,6 @@ func (k *Kernel) createLink(c *reconcile.Change) error {
 			if v, ok := w.sysctl(nsName, fmt.Sprintf(key, "default")); ok {
 				n.sysctls[fmt.Sprintf(key, l.Name)] = v
 			}
-		}
-		if nsName != reconcile.HostNS {
-			// Set on the interface as it is marked, in a lab namespace.
-			n.sysctls["net.ipv4.conf."+l.Name+".promote_secondaries"] = "1"
 		}
 		w.bridgeMTU(nsName, n, l.Master)
 		return nil
