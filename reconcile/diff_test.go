@@ -330,3 +330,24 @@ func TestAltNameTakenIsAConflict(t *testing.T) {
 		t.Fatalf("clone lost the alternative names: %v", c.NS("host").AltNames)
 	}
 }
+
+// TestRenameToAnAltNameIsAConflict: a veth end renamed (in the file) to a
+// name another interface has as an altname is a conflict, as a new one
+// would be, not a rename the kernel refuses half-way.
+func TestRenameToAnAltNameIsAConflict(t *testing.T) {
+	k := fake.New("lab")
+	apply(t, k, parse(t, base))
+	want := parse(t, strings.Replace(base, "{namespace: c1, name: eth0,", "{namespace: c1, name: eth9,", 1))
+	obs, err := k.Observe(context.Background(), reconcile.QueryFor(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := reconcile.Diff(want, obs); len(p.Conflicts) != 0 || !strings.Contains(p.String(), "name: eth0 -> eth9") {
+		t.Fatalf("without the altname, a rename:\n%s", p)
+	}
+	obs.NS("c1").AltNames = map[string]string{"eth9": "foreign0"}
+	p := reconcile.Diff(want, obs)
+	if len(p.Conflicts) != 1 || !strings.Contains(p.Conflicts[0], `veth "eth9" in namespace "c1": the name is taken by an alternative name of interface "foreign0"`) {
+		t.Fatalf("conflicts: %q\n%s", p.Conflicts, p)
+	}
+}

@@ -37,8 +37,8 @@ func (d *differ) planRenames() {
 				continue
 			}
 			o1, o2, ok := d.renameCandidate(ref, peer, claimed)
-			if !ok {
-				continue
+			if !ok || (o1 != ref && d.altName(ref)) || (o2 != peer && d.altName(peer)) {
+				continue // a name another interface has as an altname: links() says so
 			}
 			claimed[o1], claimed[o2] = true, true
 			if o1 != ref {
@@ -175,4 +175,11 @@ func (d *differ) renameCandidate(ref, peer Ref, claimed map[Ref]bool) (Ref, Ref,
 		return o1, o2, true
 	}
 	return Ref{}, Ref{}, false
+}
+
+// altName reports whether r's name is another interface's alternative
+// name in r's namespace: the kernel refuses it to a new or renamed link.
+func (d *differ) altName(r Ref) bool {
+	h := d.have.NS(r.NS)
+	return h != nil && h.AltNames[r.Name] != ""
 }
