@@ -756,11 +756,17 @@ func (d *differ) addresses(name, ln string, wl, hl *Link, downs bool) {
 			dels = append(dels, a)
 		}
 	}
+	peak := wl.Clone() // with the old addresses that go only after the adds
+	for _, a := range hl.Addresses {
+		if !want[a] && addFirst {
+			peak.Addresses = append(peak.Addresses, a)
+		}
+	}
 	for _, a := range wl.Addresses {
 		if !have[a] {
-			d.add(&Change{Action: Create, Kind: KindAddress, Namespace: name, Name: a, Dev: ln})
+			d.add(&Change{Action: Create, Kind: KindAddress, Namespace: name, Name: a, Dev: ln, Peak: peak})
 		} else if why := dropped[a]; why != "" {
-			d.add(&Change{Action: Create, Kind: KindAddress, Namespace: name, Name: a, Dev: ln, Why: why})
+			d.add(&Change{Action: Create, Kind: KindAddress, Namespace: name, Name: a, Dev: ln, Why: why, Peak: peak})
 		}
 	}
 	for _, a := range dels {

@@ -52,10 +52,15 @@ type Change struct {
 	Name      string  `json:"name"`
 	Fields    []Field `json:"fields,omitempty"`
 
-	Link     *Link    `json:"link,omitempty"`      // wanted link (+, ~, -/+), or the one removed (-)
-	OldLink  *Link    `json:"old_link,omitempty"`  // observed link (~, -/+)
-	PeerLink *Link    `json:"peer_link,omitempty"` // veth create: the wanted other end
-	Dev      string   `json:"dev,omitempty"`       // address: its interface
+	Link     *Link  `json:"link,omitempty"`      // wanted link (+, ~, -/+), or the one removed (-)
+	OldLink  *Link  `json:"old_link,omitempty"`  // observed link (~, -/+)
+	PeerLink *Link  `json:"peer_link,omitempty"` // veth create: the wanted other end
+	Dev      string `json:"dev,omitempty"`       // address: its interface
+	// Peak, on an address added to a link the lab owns, is that link with
+	// every address it holds at once while the plan runs (adds come
+	// before the deletes they replace): the kernel must have room for
+	// their record in the link's alias (Kernel.Preflight checks).
+	Peak     *Link    `json:"-"`
 	Route    *Route   `json:"route,omitempty"`
 	OldRoute *Route   `json:"old_route,omitempty"`
 	NAT      *NATRule `json:"nat,omitempty"`

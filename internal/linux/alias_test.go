@@ -35,3 +35,26 @@ func TestAliasTooLongIsFoundBeforeAnyChange(t *testing.T) {
 		t.Fatalf("40 addresses on the peer: %v (%+v), want an UnsupportedError for veth0 in right", err, ue)
 	}
 }
+
+// TestAliasPeakOfAnAddressEdit: addresses added to a link that stays are
+// checked with all the link holds at once (the old ones go after the new
+// ones are added).
+func TestAliasPeakOfAnAddressEdit(t *testing.T) {
+	k := New(Options{Name: "longalias", Prefix: "t5f1-", Netns: "npl-test-a5f1"})
+	peak := func(n int) *reconcile.Plan {
+		l := &reconcile.Link{Name: "eth0", Kind: reconcile.KindVeth, Peer: &reconcile.Ref{NS: "host", Name: "v0"}}
+		for i := 0; i < n; i++ {
+			l.Addresses = append(l.Addresses, fmt.Sprintf("10.0.%d.2/24", i))
+		}
+		return &reconcile.Plan{Changes: []*reconcile.Change{{
+			Action: reconcile.Create, Kind: reconcile.KindAddress, Namespace: "m1", Name: "10.0.0.2/24", Dev: "eth0", Peak: l,
+		}}}
+	}
+	if err := k.checkAliases(peak(20)); err != nil {
+		t.Fatalf("20 addresses at once: %v", err)
+	}
+	var ue *UnsupportedError
+	if err := k.checkAliases(peak(40)); !errors.As(err, &ue) || ue.Namespace != "m1" || ue.Name != "eth0" {
+		t.Fatalf("40 addresses at once: %v, want an UnsupportedError for eth0 in m1", err)
+	}
+}

@@ -756,10 +756,11 @@ func (k *Kernel) Preflight(ctx context.Context, p *reconcile.Plan) error {
 	return nil
 }
 
-// checkAliases finds, before anything changes, a new interface whose
+// checkAliases finds, before anything changes, an interface whose
 // record of ownership (its alias: the lab's mark, its peer or parent, one
-// tag per address) would not fit in the kernel's 255 bytes; the kernel
-// would refuse it half-way through the apply (ERANGE).
+// tag per address) would not fit in the kernel's 255 bytes, new or with
+// the addresses it holds at once while the plan runs; the kernel would
+// refuse it half-way through the apply (ERANGE).
 func (k *Kernel) checkAliases(p *reconcile.Plan) error {
 	check := func(ns string, l *reconcile.Link) error {
 		if a := k.linkAlias(l); len(a) > maxAlias {
@@ -769,7 +770,16 @@ func (k *Kernel) checkAliases(p *reconcile.Plan) error {
 		}
 		return nil
 	}
+	seen := map[reconcile.Ref]bool{}
 	for _, c := range p.Changes {
+		if c.Kind == reconcile.KindAddress && c.Peak != nil && !seen[reconcile.Ref{NS: c.Namespace, Name: c.Dev}] {
+			// Addresses added to a link that stays: all it holds at once.
+			seen[reconcile.Ref{NS: c.Namespace, Name: c.Dev}] = true
+			if err := check(c.Namespace, c.Peak); err != nil {
+				return err
+			}
+			continue
+		}
 		if c.Kind != reconcile.KindLink || c.Action == reconcile.Delete || c.Link == nil {
 			continue
 		}
