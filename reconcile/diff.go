@@ -756,17 +756,23 @@ func (d *differ) addresses(name, ln string, wl, hl *Link, downs bool) {
 			dels = append(dels, a)
 		}
 	}
-	peak := wl.Clone() // with the old addresses that go only after the adds
-	for _, a := range hl.Addresses {
-		if !want[a] && addFirst {
-			peak.Addresses = append(peak.Addresses, a)
+	var peak *Link // made for the first add: wl with the old addresses that go only after the adds
+	peakOf := func() *Link {
+		if peak == nil {
+			peak = wl.Clone()
+			for _, a := range hl.Addresses {
+				if !want[a] && addFirst {
+					peak.Addresses = append(peak.Addresses, a)
+				}
+			}
 		}
+		return peak
 	}
 	for _, a := range wl.Addresses {
 		if !have[a] {
-			d.add(&Change{Action: Create, Kind: KindAddress, Namespace: name, Name: a, Dev: ln, Peak: peak})
+			d.add(&Change{Action: Create, Kind: KindAddress, Namespace: name, Name: a, Dev: ln, Peak: peakOf()})
 		} else if why := dropped[a]; why != "" {
-			d.add(&Change{Action: Create, Kind: KindAddress, Namespace: name, Name: a, Dev: ln, Why: why, Peak: peak})
+			d.add(&Change{Action: Create, Kind: KindAddress, Namespace: name, Name: a, Dev: ln, Why: why, Peak: peakOf()})
 		}
 	}
 	for _, a := range dels {

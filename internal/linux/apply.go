@@ -390,15 +390,22 @@ func (k *Kernel) finishLink(h *nsHandle, l netlink.Link, want *reconcile.Link, n
 	return nil
 }
 
-// finishPeer configures the other end of a new veth in its namespace.
-func (k *Kernel) finishPeer(ph *nsHandle, c *reconcile.Change) error {
+// wantedPeer is the other end of the veth a change makes, as it is to be:
+// the change's PeerLink (or a plain end that is up), naming this end as
+// its peer.
+func wantedPeer(c *reconcile.Change) *reconcile.Link {
 	p := c.PeerLink
-	ref := *c.Link.Peer
 	if p == nil {
-		p = &reconcile.Link{Name: ref.Name, Kind: reconcile.KindVeth, Up: true}
+		p = &reconcile.Link{Name: c.Link.Peer.Name, Kind: reconcile.KindVeth, Up: true}
 	}
 	p = p.Clone()
 	p.Peer = &reconcile.Ref{NS: c.Namespace, Name: c.Link.Name}
+	return p
+}
+
+// finishPeer configures the other end of a new veth in its namespace.
+func (k *Kernel) finishPeer(ph *nsHandle, c *reconcile.Change) error {
+	p, ref := wantedPeer(c), *c.Link.Peer
 	master := 0
 	if p.Master != "" {
 		var err error
@@ -786,10 +793,8 @@ func (k *Kernel) checkAliases(p *reconcile.Plan) error {
 		if err := check(c.Namespace, c.Link); err != nil {
 			return err
 		}
-		if c.PeerLink != nil && c.Link.Peer != nil {
-			peer := c.PeerLink.Clone()
-			peer.Peer = &reconcile.Ref{NS: c.Namespace, Name: c.Link.Name}
-			if err := check(c.Link.Peer.NS, peer); err != nil {
+		if c.Link.Kind == reconcile.KindVeth && c.Link.Peer != nil {
+			if err := check(c.Link.Peer.NS, wantedPeer(c)); err != nil {
 				return err
 			}
 		}

@@ -47,19 +47,29 @@ type dumpedLink struct {
 // linkDump lists the namespace's links, as netlink's LinkList does, with
 // each one's disable_ipv6 and, for a bridge, its STP state.
 func (h *nsHandle) linkDump() ([]dumpedLink, error) {
-	return retry(func() ([]dumpedLink, error) {
-		req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
-		req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
-		req.AddData(nl.NewRtAttr(unix.IFLA_EXT_MASK, nl.Uint32Attr(rtextFilterSkipStats)))
-		var out []dumpedLink
+	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_EXT_MASK, nl.Uint32Attr(rtextFilterSkipStats)))
+	return dumpAll(h, req, unix.RTM_NEWLINK, func(m []byte) (dumpedLink, bool, error) {
+		d, err := parseLinkMsg(m)
+		return d, err == nil, err
+	})
+}
+
+// dumpAll runs a dump on the handle's socket, again while the kernel says
+// it was interrupted (retry), and collects what parse makes of each reply
+// of type want (those it says not ok are left out; the first error it
+// gives fails the dump).
+func dumpAll[T any](h *nsHandle, req *nl.NetlinkRequest, want uint16, parse func(m []byte) (T, bool, error)) ([]T, error) {
+	return retry(func() ([]T, error) {
+		var out []T
 		var perr error
-		err := h.do(req, unix.RTM_NEWLINK, func(m []byte) {
-			d, err := parseLinkMsg(m)
-			if err != nil {
-				perr = cmp.Or(perr, err)
-				return
+		err := h.do(req, want, func(m []byte) {
+			v, ok, err := parse(m)
+			perr = cmp.Or(perr, err)
+			if ok {
+				out = append(out, v)
 			}
-			out = append(out, d)
 		})
 		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 			return nil, err
@@ -242,19 +252,11 @@ func ipv6SwitchFromLinks(links []dumpedLink, want string) bool {
 // addrDump lists the namespace's addresses (as netlink's AddrList with
 // FAMILY_ALL: the address, its prefix, its link and its flags).
 func (h *nsHandle) addrDump() ([]netlink.Addr, error) {
-	return retry(func() ([]netlink.Addr, error) {
-		req := nl.NewNetlinkRequest(unix.RTM_GETADDR, unix.NLM_F_DUMP)
-		req.AddData(nl.NewIfAddrmsg(unix.AF_UNSPEC))
-		var out []netlink.Addr
-		err := h.do(req, unix.RTM_NEWADDR, func(m []byte) {
-			if a, ok := parseAddrMsg(m); ok {
-				out = append(out, a)
-			}
-		})
-		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return nil, err
-		}
-		return out, err
+	req := nl.NewNetlinkRequest(unix.RTM_GETADDR, unix.NLM_F_DUMP)
+	req.AddData(nl.NewIfAddrmsg(unix.AF_UNSPEC))
+	return dumpAll(h, req, unix.RTM_NEWADDR, func(m []byte) (netlink.Addr, bool, error) {
+		a, ok := parseAddrMsg(m)
+		return a, ok, nil
 	})
 }
 
@@ -289,31 +291,27 @@ func parseAddrMsg(m []byte) (netlink.Addr, bool) {
 	if ip == nil {
 		return netlink.Addr{}, false
 	}
-	bits := 32
-	if family == unix.AF_INET6 {
-		bits = 128
-	}
-	return netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: net.CIDRMask(prefix, bits)}, LinkIndex: index, Flags: flags}, true
+	return netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: net.CIDRMask(prefix, addrBits(family))}, LinkIndex: index, Flags: flags}, true
 }
 
 // routeDump lists the routes of the namespace's main table (as netlink's
 // RouteListFiltered with RT_FILTER_TABLE and FAMILY_ALL: what observation
 // reads of them).
 func (h *nsHandle) routeDump() ([]netlink.Route, error) {
-	return retry(func() ([]netlink.Route, error) {
-		req := nl.NewNetlinkRequest(unix.RTM_GETROUTE, unix.NLM_F_DUMP)
-		req.AddData(nl.NewRtMsg())
-		var out []netlink.Route
-		err := h.do(req, unix.RTM_NEWROUTE, func(m []byte) {
-			if r, ok := parseRouteMsg(m); ok && r.Table == unix.RT_TABLE_MAIN {
-				out = append(out, r)
-			}
-		})
-		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return nil, err
-		}
-		return out, err
+	req := nl.NewNetlinkRequest(unix.RTM_GETROUTE, unix.NLM_F_DUMP)
+	req.AddData(nl.NewRtMsg())
+	return dumpAll(h, req, unix.RTM_NEWROUTE, func(m []byte) (netlink.Route, bool, error) {
+		r, ok := parseRouteMsg(m)
+		return r, ok && r.Table == unix.RT_TABLE_MAIN, nil
 	})
+}
+
+// addrBits is the length of an address of family.
+func addrBits(family int) int {
+	if family == unix.AF_INET6 {
+		return 128
+	}
+	return 32
 }
 
 // parseRouteMsg reads an RTM_NEWROUTE payload: struct rtmsg (family,
@@ -338,10 +336,7 @@ func parseRouteMsg(m []byte) (netlink.Route, bool) {
 		// to the same destination.
 		return netlink.Route{}, false
 	}
-	bits := 32
-	if r.Family == unix.AF_INET6 {
-		bits = 128
-	}
+	bits := addrBits(r.Family)
 	eachAttr(m[unix.SizeofRtMsg:], func(typ uint16, v []byte) {
 		switch typ {
 		case unix.RTA_DST:

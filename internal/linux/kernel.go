@@ -437,16 +437,10 @@ func (k *Kernel) SandboxStays() (string, error) {
 	return "", nil
 }
 
-// markNamespace brings lo up and marks the namespace through lo's alias.
+// markNamespace brings lo up and marks the namespace through lo's alias,
+// in one message (lo is ifindex 1 in every namespace: LOOPBACK_IFINDEX).
 func (k *Kernel) markNamespace(h *nsHandle, mark string) error {
-	lo, err := h.h.LinkByName("lo")
-	if err != nil {
-		return err
-	}
-	if err := h.h.LinkSetAlias(lo, mark); err != nil {
-		return err
-	}
-	return h.h.LinkSetUp(lo)
+	return h.configure(1, "", mark, 0, true)
 }
 
 // retry runs a netlink dump again when the kernel says it was interrupted

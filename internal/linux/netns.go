@@ -325,13 +325,12 @@ func sysctlPath(key string) string {
 }
 
 // sysctlDir reads and writes sysctls of the calling (locked) thread's
-// namespace through one open /proc/sys/net: the kernel finds a namespace's
-// "net" directory by comparing it with every namespace's in turn, so with
-// many namespaces each full /proc/sys/net/... path costs a walk over all of
-// them; relative to the open directory it is paid once.
-// The walk is in fact one level down, at net/ipv6 and net/ipv4: the
-// directories there are kept open too, so a namespace's keys cost one walk
-// per family however many there are.
+// namespace through one open /proc/sys/net and its ipv4 and ipv6
+// directories: /proc/sys/net is shared, and the kernel finds a namespace's
+// ipv4 or ipv6 under it by comparing it with every namespace's in turn, so
+// each full /proc/sys/net/ipv6/... path costs a walk over all of them.
+// With the directories kept open, a namespace's keys cost one walk per
+// family however many there are.
 type sysctlDir struct {
 	fd   int
 	subs map[string]int // "ipv4", "ipv6", ...: open directories under net

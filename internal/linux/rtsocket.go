@@ -16,10 +16,10 @@ import (
 // RTM_NEWLINK (the kernel's setlink): its alias, its bridge (master, an
 // ifindex, if not 0) and IFF_UP when up. The link is the one with ifindex
 // index, or, where index is 0, the one named name (the kernel looks it up
-// by IFLA_IFNAME: no round trip to learn the index). Three round trips were one each,
-// and each makes the kernel tell its listeners about the link again (for
-// a veth, with its peer's namespace id, which the kernel finds by a search
-// through every namespace id the sandbox knows).
+// by IFLA_IFNAME: no round trip to learn the index). Three round trips
+// were one each, and each makes the kernel tell its listeners about the
+// link again (for a veth, with its peer's namespace id, which the kernel
+// finds by a search through every namespace id the sandbox knows).
 func (h *nsHandle) configure(index int, name, alias string, master int, up bool) error {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
@@ -39,13 +39,7 @@ func (h *nsHandle) configure(index int, name, alias string, master int, up bool)
 }
 
 // exec runs req (a request with NLM_F_ACK) on the handle's own socket.
-func (h *nsHandle) exec(req *nl.NetlinkRequest) error {
-	s, err := h.sock()
-	if err != nil {
-		return err
-	}
-	return s.each(req, 0, nil)
-}
+func (h *nsHandle) exec(req *nl.NetlinkRequest) error { return h.do(req, 0, nil) }
 
 // do runs req on the handle's own socket, handing each reply of type want
 // to f (see rtSocket.each): a dump, or a request that asks for an

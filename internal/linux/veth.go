@@ -17,9 +17,10 @@ import (
 // name, mtu, mac, master, group; up if up) here, and the peer already in
 // the namespace peerNS with its own name, mtu, mac and the same group. The
 // peer cannot come up in the same message (the kernel's veth_open answers
-// ENOTCONN: the pair is not joined yet); configure does that. The netlink library cannot give the peer a group, and the
-// group is the mark that must be there from the first moment on both ends
-// (see owner.go). It returns this end's ifindex, from the kernel's echo of
+// ENOTCONN: the pair is not joined yet); configure does that. The netlink
+// library cannot give the peer a group, and the group is the mark that
+// must be there from the first moment on both ends (see owner.go). It
+// returns this end's ifindex, from the kernel's echo of
 // the new link (NLM_F_ECHO, Linux 6.1 and later), or 0 where the kernel
 // sends none.
 func (h *nsHandle) addVeth(a netlink.LinkAttrs, up bool, peerName string, peerMTU int, peerMAC net.HardwareAddr, peerNS netns.NsHandle) (int, error) {
