@@ -38,6 +38,7 @@ func ParseWith(file string, data []byte, vars Vars) (*Topology, error) {
 	if t != nil {
 		d.validate(t)
 	}
+	d.locate(data)
 	if len(d.errs) > 0 {
 		d.errs.sort()
 		return nil, d.errs
@@ -63,6 +64,28 @@ type decoder struct {
 	// the value came from.
 	from      map[*yaml.Node]string
 	fromPaths map[string]string
+	// want, in the second pass that finds positions (see locate), holds
+	// the paths whose positions are needed; the first pass records only
+	// the top-level keys and the strings that came out empty (present
+	// needs those), not one entry per value of a big file.
+	want map[string]bool
+	// unresolved holds the problems found at a path whose position the
+	// first pass did not record: locate sets them once validation is done.
+	unresolved []*Error
+}
+
+// record notes where the value at path p is (parent is the path of the
+// mapping or list that holds it).
+func (d *decoder) record(parent, p string, n *yaml.Node) {
+	if d.want != nil {
+		if d.want[p] {
+			d.pos[p] = pos(n)
+		}
+		return
+	}
+	if parent == "" {
+		d.pos[p] = pos(n)
+	}
 }
 
 // origin is " (from TEXT)" for a value a variable gave, else "".
@@ -86,12 +109,64 @@ func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
 	d.errs = append(d.errs, e)
 }
 
+// locate finds the positions of the problems found at paths the first
+// pass did not record, by decoding the file again and recording just
+// those. Only a file with problems pays for it.
+func (d *decoder) locate(data []byte) {
+	if len(d.unresolved) == 0 {
+		return
+	}
+	again := &decoder{file: d.file, pos: map[string]Pos{}, want: map[string]bool{}}
+	for _, e := range d.unresolved {
+		again.want[e.Path] = true
+	}
+	again.document(data)
+	for _, e := range d.unresolved {
+		if p, ok := again.pos[e.Path]; ok {
+			e.Pos = p
+		}
+	}
+	d.unresolved = nil
+}
+
 func pos(n *yaml.Node) Pos { return Pos{Line: n.Line, Col: n.Column} }
 
+// document decodes the file: in chunks where it can be cut (chunk.go),
+// else whole.
 func (d *decoder) document(data []byte) *Topology {
+	if l := cut(data); l != nil {
+		if t, ok := d.chunked(l); ok {
+			return t
+		}
+		// A chunk did not parse alone: start again with the whole file,
+		// which also says what is wrong with it.
+		d.errs, d.warns, d.pos = nil, nil, map[string]Pos{}
+		d.unset, d.unsetPaths, d.from, d.fromPaths = nil, nil, nil, nil
+	}
+	return d.root(data, nil)
+}
+
+func (d *decoder) chunked(l *layout) (t *Topology, ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			if r != errChunk {
+				panic(r)
+			}
+			t, ok = nil, false
+		}
+	}()
+	return d.root(l.skeleton, l), true
+}
+
+// root decodes the document in data; with l, data is its skeleton and the
+// sections l cut are decoded a chunk at a time.
+func (d *decoder) root(data []byte, l *layout) *Topology {
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
+		if l != nil {
+			panic(errChunk)
+		}
 		line := 1
 		msg := err.Error()
 		// yaml.v3 reports "yaml: line N: message".
@@ -124,36 +199,62 @@ func (d *decoder) document(data []byte) *Topology {
 	if d.vars != nil {
 		d.substitute(n, "", d.vars, used)
 	}
+	// A top-level list: its items, chunk by chunk where the file was cut.
+	list := func(item func(n *yaml.Node, p string)) func(k, v *yaml.Node, p string) {
+		return func(k, v *yaml.Node, p string) {
+			d.body(l, v, p, used, func(n *yaml.Node, base int) {
+				d.seqFrom(n, p, base, func(i int, n *yaml.Node, p string) { item(n, p) })
+			})
+		}
+	}
+	d.mapping(n, "", map[string]func(k, v *yaml.Node, p string){
+		"name":   func(k, v *yaml.Node, p string) { t.Name = d.str(v, p) },
+		"prefix": func(k, v *yaml.Node, p string) { t.Prefix = d.str(v, p) },
+		"namespaces": func(k, v *yaml.Node, p string) {
+			seen := map[string]bool{}
+			d.body(l, v, p, used, func(n *yaml.Node, _ int) { t.Namespaces = d.namespaces(n, p, seen, t.Namespaces) })
+		},
+		"bridges":  list(func(n *yaml.Node, p string) { t.Bridges = append(t.Bridges, d.bridge(n, p)) }),
+		"links":    list(func(n *yaml.Node, p string) { t.Links = append(t.Links, d.link(n, p)) }),
+		"macvlans": list(func(n *yaml.Node, p string) { t.Macvlans = append(t.Macvlans, d.macvlan(n, p)) }),
+		"ipvlans":  list(func(n *yaml.Node, p string) { t.Ipvlans = append(t.Ipvlans, d.ipvlan(n, p)) }),
+		"vxlans":   list(func(n *yaml.Node, p string) { t.Vxlans = append(t.Vxlans, d.vxlan(n, p)) }),
+		"nat":      list(func(n *yaml.Node, p string) { t.NAT = append(t.NAT, d.nat(n, p)) }),
+		"checks":   list(func(n *yaml.Node, p string) { t.Checks = append(t.Checks, d.check(n, p)) }),
+	}, []string{"name"})
 	if len(used) > 0 {
 		t.Vars = used
 	}
-	d.mapping(n, "", map[string]func(k, v *yaml.Node, p string){
-		"name":       func(k, v *yaml.Node, p string) { t.Name = d.str(v, p) },
-		"prefix":     func(k, v *yaml.Node, p string) { t.Prefix = d.str(v, p) },
-		"namespaces": func(k, v *yaml.Node, p string) { t.Namespaces = d.namespaces(v, p) },
-		"bridges": func(k, v *yaml.Node, p string) {
-			d.seq(v, p, func(i int, n *yaml.Node, p string) { t.Bridges = append(t.Bridges, d.bridge(n, p)) })
-		},
-		"links": func(k, v *yaml.Node, p string) {
-			d.seq(v, p, func(i int, n *yaml.Node, p string) { t.Links = append(t.Links, d.link(n, p)) })
-		},
-		"macvlans": func(k, v *yaml.Node, p string) {
-			d.seq(v, p, func(i int, n *yaml.Node, p string) { t.Macvlans = append(t.Macvlans, d.macvlan(n, p)) })
-		},
-		"ipvlans": func(k, v *yaml.Node, p string) {
-			d.seq(v, p, func(i int, n *yaml.Node, p string) { t.Ipvlans = append(t.Ipvlans, d.ipvlan(n, p)) })
-		},
-		"vxlans": func(k, v *yaml.Node, p string) {
-			d.seq(v, p, func(i int, n *yaml.Node, p string) { t.Vxlans = append(t.Vxlans, d.vxlan(n, p)) })
-		},
-		"nat": func(k, v *yaml.Node, p string) {
-			d.seq(v, p, func(i int, n *yaml.Node, p string) { t.NAT = append(t.NAT, d.nat(n, p)) })
-		},
-		"checks": func(k, v *yaml.Node, p string) {
-			d.seq(v, p, func(i int, n *yaml.Node, p string) { t.Checks = append(t.Checks, d.check(n, p)) })
-		},
-	}, []string{"name"})
 	return t
+}
+
+// body hands each the value of the top-level key path: v itself, or, for
+// a section l cut, each chunk's node with the index of its first item.
+func (d *decoder) body(l *layout, v *yaml.Node, path string, used map[string]string, each func(n *yaml.Node, base int)) {
+	var chunks []chunk
+	if l != nil {
+		chunks = l.bodies[path]
+	}
+	if len(chunks) == 0 {
+		each(v, 0)
+		return
+	}
+	for i, c := range chunks {
+		n := decodeChunk(c)
+		if d.vars != nil {
+			if n.Kind == yaml.SequenceNode {
+				for j, item := range n.Content {
+					d.substitute(item, fmt.Sprintf("%s[%d]", path, c.base+j), d.vars, used)
+				}
+			} else {
+				d.substitute(n, path, d.vars, used)
+			}
+		}
+		if i == 0 {
+			d.record("", path, n) // where the section's value starts
+		}
+		each(n, c.base)
+	}
 }
 
 func join(path, key string) string {
@@ -187,7 +288,7 @@ func (d *decoder) mapping(n *yaml.Node, path string, keys map[string]func(k, v *
 			d.errorf(k, p, "unknown key %q (allowed: %s)", k.Value, allowed(keys))
 			continue
 		}
-		d.pos[p] = pos(v)
+		d.record(path, p, v)
 		h(k, v, p)
 	}
 	for _, r := range required {
@@ -222,6 +323,11 @@ func kindName(n *yaml.Node) string {
 }
 
 func (d *decoder) seq(n *yaml.Node, path string, each func(i int, n *yaml.Node, p string)) {
+	d.seqFrom(n, path, 0, each)
+}
+
+// seqFrom is seq for a list whose first item is item base of the file's.
+func (d *decoder) seqFrom(n *yaml.Node, path string, base int, each func(i int, n *yaml.Node, p string)) {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return
 	}
@@ -230,18 +336,30 @@ func (d *decoder) seq(n *yaml.Node, path string, each func(i int, n *yaml.Node, 
 		return
 	}
 	for i, c := range n.Content {
-		p := fmt.Sprintf("%s[%d]", path, i)
-		d.pos[p] = pos(c)
-		each(i, c, p)
+		p := fmt.Sprintf("%s[%d]", path, base+i)
+		d.record(path, p, c)
+		each(base+i, c, p)
 	}
 }
 
 func (d *decoder) str(n *yaml.Node, path string) string {
 	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
 		d.errorf(n, path, "expected a string, found %s", kindName(n))
+		d.emptyString(path, n)
 		return ""
 	}
+	if n.Value == "" {
+		d.emptyString(path, n)
+	}
 	return n.Value
+}
+
+// emptyString records where a string that came out empty is: present
+// asks whether the file has such a key at all.
+func (d *decoder) emptyString(path string, n *yaml.Node) {
+	if d.want == nil {
+		d.pos[path] = pos(n)
+	}
 }
 
 func (d *decoder) integer(n *yaml.Node, path string) int {
@@ -275,16 +393,16 @@ func (d *decoder) strList(n *yaml.Node, path string) []string {
 	return out
 }
 
-func (d *decoder) namespaces(n *yaml.Node, path string) []*Namespace {
+// namespaces appends to out the namespaces of the mapping n (all of
+// them, or one chunk's; seen holds the names of those before).
+func (d *decoder) namespaces(n *yaml.Node, path string, seen map[string]bool, out []*Namespace) []*Namespace {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		return nil
+		return out
 	}
 	if n.Kind != yaml.MappingNode {
 		d.errorf(n, path, "expected a mapping of namespace names, found %s", kindName(n))
-		return nil
+		return out
 	}
-	var out []*Namespace
-	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		p := join(path, k.Value)

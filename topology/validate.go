@@ -106,18 +106,26 @@ func (d *decoder) at(p Pos, path, format string, args ...any) {
 	if d.unsetPaths[path] {
 		return // its variable is not set: that is the one error to report
 	}
-	if vp, ok := d.pos[path]; ok {
-		p = vp
+	e := &Error{File: d.file, Pos: p, Path: path, Msg: fmt.Sprintf(format, args...) + origin(d.fromPaths[path])}
+	d.place(e)
+	d.errs = append(d.errs, e)
+}
+
+// place puts e at the value the file has at its path: known now, or found
+// by locate.
+func (d *decoder) place(e *Error) {
+	if vp, ok := d.pos[e.Path]; ok {
+		e.Pos = vp
+	} else if e.Path != "" {
+		d.unresolved = append(d.unresolved, e)
 	}
-	d.errs = append(d.errs, &Error{File: d.file, Pos: p, Path: path, Msg: fmt.Sprintf(format, args...) + origin(d.fromPaths[path])})
 }
 
 // warn records something that is valid but surely not meant.
 func (d *decoder) warn(p Pos, path, format string, args ...any) {
-	if vp, ok := d.pos[path]; ok {
-		p = vp
-	}
-	d.warns = append(d.warns, &Error{File: d.file, Pos: p, Path: path, Msg: fmt.Sprintf(format, args...)})
+	e := &Error{File: d.file, Pos: p, Path: path, Msg: fmt.Sprintf(format, args...)}
+	d.place(e)
+	d.warns = append(d.warns, e)
 }
 
 func (d *decoder) validate(t *Topology) {

@@ -1,0 +1,306 @@
+package topology
+
+import (
+	"bytes"
+	"errors"
+
+	"gopkg.in/yaml.v3"
+)
+
+// A big file is decoded a piece at a time. yaml.v3 builds a node of about
+// 25 times the size of the text it holds; holding the whole file's tree
+// at once was most of the memory of validating a 100 000-namespace lab.
+// So the long top-level sections (namespaces, links, and the other lists)
+// are cut, where the file is plain block YAML, into chunks of whole items,
+// each decoded on its own, turned into the topology's values, and
+// dropped. The rest of the file (the skeleton: the top-level keys, with
+// the cut sections' lines left blank so that every line keeps its number)
+// is decoded as before.
+//
+// Cutting is only done where it cannot change what the file means: no
+// anchors, aliases, tags, block scalars, directives or document markers,
+// no tabs, no quoted string or flow collection that runs past an item's
+// end, no duplicate top-level key, and every line of a section indented
+// as its items are. Anything else, and any chunk yaml.v3 refuses, falls
+// back to decoding the whole file at once (which also gives the error
+// messages for YAML that does not parse). FuzzChunkedMatchesWhole holds
+// the two ways to the same values, errors and positions.
+
+// chunkTarget is about how many bytes of text a chunk holds; decodeWhole
+// turns cutting off (tests compare the two).
+var (
+	chunkTarget = 64 << 10
+	decodeWhole = false
+)
+
+// chunk is whole items of one section, as the file has them.
+type chunk struct {
+	text []byte // a slice of the file
+	line int    // the file's line number of its first line
+	base int    // the index of its first item in its list
+}
+
+// layout is the file cut for chunked decoding.
+type layout struct {
+	skeleton []byte
+	bodies   map[string][]chunk
+}
+
+// sectionKinds are the top-level sections that may be cut, with the kind
+// of block their value is.
+var sectionKinds = map[string]yaml.Kind{
+	"namespaces": yaml.MappingNode,
+	"bridges":    yaml.SequenceNode,
+	"links":      yaml.SequenceNode,
+	"macvlans":   yaml.SequenceNode,
+	"ipvlans":    yaml.SequenceNode,
+	"vxlans":     yaml.SequenceNode,
+	"nat":        yaml.SequenceNode,
+	"checks":     yaml.SequenceNode,
+}
+
+// line is one line of the file, as the cutter sees it.
+type line struct {
+	start, end int // offsets of its text, without the newline
+	indent     int
+	content    bool // not blank and not only a comment
+	depth      int  // open flow collections ([ and {) when it starts
+}
+
+// lexLines splits data into lines, or reports that the file uses YAML
+// the cutter does not follow.
+func lexLines(data []byte) ([]line, bool) {
+	if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) || bytes.ContainsAny(data, "\t\r") {
+		return nil, false
+	}
+	var lines []line
+	depth := 0
+	for start := 0; start < len(data); {
+		end := bytes.IndexByte(data[start:], '\n')
+		next := start + end + 1
+		if end < 0 {
+			end, next = len(data)-start, len(data)
+		}
+		end += start
+		l := line{start: start, end: end, depth: depth}
+		text := data[start:end]
+		for l.indent < len(text) && text[l.indent] == ' ' {
+			l.indent++
+		}
+		if bytes.HasPrefix(text, []byte("---")) || bytes.HasPrefix(text, []byte("...")) {
+			return nil, false
+		}
+		var quote byte
+		for i := l.indent; i < len(text); i++ {
+			c := text[i]
+			if quote != 0 {
+				switch {
+				case quote == '"' && c == '\\':
+					i++
+				case c == quote:
+					quote = 0
+				}
+				continue
+			}
+			if c == '#' && (i == 0 || text[i-1] == ' ') {
+				break // a comment, to the end of the line
+			}
+			l.content = true
+			switch c {
+			case '"', '\'':
+				if i > 0 && text[i-1] != ' ' && !bytes.ContainsRune([]byte("[{,:-"), rune(text[i-1])) {
+					return nil, false // a quote inside a plain scalar, like don't
+				}
+				quote = c
+			case '[', '{':
+				depth++
+			case ']', '}':
+				depth--
+				if depth < 0 {
+					return nil, false
+				}
+			case '&', '*', '!', '|', '>', '%', '@', '`', '?':
+				return nil, false
+			}
+		}
+		if quote != 0 {
+			return nil, false // a quoted string that goes on to the next line
+		}
+		lines = append(lines, l)
+		start = next
+	}
+	if depth != 0 {
+		return nil, false
+	}
+	return lines, true
+}
+
+// topKey is the key of a top-level line "key:" or "key: value", and
+// whether a value follows on the line.
+func topKey(text []byte) (key string, inline, ok bool) {
+	i := 0
+	for i < len(text) && (text[i] == '_' || text[i] == '-' || 'a' <= text[i] && text[i] <= 'z' ||
+		'A' <= text[i] && text[i] <= 'Z' || i > 0 && '0' <= text[i] && text[i] <= '9') {
+		i++
+	}
+	if i == 0 || text[0] == '-' || i == len(text) || text[i] != ':' {
+		return "", false, false
+	}
+	rest := text[i+1:]
+	if len(rest) > 0 && rest[0] != ' ' {
+		return "", false, false
+	}
+	rest = bytes.TrimLeft(rest, " ")
+	return string(text[:i]), len(rest) > 0 && rest[0] != '#', true
+}
+
+// isItem: text (a line without its indentation) starts an item of a
+// block list: "- ..." or a lone "-".
+func isItem(text []byte) bool {
+	return len(text) > 0 && text[0] == '-' && (len(text) == 1 || text[1] == ' ')
+}
+
+// isKeyLine: text starts an entry of a block mapping with a plain key.
+func isKeyLine(text []byte) bool {
+	if len(text) == 0 || bytes.IndexByte([]byte("-\"'[{:,#"), text[0]) >= 0 {
+		return false
+	}
+	i := bytes.IndexByte(text, ':')
+	return i > 0 && (i == len(text)-1 || text[i+1] == ' ')
+}
+
+// cut makes the layout of data, or nil when the file is to be decoded
+// whole.
+func cut(data []byte) *layout {
+	if decodeWhole {
+		return nil
+	}
+	lines, ok := lexLines(data)
+	if !ok {
+		return nil
+	}
+	l := &layout{bodies: map[string][]chunk{}}
+	seen := map[string]bool{}
+	var skel bytes.Buffer
+	skel.Grow(len(lines))
+	for i := 0; i < len(lines); {
+		ln := lines[i]
+		text := data[ln.start:ln.end]
+		if !ln.content || ln.indent > 0 || ln.depth > 0 {
+			// Not a top-level key: a comment, or the rest of an inline
+			// value (the skeleton's decoder judges it).
+			skel.Write(text)
+			skel.WriteByte('\n')
+			i++
+			continue
+		}
+		key, inline, ok := topKey(text)
+		if !ok || seen[key] {
+			return nil
+		}
+		seen[key] = true
+		skel.Write(text)
+		skel.WriteByte('\n')
+		i++
+		// The section's lines: up to the next top-level key.
+		j := i
+		for j < len(lines) && !(lines[j].content && lines[j].indent == 0 && lines[j].depth == 0 && !isItem(data[lines[j].start:lines[j].end])) {
+			j++
+		}
+		kind, known := sectionKinds[key]
+		var chunks []chunk
+		if known && !inline {
+			chunks, ok = cutBody(data, lines[i:j], kind, i+1)
+			if !ok {
+				return nil
+			}
+		}
+		if len(chunks) == 0 {
+			for _, b := range lines[i:j] {
+				skel.Write(data[b.start:b.end])
+				skel.WriteByte('\n')
+			}
+		} else {
+			l.bodies[key] = chunks
+			for range lines[i:j] {
+				skel.WriteByte('\n')
+			}
+		}
+		i = j
+	}
+	l.skeleton = skel.Bytes()
+	return l
+}
+
+// cutBody cuts a section's lines into chunks of whole items: nil with ok
+// when the lines are not a block of that kind (the skeleton keeps them,
+// and its decoder reports what they are), !ok when they are one the
+// cutter cannot follow.
+func cutBody(data []byte, lines []line, kind yaml.Kind, lineNo int) ([]chunk, bool) {
+	first := -1
+	for k, ln := range lines {
+		if ln.content {
+			first = k
+			break
+		}
+	}
+	if first < 0 {
+		return nil, true
+	}
+	indent := lines[first].indent
+	if isItem(data[lines[first].start+indent:lines[first].end]) != (kind == yaml.SequenceNode) {
+		return nil, true // not the kind of block this section is
+	}
+	var chunks []chunk
+	cur := chunk{line: lineNo}
+	curStart, items, curItems := lines[0].start, 0, 0
+	for k, ln := range lines {
+		if !ln.content || ln.depth > 0 || ln.indent > indent {
+			continue
+		}
+		if ln.indent < indent {
+			return nil, false
+		}
+		text := data[ln.start+ln.indent : ln.end]
+		if kind == yaml.SequenceNode && !isItem(text) || kind == yaml.MappingNode && !isKeyLine(text) {
+			return nil, false
+		}
+		if curItems > 0 && ln.start-curStart >= chunkTarget {
+			cur.text = data[curStart:ln.start]
+			chunks = append(chunks, cur)
+			cur = chunk{line: lineNo + k, base: items}
+			curStart, curItems = ln.start, 0
+		}
+		items++
+		curItems++
+	}
+	end := lines[len(lines)-1].end
+	if end < len(data) {
+		end++ // its newline
+	}
+	cur.text = data[curStart:end]
+	chunks = append(chunks, cur)
+	return chunks, true
+}
+
+// errChunk stops a chunked decoding: a chunk did not parse on its own.
+var errChunk = errors.New("chunk does not parse")
+
+// decodeChunk parses c into its list or mapping node, with the file's line
+// numbers.
+func decodeChunk(c chunk) *yaml.Node {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(c.text, &doc); err != nil || doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+		panic(errChunk)
+	}
+	n := doc.Content[0]
+	shiftLines(n, c.line-1)
+	return n
+}
+
+func shiftLines(n *yaml.Node, by int) {
+	n.Line += by
+	for _, c := range n.Content {
+		shiftLines(c, by)
+	}
+}

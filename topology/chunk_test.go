@@ -1,0 +1,197 @@
+package topology
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// decodeBoth decodes data whole and in chunks (of one item each, and of
+// the default size) and reports how they differ, if they do, and whether
+// the file could be cut at all.
+func decodeBoth(t testing.TB, data []byte) (diff string, wasCut bool) {
+	vars := VarsOnly(map[string]string{"X": "xval", "MTU": "1400"})
+	run := func(target int, whole bool) string {
+		saved, savedWhole := chunkTarget, decodeWhole
+		chunkTarget, decodeWhole = target, whole
+		defer func() { chunkTarget, decodeWhole = saved, savedWhole }()
+		top, err := ParseWith("f.yaml", data, vars)
+		b, jerr := json.Marshal(map[string]any{"top": top, "err": err})
+		if jerr != nil {
+			t.Fatal(jerr)
+		}
+		return string(b)
+	}
+	whole := run(chunkTarget, true)
+	for _, target := range []int{1, 100, chunkTarget} {
+		if got := run(target, false); got != whole {
+			return fmt.Sprintf("chunks of %d bytes:\n got %s\nwant %s", target, got, whole), cut(data) != nil
+		}
+	}
+	return "", cut(data) != nil
+}
+
+// corpus is the examples and test files, each also mutated at random:
+// lines dropped, repeated, moved, re-indented, given other values.
+func corpus(t testing.TB, mutations int) [][]byte {
+	var files []string
+	for _, glob := range []string{"testdata/*.yaml", "../examples/*.yaml", "../examples/fixture/*.yaml"} {
+		f, _ := filepath.Glob(glob)
+		files = append(files, f...)
+	}
+	var texts []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts = append(texts, string(b))
+	}
+	texts = append(texts, generated(40, 1))
+	out := make([][]byte, 0, len(texts)+mutations)
+	for _, s := range texts {
+		out = append(out, []byte(s))
+	}
+	values := []string{`""`, "[]", "{}", "~", strings.Repeat("x", 20), "10.0.0.1/24", "default", "host", "n1",
+		"1500", "-1", "true", `"a:b"`, "fd00::1/64", "eth0", "99999999999", "lo", `"${X}"`, "${MTU}", "- a", "[a,", "'q'"}
+	r := rand.New(rand.NewSource(7))
+	for k := 0; k < mutations; k++ {
+		lines := strings.Split(texts[r.Intn(len(texts))], "\n")
+		for m := 1 + r.Intn(3); m > 0 && len(lines) > 0; m-- {
+			i := r.Intn(len(lines))
+			l := lines[i]
+			switch op := r.Float64(); {
+			case op < 0.2:
+				lines = append(lines[:i], lines[i+1:]...)
+			case op < 0.4:
+				lines = append(lines[:i+1], lines[i:]...)
+			case op < 0.75 && strings.Contains(l, ":"):
+				key, _, _ := strings.Cut(l, ":")
+				lines[i] = key + ": " + values[r.Intn(len(values))]
+			case op < 0.85:
+				j := r.Intn(len(lines))
+				lines = append(lines[:j+1], lines[j:]...)
+				lines[j] = l
+			default:
+				lines[i] = strings.Repeat(" ", 1+r.Intn(2)) + l
+			}
+		}
+		out = append(out, []byte(strings.Join(lines, "\n")))
+	}
+	return out
+}
+
+// generated is a lab of n namespaces, each with a veth to the host and,
+// one in every, a route.
+func generated(n, every int) string {
+	var b strings.Builder
+	b.WriteString("name: g\n# the namespaces\nnamespaces:\n")
+	for i := 0; i < n; i++ {
+		if i%every == 0 {
+			fmt.Fprintf(&b, "  n%d:\n    routes:\n      - to: default\n        via: 10.%d.%d.1\n", i, i>>8, i&255)
+		} else {
+			fmt.Fprintf(&b, "  n%d: {}\n", i)
+		}
+	}
+	b.WriteString("links:\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "  - a: {namespace: n%d, name: eth0, addresses: [10.%d.%d.2/24]}\n    b: {namespace: host, name: v%d}\n", i, i>>8, i&255, i)
+	}
+	b.WriteString("bridges:\n- name: br0\n  mtu: ${MTU}\n  addresses: [\"10.255.0.1/16\"]\n")
+	return b.String()
+}
+
+// TestChunkedMatchesWhole: decoding a file in chunks gives the values,
+// errors, warnings and positions decoding it whole gives, for the
+// examples, the test files and 1500 mutations of them; and most of them
+// are cut (else the test would prove nothing).
+func TestChunkedMatchesWhole(t *testing.T) {
+	files := corpus(t, 1500)
+	cutCount := 0
+	for i, data := range files {
+		diff, wasCut := decodeBoth(t, data)
+		if diff != "" {
+			t.Fatalf("file %d:\n%s\n%s", i, data, diff)
+		}
+		if wasCut {
+			cutCount++
+		}
+	}
+	if cutCount < len(files)/2 {
+		t.Fatalf("only %d of %d files were cut: the chunked decoding is not what is tested", cutCount, len(files))
+	}
+	t.Logf("%d of %d files cut", cutCount, len(files))
+}
+
+// TestBigFileIsCut: a generated lab is cut into many chunks, with every
+// item once, in order.
+func TestBigFileIsCut(t *testing.T) {
+	data := []byte(generated(3000, 7))
+	saved := chunkTarget
+	chunkTarget = 4096
+	defer func() { chunkTarget = saved }()
+	l := cut(data)
+	if l == nil {
+		t.Fatal("a plain generated file was not cut")
+	}
+	for _, section := range []string{"namespaces", "links"} {
+		if len(l.bodies[section]) < 3 {
+			t.Fatalf("%s: %d chunks, want several", section, len(l.bodies[section]))
+		}
+	}
+	links := l.bodies["links"]
+	for i := 1; i < len(links); i++ {
+		prev := links[i-1]
+		if links[i].base <= prev.base || links[i].line <= prev.line {
+			t.Fatalf("chunk %d starts at item %d line %d, after item %d line %d", i, links[i].base, links[i].line, prev.base, prev.line)
+		}
+	}
+	top, err := ParseWith("g.yaml", data, VarsOnly(map[string]string{"MTU": "1400"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(top.Namespaces) != 3000 || len(top.Links) != 3000 || top.Links[2999].A.Namespace != "n2999" || top.Links[2999].Path != "links[2999]" {
+		t.Fatalf("decoded %d namespaces, %d links, last %+v", len(top.Namespaces), len(top.Links), top.Links[len(top.Links)-1])
+	}
+	if want := strings.Count(string(data[:strings.Index(string(data), "n2999: {}")]), "\n") + 1; top.Namespaces[2999].Pos.Line != want {
+		t.Fatalf("n2999 is at line %d, want %d", top.Namespaces[2999].Pos.Line, want)
+	}
+}
+
+// TestNotCut: what the cutter does not follow is decoded whole.
+func TestNotCut(t *testing.T) {
+	for _, s := range []string{
+		"name: a\nnamespaces:\n  n1: &x {}\n  n2: *x\n",
+		"---\nname: a\n",
+		"name: a\nchecks:\n  - name: c\n    run: |\n      echo hi\n",
+		"name: a\nnamespaces:\n\tn1: {}\n",
+		"name: a\nlinks:\n  - endpoints: [\"n1:a\",\n  - b\n",
+		"name: a\nname: b\n",
+		"name: a\nnamespaces:\n  n1: {}\n n2: {}\n",
+		"name: a\nlinks:\n  - a: \"x\n    y\"\n",
+	} {
+		if cut([]byte(s)) != nil {
+			t.Errorf("cut, but should be decoded whole:\n%s", s)
+		}
+		if diff, _ := decodeBoth(t, []byte(s)); diff != "" {
+			t.Errorf("%s\n%s", s, diff)
+		}
+	}
+}
+
+// FuzzChunkedMatchesWhole: for any input, chunked and whole decoding
+// agree.
+func FuzzChunkedMatchesWhole(f *testing.F) {
+	for _, data := range corpus(f, 50) {
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if diff, _ := decodeBoth(t, data); diff != "" {
+			t.Fatalf("%q\n%s", data, diff)
+		}
+	})
+}
