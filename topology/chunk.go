@@ -60,11 +60,13 @@ var sectionKinds = map[string]yaml.Kind{
 }
 
 // line is one line of the file, as the cutter sees it.
+// (int32: a file is at most MaxFileSize; a line is 16 bytes, and a
+// 100 000-namespace file has 300 000 of them.)
 type line struct {
-	start, end int // offsets of its text, without the newline
-	indent     int
-	content    bool // not blank and not only a comment
-	depth      int  // open flow collections ([ and {) when it starts
+	start, end int32 // offsets of its text, without the newline
+	indent     int32
+	depth      int16 // open flow collections ([ and {) when it starts
+	content    bool  // not blank and not only a comment
 }
 
 // lexLines splits data into lines, or reports that the file uses YAML
@@ -73,7 +75,10 @@ func lexLines(data []byte) ([]line, bool) {
 	if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) || bytes.ContainsAny(data, "\t\r") {
 		return nil, false
 	}
-	var lines []line
+	if len(data) >= 1<<31 {
+		return nil, false
+	}
+	lines := make([]line, 0, bytes.Count(data, []byte("\n"))+1)
 	depth := 0
 	for start := 0; start < len(data); {
 		end := bytes.IndexByte(data[start:], '\n')
@@ -82,16 +87,19 @@ func lexLines(data []byte) ([]line, bool) {
 			end, next = len(data)-start, len(data)
 		}
 		end += start
-		l := line{start: start, end: end, depth: depth}
+		if depth > 1000 {
+			return nil, false
+		}
+		l := line{start: int32(start), end: int32(end), depth: int16(depth)}
 		text := data[start:end]
-		for l.indent < len(text) && text[l.indent] == ' ' {
+		for int(l.indent) < len(text) && text[l.indent] == ' ' {
 			l.indent++
 		}
 		if bytes.HasPrefix(text, []byte("---")) || bytes.HasPrefix(text, []byte("...")) {
 			return nil, false
 		}
 		var quote byte
-		for i := l.indent; i < len(text); i++ {
+		for i := int(l.indent); i < len(text); i++ {
 			c := text[i]
 			if quote != 0 {
 				switch {
@@ -265,7 +273,7 @@ func cutBody(data []byte, lines []line, kind yaml.Kind, lineNo int) ([]chunk, bo
 		if kind == yaml.SequenceNode && !isItem(text) || kind == yaml.MappingNode && !isKeyLine(text) {
 			return nil, false
 		}
-		if curItems > 0 && ln.start-curStart >= chunkTarget {
+		if curItems > 0 && int(ln.start-curStart) >= chunkTarget {
 			cur.text = data[curStart:ln.start]
 			chunks = append(chunks, cur)
 			cur = chunk{line: lineNo + k, base: items}
@@ -274,7 +282,7 @@ func cutBody(data []byte, lines []line, kind yaml.Kind, lineNo int) ([]chunk, bo
 		items++
 		curItems++
 	}
-	end := lines[len(lines)-1].end
+	end := int(lines[len(lines)-1].end)
 	if end < len(data) {
 		end++ // its newline
 	}

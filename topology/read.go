@@ -31,10 +31,24 @@ func ReadFile(path string, max int64) ([]byte, error) {
 	if st.Size() > max {
 		return nil, fmt.Errorf("read topology: %s is %d bytes, over the limit of %d (--max-file-size)", path, st.Size(), max)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("read topology: %w", err)
+	// Read into a buffer of the size Stat gave (plus one byte, to see a
+	// file that grew): io.ReadAll's doubling would hold up to twice a big
+	// file's size.
+	buf := make([]byte, 0, st.Size()+1)
+	for int64(len(buf)) <= max {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := f.Read(buf[len(buf):min(cap(buf), int(max+1))])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read topology: %w", err)
+		}
 	}
+	data := buf
 	if int64(len(data)) > max {
 		return nil, fmt.Errorf("read topology: %s grew past the limit of %d bytes (--max-file-size) while being read", path, max)
 	}

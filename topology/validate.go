@@ -89,9 +89,18 @@ func ParseCIDR(s string) (netip.Prefix, error) {
 
 type objKey struct{ ns, name string }
 
+// claim is who holds an interface name: what kind of interface ("bridge",
+// "link", ...), and which.
 type claim struct {
-	what string
-	pos  Pos
+	kind  string
+	iface *Iface
+}
+
+func (c claim) what() string {
+	if c.kind == "link" {
+		return fmt.Sprintf("link %s:%s", c.iface.Namespace, c.iface.Name)
+	}
+	return c.kind + " " + c.iface.Name
 }
 
 // present reports whether the file has a value at path (even an empty one).
@@ -176,8 +185,7 @@ func (d *decoder) validate(t *Topology) {
 
 	// Interface names: one owner per name per namespace.
 	claims := map[objKey]claim{}
-	kinds := map[objKey]string{}
-	claimIf := func(i *Iface, what string) {
+	claimIf := func(i *Iface, kind string) {
 		if msg := ValidIfName(i.Name); msg != "" {
 			if i.Name != "" || (i.Path != "" && d.present(join(i.Path, "name"))) {
 				d.at(i.Pos, join(i.Path, "name"), "%s", msg)
@@ -191,34 +199,37 @@ func (d *decoder) validate(t *Topology) {
 		k := objKey{i.Namespace, i.Name}
 		if prev, ok := claims[k]; ok {
 			d.at(i.Pos, join(i.Path, "name"), "interface %q in namespace %q is already claimed by %s at line %d",
-				i.Name, i.Namespace, prev.what, prev.pos.Line)
+				i.Name, i.Namespace, prev.what(), prev.iface.Pos.Line)
 			return
 		}
-		claims[k] = claim{what, i.Pos}
-		kinds[k] = what
+		claims[k] = claim{kind, i}
 	}
 	for _, b := range t.Bridges {
-		claimIf(&b.Iface, "bridge "+b.Name)
+		claimIf(&b.Iface, "bridge")
 	}
 	for _, l := range t.Links {
-		claimIf(&l.A, fmt.Sprintf("link %s:%s", l.A.Namespace, l.A.Name))
-		claimIf(&l.B, fmt.Sprintf("link %s:%s", l.B.Namespace, l.B.Name))
+		claimIf(&l.A, "link")
+		claimIf(&l.B, "link")
 	}
 	for _, m := range t.Macvlans {
-		claimIf(&m.Iface, "macvlan "+m.Name)
+		claimIf(&m.Iface, "macvlan")
 	}
 	for _, m := range t.Ipvlans {
-		claimIf(&m.Iface, "ipvlan "+m.Name)
+		claimIf(&m.Iface, "ipvlan")
 	}
 	for _, v := range t.Vxlans {
-		claimIf(&v.Iface, "vxlan "+v.Name)
+		claimIf(&v.Iface, "vxlan")
 	}
 	isBridge := map[objKey]bool{}
 	for _, b := range t.Bridges {
 		isBridge[objKey{b.Namespace, b.Name}] = true
 	}
 
-	addrSeen := map[string]Pos{}
+	type nsAddr struct {
+		ns   string
+		addr netip.Addr
+	}
+	addrSeen := map[nsAddr]Pos{}
 	for _, i := range t.Interfaces() {
 		if i.Name == "" {
 			continue // already reported
@@ -243,7 +254,7 @@ func (d *decoder) validate(t *Topology) {
 				d.at(i.Pos, p, "%v", err)
 				continue
 			}
-			key := i.Namespace + "|" + pfx.Addr().String()
+			key := nsAddr{i.Namespace, pfx.Addr()}
 			if prev, ok := addrSeen[key]; ok {
 				d.at(i.Pos, p, "address %s is already used in namespace %q (line %d)", pfx.Addr(), i.Namespace, prev.Line)
 				continue
@@ -293,9 +304,9 @@ func (d *decoder) validate(t *Topology) {
 			d.at(i.Pos, join(i.Path, "parent"), "%s", msg)
 			return
 		}
-		if k, ok := kinds[objKey{ns, name}]; ok && (strings.HasPrefix(k, "macvlan") || strings.HasPrefix(k, "ipvlan")) {
+		if c, ok := claims[objKey{ns, name}]; ok && (c.kind == "macvlan" || c.kind == "ipvlan") {
 			// The kernel would make it a child of that one's own parent.
-			d.at(i.Pos, join(i.Path, "parent"), "parent %s:%s is itself a %s: the kernel would attach this one to its parent instead; name that parent", ns, name, strings.Fields(k)[0])
+			d.at(i.Pos, join(i.Path, "parent"), "parent %s:%s is itself a %s: the kernel would attach this one to its parent instead; name that parent", ns, name, c.kind)
 		}
 	}
 	oneOf := func(i *Iface, key, val string, allowed ...string) {
@@ -534,21 +545,25 @@ func orNothing(s string) string {
 // veth pair, a bridge and its ports, a macvlan or ipvlan and its parent's
 // wire, VXLANs of one VNI) is an error: both answer ARP for it.
 func (d *decoder) sameL2Addresses(t *Topology) {
-	parent := map[string]string{}
-	var find func(string) string
-	find = func(k string) string {
-		for parent[k] != "" && parent[k] != k {
-			k = parent[k]
+	// Keys are the file's own strings, not new ones: a big file has
+	// hundreds of thousands of them.
+	parent := map[objKey]objKey{}
+	find := func(k objKey) objKey {
+		for {
+			p, ok := parent[k]
+			if !ok || p == k {
+				return k
+			}
+			k = p
 		}
-		return k
 	}
-	union := func(a, b string) {
+	union := func(a, b objKey) {
 		ra, rb := find(a), find(b)
 		if ra != rb {
 			parent[ra] = rb
 		}
 	}
-	key := func(ns, name string) string { return ns + ":" + name }
+	key := func(ns, name string) objKey { return objKey{ns, name} }
 	for _, i := range t.Interfaces() {
 		if i.Bridge != "" {
 			union(key(i.Namespace, i.Name), key(i.Namespace, i.Bridge))
@@ -563,7 +578,7 @@ func (d *decoder) sameL2Addresses(t *Topology) {
 	for _, m := range t.Ipvlans {
 		union(key(m.Namespace, m.Name), key(m.ParentNS, m.ParentName))
 	}
-	vni := map[int]string{}
+	vni := map[int]objKey{}
 	for _, v := range t.Vxlans {
 		k := key(v.Namespace, v.Name)
 		if prev, ok := vni[v.VNI]; ok {
@@ -575,14 +590,18 @@ func (d *decoder) sameL2Addresses(t *Topology) {
 		i   *Iface
 		pos Pos
 	}
-	seen := map[string]holder{}
+	type segAddr struct {
+		segment objKey
+		addr    netip.Addr
+	}
+	seen := map[segAddr]holder{}
 	for _, i := range t.Interfaces() {
 		for j, a := range i.Addresses {
 			p, err := ParseCIDR(a)
 			if err != nil || p.Addr().IsLinkLocalUnicast() {
 				continue
 			}
-			k := find(key(i.Namespace, i.Name)) + "|" + p.Addr().String()
+			k := segAddr{find(key(i.Namespace, i.Name)), p.Addr()}
 			if prev, ok := seen[k]; ok && prev.i.Namespace != i.Namespace {
 				d.at(i.Pos, fmt.Sprintf("%s.addresses[%d]", i.Path, j), "address %s is also on %s:%s (line %d), on the same L2 segment: both would answer ARP or neighbour discovery for it",
 					p.Addr(), prev.i.Namespace, prev.i.Name, prev.pos.Line)
