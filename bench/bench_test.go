@@ -1,8 +1,10 @@
 // Package bench measures netplan-lab against the same lab built and torn
-// down by a shell script of `ip` commands, in the same run, for N = 10, 100,
-// 1000 and 3000 namespaces, with whole processes of the CLI timed from
-// outside; plus 10 000 bare namespaces, and the memory a 100 000-namespace
-// file takes. Everything happens inside a sandbox namespace.
+// down by a shell script of `ip` commands and by the floor (bench/floor:
+// plain netlink calls, nothing read or recorded), in the same run, for
+// N = 10, 100, 1000 and 3000 namespaces, with whole processes of the CLI
+// timed from outside; plus 10 000 bare namespaces, and the memory a
+// 100 000-namespace file takes. Everything happens inside a sandbox
+// namespace.
 //
 //	make bench
 package bench
@@ -111,7 +113,7 @@ func runScript(b *testing.B, script string) time.Duration {
 func cleanup(prefix, sandbox string) {
 	entries, _ := os.ReadDir(linux.NetnsDir)
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), prefix) || e.Name() == sandbox || e.Name() == sandbox+"-ip" {
+		if strings.HasPrefix(e.Name(), prefix) || e.Name() == sandbox || e.Name() == sandbox+"-ip" || e.Name() == sandbox+"-fl" {
 			p := filepath.Join(linux.NetnsDir, e.Name())
 			_ = syscall.Unmount(p, syscall.MNT_DETACH)
 			_ = os.Remove(p)
@@ -178,6 +180,43 @@ var (
 	cliPath string
 	cliErr  error
 )
+
+// The floor (bench/floor): the same lab made and removed by plain netlink
+// calls, with nothing read, compared or recorded.
+var (
+	floorOnce sync.Once
+	floorPath string
+	floorErr  error
+)
+
+func floor(b *testing.B) string {
+	floorOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "netplan-lab-floor-")
+		if err != nil {
+			floorErr = err
+			return
+		}
+		floorPath = filepath.Join(dir, "floor")
+		out, err := exec.Command("go", "build", "-o", floorPath, "./floor").CombinedOutput()
+		if err != nil {
+			floorErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if floorErr != nil {
+		b.Fatal(floorErr)
+	}
+	return floorPath
+}
+
+func runFloor(b *testing.B, args ...string) time.Duration {
+	cmd := exec.Command(floor(b), args...)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		b.Fatalf("floor %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return time.Since(start)
+}
 
 func cli(b *testing.B) string {
 	cliOnce.Do(func() {
@@ -261,16 +300,17 @@ func benchLab(b *testing.B, n int) {
 		b.Fatal(err)
 	}
 	cli(b)
+	floor(b)
 
 	// Rounds: medians of three for the small labs (runs vary here by
 	// ±20 %), one for the big ones. Each round: the ip script up and down
-	// (BENCH_SKIP_IP=1 skips it), then apply, three no-op re-applies once
-	// the kernel has settled, destroy.
+	// (BENCH_SKIP_IP=1 skips it), the floor up and down, then apply, three
+	// no-op re-applies once the kernel has settled, destroy.
 	rounds := 1
 	if n <= 100 {
 		rounds = 3
 	}
-	var ipUps, ipDowns, applies, noops, destroys []time.Duration
+	var ipUps, ipDowns, floorUps, floorDowns, applies, noops, destroys []time.Duration
 	var apply, destroy run
 	var noopRSS int64
 	g := []string{"--netns", sandbox, "--prefix", prefix}
@@ -281,6 +321,10 @@ func benchLab(b *testing.B, n int) {
 			ipDowns = append(ipDowns, runScript(b, down))
 			settle(n)
 		}
+		fl := []string{strconv.Itoa(n), sandbox + "-fl", prefix + "fl-"}
+		floorUps = append(floorUps, runFloor(b, append([]string{"up"}, fl...)...))
+		floorDowns = append(floorDowns, runFloor(b, append([]string{"down"}, fl...)...))
+		settle(n)
 		a := runCLI(b, append(g, "apply", file)...)
 		applies = append(applies, a.took)
 		if r == 0 {
@@ -303,6 +347,7 @@ func benchLab(b *testing.B, n int) {
 		ipUps, ipDowns = []time.Duration{1}, []time.Duration{1}
 	}
 	ipUp, ipDown := median(ipUps), median(ipDowns)
+	floorUp, floorDown := median(floorUps), median(floorDowns)
 	apply.took, destroy.took = median(applies), median(destroys)
 	noop := median(noops)
 
@@ -315,10 +360,13 @@ func benchLab(b *testing.B, n int) {
 	b.ReportMetric(float64(noop)/float64(apply.took)*100, "noop-%-of-apply")
 	b.ReportMetric(float64(ipDown)/float64(destroy.took), "x-faster-destroy")
 	b.ReportMetric(mb(apply.rss), "apply-peak-MB")
+	b.ReportMetric(float64(apply.took)/float64(floorUp), "apply-x-floor")
 	fmt.Printf("N=%-5d (%d round(s), medians)\n", n, rounds)
 	fmt.Printf("N=%-5d apply %8.1f ms  ip script %8.1f ms  (%.1fx)  | no-op %7.1f ms (%.1f%% of apply) | destroy %8.1f ms  ip teardown %8.1f ms (%.2fx) | peak RSS apply %.1f MB, no-op %.1f MB, destroy %.1f MB\n",
 		n, ms(apply.took), ms(ipUp), float64(ipUp)/float64(apply.took), ms(noop), float64(noop)/float64(apply.took)*100,
 		ms(destroy.took), ms(ipDown), float64(ipDown)/float64(destroy.took), mb(apply.rss), mb(noopRSS), mb(destroy.rss))
+	fmt.Printf("N=%-5d floor (bench/floor: plain netlink calls, nothing read or recorded) up %8.1f ms, down %8.1f ms | apply %.2fx the floor, destroy %.2fx\n",
+		n, ms(floorUp), ms(floorDown), float64(apply.took)/float64(floorUp), float64(destroy.took)/float64(floorDown))
 }
 
 func BenchmarkLab10(b *testing.B)   { benchLab(b, 10) }

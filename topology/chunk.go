@@ -3,6 +3,7 @@ package topology
 import (
 	"bytes"
 	"errors"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -72,10 +73,7 @@ type line struct {
 // lexLines splits data into lines, or reports that the file uses YAML
 // the cutter does not follow.
 func lexLines(data []byte) ([]line, bool) {
-	if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) || bytes.ContainsAny(data, "\t\r") {
-		return nil, false
-	}
-	if len(data) >= 1<<31 {
+	if len(data) >= 1<<31 || !plainText(data) {
 		return nil, false
 	}
 	lines := make([]line, 0, bytes.Count(data, []byte("\n"))+1)
@@ -87,52 +85,17 @@ func lexLines(data []byte) ([]line, bool) {
 			end, next = len(data)-start, len(data)
 		}
 		end += start
-		if depth > 1000 {
-			return nil, false
-		}
 		l := line{start: int32(start), end: int32(end), depth: int16(depth)}
 		text := data[start:end]
 		for int(l.indent) < len(text) && text[l.indent] == ' ' {
 			l.indent++
 		}
-		if bytes.HasPrefix(text, []byte("---")) || bytes.HasPrefix(text, []byte("...")) {
+		if l.indent > 1000 || bytes.HasPrefix(text, []byte("---")) || bytes.HasPrefix(text, []byte("...")) {
 			return nil, false
 		}
-		var quote byte
-		for i := int(l.indent); i < len(text); i++ {
-			c := text[i]
-			if quote != 0 {
-				switch {
-				case quote == '"' && c == '\\':
-					i++
-				case c == quote:
-					quote = 0
-				}
-				continue
-			}
-			if c == '#' && (i == 0 || text[i-1] == ' ') {
-				break // a comment, to the end of the line
-			}
-			l.content = true
-			switch c {
-			case '"', '\'':
-				if i > 0 && text[i-1] != ' ' && !bytes.ContainsRune([]byte("[{,:-"), rune(text[i-1])) {
-					return nil, false // a quote inside a plain scalar, like don't
-				}
-				quote = c
-			case '[', '{':
-				depth++
-			case ']', '}':
-				depth--
-				if depth < 0 {
-					return nil, false
-				}
-			case '&', '*', '!', '|', '>', '%', '@', '`', '?':
-				return nil, false
-			}
-		}
-		if quote != 0 {
-			return nil, false // a quoted string that goes on to the next line
+		var ok bool
+		if depth, l.content, ok = lexLine(text, int(l.indent), depth); !ok {
+			return nil, false
 		}
 		lines = append(lines, l)
 		start = next
@@ -141,6 +104,110 @@ func lexLines(data []byte) ([]line, bool) {
 		return nil, false
 	}
 	return lines, true
+}
+
+// lexLine follows one line from its first character after the
+// indentation, in flow collections depth deep: the depth at its end,
+// whether it has content (not only a comment), and !ok for what the
+// cutter does not follow. A quote, [ or { opens something only where a
+// value starts (after the indentation, "- ", ": ", or, in a flow
+// collection, [, { and ,); anywhere else outside a flow collection it is
+// a character of a plain scalar (don't, a[0], ${MTU}), as for yaml.v3.
+// (The audit of the first version: a quote inside a plain scalar taken
+// for the start of a quoted string hid a comment's # and a bracket, and
+// the items were miscounted.)
+func lexLine(text []byte, from, depth int) (int, bool, bool) {
+	content, atValue, items := false, true, 0
+	for i := from; i < len(text); i++ {
+		c := text[i]
+		if c == ' ' {
+			continue
+		}
+		if c == '#' && (i == 0 || text[i-1] == ' ') {
+			break // a comment, to the end of the line
+		}
+		content = true
+		spaceAfter := i+1 == len(text) || text[i+1] == ' '
+		switch c {
+		case '"', '\'':
+			if !atValue {
+				atValue = false // inside a plain scalar (don't): a character like any
+				continue
+			}
+			j := i + 1
+			for ; j < len(text); j++ {
+				if c == '"' && text[j] == '\\' {
+					j++
+				} else if text[j] == c {
+					if c == '\'' && j+1 < len(text) && text[j+1] == '\'' {
+						j++ // '' is a quote inside single quotes
+						continue
+					}
+					break
+				}
+			}
+			if j >= len(text) {
+				return 0, false, false // a quoted string that goes on to the next line
+			}
+			i, atValue = j, false
+		case '[', '{':
+			switch {
+			case !atValue && depth == 0:
+				continue // inside a plain scalar (${MTU}, a[0])
+			case !atValue || depth >= 1000:
+				return 0, false, false
+			}
+			depth++
+		case ']', '}':
+			if depth == 0 {
+				atValue = false // inside a plain scalar
+				continue
+			}
+			depth--
+			atValue = false
+		case ',':
+			atValue = depth > 0
+		case ':':
+			atValue = spaceAfter || depth > 0 && i+1 < len(text) && bytes.IndexByte([]byte(",]}"), text[i+1]) >= 0
+		case '-':
+			if atValue && spaceAfter && depth == 0 {
+				if items++; items > 1000 {
+					return 0, false, false // nesting past yaml.v3's limit is its to refuse
+				}
+				continue
+			}
+			atValue = false
+		case '&', '*', '!', '|', '>', '%', '@', '`', '?':
+			return 0, false, false
+		default:
+			atValue = false
+		}
+	}
+	return depth, content, true
+}
+
+// plainText: no byte order mark, tab, carriage return or other control
+// character, valid UTF-8, and no line break but \n (yaml.v3 also breaks
+// lines at U+0085, U+2028 and U+2029, which would shift line numbers)
+// and nothing yaml.v3 refuses as unprintable: a file with any of these is
+// decoded whole, and yaml.v3 reports what it makes of them.
+func plainText(data []byte) bool {
+	for i := 0; i < len(data); i++ {
+		c := data[i]
+		if c < 0x80 {
+			if c < 0x20 && c != '\n' || c == 0x7f {
+				return false
+			}
+			continue
+		}
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError || r < 0xa0 || r == 0x2028 || r == 0x2029 || r == 0xfeff ||
+			0xd800 <= r && r < 0xe000 || r == 0xfffe || r == 0xffff {
+			return false
+		}
+		i += size - 1
+	}
+	return true
 }
 
 // topKey is the key of a top-level line "key:" or "key: value", and
@@ -194,6 +261,11 @@ func cut(data []byte) *layout {
 	for i := 0; i < len(lines); {
 		ln := lines[i]
 		text := data[ln.start:ln.end]
+		if ln.content && len(seen) == 0 && (ln.indent > 0 || ln.depth > 0) {
+			// An indented first line: yaml.v3 ends the document where a
+			// line at column 0 follows, which the cutter does not follow.
+			return nil
+		}
 		if !ln.content || ln.indent > 0 || ln.depth > 0 {
 			// Not a top-level key: a comment, or the rest of an inline
 			// value (the skeleton's decoder judges it).

@@ -195,3 +195,59 @@ func FuzzChunkedMatchesWhole(f *testing.F) {
 		}
 	})
 }
+
+// TestChunkedAuditCases: what an outside audit of the first version found
+// decoding differently in chunks (or cut where it should not be), each
+// now the same both ways.
+func TestChunkedAuditCases(t *testing.T) {
+	for name, s := range map[string]string{
+		// A quote inside a plain scalar taken for a quoted string hid a
+		// comment's # and a bracket: the items were miscounted.
+		"quote hides a bracket":      "name: a\nlinks:\n  - x 'a #' [\n  - b\n  - y 'c #' ]\n  - d\n",
+		"quote hides a comment":      "name: a\nlinks:\n  - x 'y: ' # \n  - b ' #' #" + strings.Repeat("p", 100) + "\n  - d\n",
+		"quote hides a block scalar": "name: a\nlinks:\n  - x 'y: | #'\n      [\n  - b\n      ]\n  - d\n",
+		"quote in a namespace value": "name: a\nnamespaces:\n  n1: x 'a #' [\n  n2: {}\n  n3: y 'c #' ]\n  n4: {}\n",
+		// yaml.v3 breaks lines at U+2028, U+2029 and U+0085 too.
+		"line separator":      "# \u2028\nname: a\nnamespaces:\n  n1:\n    bogus: 1\n",
+		"next line":           "# \u0085\nname: a\nnamespaces:\n  n1:\n    bogus: 1\n",
+		"paragraph separator": "name: a\nnamespaces:\n  n1: {} # \u2029\n  n2:\n    bogus: 1\n",
+		// An indented first line ends the first document early.
+		"indented first line":       " checks:\nchecks:\n-",
+		"indented, then a section":  " name: a\n links:\nlinks:\n  - endpoints: [\"n1:e0\", \"n2:e0\"]\n",
+		"indented, then bad UTF-8":  " a: 1\nname: x\nlinks:\n  - \xff\n",
+		"indented, then a control":  " a: 1\nname: x\nnamespaces:\n  n1: \x7f\n",
+		"fuzz: indented, then flow": " 000: 0000000\nA00000: 0000\nnamespaces:\n 0000000000000000000000000000000000000000000000000\x8c0000000000000{0000000000000000000000000000: \"\"}",
+		"fuzz: indented, then nat":  " 0:\nnat:\n- #\x1e0",
+		// yaml.v3's nesting limit counts the document's root.
+		"nesting at the limit": "name: a\nlinks:\n  - " + strings.Repeat("- ", 9999) + "x\n  - q\n",
+		// Still cut, still the same.
+		"plain scalars with quotes and brackets": "name: a\nlinks:\n  - a: {namespace: n1, name: don't}\n    b: {namespace: \"n2\", name: 'it''s'}\n  - mtu: ${MTU}\n",
+	} {
+		if diff, _ := decodeBoth(t, []byte(s)); diff != "" {
+			t.Errorf("%s: %q\n%s", name, s, diff)
+		}
+	}
+	if cut([]byte("name: a\nlinks:\n  - mtu: ${MTU}\n  - a: {namespace: n1, name: don't}\n")) == nil {
+		t.Error("plain scalars with ${...} and a quote inside are not cut")
+	}
+	// What follows an early end of the first document is an error, not
+	// text to ignore.
+	if _, err := ParseWith("f.yaml", []byte(" a: 1\nname: x\n"), nil); err == nil || !strings.Contains(err.Error(), "first document that ends before the file does") {
+		t.Errorf("an indented first line: %v", err)
+	}
+}
+
+// TestPositionUnderAVariableKey: a problem under a namespace whose name is
+// a variable is placed at its value, as under a literal name.
+func TestPositionUnderAVariableKey(t *testing.T) {
+	vars := VarsOnly(map[string]string{"X": "xval"})
+	_, withVar := ParseWith("f.yaml", []byte("name: a\nnamespaces:\n  ${X}:\n    routes:\n      - to: notanip\n"), vars)
+	_, literal := ParseWith("f.yaml", []byte("name: a\nnamespaces:\n  xval:\n    routes:\n      - to: notanip\n"), vars)
+	if withVar == nil || literal == nil {
+		t.Fatal("both files have a bad route")
+	}
+	a, b := withVar.(ErrorList)[0], literal.(ErrorList)[0]
+	if a.Pos != b.Pos || a.Path != b.Path {
+		t.Fatalf("under ${X}: %v; under xval: %v", a, b)
+	}
+}

@@ -3,6 +3,7 @@ package topology
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 
@@ -116,7 +117,8 @@ func (d *decoder) locate(data []byte) {
 	if len(d.unresolved) == 0 {
 		return
 	}
-	again := &decoder{file: d.file, pos: map[string]Pos{}, want: map[string]bool{}}
+	// With the variables: a key that is one names the path.
+	again := &decoder{file: d.file, pos: map[string]Pos{}, want: map[string]bool{}, vars: d.vars}
 	for _, e := range d.unresolved {
 		again.want[e.Path] = true
 	}
@@ -158,6 +160,27 @@ func (d *decoder) chunked(l *layout) (t *Topology, ok bool) {
 	return d.root(l.skeleton, l), true
 }
 
+// invalidYAML reports what yaml.v3 could not parse, at the line it names.
+func (d *decoder) invalidYAML(err error) {
+	line := 1
+	msg := err.Error()
+	// yaml.v3 reports "yaml: line N: message".
+	if rest, ok := strings.CutPrefix(msg, "yaml: line "); ok {
+		if i := strings.Index(rest, ":"); i > 0 {
+			if n, err := strconv.Atoi(rest[:i]); err == nil {
+				line = n
+				msg = strings.TrimSpace(rest[i+1:])
+			}
+		}
+	} else {
+		msg = strings.TrimPrefix(msg, "yaml: ")
+	}
+	if msg == "EOF" {
+		msg = "empty file: a topology needs at least a name"
+	}
+	d.errs = append(d.errs, &Error{File: d.file, Pos: Pos{line, 1}, Msg: "invalid YAML: " + msg})
+}
+
 // root decodes the document in data; with l, data is its skeleton and the
 // sections l cut are decoded a chunk at a time.
 func (d *decoder) root(data []byte, l *layout) *Topology {
@@ -167,28 +190,21 @@ func (d *decoder) root(data []byte, l *layout) *Topology {
 		if l != nil {
 			panic(errChunk)
 		}
-		line := 1
-		msg := err.Error()
-		// yaml.v3 reports "yaml: line N: message".
-		if rest, ok := strings.CutPrefix(msg, "yaml: line "); ok {
-			if i := strings.Index(rest, ":"); i > 0 {
-				if n, err := strconv.Atoi(rest[:i]); err == nil {
-					line = n
-					msg = strings.TrimSpace(rest[i+1:])
-				}
-			}
-		} else {
-			msg = strings.TrimPrefix(msg, "yaml: ")
-		}
-		if msg == "EOF" {
-			msg = "empty file: a topology needs at least a name"
-		}
-		d.errs = append(d.errs, &Error{File: d.file, Pos: Pos{line, 1}, Msg: "invalid YAML: " + msg})
+		d.invalidYAML(err)
 		return nil
 	}
 	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
+	switch err := dec.Decode(&extra); {
+	case err == nil:
 		d.errorf(&extra, "", "only one YAML document is allowed")
+	case err != io.EOF:
+		// What follows the first document does not parse (a file whose
+		// first line is indented ends its first document at the first
+		// line that is not): that is an error too, not text to ignore.
+		if l != nil {
+			panic(errChunk)
+		}
+		d.invalidYAML(fmt.Errorf("%w, after a first document that ends before the file does (is the first line indented more than the next?)", err))
 	}
 	n := &root
 	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
