@@ -3,6 +3,7 @@ package topology
 import (
 	"bytes"
 	"errors"
+	"io"
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
@@ -77,7 +78,7 @@ func lexLines(data []byte) ([]line, bool) {
 		return nil, false
 	}
 	lines := make([]line, 0, bytes.Count(data, []byte("\n"))+1)
-	depth := 0
+	depth, expectValue := 0, true
 	for start := 0; start < len(data); {
 		end := bytes.IndexByte(data[start:], '\n')
 		next := start + end + 1
@@ -93,9 +94,12 @@ func lexLines(data []byte) ([]line, bool) {
 		if l.indent > 1000 || bytes.HasPrefix(text, []byte("---")) || bytes.HasPrefix(text, []byte("...")) {
 			return nil, false
 		}
-		var ok bool
-		if depth, l.content, ok = lexLine(text, int(l.indent), depth); !ok {
+		var ok, endValue bool
+		if depth, l.content, endValue, ok = lexLine(text, int(l.indent), depth, expectValue); !ok {
 			return nil, false
+		}
+		if l.content {
+			expectValue = endValue
 		}
 		lines = append(lines, l)
 		start = next
@@ -116,23 +120,38 @@ func lexLines(data []byte) ([]line, bool) {
 // (The audit of the first version: a quote inside a plain scalar taken
 // for the start of a quoted string hid a comment's # and a bracket, and
 // the items were miscounted.)
-func lexLine(text []byte, from, depth int) (int, bool, bool) {
-	content, atValue, items := false, true, 0
+//
+// expectValue says whether the line before left a value to come (it ended
+// with ":", "- ", or inside a flow collection): if not, a line starting
+// with a quote, [ or { may be the rest of a plain scalar, and is not
+// followed. endValue is the same for this line's end.
+func lexLine(text []byte, from, depth int, expectValue bool) (newDepth int, content, endValue, ok bool) {
+	atValue, items := true, 0
+	if from < len(text) && bytes.IndexByte([]byte("\"'[{"), text[from]) >= 0 && !expectValue && depth == 0 {
+		return 0, false, false, false
+	}
 	for i := from; i < len(text); i++ {
 		c := text[i]
 		if c == ' ' {
 			continue
 		}
-		if c == '#' && (i == 0 || text[i-1] == ' ') {
-			break // a comment, to the end of the line
+		if c == '#' {
+			if i == 0 || text[i-1] == ' ' {
+				break // a comment, to the end of the line
+			}
+			if bytes.IndexByte([]byte("\"'[]{},"), text[i-1]) >= 0 {
+				return 0, false, false, false // yaml.v3 takes it for a comment too
+			}
 		}
 		content = true
 		spaceAfter := i+1 == len(text) || text[i+1] == ' '
 		switch c {
 		case '"', '\'':
 			if !atValue {
-				atValue = false // inside a plain scalar (don't): a character like any
-				continue
+				if depth > 0 {
+					return 0, false, false, false
+				}
+				continue // inside a plain scalar (don't): a character like any
 			}
 			j := i + 1
 			for ; j < len(text); j++ {
@@ -147,15 +166,18 @@ func lexLine(text []byte, from, depth int) (int, bool, bool) {
 				}
 			}
 			if j >= len(text) {
-				return 0, false, false // a quoted string that goes on to the next line
+				return 0, false, false, false // a quoted string that goes on to the next line
 			}
 			i, atValue = j, false
+			if depth > 0 && j+1 < len(text) && text[j+1] == ':' {
+				i, atValue = j+1, true // {"key":value}
+			}
 		case '[', '{':
 			switch {
 			case !atValue && depth == 0:
 				continue // inside a plain scalar (${MTU}, a[0])
 			case !atValue || depth >= 1000:
-				return 0, false, false
+				return 0, false, false, false
 			}
 			depth++
 		case ']', '}':
@@ -172,18 +194,18 @@ func lexLine(text []byte, from, depth int) (int, bool, bool) {
 		case '-':
 			if atValue && spaceAfter && depth == 0 {
 				if items++; items > 1000 {
-					return 0, false, false // nesting past yaml.v3's limit is its to refuse
+					return 0, false, false, false // nesting past yaml.v3's limit is its to refuse
 				}
 				continue
 			}
 			atValue = false
 		case '&', '*', '!', '|', '>', '%', '@', '`', '?':
-			return 0, false, false
+			return 0, false, false, false
 		default:
 			atValue = false
 		}
 	}
-	return depth, content, true
+	return depth, content, atValue || depth > 0, true
 }
 
 // plainText: no byte order mark, tab, carriage return or other control
@@ -239,6 +261,9 @@ func isItem(text []byte) bool {
 func isKeyLine(text []byte) bool {
 	if len(text) == 0 || bytes.IndexByte([]byte("-\"'[{:,#"), text[0]) >= 0 {
 		return false
+	}
+	if c := bytes.Index(text, []byte(" #")); c >= 0 {
+		text = text[:c] // a ": " in a comment makes no key
 	}
 	i := bytes.IndexByte(text, ':')
 	return i > 0 && (i == len(text)-1 || text[i+1] == ' ')
@@ -366,11 +391,23 @@ func cutBody(data []byte, lines []line, kind yaml.Kind, lineNo int) ([]chunk, bo
 // errChunk stops a chunked decoding: a chunk did not parse on its own.
 var errChunk = errors.New("chunk does not parse")
 
-// decodeChunk parses c into its list or mapping node, with the file's line
-// numbers.
-func decodeChunk(c chunk) *yaml.Node {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(c.text, &doc); err != nil || doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+// decodeChunk parses c into its node, of the kind the section's value
+// is, with the file's line numbers. Anything else stops the chunked
+// decoding: a chunk that does not parse, that parses to something other
+// than the section's list or mapping, or whose text yaml.v3 takes for
+// more than one document (a line it reads at column 0: the first
+// document ends there, silently). These checks, not the cutter's reading
+// of the text, are what keep the chunked decoding the same as the whole:
+// a second outside audit found text where the cutter's reading and
+// yaml.v3's differ (a continuation line starting with [, a # right
+// after a quote), and in each the chunk then failed one of them.
+func decodeChunk(c chunk, kind yaml.Kind) *yaml.Node {
+	var doc, extra yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(c.text))
+	if err := dec.Decode(&doc); err != nil || doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 || doc.Content[0].Kind != kind {
+		panic(errChunk)
+	}
+	if err := dec.Decode(&extra); err != io.EOF {
 		panic(errChunk)
 	}
 	n := doc.Content[0]

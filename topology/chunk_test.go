@@ -220,6 +220,19 @@ func TestChunkedAuditCases(t *testing.T) {
 		"fuzz: indented, then nat":  " 0:\nnat:\n- #\x1e0",
 		// yaml.v3's nesting limit counts the document's root.
 		"nesting at the limit": "name: a\nlinks:\n  - " + strings.Repeat("- ", 9999) + "x\n  - q\n",
+		// The second audit: text the cutter read otherwise than yaml.v3
+		// (a continuation line starting with [, { or a quote; a # right
+		// after a quote or a bracket; {"key":'value'}; a ": " in a
+		// comment), and the chunk then decoded to fewer keys, silently.
+		"continuation [":          "name: a\nnamespaces:\n  n1:\n    sysctls:\n      net.a: x\n        [\nprefix: p\nbridges:\n  - name: 'br0'#]\n",
+		"continuation {":          "name: a\nnamespaces:\n  n1:\n    sysctls:\n      net.a: x\n        {\nprefix: p\nbridges:\n  - name: br0\n    mac: y }\n",
+		"continuation quote":      "name: a\nnamespaces:\n  n1:\n    sysctls:\n      net.a: x\n        'y #' : [\nprefix: p\n  ]\n",
+		"continuation in links":   "links:\n  - a\n    [\nname: b\n    ]\n",
+		"# after a quote":         "name: a\nnamespaces:\n  n1:\n    sysctls:\n      net.a: 'x'#: [\nprefix: p\nbridges:\n  - name: 'br0'#]\n",
+		"# after }":               "name: a\nnamespaces:\n  n1: {}#: [\nprefix: p\nbridges:\n  - name: br0 ]\n",
+		"json-like single quotes": "name: a\nnamespaces:\n  n1:\n    sysctls: {\"net.a\":'1 #'}\nprefix: p\nbridges:\n  - name: br0\n    mac: x }\n",
+		"json-like double quotes": "name: a\nnamespaces:\n  n1:\n    sysctls: {\"net.a\":\"1 #\"}\nprefix: p\nbridges:\n  - name: br0\n    mac: x }\n",
+		"a key line's comment":    "name: a\nnamespaces:\n  n0: {}\n  n1 #: x\n  n2: {}\n",
 		// Still cut, still the same.
 		"plain scalars with quotes and brackets": "name: a\nlinks:\n  - a: {namespace: n1, name: don't}\n    b: {namespace: \"n2\", name: 'it''s'}\n  - mtu: ${MTU}\n",
 	} {
@@ -227,7 +240,7 @@ func TestChunkedAuditCases(t *testing.T) {
 			t.Errorf("%s: %q\n%s", name, s, diff)
 		}
 	}
-	if cut([]byte("name: a\nlinks:\n  - mtu: ${MTU}\n  - a: {namespace: n1, name: don't}\n")) == nil {
+	if cut([]byte("name: a\nlinks:\n  - mtu: ${MTU}\n    a: {namespace: n1, name: 'x'}\n    b:\n      name: don't\n")) == nil {
 		t.Error("plain scalars with ${...} and a quote inside are not cut")
 	}
 	// What follows an early end of the first document is an error, not

@@ -256,7 +256,7 @@ func (d *decoder) body(l *layout, v *yaml.Node, path string, used map[string]str
 		return
 	}
 	for i, c := range chunks {
-		n := decodeChunk(c)
+		n := decodeChunk(c, sectionKinds[path])
 		if d.vars != nil {
 			if n.Kind == yaml.SequenceNode {
 				for j, item := range n.Content {
