@@ -5,6 +5,12 @@
 // afterwards). It is the floor the benchmark measures netplan-lab against:
 // what a tool that knows the lab does not exist yet cannot beat.
 //
+// The lab is the one netplan-lab makes of the benchmark's file, so IPv6 is
+// off in each namespace (the file gives them none: netplan-lab's default),
+// set before the veth's end comes into it; the sandbox keeps it, as
+// netplan-lab leaves it. (The ip script leaves IPv6 on everywhere, as a
+// person typing it would.)
+//
 //	floor up N SANDBOX PREFIX     # SANDBOX: bridges; PREFIXn0..: namespaces
 //	floor down N SANDBOX PREFIX
 //
@@ -155,6 +161,12 @@ func up(n int, sandbox, prefix string) error {
 			return fmt.Errorf("namespace %s: %w", name, err)
 		}
 		defer ns.Close()
+		// This thread is in the new namespace: /proc/sys/net is its.
+		for _, which := range []string{"all", "default"} {
+			if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+which+"/disable_ipv6", []byte("1"), 0); err != nil {
+				return fmt.Errorf("namespace %s: IPv6 off: %w", name, err)
+			}
+		}
 		h, err := netlink.NewHandleAt(ns)
 		if err != nil {
 			return err
