@@ -33,17 +33,62 @@ func LockPath(netns string) string {
 // process dies), waiting up to timeout. If it has to wait, waiting is told
 // once who holds it ("pid 123: netplan-lab apply lab.yaml"). who describes
 // this process for the next one that waits.
+//
+// The lock file lives as long as its sandbox: unlock removes it when the
+// sandbox is gone (destroyed, or never made, as by plan), so labs leave
+// no files behind. Removing a lock file others may wait on is safe
+// because the file taken is checked to still be the one at the path
+// (a waiter that locked a removed file opens the path again).
 func Lock(ctx context.Context, netns string, timeout time.Duration, who string, waiting func(holder string)) (unlock func(), err error) {
 	if err := os.MkdirAll(LockDir, 0o755); err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
-	path := LockPath(netns)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("lock: %w", err)
+	gone := func() bool {
+		if netns == "" {
+			return false // this machine's own namespace never goes
+		}
+		_, err := os.Lstat(filepath.Join(NetnsDir, netns))
+		return errors.Is(err, os.ErrNotExist)
 	}
+	return lockFile(ctx, LockPath(netns), gone, timeout, who, waiting)
+}
+
+// lockFile takes the lock on the file at path; unlock removes the file
+// first if gone says so.
+func lockFile(ctx context.Context, path string, gone func() bool, timeout time.Duration, who string, waiting func(holder string)) (unlock func(), err error) {
 	deadline := time.Now().Add(timeout)
 	told := false
+	for {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("lock: %w", err)
+		}
+		locked, err := flockWait(ctx, f, path, deadline, timeout, &told, waiting)
+		if err != nil {
+			return nil, err
+		}
+		if !locked {
+			continue // the file was removed while this waited: the path's file now
+		}
+		// Say who holds it now, for whoever waits next.
+		if err := f.Truncate(0); err == nil {
+			_, _ = f.WriteAt([]byte(fmt.Sprintf("pid %d: %s\n", os.Getpid(), who)), 0)
+		}
+		return func() {
+			if gone() {
+				_ = os.Remove(path) // while holding it: a waiter sees it gone and opens the path again
+			} else {
+				_ = f.Truncate(0)
+			}
+			_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+			f.Close()
+		}, nil
+	}
+}
+
+// flockWait locks f, waiting until deadline. It reports false (f closed)
+// when the file it locked is no longer the one at path.
+func flockWait(ctx context.Context, f *os.File, path string, deadline time.Time, timeout time.Duration, told *bool, waiting func(holder string)) (bool, error) {
 	for {
 		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
@@ -51,33 +96,30 @@ func Lock(ctx context.Context, netns string, timeout time.Duration, who string, 
 		}
 		if !errors.Is(err, unix.EWOULDBLOCK) {
 			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
+			return false, fmt.Errorf("lock %s: %w", path, err)
 		}
 		holder := lockHolder(f)
-		if !told && waiting != nil {
+		if !*told && waiting != nil {
 			waiting(holder)
-			told = true
+			*told = true
 		}
 		if time.Now().After(deadline) {
 			f.Close()
-			return nil, fmt.Errorf("%w on %s after %v: held by %s (--lock-timeout)", ErrLockTimeout, path, timeout, holder)
+			return false, fmt.Errorf("%w on %s after %v: held by %s (--lock-timeout)", ErrLockTimeout, path, timeout, holder)
 		}
 		select {
 		case <-ctx.Done():
 			f.Close()
-			return nil, ctx.Err()
+			return false, ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	// Say who holds it now, for whoever waits next.
-	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt([]byte(fmt.Sprintf("pid %d: %s\n", os.Getpid(), who)), 0)
-	}
-	return func() {
-		_ = f.Truncate(0)
-		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	var have, at unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &have) != nil || unix.Stat(path, &at) != nil || have.Ino != at.Ino || have.Dev != at.Dev {
 		f.Close()
-	}, nil
+		return false, nil
+	}
+	return true, nil
 }
 
 func lockHolder(f *os.File) string {
