@@ -389,7 +389,7 @@ func (d *differ) links(name string) {
 		switch {
 		case hl == nil:
 			d.fresh[ref] = true
-			d.add(&Change{Action: Create, Kind: KindLink, Namespace: name, Name: ln, Link: wl.Clone()})
+			d.add(&Change{Action: Create, Kind: KindLink, Namespace: name, Name: ln, Link: wl}) // not a copy: see Change.Link
 		case !sameIdentity(wl, hl):
 			d.replace(ref, wl, hl)
 		}
@@ -426,8 +426,8 @@ func (d *differ) veth(ref Ref, wl, hl *Link) {
 	}
 	d.fresh[ref] = true
 	d.fresh[peer] = true
-	c := &Change{Action: Create, Kind: KindLink, Namespace: ref.NS, Name: ref.Name, Link: wl.Clone(),
-		PeerLink: d.want.Link(peer).Clone()}
+	c := &Change{Action: Create, Kind: KindLink, Namespace: ref.NS, Name: ref.Name, Link: wl,
+		PeerLink: d.want.Link(peer)} // not copies: see Change.Link
 	if old != nil {
 		c.Action, c.OldLink, c.Fields = Replace, old.Clone(), identityFields(wl, old)
 	}

@@ -52,6 +52,11 @@ type Change struct {
 	Name      string  `json:"name"`
 	Fields    []Field `json:"fields,omitempty"`
 
+	// Link, OldLink and PeerLink are read, never written: a create's Link
+	// and PeerLink are the desired state's own links, not copies (a plan
+	// of 100 000 new veths held 60 MB of copies), so changing them would
+	// change what the lab wants. TestPropertyApplyLeavesTheDesiredStateAlone
+	// holds to it.
 	Link     *Link  `json:"link,omitempty"`      // wanted link (+, ~, -/+), or the one removed (-)
 	OldLink  *Link  `json:"old_link,omitempty"`  // observed link (~, -/+)
 	PeerLink *Link  `json:"peer_link,omitempty"` // veth create: the wanted other end

@@ -260,6 +260,25 @@ func TestPropertyApplyAThenBEqualsB(t *testing.T) {
 	}
 }
 
+// TestPropertyApplyLeavesTheDesiredStateAlone: applying a plan (which
+// shares the desired state's links with its create changes) and a second
+// one on top of it changes neither desired state.
+func TestPropertyApplyLeavesTheDesiredStateAlone(t *testing.T) {
+	for seed := int64(0); seed < propertyRuns; seed++ {
+		r := rand.New(rand.NewSource(seed))
+		a, b := genTopology(r), genTopology(r)
+		wa, wb := desired(t, a), desired(t, b)
+		before := dumpJSON(wa) + dumpJSON(wb)
+		k := fake.New("prop")
+		apply(t, k, wa)
+		apply(t, k, wb)
+		apply(t, k, wa)
+		if after := dumpJSON(wa) + dumpJSON(wb); after != before {
+			t.Fatalf("seed %d: applying changed a desired state\nbefore: %s\nafter:  %s", seed, before, after)
+		}
+	}
+}
+
 // TestPropertyNoChangeForEqualObjects: going from a to b, the plan touches
 // no object that is the same in a and b, unless something it depends on
 // (its namespace, its bridge, its peer, its route's interface) changes.
