@@ -74,6 +74,14 @@ func TestVethCreatedUpWithItsIndex(t *testing.T) {
 	if va.Attrs().MTU != 1400 || vb.Attrs().MTU != 1300 || va.Attrs().Group != 77 || vb.Attrs().Group != 77 {
 		t.Errorf("mtu %d/%d group %d/%d, want 1400/1300 and 77 on both", va.Attrs().MTU, vb.Attrs().MTU, va.Attrs().Group, vb.Attrs().Group)
 	}
+	// One queue each way on both ends, made so (not the kernel's default
+	// of one per CPU cut to one once registered, which waits for an RCU
+	// grace period under the RTNL lock, twice per veth).
+	for _, l := range []netlink.Link{va, vb} {
+		if at := l.Attrs(); at.NumTxQueues != 1 || at.NumRxQueues != 1 {
+			t.Errorf("%s: %d tx and %d rx queues, want 1 and 1", at.Name, at.NumTxQueues, at.NumRxQueues)
+		}
+	}
 	if i, err := hb.linkIndex("vb"); err != nil || i != vb.Attrs().Index {
 		t.Errorf("linkIndex(vb) = %d, %v; the link has %d", i, err, vb.Attrs().Index)
 	}
