@@ -175,8 +175,10 @@ func up(n int, sandbox, prefix string) error {
 		if err := h.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Name: "lo", Index: 1}}); err != nil {
 			return err
 		}
-		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("v%d", i), MasterIndex: brIndex[i/perBridge], Flags: net.FlagUp},
-			PeerName: "eth0", PeerNamespace: netlink.NsFd(int(ns))}
+		// One queue each way said at creation, as netplan-lab does (the
+		// kernel's default waits for two RCU grace periods per veth).
+		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("v%d", i), MasterIndex: brIndex[i/perBridge], Flags: net.FlagUp,
+			NumTxQueues: 1, NumRxQueues: 1}, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(ns))}
 		if err := sh.LinkAdd(v); err != nil {
 			return fmt.Errorf("veth %s: %w", v.Name, err)
 		}
