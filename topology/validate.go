@@ -254,6 +254,12 @@ func (d *decoder) validate(t *Topology) {
 				d.at(i.Pos, p, "%v", err)
 				continue
 			}
+			if pfx.Addr().Is6() && i.MTU != 0 && i.MTU < 1280 {
+				// The kernel refuses IPv6 on such a link: apply would never
+				// get there (an outside audit's find).
+				d.at(i.Pos, p, "%s is IPv6, but this interface's mtu %d is under IPv6's minimum of 1280", a, i.MTU)
+				continue
+			}
 			key := nsAddr{i.Namespace, pfx.Addr()}
 			if prev, ok := addrSeen[key]; ok {
 				d.at(i.Pos, p, "address %s is already used in namespace %q (line %d)", pfx.Addr(), i.Namespace, prev.Line)
