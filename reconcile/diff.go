@@ -100,6 +100,7 @@ func (d *differ) run() {
 	}
 	for _, name := range d.have.SortedNames() {
 		if d.deletedNS[name] {
+			d.childrenOfOutside(name)
 			continue
 		}
 		h := d.have.Namespaces[name]
@@ -321,6 +322,27 @@ func (d *differ) haveLink(r Ref) *Link {
 		return nil // conflict already reported
 	}
 	return h.Links[r.Name]
+}
+
+// childrenOfOutside plans, in namespace name that goes, the deletion of
+// the lab's macvlans and ipvlans whose parent is outside it, before the
+// namespace goes. Its deletion would take them, but only once nothing
+// holds the namespace: one kept alive (a shell in it, an open handle)
+// keeps them on their parent, and a lab that makes the namespace again
+// makes them again with the same MAC, which the parent refuses (EADDRINUSE;
+// an outside audit's find). Its veths need nothing: their other ends are
+// observed and deleted when they linger.
+func (d *differ) childrenOfOutside(name string) {
+	h := d.have.Namespaces[name]
+	for _, ln := range sortedKeys(h.Links) {
+		hl := h.Links[ln]
+		if !hl.Owned || hl.Parent == nil || hl.Parent.NS == name || (hl.Kind != KindMacvlan && hl.Kind != KindIpvlan) {
+			continue
+		}
+		ref := Ref{name, ln}
+		d.gone[ref] = true
+		d.add(&Change{Action: Delete, Kind: KindLink, Namespace: name, Name: ln, Link: hl.Clone()})
+	}
 }
 
 func (d *differ) deleteLink(ref Ref, hl *Link) {

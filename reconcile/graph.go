@@ -80,6 +80,7 @@ func newStep(c *Change) *step {
 	case KindNamespace:
 		if c.Action == Delete {
 			s.removes = []string{keyNS(n)}
+			need("linkgone/" + n + "/*") // after the deletes of its links the plan has
 		} else {
 			s.makes = []string{keyNS(n)}
 		}
@@ -89,6 +90,7 @@ func newStep(c *Change) *step {
 		switch c.Action {
 		case Delete:
 			s.removes = []string{me}
+			s.makes = []string{"linkgone/" + n + "/" + c.Name}
 			if l != nil && l.Kind == KindVeth && l.Peer != nil {
 				s.removes = append(s.removes, keyLink(l.Peer.NS, l.Peer.Name))
 			}

@@ -29,3 +29,50 @@ func TestChildMTUAfterItsParent(t *testing.T) {
 		t.Fatalf("mv0's MTU in layer %d, br0's in %d: the child must come after its parent", layerOf["mv0"], layerOf["br0"])
 	}
 }
+
+// TestMacvlanGoesBeforeItsNamespace: a namespace that goes takes its
+// macvlan on a parent outside it with an explicit delete, before the
+// namespace's: a namespace someone holds open would keep the macvlan on
+// its parent, and the lab making it again would be refused its MAC.
+func TestMacvlanGoesBeforeItsNamespace(t *testing.T) {
+	have := NewState()
+	host := NewNamespace(HostNS, false)
+	host.Links["br0"] = &Link{Name: "br0", Kind: KindBridge, Owned: true, Up: true}
+	have.Namespaces[HostNS] = host
+	m1 := NewNamespace("m1", true)
+	m1.Links["mv0"] = &Link{Name: "mv0", Kind: KindMacvlan, Owned: true, Up: true, Parent: &Ref{NS: HostNS, Name: "br0"}, Mode: "bridge"}
+	m1.Links["mv1"] = &Link{Name: "mv1", Kind: KindMacvlan, Owned: true, Up: true, Parent: &Ref{NS: "m1", Name: "mv0"}, Mode: "bridge"}
+	have.Namespaces["m1"] = m1
+	want := NewState()
+	wh := NewNamespace(HostNS, false)
+	wh.Links["br0"] = &Link{Name: "br0", Kind: KindBridge, Owned: true, Up: true}
+	want.Namespaces[HostNS] = wh
+	p := Diff(want, have)
+	var del *Change
+	for _, c := range p.Changes {
+		if c.Kind == KindLink && c.Name == "mv1" {
+			t.Fatalf("mv1's parent is in the namespace that goes: nothing to plan for it, got %s", c.Describe())
+		}
+		if c.Kind == KindLink && c.Name == "mv0" {
+			del = c
+		}
+	}
+	if del == nil || del.Action != Delete || del.Implicit {
+		t.Fatalf("no explicit delete of mv0 in the plan:\n%v", p)
+	}
+	ls, err := layers(steps(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	layerOf := map[string]int{}
+	for i, l := range ls {
+		for _, s := range l {
+			for _, c := range s.changes {
+				layerOf[string(c.Kind)+" "+c.Name] = i
+			}
+		}
+	}
+	if layerOf[string(KindLink)+" mv0"] >= layerOf[string(KindNamespace)+" m1"] {
+		t.Fatalf("mv0 deleted in layer %d, namespace m1 in %d: the macvlan must go first", layerOf[string(KindLink)+" mv0"], layerOf[string(KindNamespace)+" m1"])
+	}
+}

@@ -989,3 +989,33 @@ macvlans:
 		e.assertNoOp()
 	}
 }
+
+// TestNamespaceHeldOpenGivesUpItsMacvlan: a namespace removed from the
+// file while something holds it open (a shell in it; here an open file)
+// lives on, and with it its macvlan on the host's bridge; making the
+// namespace again then made the macvlan again with the same MAC, which
+// the bridge refused (EADDRINUSE; an outside audit's find). The macvlan
+// now goes first, explicitly.
+func TestNamespaceHeldOpenGivesUpItsMacvlan(t *testing.T) {
+	with := `name: held
+namespaces: {c4: {}}
+bridges:
+  - {name: br0, addresses: [10.65.0.1/24]}
+macvlans:
+  - {namespace: c4, name: mv0, parent: "host:br0", addresses: [10.65.0.50/24]}
+`
+	without := "name: held\nbridges:\n  - {name: br0, addresses: [10.65.0.1/24]}\n"
+	e := newEnv(t, "held.yaml", []byte(with))
+	e.mustApply()
+	defer e.destroy()
+	f, err := os.Open(filepath.Join(linux.NetnsDir, e.k.KernelName("c4")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close() // holds the namespace while it is removed from the file
+	e.load("held.yaml", []byte(without))
+	e.mustApply()
+	e.load("held.yaml", []byte(with))
+	e.mustApply()
+	e.assertNoOp()
+}
