@@ -261,7 +261,7 @@ links:
     b: {namespace: host, name: x}
 `
 	_, err := Parse("v.yaml", []byte(src))
-	if err == nil || !strings.Contains(err.Error(), `v.yaml:4:15: namespaces.a.sysctls.net.ipv6.conf.all.disable_ipv6: this turns IPv6 off, but the file gives namespace "a" IPv6 addresses or routes`) {
+	if err == nil || !strings.Contains(err.Error(), `v.yaml:4:15: namespaces.a.sysctls.net.ipv6.conf.all.disable_ipv6: this turns IPv6 off, but the file gives namespace "a" IPv6 addresses, routes or VXLAN endpoints`) {
 		t.Fatalf("disable_ipv6 1 with an IPv6 address: %v", err)
 	}
 }

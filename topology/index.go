@@ -15,6 +15,7 @@ type Index struct {
 	byNS   map[string][]*Iface // file order, as Interfaces
 	ns     map[string]*Namespace
 	nat    map[string][]*NAT
+	vx6    map[string]bool // namespaces with a VXLAN over IPv6
 }
 
 // Index builds the topology's index.
@@ -36,6 +37,16 @@ func (t *Topology) Index() *Index {
 	}
 	for _, r := range t.NAT {
 		x.nat[r.Namespace] = append(x.nat[r.Namespace], r)
+	}
+	for _, v := range t.Vxlans {
+		for _, s := range []string{v.Remote, v.Group, v.Local} {
+			if a, err := netip.ParseAddr(s); err == nil && a.Unmap().Is6() {
+				if x.vx6 == nil {
+					x.vx6 = map[string]bool{}
+				}
+				x.vx6[v.Namespace] = true
+			}
+		}
 	}
 	return x
 }
@@ -113,5 +124,7 @@ func (x *Index) UsesIPv6(ns string) bool {
 			return true
 		}
 	}
-	return false
+	// A VXLAN over IPv6 needs IPv6 in its namespace (with it off, the
+	// kernel refuses to make it: EPERM).
+	return x.vx6[ns]
 }

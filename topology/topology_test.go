@@ -115,6 +115,8 @@ func TestCases(t *testing.T) {
 		{"ipv6 under 1280, link mtu", "name: a\nnamespaces: {c: {}}\nlinks: [{mtu: 1000, a: {namespace: c, name: e, addresses: [\"fd00::2/64\"]}, b: {name: v}}]\n", "under IPv6's minimum"},
 		{"indented first line", " name: a\nbridges: []\n", "first document that ends before the file does"},
 		{"unknown key", "name: a\nbridges: [{name: b, colour: red}]\n", `unknown key "colour"`},
+		{"vxlan vni twice", "name: a\nnamespaces: {n: {}}\nlinks: [{endpoints: [\"n:e1\", \"host:x1\"]}, {endpoints: [\"n:e2\", \"host:x2\"]}]\nvxlans: [{name: v1, namespace: n, vni: 7, remote: 10.0.0.1, dev: e1}, {name: v2, namespace: n, vni: 7, remote: 10.0.0.2, dev: e2}]\n",
+			`vxlans[1].vni: vxlan v1 at line 4 has vni 7 and port 4789 in namespace "n" already`},
 		{"vxlan group without dev", "name: a\nvxlans: [{name: vx, vni: 1, group: 239.1.1.1}]\n", "needs dev"},
 		{"ipvlan mode", "name: a\nipvlans: [{name: i, parent: eth0, mode: l4}]\n", `"l4" is not one of l2, l3, l3s`},
 		{"vxlan dev elsewhere", "name: a\nnamespaces: {v: {}, n: {}}\nlinks: [{endpoints: [\"n:up0\", \"host:x\"]}]\nvxlans: [{name: vx, namespace: v, vni: 1, remote: 10.0.0.1, dev: up0}]\n",
@@ -140,5 +142,26 @@ func TestCases(t *testing.T) {
 				t.Fatalf("error %q does not start with the file name", err)
 			}
 		})
+	}
+}
+
+// TestVxlanOverIPv6KeepsIPv6On: a VXLAN with an IPv6 endpoint needs IPv6
+// in its namespace (the kernel refuses to make it there otherwise), so
+// the default leaves it on; one over IPv4 does not.
+func TestVxlanOverIPv6KeepsIPv6On(t *testing.T) {
+	top, err := Parse("vx.yaml", []byte(`name: a
+namespaces: {n6: {}, n4: {}}
+links:
+  - {endpoints: ["n6:e1", "host:x1"]}
+  - {endpoints: ["n4:e1", "host:x2"]}
+vxlans:
+  - {name: v6, namespace: n6, vni: 7, remote: "fd00::2", dev: e1}
+  - {name: v4, namespace: n4, vni: 7, remote: 10.0.0.2, dev: e1}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !top.WantsIPv6("n6") || top.WantsIPv6("n4") {
+		t.Fatalf("IPv6 wanted in n6: %v (want true), in n4: %v (want false)", top.WantsIPv6("n6"), top.WantsIPv6("n4"))
 	}
 }

@@ -153,13 +153,13 @@ func (d *decoder) validate(t *Topology) {
 		for _, sc := range n.Sysctls {
 			if n.Name != Host && strings.HasSuffix(sc.Key, ".disable_ipv6") && strings.HasPrefix(sc.Key, "net.ipv6.conf.") &&
 				strings.TrimSpace(sc.Value) == "1" && ix.UsesIPv6(n.Name) {
-				d.at(sc.Pos, sc.Path, "this turns IPv6 off, but the file gives namespace %q IPv6 addresses or routes", n.Name)
+				d.at(sc.Pos, sc.Path, "this turns IPv6 off, but the file gives namespace %q IPv6 addresses, routes or VXLAN endpoints", n.Name)
 			}
 		}
 		if n.IPv6 != nil && n.Name == Host {
 			d.at(n.Pos, join(n.Path, "ipv6"), "ipv6: is for the namespaces the lab makes; host's IPv6 is the machine's or the sandbox's")
 		} else if n.IPv6 != nil && !*n.IPv6 && ix.UsesIPv6(n.Name) {
-			d.at(n.Pos, join(n.Path, "ipv6"), "ipv6: false, but the file gives namespace %q IPv6 addresses or routes", n.Name)
+			d.at(n.Pos, join(n.Path, "ipv6"), "ipv6: false, but the file gives namespace %q IPv6 addresses, routes or VXLAN endpoints", n.Name)
 		}
 		nss[n.Name] = true
 		for _, s := range n.Sysctls {
@@ -332,9 +332,33 @@ func (d *decoder) validate(t *Topology) {
 		oneOf(&m.Iface, "mode", m.Mode, "l2", "l3", "l3s")
 		oneOf(&m.Iface, "flag", m.Flag, "bridge", "private", "vepa")
 	}
+	// The kernel takes one VXLAN per VNI, port and address family in a
+	// namespace (EEXIST for a second, whatever its dev or local address),
+	// but for IPv6 link-local ones, which are told apart by their dev.
+	type vniKey struct {
+		ns        string
+		vni, port int
+		v6        bool
+	}
+	vnis := map[vniKey]*Vxlan{}
 	for _, v := range t.Vxlans {
 		if v.VNI < 1 || v.VNI > 1<<24-1 {
 			d.at(v.Pos, join(v.Path, "vni"), "vni %d is outside 1-16777215", v.VNI)
+		}
+		var v6, linkLocal bool
+		for _, s := range []string{v.Remote, v.Group, v.Local} {
+			if a, err := netip.ParseAddr(s); err == nil {
+				v6 = v6 || a.Unmap().Is6()
+				linkLocal = linkLocal || a.Unmap().Is6() && a.IsLinkLocalUnicast()
+			}
+		}
+		if k := (vniKey{v.Namespace, v.VNI, v.Port, v6}); !linkLocal && v.Name != "" {
+			if prev, ok := vnis[k]; ok {
+				d.at(v.Pos, join(v.Path, "vni"), "vxlan %s at line %d has vni %d and port %d in namespace %q already: the kernel takes one VXLAN per VNI and port in a namespace",
+					prev.Name, prev.Pos.Line, v.VNI, v.Port, v.Namespace)
+			} else {
+				vnis[k] = v
+			}
 		}
 		if v.Port < 1 || v.Port > 65535 {
 			d.at(v.Pos, join(v.Path, "port"), "port %d is outside 1-65535", v.Port)

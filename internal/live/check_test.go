@@ -1019,3 +1019,22 @@ macvlans:
 	e.mustApply()
 	e.assertNoOp()
 }
+
+// TestVxlanSameVNIOverBothFamilies: one VXLAN per VNI, port and address
+// family in a namespace: one over IPv4 and one over IPv6 with the same
+// VNI both come up, and the IPv6 one keeps IPv6 on in its namespace (it
+// was refused with EPERM when the default turned IPv6 off).
+func TestVxlanSameVNIOverBothFamilies(t *testing.T) {
+	src := `name: vx46
+namespaces: {n: {}}
+links:
+  - {endpoints: ["n:e1", "host:x1"]}
+vxlans:
+  - {name: v1, namespace: n, vni: 7, remote: 10.0.0.1, dev: e1}
+  - {name: v2, namespace: n, vni: 7, remote: "fd00::2", dev: e1}
+`
+	e := newEnv(t, "vx46.yaml", []byte(src))
+	e.mustApply()
+	defer e.destroy()
+	e.assertNoOp()
+}
