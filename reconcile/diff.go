@@ -498,16 +498,18 @@ func identityFields(wl, hl *Link) []Field {
 			}
 			break
 		}
-		// The kernel refuses to change a VXLAN's VNI and port, and to
-		// switch between unicast (remote) and multicast (group) or to
-		// drop an address; the rest changes in place (kindUpdates).
+		// The kernel refuses to change a VXLAN's VNI and port, to
+		// switch between unicast (remote) and multicast (group), between
+		// IPv4 and IPv6 (EOPNOTSUPP: an outside audit's find), or to drop
+		// an address; the rest changes in place (kindUpdates).
 		diff("vni", strconv.Itoa(a.VNI), strconv.Itoa(b.VNI))
 		diff("port", strconv.Itoa(a.Port), strconv.Itoa(b.Port))
-		if (a.Remote == "") != (b.Remote == "") || (a.Group == "") != (b.Group == "") {
+		if (a.Remote == "") != (b.Remote == "") || (a.Group == "") != (b.Group == "") ||
+			ipFamily(a.Remote) != ipFamily(b.Remote) || ipFamily(a.Group) != ipFamily(b.Group) {
 			diff("remote", a.Remote, b.Remote)
 			diff("group", a.Group, b.Group)
 		}
-		if (a.Local == "") != (b.Local == "") {
+		if (a.Local == "") != (b.Local == "") || ipFamily(a.Local) != ipFamily(b.Local) {
 			diff("local", a.Local, b.Local)
 		}
 		if (a.Dev == "") != (b.Dev == "") {
@@ -515,6 +517,18 @@ func identityFields(wl, hl *Link) []Field {
 		}
 	}
 	return f
+}
+
+// ipFamily is 4 or 6 for an IP address, 0 for anything else ("").
+func ipFamily(s string) int {
+	a, err := netip.ParseAddr(s)
+	switch {
+	case err != nil:
+		return 0
+	case a.Unmap().Is4():
+		return 4
+	}
+	return 6
 }
 
 // kindUpdates lists what differs between two links of one kind that the

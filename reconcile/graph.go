@@ -42,6 +42,9 @@ type step struct {
 func keyNS(ns string) string           { return "ns/" + ns }
 func keyLink(ns, name string) string   { return "link/" + ns + "/" + name }
 func keyAddr(ns, dev, a string) string { return "addr/" + ns + "/" + dev + "/" + a }
+func keyVNI(ns string, x *VXLAN) string {
+	return fmt.Sprintf("vni/%s/%d/%d", ns, x.VNI, x.Port)
+}
 
 // steps expands a plan into steps, in plan order.
 func steps(p *Plan) []*step {
@@ -91,11 +94,20 @@ func newStep(c *Change) *step {
 		case Delete:
 			s.removes = []string{me}
 			s.makes = []string{"linkgone/" + n + "/" + c.Name}
+			if l != nil && l.VXLAN != nil {
+				s.removes = append(s.removes, keyVNI(n, l.VXLAN)) // before a new one takes its VNI
+			}
 			if l != nil && l.Kind == KindVeth && l.Peer != nil {
 				s.removes = append(s.removes, keyLink(l.Peer.NS, l.Peer.Name))
 			}
 		case Create:
 			s.makes = []string{me}
+			if l.VXLAN != nil {
+				// One VXLAN per VNI and port in a namespace: made after
+				// the one that goes (a renamed one; an outside audit saw
+				// EEXIST when the new name sorted first).
+				s.makes = append(s.makes, keyVNI(n, l.VXLAN))
+			}
 			need(keyNS(n), "nsconf/"+n)
 			if l.Master != "" {
 				need(keyLink(n, l.Master))

@@ -354,7 +354,7 @@ func (d *decoder) validate(t *Topology) {
 		}
 		if k := (vniKey{v.Namespace, v.VNI, v.Port, v6}); !linkLocal && v.Name != "" {
 			if prev, ok := vnis[k]; ok {
-				d.at(v.Pos, join(v.Path, "vni"), "vxlan %s at line %d has vni %d and port %d in namespace %q already: the kernel takes one VXLAN per VNI and port in a namespace",
+				d.at(v.Pos, join(v.Path, "vni"), "vxlan %s at line %d has vni %d and port %d in namespace %q already, over the same IP version: the kernel takes one VXLAN per VNI, port and IP version in a namespace",
 					prev.Name, prev.Pos.Line, v.VNI, v.Port, v.Namespace)
 			} else {
 				vnis[k] = v

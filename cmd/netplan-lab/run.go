@@ -423,7 +423,11 @@ func (g *globals) report(verb string, run func() (*reconcile.Result, error), san
 			if res.RollbackErr != nil {
 				fmt.Fprintf(g.stdout, "Rollback FAILED: %v\nThe kernel may hold part of this run's changes; run plan to see them.\n", res.RollbackErr)
 			} else {
-				fmt.Fprintf(g.stdout, "A step failed: the %s this run made were rolled back; the kernel is as it was.\n", plural(res.Applied, "change"))
+				verb := "were"
+				if res.Applied == 1 {
+					verb = "was"
+				}
+				fmt.Fprintf(g.stdout, "A step failed: the %s this run made %s rolled back; the kernel is as it was.\n", plural(res.Applied, "change"), verb)
 			}
 		}
 	}

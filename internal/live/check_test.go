@@ -1038,3 +1038,32 @@ vxlans:
 	defer e.destroy()
 	e.assertNoOp()
 }
+
+// TestVxlanRenameAndFamilyChange: a VXLAN renamed with its VNI kept is
+// made after the old one goes (EEXIST when the new name sorted first),
+// and one whose remote changes between IPv4 and IPv6 is replaced (the
+// kernel refuses that change in place: EOPNOTSUPP). Both from an outside
+// audit.
+func TestVxlanRenameAndFamilyChange(t *testing.T) {
+	src := `name: vxrn
+namespaces: {h1: {}}
+links:
+  - {endpoints: ["h1:e1", "host:x1"]}
+vxlans:
+  - {name: vz0, namespace: h1, vni: 10, remote: 10.0.0.2, dev: e1}
+`
+	e := newEnv(t, "vxrn.yaml", []byte(src))
+	e.mustApply()
+	defer e.destroy()
+	steps := []string{
+		strings.Replace(src, "vz0", "vx0", 1),
+		strings.Replace(strings.Replace(src, "vz0", "vx0", 1), "10.0.0.2", `"fd00::5"`, 1),
+		strings.Replace(src, "vz0", "vx0", 1),
+		src,
+	}
+	for _, s := range steps {
+		e.load("vxrn.yaml", []byte(s))
+		e.mustApply()
+		e.assertNoOp()
+	}
+}
