@@ -310,9 +310,14 @@ func (d *decoder) validate(t *Topology) {
 			d.at(i.Pos, join(i.Path, "parent"), "%s", msg)
 			return
 		}
-		if c, ok := claims[objKey{ns, name}]; ok && (c.kind == "macvlan" || c.kind == "ipvlan") {
+		c, ok := claims[objKey{ns, name}]
+		if ok && (c.kind == "macvlan" || c.kind == "ipvlan") {
 			// The kernel would make it a child of that one's own parent.
 			d.at(i.Pos, join(i.Path, "parent"), "parent %s:%s is itself a %s: the kernel would attach this one to its parent instead; name that parent", ns, name, c.kind)
+		}
+		if ok && i.MTU != 0 && c.iface.MTU != 0 && i.MTU > c.iface.MTU {
+			// The kernel refuses it (EINVAL): apply would fail.
+			d.at(i.Pos, join(i.Path, "mtu"), "mtu %d is over its parent %s:%s's mtu %d: a macvlan's or ipvlan's may not pass its parent's", i.MTU, ns, name, c.iface.MTU)
 		}
 	}
 	oneOf := func(i *Iface, key, val string, allowed ...string) {
@@ -350,6 +355,15 @@ func (d *decoder) validate(t *Topology) {
 			if a, err := netip.ParseAddr(s); err == nil {
 				v6 = v6 || a.Unmap().Is6()
 				linkLocal = linkLocal || a.Unmap().Is6() && a.IsLinkLocalUnicast()
+			}
+		}
+		if c, ok := claims[objKey{v.Namespace, v.Dev}]; ok && v.Dev != "" && v.MTU != 0 && c.iface.MTU != 0 {
+			head := 50 // the kernel's headroom for VXLAN over IPv4, 70 over IPv6
+			if v6 {
+				head = 70
+			}
+			if v.MTU > c.iface.MTU-head {
+				d.at(v.Pos, join(v.Path, "mtu"), "mtu %d is over what dev %s's mtu %d leaves a VXLAN (%d, less %d for its headers)", v.MTU, v.Dev, c.iface.MTU, c.iface.MTU-head, head)
 			}
 		}
 		if k := (vniKey{v.Namespace, v.VNI, v.Port, v6}); !linkLocal && v.Name != "" {
