@@ -173,40 +173,43 @@ func cpuTimes() (busy, total uint64) {
 	return busy, total
 }
 
-// The CLI the benchmarks run, built once (whole processes are timed, as a
-// user runs them: start-up, the file, the lock, the hosts files and all).
-var (
-	cliOnce sync.Once
-	cliPath string
-	cliErr  error
-)
+// binary is a program of this module the benchmarks run, built once.
+type binary struct {
+	pkg, name string
+	once      sync.Once
+	path      string
+	err       error
+}
 
-// The floor (bench/floor): the same lab made and removed by plain netlink
-// calls, with nothing read, compared or recorded.
-var (
-	floorOnce sync.Once
-	floorPath string
-	floorErr  error
-)
-
-func floor(b *testing.B) string {
-	floorOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "netplan-lab-floor-")
+func (x *binary) get(b *testing.B) string {
+	x.once.Do(func() {
+		dir, err := os.MkdirTemp("", "netplan-lab-bench-")
 		if err != nil {
-			floorErr = err
+			x.err = err
 			return
 		}
-		floorPath = filepath.Join(dir, "floor")
-		out, err := exec.Command("go", "build", "-o", floorPath, "./floor").CombinedOutput()
-		if err != nil {
-			floorErr = fmt.Errorf("go build: %v\n%s", err, out)
+		x.path = filepath.Join(dir, x.name)
+		if out, err := exec.Command("go", "build", "-o", x.path, x.pkg).CombinedOutput(); err != nil {
+			x.err = fmt.Errorf("go build %s: %v\n%s", x.pkg, err, out)
 		}
 	})
-	if floorErr != nil {
-		b.Fatal(floorErr)
+	if x.err != nil {
+		b.Fatal(x.err)
 	}
-	return floorPath
+	return x.path
 }
+
+var (
+	// The CLI: whole processes are timed, as a user runs them (start-up,
+	// the file, the lock, the hosts files and all).
+	cliBinary = &binary{pkg: "../cmd/netplan-lab", name: "netplan-lab"}
+	// The floor (bench/floor): the same lab made and removed by plain
+	// netlink calls, with nothing read, compared or recorded.
+	floorBinary = &binary{pkg: "./floor", name: "floor"}
+)
+
+func cli(b *testing.B) string   { return cliBinary.get(b) }
+func floor(b *testing.B) string { return floorBinary.get(b) }
 
 func runFloor(b *testing.B, args ...string) time.Duration {
 	cmd := exec.Command(floor(b), args...)
@@ -216,25 +219,6 @@ func runFloor(b *testing.B, args ...string) time.Duration {
 		b.Fatalf("floor %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return time.Since(start)
-}
-
-func cli(b *testing.B) string {
-	cliOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "netplan-lab-bench-")
-		if err != nil {
-			cliErr = err
-			return
-		}
-		cliPath = filepath.Join(dir, "netplan-lab")
-		out, err := exec.Command("go", "build", "-o", cliPath, "../cmd/netplan-lab").CombinedOutput()
-		if err != nil {
-			cliErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if cliErr != nil {
-		b.Fatal(cliErr)
-	}
-	return cliPath
 }
 
 // run is one process of the CLI: its wall time, its peak RSS (bytes), and

@@ -505,11 +505,11 @@ func identityFields(wl, hl *Link) []Field {
 		diff("vni", strconv.Itoa(a.VNI), strconv.Itoa(b.VNI))
 		diff("port", strconv.Itoa(a.Port), strconv.Itoa(b.Port))
 		if (a.Remote == "") != (b.Remote == "") || (a.Group == "") != (b.Group == "") ||
-			ipFamily(a.Remote) != ipFamily(b.Remote) || ipFamily(a.Group) != ipFamily(b.Group) {
+			family(a.Remote) != family(b.Remote) || family(a.Group) != family(b.Group) {
 			diff("remote", a.Remote, b.Remote)
 			diff("group", a.Group, b.Group)
 		}
-		if (a.Local == "") != (b.Local == "") || ipFamily(a.Local) != ipFamily(b.Local) {
+		if (a.Local == "") != (b.Local == "") || family(a.Local) != family(b.Local) {
 			diff("local", a.Local, b.Local)
 		}
 		if (a.Dev == "") != (b.Dev == "") {
@@ -517,18 +517,6 @@ func identityFields(wl, hl *Link) []Field {
 		}
 	}
 	return f
-}
-
-// ipFamily is 4 or 6 for an IP address, 0 for anything else ("").
-func ipFamily(s string) int {
-	a, err := netip.ParseAddr(s)
-	switch {
-	case err != nil:
-		return 0
-	case a.Unmap().Is4():
-		return 4
-	}
-	return 6
 }
 
 // kindUpdates lists what differs between two links of one kind that the

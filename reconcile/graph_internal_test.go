@@ -13,20 +13,9 @@ func TestChildMTUAfterItsParent(t *testing.T) {
 		{Action: Update, Kind: KindLink, Namespace: "m1", Name: "mv0", Link: mv, Fields: []Field{{Name: "mtu", Old: "1400", New: "1500"}}},
 		{Action: Update, Kind: KindLink, Namespace: HostNS, Name: "br0", Link: br, Fields: []Field{{Name: "mtu", Old: "1400", New: "1500"}}},
 	}}
-	ls, err := layers(steps(p))
-	if err != nil {
-		t.Fatal(err)
-	}
-	layerOf := map[string]int{}
-	for i, l := range ls {
-		for _, s := range l {
-			for _, c := range s.changes {
-				layerOf[c.Name] = i
-			}
-		}
-	}
-	if layerOf["mv0"] <= layerOf["br0"] {
-		t.Fatalf("mv0's MTU in layer %d, br0's in %d: the child must come after its parent", layerOf["mv0"], layerOf["br0"])
+	layerOf := layerOfChanges(t, p)
+	if layerOf[string(KindLink)+" mv0"] <= layerOf[string(KindLink)+" br0"] {
+		t.Fatalf("mv0's MTU in layer %d, br0's in %d: the child must come after its parent", layerOf[string(KindLink)+" mv0"], layerOf[string(KindLink)+" br0"])
 	}
 }
 
@@ -60,19 +49,26 @@ func TestMacvlanGoesBeforeItsNamespace(t *testing.T) {
 	if del == nil || del.Action != Delete || del.Implicit {
 		t.Fatalf("no explicit delete of mv0 in the plan:\n%v", p)
 	}
+	layerOf := layerOfChanges(t, p)
+	if layerOf[string(KindLink)+" mv0"] >= layerOf[string(KindNamespace)+" m1"] {
+		t.Fatalf("mv0 deleted in layer %d, namespace m1 in %d: the macvlan must go first", layerOf[string(KindLink)+" mv0"], layerOf[string(KindNamespace)+" m1"])
+	}
+}
+
+// layerOfChanges is the layer each change of p runs in, by "KIND NAME".
+func layerOfChanges(t *testing.T, p *Plan) map[string]int {
+	t.Helper()
 	ls, err := layers(steps(p))
 	if err != nil {
 		t.Fatal(err)
 	}
-	layerOf := map[string]int{}
+	out := map[string]int{}
 	for i, l := range ls {
 		for _, s := range l {
 			for _, c := range s.changes {
-				layerOf[string(c.Kind)+" "+c.Name] = i
+				out[string(c.Kind)+" "+c.Name] = i
 			}
 		}
 	}
-	if layerOf[string(KindLink)+" mv0"] >= layerOf[string(KindNamespace)+" m1"] {
-		t.Fatalf("mv0 deleted in layer %d, namespace m1 in %d: the macvlan must go first", layerOf[string(KindLink)+" mv0"], layerOf[string(KindNamespace)+" m1"])
-	}
+	return out
 }

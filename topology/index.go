@@ -39,16 +39,26 @@ func (t *Topology) Index() *Index {
 		x.nat[r.Namespace] = append(x.nat[r.Namespace], r)
 	}
 	for _, v := range t.Vxlans {
-		for _, s := range []string{v.Remote, v.Group, v.Local} {
-			if a, err := netip.ParseAddr(s); err == nil && a.Unmap().Is6() {
-				if x.vx6 == nil {
-					x.vx6 = map[string]bool{}
-				}
-				x.vx6[v.Namespace] = true
+		if v6, _ := v.overIPv6(); v6 {
+			if x.vx6 == nil {
+				x.vx6 = map[string]bool{}
 			}
+			x.vx6[v.Namespace] = true
 		}
 	}
 	return x
+}
+
+// overIPv6 reports whether the VXLAN's remote, group or local address is
+// IPv6, and whether one is an IPv6 link-local address.
+func (v *Vxlan) overIPv6() (v6, linkLocal bool) {
+	for _, s := range []string{v.Remote, v.Group, v.Local} {
+		if a, err := netip.ParseAddr(s); err == nil && a.Unmap().Is6() {
+			v6 = true
+			linkLocal = linkLocal || a.IsLinkLocalUnicast()
+		}
+	}
+	return v6, linkLocal
 }
 
 // Interfaces is Topology.Interfaces.

@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"io/fs"
@@ -31,24 +32,14 @@ func ReadFile(path string, max int64) ([]byte, error) {
 	if st.Size() > max {
 		return nil, fmt.Errorf("read topology: %s is %d bytes, over the limit of %d (--max-file-size)", path, st.Size(), max)
 	}
-	// Read into a buffer of the size Stat gave (plus one byte, to see a
-	// file that grew): io.ReadAll's doubling would hold up to twice a big
+	// Into a buffer of the size Stat gave, with the room ReadFrom wants
+	// to see the end: io.ReadAll's doubling would hold up to twice a big
 	// file's size.
-	buf := make([]byte, 0, st.Size()+1)
-	for int64(len(buf)) <= max {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := f.Read(buf[len(buf):min(cap(buf), int(max+1))])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read topology: %w", err)
-		}
+	buf := bytes.NewBuffer(make([]byte, 0, st.Size()+bytes.MinRead))
+	if _, err := buf.ReadFrom(io.LimitReader(f, max+1)); err != nil {
+		return nil, fmt.Errorf("read topology: %w", err)
 	}
-	data := buf
+	data := buf.Bytes()
 	if int64(len(data)) > max {
 		return nil, fmt.Errorf("read topology: %s grew past the limit of %d bytes (--max-file-size) while being read", path, max)
 	}

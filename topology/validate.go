@@ -350,13 +350,7 @@ func (d *decoder) validate(t *Topology) {
 		if v.VNI < 1 || v.VNI > 1<<24-1 {
 			d.at(v.Pos, join(v.Path, "vni"), "vni %d is outside 1-16777215", v.VNI)
 		}
-		var v6, linkLocal bool
-		for _, s := range []string{v.Remote, v.Group, v.Local} {
-			if a, err := netip.ParseAddr(s); err == nil {
-				v6 = v6 || a.Unmap().Is6()
-				linkLocal = linkLocal || a.Unmap().Is6() && a.IsLinkLocalUnicast()
-			}
-		}
+		v6, linkLocal := v.overIPv6()
 		if c, ok := claims[objKey{v.Namespace, v.Dev}]; ok && v.Dev != "" && v.MTU != 0 && c.iface.MTU != 0 {
 			head := 50 // the kernel's headroom for VXLAN over IPv4, 70 over IPv6
 			if v6 {
@@ -607,24 +601,23 @@ func (d *decoder) sameL2Addresses(t *Topology) {
 			parent[ra] = rb
 		}
 	}
-	key := func(ns, name string) objKey { return objKey{ns, name} }
 	for _, i := range t.Interfaces() {
 		if i.Bridge != "" {
-			union(key(i.Namespace, i.Name), key(i.Namespace, i.Bridge))
+			union(objKey{i.Namespace, i.Name}, objKey{i.Namespace, i.Bridge})
 		}
 	}
 	for _, l := range t.Links {
-		union(key(l.A.Namespace, l.A.Name), key(l.B.Namespace, l.B.Name))
+		union(objKey{l.A.Namespace, l.A.Name}, objKey{l.B.Namespace, l.B.Name})
 	}
 	for _, m := range t.Macvlans {
-		union(key(m.Namespace, m.Name), key(m.ParentNS, m.ParentName))
+		union(objKey{m.Namespace, m.Name}, objKey{m.ParentNS, m.ParentName})
 	}
 	for _, m := range t.Ipvlans {
-		union(key(m.Namespace, m.Name), key(m.ParentNS, m.ParentName))
+		union(objKey{m.Namespace, m.Name}, objKey{m.ParentNS, m.ParentName})
 	}
 	vni := map[int]objKey{}
 	for _, v := range t.Vxlans {
-		k := key(v.Namespace, v.Name)
+		k := objKey{v.Namespace, v.Name}
 		if prev, ok := vni[v.VNI]; ok {
 			union(k, prev)
 		}
@@ -645,7 +638,7 @@ func (d *decoder) sameL2Addresses(t *Topology) {
 			if err != nil || p.Addr().IsLinkLocalUnicast() {
 				continue
 			}
-			k := segAddr{find(key(i.Namespace, i.Name)), p.Addr()}
+			k := segAddr{find(objKey{i.Namespace, i.Name}), p.Addr()}
 			if prev, ok := seen[k]; ok && prev.i.Namespace != i.Namespace {
 				d.at(i.Pos, fmt.Sprintf("%s.addresses[%d]", i.Path, j), "address %s is also on %s:%s (line %d), on the same L2 segment: both would answer ARP or neighbour discovery for it",
 					p.Addr(), prev.i.Namespace, prev.i.Name, prev.pos.Line)

@@ -102,23 +102,47 @@ func each(n int, f func(i int) error) error {
 	return first
 }
 
+// makeNamespace makes and pins namespace name on this thread (which it
+// moves into it), with IPv6 off if ipv6Off, and lo up through the handle
+// it returns; close both.
+func makeNamespace(name string, ipv6Off bool) (netns.NsHandle, *netlink.Handle, error) {
+	ns, err := netns.NewNamed(name)
+	if err != nil {
+		return ns, nil, fmt.Errorf("namespace %s: %w", name, err)
+	}
+	// This thread is in the new namespace: /proc/sys/net is its.
+	if ipv6Off {
+		for _, which := range []string{"all", "default"} {
+			if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+which+"/disable_ipv6", []byte("1"), 0); err != nil {
+				ns.Close()
+				return ns, nil, fmt.Errorf("namespace %s: IPv6 off: %w", name, err)
+			}
+		}
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err == nil {
+		err = h.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Name: "lo", Index: 1}})
+	}
+	if err != nil {
+		if h != nil {
+			h.Close()
+		}
+		ns.Close()
+		return ns, nil, fmt.Errorf("namespace %s: %w", name, err)
+	}
+	return ns, h, nil
+}
+
 func up(n int, sandbox, prefix string) error {
 	bridges := (n-1)/perBridge + 1
 	brIndex := make([]int, bridges)
 	if err := each(1, func(int) error {
-		sb, err := netns.NewNamed(sandbox)
+		sb, h, err := makeNamespace(sandbox, false) // the sandbox keeps IPv6, as netplan-lab leaves it
 		if err != nil {
-			return fmt.Errorf("sandbox %s: %w", sandbox, err)
+			return err
 		}
 		defer sb.Close()
-		h, err := netlink.NewHandleAt(sb)
-		if err != nil {
-			return err
-		}
 		defer h.Close()
-		if err := h.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Name: "lo", Index: 1}}); err != nil {
-			return err
-		}
 		for k := range brIndex {
 			br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("br%d", k), Flags: net.FlagUp}}
 			if err := h.LinkAdd(br); err != nil {
@@ -155,26 +179,12 @@ func up(n int, sandbox, prefix string) error {
 			handles[tid] = sh
 			mu.Unlock()
 		}
-		name := fmt.Sprintf("%sn%d", prefix, i)
-		ns, err := netns.NewNamed(name)
+		ns, h, err := makeNamespace(fmt.Sprintf("%sn%d", prefix, i), true)
 		if err != nil {
-			return fmt.Errorf("namespace %s: %w", name, err)
+			return err
 		}
 		defer ns.Close()
-		// This thread is in the new namespace: /proc/sys/net is its.
-		for _, which := range []string{"all", "default"} {
-			if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+which+"/disable_ipv6", []byte("1"), 0); err != nil {
-				return fmt.Errorf("namespace %s: IPv6 off: %w", name, err)
-			}
-		}
-		h, err := netlink.NewHandleAt(ns)
-		if err != nil {
-			return err
-		}
 		defer h.Close()
-		if err := h.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Name: "lo", Index: 1}}); err != nil {
-			return err
-		}
 		// One queue each way said at creation, as netplan-lab does (the
 		// kernel's default waits for two RCU grace periods per veth).
 		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("v%d", i), MasterIndex: brIndex[i/perBridge], Flags: net.FlagUp,

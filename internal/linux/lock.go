@@ -47,7 +47,7 @@ func Lock(ctx context.Context, netns string, timeout time.Duration, who string, 
 		if netns == "" {
 			return false // this machine's own namespace never goes
 		}
-		_, err := os.Lstat(filepath.Join(NetnsDir, netns))
+		_, err := os.Lstat(netnsPath(netns))
 		return errors.Is(err, os.ErrNotExist)
 	}
 	return lockFile(ctx, LockPath(netns), gone, timeout, who, waiting)
