@@ -300,7 +300,20 @@ type Result struct {
 	// Observed is the kernel as last seen: after the apply (it matched
 	// desired), or before it when there was nothing to do.
 	Observed *State
+	// Tentative counts the IPv6 addresses the apply added that were still
+	// not usable (tentative) when it returned, after AddressWait.
+	Tentative int
 }
+
+// AddressWaiter is a Kernel on which an address just added may not be
+// usable at once (IPv6: tentative until its interface is ready). Reconcile
+// waits, at most AddressWait, after a successful apply.
+type AddressWaiter interface {
+	WaitAddresses(ctx context.Context, max time.Duration) int
+}
+
+// AddressWait bounds how long Reconcile waits for new addresses.
+var AddressWait = 2 * time.Second
 
 // ErrConflict is returned when a plan has conflicts and nothing was changed.
 var ErrConflict = errors.New("plan has conflicts")
@@ -374,6 +387,11 @@ func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*R
 		return res, err
 	}
 	stage("confirm", 0, start)
+	if w, ok := k.(AddressWaiter); ok {
+		start = time.Now()
+		res.Tentative = w.WaitAddresses(ctx, AddressWait)
+		stage("addresses usable", 0, start)
+	}
 	// What the kernel did by itself is done now too: say so.
 	for _, c := range plan.Changes {
 		if c.Implicit {

@@ -437,6 +437,13 @@ func (g *globals) report(verb string, run func() (*reconcile.Result, error), san
 		for _, w := range res.Plan.Warnings {
 			fmt.Fprintf(g.stdout, "warning: %s\n", w)
 		}
+		if res.Tentative > 0 {
+			what := fmt.Sprintf("%d IPv6 addresses are", res.Tentative)
+			if res.Tentative == 1 {
+				what = "1 IPv6 address is"
+			}
+			fmt.Fprintf(g.stdout, "warning: %s not usable yet after %v (tentative: the kernel has not seen its interface ready)\n", what, reconcile.AddressWait)
+		}
 	}
 	g.logf("%s took %v", verb, time.Since(start))
 	if g.output == "json" && res != nil {

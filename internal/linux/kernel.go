@@ -61,6 +61,9 @@ type Kernel struct {
 	// thousand namespaces would pass the limit on open files. Beyond it,
 	// handles no call is using are closed (and opened again if needed).
 	budget int
+	// tentative counts, by namespace, the lab's IPv6 addresses the last
+	// Observe saw still tentative on a link with carrier (WaitAddresses).
+	tentative map[string]int
 }
 
 type nsHandle struct {
@@ -78,7 +81,7 @@ type nsHandle struct {
 // New returns a Kernel for the lab described by o.
 func New(o Options) *Kernel {
 	mark := MarkOf(o)
-	return &Kernel{opt: o, mark: mark, group: groupOf(mark), handles: map[string]*nsHandle{}, probed: map[string]error{}, budget: handleBudget()}
+	return &Kernel{opt: o, mark: mark, group: groupOf(mark), handles: map[string]*nsHandle{}, probed: map[string]error{}, budget: handleBudget(), tentative: map[string]int{}}
 }
 
 // Identity is the lab this Kernel works on.
@@ -555,6 +558,9 @@ func parseRef(s string) *reconcile.Ref {
 // Observe implements reconcile.Kernel.
 func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.State, error) {
 	k.reap()
+	k.mu.Lock()
+	clear(k.tentative)
+	k.mu.Unlock()
 	names := map[string]bool{reconcile.HostNS: true}
 	for _, n := range q.Namespaces {
 		names[n] = true
@@ -770,10 +776,12 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 	}
 	ns := reconcile.NewNamespace(short, false)
 	byIndex := map[int]string{}
+	carrier := map[int]bool{}
 	tags := map[string]map[string]bool{} // owned link -> its recorded address tags
 	for _, d := range dumped {
 		a := d.link.Attrs()
 		byIndex[a.Index] = a.Name
+		carrier[a.Index] = a.RawFlags&unix.IFF_UP != 0 && a.RawFlags&unix.IFF_LOWER_UP != 0
 		for _, alt := range a.AltNames {
 			if ns.AltNames == nil {
 				ns.AltNames = map[string]string{}
@@ -862,6 +870,7 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 	if err != nil {
 		return nil, nil, fmt.Errorf("list addresses in netns %q: %w", kname, err)
 	}
+	tentative := 0
 	for _, a := range addrs {
 		name := byIndex[a.LinkIndex]
 		l := ns.Links[name]
@@ -885,7 +894,17 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 			continue
 		}
 		l.Addresses = append(l.Addresses, cidr)
+		if l.Owned && ip.To4() == nil && a.Flags&unix.IFA_F_TENTATIVE != 0 && a.Flags&unix.IFA_F_DADFAILED == 0 && carrier[a.LinkIndex] {
+			tentative++
+		}
 	}
+	k.mu.Lock()
+	if tentative > 0 {
+		k.tentative[short] = tentative
+	} else {
+		delete(k.tentative, short)
+	}
+	k.mu.Unlock()
 	routes, err := h.routeDump()
 	if err != nil {
 		return nil, nil, fmt.Errorf("list routes in netns %q: %w", kname, err)
@@ -957,6 +976,43 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 	ns.Sysctls = sc
 	ns.IPv6Inferred = inferred
 	return ns, veths, nil
+}
+
+// WaitAddresses waits, at most max, until no IPv6 address the lab added is
+// tentative on a link with carrier in the namespaces where the last
+// Observe saw one, and reports how many still are.
+//
+// The lab adds IPv6 addresses with nodad, but the kernel keeps every new
+// address tentative, with no local route, until its interface is ready,
+// which addrconf learns from linkwatch: under load up to a second after
+// the carrier came. A connection to the address meanwhile goes to
+// neighbour discovery and fails after 3 s ("no route to host"); a live
+// test saw it once. Apply returns once they are usable.
+func (k *Kernel) WaitAddresses(ctx context.Context, max time.Duration) int {
+	deadline := time.Now().Add(max)
+	for {
+		k.mu.Lock()
+		names, left := make([]string, 0, len(k.tentative)), 0
+		for n, c := range k.tentative {
+			names, left = append(names, n), left+c
+		}
+		k.mu.Unlock()
+		if left == 0 || !time.Now().Before(deadline) {
+			return left
+		}
+		select {
+		case <-ctx.Done():
+			return left
+		case <-time.After(10 * time.Millisecond):
+		}
+		for _, short := range names {
+			if _, _, err := k.observeNS(short, nil, "", false, false); err != nil {
+				k.mu.Lock()
+				delete(k.tentative, short) // gone: nothing to wait for
+				k.mu.Unlock()
+			}
+		}
+	}
 }
 
 func protoName(p netlink.RouteProtocol) string {
