@@ -262,7 +262,28 @@ func benchSandbox(b *testing.B) (sandbox, prefix string) {
 	if _, err := exec.LookPath("ip"); err != nil {
 		b.Skip("the baseline needs the ip command (apt-get install iproute2)")
 	}
+	fsOnce.Do(func() {
+		fmt.Printf("pins (/run/netns): %s; hosts files (/etc/netns): %s\n", fsType("/run/netns"), fsType("/etc/netns"))
+	})
 	return benchNames(b)
+}
+
+var fsOnce sync.Once
+
+// fsType names the filesystem at path, for the record: where pins and
+// hosts files go costs differently (scripts/bench-fs.sh).
+func fsType(path string) string {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(path, &st); err != nil {
+		return "not there"
+	}
+	switch st.Type {
+	case 0x01021994:
+		return "tmpfs (make bench's own mount namespace)"
+	case 0xef53:
+		return "ext4 (the machine's own)"
+	}
+	return fmt.Sprintf("filesystem 0x%x (the machine's own)", st.Type)
 }
 
 // benchNames names a sandbox and a prefix of the benchmark's own, whose
