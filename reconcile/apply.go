@@ -300,20 +300,21 @@ type Result struct {
 	// Observed is the kernel as last seen: after the apply (it matched
 	// desired), or before it when there was nothing to do.
 	Observed *State
-	// Tentative counts the IPv6 addresses the apply added that were still
-	// not usable (tentative) when it returned, after AddressWait.
-	Tentative int
+	// NotReady counts the lab's links that were up with carrier but not
+	// yet running when it returned, after ReadyWait.
+	NotReady int
 }
 
-// AddressWaiter is a Kernel on which an address just added may not be
-// usable at once (IPv6: tentative until its interface is ready). Reconcile
-// waits, at most AddressWait, after a successful apply.
-type AddressWaiter interface {
-	WaitAddresses(ctx context.Context, max time.Duration) int
+// ReadyWaiter is a Kernel on which a link just brought up, or given its
+// carrier, may not pass traffic at once (the kernel takes the carrier
+// into account later: linkwatch). Reconcile waits, at most ReadyWait,
+// after a successful apply.
+type ReadyWaiter interface {
+	WaitReady(ctx context.Context, max time.Duration) int
 }
 
-// AddressWait bounds how long Reconcile waits for new addresses.
-var AddressWait = 2 * time.Second
+// ReadyWait bounds how long Reconcile waits for links to be running.
+var ReadyWait = 2 * time.Second
 
 // ErrConflict is returned when a plan has conflicts and nothing was changed.
 var ErrConflict = errors.New("plan has conflicts")
@@ -387,10 +388,10 @@ func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*R
 		return res, err
 	}
 	stage("confirm", 0, start)
-	if w, ok := k.(AddressWaiter); ok {
+	if w, ok := k.(ReadyWaiter); ok {
 		start = time.Now()
-		res.Tentative = w.WaitAddresses(ctx, AddressWait)
-		stage("addresses usable", 0, start)
+		res.NotReady = w.WaitReady(ctx, ReadyWait)
+		stage("links running", 0, start)
 	}
 	// What the kernel did by itself is done now too: say so.
 	for _, c := range plan.Changes {

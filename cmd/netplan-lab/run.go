@@ -437,12 +437,9 @@ func (g *globals) report(verb string, run func() (*reconcile.Result, error), san
 		for _, w := range res.Plan.Warnings {
 			fmt.Fprintf(g.stdout, "warning: %s\n", w)
 		}
-		if res.Tentative > 0 {
-			what := fmt.Sprintf("%d IPv6 addresses are", res.Tentative)
-			if res.Tentative == 1 {
-				what = "1 IPv6 address is"
-			}
-			fmt.Fprintf(g.stdout, "warning: %s not usable yet after %v (tentative: the kernel has not seen its interface ready)\n", what, reconcile.AddressWait)
+		if res.NotReady > 0 {
+			fmt.Fprintf(g.stdout, "warning: %s up with carrier but not running yet after %v (the kernel has not taken the carrier into account): traffic may fail for a moment\n",
+				plural(res.NotReady, "link"), reconcile.ReadyWait)
 		}
 	}
 	g.logf("%s took %v", verb, time.Since(start))

@@ -61,9 +61,9 @@ type Kernel struct {
 	// thousand namespaces would pass the limit on open files. Beyond it,
 	// handles no call is using are closed (and opened again if needed).
 	budget int
-	// tentative counts, by namespace, the lab's IPv6 addresses the last
-	// Observe saw still tentative on a link with carrier (WaitAddresses).
-	tentative map[string]int
+	// unready counts, by namespace, the lab's links the last Observe saw
+	// up, with carrier, and not yet running (WaitReady).
+	unready map[string]int
 }
 
 type nsHandle struct {
@@ -81,7 +81,7 @@ type nsHandle struct {
 // New returns a Kernel for the lab described by o.
 func New(o Options) *Kernel {
 	mark := MarkOf(o)
-	return &Kernel{opt: o, mark: mark, group: groupOf(mark), handles: map[string]*nsHandle{}, probed: map[string]error{}, budget: handleBudget(), tentative: map[string]int{}}
+	return &Kernel{opt: o, mark: mark, group: groupOf(mark), handles: map[string]*nsHandle{}, probed: map[string]error{}, budget: handleBudget(), unready: map[string]int{}}
 }
 
 // Identity is the lab this Kernel works on.
@@ -559,7 +559,7 @@ func parseRef(s string) *reconcile.Ref {
 func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.State, error) {
 	k.reap()
 	k.mu.Lock()
-	clear(k.tentative)
+	clear(k.unready)
 	k.mu.Unlock()
 	names := map[string]bool{reconcile.HostNS: true}
 	for _, n := range q.Namespaces {
@@ -776,12 +776,10 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 	}
 	ns := reconcile.NewNamespace(short, false)
 	byIndex := map[int]string{}
-	carrier := map[int]bool{}
 	tags := map[string]map[string]bool{} // owned link -> its recorded address tags
 	for _, d := range dumped {
 		a := d.link.Attrs()
 		byIndex[a.Index] = a.Name
-		carrier[a.Index] = a.RawFlags&unix.IFF_UP != 0 && a.RawFlags&unix.IFF_LOWER_UP != 0
 		for _, alt := range a.AltNames {
 			if ns.AltNames == nil {
 				ns.AltNames = map[string]string{}
@@ -789,6 +787,7 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 			ns.AltNames[alt] = a.Name
 		}
 	}
+	unready := 0
 	for _, d := range dumped {
 		l := d.link
 		a := l.Attrs()
@@ -855,6 +854,9 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 			rl.VXLAN = x
 		}
 		ns.Links[a.Name] = rl
+		if rl.Owned && a.RawFlags&(unix.IFF_UP|unix.IFF_LOWER_UP|unix.IFF_RUNNING) == unix.IFF_UP|unix.IFF_LOWER_UP {
+			unready++
+		}
 		if other, ok := ParseMark(a.Alias); ok && !owned {
 			rl.OtherLab = other.String()
 		}
@@ -866,11 +868,17 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 			}
 		}
 	}
+	k.mu.Lock()
+	if unready > 0 {
+		k.unready[short] = unready
+	} else {
+		delete(k.unready, short)
+	}
+	k.mu.Unlock()
 	addrs, err := h.addrDump()
 	if err != nil {
 		return nil, nil, fmt.Errorf("list addresses in netns %q: %w", kname, err)
 	}
-	tentative := 0
 	for _, a := range addrs {
 		name := byIndex[a.LinkIndex]
 		l := ns.Links[name]
@@ -894,17 +902,7 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 			continue
 		}
 		l.Addresses = append(l.Addresses, cidr)
-		if l.Owned && ip.To4() == nil && a.Flags&unix.IFA_F_TENTATIVE != 0 && a.Flags&unix.IFA_F_DADFAILED == 0 && carrier[a.LinkIndex] {
-			tentative++
-		}
 	}
-	k.mu.Lock()
-	if tentative > 0 {
-		k.tentative[short] = tentative
-	} else {
-		delete(k.tentative, short)
-	}
-	k.mu.Unlock()
 	routes, err := h.routeDump()
 	if err != nil {
 		return nil, nil, fmt.Errorf("list routes in netns %q: %w", kname, err)
@@ -978,22 +976,23 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 	return ns, veths, nil
 }
 
-// WaitAddresses waits, at most max, until no IPv6 address the lab added is
-// tentative on a link with carrier in the namespaces where the last
-// Observe saw one, and reports how many still are.
+// WaitReady waits, at most max, until every link of the lab that is up
+// and has carrier is running too, in the namespaces where the last Observe
+// saw one that was not, and reports how many still are not.
 //
-// The lab adds IPv6 addresses with nodad, but the kernel keeps every new
-// address tentative, with no local route, until its interface is ready,
-// which addrconf learns from linkwatch: under load up to a second after
-// the carrier came. A connection to the address meanwhile goes to
-// neighbour discovery and fails after 3 s ("no route to host"); a live
-// test saw it once. Apply returns once they are usable.
-func (k *Kernel) WaitAddresses(ctx context.Context, max time.Duration) int {
+// The kernel learns of a carrier through linkwatch, which may put the
+// event off for up to a second; until then the link's operational state
+// is not up, IPv6 does not count the interface ready, and packets to its
+// addresses go unanswered (an outside audit: a bridge brought up by an
+// edit, with an IPv6 address and a port, answered its first neighbour
+// solicitation only a second later; the check run right after the apply
+// failed 10 times in 10). Apply returns once its links are running.
+func (k *Kernel) WaitReady(ctx context.Context, max time.Duration) int {
 	deadline := time.Now().Add(max)
 	for {
 		k.mu.Lock()
-		names, left := make([]string, 0, len(k.tentative)), 0
-		for n, c := range k.tentative {
+		names, left := make([]string, 0, len(k.unready)), 0
+		for n, c := range k.unready {
 			names, left = append(names, n), left+c
 		}
 		k.mu.Unlock()
@@ -1008,7 +1007,7 @@ func (k *Kernel) WaitAddresses(ctx context.Context, max time.Duration) int {
 		for _, short := range names {
 			if _, _, err := k.observeNS(short, nil, "", false, false); err != nil {
 				k.mu.Lock()
-				delete(k.tentative, short) // gone: nothing to wait for
+				delete(k.unready, short) // gone: nothing to wait for
 				k.mu.Unlock()
 			}
 		}

@@ -1,0 +1,134 @@
+package linux
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/netplan-lab/netplan-lab/reconcile"
+	"github.com/netplan-lab/netplan-lab/topology"
+)
+
+// TestWaitReady: an apply that brings a bridge up (it has a port, so it
+// gets its carrier at once) returns only once the kernel has taken the
+// carrier into account: the bridge is running, and its IPv6 address
+// answers at once. An outside audit found that without the wait the
+// bridge stayed "up, carrier, not running" for about a second after
+// apply, and the first connection to it failed 10 times in 10.
+func TestWaitReady(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: it makes namespaces")
+	}
+	lab := func(up bool) *reconcile.State {
+		t.Helper()
+		y := fmt.Sprintf(`name: ready
+namespaces:
+  c1: {}
+bridges:
+  - {name: br0, addresses: [fd7c::1/64], up: %v}
+links:
+  - a: {namespace: c1, name: eth0, addresses: [fd7c::2/64]}
+    b: {namespace: host, name: v-c1, bridge: br0}
+`, up)
+		top, err := topology.Parse("ready.yaml", []byte(y))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := reconcile.Desired(top)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return want
+	}
+	id := fmt.Sprintf("%04x", rand.Intn(0xffff))
+	k := New(Options{Name: "ready", Prefix: "t" + id + "-", Netns: "npl-test-" + id})
+	defer func() {
+		if _, err := reconcile.Reconcile(context.Background(), k, reconcile.Nothing(), reconcile.ExecOptions{}); err != nil {
+			t.Errorf("destroy: %v", err)
+		}
+		if _, err := k.RemoveHostIfCreated(); err != nil {
+			t.Error(err)
+		}
+		k.Close()
+		_ = DeleteNamed("npl-test-" + id)
+		if left, _ := ListNamed("t" + id + "-"); len(left) > 0 {
+			t.Errorf("left behind: %v", left)
+			for _, l := range left {
+				_ = DeleteNamed(l)
+			}
+		}
+	}()
+	ctx := context.Background()
+	if _, err := k.EnsureHost(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reconcile.Reconcile(ctx, k, lab(false), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	res, err := reconcile.Reconcile(ctx, k, lab(true), reconcile.ExecOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Applied == 0 {
+		t.Fatal("bringing br0 up changed nothing: the test shows nothing")
+	}
+	host, err := k.OpenNetns(reconcile.HostNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	c1, err := k.OpenNetns("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	// A listener on br0's address, and a connection from c1 right away:
+	// it needs br0 to answer c1's neighbour solicitation.
+	var ln net.Listener
+	if err := InNetns(host, func() (err error) {
+		ln, err = net.Listen("tcp", "[fd7c::1]:0")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	start := time.Now()
+	var dialErr error
+	if err := InNetns(c1, func() error {
+		c, err := net.DialTimeout("tcp", ln.Addr().String(), 500*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		dialErr = err
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if dialErr != nil {
+		t.Errorf("connecting from c1 to br0's fd7c::1 right after apply: %v (after %v)", dialErr, time.Since(start))
+	}
+	h, err := k.handle(reconcile.HostNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.release(h)
+	links, err := h.linkDump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range links {
+		if a := d.link.Attrs(); a.Name == "br0" && a.RawFlags&unix.IFF_RUNNING == 0 {
+			t.Errorf("br0's flags %#x right after apply: up with carrier but not running", a.RawFlags)
+		}
+	}
+	if res.NotReady != 0 {
+		t.Errorf("apply returned with %d links not running", res.NotReady)
+	}
+}
