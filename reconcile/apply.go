@@ -301,7 +301,8 @@ type Result struct {
 	// desired), or before it when there was nothing to do.
 	Observed *State
 	// NotReady counts the lab's links that were up with carrier but not
-	// yet running when it returned, after ReadyWait.
+	// yet running, and IPv6 addresses without their local route, when it
+	// returned, after ReadyWait.
 	NotReady int
 }
 

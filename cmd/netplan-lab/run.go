@@ -438,8 +438,8 @@ func (g *globals) report(verb string, run func() (*reconcile.Result, error), san
 			fmt.Fprintf(g.stdout, "warning: %s\n", w)
 		}
 		if res.NotReady > 0 {
-			fmt.Fprintf(g.stdout, "warning: %s up with carrier but not running yet after %v (the kernel has not taken the carrier into account): traffic may fail for a moment\n",
-				plural(res.NotReady, "link"), reconcile.ReadyWait)
+			fmt.Fprintf(g.stdout, "warning: %d of the lab's links or IPv6 addresses not ready after %v (a link up with carrier but not running, or an address without its local route): traffic may fail for a moment\n",
+				res.NotReady, reconcile.ReadyWait)
 		}
 	}
 	g.logf("%s took %v", verb, time.Since(start))

@@ -296,14 +296,22 @@ func parseAddrMsg(m []byte) (netlink.Addr, bool) {
 
 // routeDump lists the routes of the namespace's main table (as netlink's
 // RouteListFiltered with RT_FILTER_TABLE and FAMILY_ALL: what observation
-// reads of them).
-func (h *nsHandle) routeDump() ([]netlink.Route, error) {
+// reads of them), and the IPv6 addresses the local table routes to.
+func (h *nsHandle) routeDump() ([]netlink.Route, map[string]bool, error) {
 	req := nl.NewNetlinkRequest(unix.RTM_GETROUTE, unix.NLM_F_DUMP)
 	req.AddData(nl.NewRtMsg())
-	return dumpAll(h, req, unix.RTM_NEWROUTE, func(m []byte) (netlink.Route, bool, error) {
+	var locals map[string]bool
+	routes, err := dumpAll(h, req, unix.RTM_NEWROUTE, func(m []byte) (netlink.Route, bool, error) {
 		r, ok := parseRouteMsg(m)
+		if ok && r.Table == unix.RT_TABLE_LOCAL && r.Family == unix.AF_INET6 && r.Type == unix.RTN_LOCAL && r.Dst != nil {
+			if locals == nil {
+				locals = map[string]bool{}
+			}
+			locals[r.Dst.IP.String()] = true
+		}
 		return r, ok && r.Table == unix.RT_TABLE_MAIN, nil
 	})
+	return routes, locals, err
 }
 
 // addrBits is the length of an address of family.

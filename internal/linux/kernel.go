@@ -788,6 +788,7 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 		}
 	}
 	unready := 0
+	running := map[int]bool{}
 	for _, d := range dumped {
 		l := d.link
 		a := l.Attrs()
@@ -857,6 +858,7 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 		if rl.Owned && a.RawFlags&(unix.IFF_UP|unix.IFF_LOWER_UP|unix.IFF_RUNNING) == unix.IFF_UP|unix.IFF_LOWER_UP {
 			unready++
 		}
+		running[a.Index] = a.RawFlags&(unix.IFF_UP|unix.IFF_RUNNING) == unix.IFF_UP|unix.IFF_RUNNING
 		if other, ok := ParseMark(a.Alias); ok && !owned {
 			rl.OtherLab = other.String()
 		}
@@ -868,17 +870,11 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 			}
 		}
 	}
-	k.mu.Lock()
-	if unready > 0 {
-		k.unready[short] = unready
-	} else {
-		delete(k.unready, short)
-	}
-	k.mu.Unlock()
 	addrs, err := h.addrDump()
 	if err != nil {
 		return nil, nil, fmt.Errorf("list addresses in netns %q: %w", kname, err)
 	}
+	var newV6 []string // the lab's IPv6 addresses on running links
 	for _, a := range addrs {
 		name := byIndex[a.LinkIndex]
 		l := ns.Links[name]
@@ -902,11 +898,29 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 			continue
 		}
 		l.Addresses = append(l.Addresses, cidr)
+		if l.Owned && ip.To4() == nil && running[a.LinkIndex] {
+			newV6 = append(newV6, ip.String())
+		}
 	}
-	routes, err := h.routeDump()
+	routes, locals, err := h.routeDump()
 	if err != nil {
 		return nil, nil, fmt.Errorf("list routes in netns %q: %w", kname, err)
 	}
+	// The kernel routes to a new IPv6 address (its local route) only once
+	// its address configuration work has run, after the address is added,
+	// even with nodad: until then the address is listed but unreachable.
+	for _, ip := range newV6 {
+		if !locals[ip] {
+			unready++
+		}
+	}
+	k.mu.Lock()
+	if unready > 0 {
+		k.unready[short] = unready
+	} else {
+		delete(k.unready, short)
+	}
+	k.mu.Unlock()
 	for _, r := range routes {
 		if r.Protocol == unix.RTPROT_KERNEL || r.Type != unix.RTN_UNICAST {
 			continue
@@ -977,8 +991,9 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 }
 
 // WaitReady waits, at most max, until every link of the lab that is up
-// and has carrier is running too, in the namespaces where the last Observe
-// saw one that was not, and reports how many still are not.
+// and has carrier is running too, and every IPv6 address of the lab on a
+// running link has its local route, in the namespaces where the last
+// Observe saw one that had not, and reports how many still have not.
 //
 // The kernel learns of a carrier through linkwatch, which may put the
 // event off for up to a second; until then the link's operational state

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/netplan-lab/netplan-lab/reconcile"
@@ -130,5 +131,37 @@ links:
 	}
 	if res.NotReady != 0 {
 		t.Errorf("apply returned with %d links not running", res.NotReady)
+	}
+
+	// An IPv6 address without its local route (the kernel adds it after
+	// the address, from its address configuration work: apply can meet
+	// it missing for a moment) is not ready. Taken away by hand here, it
+	// never comes back: the wait is bounded.
+	hc, err := k.handle("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.release(hc)
+	if err := hc.ensure(); err != nil {
+		t.Fatal(err)
+	}
+	eth0, err := hc.h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, dst, _ := net.ParseCIDR("fd7c::2/128")
+	local := &netlink.Route{LinkIndex: eth0.Attrs().Index, Dst: dst, Table: unix.RT_TABLE_LOCAL, Type: unix.RTN_LOCAL}
+	if err := hc.h.RouteDel(local); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Observe(ctx, reconcile.QueryFor(lab(true))); err != nil {
+		t.Fatal(err)
+	}
+	if n := k.WaitReady(ctx, 0); n != 1 {
+		t.Errorf("with fd7c::2's local route gone: %d not ready, want 1", n)
+	}
+	start = time.Now()
+	if n := k.WaitReady(ctx, 300*time.Millisecond); n != 1 || time.Since(start) > 2*time.Second {
+		t.Errorf("WaitReady(300ms) returned %d after %v, want 1 soon after 300ms", n, time.Since(start))
 	}
 }
