@@ -306,24 +306,32 @@ func (k *Kernel) createLink(h *nsHandle, c *reconcile.Change) error {
 			// Created next to its parent and moved in the same message.
 			a.Namespace = netlink.NsFd(h.fd)
 		}
-		if l.Kind == reconcile.KindMacvlan {
-			nl = &netlink.Macvlan{LinkAttrs: a, Mode: macvlanMode(l.Mode)}
-		} else {
-			nl = &netlink.IPVlan{LinkAttrs: a, Mode: ipvlanMode(l.Mode), Flag: ipvlanFlag(l.Flag)}
-		}
-		if err := ph.h.LinkAdd(nl); err != nil {
-			return fail(err)
-		}
-		created, err := h.h.LinkByName(l.Name)
-		if err != nil {
-			return fail(err)
-		}
-		if master != 0 {
-			if err := h.h.LinkSetMasterByIndex(created, master); err != nil {
-				return k.cleanup(h, created, fail(err))
+		build := func() error {
+			var nl netlink.Link
+			if l.Kind == reconcile.KindMacvlan {
+				nl = &netlink.Macvlan{LinkAttrs: a, Mode: macvlanMode(l.Mode)}
+			} else {
+				nl = &netlink.IPVlan{LinkAttrs: a, Mode: ipvlanMode(l.Mode), Flag: ipvlanFlag(l.Flag)}
 			}
+			if err := ph.h.LinkAdd(nl); err != nil {
+				return fail(err)
+			}
+			created, err := h.h.LinkByName(l.Name)
+			if err != nil {
+				return fail(err)
+			}
+			if master != 0 {
+				if err := h.h.LinkSetMasterByIndex(created, master); err != nil {
+					return k.cleanup(h, created, fail(err))
+				}
+			}
+			return k.finishLink(h, created, l, c.Namespace)
 		}
-		return k.finishLink(h, created, l, c.Namespace)
+		err = build()
+		if errors.Is(err, unix.EADDRINUSE) && k.removeOrphan(l) {
+			err = build() // its MAC was held by an orphan of a namespace deleted by hand
+		}
+		return err
 	case reconcile.KindVxlan:
 		x := l.VXLAN
 		v := &netlink.Vxlan{LinkAttrs: a, VxlanId: x.VNI, Port: x.Port, Learning: true}

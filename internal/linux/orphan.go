@@ -1,0 +1,93 @@
+package linux
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/netplan-lab/netplan-lab/reconcile"
+)
+
+// removeOrphan deletes the lab's macvlan l left in a namespace that is
+// no longer pinned but still held by a process, and reports whether it
+// found one.
+//
+// A lab namespace deleted by hand (`ip netns del`) while a process is in
+// it (a shell) lives on without a name, and its macvlan stays on its
+// parent outside it, with the MAC the lab derives for that macvlan
+// (reconcile.DerivedMAC): making the namespace and its macvlan again
+// then fails with EADDRINUSE until the process exits. The orphan is
+// found among the namespaces of running processes that no pin under
+// /run/netns names: a link of this lab (its mark), with l's name and
+// MAC. Nothing else is touched, and only on that error.
+func (k *Kernel) removeOrphan(l *reconcile.Link) bool {
+	if l.Kind != reconcile.KindMacvlan || l.MAC == "" {
+		return false
+	}
+	seen := map[[2]uint64]bool{}
+	if pins, err := os.ReadDir(NetnsDir); err == nil {
+		for _, p := range pins {
+			if dev, ino, err := identity(netnsPath(p.Name())); err == nil {
+				seen[[2]uint64{dev, ino}] = true
+			}
+		}
+	}
+	if dev, ino, err := identity(fmt.Sprintf("/proc/%d/ns/net", os.Getpid())); err == nil {
+		seen[[2]uint64{dev, ino}] = true
+	}
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return false
+	}
+	for _, e := range procs {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		path := "/proc/" + e.Name() + "/ns/net"
+		dev, ino, err := identity(path)
+		if err != nil || seen[[2]uint64{dev, ino}] {
+			continue
+		}
+		seen[[2]uint64{dev, ino}] = true
+		if k.removeOrphanIn(path, dev, ino, l) {
+			return true
+		}
+	}
+	return false
+}
+
+// removeOrphanIn deletes l's orphan in the namespace at path, if it is
+// there and still the namespace identified by dev and ino.
+func (k *Kernel) removeOrphanIn(path string, dev, ino uint64, l *reconcile.Link) bool {
+	fd, err := netns.GetFromPath(path)
+	if err != nil {
+		return false
+	}
+	defer fd.Close()
+	var st unix.Stat_t
+	if unix.Fstat(int(fd), &st) != nil || st.Dev != dev || st.Ino != ino {
+		return false // the process went, and its pid is someone else's
+	}
+	h, err := netlink.NewHandleAt(fd, unix.NETLINK_ROUTE)
+	if err != nil {
+		return false
+	}
+	defer h.Close()
+	got, err := h.LinkByName(l.Name)
+	if err != nil {
+		return false
+	}
+	a := got.Attrs()
+	if got.Type() != reconcile.KindMacvlan || !strings.EqualFold(a.HardwareAddr.String(), l.MAC) {
+		return false
+	}
+	if owned, _ := k.ownedAlias(a.Alias); !owned {
+		return false
+	}
+	return h.LinkDel(got) == nil
+}
