@@ -265,3 +265,72 @@ links:
 		t.Fatalf("disable_ipv6 1 with an IPv6 address: %v", err)
 	}
 }
+
+// TestIPv6OffOnAnInterface: an interface's own disable_ipv6 = 1 is refused
+// where the file gives that interface IPv6, in host too (an audit: apply
+// never converged), and allowed on another interface of a namespace that
+// uses IPv6.
+func TestIPv6OffOnAnInterface(t *testing.T) {
+	src := `name: v6
+namespaces:
+  host:
+    sysctls: {net.ipv6.conf.br0.disable_ipv6: "1"}
+  a:
+    sysctls: {net.ipv6.conf.eth1.disable_ipv6: "1"}
+bridges:
+  - {name: br0, addresses: ["fd77:1::1/64"]}
+links:
+  - a: {namespace: a, name: eth0, addresses: ["fd00::1/64"]}
+    b: {namespace: host, name: x, bridge: br0}
+  - a: {namespace: a, name: eth1, addresses: [10.0.0.1/24]}
+    b: {namespace: host, name: y}
+`
+	_, err := Parse("v.yaml", []byte(src))
+	want := `v.yaml:4:15: namespaces.host.sysctls.net.ipv6.conf.br0.disable_ipv6: this turns IPv6 off on "br0", but the file gives it IPv6 addresses or routes in namespace "host"`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("disable_ipv6 1 on br0 with an IPv6 address: %v", err)
+	}
+	if strings.Contains(err.Error(), "eth1") {
+		t.Errorf("eth1 has no IPv6: %v", err)
+	}
+	src = strings.Replace(src, `net.ipv6.conf.br0.disable_ipv6: "1"`, `net.ipv6.conf.all.disable_ipv6: "1"`, 1)
+	_, err = Parse("v.yaml", []byte(src))
+	if err == nil || !strings.Contains(err.Error(), `namespaces.host.sysctls.net.ipv6.conf.all.disable_ipv6: this turns IPv6 off, but the file gives namespace "host"`) {
+		t.Fatalf("all.disable_ipv6 1 in host with IPv6 there: %v", err)
+	}
+}
+
+// TestMacvlanMACsOnOneParent: two macvlans with one MAC on a parent, or
+// one with its parent's own, are refused (the kernel: EADDRINUSE at
+// apply; an audit found both passed validate and plan).
+func TestMacvlanMACsOnOneParent(t *testing.T) {
+	src := `name: m
+namespaces:
+  c1: {}
+  c2: {}
+  c3: {}
+bridges:
+  - {name: br0, mac: "02:00:00:00:00:09"}
+  - {name: br1}
+macvlans:
+  - {namespace: c1, name: m0, parent: "host:br0", mac: "02:00:00:00:01:01"}
+  - {namespace: c2, name: m0, parent: "host:br0", mac: "02:00:00:00:01:01"}
+  - {namespace: c3, name: m0, parent: "host:br1", mac: "02:00:00:00:01:01"}
+  - {namespace: c3, name: m1, parent: "host:br0", mac: "02:00:00:00:00:09"}
+`
+	_, err := Parse("m.yaml", []byte(src))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		`m.yaml:11:56: macvlans[1].mac: mac 02:00:00:00:01:01 is also macvlan c1:m0's (line 10), on the same parent host:br0`,
+		`m.yaml:13:56: macvlans[3].mac: mac 02:00:00:00:00:09 is its parent host:br0's own`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("want %q in:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "macvlans[2]") {
+		t.Errorf("c3's m0 is on another parent: %v", err)
+	}
+}

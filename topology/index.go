@@ -114,6 +114,29 @@ func (x *Index) WantsIPv6(ns string) bool {
 }
 
 // UsesIPv6 is Topology.UsesIPv6.
+// IfaceUsesIPv6 reports whether the file gives interface name in ns an
+// IPv6 address, or an IPv6 route through it.
+func (x *Index) IfaceUsesIPv6(ns, name string) bool {
+	for _, i := range x.byNS[ns] {
+		if i.Name != name {
+			continue
+		}
+		for _, a := range i.Addresses {
+			if p, err := ParseCIDR(a); err == nil && p.Addr().Is6() {
+				return true
+			}
+		}
+	}
+	if n := x.ns[ns]; n != nil {
+		for _, r := range n.Routes {
+			if dst, err := RouteDst(r.To, r.Via); err == nil && dst.Addr().Is6() && r.Dev == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (x *Index) UsesIPv6(ns string) bool {
 	for _, i := range x.byNS[ns] {
 		for _, a := range i.Addresses {

@@ -151,9 +151,15 @@ func (d *decoder) validate(t *Topology) {
 			d.at(n.Pos, n.Path, "%s", msg)
 		}
 		for _, sc := range n.Sysctls {
-			if n.Name != Host && strings.HasSuffix(sc.Key, ".disable_ipv6") && strings.HasPrefix(sc.Key, "net.ipv6.conf.") &&
-				strings.TrimSpace(sc.Value) == "1" && ix.UsesIPv6(n.Name) {
+			iface, ok := strings.CutPrefix(sc.Key, "net.ipv6.conf.")
+			if iface, ok = strings.CutSuffix(iface, ".disable_ipv6"); !ok || strings.TrimSpace(sc.Value) != "1" {
+				continue
+			}
+			switch {
+			case (iface == "all" || iface == "default") && ix.UsesIPv6(n.Name):
 				d.at(sc.Pos, sc.Path, "this turns IPv6 off, but the file gives namespace %q IPv6 addresses, routes or VXLAN endpoints", n.Name)
+			case iface != "all" && iface != "default" && ix.IfaceUsesIPv6(n.Name, iface):
+				d.at(sc.Pos, sc.Path, "this turns IPv6 off on %q, but the file gives it IPv6 addresses or routes in namespace %q", iface, n.Name)
 			}
 		}
 		if n.IPv6 != nil && n.Name == Host {
@@ -328,9 +334,28 @@ func (d *decoder) validate(t *Topology) {
 		}
 		d.at(i.Pos, join(i.Path, key), "%q is not one of %s", val, strings.Join(allowed, ", "))
 	}
+	// The kernel brings up no two macvlans with one MAC on a parent, nor
+	// one with its parent's own (EADDRINUSE at apply).
+	macs := map[objKey]*Iface{}
 	for _, m := range t.Macvlans {
 		parent(&m.Iface, m.ParentNS, m.ParentName)
 		oneOf(&m.Iface, "mode", m.Mode, "private", "vepa", "bridge", "passthru")
+		hw, err := net.ParseMAC(m.MAC)
+		if err != nil || m.ParentNS == "" {
+			continue
+		}
+		if c, ok := claims[objKey{m.ParentNS, m.ParentName}]; ok && c.iface.MAC != "" {
+			if phw, err := net.ParseMAC(c.iface.MAC); err == nil && phw.String() == hw.String() {
+				d.at(m.Pos, join(m.Path, "mac"), "mac %s is its parent %s:%s's own: the kernel brings up no macvlan with its parent's MAC", m.MAC, m.ParentNS, m.ParentName)
+				continue
+			}
+		}
+		k := objKey{m.ParentNS + ":" + m.ParentName, hw.String()}
+		if first, ok := macs[k]; ok {
+			d.at(m.Pos, join(m.Path, "mac"), "mac %s is also macvlan %s:%s's (line %d), on the same parent %s:%s: the kernel brings up no two macvlans with one MAC on a parent", m.MAC, first.Namespace, first.Name, first.Pos.Line, m.ParentNS, m.ParentName)
+			continue
+		}
+		macs[k] = &m.Iface
 	}
 	for _, m := range t.Ipvlans {
 		parent(&m.Iface, m.ParentNS, m.ParentName)

@@ -408,6 +408,9 @@ type applyResult struct {
 	Error          string `json:"error,omitempty"`
 	// Checks: apply --check; the file's checks, run after the apply.
 	Checks []check.Result `json:"checks,omitempty"`
+	// NotReady: links up with carrier but not running, or IPv6 addresses
+	// without their local route, when apply returned (after waiting).
+	NotReady int `json:"not_ready,omitempty"`
 }
 
 // report prints what an apply or destroy did (run does it, printing each
@@ -444,7 +447,7 @@ func (g *globals) report(verb string, run func() (*reconcile.Result, error), san
 	}
 	g.logf("%s took %v", verb, time.Since(start))
 	if g.output == "json" && res != nil {
-		r := applyResult{Plan: res.Plan, Applied: res.Applied, RolledBack: res.RolledBack, SandboxRemoved: sandboxRemoved}
+		r := applyResult{Plan: res.Plan, Applied: res.Applied, RolledBack: res.RolledBack, SandboxRemoved: sandboxRemoved, NotReady: res.NotReady}
 		if err != nil {
 			r.Error = err.Error()
 		}

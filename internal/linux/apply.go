@@ -328,7 +328,7 @@ func (k *Kernel) createLink(h *nsHandle, c *reconcile.Change) error {
 			return k.finishLink(h, created, l, c.Namespace)
 		}
 		err = build()
-		if errors.Is(err, unix.EADDRINUSE) && k.removeOrphan(l) {
+		if errors.Is(err, unix.EADDRINUSE) && k.removeOrphan(l, a.ParentIndex) {
 			err = build() // its MAC was held by an orphan of a namespace deleted by hand
 		}
 		return err

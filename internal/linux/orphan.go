@@ -13,9 +13,9 @@ import (
 	"github.com/netplan-lab/netplan-lab/reconcile"
 )
 
-// removeOrphan deletes the lab's macvlan l left in a namespace that is
-// no longer pinned but still held by a process, and reports whether it
-// found one.
+// removeOrphan deletes the lab's macvlan l left up, on the parent with
+// ifindex parentIndex, in a namespace that is no longer pinned but still
+// held by a process, and reports whether it found one.
 //
 // A lab namespace deleted by hand (`ip netns del`) while a process is in
 // it (a shell) lives on without a name, and its macvlan stays on its
@@ -24,8 +24,9 @@ import (
 // then fails with EADDRINUSE until the process exits. The orphan is
 // found among the namespaces of running processes that no pin under
 // /run/netns names: a link of this lab (its mark), with l's name and
-// MAC. Nothing else is touched, and only on that error.
-func (k *Kernel) removeOrphan(l *reconcile.Link) bool {
+// MAC, up (a macvlan that is down holds no MAC) and on the same parent.
+// Nothing else is touched, and only on that error.
+func (k *Kernel) removeOrphan(l *reconcile.Link, parentIndex int) bool {
 	if l.Kind != reconcile.KindMacvlan || l.MAC == "" {
 		return false
 	}
@@ -54,7 +55,7 @@ func (k *Kernel) removeOrphan(l *reconcile.Link) bool {
 			continue
 		}
 		seen[[2]uint64{dev, ino}] = true
-		if k.removeOrphanIn(path, dev, ino, l) {
+		if k.removeOrphanIn(path, dev, ino, l, parentIndex) {
 			return true
 		}
 	}
@@ -63,7 +64,7 @@ func (k *Kernel) removeOrphan(l *reconcile.Link) bool {
 
 // removeOrphanIn deletes l's orphan in the namespace at path, if it is
 // there and still the namespace identified by dev and ino.
-func (k *Kernel) removeOrphanIn(path string, dev, ino uint64, l *reconcile.Link) bool {
+func (k *Kernel) removeOrphanIn(path string, dev, ino uint64, l *reconcile.Link, parentIndex int) bool {
 	fd, err := netns.GetFromPath(path)
 	if err != nil {
 		return false
@@ -83,7 +84,8 @@ func (k *Kernel) removeOrphanIn(path string, dev, ino uint64, l *reconcile.Link)
 		return false
 	}
 	a := got.Attrs()
-	if got.Type() != reconcile.KindMacvlan || !strings.EqualFold(a.HardwareAddr.String(), l.MAC) {
+	if got.Type() != reconcile.KindMacvlan || !strings.EqualFold(a.HardwareAddr.String(), l.MAC) ||
+		a.RawFlags&unix.IFF_UP == 0 || a.ParentIndex != parentIndex {
 		return false
 	}
 	if owned, _ := k.ownedAlias(a.Alias); !owned {

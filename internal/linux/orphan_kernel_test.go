@@ -48,11 +48,11 @@ macvlans:
 	}
 	id := fmt.Sprintf("%04x", rand.Intn(0xffff))
 	k := New(Options{Name: top.Name, Prefix: "t" + id + "-", Netns: "npl-test-" + id})
-	var holder *exec.Cmd
+	var holders []*exec.Cmd
 	defer func() {
-		if holder != nil {
-			holder.Process.Kill()
-			holder.Wait()
+		for _, p := range holders {
+			p.Process.Kill()
+			p.Wait()
 		}
 		if _, err := reconcile.Reconcile(context.Background(), k, reconcile.Nothing(), reconcile.ExecOptions{}); err != nil {
 			t.Errorf("destroy: %v", err)
@@ -76,23 +76,54 @@ macvlans:
 	if _, err := reconcile.Reconcile(ctx, k, want, reconcile.ExecOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// A process in c1, started from a thread in it.
-	c1, err := k.OpenNetns("c1")
+	// hold starts a process in c1 (from a thread in it) and deletes c1's
+	// pin, as `ip netns del` does.
+	hold := func() (*exec.Cmd, netns.NsHandle, *netlink.Handle) {
+		t.Helper()
+		c1, err := k.OpenNetns("c1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p *exec.Cmd
+		err = InNetns(c1, func() error {
+			p = exec.Command(sleep, "60")
+			return p.Start()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		holders = append(holders, p)
+		k.forget("c1")
+		if err := DeleteNamed(k.KernelName("c1")); err != nil {
+			t.Fatal(err)
+		}
+		h, err := netlink.NewHandleAt(c1, unix.NETLINK_ROUTE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p, c1, h
+	}
+	// The first orphan's macvlan is down: it holds no MAC, and the lab
+	// is made again beside it without touching it.
+	_, fd1, h1 := hold()
+	defer fd1.Close()
+	defer h1.Close()
+	m0, err := h1.LinkByName("m0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = InNetns(c1, func() error {
-		holder = exec.Command(sleep, "60")
-		return holder.Start()
-	})
-	c1.Close()
-	if err != nil {
+	if err := h1.LinkSetDown(m0); err != nil {
 		t.Fatal(err)
 	}
-	k.forget("c1")
-	if err := DeleteNamed(k.KernelName("c1")); err != nil {
-		t.Fatal(err)
+	if _, err := reconcile.Reconcile(ctx, k, want, reconcile.ExecOptions{}); err != nil {
+		t.Fatalf("apply beside an orphan macvlan that is down: %v", err)
 	}
+	// The second one's is up, with the MAC the lab needs: it goes, and
+	// only it (an audit: the first found, the down one, went instead, and
+	// the apply failed).
+	p2, fd2, h2 := hold()
+	defer fd2.Close()
+	defer h2.Close()
 	res, err := reconcile.Reconcile(ctx, k, want, reconcile.ExecOptions{})
 	if err != nil {
 		t.Fatalf("apply after c1 was deleted by hand while held: %v", err)
@@ -100,25 +131,16 @@ macvlans:
 	if res.Applied == 0 {
 		t.Fatal("nothing was made again: the test shows nothing")
 	}
-	// The orphan's macvlan is gone; the held namespace is still there,
-	// with its lo.
-	held, err := netns.GetFromPath(fmt.Sprintf("/proc/%d/ns/net", holder.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
+	if _, err := h2.LinkByName("m0"); err == nil {
+		t.Errorf("the second held namespace still has its m0")
 	}
-	defer held.Close()
-	hh, err := netlink.NewHandleAt(held, unix.NETLINK_ROUTE)
-	if err != nil {
-		t.Fatal(err)
+	if _, err := h1.LinkByName("m0"); err != nil {
+		t.Errorf("the first held namespace's m0, down, was touched: %v", err)
 	}
-	defer hh.Close()
-	if _, err := hh.LinkByName("m0"); err == nil {
-		t.Errorf("the held namespace still has m0")
-	}
-	if _, err := hh.LinkByName("lo"); err != nil {
+	if _, err := h2.LinkByName("lo"); err != nil {
 		t.Errorf("the held namespace: %v", err)
 	}
-	if err := holder.Process.Signal(unix.Signal(0)); err != nil {
+	if err := p2.Process.Signal(unix.Signal(0)); err != nil {
 		t.Errorf("the process holding the old c1: %v", err)
 	}
 }
