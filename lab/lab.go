@@ -324,11 +324,15 @@ func (l *Lab) reconcile(ctx context.Context, want *reconcile.State, onChange fun
 	if who == "" {
 		who = "lab " + l.Topology.Name
 	}
+	start := time.Now()
 	unlock, err := linux.Lock(ctx, l.opt.Netns, l.opt.LockTimeout, who, l.opt.LockWaiting)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	if l.opt.OnStage != nil {
+		l.opt.OnStage("lock", 0, time.Since(start))
+	}
 	res, err := reconcile.Reconcile(ctx, l.k, want, reconcile.ExecOptions{OnChange: onChange, OnStage: l.opt.OnStage})
 	if res != nil && res.Plan != nil {
 		res.Plan.Netns = l.kernelNames(want, res.Plan)

@@ -264,6 +264,8 @@ func (g *globals) warnUnusedVars(file string, used map[string]string) {
 }
 
 func (g *globals) loadFile(file string) (*lab, error) {
+	start := time.Now()
+	defer func() { g.logf("stage load %s: %v", file, time.Since(start).Round(time.Microsecond)) }()
 	l, err := netplanlab.Load(file, netplanlab.Options{Netns: g.netns, Prefix: g.prefix, Vars: g.givenVars(),
 		LockTimeout: g.lockTimeout, LockWho: "netplan-lab " + strings.Join(g.args, " "), LockWaiting: g.waiting,
 		OnChange: g.changePrinter(""),
