@@ -61,8 +61,9 @@ type Kernel struct {
 	// thousand namespaces would pass the limit on open files. Beyond it,
 	// handles no call is using are closed (and opened again if needed).
 	budget int
-	// unready counts, by namespace, the lab's links the last Observe saw
-	// up, with carrier, and not yet running (WaitReady).
+	// unready counts, by namespace, what the last Observe saw of the lab
+	// not ready yet: links up, with carrier, not running; IPv6 addresses
+	// on running links without their local route (WaitReady).
 	unready map[string]int
 }
 
@@ -874,7 +875,7 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 	if err != nil {
 		return nil, nil, fmt.Errorf("list addresses in netns %q: %w", kname, err)
 	}
-	var newV6 []string // the lab's IPv6 addresses on running links
+	var v6OnRunning []string // the lab's IPv6 addresses on running links
 	for _, a := range addrs {
 		name := byIndex[a.LinkIndex]
 		l := ns.Links[name]
@@ -899,7 +900,7 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 		}
 		l.Addresses = append(l.Addresses, cidr)
 		if l.Owned && ip.To4() == nil && running[a.LinkIndex] {
-			newV6 = append(newV6, ip.String())
+			v6OnRunning = append(v6OnRunning, ip.String())
 		}
 	}
 	routes, locals, err := h.routeDump()
@@ -909,7 +910,7 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 	// The kernel routes to a new IPv6 address (its local route) only once
 	// its address configuration work has run, after the address is added,
 	// even with nodad: until then the address is listed but unreachable.
-	for _, ip := range newV6 {
+	for _, ip := range v6OnRunning {
 		if !locals[ip] {
 			unready++
 		}
@@ -1001,7 +1002,9 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 // addresses go unanswered (an outside audit: a bridge brought up by an
 // edit, with an IPv6 address and a port, answered its first neighbour
 // solicitation only a second later; the check run right after the apply
-// failed 10 times in 10). Apply returns once its links are running.
+// failed 10 times in 10); and a new IPv6 address's local route is added by
+// the address configuration work after the address, even with nodad.
+// Apply returns once both are done.
 func (k *Kernel) WaitReady(ctx context.Context, max time.Duration) int {
 	deadline := time.Now().Add(max)
 	for {
