@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/netplan-lab/netplan-lab/reconcile"
 	"github.com/netplan-lab/netplan-lab/topology"
 )
@@ -18,6 +20,12 @@ import (
 // exec NAME` (and netplan-lab exec and shell) bind-mounts
 // /etc/netns/NAME/hosts over /etc/hosts.
 var EtcNetns = "/etc/netns"
+
+// madeEtcNetns, when it exists, says netplan-lab made EtcNetns (it was
+// missing), so the last lab to leave it empty removes it; one made by
+// anyone else stays, empty or not. It holds the directory's device and
+// inode ("pending" while it is being made).
+var madeEtcNetns = "/run/netplan-lab/made-etc-netns"
 
 // A hosts file of netplan-lab starts with hostsHeader; each lab's names
 // are in a section of their own, between "# BEGIN MARK" and "# END MARK",
@@ -181,7 +189,8 @@ func writeFileIfChanged(path string, content []byte) error {
 // hosts files.
 const hostsTmpSuffix = ".netplan-lab.tmp"
 
-// mkdirReadable makes dir and its missing parents, mode 0755.
+// mkdirReadable makes dir and its missing parents, mode 0755; EtcNetns,
+// if it makes it, with madeEtcNetns beside.
 func mkdirReadable(dir string) error {
 	if _, err := os.Stat(dir); err == nil {
 		return nil
@@ -189,10 +198,63 @@ func mkdirReadable(dir string) error {
 	if err := mkdirReadable(filepath.Dir(dir)); err != nil {
 		return err
 	}
+	if dir == EtcNetns {
+		return makeEtcNetns()
+	}
 	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
 	}
 	return os.Chmod(dir, 0o755)
+}
+
+// makeEtcNetns makes EtcNetns, saying so in madeEtcNetns first (a run
+// killed between the two leaves "pending", which counts as made).
+func makeEtcNetns() error {
+	if err := os.MkdirAll(filepath.Dir(madeEtcNetns), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(madeEtcNetns, []byte("pending\n"), 0o644); err != nil {
+		return err
+	}
+	err := os.Mkdir(EtcNetns, 0o755)
+	if errors.Is(err, os.ErrExist) {
+		_ = os.Remove(madeEtcNetns) // someone else's, made meanwhile
+		return nil
+	}
+	if err == nil {
+		err = os.Chmod(EtcNetns, 0o755)
+	}
+	if err != nil {
+		_ = os.Remove(madeEtcNetns)
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(EtcNetns, &st); err != nil {
+		return err
+	}
+	return os.WriteFile(madeEtcNetns, fmt.Appendf(nil, "%d %d\n", st.Dev, st.Ino), 0o644)
+}
+
+// removeEtcNetnsIfMade removes EtcNetns when it is empty and netplan-lab
+// made it (madeEtcNetns names it, or says "pending"), and the record with
+// it; a record of a directory that is gone, or is another one, goes too.
+func removeEtcNetnsIfMade() {
+	rec, err := os.ReadFile(madeEtcNetns)
+	if err != nil {
+		return
+	}
+	var st unix.Stat_t
+	if unix.Stat(EtcNetns, &st) != nil {
+		_ = os.Remove(madeEtcNetns)
+		return
+	}
+	if r := strings.TrimSpace(string(rec)); r != "pending" && r != fmt.Sprintf("%d %d", st.Dev, st.Ino) {
+		_ = os.Remove(madeEtcNetns) // someone made it again since
+		return
+	}
+	if left, err := os.ReadDir(EtcNetns); err == nil && len(left) == 0 && os.Remove(EtcNetns) == nil {
+		_ = os.Remove(madeEtcNetns)
+	}
 }
 
 // It returns a warning for each namespace whose /etc/netns entry is
@@ -400,7 +462,7 @@ func (l *Lab) removeHosts(keep map[string]bool) (int, error) {
 			return removed, err
 		}
 	}
-	removeIfEmpty(EtcNetns)
+	removeEtcNetnsIfMade()
 	return removed, nil
 }
 

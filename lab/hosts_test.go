@@ -2,6 +2,8 @@ package lab
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -48,5 +50,61 @@ func BenchmarkParseHosts2000Lines(b *testing.B) {
 		if s, ok := parseHosts(text); !ok || len(s) != 1 {
 			b.Fatal("not parsed")
 		}
+	}
+}
+
+// TestEtcNetnsRemovedOnlyIfMade: the hosts directory /etc/netns goes when
+// the last lab leaves it empty only if netplan-lab made it; one that was
+// there before stays (an outside audit: destroy removed an empty
+// /etc/netns the user had made).
+func TestEtcNetnsRemovedOnlyIfMade(t *testing.T) {
+	oldEtc, oldMade := EtcNetns, madeEtcNetns
+	defer func() { EtcNetns, madeEtcNetns = oldEtc, oldMade }()
+	root := t.TempDir()
+	EtcNetns = filepath.Join(root, "etc", "netns")
+	madeEtcNetns = filepath.Join(root, "run", "made-etc-netns")
+	if err := os.MkdirAll(filepath.Dir(EtcNetns), 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	// Made by netplan-lab: it goes once empty, with its record.
+	sub := filepath.Join(EtcNetns, sharedRoot, "x")
+	if err := mkdirReadable(sub); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(madeEtcNetns); err != nil {
+		t.Fatalf("no record that netplan-lab made %s: %v", EtcNetns, err)
+	}
+	removeEtcNetnsIfMade() // not empty yet
+	if _, err := os.Stat(EtcNetns); err != nil {
+		t.Fatalf("removed while not empty: %v", err)
+	}
+	if err := os.RemoveAll(filepath.Join(EtcNetns, sharedRoot)); err != nil {
+		t.Fatal(err)
+	}
+	removeEtcNetnsIfMade()
+	if _, err := os.Stat(EtcNetns); !os.IsNotExist(err) {
+		t.Errorf("%s, made by netplan-lab and empty, is still there (%v)", EtcNetns, err)
+	}
+	if _, err := os.Stat(madeEtcNetns); !os.IsNotExist(err) {
+		t.Errorf("the record is still there (%v)", err)
+	}
+
+	// Made by someone else: it stays, empty or not.
+	if err := os.Mkdir(EtcNetns, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := mkdirReadable(sub); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(madeEtcNetns); !os.IsNotExist(err) {
+		t.Errorf("a record for a directory netplan-lab did not make (%v)", err)
+	}
+	if err := os.RemoveAll(filepath.Join(EtcNetns, sharedRoot)); err != nil {
+		t.Fatal(err)
+	}
+	removeEtcNetnsIfMade()
+	if _, err := os.Stat(EtcNetns); err != nil {
+		t.Errorf("%s, made by someone else, was removed: %v", EtcNetns, err)
 	}
 }

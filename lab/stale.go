@@ -207,7 +207,7 @@ func removeStaleHosts(name string) {
 			if !linkedTo(to) {
 				_ = removeShared(filepath.Join(EtcNetns, to))
 			}
-			removeIfEmpty(EtcNetns)
+			removeEtcNetnsIfMade()
 		}
 		return
 	}
@@ -217,7 +217,7 @@ func removeStaleHosts(name string) {
 	}
 	_ = os.Remove(filepath.Join(dir, "hosts"))
 	_ = os.Remove(dir)
-	removeIfEmpty(EtcNetns)
+	removeEtcNetnsIfMade()
 }
 
 // linkedTo reports whether any entry of EtcNetns links to target.

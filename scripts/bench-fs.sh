@@ -19,12 +19,19 @@ if [ ! -d /etc/netns ]; then
 	made=1
 fi
 mkdir -p /run/netns
-status=0
+cleanup() {
+	if [ -n "$made" ]; then
+		rmdir /etc/netns 2>/dev/null || true
+	fi
+}
+# Interrupted (Ctrl-C, a timeout): stop the benchmark, then clean up.
+trap 'kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; cleanup; exit 130' INT TERM
 unshare --mount --propagation private sh -c '
 	mount -t tmpfs -o mode=755,size=64m npl-bench /run/netns &&
 	mount -t tmpfs -o mode=755,size=64m npl-bench /etc/netns &&
-	exec "$@"' sh "$@" || status=$?
-if [ -n "$made" ]; then
-	rmdir /etc/netns 2>/dev/null || true
-fi
+	exec "$@"' sh "$@" &
+pid=$!
+status=0
+wait "$pid" || status=$?
+cleanup
 exit $status

@@ -317,6 +317,8 @@ macvlans:
   - {namespace: c2, name: m0, parent: "host:br0", mac: "02:00:00:00:01:01"}
   - {namespace: c3, name: m0, parent: "host:br1", mac: "02:00:00:00:01:01"}
   - {namespace: c3, name: m1, parent: "host:br0", mac: "02:00:00:00:00:09"}
+  - {namespace: c3, name: m2, parent: "host:br0", mac: "02:00:00:00:01:01", up: false}
+  - {namespace: c2, name: m1, parent: "host:br0", mac: "02:00:00:00:00:09", mode: passthru}
 `
 	_, err := Parse("m.yaml", []byte(src))
 	if err == nil {
@@ -332,5 +334,8 @@ macvlans:
 	}
 	if strings.Contains(err.Error(), "macvlans[2]") {
 		t.Errorf("c3's m0 is on another parent: %v", err)
+	}
+	if strings.Contains(err.Error(), "macvlans[4]") || strings.Contains(err.Error(), "macvlans[5]") {
+		t.Errorf("a macvlan that is down holds no MAC, and a passthru one takes its parent's: %v", err)
 	}
 }

@@ -334,25 +334,26 @@ func (d *decoder) validate(t *Topology) {
 		}
 		d.at(i.Pos, join(i.Path, key), "%q is not one of %s", val, strings.Join(allowed, ", "))
 	}
-	// The kernel brings up no two macvlans with one MAC on a parent, nor
-	// one with its parent's own (EADDRINUSE at apply).
+	// The kernel brings up no second macvlan with a MAC already up on its
+	// parent, nor one with its parent's own (EADDRINUSE at apply); a
+	// passthru macvlan takes its parent's, and one that is down holds none.
 	macs := map[objKey]*Iface{}
 	for _, m := range t.Macvlans {
 		parent(&m.Iface, m.ParentNS, m.ParentName)
 		oneOf(&m.Iface, "mode", m.Mode, "private", "vepa", "bridge", "passthru")
 		hw, err := net.ParseMAC(m.MAC)
-		if err != nil || m.ParentNS == "" {
+		if err != nil || m.ParentNS == "" || m.Mode == "passthru" || !m.IsUp() {
 			continue
 		}
 		if c, ok := claims[objKey{m.ParentNS, m.ParentName}]; ok && c.iface.MAC != "" {
 			if phw, err := net.ParseMAC(c.iface.MAC); err == nil && phw.String() == hw.String() {
-				d.at(m.Pos, join(m.Path, "mac"), "mac %s is its parent %s:%s's own: the kernel brings up no macvlan with its parent's MAC", m.MAC, m.ParentNS, m.ParentName)
+				d.at(m.Pos, join(m.Path, "mac"), "mac %s is its parent %s:%s's own: the kernel refuses to bring up a macvlan with its parent's MAC (but in passthru mode)", m.MAC, m.ParentNS, m.ParentName)
 				continue
 			}
 		}
 		k := objKey{m.ParentNS + ":" + m.ParentName, hw.String()}
 		if first, ok := macs[k]; ok {
-			d.at(m.Pos, join(m.Path, "mac"), "mac %s is also macvlan %s:%s's (line %d), on the same parent %s:%s: the kernel brings up no two macvlans with one MAC on a parent", m.MAC, first.Namespace, first.Name, first.Pos.Line, m.ParentNS, m.ParentName)
+			d.at(m.Pos, join(m.Path, "mac"), "mac %s is also macvlan %s:%s's (line %d), on the same parent %s:%s: the kernel refuses to bring up a second macvlan with one MAC on a parent", m.MAC, first.Namespace, first.Name, first.Pos.Line, m.ParentNS, m.ParentName)
 			continue
 		}
 		macs[k] = &m.Iface
