@@ -771,6 +771,9 @@ func (k *Kernel) Preflight(ctx context.Context, p *reconcile.Plan) error {
 	if err := k.checkAliases(p); err != nil {
 		return err
 	}
+	if err := k.checkHostVxlanIPv6(p); err != nil {
+		return err
+	}
 	for _, c := range p.Changes {
 		if c.Kind != reconcile.KindLink || c.Action == reconcile.Delete {
 			continue
@@ -781,6 +784,51 @@ func (k *Kernel) Preflight(ctx context.Context, p *reconcile.Plan) error {
 				Msg: fmt.Sprintf("this kernel cannot create %s interfaces (it needs %s; the kernel said: %v); nothing was changed",
 					kind, kernelOption[kind], err)}
 		}
+	}
+	return nil
+}
+
+// checkHostVxlanIPv6 finds, before anything changes, a VXLAN to make in
+// host with an IPv6 remote or group over a dev on which IPv6 is off: the
+// kernel refuses it (EPERM, "IPv6 support disabled by administrator").
+// In the lab's namespaces the plan turns IPv6 on where a VXLAN needs it;
+// host's it never switches. A plan that sets an IPv6 switch in host
+// itself (sysctls: under host) is left to the kernel.
+func (k *Kernel) checkHostVxlanIPv6(p *reconcile.Plan) error {
+	made := map[string]bool{}
+	for _, c := range p.Changes {
+		if c.Namespace != reconcile.HostNS {
+			continue
+		}
+		if c.Kind == reconcile.KindSysctl && strings.HasSuffix(c.Name, ".disable_ipv6") {
+			return nil
+		}
+		if c.Kind == reconcile.KindLink && c.Action != reconcile.Delete {
+			made[c.Name] = true
+		}
+	}
+	for _, c := range p.Changes {
+		if c.Kind != reconcile.KindLink || c.Action == reconcile.Delete || c.Namespace != reconcile.HostNS || c.Link.VXLAN == nil {
+			continue
+		}
+		x := c.Link.VXLAN
+		ip := net.ParseIP(x.Remote)
+		if x.Group != "" {
+			ip = net.ParseIP(x.Group)
+		}
+		if x.Dev == "" || ip == nil || ip.To4() != nil {
+			continue
+		}
+		key := "net.ipv6.conf." + x.Dev + ".disable_ipv6"
+		if made[x.Dev] {
+			key = "net.ipv6.conf.default.disable_ipv6" // what the new dev starts with
+		}
+		sc, err := k.ReadSysctls(reconcile.HostNS, []string{key})
+		if err != nil || strings.TrimSpace(sc[key]) != "1" {
+			continue
+		}
+		return fmt.Errorf("vxlan %q in netns %q: its remote or group %s is IPv6, but IPv6 is off on its dev %q there (%s is 1), and the lab never switches IPv6 in host: turn it on there (sysctls: under host), or use IPv4; nothing was changed",
+			c.Name, k.KernelName(reconcile.HostNS), ip, x.Dev, key)
 	}
 	return nil
 }
