@@ -190,12 +190,23 @@ func writeFileIfChanged(path string, content []byte) error {
 const hostsTmpSuffix = ".netplan-lab.tmp"
 
 // mkdirReadable makes dir and its missing parents, mode 0755; EtcNetns,
-// if it makes it, with madeEtcNetns beside.
+// if it makes it, with madeEtcNetns beside. Another lab's destroy may
+// remove an empty EtcNetns between the two: then it starts again.
 func mkdirReadable(dir string) error {
+	var err error
+	for range 3 {
+		if err = mkdirParents(dir); !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return err
+}
+
+func mkdirParents(dir string) error {
 	if _, err := os.Stat(dir); err == nil {
 		return nil
 	}
-	if err := mkdirReadable(filepath.Dir(dir)); err != nil {
+	if err := mkdirParents(filepath.Dir(dir)); err != nil {
 		return err
 	}
 	if dir == EtcNetns {
@@ -243,12 +254,15 @@ func removeEtcNetnsIfMade() {
 	if err != nil {
 		return
 	}
+	r := strings.TrimSpace(string(rec))
 	var st unix.Stat_t
 	if unix.Stat(EtcNetns, &st) != nil {
-		_ = os.Remove(madeEtcNetns)
+		if r != "pending" { // "pending": another run may be making it now
+			_ = os.Remove(madeEtcNetns)
+		}
 		return
 	}
-	if r := strings.TrimSpace(string(rec)); r != "pending" && r != fmt.Sprintf("%d %d", st.Dev, st.Ino) {
+	if r != "pending" && r != fmt.Sprintf("%d %d", st.Dev, st.Ino) {
 		_ = os.Remove(madeEtcNetns) // someone made it again since
 		return
 	}

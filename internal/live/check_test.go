@@ -841,13 +841,22 @@ func TestHostsFilesModesAndLeftovers(t *testing.T) {
 	// The sandbox's entry is a link of the user's: left alone.
 	mine := t.TempDir()
 	link := filepath.Join("/etc/netns", e.sandbox)
+	_, err = os.Stat("/etc/netns")
+	madeHere := os.IsNotExist(err)
 	if err := os.MkdirAll("/etc/netns", 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink(mine, link); err != nil {
 		t.Fatal(err)
 	}
-	defer os.Remove(link)
+	defer func() {
+		os.Remove(link)
+		if madeHere {
+			// The test made /etc/netns, as a user would: netplan-lab
+			// leaves it (it did not make it), so the test removes it.
+			os.Remove("/etc/netns")
+		}
+	}()
 	if code, out, errOut := e.cli(bin, "apply", file); code != 0 || !strings.Contains(out, "warning: the lab's names are not in /etc/netns/"+e.sandbox+": it is a link to "+mine) {
 		t.Fatalf("apply with the sandbox's entry a link of the user's should say the names are not there: %d\n%s%s", code, out, errOut)
 	}
