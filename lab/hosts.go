@@ -229,7 +229,8 @@ func makeEtcNetns() error {
 	}
 	err := os.Mkdir(EtcNetns, 0o755)
 	if errors.Is(err, os.ErrExist) {
-		_ = os.Remove(madeEtcNetns) // someone else's, made meanwhile
+		// Made meanwhile, most likely by another run of netplan-lab
+		// (whose record this may be by now): the record stays.
 		return nil
 	}
 	if err == nil {
