@@ -328,6 +328,9 @@ func (k *Kernel) createLink(h *nsHandle, c *reconcile.Change) error {
 			return k.finishLink(h, created, l, c.Namespace)
 		}
 		err = build()
+		if errors.Is(err, unix.EINVAL) && l.Kind == reconcile.KindMacvlan && l.Mode == "passthru" && k.removeOrphan(l, a.ParentIndex) {
+			return build() // its parent was held by a passthru orphan of a namespace deleted by hand
+		}
 		if errors.Is(err, unix.EADDRINUSE) && l.Kind == reconcile.KindMacvlan && l.MAC != "" {
 			if !k.removeOrphan(l, a.ParentIndex) {
 				return fmt.Errorf("%w (its MAC %s is taken on %s: by another macvlan there, or by this lab's own in a namespace deleted by hand that an open file still holds; it goes when that file is closed)", err, l.MAC, l.Parent)

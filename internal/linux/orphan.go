@@ -25,9 +25,12 @@ import (
 // found among the namespaces of running processes that no pin under
 // /run/netns names: a link of this lab (its mark), with l's name and
 // MAC, up (a macvlan that is down holds no MAC) and on the same parent.
-// Nothing else is touched, and only on that error.
+// Nothing else is touched, and only on that error. A passthru macvlan
+// (which takes its parent's MAC) holds its parent whole, up or down: its
+// orphan is found by the lab's mark, l's name, the mode and the parent,
+// when making l fails with EINVAL.
 func (k *Kernel) removeOrphan(l *reconcile.Link, parentIndex int) bool {
-	if l.Kind != reconcile.KindMacvlan || l.MAC == "" {
+	if l.Kind != reconcile.KindMacvlan || (l.MAC == "" && l.Mode != "passthru") {
 		return false
 	}
 	seen := map[[2]uint64]bool{}
@@ -84,8 +87,15 @@ func (k *Kernel) removeOrphanIn(path string, dev, ino uint64, l *reconcile.Link,
 		return false
 	}
 	a := got.Attrs()
-	if got.Type() != reconcile.KindMacvlan || !strings.EqualFold(a.HardwareAddr.String(), l.MAC) ||
-		a.RawFlags&unix.IFF_UP == 0 || a.ParentIndex != parentIndex {
+	m, ok := got.(*netlink.Macvlan)
+	if !ok || a.ParentIndex != parentIndex {
+		return false
+	}
+	if l.Mode == "passthru" {
+		if m.Mode != netlink.MACVLAN_MODE_PASSTHRU {
+			return false
+		}
+	} else if !strings.EqualFold(a.HardwareAddr.String(), l.MAC) || a.RawFlags&unix.IFF_UP == 0 {
 		return false
 	}
 	if owned, _ := k.ownedAlias(a.Alias); !owned {

@@ -2,9 +2,6 @@ package linux
 
 import (
 	"context"
-	"fmt"
-	"math/rand"
-	"os"
 	"os/exec"
 	"testing"
 
@@ -13,8 +10,42 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netplan-lab/netplan-lab/reconcile"
-	"github.com/netplan-lab/netplan-lab/topology"
 )
+
+// holdAndUnpin starts a process in the lab's namespace short (from a
+// thread in it) and removes the namespace's pin, as `ip netns del` does:
+// the namespace lives on, unnamed. It returns the process, and a netlink
+// handle in that namespace; the process is killed when the test ends.
+func holdAndUnpin(t *testing.T, k *Kernel, short string) (*exec.Cmd, *netlink.Handle) {
+	t.Helper()
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("needs sleep(1) to hold a namespace")
+	}
+	fd, err := k.OpenNetns(short)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fd.Close() })
+	p := exec.Command(sleep, "60")
+	if err := InNetns(fd, p.Start); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Process.Kill()
+		p.Wait()
+	})
+	k.forget(short)
+	if err := DeleteNamed(k.KernelName(short)); err != nil {
+		t.Fatal(err)
+	}
+	h, err := netlink.NewHandleAt(netns.NsHandle(fd), unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	return p, h
+}
 
 // TestOrphanMacvlanOfAHeldNamespace: a lab namespace deleted by hand (its
 // pin removed, as `ip netns del` does) while a process is in it keeps
@@ -23,91 +54,22 @@ import (
 // that MAC: it removes the orphan macvlan (the lab's, by its mark) and
 // succeeds, and leaves the process and its namespace otherwise alone.
 func TestOrphanMacvlanOfAHeldNamespace(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: it makes namespaces")
-	}
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Skip("needs sleep(1) to hold a namespace")
-	}
-	y := `name: orphan
+	k := kernelFor(t, "orphan")
+	want := desiredOf(t, `name: orphan
 namespaces:
   c1: {}
 bridges:
   - {name: br0, addresses: [10.77.9.1/24]}
 macvlans:
   - {namespace: c1, name: m0, parent: "host:br0", addresses: [10.77.9.2/24]}
-`
-	top, err := topology.Parse("orphan.yaml", []byte(y))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, err := reconcile.Desired(top)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := fmt.Sprintf("%04x", rand.Intn(0xffff))
-	k := New(Options{Name: top.Name, Prefix: "t" + id + "-", Netns: "npl-test-" + id})
-	var holders []*exec.Cmd
-	defer func() {
-		for _, p := range holders {
-			p.Process.Kill()
-			p.Wait()
-		}
-		if _, err := reconcile.Reconcile(context.Background(), k, reconcile.Nothing(), reconcile.ExecOptions{}); err != nil {
-			t.Errorf("destroy: %v", err)
-		}
-		if _, err := k.RemoveHostIfCreated(); err != nil {
-			t.Error(err)
-		}
-		k.Close()
-		_ = DeleteNamed("npl-test-" + id)
-		if left, _ := ListNamed("t" + id + "-"); len(left) > 0 {
-			t.Errorf("left behind: %v", left)
-			for _, l := range left {
-				_ = DeleteNamed(l)
-			}
-		}
-	}()
+`)
 	ctx := context.Background()
-	if _, err := k.EnsureHost(); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := reconcile.Reconcile(ctx, k, want, reconcile.ExecOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// hold starts a process in c1 (from a thread in it) and deletes c1's
-	// pin, as `ip netns del` does.
-	hold := func() (*exec.Cmd, netns.NsHandle, *netlink.Handle) {
-		t.Helper()
-		c1, err := k.OpenNetns("c1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var p *exec.Cmd
-		err = InNetns(c1, func() error {
-			p = exec.Command(sleep, "60")
-			return p.Start()
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		holders = append(holders, p)
-		k.forget("c1")
-		if err := DeleteNamed(k.KernelName("c1")); err != nil {
-			t.Fatal(err)
-		}
-		h, err := netlink.NewHandleAt(c1, unix.NETLINK_ROUTE)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p, c1, h
-	}
 	// The first orphan's macvlan is down: it holds no MAC, and the lab
 	// is made again beside it without touching it.
-	_, fd1, h1 := hold()
-	defer fd1.Close()
-	defer h1.Close()
+	_, h1 := holdAndUnpin(t, k, "c1")
 	m0, err := h1.LinkByName("m0")
 	if err != nil {
 		t.Fatal(err)
@@ -121,9 +83,7 @@ macvlans:
 	// The second one's is up, with the MAC the lab needs: it goes, and
 	// only it (an audit: the first found, the down one, went instead, and
 	// the apply failed).
-	p2, fd2, h2 := hold()
-	defer fd2.Close()
-	defer h2.Close()
+	p2, h2 := holdAndUnpin(t, k, "c1")
 	res, err := reconcile.Reconcile(ctx, k, want, reconcile.ExecOptions{})
 	if err != nil {
 		t.Fatalf("apply after c1 was deleted by hand while held: %v", err)
@@ -142,5 +102,32 @@ macvlans:
 	}
 	if err := p2.Process.Signal(unix.Signal(0)); err != nil {
 		t.Errorf("the process holding the old c1: %v", err)
+	}
+}
+
+// TestOrphanPassthruMacvlan: the same for a passthru macvlan, which takes
+// its parent whole (a second one on it is EINVAL) and its parent's MAC:
+// its orphan is found by the lab's mark, its name, the mode and the
+// parent (an audit: the re-apply failed with EINVAL).
+func TestOrphanPassthruMacvlan(t *testing.T) {
+	k := kernelFor(t, "orphanpt")
+	want := desiredOf(t, `name: orphanpt
+namespaces:
+  c1: {}
+bridges:
+  - {name: br0}
+macvlans:
+  - {namespace: c1, name: m0, parent: "host:br0", mode: passthru, addresses: [10.77.10.2/24]}
+`)
+	ctx := context.Background()
+	if _, err := reconcile.Reconcile(ctx, k, want, reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, h := holdAndUnpin(t, k, "c1")
+	if _, err := reconcile.Reconcile(ctx, k, want, reconcile.ExecOptions{}); err != nil {
+		t.Fatalf("apply after c1 was deleted by hand while held: %v", err)
+	}
+	if _, err := h.LinkByName("m0"); err == nil {
+		t.Errorf("the held namespace still has its passthru m0")
 	}
 }

@@ -3,9 +3,7 @@ package linux
 import (
 	"context"
 	"fmt"
-	"math/rand"
 	"net"
-	"os"
 	"testing"
 	"time"
 
@@ -13,7 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netplan-lab/netplan-lab/reconcile"
-	"github.com/netplan-lab/netplan-lab/topology"
 )
 
 // TestWaitReady: an apply that brings a bridge up (it has a port, so it
@@ -23,12 +20,9 @@ import (
 // bridge stayed "up, carrier, not running" for about a second after
 // apply, and the first connection to it failed 10 times in 10.
 func TestWaitReady(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: it makes namespaces")
-	}
+	k := kernelFor(t, "ready")
 	lab := func(up bool) *reconcile.State {
-		t.Helper()
-		y := fmt.Sprintf(`name: ready
+		return desiredOf(t, fmt.Sprintf(`name: ready
 namespaces:
   c1: {}
 bridges:
@@ -36,39 +30,9 @@ bridges:
 links:
   - a: {namespace: c1, name: eth0, addresses: [fd7c::2/64]}
     b: {namespace: host, name: v-c1, bridge: br0}
-`, up)
-		top, err := topology.Parse("ready.yaml", []byte(y))
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := reconcile.Desired(top)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return want
+`, up))
 	}
-	id := fmt.Sprintf("%04x", rand.Intn(0xffff))
-	k := New(Options{Name: "ready", Prefix: "t" + id + "-", Netns: "npl-test-" + id})
-	defer func() {
-		if _, err := reconcile.Reconcile(context.Background(), k, reconcile.Nothing(), reconcile.ExecOptions{}); err != nil {
-			t.Errorf("destroy: %v", err)
-		}
-		if _, err := k.RemoveHostIfCreated(); err != nil {
-			t.Error(err)
-		}
-		k.Close()
-		_ = DeleteNamed("npl-test-" + id)
-		if left, _ := ListNamed("t" + id + "-"); len(left) > 0 {
-			t.Errorf("left behind: %v", left)
-			for _, l := range left {
-				_ = DeleteNamed(l)
-			}
-		}
-	}()
 	ctx := context.Background()
-	if _, err := k.EnsureHost(); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := reconcile.Reconcile(ctx, k, lab(false), reconcile.ExecOptions{}); err != nil {
 		t.Fatal(err)
 	}
