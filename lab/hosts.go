@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -21,11 +22,11 @@ import (
 // /etc/netns/NAME/hosts over /etc/hosts.
 var EtcNetns = "/etc/netns"
 
-// madeEtcNetns, when it exists, says netplan-lab made EtcNetns (it was
-// missing), so the last lab to leave it empty removes it; one made by
-// anyone else stays, empty or not. It holds the directory's device and
-// inode ("pending" while it is being made).
-var madeEtcNetns = "/run/netplan-lab/made-etc-netns"
+// madeXattr marks an EtcNetns that netplan-lab made (it was missing), on
+// the directory itself: the last lab to leave it empty removes it; one
+// made by anyone else stays, empty or not. An attribute goes with its
+// directory, so no record can outlive it or name another one.
+const madeXattr = "user.netplan-lab"
 
 // A hosts file of netplan-lab starts with hostsHeader; each lab's names
 // are in a section of their own, between "# BEGIN MARK" and "# END MARK",
@@ -218,57 +219,49 @@ func mkdirParents(dir string) error {
 	return os.Chmod(dir, 0o755)
 }
 
-// makeEtcNetns makes EtcNetns, saying so in madeEtcNetns first (a run
-// killed between the two leaves "pending", which counts as made).
+// makeEtcNetns makes EtcNetns marked as netplan-lab's: under a temporary
+// name beside it, marked, then renamed into place unless something is
+// there by then. A killed run leaves only a temporary directory, which
+// the next one removes.
 func makeEtcNetns() error {
-	if err := os.MkdirAll(filepath.Dir(madeEtcNetns), 0o755); err != nil {
+	parent := filepath.Dir(EtcNetns)
+	prefix := "." + filepath.Base(EtcNetns) + ".netplan-lab-tmp."
+	if old, err := filepath.Glob(filepath.Join(parent, prefix+"*")); err == nil {
+		for _, o := range old {
+			if pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(o), prefix)); err == nil && unix.Kill(pid, 0) != nil {
+				_ = os.Remove(o) // a killed run's
+			}
+		}
+	}
+	tmp := filepath.Join(parent, prefix+strconv.Itoa(os.Getpid()))
+	if err := os.Mkdir(tmp, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
 	}
-	if err := os.WriteFile(madeEtcNetns, []byte("pending\n"), 0o644); err != nil {
+	defer os.Remove(tmp) // if it is still there
+	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
 	}
-	err := os.Mkdir(EtcNetns, 0o755)
-	if errors.Is(err, os.ErrExist) {
-		// Made meanwhile, most likely by another run of netplan-lab
-		// (whose record this may be by now): the record stays.
-		return nil
-	}
-	if err == nil {
-		err = os.Chmod(EtcNetns, 0o755)
-	}
-	if err != nil {
-		_ = os.Remove(madeEtcNetns)
+	if err := unix.Setxattr(tmp, madeXattr, []byte("made"), 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
 		return err
 	}
-	var st unix.Stat_t
-	if err := unix.Stat(EtcNetns, &st); err != nil {
-		return err
+	err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, EtcNetns, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EEXIST) {
+		return nil // made meanwhile, by someone else or another run
 	}
-	return os.WriteFile(madeEtcNetns, fmt.Appendf(nil, "%d %d\n", st.Dev, st.Ino), 0o644)
+	return err
 }
 
 // removeEtcNetnsIfMade removes EtcNetns when it is empty and netplan-lab
-// made it (madeEtcNetns names it, or says "pending"), and the record with
-// it; a record of a directory that is gone, or is another one, goes too.
+// made it (its mark). Where the filesystem keeps no extended attributes,
+// an empty one is removed, as before there was a mark.
 func removeEtcNetnsIfMade() {
-	rec, err := os.ReadFile(madeEtcNetns)
-	if err != nil {
+	buf := make([]byte, 16)
+	n, err := unix.Getxattr(EtcNetns, madeXattr, buf)
+	if !(err == nil && string(buf[:n]) == "made") && !errors.Is(err, unix.ENOTSUP) {
 		return
 	}
-	r := strings.TrimSpace(string(rec))
-	var st unix.Stat_t
-	if unix.Stat(EtcNetns, &st) != nil {
-		if r != "pending" { // "pending": another run may be making it now
-			_ = os.Remove(madeEtcNetns)
-		}
-		return
-	}
-	if r != "pending" && r != fmt.Sprintf("%d %d", st.Dev, st.Ino) {
-		_ = os.Remove(madeEtcNetns) // someone made it again since
-		return
-	}
-	if left, err := os.ReadDir(EtcNetns); err == nil && len(left) == 0 && os.Remove(EtcNetns) == nil {
-		_ = os.Remove(madeEtcNetns)
+	if left, err := os.ReadDir(EtcNetns); err == nil && len(left) == 0 {
+		_ = os.Remove(EtcNetns)
 	}
 }
 

@@ -1,12 +1,15 @@
 package lab
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParseHostsRoundTrip(t *testing.T) {
@@ -54,26 +57,36 @@ func BenchmarkParseHosts2000Lines(b *testing.B) {
 }
 
 // TestEtcNetnsRemovedOnlyIfMade: the hosts directory /etc/netns goes when
-// the last lab leaves it empty only if netplan-lab made it; one that was
-// there before stays (an outside audit: destroy removed an empty
-// /etc/netns the user had made).
+// the last lab leaves it empty only if netplan-lab made it (its mark, an
+// extended attribute on the directory); one that was there before stays
+// (an outside audit: destroy removed an empty /etc/netns the user had
+// made; then records kept beside it went wrong when the directory was
+// removed by hand, made again on the same inode number, or a run was
+// killed half-way).
 func TestEtcNetnsRemovedOnlyIfMade(t *testing.T) {
-	oldEtc, oldMade := EtcNetns, madeEtcNetns
-	defer func() { EtcNetns, madeEtcNetns = oldEtc, oldMade }()
+	old := EtcNetns
+	defer func() { EtcNetns = old }()
 	root := t.TempDir()
-	EtcNetns = filepath.Join(root, "etc", "netns")
-	madeEtcNetns = filepath.Join(root, "run", "made-etc-netns")
-	if err := os.MkdirAll(filepath.Dir(EtcNetns), 0o755); err != nil {
-		t.Fatal(err)
+	EtcNetns = filepath.Join(root, "netns")
+	if err := unix.Setxattr(root, madeXattr, []byte("x"), 0); errors.Is(err, unix.ENOTSUP) {
+		t.Skip("the temporary directory's filesystem keeps no user extended attributes")
 	}
 
-	// Made by netplan-lab: it goes once empty, with its record.
+	// A killed run's temporary directory goes at the next making.
+	stale := filepath.Join(root, ".netns.netplan-lab-tmp.999999999")
+	if err := os.Mkdir(stale, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Made by netplan-lab: it goes once empty.
 	sub := filepath.Join(EtcNetns, sharedRoot, "x")
 	if err := mkdirReadable(sub); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(madeEtcNetns); err != nil {
-		t.Fatalf("no record that netplan-lab made %s: %v", EtcNetns, err)
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("a killed run's temporary directory stays (%v)", err)
+	}
+	if fi, err := os.Stat(EtcNetns); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("%s: %v, %v", EtcNetns, fi, err)
 	}
 	removeEtcNetnsIfMade() // not empty yet
 	if _, err := os.Stat(EtcNetns); err != nil {
@@ -86,9 +99,6 @@ func TestEtcNetnsRemovedOnlyIfMade(t *testing.T) {
 	if _, err := os.Stat(EtcNetns); !os.IsNotExist(err) {
 		t.Errorf("%s, made by netplan-lab and empty, is still there (%v)", EtcNetns, err)
 	}
-	if _, err := os.Stat(madeEtcNetns); !os.IsNotExist(err) {
-		t.Errorf("the record is still there (%v)", err)
-	}
 
 	// Made by someone else: it stays, empty or not.
 	if err := os.Mkdir(EtcNetns, 0o755); err != nil {
@@ -97,14 +107,14 @@ func TestEtcNetnsRemovedOnlyIfMade(t *testing.T) {
 	if err := mkdirReadable(sub); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(madeEtcNetns); !os.IsNotExist(err) {
-		t.Errorf("a record for a directory netplan-lab did not make (%v)", err)
-	}
 	if err := os.RemoveAll(filepath.Join(EtcNetns, sharedRoot)); err != nil {
 		t.Fatal(err)
 	}
 	removeEtcNetnsIfMade()
 	if _, err := os.Stat(EtcNetns); err != nil {
 		t.Errorf("%s, made by someone else, was removed: %v", EtcNetns, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(root, ".netns.netplan-lab-tmp.*")); len(left) > 0 {
+		t.Errorf("temporary directories left: %v", left)
 	}
 }

@@ -143,10 +143,8 @@ func (e *env) cleanup() {
 		}
 	}
 	for _, d := range []string{"/etc/netns/.netplan-lab", "/etc/netns"} {
-		if left, err := os.ReadDir(d); err == nil && len(left) == 0 && os.Remove(d) == nil && d == "/etc/netns" {
-			// As a lab's destroy does (lab/hosts.go): with the directory
-			// goes the record that netplan-lab made it.
-			_ = os.Remove("/run/netplan-lab/made-etc-netns")
+		if left, err := os.ReadDir(d); err == nil && len(left) == 0 {
+			_ = os.Remove(d)
 		}
 	}
 }
