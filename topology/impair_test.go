@@ -286,7 +286,7 @@ links:
     b: {namespace: host, name: y}
 `
 	_, err := Parse("v.yaml", []byte(src))
-	want := `v.yaml:4:15: namespaces.host.sysctls.net.ipv6.conf.br0.disable_ipv6: this turns IPv6 off on "br0", but the file gives it IPv6 addresses or routes in namespace "host"`
+	want := `v.yaml:4:15: namespaces.host.sysctls.net.ipv6.conf.br0.disable_ipv6: this turns IPv6 off on "br0", but the file gives it IPv6 addresses or routes, or a VXLAN over IPv6 on it, in namespace "host"`
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("disable_ipv6 1 on br0 with an IPv6 address: %v", err)
 	}
@@ -312,21 +312,22 @@ namespaces:
 bridges:
   - {name: br0, mac: "02:00:00:00:00:09"}
   - {name: br1}
+  - {name: br2, mac: "02:00:00:00:00:0a"}
 macvlans:
   - {namespace: c1, name: m0, parent: "host:br0", mac: "02:00:00:00:01:01"}
   - {namespace: c2, name: m0, parent: "host:br0", mac: "02:00:00:00:01:01"}
   - {namespace: c3, name: m0, parent: "host:br1", mac: "02:00:00:00:01:01"}
   - {namespace: c3, name: m1, parent: "host:br0", mac: "02:00:00:00:00:09"}
   - {namespace: c3, name: m2, parent: "host:br0", mac: "02:00:00:00:01:01", up: false}
-  - {namespace: c2, name: m1, parent: "host:br0", mac: "02:00:00:00:00:09", mode: passthru}
+  - {namespace: c2, name: m1, parent: "host:br2", mac: "02:00:00:00:00:0a", mode: passthru}
 `
 	_, err := Parse("m.yaml", []byte(src))
 	if err == nil {
 		t.Fatal("no error")
 	}
 	for _, want := range []string{
-		`m.yaml:11:56: macvlans[1].mac: mac 02:00:00:00:01:01 is also macvlan c1:m0's (line 10), on the same parent host:br0`,
-		`m.yaml:13:56: macvlans[3].mac: mac 02:00:00:00:00:09 is its parent host:br0's own`,
+		`m.yaml:12:56: macvlans[1].mac: mac 02:00:00:00:01:01 is also macvlan c1:m0's (line 11), on the same parent host:br0`,
+		`m.yaml:14:56: macvlans[3].mac: mac 02:00:00:00:00:09 is its parent host:br0's own`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("want %q in:\n%v", want, err)
@@ -337,5 +338,41 @@ macvlans:
 	}
 	if strings.Contains(err.Error(), "macvlans[4]") || strings.Contains(err.Error(), "macvlans[5]") {
 		t.Errorf("a macvlan that is down holds no MAC, and a passthru one takes its parent's: %v", err)
+	}
+}
+
+// TestIPv6OffMoreWays: an outside audit's misses: disable_ipv6 = 2 is off
+// too, and a VXLAN over IPv6 needs IPv6 on its dev; and a passthru
+// macvlan cannot share its parent.
+func TestIPv6OffMoreWays(t *testing.T) {
+	src := `name: v6
+namespaces:
+  a:
+    sysctls: {net.ipv6.conf.eth0.disable_ipv6: "2", net.ipv6.conf.eth1.disable_ipv6: "1"}
+links:
+  - a: {namespace: a, name: eth0, addresses: ["fd01::2/64"]}
+    b: {namespace: host, name: x}
+  - a: {namespace: a, name: eth1, addresses: [10.0.0.1/24]}
+    b: {namespace: host, name: y}
+vxlans:
+  - {namespace: a, name: vx0, vni: 100, remote: "fd00::9", dev: eth1}
+bridges:
+  - {name: brp}
+macvlans:
+  - {namespace: a, name: m0, parent: "host:brp"}
+  - {namespace: a, name: m1, parent: "host:brp", mode: passthru}
+`
+	_, err := Parse("v.yaml", []byte(src))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		`namespaces.a.sysctls.net.ipv6.conf.eth0.disable_ipv6: this turns IPv6 off on "eth0"`,
+		`namespaces.a.sysctls.net.ipv6.conf.eth1.disable_ipv6: this turns IPv6 off on "eth1", but the file gives it IPv6 addresses or routes, or a VXLAN over IPv6 on it`,
+		`macvlans[1].mode: a passthru macvlan takes its parent host:brp whole, but macvlan a:m0 (line 15) is on it too`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("want %q in:\n%v", want, err)
+		}
 	}
 }

@@ -115,7 +115,7 @@ func (x *Index) WantsIPv6(ns string) bool {
 
 // UsesIPv6 is Topology.UsesIPv6.
 // IfaceUsesIPv6 reports whether the file gives interface name in ns an
-// IPv6 address, or an IPv6 route through it.
+// IPv6 address, an IPv6 route through it, or a VXLAN over IPv6 on it.
 func (x *Index) IfaceUsesIPv6(ns, name string) bool {
 	for _, i := range x.byNS[ns] {
 		if i.Name != name {
@@ -132,6 +132,11 @@ func (x *Index) IfaceUsesIPv6(ns, name string) bool {
 			if dst, err := RouteDst(r.To, r.Via); err == nil && dst.Addr().Is6() && r.Dev == name {
 				return true
 			}
+		}
+	}
+	for _, v := range x.t.Vxlans {
+		if v6, _ := v.overIPv6(); v6 && v.Namespace == ns && v.Dev == name {
+			return true // the kernel refuses a VXLAN over IPv6 on a dev with IPv6 off
 		}
 	}
 	return false

@@ -152,14 +152,17 @@ func (d *decoder) validate(t *Topology) {
 		}
 		for _, sc := range n.Sysctls {
 			iface, ok := strings.CutPrefix(sc.Key, "net.ipv6.conf.")
-			if iface, ok = strings.CutSuffix(iface, ".disable_ipv6"); !ok || strings.TrimSpace(sc.Value) != "1" {
+			if iface, ok = strings.CutSuffix(iface, ".disable_ipv6"); !ok {
 				continue
+			}
+			if v, err := strconv.Atoi(strings.TrimSpace(sc.Value)); err != nil || v == 0 {
+				continue // the kernel takes any other number as off
 			}
 			switch {
 			case (iface == "all" || iface == "default") && ix.UsesIPv6(n.Name):
 				d.at(sc.Pos, sc.Path, "this turns IPv6 off, but the file gives namespace %q IPv6 addresses, routes or VXLAN endpoints", n.Name)
 			case iface != "all" && iface != "default" && ix.IfaceUsesIPv6(n.Name, iface):
-				d.at(sc.Pos, sc.Path, "this turns IPv6 off on %q, but the file gives it IPv6 addresses or routes in namespace %q", iface, n.Name)
+				d.at(sc.Pos, sc.Path, "this turns IPv6 off on %q, but the file gives it IPv6 addresses or routes, or a VXLAN over IPv6 on it, in namespace %q", iface, n.Name)
 			}
 		}
 		if n.IPv6 != nil && n.Name == Host {
@@ -338,6 +341,23 @@ func (d *decoder) validate(t *Topology) {
 	// parent, nor one with its parent's own (EADDRINUSE at apply); a
 	// passthru macvlan takes its parent's, and one that is down holds none.
 	macs := map[objKey]*Iface{}
+	children := map[objKey][]*Macvlan{} // by parent
+	for _, m := range t.Macvlans {
+		if m.ParentNS != "" {
+			k := objKey{m.ParentNS, m.ParentName}
+			children[k] = append(children[k], m)
+		}
+	}
+	for _, m := range t.Macvlans {
+		if m.Mode == "passthru" && m.ParentNS != "" {
+			for _, o := range children[objKey{m.ParentNS, m.ParentName}] {
+				if o != m {
+					d.at(m.Pos, join(m.Path, "mode"), "a passthru macvlan takes its parent %s:%s whole, but macvlan %s:%s (line %d) is on it too: the kernel refuses it (EINVAL)", m.ParentNS, m.ParentName, o.Namespace, o.Name, o.Pos.Line)
+					break
+				}
+			}
+		}
+	}
 	for _, m := range t.Macvlans {
 		parent(&m.Iface, m.ParentNS, m.ParentName)
 		oneOf(&m.Iface, "mode", m.Mode, "private", "vepa", "bridge", "passthru")
