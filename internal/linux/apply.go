@@ -792,22 +792,18 @@ func (k *Kernel) Preflight(ctx context.Context, p *reconcile.Plan) error {
 }
 
 // checkHostVxlanIPv6 finds, before anything changes, a VXLAN to make in
-// host with an IPv6 remote or group over a dev on which IPv6 is off: the
-// kernel refuses it (EPERM, "IPv6 support disabled by administrator").
-// In the lab's namespaces the plan turns IPv6 on where a VXLAN needs it;
-// host's it never switches. A plan that sets an IPv6 switch in host
-// itself (sysctls: under host) is left to the kernel.
+// host with an IPv6 remote, group or local address over a dev on which
+// IPv6 is off: the kernel refuses it (EPERM, "IPv6 support disabled by
+// administrator"). In the lab's namespaces the plan turns IPv6 on where a
+// VXLAN needs it; host's it never switches. The dev's own value is read
+// where the dev exists, else "default", which a new one starts with; a
+// plan that sets one of those itself (sysctls: under host) is left to the
+// kernel.
 func (k *Kernel) checkHostVxlanIPv6(p *reconcile.Plan) error {
-	made := map[string]bool{}
+	sets := map[string]bool{}
 	for _, c := range p.Changes {
-		if c.Namespace != reconcile.HostNS {
-			continue
-		}
-		if c.Kind == reconcile.KindSysctl && strings.HasSuffix(c.Name, ".disable_ipv6") {
-			return nil
-		}
-		if c.Kind == reconcile.KindLink && c.Action != reconcile.Delete {
-			made[c.Name] = true
+		if c.Namespace == reconcile.HostNS && c.Kind == reconcile.KindSysctl {
+			sets[c.Name] = true
 		}
 	}
 	for _, c := range p.Changes {
@@ -815,23 +811,32 @@ func (k *Kernel) checkHostVxlanIPv6(p *reconcile.Plan) error {
 			continue
 		}
 		x := c.Link.VXLAN
-		ip := net.ParseIP(x.Remote)
-		if x.Group != "" {
-			ip = net.ParseIP(x.Group)
+		var ip net.IP
+		for _, s := range []string{x.Remote, x.Group, x.Local} {
+			if a := net.ParseIP(s); a != nil && a.To4() == nil {
+				ip = a
+			}
 		}
-		if x.Dev == "" || ip == nil || ip.To4() != nil {
+		if x.Dev == "" || ip == nil {
 			continue
 		}
-		key := "net.ipv6.conf." + x.Dev + ".disable_ipv6"
-		if made[x.Dev] {
-			key = "net.ipv6.conf.default.disable_ipv6" // what the new dev starts with
-		}
-		sc, err := k.ReadSysctls(reconcile.HostNS, []string{key})
-		if err != nil || strings.TrimSpace(sc[key]) != "1" {
+		own, dflt := "net.ipv6.conf."+x.Dev+".disable_ipv6", "net.ipv6.conf.default.disable_ipv6"
+		if sets[own] || sets[dflt] || sets["net.ipv6.conf.all.disable_ipv6"] {
 			continue
 		}
-		return fmt.Errorf("vxlan %q in netns %q: its remote or group %s is IPv6, but IPv6 is off on its dev %q there (%s is 1), and the lab never switches IPv6 in host: turn it on there (sysctls: under host), or use IPv4; nothing was changed",
-			c.Name, k.KernelName(reconcile.HostNS), ip, x.Dev, key)
+		sc, err := k.ReadSysctls(reconcile.HostNS, []string{own, dflt})
+		if err != nil {
+			continue
+		}
+		key := own
+		if _, ok := sc[own]; !ok {
+			key = dflt // the dev is still to be made
+		}
+		if v := strings.TrimSpace(sc[key]); v == "" || v == "0" {
+			continue
+		}
+		return fmt.Errorf("vxlan %q in netns %q: its address %s is IPv6, but IPv6 is off on its dev %q there (%s is %s), and the lab never switches IPv6 in host: turn it on there first, or use IPv4; nothing was changed",
+			c.Name, k.KernelName(reconcile.HostNS), ip, x.Dev, key, strings.TrimSpace(sc[key]))
 	}
 	return nil
 }

@@ -39,4 +39,45 @@ vxlans:
 	if res != nil && (res.Applied != 0 || res.RolledBack) {
 		t.Errorf("%d changes applied, rolled back %v: the refusal came too late", res.Applied, res.RolledBack)
 	}
+
+	// A veth's host end, made by the change of its other end's namespace,
+	// starts with "default" too (an audit: it was not seen as made).
+	_, err = reconcile.Reconcile(context.Background(), k, desiredOf(t, `name: vx6
+namespaces:
+  c1: {}
+links:
+  - a: {namespace: c1, name: eth0}
+    b: {namespace: host, name: vh}
+vxlans:
+  - {namespace: host, name: vx0, vni: 42, remote: "fd00::2", dev: vh}
+`), reconcile.ExecOptions{})
+	if err == nil || !strings.Contains(err.Error(), `IPv6 is off on its dev "vh"`) {
+		t.Errorf("a VXLAN over a new veth end with IPv6 off by default: %v", err)
+	}
+
+	// An existing dev with IPv6 on, though "default" is off, takes a VXLAN
+	// with only an IPv6 local address, in the same apply as a change to
+	// the dev (an audit: a changed dev was taken for a new one, and a
+	// valid file refused).
+	if _, err := reconcile.Reconcile(context.Background(), k, desiredOf(t, `name: vx6
+namespaces:
+  c1: {}
+bridges:
+  - {name: br0}
+`), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeSysctl(host, "net.ipv6.conf.br0.disable_ipv6", "0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reconcile.Reconcile(context.Background(), k, desiredOf(t, `name: vx6
+namespaces:
+  c1: {}
+bridges:
+  - {name: br0, mtu: 1400}
+vxlans:
+  - {namespace: host, name: vx0, vni: 42, local: "fd00::1", remote: "fd00::2", dev: br0}
+`), reconcile.ExecOptions{}); err != nil {
+		t.Errorf("a VXLAN over a dev with IPv6 on: %v", err)
+	}
 }
