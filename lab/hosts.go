@@ -224,16 +224,8 @@ func mkdirParents(dir string) error {
 // there by then. A killed run leaves only a temporary directory, which
 // the next one removes.
 func makeEtcNetns() error {
-	parent := filepath.Dir(EtcNetns)
-	prefix := "." + filepath.Base(EtcNetns) + ".netplan-lab-tmp."
-	if old, err := filepath.Glob(filepath.Join(parent, prefix+"*")); err == nil {
-		for _, o := range old {
-			if pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(o), prefix)); err == nil && unix.Kill(pid, 0) != nil {
-				_ = os.Remove(o) // a killed run's
-			}
-		}
-	}
-	tmp := filepath.Join(parent, prefix+strconv.Itoa(os.Getpid()))
+	sweepEtcNetnsTmp()
+	tmp := etcNetnsTmp() + strconv.Itoa(os.Getpid())
 	if err := os.Mkdir(tmp, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
 	}
@@ -251,10 +243,30 @@ func makeEtcNetns() error {
 	return err
 }
 
+// etcNetnsTmp is the start of the temporary names EtcNetns is made under
+// (the maker's pid follows).
+func etcNetnsTmp() string {
+	return filepath.Join(filepath.Dir(EtcNetns), "."+filepath.Base(EtcNetns)+".netplan-lab-tmp.")
+}
+
+// sweepEtcNetnsTmp removes the temporary directories of runs killed while
+// making EtcNetns (their pid is gone), if empty.
+func sweepEtcNetnsTmp() {
+	prefix := etcNetnsTmp()
+	old, _ := filepath.Glob(prefix + "*")
+	for _, o := range old {
+		if pid, err := strconv.Atoi(strings.TrimPrefix(o, prefix)); err == nil && pid != os.Getpid() && unix.Kill(pid, 0) != nil {
+			_ = os.Remove(o)
+		}
+	}
+}
+
 // removeEtcNetnsIfMade removes EtcNetns when it is empty and netplan-lab
-// made it (its mark). Where the filesystem keeps no extended attributes,
-// an empty one is removed, as before there was a mark.
+// made it (its mark), and what killed runs left making it. Where the
+// filesystem keeps no extended attributes, an empty one is removed, as
+// before there was a mark.
 func removeEtcNetnsIfMade() {
+	sweepEtcNetnsTmp()
 	buf := make([]byte, 16)
 	n, err := unix.Getxattr(EtcNetns, madeXattr, buf)
 	if !(err == nil && string(buf[:n]) == "made") && !errors.Is(err, unix.ENOTSUP) {
@@ -401,6 +413,7 @@ func (l *Lab) writeSection(name, mine string, skip func(name, what string)) erro
 // lab's shared file goes when no link to it is left. It returns how many
 // namespaces' entries it removed the lab's names from.
 func (l *Lab) removeHosts(keep map[string]bool) (int, error) {
+	sweepEtcNetnsTmp()
 	entries, err := os.ReadDir(EtcNetns)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
@@ -411,6 +424,13 @@ func (l *Lab) removeHosts(keep map[string]bool) (int, error) {
 	removed := 0
 	target, shared := l.sharedHosts()
 	linked := false
+	sandboxDir := "" // removed at the end if empty, then EtcNetns if it is
+	defer func() {
+		if sandboxDir != "" {
+			_ = os.Remove(sandboxDir) // only if empty
+		}
+		removeEtcNetnsIfMade()
+	}()
 	for _, e := range entries {
 		dir := filepath.Join(EtcNetns, e.Name())
 		if e.Type()&os.ModeSymlink != 0 {
@@ -432,7 +452,7 @@ func (l *Lab) removeHosts(keep map[string]bool) (int, error) {
 		if e.Name() == l.sandboxName() {
 			// Ours to clean up (under the sandbox's lock): a killed write's.
 			_ = os.Remove(path + hostsTmpSuffix)
-			defer os.Remove(dir) // only if empty
+			sandboxDir = dir
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -470,7 +490,6 @@ func (l *Lab) removeHosts(keep map[string]bool) (int, error) {
 			return removed, err
 		}
 	}
-	removeEtcNetnsIfMade()
 	return removed, nil
 }
 

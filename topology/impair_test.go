@@ -341,14 +341,14 @@ macvlans:
 	}
 }
 
-// TestIPv6OffMoreWays: an outside audit's misses: disable_ipv6 = 2 is off
+// TestIPv6OffMoreWays: outside audits' misses: disable_ipv6 = 2 or 0x1 is off
 // too, and a VXLAN over IPv6 needs IPv6 on its dev; and a passthru
 // macvlan cannot share its parent.
 func TestIPv6OffMoreWays(t *testing.T) {
 	src := `name: v6
 namespaces:
   a:
-    sysctls: {net.ipv6.conf.eth0.disable_ipv6: "2", net.ipv6.conf.eth1.disable_ipv6: "1"}
+    sysctls: {net.ipv6.conf.eth0.disable_ipv6: "0x1", net.ipv6.conf.eth1.disable_ipv6: "1"}
 links:
   - a: {namespace: a, name: eth0, addresses: ["fd01::2/64"]}
     b: {namespace: host, name: x}

@@ -155,8 +155,8 @@ func (d *decoder) validate(t *Topology) {
 			if iface, ok = strings.CutSuffix(iface, ".disable_ipv6"); !ok {
 				continue
 			}
-			if v, err := strconv.Atoi(strings.TrimSpace(sc.Value)); err != nil || v == 0 {
-				continue // the kernel takes any other number as off
+			if v, err := strconv.ParseInt(strings.TrimSpace(sc.Value), 0, 64); err != nil || v == 0 {
+				continue // the kernel reads it as C does (0x1, 01) and takes any other number as off
 			}
 			switch {
 			case (iface == "all" || iface == "default") && ix.UsesIPv6(n.Name):

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -824,21 +825,45 @@ func (k *Kernel) checkHostVxlanIPv6(p *reconcile.Plan) error {
 		if sets[own] || sets[dflt] || sets["net.ipv6.conf.all.disable_ipv6"] {
 			continue
 		}
-		sc, err := k.ReadSysctls(reconcile.HostNS, []string{own, dflt})
-		if err != nil {
-			continue
-		}
-		key := own
-		if _, ok := sc[own]; !ok {
+		// The dev's own value from the link list (a name with a dot in it
+		// is no path under /proc/sys), else "default".
+		key, v := own, -1
+		if off, ok := k.hostDisableIPv6(x.Dev); ok {
+			v = off
+		} else if sc, err := k.ReadSysctls(reconcile.HostNS, []string{dflt}); err == nil {
 			key = dflt // the dev is still to be made
+			if n, err := strconv.Atoi(strings.TrimSpace(sc[dflt])); err == nil {
+				v = n
+			}
 		}
-		if v := strings.TrimSpace(sc[key]); v == "" || v == "0" {
+		if v <= 0 {
 			continue
 		}
-		return fmt.Errorf("vxlan %q in netns %q: its address %s is IPv6, but IPv6 is off on its dev %q there (%s is %s), and the lab never switches IPv6 in host: turn it on there first, or use IPv4; nothing was changed",
-			c.Name, k.KernelName(reconcile.HostNS), ip, x.Dev, key, strings.TrimSpace(sc[key]))
+		return fmt.Errorf("vxlan %q in netns %q: its address %s is IPv6, but IPv6 is off on its dev %q there (%s is %d), and the lab never switches IPv6 in host: turn it on there first, or use IPv4; nothing was changed",
+			c.Name, k.KernelName(reconcile.HostNS), ip, x.Dev, key, v)
 	}
 	return nil
+}
+
+// hostDisableIPv6 is interface name's disable_ipv6 in host, from the link
+// list; false where there is no such interface (or its value is not
+// reported).
+func (k *Kernel) hostDisableIPv6(name string) (int, bool) {
+	h, err := k.handle(reconcile.HostNS)
+	if err != nil {
+		return 0, false
+	}
+	defer k.release(h)
+	links, err := h.linkDump()
+	if err != nil {
+		return 0, false
+	}
+	for _, d := range links {
+		if d.link.Attrs().Name == name && d.disableIPv6 >= 0 {
+			return d.disableIPv6, true
+		}
+	}
+	return 0, false
 }
 
 // checkAliases finds, before anything changes, an interface whose

@@ -2,6 +2,7 @@ package linux
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 
@@ -79,5 +80,27 @@ vxlans:
   - {namespace: host, name: vx0, vni: 42, local: "fd00::1", remote: "fd00::2", dev: br0}
 `), reconcile.ExecOptions{}); err != nil {
 		t.Errorf("a VXLAN over a dev with IPv6 on: %v", err)
+	}
+
+	// The same over a dev with a dot in its name, which no dotted key
+	// reaches (an audit: taken for a new dev, read from "default").
+	dotted := `name: vx6
+namespaces:
+  c1: {}
+bridges:
+  - {name: br.0}
+`
+	if _, err := reconcile.Reconcile(context.Background(), k, desiredOf(t, dotted), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := InNetns(host, func() error {
+		return os.WriteFile("/proc/sys/net/ipv6/conf/br.0/disable_ipv6", []byte("0"), 0o644)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reconcile.Reconcile(context.Background(), k, desiredOf(t, dotted+`vxlans:
+  - {namespace: host, name: vx0, vni: 42, remote: "fd00::2", dev: br.0}
+`), reconcile.ExecOptions{}); err != nil {
+		t.Errorf("a VXLAN over a dev named br.0 with IPv6 on: %v", err)
 	}
 }
