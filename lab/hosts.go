@@ -190,9 +190,9 @@ func writeFileIfChanged(path string, content []byte) error {
 // hosts files.
 const hostsTmpSuffix = ".netplan-lab.tmp"
 
-// mkdirReadable makes dir and its missing parents, mode 0755; EtcNetns,
-// if it makes it, with madeEtcNetns beside. Another lab's destroy may
-// remove an empty EtcNetns between the two: then it starts again.
+// mkdirReadable makes dir and its missing parents, mode 0755 (EtcNetns,
+// if it makes it, marked: makeEtcNetns). Another lab's destroy may remove
+// an empty EtcNetns before dir is made in it: then it starts again.
 func mkdirReadable(dir string) error {
 	var err error
 	for range 3 {

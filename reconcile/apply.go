@@ -307,14 +307,15 @@ type Result struct {
 }
 
 // ReadyWaiter is a Kernel on which a link just brought up, or given its
-// carrier, may not pass traffic at once (the kernel takes the carrier
-// into account later: linkwatch). Reconcile waits, at most ReadyWait,
-// after a successful apply.
+// carrier, or an address just added, may not pass traffic at once (the
+// kernel takes a carrier into account later, in linkwatch, and adds an
+// IPv6 address's local route after it). Reconcile waits, at most
+// ReadyWait, after a successful apply.
 type ReadyWaiter interface {
 	WaitReady(ctx context.Context, max time.Duration) int
 }
 
-// ReadyWait bounds how long Reconcile waits for links to be running.
+// ReadyWait bounds how long Reconcile waits for the lab to be ready.
 var ReadyWait = 2 * time.Second
 
 // ErrConflict is returned when a plan has conflicts and nothing was changed.

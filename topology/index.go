@@ -113,12 +113,22 @@ func (x *Index) WantsIPv6(ns string) bool {
 	return x.UsesIPv6(ns)
 }
 
-// UsesIPv6 is Topology.UsesIPv6.
 // IfaceUsesIPv6 reports whether the file gives interface name in ns an
 // IPv6 address, an IPv6 route through it, or a VXLAN over IPv6 on it.
 func (x *Index) IfaceUsesIPv6(ns, name string) bool {
+	for _, v := range x.t.Vxlans {
+		if v6, _ := v.overIPv6(); v6 && v.Namespace == ns && v.Dev == name {
+			return true // the kernel refuses a VXLAN over IPv6 on a dev with IPv6 off
+		}
+	}
+	return x.ipv6On(ns, name)
+}
+
+// ipv6On reports whether the file gives an interface of ns (dev, or any
+// where dev is "") an IPv6 address, or an IPv6 route through it.
+func (x *Index) ipv6On(ns, dev string) bool {
 	for _, i := range x.byNS[ns] {
-		if i.Name != name {
+		if dev != "" && i.Name != dev {
 			continue
 		}
 		for _, a := range i.Addresses {
@@ -129,33 +139,18 @@ func (x *Index) IfaceUsesIPv6(ns, name string) bool {
 	}
 	if n := x.ns[ns]; n != nil {
 		for _, r := range n.Routes {
-			if dst, err := RouteDst(r.To, r.Via); err == nil && dst.Addr().Is6() && r.Dev == name {
+			if dst, err := RouteDst(r.To, r.Via); err == nil && dst.Addr().Is6() && (dev == "" || r.Dev == dev) {
 				return true
 			}
-		}
-	}
-	for _, v := range x.t.Vxlans {
-		if v6, _ := v.overIPv6(); v6 && v.Namespace == ns && v.Dev == name {
-			return true // the kernel refuses a VXLAN over IPv6 on a dev with IPv6 off
 		}
 	}
 	return false
 }
 
+// UsesIPv6 is Topology.UsesIPv6.
 func (x *Index) UsesIPv6(ns string) bool {
-	for _, i := range x.byNS[ns] {
-		for _, a := range i.Addresses {
-			if p, err := ParseCIDR(a); err == nil && p.Addr().Is6() {
-				return true
-			}
-		}
-	}
-	if n := x.ns[ns]; n != nil {
-		for _, r := range n.Routes {
-			if dst, err := RouteDst(r.To, r.Via); err == nil && dst.Addr().Is6() {
-				return true
-			}
-		}
+	if x.ipv6On(ns, "") {
+		return true
 	}
 	for _, r := range x.nat[ns] {
 		if natIs6(r) {
