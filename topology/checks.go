@@ -42,14 +42,14 @@ func (d *decoder) check(n *yaml.Node, path string) *Check {
 	return c
 }
 
-func (d *decoder) validateCheck(t *Index, c *Check, nss map[string]bool, declared func(ns, name string) bool) {
-	if c.From != "" && !nss[c.From] {
+func (d *decoder) validateCheck(t *Index, c *Check, listed func(ns string) bool, declared func(ns, name string) bool) {
+	if c.From != "" && !listed(c.From) {
 		d.at(c.Pos, join(c.Path, "from"), "namespace %q is not listed under namespaces", c.From)
 	} else if c.Dev != "" && !declared(c.From, c.Dev) && c.From != Host {
 		d.at(c.Pos, join(c.Path, "dev"), "interface %q is not declared in namespace %q", c.Dev, c.From)
 	}
 	if ns, ifname, ok := strings.Cut(c.To, ":"); ok && !strings.Contains(ifname, ":") && ns != "" {
-		if !nss[ns] {
+		if !listed(ns) {
 			d.at(c.Pos, join(c.Path, "to"), "namespace %q is not listed under namespaces", ns)
 		} else if !declared(ns, ifname) {
 			d.at(c.Pos, join(c.Path, "to"), "interface %q is not declared in namespace %q", ifname, ns)
@@ -57,7 +57,7 @@ func (d *decoder) validateCheck(t *Index, c *Check, nss map[string]bool, declare
 			d.at(c.Pos, join(c.Path, "to"), "interface %s has no address to check", c.To)
 		}
 	} else if _, err := netip.ParseAddr(c.To); err != nil && c.To != "" {
-		if !nss[c.To] {
+		if !listed(c.To) {
 			d.at(c.Pos, join(c.Path, "to"), "%q is neither a namespace of the file, NS:IF, nor an IP address", c.To)
 		} else if _, _, ok := t.FirstAddr(c.To); !ok {
 			d.at(c.Pos, join(c.Path, "to"), "namespace %q has no address to check (none of its interfaces has one)", c.To)
@@ -82,7 +82,7 @@ func (d *decoder) validateCheck(t *Index, c *Check, nss map[string]bool, declare
 		d.at(c.Pos, join(c.Path, "expect"), "%q is not one of reachable, unreachable", c.Expect)
 	}
 	if c.Lands != "" {
-		if !nss[c.Lands] {
+		if !listed(c.Lands) {
 			d.at(c.Pos, join(c.Path, "lands"), "namespace %q is not listed under namespaces", c.Lands)
 		}
 		if c.Expect == "unreachable" {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -89,18 +90,109 @@ func ParseCIDR(s string) (netip.Prefix, error) {
 
 type objKey struct{ ns, name string }
 
-// claim is who holds an interface name: what kind of interface ("bridge",
-// "link", ...), and which.
+// claim is who holds an interface name: what kind of interface (a
+// bridge, a link's end, ...), and which.
 type claim struct {
-	kind  string
 	iface *Iface
+	kind  claimKind
 }
 
+type claimKind uint8
+
+const (
+	kindBridge claimKind = iota
+	kindLink
+	kindMacvlan
+	kindIpvlan
+	kindVxlan
+)
+
+var claimKinds = [...]string{"bridge", "link", "macvlan", "ipvlan", "vxlan"}
+
+func (k claimKind) String() string { return claimKinds[k] }
+
 func (c claim) what() string {
-	if c.kind == "link" {
+	if c.kind == kindLink {
 		return fmt.Sprintf("link %s:%s", c.iface.Namespace, c.iface.Name)
 	}
-	return c.kind + " " + c.iface.Name
+	return c.kind.String() + " " + c.iface.Name
+}
+
+// claims is the file's interfaces with valid names, one per name in a
+// namespace (the first the file declares), sorted by namespace and name
+// and found by binary search. A map of them took 18 MB for a file of
+// 100 000 namespaces; this takes 3.2 MB (docs/benchmarks.md, memory).
+type claims []claim
+
+func compareKey(c claim, k objKey) int {
+	if n := strings.Compare(c.iface.Namespace, k.ns); n != 0 {
+		return n
+	}
+	return strings.Compare(c.iface.Name, k.name)
+}
+
+// index returns the position of the claim on name in ns.
+func (cs claims) index(ns, name string) (int, bool) {
+	return slices.BinarySearchFunc(cs, objKey{ns, name}, compareKey)
+}
+
+// get returns the claim on name in ns.
+func (cs claims) get(ns, name string) (claim, bool) {
+	if i, ok := cs.index(ns, name); ok {
+		return cs[i], true
+	}
+	return claim{}, false
+}
+
+// claimNames makes the claims of t's interfaces (bridges, links' ends,
+// macvlans, ipvlans, vxlans: the order of Interfaces) and reports names
+// that are not valid, lo, and names claimed twice in a namespace (each
+// against the first claim).
+func (d *decoder) claimNames(t *Topology) claims {
+	var all []claim
+	claimIf := func(i *Iface, kind claimKind) {
+		if msg := ValidIfName(i.Name); msg != "" {
+			if i.Name != "" || (i.Path != "" && d.present(join(i.Path, "name"))) {
+				d.at(i.Pos, join(i.Path, "name"), "%s", msg)
+			}
+			return
+		}
+		if i.Name == "lo" {
+			d.at(i.Pos, join(i.Path, "name"), "\"lo\" is the loopback interface every namespace already has")
+			return
+		}
+		all = append(all, claim{i, kind})
+	}
+	for _, b := range t.Bridges {
+		claimIf(&b.Iface, kindBridge)
+	}
+	for _, l := range t.Links {
+		claimIf(&l.A, kindLink)
+		claimIf(&l.B, kindLink)
+	}
+	for _, m := range t.Macvlans {
+		claimIf(&m.Iface, kindMacvlan)
+	}
+	for _, m := range t.Ipvlans {
+		claimIf(&m.Iface, kindIpvlan)
+	}
+	for _, v := range t.Vxlans {
+		claimIf(&v.Iface, kindVxlan)
+	}
+	sorted := sortedFunc(all, func(a, b claim) int { return compareKey(a, objKey{b.iface.Namespace, b.iface.Name}) })
+	all = nil
+	out := sorted[:0]
+	for _, c := range sorted {
+		if n := len(out); n > 0 && compareKey(out[n-1], objKey{c.iface.Namespace, c.iface.Name}) == 0 {
+			prev := out[n-1]
+			d.at(c.iface.Pos, join(c.iface.Path, "name"), "interface %q in namespace %q is already claimed by %s at line %d",
+				c.iface.Name, c.iface.Namespace, prev.what(), prev.iface.Pos.Line)
+			continue
+		}
+		out = append(out, c)
+	}
+	clear(sorted[len(out):])
+	return slices.Clip(out)
 }
 
 // present reports whether the file has a value at path (even an empty one).
@@ -145,7 +237,8 @@ func (d *decoder) validate(t *Topology) {
 		d.at(Pos{1, 1}, "prefix", "%s", msg)
 	}
 	ix := t.Index()
-	nss := map[string]bool{Host: true}
+	// listed: a namespace under namespaces:, or host.
+	listed := func(ns string) bool { return ns == Host || ix.Namespace(ns) != nil }
 	for _, n := range t.Namespaces {
 		if msg := validNSName(n.Name); msg != "" {
 			d.at(n.Pos, n.Path, "%s", msg)
@@ -170,7 +263,6 @@ func (d *decoder) validate(t *Topology) {
 		} else if n.IPv6 != nil && !*n.IPv6 && ix.UsesIPv6(n.Name) {
 			d.at(n.Pos, join(n.Path, "ipv6"), "ipv6: false, but the file gives namespace %q IPv6 addresses, routes or VXLAN endpoints", n.Name)
 		}
-		nss[n.Name] = true
 		for _, s := range n.Sysctls {
 			if !sysctlRE.MatchString(s.Key) || strings.Contains(s.Key, "..") {
 				d.at(s.Pos, s.Path, "%q is not a network sysctl: only per-namespace net.* keys are allowed", s.Key)
@@ -185,7 +277,7 @@ func (d *decoder) validate(t *Topology) {
 		}
 	}
 	nsRef := func(p Pos, path, ns string) bool {
-		if !nss[ns] {
+		if !listed(ns) {
 			d.at(p, path, "namespace %q is not listed under namespaces", ns)
 			return false
 		}
@@ -193,53 +285,23 @@ func (d *decoder) validate(t *Topology) {
 	}
 
 	// Interface names: one owner per name per namespace.
-	claims := map[objKey]claim{}
-	claimIf := func(i *Iface, kind string) {
-		if msg := ValidIfName(i.Name); msg != "" {
-			if i.Name != "" || (i.Path != "" && d.present(join(i.Path, "name"))) {
-				d.at(i.Pos, join(i.Path, "name"), "%s", msg)
-			}
-			return
-		}
-		if i.Name == "lo" {
-			d.at(i.Pos, join(i.Path, "name"), "\"lo\" is the loopback interface every namespace already has")
-			return
-		}
-		k := objKey{i.Namespace, i.Name}
-		if prev, ok := claims[k]; ok {
-			d.at(i.Pos, join(i.Path, "name"), "interface %q in namespace %q is already claimed by %s at line %d",
-				i.Name, i.Namespace, prev.what(), prev.iface.Pos.Line)
-			return
-		}
-		claims[k] = claim{kind, i}
-	}
-	for _, b := range t.Bridges {
-		claimIf(&b.Iface, "bridge")
-	}
-	for _, l := range t.Links {
-		claimIf(&l.A, "link")
-		claimIf(&l.B, "link")
-	}
-	for _, m := range t.Macvlans {
-		claimIf(&m.Iface, "macvlan")
-	}
-	for _, m := range t.Ipvlans {
-		claimIf(&m.Iface, "ipvlan")
-	}
-	for _, v := range t.Vxlans {
-		claimIf(&v.Iface, "vxlan")
-	}
+	claims := d.claimNames(t)
 	isBridge := map[objKey]bool{}
 	for _, b := range t.Bridges {
 		isBridge[objKey{b.Namespace, b.Name}] = true
 	}
 
-	type nsAddr struct {
-		ns   string
-		addr netip.Addr
-	}
-	addrSeen := map[nsAddr]Pos{}
-	for _, i := range t.Interfaces() {
+	// The interfaces a namespace at a time (ix.byNS), so that the
+	// addresses seen are those of one namespace, not the whole file's.
+	addrSeen := map[netip.Addr]Pos{}
+	for n, i := range ix.byNS {
+		if n > 0 && ix.byNS[n-1].Namespace != i.Namespace {
+			if len(addrSeen) > 64 {
+				addrSeen = map[netip.Addr]Pos{} // clear costs what the map grew to
+			} else {
+				clear(addrSeen)
+			}
+		}
 		if i.Name == "" {
 			continue // already reported
 		}
@@ -269,7 +331,7 @@ func (d *decoder) validate(t *Topology) {
 				d.at(i.Pos, p, "%s is IPv6, but this interface's mtu %d is under IPv6's minimum of 1280", a, i.MTU)
 				continue
 			}
-			key := nsAddr{i.Namespace, pfx.Addr()}
+			key := pfx.Addr()
 			if prev, ok := addrSeen[key]; ok {
 				d.at(i.Pos, p, "address %s is already used in namespace %q (line %d)", pfx.Addr(), i.Namespace, prev.Line)
 				continue
@@ -319,8 +381,8 @@ func (d *decoder) validate(t *Topology) {
 			d.at(i.Pos, join(i.Path, "parent"), "%s", msg)
 			return
 		}
-		c, ok := claims[objKey{ns, name}]
-		if ok && (c.kind == "macvlan" || c.kind == "ipvlan") {
+		c, ok := claims.get(ns, name)
+		if ok && (c.kind == kindMacvlan || c.kind == kindIpvlan) {
 			// The kernel would make it a child of that one's own parent.
 			d.at(i.Pos, join(i.Path, "parent"), "parent %s:%s is itself a %s: the kernel would attach this one to its parent instead; name that parent", ns, name, c.kind)
 		}
@@ -365,7 +427,7 @@ func (d *decoder) validate(t *Topology) {
 		if err != nil || m.ParentNS == "" || m.Mode == "passthru" || !m.IsUp() {
 			continue
 		}
-		if c, ok := claims[objKey{m.ParentNS, m.ParentName}]; ok && c.iface.MAC != "" {
+		if c, ok := claims.get(m.ParentNS, m.ParentName); ok && c.iface.MAC != "" {
 			if phw, err := net.ParseMAC(c.iface.MAC); err == nil && phw.String() == hw.String() {
 				d.at(m.Pos, join(m.Path, "mac"), "mac %s is its parent %s:%s's own: the kernel refuses to bring up a macvlan with its parent's MAC (but in passthru mode)", m.MAC, m.ParentNS, m.ParentName)
 				continue
@@ -397,7 +459,7 @@ func (d *decoder) validate(t *Topology) {
 			d.at(v.Pos, join(v.Path, "vni"), "vni %d is outside 1-16777215", v.VNI)
 		}
 		v6, linkLocal := v.overIPv6()
-		if c, ok := claims[objKey{v.Namespace, v.Dev}]; ok && v.Dev != "" && v.MTU != 0 && c.iface.MTU != 0 {
+		if c, ok := claims.get(v.Namespace, v.Dev); ok && v.Dev != "" && v.MTU != 0 && c.iface.MTU != 0 {
 			head := 50 // the kernel's headroom for VXLAN over IPv4, 70 over IPv6
 			if v6 {
 				head = 70
@@ -439,7 +501,7 @@ func (d *decoder) validate(t *Topology) {
 		if v.Dev != "" {
 			if msg := ValidIfName(v.Dev); msg != "" {
 				d.at(v.Pos, join(v.Path, "dev"), "%s", msg)
-			} else if _, ok := claims[objKey{v.Namespace, v.Dev}]; !ok && v.Namespace != Host {
+			} else if _, ok := claims.get(v.Namespace, v.Dev); !ok && v.Namespace != Host {
 				// In host it may be a NIC the file does not own; in a
 				// namespace the lab makes, only what the file puts there is.
 				d.at(v.Pos, join(v.Path, "dev"), "interface %q is not declared in namespace %q", v.Dev, v.Namespace)
@@ -448,7 +510,7 @@ func (d *decoder) validate(t *Topology) {
 	}
 
 	declared := func(ns, name string) bool {
-		_, ok := claims[objKey{ns, name}]
+		_, ok := claims.index(ns, name)
 		return ok || name == "lo"
 	}
 	for _, n := range t.Namespaces {
@@ -465,13 +527,13 @@ func (d *decoder) validate(t *Topology) {
 			d.validateRoute(n, r, declared, seen, subnets)
 		}
 	}
-	d.sameL2Addresses(t)
+	d.sameL2Addresses(t, claims)
 	d.shadowedNAT(t)
 	for _, r := range t.NAT {
 		d.validateNAT(r, nsRef, declared)
 	}
 	for _, c := range t.Checks {
-		d.validateCheck(ix, c, nss, declared)
+		d.validateCheck(ix, c, listed, declared)
 	}
 }
 
@@ -628,70 +690,114 @@ func orNothing(s string) string {
 // sameL2Addresses: one address on two interfaces of one L2 segment (a
 // veth pair, a bridge and its ports, a macvlan or ipvlan and its parent's
 // wire, VXLANs of one VNI) is an error: both answer ARP for it.
-func (d *decoder) sameL2Addresses(t *Topology) {
-	// Keys are the file's own strings, not new ones: a big file has
-	// hundreds of thousands of them.
-	parent := map[objKey]objKey{}
-	find := func(k objKey) objKey {
-		for {
-			p, ok := parent[k]
-			if !ok || p == k {
-				return k
-			}
-			k = p
+//
+// Segments are found by union-find over numbers, not names: an interface
+// is the position of its claim in claims, and a name the file references
+// but does not declare (a NIC of the host, a bridge that is not there)
+// gets a number after them. The addresses are then sorted by segment and
+// compared with their neighbours. (Maps keyed by names took 30 MB for a
+// file of 100 000 namespaces.)
+func (d *decoder) sameL2Addresses(t *Topology, claims claims) {
+	others := map[objKey]int32{}
+	node := func(ns, name string) int32 {
+		if i, ok := claims.index(ns, name); ok {
+			return int32(i)
 		}
+		k := objKey{ns, name}
+		n, ok := others[k]
+		if !ok {
+			n = int32(len(claims) + len(others))
+			others[k] = n
+		}
+		return n
 	}
-	union := func(a, b objKey) {
-		ra, rb := find(a), find(b)
-		if ra != rb {
+	var parent []int32
+	find := func(n int32) int32 {
+		if int(n) >= len(parent) {
+			return n
+		}
+		root := n
+		for parent[root] != root {
+			root = parent[root]
+		}
+		for parent[n] != root { // path compression
+			parent[n], n = root, parent[n]
+		}
+		return root
+	}
+	union := func(a, b int32) {
+		for int(max(a, b)) >= len(parent) {
+			parent = append(parent, int32(len(parent)))
+		}
+		if ra, rb := find(a), find(b); ra != rb {
 			parent[ra] = rb
 		}
 	}
+	parent = make([]int32, len(claims))
+	for i := range parent {
+		parent[i] = int32(i)
+	}
 	for _, i := range t.Interfaces() {
 		if i.Bridge != "" {
-			union(objKey{i.Namespace, i.Name}, objKey{i.Namespace, i.Bridge})
+			union(node(i.Namespace, i.Name), node(i.Namespace, i.Bridge))
 		}
 	}
 	for _, l := range t.Links {
-		union(objKey{l.A.Namespace, l.A.Name}, objKey{l.B.Namespace, l.B.Name})
+		union(node(l.A.Namespace, l.A.Name), node(l.B.Namespace, l.B.Name))
 	}
 	for _, m := range t.Macvlans {
-		union(objKey{m.Namespace, m.Name}, objKey{m.ParentNS, m.ParentName})
+		union(node(m.Namespace, m.Name), node(m.ParentNS, m.ParentName))
 	}
 	for _, m := range t.Ipvlans {
-		union(objKey{m.Namespace, m.Name}, objKey{m.ParentNS, m.ParentName})
+		union(node(m.Namespace, m.Name), node(m.ParentNS, m.ParentName))
 	}
-	vni := map[int]objKey{}
+	vni := map[int]int32{}
 	for _, v := range t.Vxlans {
-		k := objKey{v.Namespace, v.Name}
+		k := node(v.Namespace, v.Name)
 		if prev, ok := vni[v.VNI]; ok {
 			union(k, prev)
 		}
 		vni[v.VNI] = k
 	}
-	type holder struct {
-		i   *Iface
-		pos Pos
-	}
-	type segAddr struct {
-		segment objKey
+	// Every address not link-local, with its segment, in file order.
+	type held struct {
+		segment int32
+		j       int32 // its index in i.Addresses
+		i       *Iface
 		addr    netip.Addr
 	}
-	seen := map[segAddr]holder{}
+	var all []held
 	for _, i := range t.Interfaces() {
 		for j, a := range i.Addresses {
 			p, err := ParseCIDR(a)
 			if err != nil || p.Addr().IsLinkLocalUnicast() {
 				continue
 			}
-			k := segAddr{find(objKey{i.Namespace, i.Name}), p.Addr()}
-			if prev, ok := seen[k]; ok && prev.i.Namespace != i.Namespace {
-				d.at(i.Pos, fmt.Sprintf("%s.addresses[%d]", i.Path, j), "address %s is also on %s:%s (line %d), on the same L2 segment: both would answer ARP or neighbour discovery for it",
-					p.Addr(), prev.i.Namespace, prev.i.Name, prev.pos.Line)
-				continue
-			}
-			seen[k] = holder{i, i.Pos}
+			all = append(all, held{find(node(i.Namespace, i.Name)), int32(j), i, p.Addr()})
 		}
+	}
+	sameSlot := func(a, b held) int {
+		if a.segment != b.segment {
+			return int(a.segment - b.segment)
+		}
+		return a.addr.Compare(b.addr)
+	}
+	all = sortedFunc(all, sameSlot)
+	// In each run of one address on one segment, in file order: one in
+	// another namespace than the holder is the error; one in the holder's
+	// namespace (a duplicate the namespace check reports) holds it next.
+	var prev held
+	for n, h := range all {
+		if n == 0 || sameSlot(prev, h) != 0 {
+			prev = h
+			continue
+		}
+		if prev.i.Namespace != h.i.Namespace {
+			d.at(h.i.Pos, fmt.Sprintf("%s.addresses[%d]", h.i.Path, h.j), "address %s is also on %s:%s (line %d), on the same L2 segment: both would answer ARP or neighbour discovery for it",
+				h.addr, prev.i.Namespace, prev.i.Name, prev.i.Pos.Line)
+			continue
+		}
+		prev = h
 	}
 }
 
