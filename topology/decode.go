@@ -3,6 +3,7 @@ package topology
 import (
 	"bytes"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"strconv"
 	"strings"
@@ -22,7 +23,20 @@ func LoadWith(path string, vars Vars) (*Topology, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ParseWith(path, data, vars)
+	// The file's bytes are not kept while the topology is validated (11
+	// MB of a 100 000-namespace file's peak): a file with problems whose
+	// positions the first pass did not record is read again, and used if
+	// it is still the same (else those problems keep their object's
+	// position).
+	size, sum := len(data), crc32.ChecksumIEEE(data)
+	again := func() []byte {
+		b, err := ReadFile(path, MaxFileSize)
+		if err != nil || len(b) != size || crc32.ChecksumIEEE(b) != sum {
+			return nil
+		}
+		return b
+	}
+	return parse(path, data, again, vars)
 }
 
 // Parse decodes and validates a topology, with variables from the
@@ -34,12 +48,18 @@ func Parse(file string, data []byte) (*Topology, error) {
 
 // ParseWith is Parse with variables looked up in vars.
 func ParseWith(file string, data []byte, vars Vars) (*Topology, error) {
+	return parse(file, data, func() []byte { return data }, vars)
+}
+
+// parse decodes data and validates the topology; again gives the file's
+// bytes a second time (nil if it cannot), for locate.
+func parse(file string, data []byte, again func() []byte, vars Vars) (*Topology, error) {
 	d := &decoder{file: file, pos: map[string]Pos{}, vars: vars}
 	t := d.document(data)
 	if t != nil {
 		d.validate(t)
 	}
-	d.locate(data)
+	d.locate(again)
 	if len(d.errs) > 0 {
 		d.errs.sort()
 		return nil, d.errs
@@ -113,18 +133,23 @@ func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
 // locate finds the positions of the problems found at paths the first
 // pass did not record, by decoding the file again and recording just
 // those. Only a file with problems pays for it.
-func (d *decoder) locate(data []byte) {
+func (d *decoder) locate(again func() []byte) {
 	if len(d.unresolved) == 0 {
 		return
 	}
-	// With the variables: a key that is one names the path.
-	again := &decoder{file: d.file, pos: map[string]Pos{}, want: map[string]bool{}, vars: d.vars}
-	for _, e := range d.unresolved {
-		again.want[e.Path] = true
+	data := again()
+	if data == nil {
+		d.unresolved = nil
+		return
 	}
-	again.document(data)
+	// With the variables: a key that is one names the path.
+	second := &decoder{file: d.file, pos: map[string]Pos{}, want: map[string]bool{}, vars: d.vars}
 	for _, e := range d.unresolved {
-		if p, ok := again.pos[e.Path]; ok {
+		second.want[e.Path] = true
+	}
+	second.document(data)
+	for _, e := range d.unresolved {
+		if p, ok := second.pos[e.Path]; ok {
 			e.Pos = p
 		}
 	}

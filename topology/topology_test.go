@@ -169,3 +169,31 @@ vxlans:
 		t.Fatalf("IPv6 wanted in n6: %v (want true), in n4: %v (want false)", top.WantsIPv6("n6"), top.WantsIPv6("n4"))
 	}
 }
+
+// Load does not keep the file's bytes while it validates: a problem whose
+// position the first pass did not record is placed by reading the file
+// again. If the file changed in between, that problem keeps its object's
+// position instead of one from the other file.
+func TestLoadPlacesProblemsFromTheFileReadAgain(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "t.yaml")
+	text := "name: t\nnamespaces:\n  a: {}\nlinks:\n  - a: {namespace: a, name: eth0,\n       addresses: [10.0.0.1/24, 10.0.0.300/24]}\n    b: {namespace: host, name: v0}\n"
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(file)
+	var list ErrorList
+	if !errors.As(err, &list) || len(list) != 1 {
+		t.Fatalf("want one problem, got %v", err)
+	}
+	if e := list[0]; e.Path != "links[0].a.addresses[1]" || e.Line != 6 || e.Col != 33 {
+		t.Errorf("want links[0].a.addresses[1] at 6:33, got %s at %d:%d (%s)", e.Path, e.Line, e.Col, e.Msg)
+	}
+	// The same, with the file changed before the second reading.
+	_, err = parse(file, []byte(text), func() []byte { return nil }, nil)
+	if !errors.As(err, &list) || len(list) != 1 {
+		t.Fatalf("want one problem, got %v", err)
+	}
+	if e := list[0]; e.Path != "links[0].a.addresses[1]" || e.Line != 5 || e.Col != 8 {
+		t.Errorf("with the file changed, want the interface's position 5:8, got %s at %d:%d", e.Path, e.Line, e.Col)
+	}
+}
