@@ -297,7 +297,7 @@ func newValidateCmd(g *globals) *cobra.Command {
 		Short:   "Check a topology file and report every problem; touches nothing",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			top, err := interruptible(cmd.Context(), "reading "+args[0], func() (*topology.Topology, error) { return topology.LoadWith(args[0], g.varsOf()) })
+			top, err := interruptible(cmd.Context(), "reading "+args[0], func() (*topology.Topology, error) { return loadTopology(args[0], g.varsOf()) })
 			if err == nil {
 				g.warnUnusedVars(args[0], top.Vars)
 			}
