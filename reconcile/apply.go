@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/netplan-lab/netplan-lab/topology"
 )
 
 // Query says what Observe must read: the namespaces a topology names (by
@@ -123,6 +125,12 @@ func InterfaceSysctl(key string) bool {
 		return false
 	}
 	return parts[3] != "all" && parts[3] != "default"
+}
+
+// sysctlIface is the interface an interface's sysctl key names: br.0 for
+// net.ipv4.conf.br/0.forwarding (topology.SysctlIfname).
+func sysctlIface(key string) string {
+	return topology.SysctlIfname(strings.Split(key, ".")[3])
 }
 
 // ExecOptions tune Execute.

@@ -999,7 +999,7 @@ func (d *differ) sysctls(name string) {
 		if h != nil {
 			old, ok = h.Sysctls[k]
 		}
-		if InterfaceSysctl(k) && d.fresh[Ref{name, strings.Split(k, ".")[3]}] {
+		if InterfaceSysctl(k) && d.fresh[Ref{name, sysctlIface(k)}] {
 			// What was read belongs to the interface this plan replaces:
 			// the new one starts from the defaults.
 			if ok {

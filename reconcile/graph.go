@@ -191,7 +191,7 @@ func newStep(c *Change) *step {
 			need("sysprop/" + n) // after the write that would rewrite it
 		}
 		if InterfaceSysctl(c.Name) {
-			need(keyLink(n, strings.Split(c.Name, ".")[3]))
+			need(keyLink(n, sysctlIface(c.Name)))
 		} else {
 			s.makes = append(s.makes, "nsconf/"+n)
 			if strings.HasSuffix(c.Name, ".disable_ipv6") {

@@ -376,3 +376,43 @@ macvlans:
 		}
 	}
 }
+
+// TestSysctlsOfDottedInterfaces: an interface with a dot in its name
+// (br.0) is written with a slash in its sysctl keys, as sysctl(8) does;
+// the checks that read an interface from a key read it so; the key with
+// the dots says how to write it; a part that would be "." or ".." under
+// /proc/sys is no sysctl.
+func TestSysctlsOfDottedInterfaces(t *testing.T) {
+	base := `name: d
+namespaces:
+  a:
+    sysctls: {SYSCTL}
+bridges:
+  - {namespace: a, name: br.0, addresses: ["fd00::1/64"]}
+`
+	parse := func(sysctl string) error {
+		_, err := Parse("d.yaml", []byte(strings.Replace(base, "SYSCTL", sysctl, 1)))
+		return err
+	}
+	if err := parse(`net.ipv4.conf.br/0.forwarding: "1"`); err != nil {
+		t.Errorf("br/0: %v", err)
+	}
+	if err := parse(`net.ipv4.conf.br.0.forwarding: "1"`); err == nil || !strings.Contains(err.Error(),
+		`interface "br" is not declared in namespace "a": this key would have nothing to set (for interface "br.0", write its dots as slashes, as sysctl(8) does: net.ipv4.conf.br/0.forwarding)`) {
+		t.Errorf("br.0 with its dot: %v", err)
+	}
+	if err := parse(`net.ipv4.conf.br/1.forwarding: "1"`); err == nil || !strings.Contains(err.Error(), `interface "br.1" is not declared in namespace "a"`) {
+		t.Errorf("br/1, not declared: %v", err)
+	}
+	if err := parse(`net.ipv6.conf.br/0.disable_ipv6: "1"`); err == nil || !strings.Contains(err.Error(), `this turns IPv6 off on "br.0", but the file gives it IPv6 addresses`) {
+		t.Errorf("IPv6 off on br/0, which has an IPv6 address: %v", err)
+	}
+	for _, key := range []string{"net.ipv4.conf.//.forwarding", "net.ipv4.conf./.forwarding", "net.ipv4.conf.a..forwarding"} {
+		if err := parse(key + `: "1"`); err == nil || !strings.Contains(err.Error(), "is not a network sysctl") {
+			t.Errorf("%s: %v", key, err)
+		}
+	}
+	if got := SysctlPath("net.ipv4.conf.br/0.forwarding"); got != "net/ipv4/conf/br.0/forwarding" {
+		t.Errorf("SysctlPath: %s", got)
+	}
+}

@@ -13,7 +13,7 @@ import (
 
 var (
 	nameRE   = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
-	sysctlRE = regexp.MustCompile(`^net\.[A-Za-z0-9_.\-]+$`)
+	sysctlRE = regexp.MustCompile(`^net\.[A-Za-z0-9_.\-/]+$`)
 )
 
 func sortStrings(s []string) { sort.Strings(s) }
@@ -245,9 +245,10 @@ func (d *decoder) validate(t *Topology) {
 		}
 		for _, sc := range n.Sysctls {
 			iface, ok := strings.CutPrefix(sc.Key, "net.ipv6.conf.")
-			if iface, ok = strings.CutSuffix(iface, ".disable_ipv6"); !ok {
+			if iface, ok = strings.CutSuffix(iface, ".disable_ipv6"); !ok || strings.Contains(iface, ".") {
 				continue
 			}
+			iface = SysctlIfname(iface)
 			if v, err := strconv.ParseInt(strings.TrimSpace(sc.Value), 0, 64); err != nil || v == 0 {
 				continue // the kernel reads it as C does (0x1, 01) and takes any other number as off
 			}
@@ -264,15 +265,25 @@ func (d *decoder) validate(t *Topology) {
 			d.at(n.Pos, join(n.Path, "ipv6"), "ipv6: false, but the file gives namespace %q IPv6 addresses, routes or VXLAN endpoints", n.Name)
 		}
 		for _, s := range n.Sysctls {
-			if !sysctlRE.MatchString(s.Key) || strings.Contains(s.Key, "..") {
+			if !sysctlRE.MatchString(s.Key) || strings.Contains(s.Key, "..") || slices.ContainsFunc(strings.Split(s.Key, "."), func(p string) bool { return p == "/" || p == "//" }) {
 				d.at(s.Pos, s.Path, "%q is not a network sysctl: only per-namespace net.* keys are allowed", s.Key)
 			}
 			if strings.ContainsAny(s.Value, "\n") {
 				d.at(s.Pos, s.Path, "sysctl value must be on one line")
 			}
 			if parts := strings.Split(s.Key, "."); n.Name != Host && len(parts) >= 5 && (parts[2] == "conf" || parts[2] == "neigh") &&
-				parts[3] != "all" && parts[3] != "default" && parts[3] != "lo" && !ix.Declared(n.Name, parts[3]) {
-				d.at(s.Pos, s.Path, "interface %q is not declared in namespace %q: this key would have nothing to set", parts[3], n.Name)
+				parts[3] != "all" && parts[3] != "default" && parts[3] != "lo" && !ix.Declared(n.Name, SysctlIfname(parts[3])) {
+				// An interface with a dot in its name is written with a
+				// slash in its keys, as sysctl(8) does.
+				hint := ""
+				for j := 4; j < len(parts)-1; j++ {
+					if dotted := strings.Join(parts[3:j+1], "."); ix.Declared(n.Name, dotted) {
+						hint = fmt.Sprintf(" (for interface %q, write its dots as slashes, as sysctl(8) does: %s)", dotted,
+							strings.Join(append(append(slices.Clip(parts[:3]), SysctlKeyName(dotted)), parts[j+1:]...), "."))
+						break
+					}
+				}
+				d.at(s.Pos, s.Path, "interface %q is not declared in namespace %q: this key would have nothing to set%s", SysctlIfname(parts[3]), n.Name, hint)
 			}
 		}
 	}

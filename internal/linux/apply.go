@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netplan-lab/netplan-lab/reconcile"
+	"github.com/netplan-lab/netplan-lab/topology"
 )
 
 // Apply implements reconcile.Kernel: one change, through netlink.
@@ -474,7 +475,7 @@ func addAddr(h *nsHandle, l netlink.Link, cidr string) error {
 	if errors.Is(err, unix.EACCES) && a.IP.To4() == nil {
 		// The kernel's answer to an IPv6 address on an interface whose
 		// IPv6 is off, by its own switch (the namespace's is the lab's).
-		return fmt.Errorf("%w: IPv6 is off on this interface (net.ipv6.conf.%s.disable_ipv6 is 1)", err, l.Attrs().Name)
+		return fmt.Errorf("%w: IPv6 is off on this interface (net.ipv6.conf.%s.disable_ipv6 is 1)", err, topology.SysctlKeyName(l.Attrs().Name))
 	}
 	return err
 }
@@ -821,12 +822,11 @@ func (k *Kernel) checkHostVxlanIPv6(p *reconcile.Plan) error {
 		if x.Dev == "" || ip == nil {
 			continue
 		}
-		own, dflt := "net.ipv6.conf."+x.Dev+".disable_ipv6", "net.ipv6.conf.default.disable_ipv6"
+		own, dflt := "net.ipv6.conf."+topology.SysctlKeyName(x.Dev)+".disable_ipv6", "net.ipv6.conf.default.disable_ipv6"
 		if sets[own] || sets[dflt] || sets["net.ipv6.conf.all.disable_ipv6"] {
 			continue
 		}
-		// The dev's own value from the link list (a name with a dot in it
-		// is no path under /proc/sys), else "default".
+		// The dev's own value from the link list, else "default".
 		key, v := own, -1
 		if off, ok := k.hostDisableIPv6(x.Dev); ok {
 			v = off

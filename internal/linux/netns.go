@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netplan-lab/netplan-lab/reconcile"
+	"github.com/netplan-lab/netplan-lab/topology"
 )
 
 // NetnsDir is where named namespaces live, as with `ip netns`.
@@ -321,7 +322,7 @@ func InNetns(fd netns.NsHandle, fn func() error) error {
 }
 
 func sysctlPath(key string) string {
-	return "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
+	return "/proc/sys/" + topology.SysctlPath(key)
 }
 
 // sysctlDir reads and writes sysctls of the calling (locked) thread's
@@ -417,7 +418,7 @@ func (d *sysctlDir) open(key string, flag int) (*os.File, error) {
 	if !ok {
 		return os.OpenFile(sysctlPath(key), flag, 0)
 	}
-	rel = strings.ReplaceAll(rel, ".", "/")
+	rel = topology.SysctlPath(rel)
 	dir := d.fd
 	if sub, rest, ok := strings.Cut(rel, "/"); ok {
 		fd, open := d.subs[sub]

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netplan-lab/netplan-lab/reconcile"
+	"github.com/netplan-lab/netplan-lab/topology"
 )
 
 // engineLab is testdata/engine.yaml.
@@ -578,5 +579,49 @@ func TestNewPrimaryWithASecondaryKept(t *testing.T) {
 	e.mustApply()
 	e.assertNoOp()
 	e.tcp("r", "a1", "10.1.0.1:81", "10.1.0.1:81")
+	e.destroy()
+}
+
+// TestDottedInterfaceSysctls: the sysctls of an interface with a dot in
+// its name (br.0) are written with a slash for it, as sysctl(8) does
+// (net.ipv4.conf.br/0.forwarding is /proc/sys/net/ipv4/conf/br.0/forwarding):
+// apply sets them there, set after the interface is made, and the next
+// plan is empty; the same keys with the dots are refused with that hint.
+func TestDottedInterfaceSysctls(t *testing.T) {
+	src := `name: dots
+namespaces:
+  d1:
+    sysctls:
+      net.ipv4.conf.br/0.forwarding: "1"
+      net.ipv4.conf.v/1.rp_filter: "2"
+      net.ipv6.conf.v/1.disable_ipv6: "1"
+  d2: {}
+bridges:
+  - {namespace: d1, name: br.0, addresses: [10.9.0.1/24]}
+links:
+  - a: {namespace: d1, name: v.1, bridge: br.0}
+    b: {namespace: d2, name: eth0, addresses: [10.9.0.2/24]}
+`
+	e := newEnv(t, "dots.yaml", []byte(src))
+	e.mustApply()
+	e.in("d1", func() {
+		for path, want := range map[string]string{
+			"/proc/sys/net/ipv4/conf/br.0/forwarding":  "1",
+			"/proc/sys/net/ipv4/conf/v.1/rp_filter":    "2",
+			"/proc/sys/net/ipv6/conf/v.1/disable_ipv6": "1",
+			"/proc/sys/net/ipv4/conf/eth0/forwarding":  "", // no such interface in d1
+		} {
+			b, err := os.ReadFile(path)
+			if got := strings.TrimSpace(string(b)); (want == "" && err == nil) || (want != "" && (err != nil || got != want)) {
+				t.Errorf("%s in d1: %q, %v; want %q", path, got, err, want)
+			}
+		}
+	})
+	e.assertNoOp()
+	e.tcp("d1", "d2", "10.9.0.1:80", "10.9.0.1:80")
+	_, err := topology.Parse("dots.yaml", []byte(strings.Replace(src, "br/0.forwarding", "br.0.forwarding", 1)))
+	if err == nil || !strings.Contains(err.Error(), `write its dots as slashes, as sysctl(8) does: net.ipv4.conf.br/0.forwarding`) {
+		t.Errorf("br.0 written with its dot: %v", err)
+	}
 	e.destroy()
 }

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netplan-lab/netplan-lab/reconcile"
+	"github.com/netplan-lab/netplan-lab/topology"
 )
 
 // Kernel is what path reads: the lab's observed state, route lookups and
@@ -196,15 +197,16 @@ func forwardBlocked(k Kernel, ns, in string, src, dst netip.Addr, n *reconcile.N
 			return fmt.Sprintf("IPv6 forwarding is off in namespace %s (net.ipv6.conf.all.forwarding = 0): it does not route packets that are not its own", ns)
 		}
 	} else {
-		sc, _ := k.ReadSysctls(ns, []string{"net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", "net.ipv4.conf." + in + ".rp_filter"})
+		kin := topology.SysctlKeyName(in) // br.0: net.ipv4.conf.br/0.forwarding
+		sc, _ := k.ReadSysctls(ns, []string{"net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", "net.ipv4.conf." + kin + ".rp_filter"})
 		if sc["net.ipv4.ip_forward"] == "0" {
 			return fmt.Sprintf("ip_forward is 0 in namespace %s (net.ipv4.ip_forward): it does not route packets that are not its own", ns)
 		}
-		if f, _ := k.ReadSysctls(ns, []string{"net.ipv4.conf." + in + ".forwarding"}); f["net.ipv4.conf."+in+".forwarding"] == "0" {
-			return fmt.Sprintf("forwarding is off on %s in namespace %s (net.ipv4.conf.%s.forwarding = 0): it does not route what comes in there", in, ns, in)
+		if f, _ := k.ReadSysctls(ns, []string{"net.ipv4.conf." + kin + ".forwarding"}); f["net.ipv4.conf."+kin+".forwarding"] == "0" {
+			return fmt.Sprintf("forwarding is off on %s in namespace %s (net.ipv4.conf.%s.forwarding = 0): it does not route what comes in there", in, ns, kin)
 		}
 		all, _ := strconv.Atoi(sc["net.ipv4.conf.all.rp_filter"])
-		own, _ := strconv.Atoi(sc["net.ipv4.conf."+in+".rp_filter"])
+		own, _ := strconv.Atoi(sc["net.ipv4.conf."+kin+".rp_filter"])
 		rp := max(all, own)
 		if rp != 0 && src.IsValid() {
 			routes, err := k.RouteGet(ns, src.AsSlice())

@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/netplan-lab/netplan-lab/reconcile"
+	"github.com/netplan-lab/netplan-lab/topology"
 )
 
 // World is the machine: every namespace, each object marked with its owner.
@@ -226,7 +227,7 @@ func (w *World) sysctl(nsName, key string) (string, bool) {
 	parts := strings.Split(key, ".")
 	// net.ipv4.conf.IFNAME.x and net.ipv6.conf.IFNAME.x need the interface.
 	if len(parts) >= 5 && parts[2] == "conf" && parts[3] != "all" && parts[3] != "default" && parts[3] != "lo" {
-		if n.links[parts[3]] == nil {
+		if n.links[topology.SysctlIfname(parts[3])] == nil {
 			return "", false
 		}
 	}
@@ -443,8 +444,8 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 					l.l.Peer = cloneRef(c.Link.Peer)
 					// What follows the ifindex follows: sysctls, VXLAN devs.
 					for key, v := range n.sysctls {
-						if parts := strings.Split(key, "."); len(parts) >= 5 && parts[3] == c.OldName {
-							parts[3] = c.Name
+						if parts := strings.Split(key, "."); len(parts) >= 5 && parts[3] == topology.SysctlKeyName(c.OldName) {
+							parts[3] = topology.SysctlKeyName(c.Name)
 							delete(n.sysctls, key)
 							n.sysctls[strings.Join(parts, ".")] = v
 						}
@@ -497,7 +498,7 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 			if addrFamily(c.Name) == 6 && l.l.MTU < 1280 {
 				return errf(syscall.EINVAL, "no IPv6 on %q: its MTU %d is under 1280", c.Dev, l.l.MTU)
 			}
-			if off, _ := w.sysctl(c.Namespace, "net.ipv6.conf."+c.Dev+".disable_ipv6"); addrFamily(c.Name) == 6 && off == "1" {
+			if off, _ := w.sysctl(c.Namespace, "net.ipv6.conf."+topology.SysctlKeyName(c.Dev)+".disable_ipv6"); addrFamily(c.Name) == 6 && off == "1" {
 				return errf(syscall.EPERM, "IPv6 is disabled on %q", c.Dev)
 			}
 			l.l.Addresses = insertAddr(l.l.Addresses, c.Name)
@@ -550,7 +551,7 @@ func (w *World) forwardSwitched(n *ns, key, v string) {
 	n.sysctls["net."+fam+".conf.all.forwarding"] = v
 	n.sysctls["net."+fam+".conf.default.forwarding"] = v
 	for ln := range n.links {
-		n.sysctls["net."+fam+".conf."+ln+".forwarding"] = v
+		n.sysctls["net."+fam+".conf."+topology.SysctlKeyName(ln)+".forwarding"] = v
 	}
 }
 
@@ -569,11 +570,11 @@ func (w *World) ipv6Switched(n *ns, key, v string) {
 	case "all":
 		n.sysctls["net.ipv6.conf.default.disable_ipv6"] = v
 		for ln := range n.links {
-			n.sysctls["net.ipv6.conf."+ln+".disable_ipv6"] = v
+			n.sysctls["net.ipv6.conf."+topology.SysctlKeyName(ln)+".disable_ipv6"] = v
 			devs = append(devs, ln)
 		}
 	default:
-		devs = []string{parts[3]}
+		devs = []string{topology.SysctlIfname(parts[3])}
 	}
 	if v != "1" {
 		return
@@ -867,7 +868,7 @@ func (k *Kernel) createLink(c *reconcile.Change) error {
 		for _, key := range []string{"net.ipv4.conf.%s.promote_secondaries", "net.ipv6.conf.%s.keep_addr_on_down", "net.ipv6.conf.%s.disable_ipv6",
 			"net.ipv4.conf.%s.forwarding", "net.ipv6.conf.%s.forwarding"} {
 			if v, ok := w.sysctl(nsName, fmt.Sprintf(key, "default")); ok {
-				n.sysctls[fmt.Sprintf(key, l.Name)] = v
+				n.sysctls[fmt.Sprintf(key, topology.SysctlKeyName(l.Name))] = v
 			}
 		}
 		w.bridgeMTU(nsName, n, l.Master)
@@ -1052,7 +1053,7 @@ func (w *World) delLink(nsName, name string) error {
 	w.flushRoutes(n, name)
 	// Its own sysctls (net.ipv4.conf.NAME.x) go with it.
 	for k := range n.sysctls {
-		if parts := strings.Split(k, "."); len(parts) >= 5 && parts[3] == name {
+		if parts := strings.Split(k, "."); len(parts) >= 5 && parts[3] == topology.SysctlKeyName(name) {
 			delete(n.sysctls, k)
 		}
 	}
