@@ -157,7 +157,7 @@ func TestBigFileIsCut(t *testing.T) {
 	if len(top.Namespaces) != 3000 || len(top.Links) != 3000 || top.Links[2999].A.Namespace != "n2999" || top.Links[2999].Path != "links[2999]" {
 		t.Fatalf("decoded %d namespaces, %d links, last %+v", len(top.Namespaces), len(top.Links), top.Links[len(top.Links)-1])
 	}
-	if want := strings.Count(string(data[:strings.Index(string(data), "n2999: {}")]), "\n") + 1; top.Namespaces[2999].Pos.Line != want {
+	if want := strings.Count(string(data[:strings.Index(string(data), "n2999: {}")]), "\n") + 1; int(top.Namespaces[2999].Pos.Line) != want {
 		t.Fatalf("n2999 is at line %d, want %d", top.Namespaces[2999].Pos.Line, want)
 	}
 }

@@ -11,10 +11,11 @@ import "net/netip"
 // named by --netns. It is never created or deleted by a topology.
 const Host = "host"
 
-// Pos is a position in the topology file (1-based).
+// Pos is a position in the topology file (1-based). int32: a topology
+// holds three in each link, and a file has at most 64 MiB of lines.
 type Pos struct {
-	Line int `json:"line"`
-	Col  int `json:"col"`
+	Line int32 `json:"line"`
+	Col  int32 `json:"col"`
 }
 
 // Topology is one decoded topology file.

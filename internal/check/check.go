@@ -130,7 +130,7 @@ func Run(ctx context.Context, e *Env) ([]Result, error) {
 }
 
 func (e *Env) one(c *topology.Check) Result {
-	r := Result{From: c.From, To: c.To, Proto: c.Proto, Port: c.Port, Expect: c.Expect, Lands: c.Lands, Line: c.Pos.Line}
+	r := Result{From: c.From, To: c.To, Proto: c.Proto, Port: c.Port, Expect: c.Expect, Lands: c.Lands, Line: int(c.Pos.Line)}
 	addr, _, err := e.Topo.CheckTarget(c.To)
 	if err != nil {
 		r.Seen, r.Detail = "error", err.Error()
