@@ -5,11 +5,15 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
+	"time"
 
 	"github.com/netplan-lab/netplan-lab/internal/linux"
 	"github.com/netplan-lab/netplan-lab/topology"
 )
+
+const defaultMemoryLimit = 256 << 20
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == nsexecHelper {
@@ -20,7 +24,7 @@ func main() {
 	// live instead of twice it. Small labs never come near it. Commands
 	// that hold only the topology set one from the file (loadTopology).
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(256 << 20)
+		debug.SetMemoryLimit(defaultMemoryLimit)
 	}
 	linux.RaiseOpenFileLimit()
 	if f := os.Getenv("NETPLAN_LAB_CPUPROFILE"); f != "" {
@@ -48,19 +52,54 @@ func profiled(file string) int {
 }
 
 // loadTopology reads, decodes and validates the file, for the commands
-// that hold nothing but the topology (validate, graph): their soft memory
-// limit is 8 times the file's size (64 MiB at least), not 256 MiB. The
-// topology they hold is under 7 times the file's size at its peak (a
-// 100 000-namespace file: 77 MB live for 11.8 MB), and without the limit
-// the collector lets the heap grow to twice what is live: 197 MB of RSS
-// against 100 MB with it, in the same time (docs/benchmarks.md, memory).
-// Commands that plan hold far more than the topology and keep 256 MiB:
-// a limit under what is live makes the collector run all the time.
+// that hold nothing but the topology (validate, graph). While it does,
+// the soft memory limit is 8 times the file's size (64 MiB at least), not
+// 256 MiB: a file decoded a chunk at a time holds a topology of under 6
+// times its size at the peak (a 100 000-namespace file: 70 MB live for
+// 11.8 MB), and without the limit the collector lets the heap grow to
+// twice what is live (197 MB of RSS against 96 MB with it;
+// docs/benchmarks.md, memory). A file that cannot be decoded in chunks,
+// or has problems to place, holds far more (its whole YAML tree: an
+// outside audit saw 340 MB for an 8.4 MB file); under a limit below what
+// is live the collector would run without pause, so boundHeap raises the
+// limit for it. Commands that plan hold far more than the topology and
+// keep 256 MiB.
 func loadTopology(file string, vars topology.Vars) (*topology.Topology, error) {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		if st, err := os.Stat(file); err == nil {
-			debug.SetMemoryLimit(max(64<<20, 8*st.Size()))
+			defer boundHeap(max(64<<20, 8*st.Size()))()
 		}
 	}
 	return topology.LoadWith(file, vars)
+}
+
+// boundHeap sets the soft memory limit to limit, and raises it to twice
+// what is live whenever what is live passes 90 % of it (read every 20 ms).
+// The returned func puts the default limit back.
+func boundHeap(limit int64) (restore func()) {
+	debug.SetMemoryLimit(limit)
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			metrics.Read(live)
+			if n := int64(live[0].Value.Uint64()); n > limit/10*9 {
+				limit = 2 * n
+				debug.SetMemoryLimit(limit)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+		debug.SetMemoryLimit(max(defaultMemoryLimit, limit))
+	}
 }
