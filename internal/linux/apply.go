@@ -335,7 +335,7 @@ func (k *Kernel) createLink(h *nsHandle, c *reconcile.Change) error {
 		}
 		if errors.Is(err, unix.EADDRINUSE) && l.Kind == reconcile.KindMacvlan && l.MAC != "" {
 			if !k.removeOrphan(l, a.ParentIndex) {
-				return fmt.Errorf("%w (its MAC %s is taken on %s: by another macvlan there, or by this lab's own in a namespace deleted by hand that an open file still holds; it goes when that file is closed)", err, l.MAC, l.Parent)
+				return fmt.Errorf("%w (its MAC %s is taken on %s: by another macvlan there, or by this lab's own in a namespace deleted by hand that a socket, a thread or a mount still holds; it goes when that does)", err, l.MAC, l.Parent)
 			}
 			err = build() // its MAC was held by an orphan of a namespace deleted by hand
 		}

@@ -18,12 +18,12 @@ import (
 // held by a process, and reports whether it found one.
 //
 // A lab namespace deleted by hand (`ip netns del`) while a process is in
-// it (a shell) lives on without a name, and its macvlan stays on its
+// it (a shell), or holds it open, lives on without a name, and its macvlan stays on its
 // parent outside it, with the MAC the lab derives for that macvlan
 // (reconcile.DerivedMAC): making the namespace and its macvlan again
 // then fails with EADDRINUSE until the process exits. The orphan is
-// found among the namespaces of running processes that no pin under
-// /run/netns names: a link of this lab (its mark), with l's name and
+// found among the namespaces of running processes, and those they hold
+// open, that no pin under /run/netns names: a link of this lab (its mark), with l's name and
 // MAC, up (a macvlan that is down holds no MAC) and on the same parent.
 // Nothing else is touched, and only on that error. A passthru macvlan
 // (which takes its parent's MAC) holds its parent whole, up or down: its
@@ -48,18 +48,44 @@ func (k *Kernel) removeOrphan(l *reconcile.Link, parentIndex int) bool {
 	if err != nil {
 		return false
 	}
-	for _, e := range procs {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		path := "/proc/" + e.Name() + "/ns/net"
+	try := func(path string) bool {
 		dev, ino, err := identity(path)
 		if err != nil || seen[[2]uint64{dev, ino}] {
-			continue
+			return false
 		}
 		seen[[2]uint64{dev, ino}] = true
-		if k.removeOrphanIn(path, dev, ino, l, parentIndex) {
+		return k.removeOrphanIn(path, dev, ino, l, parentIndex)
+	}
+	var pids []string
+	for _, e := range procs {
+		if _, err := strconv.Atoi(e.Name()); err == nil {
+			pids = append(pids, e.Name())
+		}
+	}
+	for _, pid := range pids {
+		if try("/proc/" + pid + "/ns/net") {
 			return true
+		}
+	}
+	// Then namespaces that processes hold open, not run in (a shell's
+	// `exec 3</run/netns/x` before `ip netns del x`): files of the
+	// namespace file system (nsfs; their link reads "/" once their pin is
+	// gone, not net:[...]); those of other kinds of namespace are no
+	// network namespace to look in.
+	nsfs, _, err := identity(fmt.Sprintf("/proc/%d/ns/net", os.Getpid()))
+	if err != nil {
+		return false
+	}
+	for _, pid := range pids {
+		dir := "/proc/" + pid + "/fd/"
+		fds, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			if dev, _, err := identity(dir + fd.Name()); err == nil && dev == nsfs && try(dir+fd.Name()) {
+				return true
+			}
 		}
 	}
 	return false

@@ -2,6 +2,7 @@ package linux
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"testing"
 
@@ -102,6 +103,66 @@ macvlans:
 	}
 	if err := p2.Process.Signal(unix.Signal(0)); err != nil {
 		t.Errorf("the process holding the old c1: %v", err)
+	}
+}
+
+// TestOrphanMacvlanOfANamespaceHeldOpen: the same when the namespace is
+// held open by a process that is not in it (as a shell's `exec
+// 3</run/netns/x` before `ip netns del x` holds it), not run in.
+func TestOrphanMacvlanOfANamespaceHeldOpen(t *testing.T) {
+	k := kernelFor(t, "orphanfd")
+	want := desiredOf(t, `name: orphanfd
+namespaces:
+  c1: {}
+bridges:
+  - {name: br0, addresses: [10.77.11.1/24]}
+macvlans:
+  - {namespace: c1, name: m0, parent: "host:br0", addresses: [10.77.11.2/24]}
+`)
+	ctx := context.Background()
+	if _, err := reconcile.Reconcile(ctx, k, want, reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("needs sleep(1) to hold a namespace")
+	}
+	fd, err := k.OpenNetns("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := netlink.NewHandleAt(fd, unix.NETLINK_ROUTE) // a socket: not found by the scan
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	f := os.NewFile(uintptr(fd), "c1")
+	p := exec.Command(sleep, "60")
+	p.ExtraFiles = []*os.File{f} // its fd 3; it runs where the test does
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Process.Kill()
+		p.Wait()
+	})
+	f.Close()
+	k.forget("c1")
+	if err := DeleteNamed(k.KernelName("c1")); err != nil {
+		t.Fatal(err)
+	}
+	res, err := reconcile.Reconcile(ctx, k, want, reconcile.ExecOptions{})
+	if err != nil {
+		t.Fatalf("apply after c1 was deleted by hand while held open: %v", err)
+	}
+	if res.Applied == 0 {
+		t.Fatal("nothing was made again: the test shows nothing")
+	}
+	if _, err := h.LinkByName("m0"); err == nil {
+		t.Errorf("the namespace held open still has its m0")
+	}
+	if err := p.Process.Signal(unix.Signal(0)); err != nil {
+		t.Errorf("the process holding the old c1 open: %v", err)
 	}
 }
 
