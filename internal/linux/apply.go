@@ -477,6 +477,15 @@ func addAddr(h *nsHandle, l netlink.Link, cidr string) error {
 		// IPv6 is off, by its own switch (the namespace's is the lab's).
 		return fmt.Errorf("%w: IPv6 is off on this interface (net.ipv6.conf.%s.disable_ipv6 is 1)", err, topology.SysctlKeyName(l.Attrs().Name))
 	}
+	if errors.Is(err, unix.EINVAL) && a.IP.To4() == nil {
+		// The kernel's answer to an IPv6 address on an interface with an
+		// MTU under IPv6's minimum: validate refuses that where the file
+		// sets the MTU; a macvlan, ipvlan or VXLAN without mtu: takes its
+		// parent's, which only the kernel knows.
+		if now, lerr := h.h.LinkByIndex(l.Attrs().Index); lerr == nil && now.Attrs().MTU < 1280 {
+			return fmt.Errorf("%w: its MTU is %d, under IPv6's minimum of 1280 (an interface without mtu: in the file takes its parent's or its dev's)", err, now.Attrs().MTU)
+		}
+	}
 	return err
 }
 
