@@ -61,6 +61,9 @@ func parse(file string, data []byte, again func() []byte, vars Vars) (*Topology,
 	if t != nil {
 		d.validate(t)
 	}
+	if len(d.errs) > 0 {
+		t = nil // not returned: its memory is free for locate's second decoding
+	}
 	d.locate(again)
 	if len(d.errs) > 0 {
 		d.errs.sort()

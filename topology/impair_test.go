@@ -398,8 +398,29 @@ bridges:
 		t.Errorf("br/0: %v", err)
 	}
 	if err := parse(`net.ipv4.conf.br.0.forwarding: "1"`); err == nil || !strings.Contains(err.Error(),
-		`interface "br" is not declared in namespace "a": this key would have nothing to set (for interface "br.0", write its dots as slashes, as sysctl(8) does: net.ipv4.conf.br/0.forwarding)`) {
+		`"net.ipv4.conf.br.0.forwarding" has more parts than net.ipv4.conf.IF.KEY: an interface's dots are written as slashes in its keys, as sysctl(8) does (for interface "br.0": net.ipv4.conf.br/0.forwarding)`) {
 		t.Errorf("br.0 with its dot: %v", err)
+	}
+	// From an outside audit: in host too; with an interface br declared
+	// beside br.0; for lo.1, all.0 and default.1; and the hint names the
+	// whole name, e.1.2, not e.1.
+	for _, c := range []struct{ file, want string }{
+		{"name: d\nnamespaces:\n  host:\n    sysctls: {net.ipv6.conf.h.0.disable_ipv6: \"1\"}\nbridges:\n  - {name: h.0, addresses: [\"fd00::1/64\"]}\n",
+			`(for interface "h.0": net.ipv6.conf.h/0.disable_ipv6)`},
+		{"name: d\nnamespaces:\n  a:\n    sysctls: {net.ipv4.conf.br.0.forwarding: \"1\"}\nbridges:\n  - {namespace: a, name: br}\n  - {namespace: a, name: br.0}\n",
+			`(for interface "br.0": net.ipv4.conf.br/0.forwarding)`},
+		{"name: d\nnamespaces:\n  a:\n    sysctls: {net.ipv4.conf.lo.1.forwarding: \"1\", net.ipv4.conf.all.0.forwarding: \"1\", net.ipv4.neigh.default.1.gc_stale_time: \"9\"}\nbridges:\n  - {namespace: a, name: lo.1}\n  - {namespace: a, name: all.0}\n  - {namespace: a, name: default.1}\n",
+			`(for interface "default.1": net.ipv4.neigh.default/1.gc_stale_time)`},
+		{"name: d\nnamespaces:\n  a:\n    sysctls: {net.ipv4.conf.e.1.2.rp_filter: \"1\"}\nbridges:\n  - {namespace: a, name: e.1}\n  - {namespace: a, name: e.1.2}\n",
+			`(for interface "e.1.2": net.ipv4.conf.e/1/2.rp_filter)`},
+	} {
+		_, err := Parse("d.yaml", []byte(c.file))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s\nwant %s, got %v", c.file, c.want, err)
+		}
+	}
+	if _, err := Parse("d.yaml", []byte("name: d\nnamespaces:\n  a:\n    sysctls: {net.ipv4.conf.lo.1.forwarding: \"1\", net.ipv4.conf.all.0.forwarding: \"1\"}\nbridges:\n  - {namespace: a, name: lo.1}\n  - {namespace: a, name: all.0}\n")); err == nil || strings.Count(err.Error(), "has more parts") != 2 {
+		t.Errorf("lo.1 and all.0 written with their dots: %v", err)
 	}
 	if err := parse(`net.ipv4.conf.br/1.forwarding: "1"`); err == nil || !strings.Contains(err.Error(), `interface "br.1" is not declared in namespace "a"`) {
 		t.Errorf("br/1, not declared: %v", err)

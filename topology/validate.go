@@ -271,19 +271,19 @@ func (d *decoder) validate(t *Topology) {
 			if strings.ContainsAny(s.Value, "\n") {
 				d.at(s.Pos, s.Path, "sysctl value must be on one line")
 			}
-			if parts := strings.Split(s.Key, "."); n.Name != Host && len(parts) >= 5 && (parts[2] == "conf" || parts[2] == "neigh") &&
-				parts[3] != "all" && parts[3] != "default" && parts[3] != "lo" && !ix.Declared(n.Name, SysctlIfname(parts[3])) {
-				// An interface with a dot in its name is written with a
-				// slash in its keys, as sysctl(8) does.
-				hint := ""
-				for j := 4; j < len(parts)-1; j++ {
-					if dotted := strings.Join(parts[3:j+1], "."); ix.Declared(n.Name, dotted) {
-						hint = fmt.Sprintf(" (for interface %q, write its dots as slashes, as sysctl(8) does: %s)", dotted,
-							strings.Join(append(append(slices.Clip(parts[:3]), SysctlKeyName(dotted)), parts[j+1:]...), "."))
-						break
-					}
-				}
-				d.at(s.Pos, s.Path, "interface %q is not declared in namespace %q: this key would have nothing to set%s", SysctlIfname(parts[3]), n.Name, hint)
+			parts := strings.Split(s.Key, ".")
+			perIface := len(parts) >= 5 && (parts[2] == "conf" || parts[2] == "neigh")
+			if perIface && len(parts) > 5 {
+				// net.FAMILY.conf.IF.KEY has five parts (no key under an
+				// interface's directory has parts of its own): more is an
+				// interface's name with dots, which a key writes as
+				// slashes, as sysctl(8) does. In host too: the kernel has
+				// no such key.
+				ifname := strings.Join(parts[3:len(parts)-1], ".")
+				d.at(s.Pos, s.Path, "%q has more parts than net.%s.%s.IF.KEY: an interface's dots are written as slashes in its keys, as sysctl(8) does (for interface %q: %s)",
+					s.Key, parts[1], parts[2], ifname, strings.Join([]string{parts[0], parts[1], parts[2], SysctlKeyName(ifname), parts[len(parts)-1]}, "."))
+			} else if perIface && n.Name != Host && parts[3] != "all" && parts[3] != "default" && parts[3] != "lo" && !ix.Declared(n.Name, SysctlIfname(parts[3])) {
+				d.at(s.Pos, s.Path, "interface %q is not declared in namespace %q: this key would have nothing to set", SysctlIfname(parts[3]), n.Name)
 			}
 		}
 	}

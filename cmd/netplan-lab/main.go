@@ -62,7 +62,7 @@ func profiled(file string) int {
 // or has problems to place, holds far more (its whole YAML tree: an
 // outside audit saw 340 MB for an 8.4 MB file); under a limit below what
 // is live the collector would run without pause, so boundHeap raises the
-// limit for it. Commands that plan hold far more than the topology and
+// limit when the collector has no room left. Commands that plan hold far more than the topology and
 // keep 256 MiB.
 func loadTopology(file string, vars topology.Vars) (*topology.Topology, error) {
 	if os.Getenv("GOMEMLIMIT") == "" {
@@ -73,9 +73,16 @@ func loadTopology(file string, vars topology.Vars) (*topology.Topology, error) {
 	return topology.LoadWith(file, vars)
 }
 
-// boundHeap sets the soft memory limit to limit, and raises it to twice
-// what is live whenever what is live passes 90 % of it (read every 20 ms).
-// The returned func puts the default limit back.
+// boundHeap sets the soft memory limit to limit, and raises it when the
+// collector has almost no room left under it: when what the last
+// collection left live is within a sixteenth of the heap's goal (read every
+// 20 ms), the limit becomes one and a half times what is live. (The
+// limit covers the runtime's own memory too, so the heap's goal is under
+// it; with no room each collection frees next to nothing and the next
+// starts at once: an outside audit saw 15 collections in a row free 1 %
+// each, a 3.9 MB file with problems taking 1.5 s instead of 1.0 s, under
+// a first rule that waited for 90 % of the limit.) The returned func puts
+// the default limit back.
 func boundHeap(limit int64) (restore func()) {
 	debug.SetMemoryLimit(limit)
 	done, stopped := make(chan struct{}), make(chan struct{})
@@ -83,16 +90,17 @@ func boundHeap(limit int64) (restore func()) {
 		defer close(stopped)
 		tick := time.NewTicker(20 * time.Millisecond)
 		defer tick.Stop()
-		live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		m := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/heap/goal:bytes"}}
 		for {
 			select {
 			case <-done:
 				return
 			case <-tick.C:
 			}
-			metrics.Read(live)
-			if n := int64(live[0].Value.Uint64()); n > limit/10*9 {
-				limit = 2 * n
+			metrics.Read(m)
+			live, goal := int64(m[0].Value.Uint64()), int64(m[1].Value.Uint64())
+			if goal-live < live/16 && live*3/2 > limit {
+				limit = live * 3 / 2
 				debug.SetMemoryLimit(limit)
 			}
 		}

@@ -11,7 +11,8 @@ import (
 // keys of values it does not have, and returns each with the nearest key
 // it does have ("" when none is near); and which values it refuses, with
 // its answer. An interface's key (net.ipv4.conf.eth0.x) is asked as
-// conf.default's, since the interface does not exist there.
+// conf.default's (neigh.lo's for net.ipv4.neigh.eth0.x), since the
+// interface does not exist there.
 func UnknownSysctls(values map[string]string) (unknown map[string]string, refused map[string]error, err error) {
 	unknown, refused = map[string]string{}, map[string]error{}
 	if len(values) == 0 {
@@ -28,6 +29,9 @@ func UnknownSysctls(values map[string]string) (unknown map[string]string, refuse
 			iface := len(parts) >= 5 && (parts[2] == "conf" || parts[2] == "neigh") && parts[3] != "all" && parts[3] != "default"
 			if iface {
 				probe[3] = "default"
+				if parts[2] == "neigh" {
+					probe[3] = "lo" // a new namespace has no neigh.default (only the first one does)
+				}
 			}
 			path := sysctlPath(strings.Join(probe, "."))
 			if _, err := os.Stat(path); err != nil {

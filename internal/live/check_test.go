@@ -368,6 +368,15 @@ func TestPlanRefusesWhatTheKernelLacks(t *testing.T) {
 	if want := file + `:5:7: namespaces.a.sysctls.net.ipv4.ip_forward: the kernel refuses "yes" for net.ipv4.ip_forward (invalid argument)`; code != 1 || !strings.Contains(errOut, want) {
 		t.Fatalf("plan with a value the kernel refuses: %d\n%s%s\nwant %s", code, out, errOut, want)
 	}
+	// An interface's neigh key is known: a new namespace has no
+	// neigh.default to ask (an outside audit: every neigh key was refused).
+	neigh := "name: typo\nnamespaces:\n  a:\n    sysctls:\n      net.ipv4.neigh.eth0.gc_stale_time: \"120\"\nlinks:\n  - a: {namespace: a, name: eth0}\n    b: {namespace: host, name: v0}\n"
+	if err := os.WriteFile(file, []byte(neigh), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut = e.cli(bin, "plan", file); code != 0 || !strings.Contains(out, "net.ipv4.neigh.eth0.gc_stale_time") {
+		t.Fatalf("plan with an interface's neigh sysctl: %d\n%s%s", code, out, errOut)
+	}
 	if linux.Probe("ipvlan") == nil {
 		return // this kernel has ipvlan: nothing more to refuse
 	}

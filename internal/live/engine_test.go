@@ -595,6 +595,7 @@ namespaces:
       net.ipv4.conf.br/0.forwarding: "1"
       net.ipv4.conf.v/1.rp_filter: "2"
       net.ipv6.conf.v/1.disable_ipv6: "1"
+      net.ipv4.neigh.v/1.gc_stale_time: "120"
   d2: {}
 bridges:
   - {namespace: d1, name: br.0, addresses: [10.9.0.1/24]}
@@ -606,10 +607,11 @@ links:
 	e.mustApply()
 	e.in("d1", func() {
 		for path, want := range map[string]string{
-			"/proc/sys/net/ipv4/conf/br.0/forwarding":  "1",
-			"/proc/sys/net/ipv4/conf/v.1/rp_filter":    "2",
-			"/proc/sys/net/ipv6/conf/v.1/disable_ipv6": "1",
-			"/proc/sys/net/ipv4/conf/eth0/forwarding":  "", // no such interface in d1
+			"/proc/sys/net/ipv4/conf/br.0/forwarding":    "1",
+			"/proc/sys/net/ipv4/conf/v.1/rp_filter":      "2",
+			"/proc/sys/net/ipv6/conf/v.1/disable_ipv6":   "1",
+			"/proc/sys/net/ipv4/neigh/v.1/gc_stale_time": "120",
+			"/proc/sys/net/ipv4/conf/eth0/forwarding":    "", // no such interface in d1
 		} {
 			b, err := os.ReadFile(path)
 			if got := strings.TrimSpace(string(b)); (want == "" && err == nil) || (want != "" && (err != nil || got != want)) {
@@ -620,7 +622,7 @@ links:
 	e.assertNoOp()
 	e.tcp("d1", "d2", "10.9.0.1:80", "10.9.0.1:80")
 	_, err := topology.Parse("dots.yaml", []byte(strings.Replace(src, "br/0.forwarding", "br.0.forwarding", 1)))
-	if err == nil || !strings.Contains(err.Error(), `write its dots as slashes, as sysctl(8) does: net.ipv4.conf.br/0.forwarding`) {
+	if err == nil || !strings.Contains(err.Error(), `as sysctl(8) does (for interface "br.0": net.ipv4.conf.br/0.forwarding)`) {
 		t.Errorf("br.0 written with its dot: %v", err)
 	}
 	e.destroy()
