@@ -57,8 +57,8 @@ func sortedBy[T any](items []T, key func(T) string) []T {
 }
 
 // sortedFunc returns a copy of items sorted by cmp, items cmp finds equal
-// in their order in items. (slices.SortStableFunc is O(n log² n): seconds
-// for a million items; this sorts their positions, O(n log n).)
+// in their order in items. (slices.SortStableFunc merges in O(n log² n);
+// this sorts the items' positions, in O(n log n).)
 func sortedFunc[T any](items []T, cmp func(a, b T) int) []T {
 	order := make([]int32, len(items))
 	for i := range order {
