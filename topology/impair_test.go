@@ -428,7 +428,14 @@ bridges:
 	if err := parse(`net.ipv6.conf.br/0.disable_ipv6: "1"`); err == nil || !strings.Contains(err.Error(), `this turns IPv6 off on "br.0", but the file gives it IPv6 addresses`) {
 		t.Errorf("IPv6 off on br/0, which has an IPv6 address: %v", err)
 	}
-	for _, key := range []string{"net.ipv4.conf.//.forwarding", "net.ipv4.conf./.forwarding", "net.ipv4.conf.a..forwarding"} {
+	// From a third audit: a trailing dot is no key either (it was taken
+	// for an interface "h0.forwarding"); and the hint's interface name has
+	// its dots back (a.b.c, not a/b.c).
+	if _, err := Parse("d.yaml", []byte("name: d\nnamespaces:\n  a:\n    sysctls: {net.ipv4.conf.a/b.c.forwarding: \"1\"}\nbridges:\n  - {namespace: a, name: a.b.c}\n")); err == nil ||
+		!strings.Contains(err.Error(), `(for interface "a.b.c": net.ipv4.conf.a/b/c.forwarding)`) {
+		t.Errorf("a/b.c: %v", err)
+	}
+	for _, key := range []string{"net.ipv4.conf.//.forwarding", "net.ipv4.conf./.forwarding", "net.ipv4.conf.a..forwarding", "net.ipv4.conf.br/0.forwarding.", ".net.ipv4.ip_forward"} {
 		if err := parse(key + `: "1"`); err == nil || !strings.Contains(err.Error(), "is not a network sysctl") {
 			t.Errorf("%s: %v", key, err)
 		}

@@ -265,11 +265,12 @@ func (d *decoder) validate(t *Topology) {
 			d.at(n.Pos, join(n.Path, "ipv6"), "ipv6: false, but the file gives namespace %q IPv6 addresses, routes or VXLAN endpoints", n.Name)
 		}
 		for _, s := range n.Sysctls {
-			if !sysctlRE.MatchString(s.Key) || strings.Contains(s.Key, "..") || slices.ContainsFunc(strings.Split(s.Key, "."), func(p string) bool { return p == "/" || p == "//" }) {
-				d.at(s.Pos, s.Path, "%q is not a network sysctl: only per-namespace net.* keys are allowed", s.Key)
-			}
 			if strings.ContainsAny(s.Value, "\n") {
 				d.at(s.Pos, s.Path, "sysctl value must be on one line")
+			}
+			if !sysctlRE.MatchString(s.Key) || slices.ContainsFunc(strings.Split(s.Key, "."), func(p string) bool { return p == "" || p == "/" || p == "//" }) {
+				d.at(s.Pos, s.Path, "%q is not a network sysctl: only per-namespace net.* keys are allowed", s.Key)
+				continue
 			}
 			parts := strings.Split(s.Key, ".")
 			perIface := len(parts) >= 5 && (parts[2] == "conf" || parts[2] == "neigh")
@@ -279,7 +280,7 @@ func (d *decoder) validate(t *Topology) {
 				// interface's name with dots, which a key writes as
 				// slashes, as sysctl(8) does. In host too: the kernel has
 				// no such key.
-				ifname := strings.Join(parts[3:len(parts)-1], ".")
+				ifname := SysctlIfname(strings.Join(parts[3:len(parts)-1], "."))
 				d.at(s.Pos, s.Path, "%q has more parts than net.%s.%s.IF.KEY: an interface's dots are written as slashes in its keys, as sysctl(8) does (for interface %q: %s)",
 					s.Key, parts[1], parts[2], ifname, strings.Join([]string{parts[0], parts[1], parts[2], SysctlKeyName(ifname), parts[len(parts)-1]}, "."))
 			} else if perIface && n.Name != Host && parts[3] != "all" && parts[3] != "default" && parts[3] != "lo" && !ix.Declared(n.Name, SysctlIfname(parts[3])) {
