@@ -130,7 +130,7 @@ func (l *Lab) Plan(ctx context.Context) (*reconcile.Plan, error) {
 	if err := linux.CheckPrivileges(); err != nil {
 		return nil, err
 	}
-	if err := checkSysctls(l.Topology); err != nil {
+	if err := checkSysctls(l.Topology, l.opt.Netns == ""); err != nil {
 		return nil, err
 	}
 	stage := func(name string, n int, start time.Time) {
@@ -191,7 +191,7 @@ func (l *Lab) Apply(ctx context.Context) (*reconcile.Result, error) {
 	if err := linux.CheckPrivileges(); err != nil {
 		return nil, err
 	}
-	if err := checkSysctls(l.Topology); err != nil {
+	if err := checkSysctls(l.Topology, l.opt.Netns == ""); err != nil {
 		return nil, err
 	}
 	if err := l.recordHostSysctls(l.desired); err != nil {
@@ -283,7 +283,7 @@ func (l *Lab) Update(ctx context.Context, name string, data []byte) (*reconcile.
 	if err != nil {
 		return nil, err
 	}
-	if err := checkSysctls(t); err != nil {
+	if err := checkSysctls(t, l.opt.Netns == ""); err != nil {
 		return nil, err
 	}
 	if err := l.recordHostSysctls(desired); err != nil {
@@ -361,27 +361,44 @@ func (l *Lab) KernelNames() map[string]string { return l.kernelNames(l.desired, 
 
 // checkSysctls asks the kernel whether it has every sysctl t sets: a
 // typo is an error at its place in the file, with the nearest key the
-// kernel has.
-func checkSysctls(t *topology.Topology) error {
-	values := map[string]string{}
+// kernel has. The keys of the lab's namespaces (and of host, when it is a
+// sandbox) are asked of a throwaway namespace, which has what a new
+// namespace has; host's, when host is the machine's own namespace
+// (machineHost: no --netns), are looked up there, read only, since it
+// may have keys no new namespace has (net.core.rmem_max, neigh.default:
+// an outside audit's find).
+func checkSysctls(t *topology.Topology, machineHost bool) error {
+	values, hostKeys := map[string]string{}, []string{}
 	for _, n := range t.Namespaces {
 		for _, s := range n.Sysctls {
-			values[s.Key] = s.Value
+			if machineHost && n.Name == topology.Host {
+				hostKeys = append(hostKeys, s.Key)
+			} else {
+				values[s.Key] = s.Value
+			}
 		}
 	}
 	unknown, refused, err := linux.UnknownSysctls(values)
-	if err != nil || len(unknown)+len(refused) == 0 {
+	if err != nil {
 		return err
+	}
+	hostUnknown := linux.UnknownHere(hostKeys)
+	if len(unknown)+len(refused)+len(hostUnknown) == 0 {
+		return nil
 	}
 	var list topology.ErrorList
 	for _, n := range t.Namespaces {
+		here := machineHost && n.Name == topology.Host
 		for _, s := range n.Sysctls {
-			if rerr, ok := refused[s.Key]; ok {
+			if rerr, ok := refused[s.Key]; ok && !here {
 				msg := fmt.Sprintf("the kernel refuses %q for %s (%v)", s.Value, s.Key, errors.Unwrap(rerr))
 				list = append(list, &topology.Error{File: t.File, Pos: s.Pos, Path: s.Path, Msg: msg})
 				continue
 			}
 			near, ok := unknown[s.Key]
+			if here {
+				near, ok = hostUnknown[s.Key]
+			}
 			if !ok {
 				continue
 			}

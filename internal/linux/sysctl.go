@@ -1,10 +1,13 @@
 package linux
 
 import (
-	"github.com/vishvananda/netns"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/netplan-lab/netplan-lab/topology"
 )
 
 // UnknownSysctls asks the kernel, in a throwaway namespace, which of the
@@ -47,6 +50,24 @@ func UnknownSysctls(values map[string]string) (unknown map[string]string, refuse
 		return nil
 	})
 	return unknown, refused, err
+}
+
+// UnknownHere returns the keys the calling process's own namespace does
+// not have, each with the nearest key it has ("" when none is near). It
+// only looks: nothing is written.
+func UnknownHere(keys []string) map[string]string {
+	unknown := map[string]string{}
+	for _, k := range keys {
+		if st, err := os.Stat(sysctlPath(k)); err != nil || st.IsDir() {
+			parts := strings.Split(k, ".")
+			probe := make([]string, len(parts))
+			for i, p := range parts {
+				probe[i] = topology.SysctlIfname(p) // br/0 is the directory br.0
+			}
+			unknown[k] = nearestSysctl(probe, parts)
+		}
+	}
+	return unknown
 }
 
 // nearestSysctl finds, level by level, the existing key closest to the
