@@ -49,3 +49,22 @@ func TestHostSysctlsOfTheMachine(t *testing.T) {
 		t.Errorf("host, a sandbox: want %s refused, got %v", only, err)
 	}
 }
+
+// TestSysctlTypoKeepsTheInterface: a typo in the family's part of an
+// interface's key (neihg for neigh) gets a did-you-mean with the file's
+// interface, not lo (an outside audit's find).
+func TestSysctlTypoKeepsTheInterface(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the sysctls are asked of a throwaway namespace")
+	}
+	unknown, _, err := linux.UnknownSysctls(map[string]string{"net.ipv4.neihg.eth0.app_solicit": "0", "net.ipv4.cnof.br/0.forwarding": "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := unknown["net.ipv4.neihg.eth0.app_solicit"]; got != "net.ipv4.neigh.eth0.app_solicit" {
+		t.Errorf("neihg: did you mean %q", got)
+	}
+	if got := unknown["net.ipv4.cnof.br/0.forwarding"]; got != "net.ipv4.conf.br/0.forwarding" {
+		t.Errorf("cnof: did you mean %q", got)
+	}
+}

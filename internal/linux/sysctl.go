@@ -76,6 +76,13 @@ func nearestSysctl(probe, orig []string) string {
 	dir := "/proc/sys"
 	var got []string
 	for i, part := range probe {
+		if i == 3 && len(got) == 3 && (got[2] == "conf" || got[2] == "neigh") && len(probe) > 4 {
+			// An interface's part, once its family's conf or neigh is
+			// found (a typo there too: net.ipv4.neihg.eth0.x): asked as
+			// lo's, which every namespace has, and kept as written.
+			got, dir = append(got, orig[i]), filepath.Join(dir, "lo")
+			continue
+		}
 		p := filepath.Join(dir, part)
 		if _, err := os.Stat(p); err == nil {
 			got, dir = append(got, orig[i]), p
