@@ -435,6 +435,11 @@ bridges:
 		!strings.Contains(err.Error(), `(for interface "a.b.c": net.ipv4.conf.a/b/c.forwarding)`) {
 		t.Errorf("a/b.c: %v", err)
 	}
+	for _, key := range []string{"net.ipv4.conf", "net.ipv4.conf.br/0", "net.ipv6.neigh.br/0"} {
+		if err := parse(key + `: "1"`); err == nil || !strings.Contains(err.Error(), "is a directory of sysctls, not one") {
+			t.Errorf("%s: %v", key, err)
+		}
+	}
 	for _, key := range []string{"net.ipv4.conf.//.forwarding", "net.ipv4.conf./.forwarding", "net.ipv4.conf.a..forwarding", "net.ipv4.conf.br/0.forwarding.", ".net.ipv4.ip_forward"} {
 		if err := parse(key + `: "1"`); err == nil || !strings.Contains(err.Error(), "is not a network sysctl") {
 			t.Errorf("%s: %v", key, err)
