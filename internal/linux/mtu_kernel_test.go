@@ -13,8 +13,9 @@ import (
 
 // TestIPv6OnAChildOfASmallMTUParent: a macvlan without mtu: takes its
 // parent's; where that is under 1280 the kernel refuses its IPv6 address
-// (EINVAL), which validate cannot know: apply fails saying why, and rolls
-// back.
+// (EINVAL), which validate cannot know: the plan is refused before any
+// change, saying why; and where the address is added all the same (the
+// parent's MTU lowered after the plan), the kernel's EINVAL says why.
 func TestIPv6OnAChildOfASmallMTUParent(t *testing.T) {
 	k := kernelFor(t, "mtu6")
 	fd, err := k.OpenNetns(reconcile.HostNS)
@@ -41,10 +42,28 @@ macvlans:
   - {namespace: c1, name: m0, parent: "host:fbr", addresses: ["fd00:9::2/64"]}
 `)
 	_, err = reconcile.Reconcile(context.Background(), k, want, reconcile.ExecOptions{})
-	if err == nil || !strings.Contains(err.Error(), "its MTU is 1200, under IPv6's minimum of 1280") {
-		t.Fatalf("want the MTU named, got %v", err)
+	if err == nil || !strings.Contains(err.Error(), `macvlan "m0" in netns "c1": its address fd00:9::2/64 is IPv6, which needs an MTU of at least 1280, but without mtu: it takes 1200 from its parent host:fbr (MTU 1200)`) ||
+		!strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("want the plan refused, naming the MTU, got %v", err)
 	}
 	if left, _ := ListNamed(k.KernelName("c1")); len(left) > 0 {
-		t.Errorf("not rolled back: %v", left)
+		t.Errorf("something was made: %v", left)
+	}
+	// The address alone on a macvlan that has the parent's small MTU.
+	c1 := desiredOf(t, "name: mtu6\nnamespaces:\n  c1: {}\nmacvlans:\n  - {namespace: c1, name: m0, parent: \"host:fbr\"}\n")
+	if _, err := reconcile.Reconcile(context.Background(), k, c1, reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h1, err := k.handle("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.release(h1)
+	m0, err := h1.h.LinkByName("m0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := addAddr(h1, m0, "fd00:9::2/64"); err == nil || !strings.Contains(err.Error(), "its MTU is 1200, under IPv6's minimum of 1280") {
+		t.Fatalf("want the MTU named, got %v", err)
 	}
 }
