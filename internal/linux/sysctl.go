@@ -58,12 +58,21 @@ func UnknownSysctls(values map[string]string) (unknown map[string]string, refuse
 func UnknownHere(keys []string) map[string]string {
 	unknown := map[string]string{}
 	for _, k := range keys {
-		if st, err := os.Stat(sysctlPath(k)); err != nil || st.IsDir() {
-			parts := strings.Split(k, ".")
-			probe := make([]string, len(parts))
-			for i, p := range parts {
-				probe[i] = topology.SysctlIfname(p) // br/0 is the directory br.0
+		parts := strings.Split(k, ".")
+		probe := make([]string, len(parts))
+		for i, p := range parts {
+			probe[i] = topology.SysctlIfname(p) // br/0 is the directory br.0
+		}
+		// An interface's key is asked as conf.default's (neigh.lo's), as
+		// in UnknownSysctls: the interface may be one the lab is about to
+		// make (an outside audit's find).
+		if len(parts) >= 5 && (parts[2] == "conf" || parts[2] == "neigh") && parts[3] != "all" && parts[3] != "default" {
+			probe[3] = "default"
+			if parts[2] == "neigh" {
+				probe[3] = "lo"
 			}
+		}
+		if st, err := os.Stat("/proc/sys/" + strings.Join(probe, "/")); err != nil || st.IsDir() {
 			unknown[k] = nearestSysctl(probe, parts)
 		}
 	}
