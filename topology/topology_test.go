@@ -197,3 +197,13 @@ func TestLoadPlacesProblemsFromTheFileReadAgain(t *testing.T) {
 		t.Errorf("with the file changed, want the interface's position 5:8, got %s at %d:%d", e.Path, e.Line, e.Col)
 	}
 }
+
+// TestIPv4MappedAddressRefused: an interface's ::ffff:10.0.0.1/120 is
+// refused; it was taken in, and plan showed "invalid Prefix" (an outside
+// audit's find).
+func TestIPv4MappedAddressRefused(t *testing.T) {
+	_, err := Parse("m.yaml", []byte("name: m\nnamespaces:\n  a: {}\nlinks:\n  - a: {namespace: a, name: eth0, addresses: [\"::ffff:10.0.0.1/120\"]}\n    b: {namespace: host, name: v0}\n"))
+	if err == nil || !strings.Contains(err.Error(), `"::ffff:10.0.0.1/120" is an IPv4-mapped IPv6 address: write the IPv4 address itself`) {
+		t.Fatalf("got %v", err)
+	}
+}

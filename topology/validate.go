@@ -85,7 +85,12 @@ func ParseCIDR(s string) (netip.Prefix, error) {
 	if p.Addr().Zone() != "" {
 		return netip.Prefix{}, fmt.Errorf("%q: zones are not allowed", s)
 	}
-	return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()), nil
+	if p.Addr().Is4In6() {
+		// The kernel would take it for IPv6; the plan showed "invalid
+		// Prefix" and apply failed (an outside audit's find).
+		return netip.Prefix{}, fmt.Errorf("%q is an IPv4-mapped IPv6 address: write the IPv4 address itself (like 10.0.0.2/24)", s)
+	}
+	return p, nil
 }
 
 type objKey struct{ ns, name string }
