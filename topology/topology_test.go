@@ -207,3 +207,24 @@ func TestIPv4MappedAddressRefused(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestIPv6UnderAParentsSmallMTU: a macvlan or VXLAN with an IPv6 address
+// and no mtu: of its own takes its parent's (its dev's, less the VXLAN
+// headers); where the file sets that under 1280, validate says so (an
+// outside audit's find: plan passed and apply failed).
+func TestIPv6UnderAParentsSmallMTU(t *testing.T) {
+	src := "name: m\nnamespaces:\n  c1: {}\nbridges:\n  - {name: pbr, mtu: 1279}\n  - {name: dbr, mtu: 1329}\nmacvlans:\n  - {name: m0, namespace: c1, parent: \"host:pbr\", addresses: [fd00::1/64]}\nvxlans:\n  - {name: vx0, vni: 7, remote: 192.0.2.9, dev: dbr, addresses: [\"fd00:1::1/64\"]}\n"
+	_, err := Parse("m.yaml", []byte(src))
+	for _, want := range []string{
+		`fd00::1/64 is IPv6, but without mtu: this takes its parent host:pbr's mtu 1279, under IPv6's minimum of 1280`,
+		`fd00:1::1/64 is IPv6, but without mtu: this VXLAN takes 1279 from dev dbr's mtu 1329 (less 50 for its headers)`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want %s, got %v", want, err)
+		}
+	}
+	ok := strings.NewReplacer("mtu: 1279", "mtu: 1280", "mtu: 1329", "mtu: 1330").Replace(src)
+	if _, err := Parse("m.yaml", []byte(ok)); err != nil {
+		t.Errorf("at 1280: %v", err)
+	}
+}

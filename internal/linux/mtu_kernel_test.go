@@ -2,6 +2,7 @@ package linux
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 
@@ -65,5 +66,54 @@ macvlans:
 	}
 	if err := addAddr(h1, m0, "fd00:9::2/64"); err == nil || !strings.Contains(err.Error(), "its MTU is 1200, under IPv6's minimum of 1280") {
 		t.Fatalf("want the MTU named, got %v", err)
+	}
+	// The file then gives the macvlan that is there an IPv6 address: the
+	// plan is refused before any change (an outside audit's find).
+	_, err = reconcile.Reconcile(context.Background(), k, want, reconcile.ExecOptions{})
+	if err == nil || !strings.Contains(err.Error(), `address fd00:9::2/64 on "m0" in netns "c1": it is IPv6, which needs an MTU of at least 1280, but "m0" has 1200`) ||
+		!strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("want the address refused, got %v", err)
+	}
+}
+
+// TestIPv6OnAChildOfALabBridgeSetSmallByHand: the lab's own bridge (no
+// mtu: in the file) set to 1200 and down by hand: the plan brings it up
+// again, which changes no MTU, and a macvlan with an IPv6 address on it
+// is still refused before any change (an outside audit: any change to the
+// parent used to skip the check).
+func TestIPv6OnAChildOfALabBridgeSetSmallByHand(t *testing.T) {
+	k := kernelFor(t, "mtu6b")
+	ctx := context.Background()
+	base := "name: mtu6b\nnamespaces:\n  c1: {}\nbridges:\n  - {name: pbr}\n"
+	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, base), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := k.OpenNetns(reconcile.HostNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.Close()
+	h, err := netlink.NewHandleAt(fd, unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	pbr, err := h.LinkByName("pbr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetMTU(pbr, 1200); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetDown(pbr); err != nil {
+		t.Fatal(err)
+	}
+	want := desiredOf(t, base+"macvlans:\n  - {namespace: c1, name: m0, parent: \"host:pbr\", addresses: [\"fd00:9::2/64\"]}\n")
+	_, err = reconcile.Reconcile(ctx, k, want, reconcile.ExecOptions{})
+	if err == nil || !strings.Contains(err.Error(), "it takes 1200 from its parent host:pbr (MTU 1200)") || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("want the plan refused, got %v", err)
+	}
+	if l, err := h.LinkByName("pbr"); err != nil || l.Attrs().Flags&net.FlagUp != 0 {
+		t.Errorf("pbr was changed: %v %v", l, err)
 	}
 }
