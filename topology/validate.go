@@ -280,7 +280,11 @@ func (d *decoder) validate(t *Topology) {
 			parts := strings.Split(s.Key, ".")
 			perIface := len(parts) >= 5 && (parts[2] == "conf" || parts[2] == "neigh")
 			if len(parts) >= 3 && len(parts) < 5 && (parts[2] == "conf" || parts[2] == "neigh") {
-				d.at(s.Pos, s.Path, "%q is a directory of sysctls, not one: net.%s.%s.IF.KEY names one (IF an interface, all or default)", s.Key, parts[1], parts[2])
+				which := "an interface, all or default"
+				if parts[2] == "neigh" {
+					which = "an interface or default" // neigh has no all
+				}
+				d.at(s.Pos, s.Path, "%q is a directory of sysctls, not one: net.%s.%s.IF.KEY names one (IF %s)", s.Key, parts[1], parts[2], which)
 			} else if perIface && len(parts) > 5 {
 				// net.FAMILY.conf.IF.KEY has five parts (no key under an
 				// interface's directory has parts of its own): more is an
