@@ -27,16 +27,8 @@ func UnknownSysctls(values map[string]string) (unknown map[string]string, refuse
 	}
 	err = inNewNetns(func() error {
 		for _, k := range keys {
-			parts := strings.Split(k, ".")
-			probe := append([]string(nil), parts...)
-			iface := len(parts) >= 5 && (parts[2] == "conf" || parts[2] == "neigh") && parts[3] != "all" && parts[3] != "default"
-			if iface {
-				probe[3] = "default"
-				if parts[2] == "neigh" {
-					probe[3] = "lo" // a new namespace has no neigh.default (only the first one does)
-				}
-			}
-			path := sysctlPath(strings.Join(probe, "."))
+			parts, probe := sysctlProbe(k)
+			path := "/proc/sys/" + strings.Join(probe, "/")
 			if _, err := os.Stat(path); err != nil {
 				unknown[k] = nearestSysctl(probe, parts)
 				continue
@@ -58,25 +50,33 @@ func UnknownSysctls(values map[string]string) (unknown map[string]string, refuse
 func UnknownHere(keys []string) map[string]string {
 	unknown := map[string]string{}
 	for _, k := range keys {
-		parts := strings.Split(k, ".")
-		probe := make([]string, len(parts))
-		for i, p := range parts {
-			probe[i] = topology.SysctlIfname(p) // br/0 is the directory br.0
-		}
-		// An interface's key is asked as conf.default's (neigh.lo's), as
-		// in UnknownSysctls: the interface may be one the lab is about to
-		// make (an outside audit's find).
-		if len(parts) >= 5 && (parts[2] == "conf" || parts[2] == "neigh") && parts[3] != "all" && parts[3] != "default" {
-			probe[3] = "default"
-			if parts[2] == "neigh" {
-				probe[3] = "lo"
-			}
-		}
+		parts, probe := sysctlProbe(k)
 		if st, err := os.Stat("/proc/sys/" + strings.Join(probe, "/")); err != nil || st.IsDir() {
 			unknown[k] = nearestSysctl(probe, parts)
 		}
 	}
 	return unknown
+}
+
+// sysctlProbe splits key into its parts, and gives the parts of the path
+// to ask for it under /proc/sys: an interface's dots back (br/0 is the
+// directory br.0), and an interface's key (net.ipv4.conf.eth0.x) asked as
+// conf.default's, neigh.lo's for neigh (a new namespace has no
+// neigh.default, only the first one does), since the interface may not
+// exist there, or not yet.
+func sysctlProbe(key string) (parts, probe []string) {
+	parts = strings.Split(key, ".")
+	probe = make([]string, len(parts))
+	for i, p := range parts {
+		probe[i] = topology.SysctlIfname(p)
+	}
+	if len(parts) >= 5 && (parts[2] == "conf" || parts[2] == "neigh") && parts[3] != "all" && parts[3] != "default" {
+		probe[3] = "default"
+		if parts[2] == "neigh" {
+			probe[3] = "lo"
+		}
+	}
+	return parts, probe
 }
 
 // nearestSysctl finds, level by level, the existing key closest to the
