@@ -7,6 +7,9 @@ import (
 	"os"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/netplan-lab/netplan-lab/reconcile"
 	"github.com/netplan-lab/netplan-lab/topology"
 )
@@ -55,4 +58,21 @@ func kernelFor(t *testing.T, name string) *Kernel {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// netlinkIn is a netlink handle in namespace short of k's lab, closed
+// when the test ends.
+func netlinkIn(t *testing.T, k *Kernel, short string) *netlink.Handle {
+	t.Helper()
+	fd, err := k.OpenNetns(short)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.Close()
+	h, err := netlink.NewHandleAt(fd, unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	return h
 }

@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/netplan-lab/netplan-lab/reconcile"
 )
@@ -19,16 +18,7 @@ import (
 // parent's MTU lowered after the plan), the kernel's EINVAL says why.
 func TestIPv6OnAChildOfASmallMTUParent(t *testing.T) {
 	k := kernelFor(t, "mtu6")
-	fd, err := k.OpenNetns(reconcile.HostNS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fd.Close()
-	h, err := netlink.NewHandleAt(fd, unix.NETLINK_ROUTE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h := netlinkIn(t, k, reconcile.HostNS)
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "fbr", MTU: 1200}}
 	if err := h.LinkAdd(br); err != nil {
 		t.Fatal(err)
@@ -42,7 +32,7 @@ namespaces:
 macvlans:
   - {namespace: c1, name: m0, parent: "host:fbr", addresses: ["fd00:9::2/64"]}
 `)
-	_, err = reconcile.Reconcile(context.Background(), k, want, reconcile.ExecOptions{})
+	_, err := reconcile.Reconcile(context.Background(), k, want, reconcile.ExecOptions{})
 	if err == nil || !strings.Contains(err.Error(), `macvlan "m0" in netns "c1": its address fd00:9::2/64 is IPv6, which needs an MTU of at least 1280, but without mtu: it takes 1200 from its parent host:fbr (MTU 1200)`) ||
 		!strings.Contains(err.Error(), "nothing was changed") {
 		t.Fatalf("want the plan refused, naming the MTU, got %v", err)
@@ -88,16 +78,7 @@ func TestIPv6OnAChildOfALabBridgeSetSmallByHand(t *testing.T) {
 	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, base), reconcile.ExecOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	fd, err := k.OpenNetns(reconcile.HostNS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fd.Close()
-	h, err := netlink.NewHandleAt(fd, unix.NETLINK_ROUTE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h := netlinkIn(t, k, reconcile.HostNS)
 	pbr, err := h.LinkByName("pbr")
 	if err != nil {
 		t.Fatal(err)
