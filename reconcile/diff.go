@@ -143,6 +143,7 @@ func (d *differ) run() {
 		}
 	}
 	d.foreignAddrsGoing()
+	d.ipv6MTUs()
 }
 
 // cascade plans what the kernel takes with the links this plan deletes or

@@ -89,6 +89,21 @@ func (v *Vxlan) overIPv6() (v6, linkLocal bool) {
 	return v6, linkLocal
 }
 
+// MinIPv6MTU is IPv6's minimum MTU: the kernel takes no IPv6 address on
+// an interface with a smaller one.
+const MinIPv6MTU = 1280
+
+// VxlanHeadroom is what a VXLAN's headers take from its dev's MTU: 50
+// bytes over IPv4, 70 when remote, group or local is IPv6.
+func VxlanHeadroom(remote, group, local string) int {
+	for _, s := range []string{remote, group, local} {
+		if a, err := netip.ParseAddr(s); err == nil && a.Unmap().Is6() {
+			return 70
+		}
+	}
+	return 50
+}
+
 // Interfaces is Topology.Interfaces.
 func (x *Index) Interfaces() []*Iface { return x.ifaces }
 

@@ -348,7 +348,7 @@ func (d *decoder) validate(t *Topology) {
 				d.at(i.Pos, p, "%v", err)
 				continue
 			}
-			if pfx.Addr().Is6() && i.MTU != 0 && i.MTU < 1280 {
+			if pfx.Addr().Is6() && i.MTU != 0 && i.MTU < MinIPv6MTU {
 				// The kernel refuses IPv6 on such a link: apply would never
 				// get there (an outside audit's find).
 				d.at(i.Pos, p, "%s is IPv6, but this interface's mtu %d is under IPv6's minimum of 1280", a, i.MTU)
@@ -413,7 +413,7 @@ func (d *decoder) validate(t *Topology) {
 			// The kernel refuses it (EINVAL): apply would fail.
 			d.at(i.Pos, join(i.Path, "mtu"), "mtu %d is over its parent %s:%s's mtu %d: a macvlan's or ipvlan's may not pass its parent's", i.MTU, ns, name, c.iface.MTU)
 		}
-		if a := firstIPv6(i.Addresses); ok && a != "" && i.MTU == 0 && c.iface.MTU != 0 && c.iface.MTU < 1280 {
+		if a := firstIPv6(i.Addresses); ok && a != "" && i.MTU == 0 && c.iface.MTU != 0 && c.iface.MTU < MinIPv6MTU {
 			// Without mtu: it takes its parent's, and the kernel refuses
 			// IPv6 under 1280 (an outside audit's find: apply failed).
 			d.at(i.Pos, i.Path, "%s is IPv6, but without mtu: this takes its parent %s:%s's mtu %d, under IPv6's minimum of 1280", a, ns, name, c.iface.MTU)
@@ -487,21 +487,12 @@ func (d *decoder) validate(t *Topology) {
 			d.at(v.Pos, join(v.Path, "vni"), "vni %d is outside 1-16777215", v.VNI)
 		}
 		v6, linkLocal := v.overIPv6()
-		if c, ok := claims.get(v.Namespace, v.Dev); ok && v.Dev != "" && v.MTU != 0 && c.iface.MTU != 0 {
-			head := 50 // the kernel's headroom for VXLAN over IPv4, 70 over IPv6
-			if v6 {
-				head = 70
-			}
-			if v.MTU > c.iface.MTU-head {
+		if c, ok := claims.get(v.Namespace, v.Dev); ok && v.Dev != "" && c.iface.MTU != 0 {
+			head := VxlanHeadroom(v.Remote, v.Group, v.Local)
+			if v.MTU != 0 && v.MTU > c.iface.MTU-head {
 				d.at(v.Pos, join(v.Path, "mtu"), "mtu %d is over what dev %s's mtu %d leaves a VXLAN (%d, less %d for its headers)", v.MTU, v.Dev, c.iface.MTU, c.iface.MTU-head, head)
 			}
-		}
-		if c, ok := claims.get(v.Namespace, v.Dev); ok && v.Dev != "" && v.MTU == 0 && c.iface.MTU != 0 {
-			head := 50
-			if v6 {
-				head = 70
-			}
-			if a := firstIPv6(v.Addresses); a != "" && c.iface.MTU-head < 1280 {
+			if a := firstIPv6(v.Addresses); v.MTU == 0 && a != "" && c.iface.MTU-head < MinIPv6MTU {
 				d.at(v.Pos, v.Path, "%s is IPv6, but without mtu: this VXLAN takes %d from dev %s's mtu %d (less %d for its headers), under IPv6's minimum of 1280", a, c.iface.MTU-head, v.Dev, c.iface.MTU, head)
 			}
 		}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -789,9 +788,6 @@ func (k *Kernel) Preflight(ctx context.Context, p *reconcile.Plan) error {
 	if err := k.checkHostVxlanIPv6(p); err != nil {
 		return err
 	}
-	if err := k.checkInheritedMTU(p); err != nil {
-		return err
-	}
 	for _, c := range p.Changes {
 		if c.Kind != reconcile.KindLink || c.Action == reconcile.Delete {
 			continue
@@ -856,92 +852,6 @@ func (k *Kernel) checkHostVxlanIPv6(p *reconcile.Plan) error {
 			c.Name, k.KernelName(reconcile.HostNS), ip, x.Dev, key, v)
 	}
 	return nil
-}
-
-// checkInheritedMTU finds, before anything changes, a macvlan, ipvlan or
-// VXLAN to make with an IPv6 address and no mtu: of its own, whose parent
-// (a VXLAN's dev) the plan neither makes nor changes and whose MTU leaves
-// it under IPv6's minimum of 1280, and an IPv6 address to add to a link
-// the plan leaves as it is, with an MTU under 1280: the kernel would
-// refuse the address (EINVAL) half-way through the apply. validate finds
-// it where the file sets the MTUs; only the kernel knows a parent's it
-// does not. (A bridge the lab makes without mtu: takes its ports'
-// smallest, which is not foreseen here.)
-func (k *Kernel) checkInheritedMTU(p *reconcile.Plan) error {
-	// Links the plan makes, or whose MTU it sets: their MTU is the
-	// file's business (validate) or the kernel's default, not what the
-	// kernel has now.
-	changed := map[reconcile.Ref]bool{}
-	for _, c := range p.Changes {
-		if c.Kind == reconcile.KindLink && (c.Action == reconcile.Create || (c.Action != reconcile.Delete && c.Link != nil && c.Link.MTU != 0)) {
-			changed[reconcile.Ref{NS: c.Namespace, Name: c.Name}] = true
-		}
-	}
-	for _, c := range p.Changes {
-		// An IPv6 address added to a link that is there and stays as it
-		// is (an outside audit: a macvlan given one later).
-		if c.Kind == reconcile.KindAddress && c.Action == reconcile.Create && !changed[reconcile.Ref{NS: c.Namespace, Name: c.Dev}] {
-			if pfx, err := netip.ParsePrefix(c.Name); err == nil && pfx.Addr().Is6() {
-				if mtu, ok := k.linkMTU(c.Namespace, c.Dev); ok && mtu < 1280 {
-					return fmt.Errorf("address %s on %q in netns %q: it is IPv6, which needs an MTU of at least 1280, but %q has %d: raise it, or give it no IPv6; nothing was changed",
-						c.Name, c.Dev, c.Namespace, c.Dev, mtu)
-				}
-			}
-			continue
-		}
-		if c.Kind != reconcile.KindLink || c.Action != reconcile.Create || c.Link == nil || c.Link.MTU != 0 {
-			continue
-		}
-		v6 := ""
-		for _, a := range c.Link.Addresses {
-			if pfx, err := netip.ParsePrefix(a); err == nil && pfx.Addr().Is6() && !pfx.Addr().Is4In6() {
-				v6 = a
-				break
-			}
-		}
-		if v6 == "" {
-			continue
-		}
-		var parent reconcile.Ref
-		head, what := 0, "parent"
-		switch {
-		case (c.Link.Kind == reconcile.KindMacvlan || c.Link.Kind == reconcile.KindIpvlan) && c.Link.Parent != nil:
-			parent = *c.Link.Parent
-		case c.Link.Kind == reconcile.KindVxlan && c.Link.VXLAN != nil && c.Link.VXLAN.Dev != "":
-			parent, what, head = reconcile.Ref{NS: c.Namespace, Name: c.Link.VXLAN.Dev}, "dev", 50 // the kernel's headroom over IPv4
-			for _, a := range []string{c.Link.VXLAN.Remote, c.Link.VXLAN.Group, c.Link.VXLAN.Local} {
-				if ip, err := netip.ParseAddr(a); err == nil && ip.Is6() && !ip.Is4In6() {
-					head = 70 // over IPv6
-				}
-			}
-		default:
-			continue
-		}
-		if changed[parent] {
-			continue
-		}
-		mtu, ok := k.linkMTU(parent.NS, parent.Name)
-		if !ok || mtu-head >= 1280 {
-			continue
-		}
-		return fmt.Errorf("%s %q in netns %q: its address %s is IPv6, which needs an MTU of at least 1280, but without mtu: it takes %d from its %s %s (MTU %d), which the lab does not set: raise that, or give this one no IPv6; nothing was changed",
-			c.Link.Kind, c.Name, c.Namespace, v6, mtu-head, what, parent, mtu)
-	}
-	return nil
-}
-
-// linkMTU is the MTU of interface name in namespace short, if both exist.
-func (k *Kernel) linkMTU(short, name string) (int, bool) {
-	h, err := k.handle(short)
-	if err != nil {
-		return 0, false
-	}
-	defer k.release(h)
-	l, err := h.h.LinkByName(name)
-	if err != nil {
-		return 0, false
-	}
-	return l.Attrs().MTU, true
 }
 
 // hostDisableIPv6 is interface name's disable_ipv6 in host, from the link
