@@ -75,6 +75,19 @@ func Load(path string, o Options) (*Lab, error) {
 	return newLab(t, o)
 }
 
+// LoadIdentity is Load for Destroy alone: it reads only the file's name
+// and prefix, which is all Destroy needs (the lab's objects carry its
+// mark), so a file that has problems elsewhere (a variable not given, an
+// edit half done) can still take its lab down. The Lab it returns wants
+// nothing of its own: Plan and Apply of it would remove the whole lab.
+func LoadIdentity(path string, o Options) (*Lab, error) {
+	t, err := topology.LoadIdentity(path, o.vars())
+	if err != nil {
+		return nil, err
+	}
+	return newLab(t, o)
+}
+
 // Parse reads and validates a topology from bytes; name is used in error
 // positions.
 func Parse(name string, data []byte, o Options) (*Lab, error) {

@@ -266,16 +266,7 @@ func (g *globals) warnUnusedVars(file string, used map[string]string) {
 func (g *globals) loadFile(file string) (*lab, error) {
 	start := time.Now()
 	defer func() { g.logf("stage load %s: %v", file, time.Since(start).Round(time.Microsecond)) }()
-	l, err := netplanlab.Load(file, netplanlab.Options{Netns: g.netns, Prefix: g.prefix, Vars: g.givenVars(),
-		LockTimeout: g.lockTimeout, LockWho: "netplan-lab " + strings.Join(g.args, " "), LockWaiting: g.waiting,
-		OnChange: g.changePrinter(""),
-		OnStage: func(stage string, n int, took time.Duration) {
-			if n == 0 {
-				g.logf("stage %s: %v", stage, took.Round(time.Microsecond))
-			} else {
-				g.logf("stage %s: %s in %v", stage, plural(n, "change"), took.Round(time.Microsecond))
-			}
-		}})
+	l, err := netplanlab.Load(file, g.labOptions())
 	if err != nil {
 		var list topology.ErrorList
 		if errors.As(err, &list) {
@@ -288,6 +279,53 @@ func (g *globals) loadFile(file string) (*lab, error) {
 	}
 	g.warnUnusedVars(file, l.Topology.Vars)
 	return &lab{Lab: l, topo: l.Topology, desired: l.Desired(), kernel: l.Linux()}, nil
+}
+
+// loadForDestroy is load for destroy: a file with problems (a variable
+// not given again, an edit half done) still names its lab by its name
+// and prefix, which is all destroy needs; the problems are warnings.
+func (g *globals) loadForDestroy(ctx context.Context, file string) (*lab, error) {
+	if err := linux.CheckPrivileges(); err != nil {
+		return nil, &codeError{exitError, err}
+	}
+	return interruptible(ctx, "reading "+file, func() (*lab, error) {
+		l, err := netplanlab.Load(file, g.labOptions())
+		var list topology.ErrorList
+		if errors.As(err, &list) {
+			id, idErr := netplanlab.LoadIdentity(file, g.labOptions())
+			if idErr != nil {
+				return g.loadFile(file) // prints the file's problems
+			}
+			const most = 5
+			for i, e := range list {
+				if i == most {
+					fmt.Fprintf(g.stderr, "warning: ... and %s more\n", plural(len(list)-most, "problem"))
+					break
+				}
+				fmt.Fprintf(g.stderr, "warning: %s\n", e)
+			}
+			fmt.Fprintf(g.stderr, "warning: %s is not a valid topology (%s); destroy needs only its name and prefix, and removes what carries the mark of lab %q\n", file, plural(len(list), "problem"), id.Topology.Name)
+			l, err = id, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &lab{Lab: l, topo: l.Topology, desired: l.Desired(), kernel: l.Linux()}, nil
+	})
+}
+
+// labOptions are the lab's options from the command line.
+func (g *globals) labOptions() netplanlab.Options {
+	return netplanlab.Options{Netns: g.netns, Prefix: g.prefix, Vars: g.givenVars(),
+		LockTimeout: g.lockTimeout, LockWho: "netplan-lab " + strings.Join(g.args, " "), LockWaiting: g.waiting,
+		OnChange: g.changePrinter(""),
+		OnStage: func(stage string, n int, took time.Duration) {
+			if n == 0 {
+				g.logf("stage %s: %v", stage, took.Round(time.Microsecond))
+			} else {
+				g.logf("stage %s: %s in %v", stage, plural(n, "change"), took.Round(time.Microsecond))
+			}
+		}}
 }
 
 func newValidateCmd(g *globals) *cobra.Command {
@@ -610,7 +648,7 @@ func newDestroyCmd(g *globals) *cobra.Command {
 				}
 				return nil
 			}
-			l, err := g.load(cmd.Context(), args[0])
+			l, err := g.loadForDestroy(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}

@@ -345,3 +345,42 @@ func mustRead(t *testing.T, f string) []byte {
 	}
 	return b
 }
+
+// TestDestroyWithoutTheFilesVariables: destroy needs only the file's name
+// and prefix, so a lab applied with --var comes down without them again
+// (its other problems are warnings); a name that cannot be read is still
+// an error, and changes nothing.
+func TestDestroyWithoutTheFilesVariables(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("live CLI test skipped: needs root to make namespaces")
+	}
+	sb := sandbox(t)
+	pfx := fmt.Sprintf("t%04x-", rand.Intn(0xffff))
+	args := func(a ...string) []string { return append([]string{"--netns", sb, "--prefix", pfx}, a...) }
+	file := writeFile(t, "name: ${LAB:-varlab}\nnamespaces:\n  c1: {}\nlinks:\n  - a: {namespace: c1, name: eth0, addresses: [\"${NET}.2/24\"], mtu: \"${MTU}\"}\n    b: {namespace: host, name: v-c1}\n")
+	defer runCLI(args("--var", "NET=10.9.9", "--var", "MTU=1400", "destroy", file)...)
+	if code, out, errOut := runCLI(args("--var", "NET=10.9.9", "--var", "MTU=1400", "apply", file)...); code != 0 {
+		t.Fatalf("apply: exit %d\n%s%s", code, out, errOut)
+	}
+	// A name with a variable not set: no lab to name, nothing changed.
+	named := writeFile(t, "name: ${LABNAME}\nnamespaces:\n  c1: {}\n")
+	if code, _, errOut := runCLI(args("destroy", named)...); code != 1 || !strings.Contains(errOut, "name: variable LABNAME is not set") {
+		t.Fatalf("destroy by a name not set: exit %d\n%s", code, errOut)
+	}
+	if _, err := os.Stat("/run/netns/" + pfx + "c1"); err != nil {
+		t.Fatalf("the lab is not there any more: %v", err)
+	}
+	code, out, errOut := runCLI(args("destroy", file)...)
+	if code != 0 || !strings.Contains(out, "Destroy complete. 2 destroyed.") {
+		t.Fatalf("destroy without the variables: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{"warning: " + file + ":5:48: links[0].a.addresses[0]: variable NET is not set",
+		"warning: " + file + ` is not a valid topology (2 problems); destroy needs only its name and prefix, and removes what carries the mark of lab "varlab"`} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+	if _, err := os.Stat("/run/netns/" + pfx + "c1"); err == nil {
+		t.Fatal("c1 is still there")
+	}
+}

@@ -1,0 +1,69 @@
+package topology
+
+import (
+	"bytes"
+
+	"gopkg.in/yaml.v3"
+)
+
+// LoadIdentity reads only what names a lab in the kernel, the file's name
+// and prefix (their variables with vars), from a file that may have
+// problems anywhere else: destroy needs nothing more, since the lab's
+// objects carry its mark. It fails where the YAML cannot be read, or the
+// name or prefix is missing, invalid or has a variable that is not set.
+func LoadIdentity(path string, vars Vars) (*Topology, error) {
+	data, err := ReadFile(path, MaxFileSize)
+	if err != nil {
+		return nil, err
+	}
+	d := &decoder{file: path, pos: map[string]Pos{}, vars: vars}
+	var root yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&root); err != nil {
+		d.invalidYAML(err)
+		return nil, d.errs
+	}
+	n := &root
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	t := &Topology{File: path}
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, "", "expected a mapping with a name, found %s", kindName(n))
+		return nil, d.errs
+	}
+	found := false
+	used := map[string]string{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		switch k.Value {
+		case "name":
+			found = true
+			d.record("", "name", k)
+			d.substitute(v, "name", vars, used)
+			t.Name = d.str(v, "name")
+		case "prefix":
+			d.record("", "prefix", k)
+			d.substitute(v, "prefix", vars, used)
+			t.Prefix = d.str(v, "prefix")
+		}
+	}
+	if !found {
+		d.errorf(n, "", "missing required key name")
+	}
+	if len(d.errs) == 0 {
+		if !nameRE.MatchString(t.Name) || len(t.Name) > 16 {
+			d.at(Pos{1, 1}, "name", "%q must match [a-z][a-z0-9-]* and be at most 16 characters", t.Name)
+		}
+		if msg := CheckPartName("prefix", t.Prefix, MaxPrefixLen); msg != "" {
+			d.at(Pos{1, 1}, "prefix", "%s", msg)
+		}
+	}
+	if len(d.errs) > 0 {
+		d.errs.sort()
+		return nil, d.errs
+	}
+	if len(used) > 0 {
+		t.Vars = used
+	}
+	return t, nil
+}
