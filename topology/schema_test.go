@@ -96,7 +96,7 @@ func TestSchemaAgreesWithDecoder(t *testing.T) {
 // decoder once the variables are given.
 func TestSchemaTakesVariables(t *testing.T) {
 	s := compileSchema(t)
-	src := []byte("name: vars\nbridges: [{name: br0, mtu: \"${MTU:-1400}\", stp: \"${STP}\", addresses: [\"${NET}.1/24\"]}]\n")
+	src := []byte("name: vars\nbridges: [{name: br0, mtu: \"${MTU:-${MTU0:-1400}}\", stp: \"${STP}\", addresses: [\"${NET}.1/24\"]}]\n")
 	if err := s.Validate(asJSON(t, src)); err != nil {
 		t.Fatalf("the schema rejects variables: %v", err)
 	}

@@ -40,8 +40,91 @@ func VarsOnly(given map[string]string) Vars {
 	}
 }
 
-var varRE = regexp.MustCompile(`\$\$\{|\$\{([^}]*)\}`)
 var varNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// closed reports whether every ${ of s (not a literal $${) has its }.
+func closed(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch {
+		case strings.HasPrefix(s[i:], "$${"):
+			i += 2
+		case strings.HasPrefix(s[i:], "${"):
+			end := closing(s, i+2)
+			if end < 0 || !closed(s[i+2:end]) {
+				return false
+			}
+			i = end
+		}
+	}
+	return true
+}
+
+// closing is the index of the } that closes a ${ whose text starts at j,
+// counting the ${ inside it (a default's variables); -1 if there is none.
+func closing(s string, j int) int {
+	depth := 1
+	for k := j; k < len(s); k++ {
+		switch {
+		case strings.HasPrefix(s[k:], "$${"):
+			k += 2
+		case strings.HasPrefix(s[k:], "${"):
+			depth++
+			k++
+		case s[k] == '}':
+			if depth--; depth == 0 {
+				return k
+			}
+		}
+	}
+	return -1
+}
+
+// expand substitutes the variables of s (closed), a default's own
+// variables only when the default is taken; problems holds every
+// variable without a value, and substituted whether s had any variable.
+func expand(s string, vars Vars, used map[string]string) (out string, problems []string, substituted bool) {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch {
+		case strings.HasPrefix(s[i:], "$${"):
+			b.WriteString("${")
+			i += 2
+		case strings.HasPrefix(s[i:], "${"):
+			end := closing(s, i+2)
+			m, expr := s[i:end+1], s[i+2:end]
+			i = end
+			substituted = true
+			name, def, hasDef := strings.Cut(expr, ":-")
+			if !varNameRE.MatchString(name) {
+				problems = append(problems, fmt.Sprintf("%q is not a variable name (letters, digits and _, not starting with a digit)", name))
+				b.WriteString(m)
+				continue
+			}
+			// As in the shell, ${NAME:-default} takes the default when
+			// NAME is set but empty too.
+			if v, ok := vars(name); ok && !(hasDef && v == "") {
+				used[name] = v
+				b.WriteString(v)
+				continue
+			}
+			if hasDef {
+				v, more, _ := expand(def, vars, used)
+				problems = append(problems, more...)
+				if _, named := used[name]; !named || len(more) == 0 {
+					used[name] = v
+				}
+				b.WriteString(v)
+				continue
+			}
+			used[name] = "" // named: a --var of it is not unused
+			problems = append(problems, fmt.Sprintf("variable %s is not set: give it a value (--var %s=VALUE or the environment on the command line; Vars in Go) or a default, ${%s:-VALUE}", name, name, name))
+			b.WriteString(m)
+		default:
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String(), problems, substituted
+}
 
 // IsVarName: letters, digits and _, not starting with a digit.
 func IsVarName(s string) bool { return varNameRE.MatchString(s) }
@@ -72,43 +155,13 @@ func (d *decoder) substituteScalar(n *yaml.Node, path string, vars Vars, used ma
 	if n.Kind != yaml.ScalarNode || !strings.Contains(n.Value, "${") {
 		return
 	}
-	if strings.Contains(varRE.ReplaceAllString(n.Value, ""), "${") {
+	if !closed(n.Value) {
 		d.errorf(n, path, "%q: ${ without its closing } (a variable is ${NAME}; a literal ${ is written $${)", n.Value)
 		d.markUnset(n, path, n.Value, isKey)
 		return
 	}
-	substituted := false
 	text := n.Value
-	var problems []string // every variable of the value that has none, each reported
-	out := varRE.ReplaceAllStringFunc(n.Value, func(m string) string {
-		if m == "$${" {
-			return "${"
-		}
-		substituted = true
-		expr := m[2 : len(m)-1]
-		name, def, hasDef := strings.Cut(expr, ":-")
-		if strings.Contains(expr, "${") {
-			problems = append(problems, fmt.Sprintf("%q: a variable inside a default (${A:-${B}}) is not supported", text))
-			return m
-		}
-		if !varNameRE.MatchString(name) {
-			problems = append(problems, fmt.Sprintf("%q is not a variable name (letters, digits and _, not starting with a digit)", name))
-			return m
-		}
-		// As in the shell, ${NAME:-default} takes the default when
-		// NAME is set but empty too.
-		if v, ok := vars(name); ok && !(hasDef && v == "") {
-			used[name] = v
-			return v
-		}
-		if hasDef {
-			used[name] = def
-			return def
-		}
-		used[name] = "" // named: a --var of it is not unused
-		problems = append(problems, fmt.Sprintf("variable %s is not set: give it a value (--var %s=VALUE or the environment on the command line; Vars in Go) or a default, ${%s:-VALUE}", name, name, name))
-		return m
-	})
+	out, problems, substituted := expand(n.Value, vars, used)
 	for _, p := range problems {
 		d.errorf(n, path, "%s", p)
 	}

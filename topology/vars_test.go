@@ -84,12 +84,12 @@ func TestVariableErrorNamesItsSource(t *testing.T) {
 	}
 }
 
-// Every variable of a value that has none is reported; a nested default is
-// an error, not a wrong value; an unset variable in a key is the one error
-// about that key.
+// Every variable of a value that has none is reported (in a default too,
+// when it is taken); an unset variable in a key is the one error about
+// that key.
 func TestVariableProblemsAllReported(t *testing.T) {
 	src := "name: \"${A}${B}${1B}\"\nnamespaces:\n  b:\n    sysctls: {\"net.ipv4.${K}\": 1}\nlinks:\n  - a: {namespace: b, name: \"${IF:-${DEF}}\"}\n    b: {namespace: host, name: v-b}\n"
-	_, err := parseVars(t, src, map[string]string{"DEF": "x", "IF": "eth1"})
+	_, err := parseVars(t, src, map[string]string{})
 	list, ok := err.(topology.ErrorList)
 	if !ok {
 		t.Fatalf("%v", err)
@@ -99,12 +99,51 @@ func TestVariableProblemsAllReported(t *testing.T) {
 		got = append(got, e.Error())
 	}
 	all := strings.Join(got, "\n")
-	for _, want := range []string{"variable A is not set", "variable B is not set", `"1B" is not a variable name`, "variable K is not set", "a variable inside a default"} {
+	for _, want := range []string{"variable A is not set", "variable B is not set", `"1B" is not a variable name`, "variable K is not set", "variable DEF is not set"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("%q missing", want)
 		}
 	}
 	if len(list) != 5 {
 		t.Errorf("want 5 problems, got:\n%s", all)
+	}
+}
+
+// A default may hold variables of its own (${A:-${B}}), read only when it
+// is taken, and literals ($${).
+func TestNestedDefaults(t *testing.T) {
+	for _, c := range []struct {
+		text string
+		vars map[string]string
+		want string
+	}{
+		{"${A:-${B}}", map[string]string{"A": "a1", "B": "b1"}, "a1"},
+		{"${A:-${B}}", map[string]string{"B": "b1"}, "b1"},
+		{"${A:-${B}}", map[string]string{"A": "", "B": "b1"}, "b1"},
+		{"${A:-${B:-c1}}-x", nil, "c1-x"},
+		{"${A:-${B:-${C:-d1}}}", map[string]string{"C": "c1"}, "c1"},
+		{"${A:-$${B}}", nil, "${B}"},
+		{"${A:-x${B}y}z", map[string]string{"B": "1"}, "x1yz"},
+		{"${A:-}v", nil, "v"},
+	} {
+		top, err := parseVars(t, "name: n\nnamespaces:\n  c1: {sysctls: {net.ipv4.ip_forward: \""+c.text+"\"}}\n", c.vars)
+		if err != nil {
+			t.Errorf("%s %v: %v", c.text, c.vars, err)
+			continue
+		}
+		if got := top.Namespaces[0].Sysctls[0].Value; got != c.want {
+			t.Errorf("%s %v: got %q, want %q", c.text, c.vars, got, c.want)
+		}
+	}
+	// The default's variable is reported, not the one that has a default.
+	_, err := parseVars(t, "name: \"${A:-${B}}\"\n", nil)
+	if err == nil || !strings.Contains(err.Error(), "variable B is not set") || strings.Contains(err.Error(), "variable A is not set") {
+		t.Fatalf("got %v", err)
+	}
+	for _, text := range []string{"${A:-${B}", "${A:-${B", "${A:-x"} {
+		_, err := parseVars(t, "name: \""+text+"\"\n", nil)
+		if err == nil || !strings.Contains(err.Error(), "without its closing }") {
+			t.Errorf("%s: got %v", text, err)
+		}
 	}
 }
