@@ -393,7 +393,8 @@ func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*R
 		return res, execErr
 	}
 	start = time.Now()
-	res.Observed, err = finish(ctx, k, desired, q, plan, o)
+	var redone *Plan
+	res.Observed, redone, err = finish(ctx, k, desired, q, plan, o)
 	if err != nil {
 		return res, err
 	}
@@ -403,9 +404,16 @@ func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*R
 		res.NotReady = w.WaitReady(ctx, ReadyWait)
 		stage("links running", 0, start)
 	}
-	// What the kernel did by itself is done now too: say so.
+	// What the kernel did by itself is done now too: say so, unless it
+	// did not, and finish did it (and said so).
+	done := map[changeKey]bool{}
+	if redone != nil {
+		for _, c := range redone.Changes {
+			done[keyOf(c)] = true
+		}
+	}
 	for _, c := range plan.Changes {
-		if c.Implicit {
+		if c.Implicit && !done[keyOf(c)] {
 			o.OnChange(c, nil)
 		}
 	}
@@ -467,29 +475,40 @@ func peerNS(c *Change) string {
 	return ""
 }
 
+// changeKey names what a change is about, for matching one plan's changes
+// against another's.
+type changeKey struct {
+	ns, name string
+	kind     Kind
+	action   Action
+}
+
+func keyOf(c *Change) changeKey { return changeKey{c.Namespace, c.Name, c.Kind, c.Action} }
+
 // finish waits for the kernel to match desired. Changes the kernel makes
 // by itself (implicit ones) may not come: something can keep a deleted
 // namespace alive (a shell inside it, an open socket), and then its veth
 // peers stay. If the kernel stops making progress, what is left is planned
-// again and applied explicitly, once.
+// again and applied explicitly, once: that plan is redone (nil if none).
 // It returns the last observation: the kernel as it now is.
-func finish(ctx context.Context, k Kernel, desired *State, q Query, p *Plan, o ExecOptions) (*State, error) {
+func finish(ctx context.Context, k Kernel, desired *State, q Query, p *Plan, o ExecOptions) (after *State, redone *Plan, err error) {
 	rest, after, err := settle(ctx, k, desired, q, p)
 	if err != nil {
-		return nil, fmt.Errorf("observe after apply: %w", err)
+		return nil, nil, fmt.Errorf("observe after apply: %w", err)
 	}
 	if !rest.Empty() && len(rest.Conflicts) == 0 && hasImplicit(p) {
+		redone = rest
 		if err := Execute(ctx, k, rest, o); err != nil {
-			return nil, err
+			return nil, redone, err
 		}
 		if rest, after, err = settle(ctx, k, desired, q, rest); err != nil {
-			return nil, fmt.Errorf("observe after apply: %w", err)
+			return nil, redone, fmt.Errorf("observe after apply: %w", err)
 		}
 	}
 	if !rest.Empty() || len(rest.Conflicts) > 0 {
-		return after, fmt.Errorf("the kernel does not match the topology after apply; still to do:\n%s", rest)
+		return after, redone, fmt.Errorf("the kernel does not match the topology after apply; still to do:\n%s", rest)
 	}
-	return after, nil
+	return after, redone, nil
 }
 
 func hasImplicit(p *Plan) bool {
@@ -555,7 +574,7 @@ func Rollback(ctx context.Context, k Kernel, before *State, q Query, o ExecOptio
 	if err := Execute(ctx, k, back, o); err != nil {
 		return fmt.Errorf("rollback: %w", err)
 	}
-	if _, err := finish(ctx, k, want, q, back, o); err != nil {
+	if _, _, err := finish(ctx, k, want, q, back, o); err != nil {
 		return fmt.Errorf("rollback: %w", err)
 	}
 	return nil

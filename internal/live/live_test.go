@@ -763,7 +763,8 @@ func TestBridgeSTPInPlace(t *testing.T) {
 
 // TestDestroyWhileANamespaceIsHeld: something (a shell started with
 // `ip netns exec`, an open socket) keeps a lab namespace alive after destroy
-// unpins it. Its veth peer in the sandbox must still go.
+// unpins it. Its veth peer in the sandbox must still go, deleted by the
+// lab, and reported once (not also as gone with its namespace).
 func TestDestroyWhileANamespaceIsHeld(t *testing.T) {
 	e := newEnv(t, "../../examples/bridge.yaml", nil)
 	e.mustApply()
@@ -772,8 +773,28 @@ func TestDestroyWhileANamespaceIsHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer held.Close()
-	e.destroy()
+	var said []string
+	res, err := reconcile.Reconcile(context.Background(), e.k, reconcile.Nothing(), reconcile.ExecOptions{OnChange: func(c *reconcile.Change, err error) {
+		said = append(said, c.Namespace+": "+string(c.Action)+" "+c.Describe())
+	}})
+	if err != nil {
+		t.Fatalf("destroy: %v", err)
+	}
+	if _, err := e.k.RemoveHostIfCreated(); err != nil {
+		t.Fatalf("remove sandbox: %v", err)
+	}
 	e.assertGone()
+	seen := map[string]bool{}
+	for _, s := range said {
+		what := strings.TrimSuffix(s, " (goes with netns c1)")
+		if seen[what] {
+			t.Errorf("reported twice: %s\nall:\n%s", what, strings.Join(said, "\n"))
+		}
+		seen[what] = true
+	}
+	if res.Applied != len(said) {
+		t.Errorf("applied %d, reported %d", res.Applied, len(said))
+	}
 }
 
 // TestVXLANReplaceAndMacvlanInPlace: what the kernel cannot change in place
