@@ -13,10 +13,7 @@ import (
 // plan has run: the kernel refuses such an address (EINVAL) half-way
 // through an apply, and drops one it holds when the MTU falls under it.
 // validate sees only what the file sets; this sees what the interface
-// will have: the file's mtu, else what the kernel has now, or what a new
-// interface takes from its parent (a macvlan, an ipvlan), its dev (a
-// VXLAN, less its headers) or its ports (a bridge without mtu: follows the
-// smallest of theirs). Each is a conflict, so the plan is refused whole.
+// will have (mtuAfter). Each is a conflict, so the plan is refused whole.
 // (Conflicts are sorted afterwards: map order does not show.)
 func (d *differ) ipv6MTUs() {
 	for name, w := range d.want.Namespaces {
@@ -38,78 +35,82 @@ func (d *differ) ipv6MTUs() {
 				continue
 			}
 			ref := Ref{name, ln}
-			mtu, why, ok := d.mtuAfter(ref, 0)
-			if !ok || mtu >= topology.MinIPv6MTU {
+			m := d.mtuAfter(ref, 0)
+			if !m.ok || m.mtu >= topology.MinIPv6MTU {
 				continue
+			}
+			// Where to raise it: the interface it takes its MTU from, if
+			// any, else this one.
+			fix := "give it an mtu: of at least " + strconv.Itoa(topology.MinIPv6MTU)
+			switch {
+			case wl.Kind == KindBridge && m.from != nil:
+				fix += " (a bridge with one keeps it), or " + raise(d, *m.from)
+			case m.from != nil:
+				fix = raise(d, *m.from)
 			}
 			if hl := d.cur(ref); hl != nil && !d.fresh[ref] {
-				has := fmt.Sprintf("has %d", mtu)
-				if hl.MTU != mtu {
-					has = fmt.Sprintf("would have %d after this plan (%s)", mtu, why)
+				has := fmt.Sprintf("has %d", m.mtu)
+				if hl.MTU != m.mtu {
+					has = fmt.Sprintf("would have %d after this plan", m.mtu)
 				}
-				d.conflict("address %s on %q in netns %q: it is IPv6, which needs an MTU of at least %d, but %q %s: %s, or give it no IPv6",
-					v6, ln, name, topology.MinIPv6MTU, ln, has, raise(d, ref))
+				d.conflict("address %s on %q in netns %q: it is IPv6, which needs an MTU of at least %d, but %q %s%s: %s, or give it no IPv6",
+					v6, ln, name, topology.MinIPv6MTU, ln, has, m.because(), fix)
 				continue
 			}
-			from, fromRef, head := d.inheritsFrom(ref, wl)
-			if from == "" {
-				d.conflict("%s %q in netns %q: its address %s is IPv6, which needs an MTU of at least %d, but without mtu: it would have %d (%s): give it an mtu:, or no IPv6",
-					wl.Kind, ln, name, v6, topology.MinIPv6MTU, mtu, why)
-				continue
-			}
-			pmtu, pwhy, _ := d.mtuAfter(fromRef, 1)
-			if pwhy != "" {
-				pwhy = ": " + pwhy
-			}
-			d.conflict("%s %q in netns %q: its address %s is IPv6, which needs an MTU of at least %d, but without mtu: it takes %d from its %s %s (MTU %d%s%s): %s, or give this one no IPv6",
-				wl.Kind, ln, name, v6, topology.MinIPv6MTU, mtu, from, fromRef, pmtu, headroom(head), pwhy, raise(d, fromRef))
+			d.conflict("%s %q in netns %q: its address %s is IPv6, which needs an MTU of at least %d, but without mtu: it would have %d%s: %s, or give it no IPv6",
+				wl.Kind, ln, name, v6, topology.MinIPv6MTU, m.mtu, m.because(), fix)
 		}
 	}
-}
-
-func headroom(head int) string {
-	if head == 0 {
-		return ""
-	}
-	return ", less " + strconv.Itoa(head) + " for the VXLAN's headers"
 }
 
 // raise says how the file can give ref a larger MTU: the lab's own
 // interface takes an mtu:, anyone else's is theirs to raise.
 func raise(d *differ, ref Ref) string {
 	if wl := d.want.Link(ref); wl != nil && wl.Owned {
-		return "give " + ref.Name + " an mtu: of at least " + strconv.Itoa(topology.MinIPv6MTU)
+		return "give " + ref.String() + " an mtu: of at least " + strconv.Itoa(topology.MinIPv6MTU)
 	}
-	return "raise that (the lab does not set it)"
+	return "raise " + ref.String() + "'s MTU (the lab does not set it)"
 }
 
-// inheritsFrom is where a new link without mtu: takes its MTU from, if
-// anywhere: a macvlan's or ipvlan's parent, a VXLAN's dev (less head
-// bytes of headers).
-func (d *differ) inheritsFrom(ref Ref, l *Link) (what string, from Ref, head int) {
-	switch {
-	case (l.Kind == KindMacvlan || l.Kind == KindIpvlan) && l.Parent != nil:
-		return "parent", *l.Parent, 0
-	case l.Kind == KindVxlan && l.VXLAN != nil && l.VXLAN.Dev != "":
-		return "dev", Ref{ref.NS, l.VXLAN.Dev}, topology.VxlanHeadroom(l.VXLAN.Remote, l.VXLAN.Group, l.VXLAN.Local)
-	}
-	return "", Ref{}, 0
+// mtu is what mtuAfter works out: the MTU, whether it could be told, and
+// where it comes from when another interface sets it.
+type mtu struct {
+	mtu int
+	ok  bool
+	// from is the interface the MTU comes from (a parent, a VXLAN's dev,
+	// a bridge's smallest port, a veth's peer), nil if its own; why says
+	// how.
+	from *Ref
+	why  string
 }
 
-// mtuAfter is the MTU interface ref will have once the plan has run, and
-// how it comes by it when that is not plain (", a bridge without mtu:
-// ..."); ok is false where it cannot be told (an interface neither wanted
-// nor there, a chain too long).
-func (d *differ) mtuAfter(ref Ref, depth int) (mtu int, why string, ok bool) {
+// because is the explanation for a message, " (why)", or "".
+func (m mtu) because() string {
+	if m.why == "" {
+		return ""
+	}
+	return " (" + m.why + ")"
+}
+
+// mtuAfter is the MTU interface ref will have once the plan has run: the
+// file's mtu:, else what it has (a macvlan or ipvlan no more than its
+// parent will have, the kernel lowers it with it; a VXLAN given another
+// dev no more than that leaves), else what a new one takes: a macvlan's
+// or ipvlan's parent's, a VXLAN's dev's less its headers, a veth end
+// its peer's mtu: (the lab makes a pair with one MTU where one end gives
+// it), else 1500. A bridge without mtu: follows its ports (bridgeMTUAfter).
+// ok is false where it cannot be told (an interface neither wanted nor
+// there, a chain too long).
+func (d *differ) mtuAfter(ref Ref, depth int) mtu {
 	if depth > 8 {
-		return 0, "", false
+		return mtu{}
 	}
 	wl := d.want.Link(ref)
 	if wl != nil && !wl.Owned {
 		wl = nil
 	}
 	if wl != nil && wl.MTU != 0 {
-		return wl.MTU, "", true
+		return mtu{mtu: wl.MTU, ok: true}
 	}
 	hl := d.cur(ref)
 	if d.fresh[ref] {
@@ -118,65 +119,119 @@ func (d *differ) mtuAfter(ref Ref, depth int) (mtu int, why string, ok bool) {
 	if wl != nil && wl.Kind == KindBridge {
 		return d.bridgeMTUAfter(ref, hl, depth)
 	}
-	if hl != nil {
-		return hl.MTU, "", true
-	}
 	if wl == nil {
-		return 0, "", false
+		if hl == nil {
+			return mtu{}
+		}
+		return mtu{mtu: hl.MTU, ok: true}
 	}
-	if what, from, head := d.inheritsFrom(ref, wl); what != "" {
-		m, _, ok := d.mtuAfter(from, depth+1)
-		return m - head, "", ok
-	}
-	if wl.Kind == KindVeth {
-		// The pair is made from the end whose name sorts first; the other
-		// end takes that one's MTU where the file gives it none.
-		if p := wl.Peer; p != nil && p.String() < ref.String() {
-			if pl := d.want.Link(*p); pl != nil && pl.MTU != 0 {
-				return pl.MTU, "", true
+	from, how, head := inheritsFrom(ref, wl)
+	if from != nil {
+		p := d.mtuAfter(*from, depth+1)
+		if !p.ok {
+			if hl != nil {
+				return mtu{mtu: hl.MTU, ok: true}
+			}
+			return mtu{}
+		}
+		m := mtu{mtu: p.mtu - head, ok: true, from: from, why: fmt.Sprintf("it takes it from %s %s, MTU %d", how, from, p.mtu)}
+		if head > 0 {
+			m.why += fmt.Sprintf(", less %d for the VXLAN's headers", head)
+		}
+		if hl != nil {
+			// There already: a macvlan or ipvlan is lowered with its
+			// parent, a VXLAN given another dev is held under it; a
+			// VXLAN on the same dev keeps what it has, and none grows
+			// by itself. Under what its parent leaves, its MTU is its
+			// own.
+			if hl.MTU < m.mtu {
+				return mtu{mtu: hl.MTU, ok: true}
+			}
+			if wl.Kind == KindVxlan && hl.VXLAN != nil && wl.VXLAN != nil && hl.VXLAN.Dev == wl.VXLAN.Dev {
+				m.mtu = hl.MTU
 			}
 		}
-		return 1500, "", true // the kernel's default
+		return m
 	}
-	return 0, "", false
+	if hl != nil {
+		return mtu{mtu: hl.MTU, ok: true}
+	}
+	if wl.Kind == KindVeth && wl.Peer != nil {
+		if pl := d.want.Link(*wl.Peer); pl != nil && pl.MTU != 0 {
+			return mtu{mtu: pl.MTU, ok: true, from: wl.Peer, why: "the lab makes a veth pair with the mtu: one end gives, here " + wl.Peer.String() + "'s"}
+		}
+		return mtu{mtu: 1500, ok: true} // the kernel's default
+	}
+	if wl.Kind == KindVeth || wl.Kind == KindVxlan {
+		return mtu{mtu: 1500, ok: true}
+	}
+	return mtu{}
 }
 
-// bridgeMTUAfter: a bridge whose MTU the lab does not set follows its
-// ports' (the smallest); one made now starts at 1500; one there keeps
-// what it has (it may have been set by hand) unless a port it gets is
-// smaller.
-func (d *differ) bridgeMTUAfter(ref Ref, hl *Link, depth int) (int, string, bool) {
-	mtu, why := 1500, ""
-	if hl != nil {
-		mtu = hl.MTU
+// inheritsFrom is where a link without mtu: takes its MTU from, if
+// anywhere: a macvlan's or ipvlan's parent, a VXLAN's dev (less head
+// bytes of headers).
+func inheritsFrom(ref Ref, l *Link) (from *Ref, how string, head int) {
+	switch {
+	case (l.Kind == KindMacvlan || l.Kind == KindIpvlan) && l.Parent != nil:
+		return l.Parent, "its parent", 0
+	case l.Kind == KindVxlan && l.VXLAN != nil && l.VXLAN.Dev != "":
+		return &Ref{ref.NS, l.VXLAN.Dev}, "its dev", topology.VxlanHeadroom(l.VXLAN.Remote, l.VXLAN.Group, l.VXLAN.Local)
 	}
-	first := hl == nil
+	return nil, "", 0
+}
+
+// bridgeMTUAfter: the kernel keeps a bridge's MTU at its ports' smallest
+// (1500 without ports) until it is set: by the lab (its mark says so) or
+// by hand (seen where it differs from its ports' smallest now; a bridge
+// set by hand that has no ports yet is not told apart).
+func (d *differ) bridgeMTUAfter(ref Ref, hl *Link, depth int) mtu {
 	if hl != nil && hl.MTUSet {
-		return mtu, "", true // set by the lab once: the kernel keeps it
+		return mtu{mtu: hl.MTU, ok: true}
 	}
-	w := d.want.NS(ref.NS)
-	for _, pn := range sortedKeys(w.Links) {
-		p := w.Links[pn]
-		if !p.Owned || p.Master != ref.Name {
-			continue
-		}
-		pref := Ref{ref.NS, pn}
-		if hl != nil {
-			// Only ports it gets now can lower what it has.
-			if hp := d.cur(pref); hp != nil && !d.fresh[pref] && hp.Master == ref.Name {
-				continue
+	nowMin, nowPorts := 0, 0
+	if hn := d.have.NS(ref.NS); hl != nil && hn != nil {
+		for _, hp := range hn.Links {
+			if hp.Master == ref.Name {
+				if nowPorts == 0 || hp.MTU < nowMin {
+					nowMin = hp.MTU
+				}
+				nowPorts++
 			}
 		}
-		m, _, ok := d.mtuAfter(pref, depth+1)
-		if !ok {
-			continue
-		}
-		if first || m < mtu {
-			mtu, first = m, false
-			why = "a bridge without mtu: takes its ports' smallest, " + pn + "'s"
+		if nowPorts > 0 && hl.MTU != nowMin {
+			return mtu{mtu: hl.MTU, ok: true} // set by hand: kept
 		}
 	}
-	return mtu, why, true
+	best, port := 0, ""
+	consider := func(pn string, m int) {
+		if port == "" || m < best || m == best && pn < port {
+			best, port = m, pn
+		}
+	}
+	for pn, p := range d.want.NS(ref.NS).Links {
+		if p.Owned && p.Master == ref.Name {
+			if m := d.mtuAfter(Ref{ref.NS, pn}, depth+1); m.ok {
+				consider(pn, m.mtu)
+			}
+		}
+	}
+	if hn := d.have.NS(ref.NS); hl != nil && hn != nil {
+		for pn, hp := range hn.Links {
+			// Ports of someone else's stay.
+			if !hp.Owned && hp.Master == ref.Name && !d.gone[Ref{ref.NS, pn}] {
+				consider(pn, hp.MTU)
+			}
+		}
+	}
+	switch {
+	case port != "":
+		return mtu{mtu: best, ok: true, from: &Ref{ref.NS, port},
+			why: fmt.Sprintf("a bridge without mtu: follows its ports' smallest MTU, %s's", Ref{ref.NS, port})}
+	case hl != nil && nowPorts == 0:
+		return mtu{mtu: hl.MTU, ok: true} // no ports before or after: as it is
+	}
+	return mtu{mtu: 1500, ok: true} // new, or its last port goes: 1500
 }
 
 // isIPv6 reports whether CIDR a is an IPv6 address (not IPv4-mapped).

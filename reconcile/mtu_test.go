@@ -3,6 +3,7 @@ package reconcile_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -39,7 +40,7 @@ func refusedWhole(t *testing.T, k *fake.Kernel, want *reconcile.State, parts ...
 		if oerr != nil {
 			t.Fatal(oerr)
 		}
-		if reconcile.Diff(want, obs).Empty() {
+		if p := reconcile.Diff(want, obs); p.Empty() && len(p.Conflicts) == 0 {
 			t.Fatalf("the fake kernel took the plan the diff refused")
 		}
 	}
@@ -56,20 +57,20 @@ func TestIPv6UnderTheMTUAParentWillHave(t *testing.T) {
 		k := fake.New("lab")
 		k.W.AddForeignLink("host", &reconcile.Link{Name: "fbr", Kind: "bridge", Up: true, MTU: 1200})
 		refusedWhole(t, k, parse(t, c1+"macvlans:\n  - {namespace: c1, name: m0, parent: \"host:fbr\", addresses: [\"fd00:9::2/64\"]}\n"),
-			`macvlan "m0" in netns "c1": its address fd00:9::2/64 is IPv6`, "it takes 1200 from its parent host:fbr (MTU 1200): raise that (the lab does not set it)")
+			`macvlan "m0" in netns "c1": its address fd00:9::2/64 is IPv6`, "it would have 1200 (it takes it from its parent host:fbr, MTU 1200): raise host:fbr's MTU (the lab does not set it)")
 	})
 	t.Run("a VXLAN's dev, less its headers", func(t *testing.T) {
 		k := fake.New("lab")
 		k.W.AddForeignLink("host", &reconcile.Link{Name: "und", Kind: "bridge", Up: true, MTU: 1320})
 		refusedWhole(t, k, parse(t, "name: lab\nvxlans:\n  - {name: vx0, vni: 5, remote: 192.0.2.9, dev: und, addresses: [\"fd00:8::1/64\"]}\n"),
-			"it takes 1270 from its dev host:und (MTU 1320, less 50 for the VXLAN's headers)")
+			"it would have 1270 (it takes it from its dev host:und, MTU 1320, less 50 for the VXLAN's headers)")
 	})
 	t.Run("an address added to a link there", func(t *testing.T) {
 		k := fake.New("lab")
 		k.W.AddForeignLink("host", &reconcile.Link{Name: "fbr", Kind: "bridge", Up: true, MTU: 1200})
 		apply(t, k, parse(t, c1+"macvlans:\n  - {namespace: c1, name: m0, parent: \"host:fbr\"}\n"))
 		refusedWhole(t, k, parse(t, c1+"macvlans:\n  - {namespace: c1, name: m0, parent: \"host:fbr\", addresses: [\"fd00:9::2/64\"]}\n"),
-			`address fd00:9::2/64 on "m0" in netns "c1": it is IPv6`, `"m0" has 1200: give m0 an mtu: of at least 1280`)
+			`address fd00:9::2/64 on "m0" in netns "c1": it is IPv6`, `"m0" has 1200 (it takes it from its parent host:fbr, MTU 1200): raise host:fbr's MTU`)
 	})
 	// The lab's own bridge without mtu: takes its ports' smallest MTU.
 	const ports = "links:\n  - a: {namespace: c1, name: eth0, mtu: 1200}\n    b: {namespace: host, name: v0, mtu: 1200, bridge: br}\n  - a: {namespace: c1, name: eth1}\n    b: {namespace: host, name: v1, bridge: br}\n"
@@ -77,28 +78,68 @@ func TestIPv6UnderTheMTUAParentWillHave(t *testing.T) {
 	t.Run("a lab bridge made with a small port", func(t *testing.T) {
 		k := fake.New("lab")
 		refusedWhole(t, k, parse(t, c1+"bridges:\n  - {name: br}\n"+ports+child),
-			"it takes 1200 from its parent host:br (MTU 1200: a bridge without mtu: takes its ports' smallest, v0's): give br an mtu: of at least 1280")
+			"it would have 1200 (it takes it from its parent host:br, MTU 1200): give host:br an mtu: of at least 1280")
 	})
 	t.Run("a lab bridge with its own IPv6 and a small port", func(t *testing.T) {
 		k := fake.New("lab")
 		refusedWhole(t, k, parse(t, c1+"bridges:\n  - {name: br, addresses: [\"fd00:7::1/64\"]}\n"+ports),
-			`bridge "br" in netns "host": its address fd00:7::1/64 is IPv6`, "without mtu: it would have 1200 (a bridge without mtu: takes its ports' smallest, v0's): give it an mtu:")
+			`bridge "br" in netns "host": its address fd00:7::1/64 is IPv6`, "without mtu: it would have 1200 (a bridge without mtu: follows its ports' smallest MTU, host:v0's): give it an mtu: of at least 1280 (a bridge with one keeps it), or give host:v0 an mtu:")
 	})
 	t.Run("a lab bridge there getting a small port", func(t *testing.T) {
 		k := fake.New("lab")
 		apply(t, k, parse(t, c1+"bridges:\n  - {name: br, addresses: [\"fd00:7::1/64\"]}\n"))
 		refusedWhole(t, k, parse(t, c1+"bridges:\n  - {name: br, addresses: [\"fd00:7::1/64\"]}\n"+ports),
-			`address fd00:7::1/64 on "br" in netns "host": it is IPv6`, `"br" would have 1200 after this plan (a bridge without mtu: takes its ports' smallest, v0's): give br an mtu: of at least 1280`)
+			`address fd00:7::1/64 on "br" in netns "host": it is IPv6`, `"br" would have 1200 after this plan (a bridge without mtu: follows its ports' smallest MTU, host:v0's)`)
 	})
+	// Outside audits' finds: a port there lowered, a macvlan on a bridge
+	// whose port is lowered, a VXLAN moved to a smaller dev, a veth end
+	// taking its peer's mtu: whichever end is made first.
+	const brV6 = "bridges:\n  - {name: br, addresses: [\"fd00:7::1/64\"]}\n"
+	const port1500 = "links:\n  - a: {namespace: c1, name: eth0}\n    b: {namespace: host, name: v0, bridge: br}\n"
+	const port1200 = "links:\n  - a: {namespace: c1, name: eth0}\n    b: {namespace: host, name: v0, mtu: 1200, bridge: br}\n"
+	t.Run("a port there lowered", func(t *testing.T) {
+		k := fake.New("lab")
+		apply(t, k, parse(t, c1+brV6+port1500))
+		refusedWhole(t, k, parse(t, c1+brV6+port1200),
+			`"br" would have 1200 after this plan (a bridge without mtu: follows its ports' smallest MTU, host:v0's)`)
+	})
+	t.Run("a macvlan there on a bridge whose port is lowered", func(t *testing.T) {
+		k := fake.New("lab")
+		apply(t, k, parse(t, c1+"bridges:\n  - {name: br}\n"+port1500+child))
+		refusedWhole(t, k, parse(t, c1+"bridges:\n  - {name: br}\n"+port1200+child),
+			`"m0" would have 1200 after this plan (it takes it from its parent host:br, MTU 1200): give host:br an mtu: of at least 1280`)
+	})
+	t.Run("a VXLAN moved to a smaller dev", func(t *testing.T) {
+		k := fake.New("lab")
+		k.W.AddForeignLink("host", &reconcile.Link{Name: "u0", Kind: "bridge", Up: true, MTU: 1350})
+		k.W.AddForeignLink("host", &reconcile.Link{Name: "u2", Kind: "bridge", Up: true, MTU: 1200})
+		vx := "name: lab\nvxlans:\n  - {name: vx0, vni: 5, remote: \"2001:db8::2\", dev: u0, addresses: [\"fd00:5::1/64\"]}\n"
+		apply(t, k, parse(t, vx))
+		refusedWhole(t, k, parse(t, strings.Replace(vx, "dev: u0", "dev: u2", 1)),
+			`"vx0" would have 1130 after this plan (it takes it from its dev host:u2, MTU 1200, less 70 for the VXLAN's headers): raise host:u2's MTU`)
+	})
+	for _, names := range [][2]string{{"c1", "host"}, {"host", "c1"}} {
+		t.Run("a veth end without mtu, its peer's: "+names[0]+" first", func(t *testing.T) {
+			k := fake.New("lab")
+			file := fmt.Sprintf("name: lab\nnamespaces:\n  c1: {}\nlinks:\n  - a: {namespace: %s, name: x0, addresses: [\"fd00:3::2/64\"]}\n    b: {namespace: %s, name: x1, mtu: 1200}\n", names[0], names[1])
+			refusedWhole(t, k, parse(t, file), "without mtu: it would have 1200 (the lab makes a veth pair with the mtu: one end gives, here "+names[1]+":x1's): give "+names[1]+":x1 an mtu: of at least 1280")
+		})
+	}
 	// What is not refused: the bridge's own mtu:, ports of 1500, a lab
-	// bridge whose MTU the lab set once (the kernel keeps it).
+	// bridge whose MTU the lab set once (the kernel keeps it), a small
+	// port raised or removed in the plan that gives the bridge IPv6.
 	for name, file := range map[string]string{
 		"the bridge's own mtu":        c1 + "bridges:\n  - {name: br, mtu: 1500, addresses: [\"fd00:7::1/64\"]}\n" + ports + child,
 		"ports of 1500":               c1 + "bridges:\n  - {name: br, addresses: [\"fd00:7::1/64\"]}\n" + strings.ReplaceAll(ports, ", mtu: 1200", "") + child,
+		"a port 1200 raised":          c1 + brV6 + strings.Replace(port1200, "mtu: 1200", "mtu: 1500", 1),
+		"a port 1200 removed":         c1 + brV6,
 		"a veth end takes its peer's": c1 + "bridges:\n  - {name: br, addresses: [\"fd00:7::1/64\"]}\nlinks:\n  - a: {namespace: c1, name: eth0, mtu: 1400}\n    b: {namespace: host, name: v0, bridge: br}\n" + child,
 	} {
 		t.Run("not "+name, func(t *testing.T) {
 			k := fake.New("lab")
+			if strings.Contains(name, "port 1200") {
+				apply(t, k, parse(t, c1+"bridges:\n  - {name: br}\n"+port1200))
+			}
 			if p := plan(t, k, parse(t, file)); len(p.Conflicts) > 0 {
 				t.Fatalf("conflicts: %q", p.Conflicts)
 			}

@@ -34,7 +34,7 @@ macvlans:
   - {namespace: c1, name: m0, parent: "host:fbr", addresses: ["fd00:9::2/64"]}
 `)
 	_, err := reconcile.Reconcile(context.Background(), k, want, reconcile.ExecOptions{})
-	if err == nil || !strings.Contains(err.Error(), `macvlan "m0" in netns "c1": its address fd00:9::2/64 is IPv6, which needs an MTU of at least 1280, but without mtu: it takes 1200 from its parent host:fbr (MTU 1200)`) ||
+	if err == nil || !strings.Contains(err.Error(), `macvlan "m0" in netns "c1": its address fd00:9::2/64 is IPv6, which needs an MTU of at least 1280, but without mtu: it would have 1200 (it takes it from its parent host:fbr, MTU 1200): raise host:fbr's MTU`) ||
 		!strings.Contains(err.Error(), "nothing was changed") {
 		t.Fatalf("want the plan refused, naming the MTU, got %v", err)
 	}
@@ -61,7 +61,7 @@ macvlans:
 	// The file then gives the macvlan that is there an IPv6 address: the
 	// plan is refused before any change (an outside audit's find).
 	_, err = reconcile.Reconcile(context.Background(), k, want, reconcile.ExecOptions{})
-	if err == nil || !strings.Contains(err.Error(), `address fd00:9::2/64 on "m0" in netns "c1": it is IPv6, which needs an MTU of at least 1280, but "m0" has 1200`) ||
+	if err == nil || !strings.Contains(err.Error(), `address fd00:9::2/64 on "m0" in netns "c1": it is IPv6, which needs an MTU of at least 1280, but "m0" has 1200 (it takes it from its parent host:fbr, MTU 1200)`) ||
 		!strings.Contains(err.Error(), "nothing was changed") {
 		t.Fatalf("want the address refused, got %v", err)
 	}
@@ -92,7 +92,7 @@ func TestIPv6OnAChildOfALabBridgeSetSmallByHand(t *testing.T) {
 	}
 	want := desiredOf(t, base+"macvlans:\n  - {namespace: c1, name: m0, parent: \"host:pbr\", addresses: [\"fd00:9::2/64\"]}\n")
 	_, err = reconcile.Reconcile(ctx, k, want, reconcile.ExecOptions{})
-	if err == nil || !strings.Contains(err.Error(), "it takes 1200 from its parent host:pbr (MTU 1200)") || !strings.Contains(err.Error(), "nothing was changed") {
+	if err == nil || !strings.Contains(err.Error(), "it would have 1200 (it takes it from its parent host:pbr, MTU 1200): give host:pbr an mtu: of at least 1280") || !strings.Contains(err.Error(), "nothing was changed") {
 		t.Fatalf("want the plan refused, got %v", err)
 	}
 	if l, err := h.LinkByName("pbr"); err != nil || l.Attrs().Flags&net.FlagUp != 0 {
@@ -151,7 +151,7 @@ func TestIPv6OnALabBridgeThatFollowsSmallPorts(t *testing.T) {
 	other := "name: mtu6p\nnamespaces:\n  c1: {}\nbridges:\n  - {name: qbr}\n" + strings.ReplaceAll(port, "pbr", "qbr") +
 		"macvlans:\n  - {namespace: c1, name: m0, parent: \"host:qbr\", addresses: [\"fd00:9::2/64\"]}\n"
 	_, err = reconcile.Reconcile(ctx, k, desiredOf(t, other), reconcile.ExecOptions{})
-	if !errors.Is(err, reconcile.ErrConflict) || !strings.Contains(err.Error(), `it takes 1200 from its parent host:qbr (MTU 1200: a bridge without mtu: takes its ports' smallest, v0's): give qbr an mtu: of at least 1280`) {
+	if !errors.Is(err, reconcile.ErrConflict) || !strings.Contains(err.Error(), `it would have 1200 (it takes it from its parent host:qbr, MTU 1200): give host:qbr an mtu: of at least 1280`) {
 		t.Fatalf("want the plan refused, got %v", err)
 	}
 	if _, err := h.LinkByName("qbr"); err == nil {
@@ -161,5 +161,106 @@ func TestIPv6OnALabBridgeThatFollowsSmallPorts(t *testing.T) {
 	fixed := strings.Replace(other, "{name: qbr}", "{name: qbr, mtu: 1500}", 1)
 	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, fixed), reconcile.ExecOptions{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestIPv6UnderWhatAnEditLeaves (outside audits' finds): edits that leave
+// an interface with IPv6 under 1280 without making it: a port of a lab
+// bridge lowered (the bridge follows it, and its macvlan the bridge), a
+// VXLAN given a smaller dev in place (the kernel holds it under what that
+// leaves). Each is refused whole; what the kernel would do is shown where
+// the plan spares it.
+func TestIPv6UnderWhatAnEditLeaves(t *testing.T) {
+	k := kernelFor(t, "mtu6e")
+	ctx := context.Background()
+	h := netlinkIn(t, k, reconcile.HostNS)
+	base := "name: mtu6e\nnamespaces:\n  c1: {}\n  c2: {}\nbridges:\n  - {name: br0, addresses: [\"fd00:1::1/64\"]}\n" +
+		"links:\n  - a: {namespace: c1, name: eth0}\n    b: {namespace: host, name: vc1, mtu: 1500, bridge: br0}\n" +
+		"macvlans:\n  - {namespace: c2, name: m0, parent: \"host:br0\", addresses: [\"fd00:4::2/64\"]}\n"
+	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, base), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := reconcile.Reconcile(ctx, k, desiredOf(t, strings.Replace(base, "mtu: 1500", "mtu: 1200", 1)), reconcile.ExecOptions{})
+	for _, want := range []string{`address fd00:1::1/64 on "br0" in netns "host": it is IPv6, which needs an MTU of at least 1280, but "br0" would have 1200 after this plan (a bridge without mtu: follows its ports' smallest MTU, host:vc1's)`,
+		`address fd00:4::2/64 on "m0" in netns "c2": it is IPv6, which needs an MTU of at least 1280, but "m0" would have 1200 after this plan (it takes it from its parent host:br0, MTU 1200): give host:br0 an mtu: of at least 1280`} {
+		if !errors.Is(err, reconcile.ErrConflict) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("want %q, got %v", want, err)
+		}
+	}
+	if l, err := h.LinkByName("vc1"); err != nil || l.Attrs().MTU != 1500 {
+		t.Fatalf("vc1 was changed: %v %v", l, err)
+	}
+	// The bridge given an mtu: keeps it, and both addresses stay.
+	fixed := strings.Replace(strings.Replace(base, "mtu: 1500", "mtu: 1200", 1), "{name: br0,", "{name: br0, mtu: 1500,", 1)
+	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, fixed), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// A VXLAN moved to a smaller dev in place: by hand first, what the
+	// kernel does (it holds the VXLAN under the dev's MTU less 70).
+	for name, mtu := range map[string]int{"u0": 1350, "u2": 1200} {
+		if err := h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: mtu}}); err != nil {
+			t.Fatal(err)
+		}
+		defer func(name string) {
+			if l, err := h.LinkByName(name); err == nil {
+				h.LinkDel(l)
+			}
+		}(name)
+	}
+	vx := base + "vxlans:\n  - {name: vx0, vni: 5, remote: \"2001:db8::2\", dev: u0, addresses: [\"fd00:5::1/64\"]}\n"
+	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, vx), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = reconcile.Reconcile(ctx, k, desiredOf(t, strings.Replace(vx, "dev: u0", "dev: u2", 1)), reconcile.ExecOptions{})
+	if !errors.Is(err, reconcile.ErrConflict) || !strings.Contains(err.Error(), `"vx0" would have 1130 after this plan (it takes it from its dev host:u2, MTU 1200, less 70 for the VXLAN's headers): raise host:u2's MTU`) {
+		t.Fatalf("want the VXLAN's move refused, got %v", err)
+	}
+	vx0, err := h.LinkByName("vx0")
+	if err != nil || vx0.Attrs().MTU != 1280 {
+		t.Fatalf("vx0 was changed: %v %v", vx0, err)
+	}
+	// What the refusal spares: the same plan carried out all the same.
+	moved := desiredOf(t, strings.Replace(vx, "dev: u0", "dev: u2", 1))
+	obs, err := k.Observe(ctx, reconcile.QueryFor(moved))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := reconcile.Diff(moved, obs)
+	p.Conflicts = nil
+	if err := reconcile.Execute(ctx, k, p, reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := h.LinkByName("vx0"); err != nil || l.Attrs().MTU != 1130 {
+		t.Fatalf("vx0 on u2: %v %v (want MTU 1130)", l, err)
+	}
+	// (The kernel keeps the IPv6 address there, which IPv6 cannot use
+	// under 1280: the next plan says so.)
+	obs, err = k.Observe(ctx, reconcile.QueryFor(moved))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := reconcile.Diff(moved, obs); len(p.Conflicts) != 1 || !strings.Contains(p.Conflicts[0], `"vx0" has 1130 (it takes it from its dev host:u2, MTU 1200, less 70 for the VXLAN's headers): raise host:u2's MTU`) {
+		t.Fatalf("after the move, want the conflict, got:\n%v", p)
+	}
+}
+
+// TestVethEndTakesItsPeersMTU: a pair with an mtu: on one end only has
+// that MTU on both, whichever end the lab makes first (the one whose
+// namespace and name sort first).
+func TestVethEndTakesItsPeersMTU(t *testing.T) {
+	k := kernelFor(t, "vmtu")
+	y := "name: vmtu\nnamespaces:\n  c1: {}\nlinks:\n  - a: {namespace: c1, name: x0}\n    b: {namespace: host, name: x1, mtu: 1300}\n" +
+		"  - a: {namespace: c1, name: y0, mtu: 1300}\n    b: {namespace: host, name: y1}\n"
+	if _, err := reconcile.Reconcile(context.Background(), k, desiredOf(t, y), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h, c := netlinkIn(t, k, reconcile.HostNS), netlinkIn(t, k, "c1")
+	for _, e := range []struct {
+		h    *netlink.Handle
+		name string
+	}{{c, "x0"}, {h, "x1"}, {c, "y0"}, {h, "y1"}} {
+		if l, err := e.h.LinkByName(e.name); err != nil || l.Attrs().MTU != 1300 {
+			t.Errorf("%s: %v %v, want MTU 1300", e.name, l, err)
+		}
 	}
 }

@@ -31,8 +31,12 @@ func (h *nsHandle) addVeth(a netlink.LinkAttrs, up bool, peerName string, peerMT
 	}
 	req.AddData(msg)
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(a.Name)))
+	// An end without an MTU takes the other's: a pair has one MTU where
+	// one end gives it, whichever end is made first.
 	if a.MTU > 0 {
 		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(a.MTU))))
+	} else if peerMTU > 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(peerMTU))))
 	}
 	if a.HardwareAddr != nil {
 		req.AddData(nl.NewRtAttr(unix.IFLA_ADDRESS, []byte(a.HardwareAddr)))

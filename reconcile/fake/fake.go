@@ -478,6 +478,12 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 					}
 					v := *c.Link.VXLAN
 					l.l.VXLAN = &v
+					// Held under what its (new) dev leaves it, silently:
+					// the kernel sets it without telling anyone (its IPv6
+					// addresses stay, unusable under 1280).
+					if max := w.maxMTU(c.Namespace, n, l.l); l.l.MTU > max {
+						l.l.MTU = max
+					}
 				default:
 					return fmt.Errorf("fake: cannot change %s in place", f.Name)
 				}
@@ -887,8 +893,12 @@ func (k *Kernel) createLink(c *reconcile.Change) error {
 		if peer == nil {
 			peer = &reconcile.Link{Name: l.Peer.Name, Kind: reconcile.KindVeth, Up: true}
 		}
+		// An end without an MTU takes the other's (the lab makes a pair
+		// with one MTU where one end gives it).
 		if peer.MTU == 0 {
-			peer.MTU = l.MTU // the kernel gives the peer this end's MTU
+			peer.MTU = l.MTU
+		} else if l.MTU == 0 {
+			l.MTU = peer.MTU
 		}
 		peer.Peer = &reconcile.Ref{NS: c.Namespace, Name: l.Name}
 		if err := place(c.Namespace, n, l); err != nil {
@@ -953,10 +963,7 @@ func (w *World) maxMTU(nsName string, n *ns, l *reconcile.Link) int {
 			return p.l.MTU
 		}
 	case reconcile.KindVxlan:
-		head := 50
-		if strings.Contains(l.VXLAN.Remote+l.VXLAN.Group, ":") {
-			head = 70
-		}
+		head := topology.VxlanHeadroom(l.VXLAN.Remote, l.VXLAN.Group, l.VXLAN.Local)
 		if d := n.links[l.VXLAN.Dev]; l.VXLAN.Dev != "" && d != nil {
 			return d.l.MTU - head
 		}
