@@ -81,7 +81,7 @@ func Load(path string, o Options) (*Lab, error) {
 // edit half done) can still take its lab down. The Lab it returns wants
 // nothing of its own: Plan and Apply of it would remove the whole lab.
 func LoadIdentity(path string, o Options) (*Lab, error) {
-	t, err := topology.LoadIdentity(path, o.vars())
+	t, err := topology.LoadIdentity(path, o.vars(), o.Prefix == "")
 	if err != nil {
 		return nil, err
 	}

@@ -7,16 +7,21 @@ import (
 )
 
 // LoadIdentity reads only what names a lab in the kernel, the file's name
-// and prefix (their variables with vars), from a file that may have
-// problems anywhere else: destroy needs nothing more, since the lab's
-// objects carry its mark. It fails where the YAML cannot be read, or the
-// name or prefix is missing, invalid or has a variable that is not set.
-func LoadIdentity(path string, vars Vars) (*Topology, error) {
+// and, unless withPrefix is false (the caller gives its own), its prefix,
+// their variables from vars, from a file that may have problems anywhere
+// else: destroy needs nothing more, since the lab's objects carry its
+// mark. It fails where the YAML cannot be read, or the name or prefix is
+// missing, given twice, invalid or has a variable that is not set. Where
+// the file can be cut (chunk.go), only its top-level lines are decoded.
+func LoadIdentity(path string, vars Vars, withPrefix bool) (*Topology, error) {
 	data, err := ReadFile(path, MaxFileSize)
 	if err != nil {
 		return nil, err
 	}
 	d := &decoder{file: path, pos: map[string]Pos{}, vars: vars}
+	if l := cut(data); l != nil {
+		data = l.skeleton
+	}
 	var root yaml.Node
 	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&root); err != nil {
 		d.invalidYAML(err)
@@ -33,17 +38,24 @@ func LoadIdentity(path string, vars Vars) (*Topology, error) {
 	}
 	found := false
 	used := map[string]string{}
+	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		switch k.Value {
-		case "name":
+		if k.Value != "name" && (k.Value != "prefix" || !withPrefix) {
+			continue
+		}
+		if seen[k.Value] {
+			// Which one is meant cannot be told: not a lab to destroy.
+			d.errorf(k, k.Value, "duplicate key %q", k.Value)
+			continue
+		}
+		seen[k.Value] = true
+		d.record("", k.Value, k)
+		d.substitute(v, k.Value, vars, used)
+		if k.Value == "name" {
 			found = true
-			d.record("", "name", k)
-			d.substitute(v, "name", vars, used)
 			t.Name = d.str(v, "name")
-		case "prefix":
-			d.record("", "prefix", k)
-			d.substitute(v, "prefix", vars, used)
+		} else {
 			t.Prefix = d.str(v, "prefix")
 		}
 	}

@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,7 +20,7 @@ func TestLoadIdentity(t *testing.T) {
 		return p
 	}
 	vars := VarsOnly(map[string]string{"P": "x-"})
-	top, err := LoadIdentity(write("name: ${N:-lab1}\nprefix: ${P}\nbridges: [{name: br0, colour: red, mtu: \"${MTU}\"}]\n"), vars)
+	top, err := LoadIdentity(write("name: ${N:-lab1}\nprefix: ${P}\nbridges: [{name: br0, colour: red, mtu: \"${MTU}\"}]\n"), vars, true)
 	if err != nil || top.Name != "lab1" || top.Prefix != "x-" || len(top.Namespaces)+len(top.Bridges) != 0 {
 		t.Fatalf("got %+v, %v", top, err)
 	}
@@ -31,9 +32,22 @@ func TestLoadIdentity(t *testing.T) {
 		"name: [l\n":             "invalid YAML",
 		"- name: l\n":            "expected a mapping with a name",
 	} {
-		_, err := LoadIdentity(write(body), vars)
+		_, err := LoadIdentity(write(body), vars, true)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: want %q, got %v", body, want, err)
 		}
+	}
+	// A prefix the caller gives itself: the file's is not read.
+	if top, err := LoadIdentity(write("name: l\nprefix: ${Q}\nprefix: a/b\n"), vars, false); err != nil || top.Name != "l" || top.Prefix != "" {
+		t.Errorf("without the prefix: %+v, %v", top, err)
+	}
+	// A big file cut in chunks: its sections are not decoded.
+	var b strings.Builder
+	b.WriteString("name: big\nnamespaces:\n")
+	for i := 0; i < 20000; i++ {
+		fmt.Fprintf(&b, "  n%d: {colour: red}\n", i)
+	}
+	if top, err := LoadIdentity(write(b.String()), vars, true); err != nil || top.Name != "big" || len(top.Namespaces) != 0 {
+		t.Errorf("big file: %v", err)
 	}
 }

@@ -270,15 +270,20 @@ func (g *globals) loadFile(file string) (*lab, error) {
 	if err != nil {
 		var list topology.ErrorList
 		if errors.As(err, &list) {
-			for _, e := range list {
-				fmt.Fprintln(g.stderr, e)
-			}
-			return nil, &codeError{exitError, fmt.Errorf("%s is not a valid topology (%s)", file, plural(len(list), "problem"))}
+			return nil, g.invalid(file, list)
 		}
 		return nil, err
 	}
 	g.warnUnusedVars(file, l.Topology.Vars)
 	return &lab{Lab: l, topo: l.Topology, desired: l.Desired(), kernel: l.Linux()}, nil
+}
+
+// invalid prints the problems of file and says it is not a valid topology.
+func (g *globals) invalid(file string, list topology.ErrorList) error {
+	for _, e := range list {
+		fmt.Fprintln(g.stderr, e)
+	}
+	return &codeError{exitError, fmt.Errorf("%s is not a valid topology (%s)", file, plural(len(list), "problem"))}
 }
 
 // loadForDestroy is load for destroy: a file with problems (a variable
@@ -294,7 +299,7 @@ func (g *globals) loadForDestroy(ctx context.Context, file string) (*lab, error)
 		if errors.As(err, &list) {
 			id, idErr := netplanlab.LoadIdentity(file, g.labOptions())
 			if idErr != nil {
-				return g.loadFile(file) // prints the file's problems
+				return nil, g.invalid(file, list)
 			}
 			const most = 5
 			for i, e := range list {

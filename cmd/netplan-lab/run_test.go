@@ -357,9 +357,10 @@ func TestDestroyWithoutTheFilesVariables(t *testing.T) {
 	sb := sandbox(t)
 	pfx := fmt.Sprintf("t%04x-", rand.Intn(0xffff))
 	args := func(a ...string) []string { return append([]string{"--netns", sb, "--prefix", pfx}, a...) }
-	file := writeFile(t, "name: ${LAB:-varlab}\nnamespaces:\n  c1: {}\nlinks:\n  - a: {namespace: c1, name: eth0, addresses: [\"${NET}.2/24\"], mtu: \"${MTU}\"}\n    b: {namespace: host, name: v-c1}\n")
-	defer runCLI(args("--var", "NET=10.9.9", "--var", "MTU=1400", "destroy", file)...)
-	if code, out, errOut := runCLI(args("--var", "NET=10.9.9", "--var", "MTU=1400", "apply", file)...); code != 0 {
+	// Its prefix: has a variable too, which --prefix makes moot.
+	file := writeFile(t, "name: ${LAB:-varlab}\nprefix: ${PFX}\nnamespaces:\n  c1: {}\nlinks:\n  - a: {namespace: c1, name: eth0, addresses: [\"${NET}.2/24\"], mtu: \"${MTU}\"}\n    b: {namespace: host, name: v-c1}\n")
+	defer runCLI(args("--var", "NET=10.9.9", "--var", "MTU=1400", "--var", "PFX=x-", "destroy", file)...)
+	if code, out, errOut := runCLI(args("--var", "NET=10.9.9", "--var", "MTU=1400", "--var", "PFX=x-", "apply", file)...); code != 0 {
 		t.Fatalf("apply: exit %d\n%s%s", code, out, errOut)
 	}
 	// A name with a variable not set: no lab to name, nothing changed.
@@ -374,8 +375,8 @@ func TestDestroyWithoutTheFilesVariables(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "Destroy complete. 2 destroyed.") {
 		t.Fatalf("destroy without the variables: exit %d\n%s%s", code, out, errOut)
 	}
-	for _, want := range []string{"warning: " + file + ":5:48: links[0].a.addresses[0]: variable NET is not set",
-		"warning: " + file + ` is not a valid topology (2 problems); destroy needs only its name and prefix, and removes what carries the mark of lab "varlab"`} {
+	for _, want := range []string{"warning: " + file + ":6:48: links[0].a.addresses[0]: variable NET is not set",
+		"warning: " + file + ` is not a valid topology (3 problems); destroy needs only its name and prefix, and removes what carries the mark of lab "varlab"`} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
 		}
