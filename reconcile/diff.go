@@ -235,6 +235,14 @@ func (d *differ) foreignAddrsGoing() {
 	}
 }
 
+// derefOr is *r, or the zero Ref.
+func derefOr(r *Ref) Ref {
+	if r == nil {
+		return Ref{}
+	}
+	return *r
+}
+
 func containsRef(s []Ref, v Ref) bool {
 	for _, x := range s {
 		if x == v {
@@ -403,6 +411,13 @@ func (d *differ) links(name string) {
 		}
 		if wl.Parent != nil && d.want.Link(*wl.Parent) == nil && d.haveLink(*wl.Parent) == nil {
 			d.conflict("parent %s of %s %q in namespace %q does not exist", wl.Parent, wl.Kind, ln, name)
+		}
+		if hp := d.haveLink(derefOr(wl.Parent)); wl.Parent != nil && d.want.Link(*wl.Parent) == nil && hp != nil && hp.Master != "" {
+			// Someone else's interface, a port of a bridge: the bridge
+			// holds its receive hook (EBUSY). The file's own ports are
+			// validate's business.
+			d.conflict("parent %s of %s %q in namespace %q is a port of bridge %s: the kernel takes no %s on a bridge port",
+				wl.Parent, wl.Kind, ln, name, hp.Master, wl.Kind)
 		}
 		if wl.Kind == KindVeth {
 			d.veth(ref, wl, hl)

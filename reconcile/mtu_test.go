@@ -9,6 +9,7 @@ import (
 
 	"github.com/netplan-lab/netplan-lab/reconcile"
 	"github.com/netplan-lab/netplan-lab/reconcile/fake"
+	"github.com/netplan-lab/netplan-lab/topology"
 )
 
 // refusedWhole plans want on k and wants exactly one conflict containing
@@ -148,5 +149,20 @@ func TestIPv6UnderTheMTUAParentWillHave(t *testing.T) {
 				t.Fatalf("after apply:\n%v", p)
 			}
 		})
+	}
+}
+
+// TestMacvlanOnABridgePort: a bridge port cannot be a macvlan's parent
+// (the kernel: EBUSY, half-way through an apply): someone else's port is
+// a conflict of the plan (the file's own, validate refuses).
+func TestMacvlanOnABridgePort(t *testing.T) {
+	k := fake.New("lab")
+	k.W.AddForeignLink("host", &reconcile.Link{Name: "obr", Kind: "bridge", Up: true, MTU: 1500})
+	k.W.AddForeignLink("host", &reconcile.Link{Name: "oport", Kind: "device", Up: true, MTU: 1500, Master: "obr"})
+	refusedWhole(t, k, parse(t, "name: lab\nnamespaces:\n  c1: {}\nmacvlans:\n  - {namespace: c1, name: m0, parent: \"host:oport\"}\n"),
+		`parent host:oport of macvlan "m0" in namespace "c1" is a port of bridge obr: the kernel takes no macvlan on a bridge port`)
+	_, err := topology.Parse("t.yaml", []byte("name: lab\nnamespaces:\n  c1: {}\nbridges:\n  - {name: br}\nlinks:\n  - a: {namespace: c1, name: eth0}\n    b: {namespace: host, name: p0, bridge: br}\nmacvlans:\n  - {namespace: c1, name: m0, parent: \"host:p0\"}\n"))
+	if err == nil || !strings.Contains(err.Error(), "t.yaml:10:39: macvlans[0].parent: parent host:p0 is a port of bridge br: the kernel takes no macvlan on a bridge port; make it on the bridge host:br instead") {
+		t.Fatalf("validate: %v", err)
 	}
 }

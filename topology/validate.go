@@ -393,7 +393,7 @@ func (d *decoder) validate(t *Topology) {
 		}
 	}
 
-	parent := func(i *Iface, ns, name string) {
+	parent := func(i *Iface, ns, name, kind string) {
 		if ns == "" {
 			return
 		}
@@ -408,6 +408,12 @@ func (d *decoder) validate(t *Topology) {
 		if ok && (c.kind == kindMacvlan || c.kind == kindIpvlan) {
 			// The kernel would make it a child of that one's own parent.
 			d.at(i.Pos, join(i.Path, "parent"), "parent %s:%s is itself a %s: the kernel would attach this one to its parent instead; name that parent", ns, name, c.kind)
+		}
+		if ok && c.iface.Bridge != "" {
+			// The bridge holds the port's receive hook, which a macvlan or
+			// ipvlan needs (EBUSY, half-way through an apply: an outside
+			// audit's find).
+			d.at(i.Pos, join(i.Path, "parent"), "parent %s:%s is a port of bridge %s: the kernel takes no %s on a bridge port; make it on the bridge %s:%s instead", ns, name, c.iface.Bridge, kind, ns, c.iface.Bridge)
 		}
 		if ok && i.MTU != 0 && c.iface.MTU != 0 && i.MTU > c.iface.MTU {
 			// The kernel refuses it (EINVAL): apply would fail.
@@ -449,7 +455,7 @@ func (d *decoder) validate(t *Topology) {
 		}
 	}
 	for _, m := range t.Macvlans {
-		parent(&m.Iface, m.ParentNS, m.ParentName)
+		parent(&m.Iface, m.ParentNS, m.ParentName, "macvlan")
 		oneOf(&m.Iface, "mode", m.Mode, "private", "vepa", "bridge", "passthru")
 		hw, err := net.ParseMAC(m.MAC)
 		if err != nil || m.ParentNS == "" || m.Mode == "passthru" || !m.IsUp() {
@@ -469,7 +475,7 @@ func (d *decoder) validate(t *Topology) {
 		macs[k] = &m.Iface
 	}
 	for _, m := range t.Ipvlans {
-		parent(&m.Iface, m.ParentNS, m.ParentName)
+		parent(&m.Iface, m.ParentNS, m.ParentName, "ipvlan")
 		oneOf(&m.Iface, "mode", m.Mode, "l2", "l3", "l3s")
 		oneOf(&m.Iface, "flag", m.Flag, "bridge", "private", "vepa")
 	}
