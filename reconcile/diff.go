@@ -1032,6 +1032,20 @@ func (d *differ) sysctls(name string) {
 			out = append(out, &Change{Action: Update, Kind: KindSysctl, Namespace: name, Name: k, Value: v, OldValue: old})
 		}
 	}
+	// A key the lab set that the file no longer sets goes back to what it
+	// was before (the kernel's record says what).
+	if h != nil && !made {
+		for _, k := range sortedKeys(h.SysctlsBefore) {
+			if _, wanted := w.Sysctls[k]; wanted || (InterfaceSysctl(k) && !d.staysAsIs(Ref{name, sysctlIface(k)})) {
+				continue
+			}
+			cur, ok := h.Sysctls[k]
+			if before := h.SysctlsBefore[k]; ok && NormaliseSysctl(cur) != NormaliseSysctl(before) {
+				out = append(out, &Change{Action: Update, Kind: KindSysctl, Namespace: name, Name: k, Value: NormaliseSysctl(before), OldValue: cur,
+					Restore: true, Why: "no longer in the file: back to what it was before the lab set it"})
+			}
+		}
+	}
 	// The IPv6 switch's "default" acts only on interfaces made after it:
 	// where it was changed, an interface made meanwhile (or one whose MTU
 	// reached IPv6's minimum in this plan) has IPv6 on. "all" is written
@@ -1060,6 +1074,20 @@ func (d *differ) sysctls(name string) {
 	for _, c := range out {
 		d.add(c)
 	}
+}
+
+// staysAsIs reports whether interface ref is there now and is the same
+// interface after the plan: not made, replaced, renamed away or into,
+// nor deleted (its sysctls are its own, not a new one's).
+func (d *differ) staysAsIs(ref Ref) bool {
+	hl := d.cur(ref)
+	if hl == nil || d.fresh[ref] || d.renamed[ref] != nil {
+		return false
+	}
+	if wl := d.want.Link(ref); wl != nil && wl.Owned {
+		return true
+	}
+	return !hl.Owned // someone else's, which the lab leaves
 }
 
 // propagates maps a sysctl to the suffix of the keys a write of it

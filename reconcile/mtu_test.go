@@ -166,3 +166,25 @@ func TestMacvlanOnABridgePort(t *testing.T) {
 		t.Fatalf("validate: %v", err)
 	}
 }
+
+// TestSysctlDroppedFromTheFile: a sysctl the file no longer sets goes
+// back to what it was before the lab set it, said so in the plan; one set
+// by hand that the file never set is left alone.
+func TestSysctlDroppedFromTheFile(t *testing.T) {
+	with := strings.Replace(base, `sysctls: {net.ipv4.ip_forward: "1"}`, `sysctls: {net.ipv4.ip_forward: "1", net.ipv4.conf.all.rp_filter: "0"}`, 1)
+	without := strings.Replace(base, "  host:\n    sysctls: {net.ipv4.ip_forward: \"1\"}\n", "", 1)
+	got := planLinesFrom(t, with, without)
+	want := []string{
+		`~ host sysctl net.ipv4.conf.all.rp_filter: "0" -> "2" (no longer in the file: back to what it was before the lab set it)`,
+		`~ host sysctl net.ipv4.ip_forward: "1" -> "0" (no longer in the file: back to what it was before the lab set it)`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("plan:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	k := fake.New("lab")
+	apply(t, k, parse(t, base))
+	k.W.SetSysctl("c1", "net.ipv4.conf.all.accept_local", "1")
+	if p := plan(t, k, parse(t, without)); len(p.Changes) != 1 || p.Changes[0].Name != "net.ipv4.ip_forward" {
+		t.Fatalf("want only ip_forward put back, got:\n%v", p)
+	}
+}

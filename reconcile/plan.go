@@ -88,6 +88,10 @@ type Change struct {
 	// Why, if set, says why the change is needed where that is not plain
 	// from the file (a pin left by a killed run, ...). Shown in the plan.
 	Why string `json:"why,omitempty"`
+	// Restore, on a sysctl change, says it puts the value back that the
+	// key had before the lab set it (the file no longer sets it): the
+	// kernel forgets its record of it once written.
+	Restore bool `json:"restore,omitempty"`
 	// IPv6Off, on a namespace create, says IPv6 is turned off in it as it
 	// is made (net.ipv6.conf.{all,default}.disable_ipv6=1), before any
 	// interface exists: the file gives it no IPv6.

@@ -68,6 +68,11 @@ type Namespace struct {
 	// NATTableForeign, in an observed state, says that a table with the
 	// lab's NAT table name is there and is someone else's.
 	NATTableForeign string `json:"nat_table_foreign,omitempty"`
+	// SysctlsBefore, in an observed state, holds what the kernel's record
+	// says the namespace's sysctls were before the lab first set them: a
+	// key the file no longer sets goes back to it (and the namespace's
+	// Sysctls hold its value now).
+	SysctlsBefore map[string]string `json:"sysctls_before,omitempty"`
 	// AltNames, in an observed state, are the interfaces' alternative
 	// names (ip link property add ... altname), each with its interface:
 	// the kernel refuses a new interface by one of those names.

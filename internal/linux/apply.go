@@ -53,10 +53,14 @@ func (k *Kernel) applyNamespace(c *reconcile.Change) error {
 	switch c.Action {
 	case reconcile.Create:
 		if c.Namespace == reconcile.HostNS {
-			_, err := k.EnsureHost()
+			made, err := k.EnsureHost()
+			if made {
+				k.dropRecord(reconcile.HostNS) // a sandbox made anew
+			}
 			return err
 		}
 		k.forget(c.Namespace)
+		k.dropRecord(c.Namespace) // a namespace made anew has nothing to go back to
 		nh, err := createNamed(name, k.mark, c.IPv6Off)
 		if err != nil {
 			return fmt.Errorf("create netns %q: %w", name, err)
@@ -67,6 +71,7 @@ func (k *Kernel) applyNamespace(c *reconcile.Change) error {
 		if err := DeleteNamed(name); err != nil {
 			return fmt.Errorf("delete netns %q: %w", name, err)
 		}
+		k.dropRecord(c.Namespace)
 	default:
 		return fmt.Errorf("netns %q: cannot %s a namespace", name, c.Action)
 	}
@@ -699,11 +704,19 @@ func (k *Kernel) applySysctl(c *reconcile.Change) error {
 		return k.opErr("open", "netns for sysctl", c.Name, c.Namespace, err)
 	}
 	defer k.release(h)
+	if err := k.recordBefore(h, c); err != nil {
+		return k.opErr("note the value before setting", "sysctl", c.Name, c.Namespace, err)
+	}
 	if err := writeSysctl(h.fd, c.Name, c.Value); err != nil {
 		if errors.Is(err, os.ErrNotExist) && c.Value == "1" && slices.Contains(reconcile.IPv6Switch, c.Name) {
 			return nil // a kernel without IPv6: it is off already
 		}
 		return k.opErr("set", "sysctl", c.Name, c.Namespace, err)
+	}
+	if c.Restore {
+		if err := k.forgetBefore(c.Namespace, c.Name); err != nil {
+			return k.opErr("forget the value before", "sysctl", c.Name, c.Namespace, err)
+		}
 	}
 	return nil
 }

@@ -49,6 +49,10 @@ type Kernel struct {
 	mark  string
 	group uint32 // the lab's link group (IFLA_GROUP)
 
+	// recMu guards the records of sysctls before the lab set them
+	// (sysctlrecord.go).
+	recMu sync.Mutex
+
 	mu      sync.Mutex
 	handles map[string]*nsHandle // by short name
 	// retired handles are no longer handed out but may still be in use by
@@ -377,6 +381,7 @@ func (k *Kernel) RemoveHostIfCreated() (bool, error) {
 		return false, nil
 	}
 	k.forget(reconcile.HostNS)
+	k.dropRecord(reconcile.HostNS)
 	return true, DeleteNamed(k.opt.Netns)
 }
 
@@ -587,6 +592,7 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 	s := reconcile.NewState()
 	idx := map[reconcile.Ref]obsLink{}
 	var mu sync.Mutex
+	records := k.recorded()
 	err = parallel(ctx, len(order), 16, func(i int) error {
 		short := order[i]
 		if !names[short] {
@@ -602,7 +608,23 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 				return nil
 			}
 		}
-		ns, veths, err := k.observeNS(short, q.Sysctls[short], q.IPv6Switch[short], q.NAT[short], q.Impair[short])
+		// The keys of the record of what the lab's sysctls were before it
+		// set them are read too: those the file dropped go back.
+		keys, rec := q.Sysctls[short], map[string]string(nil)
+		if records[short] {
+			if rec = k.readRecord(short); len(rec) > 0 {
+				keys = slices.Clone(keys)
+				for key := range rec {
+					if !slices.Contains(keys, key) {
+						keys = append(keys, key)
+					}
+				}
+			}
+		}
+		ns, veths, err := k.observeNS(short, keys, q.IPv6Switch[short], q.NAT[short], q.Impair[short])
+		if ns != nil && len(rec) > 0 {
+			ns.SysctlsBefore = rec
+		}
 		var hp *halfPinError
 		if errors.As(err, &hp) {
 			// A pin with no namespace on it: ours (a run was killed while

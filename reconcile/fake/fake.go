@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"net/netip"
 	"sort"
 	"strings"
@@ -51,6 +52,9 @@ type ns struct {
 	natChains map[string][]string
 	// forwardDrop: foreign chains that drop forwarded packets.
 	forwardDrop []string
+	// before: by owner, the values of the sysctls it set before it first
+	// set them (the record the real kernel keeps under /run).
+	before map[string]map[string]string
 }
 
 type natRule struct {
@@ -132,10 +136,16 @@ func (w *World) Dump(owner string) *reconcile.State {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	s := reconcile.NewState()
-	for name := range w.nss {
+	for name, n := range w.nss {
 		s.Namespaces[name] = w.view(name, owner, nil)
 		for _, l := range s.Namespaces[name].Links {
 			l.MTUSet = false // how it got its MTU, not what it is
+		}
+		// Every sysctl that is not what a new namespace has.
+		for k, v := range n.sysctls {
+			if v != w.fresh(k) {
+				s.Namespaces[name].Sysctls[k] = v
+			}
 		}
 	}
 	return s
@@ -219,6 +229,16 @@ func (w *World) view(name, owner string, keys []string) *reconcile.Namespace {
 	return out
 }
 
+// fresh is what key reads in a new namespace.
+func (w *World) fresh(key string) string {
+	for suffix, v := range w.Defaults {
+		if strings.HasSuffix(key, suffix) {
+			return v
+		}
+	}
+	return defaultSysctl(key)
+}
+
 func (w *World) sysctl(nsName, key string) (string, bool) {
 	n := w.nss[nsName]
 	if v, ok := n.sysctls[key]; ok {
@@ -256,6 +276,18 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 	}
 	if s.Namespaces[reconcile.HostNS] == nil {
 		s.Namespaces[reconcile.HostNS] = k.W.view(reconcile.HostNS, k.Owner, q.Sysctls[reconcile.HostNS])
+	}
+	// The record of what the owner's sysctls were before it set them, and
+	// the keys in it read too.
+	for name, out := range s.Namespaces {
+		if rec := k.W.nss[name].before[k.Owner]; len(rec) > 0 {
+			out.SysctlsBefore = maps.Clone(rec)
+			for key := range rec {
+				if v, ok := k.W.sysctl(name, key); ok {
+					out.Sysctls[key] = v
+				}
+			}
+		}
 	}
 	return s, nil
 }
@@ -325,6 +357,12 @@ func (w *World) snapshot() map[string]*ns {
 			c.natChains[ck] = append([]string(nil), ids...)
 		}
 		c.forwardDrop = n.forwardDrop
+		for owner, rec := range n.before {
+			if c.before == nil {
+				c.before = map[string]map[string]string{}
+			}
+			c.before[owner] = maps.Clone(rec)
+		}
 		out[name] = c
 	}
 	// Swap: the live map becomes the working copy; saved is returned.
@@ -530,8 +568,23 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 			n.routes[r.Key()] = r
 		}
 	case reconcile.KindSysctl:
-		if _, ok := w.sysctl(c.Namespace, c.Name); !ok {
+		was, ok := w.sysctl(c.Namespace, c.Name)
+		if !ok {
 			return errf(syscall.ENOENT, "sysctl %s", c.Name)
+		}
+		// The record: what a key was before its owner first set it, gone
+		// once it is put back.
+		switch _, noted := n.before[k.Owner][c.Name]; {
+		case c.Restore:
+			delete(n.before[k.Owner], c.Name)
+		case !noted:
+			if n.before == nil {
+				n.before = map[string]map[string]string{}
+			}
+			if n.before[k.Owner] == nil {
+				n.before[k.Owner] = map[string]string{}
+			}
+			n.before[k.Owner][c.Name] = was
 		}
 		n.sysctls[c.Name] = c.Value
 		w.ipv6Switched(n, c.Name, c.Value)

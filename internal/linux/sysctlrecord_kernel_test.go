@@ -1,0 +1,105 @@
+package linux
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/netplan-lab/netplan-lab/reconcile"
+)
+
+// TestSysctlDroppedFromTheFileGoesBack: a sysctl the file no longer sets
+// goes back to what it was before the lab set it (an outside audit: it
+// stayed, and plan said "No changes"), in a lab namespace, on an
+// interface and in the sandbox; the record of those values goes with
+// them, and with the namespaces.
+func TestSysctlDroppedFromTheFileGoesBack(t *testing.T) {
+	k := kernelFor(t, "sback")
+	ctx := context.Background()
+	links := "links:\n  - a: {namespace: c1, name: eth0, addresses: [10.9.0.2/24]}\n    b: {namespace: host, name: v0, addresses: [10.9.0.1/24]}\n"
+	with := "name: sback\nnamespaces:\n  host:\n    sysctls: {net.ipv4.ip_forward: \"1\"}\n  c1:\n    sysctls: {net.ipv4.ip_forward: \"1\", net.ipv4.conf.eth0.accept_local: \"1\"}\n" + links
+	without := "name: sback\nnamespaces:\n  c1: {}\n" + links
+	read := func(short, key string) string {
+		h, err := k.handle(short)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer k.release(h)
+		v, err := readSysctls(h.fd, []string{key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v[key]
+	}
+	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, without), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := map[string]string{}
+	for _, sk := range []string{"host net.ipv4.ip_forward", "c1 net.ipv4.ip_forward", "c1 net.ipv4.conf.eth0.accept_local"} {
+		short, key, _ := strings.Cut(sk, " ")
+		before[sk] = read(short, key)
+		if before[sk] == "1" {
+			t.Fatalf("%s is 1 before the lab sets it", sk)
+		}
+	}
+	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, with), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for sk := range before {
+		short, key, _ := strings.Cut(sk, " ")
+		if v := read(short, key); v != "1" {
+			t.Fatalf("%s: %q after the lab set it", sk, v)
+		}
+	}
+	if _, err := os.Stat(k.recordFile("c1")); err != nil {
+		t.Fatalf("no record for c1: %v", err)
+	}
+	res, err := reconcile.Reconcile(ctx, k, desiredOf(t, without), reconcile.ExecOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	restores := 0
+	for _, c := range res.Plan.Changes {
+		if c.Restore {
+			restores++
+		}
+	}
+	if restores != 3 {
+		t.Errorf("want 3 sysctls put back, plan:\n%v", res.Plan)
+	}
+	for sk, v := range before {
+		short, key, _ := strings.Cut(sk, " ")
+		if now := read(short, key); now != v {
+			t.Errorf("%s: %q, want %q back", sk, now, v)
+		}
+	}
+	for _, short := range []string{"c1", reconcile.HostNS} {
+		if _, err := os.Stat(k.recordFile(short)); !os.IsNotExist(err) {
+			t.Errorf("the record of %s stays: %v", short, err)
+		}
+	}
+	obs, err := k.Observe(ctx, reconcile.QueryFor(desiredOf(t, without)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := reconcile.Diff(desiredOf(t, without), obs); !p.Empty() {
+		t.Fatalf("after going back:\n%v", p)
+	}
+	// Set again, then the namespace goes: its record with it.
+	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, with), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, "name: sback\n"), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(k.recordFile("c1")); !os.IsNotExist(err) {
+		t.Errorf("the record of c1 stays after c1 went: %v", err)
+	}
+	if v := read(reconcile.HostNS, "net.ipv4.ip_forward"); v != before["host net.ipv4.ip_forward"] {
+		t.Errorf("host's ip_forward %q after the file dropped it", v)
+	}
+	if _, err := os.Stat(k.recordDir()); !os.IsNotExist(err) {
+		t.Errorf("the lab's record directory stays: %v", err)
+	}
+}
