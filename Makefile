@@ -53,6 +53,8 @@ clean-check:
 	if [ -n "$$left" ]; then echo "tests left namespaces behind: $$left"; exit 1; fi; \
 	left=$$(ls /etc/netns 2>/dev/null | grep -E '^(npl-test-|npl-bench-|npl-lt-|t[0-9a-f]{4}-|lt[0-9a-f]{6}-)' || true); \
 	if [ -n "$$left" ]; then echo "tests left hosts files behind under /etc/netns: $$left"; exit 1; fi; \
+	left=$$(ls /run/netplan-lab/sysctls 2>/dev/null | grep -E '^(npl-test-|npl-bench-|npl-lt-)' || true); \
+	if [ -n "$$left" ]; then echo "tests left sysctl records behind under /run/netplan-lab/sysctls: $$left"; exit 1; fi; \
 	for d in /etc/netns/.netplan-lab/*; do \
 		[ -e "$$d" ] || continue; \
 		if [ -z "$$(find /etc/netns -maxdepth 1 -lname ".netplan-lab/$${d##*/}")" ]; then echo "a lab's shared hosts file with no namespace left: $$d"; exit 1; fi; \

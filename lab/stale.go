@@ -193,6 +193,7 @@ func removeNamespaces(sandbox, prefix string) {
 		linux.DeleteNamed(n)
 		removeStaleHosts(n)
 	}
+	linux.ForgetSandboxRecords(sandbox)
 }
 
 // removeStaleHosts removes the hosts file a lab wrote for namespace name:

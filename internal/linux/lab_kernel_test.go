@@ -45,6 +45,10 @@ func kernelFor(t *testing.T, name string) *Kernel {
 		if _, err := k.RemoveHostIfCreated(); err != nil {
 			t.Error(err)
 		}
+		if _, err := os.Stat(k.recordDir()); err == nil {
+			t.Errorf("destroy left the lab's sysctl records: %s", k.recordDir())
+		}
+		ForgetSandboxRecords("npl-test-" + id)
 		k.Close()
 		_ = DeleteNamed("npl-test-" + id)
 		if left, _ := ListNamed("t" + id + "-"); len(left) > 0 {

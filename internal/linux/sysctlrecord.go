@@ -16,6 +16,14 @@ import (
 // sandbox and lab; a namespace made or removed takes its file with it.
 var SysctlRecordDir = "/run/netplan-lab/sysctls"
 
+// ForgetSandboxRecords removes the records of every lab in sandbox: it
+// is gone, and what was noted of its namespaces with it.
+func ForgetSandboxRecords(sandbox string) {
+	if sandbox != "" {
+		os.RemoveAll(filepath.Join(SysctlRecordDir, sandbox))
+	}
+}
+
 // recordDir is this lab's directory of records.
 func (k *Kernel) recordDir() string {
 	sandbox := k.opt.Netns
