@@ -76,7 +76,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.netns, "netns", "", "namespace that plays \"host\" (/run/netns/NAME; created if missing)")
+	pf.StringVar(&g.netns, "netns", "", "namespace that plays \"host\" (/run/netns/NAME; apply creates it if missing, no other command does)")
 	pf.StringVar(&g.prefix, "prefix", "", "prefix for every namespace the topology creates (overrides the file's prefix)")
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log what is done on stderr")
