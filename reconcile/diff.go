@@ -3,6 +3,7 @@ package reconcile
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -930,6 +931,61 @@ func through(ns *Namespace, r *Route) string {
 	return found
 }
 
+// gatewayReached reports whether the gateway of route wr, to be added in
+// host, is on a subnet host will have: of the lab's interfaces there, or
+// of someone else's (which validate cannot see); if not, it is a
+// conflict (the kernel: "network is unreachable", half-way through an
+// apply: an outside audit's find).
+func (d *differ) gatewayReached(w, h *Namespace, wr *Route) bool {
+	if wr.Via == "" || wr.OnLink {
+		return true
+	}
+	gw, err := netip.ParseAddr(wr.Via)
+	if err != nil || gw.IsLinkLocalUnicast() && wr.Dev != "" {
+		return true
+	}
+	var have []string
+	on := func(addrs []string) bool {
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a); err == nil && p.Addr().Is4() == gw.Is4() {
+				if p.Masked().Contains(gw) {
+					return true
+				}
+				have = append(have, p.Masked().String())
+			}
+		}
+		return false
+	}
+	for _, ln := range sortedKeys(w.Links) {
+		if l := w.Links[ln]; l.Owned && (wr.Dev == "" || wr.Dev == ln) && on(l.Addresses) {
+			return true
+		}
+	}
+	if h != nil {
+		for _, ln := range sortedKeys(h.Links) {
+			l := h.Links[ln]
+			if wr.Dev != "" && wr.Dev != ln || d.gone[Ref{HostNS, ln}] {
+				continue
+			}
+			if !l.Owned && on(l.Addresses) || on(l.Foreign) {
+				return true
+			}
+		}
+	}
+	where := "namespace host"
+	if wr.Dev != "" {
+		where = "interface " + wr.Dev + " in namespace host"
+	}
+	d.conflict("route %s via %s: the gateway is on no subnet of %s (it has %s): give an interface an address in its subnet, or say dev: and onlink: true",
+		wr.Dst, wr.Via, where, orNone(strings.Join(slices.Compact(sortedStrings(have)), ", ")))
+	return false
+}
+
+func sortedStrings(s []string) []string {
+	sort.Strings(s)
+	return s
+}
+
 func (d *differ) routes(name string) {
 	w := d.want.Namespaces[name]
 	h := d.have.NS(name)
@@ -951,6 +1007,9 @@ func (d *differ) routes(name string) {
 			continue
 		}
 		hr := have[k]
+		if name == HostNS && (hr == nil || hr.Via != wr.Via) && !d.gatewayReached(w, h, wr) {
+			continue // a conflict: validate cannot tell in host, which has more than the file
+		}
 		if dev := through(w, wr); dev != "" && w.Links[dev] != nil && !w.Links[dev].Up {
 			// Dormant: the kernel holds no route through a down link; it
 			// is added when the link comes up.

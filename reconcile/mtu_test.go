@@ -188,3 +188,21 @@ func TestSysctlDroppedFromTheFile(t *testing.T) {
 		t.Fatalf("want only ip_forward put back, got:\n%v", p)
 	}
 }
+
+// TestHostGatewayOnNoSubnet: a route in host via a gateway on no subnet
+// host has (the lab's interfaces there, someone else's) is a conflict of
+// the plan: validate cannot tell in host, and the kernel refused it
+// half-way through an apply (an outside audit's find).
+func TestHostGatewayOnNoSubnet(t *testing.T) {
+	route := "name: lab\nnamespaces:\n  host:\n    routes: [{to: 172.30.0.0/16, via: 192.0.2.1}]\nbridges:\n  - {name: br0, addresses: [10.0.0.1/24]}\n"
+	k := fake.New("lab")
+	refusedWhole(t, k, parse(t, route),
+		"route 172.30.0.0/16 via 192.0.2.1: the gateway is on no subnet of namespace host (it has 10.0.0.0/24): give an interface an address in its subnet, or say dev: and onlink: true")
+	// Someone else's interface on its subnet: fine.
+	k = fake.New("lab")
+	k.W.AddForeignLink("host", &reconcile.Link{Name: "up0", Kind: "device", Up: true, MTU: 1500, Addresses: []string{"192.0.2.9/24"}})
+	apply(t, k, parse(t, route))
+	if p := plan(t, k, parse(t, route)); !p.Empty() || len(p.Conflicts) > 0 {
+		t.Fatalf("after apply:\n%v", p)
+	}
+}
