@@ -38,7 +38,7 @@ func TestWatchLoopOnFakeKernel(t *testing.T) {
 	done := make(chan error)
 	go func() {
 		done <- watch.Run(ctx, watch.Config{
-			File: file, Kernel: k, Events: ev, Debounce: 50 * time.Millisecond, KernelDebounce: 10 * time.Millisecond, Resync: time.Hour,
+			File: file, Kernel: k, Events: ev, Debounce: 300 * time.Millisecond, KernelDebounce: 10 * time.Millisecond, Resync: time.Hour,
 			Report: rec.Report,
 		})
 	}()
@@ -60,7 +60,7 @@ func TestWatchLoopOnFakeKernel(t *testing.T) {
 	if len(e.Changes) != 2 || !strings.Contains(strings.Join(e.Changes, "\n"), "+ address 10.0.0.") {
 		t.Fatalf("applied: %+v", e)
 	}
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
 	if applies := rec.Count("applied"); applies != 2 {
 		t.Fatalf("%d applies for one burst", applies-1)
 	}
