@@ -370,7 +370,7 @@ func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*R
 		return res, &ConflictError{plan.Conflicts}
 	}
 	if plan.Empty() {
-		return res, nil
+		return res, keepRecords(k, desired)
 	}
 	start = time.Now()
 	if err := k.Preflight(ctx, plan); err != nil {
@@ -404,6 +404,9 @@ func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*R
 		res.NotReady = w.WaitReady(ctx, ReadyWait)
 		stage("links running", 0, start)
 	}
+	if err := keepRecords(k, desired); err != nil {
+		return res, err
+	}
 	// What the kernel did by itself is done now too: say so, unless it
 	// did not, and finish did it (and said so).
 	done := map[changeKey]bool{}
@@ -418,6 +421,24 @@ func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*R
 		}
 	}
 	return res, nil
+}
+
+// SysctlRecords is what a Kernel that notes the sysctls the lab set
+// (their values before, Namespace.SysctlsBefore) offers: once the kernel
+// is as desired, the note of every key desired does not set goes. Such a
+// key was put back, or had its value before anyway (set by hand since,
+// or a run killed before it wrote): the lab lets it be from then on.
+type SysctlRecords interface {
+	KeepRecords(desired *State) error
+}
+
+func keepRecords(k Kernel, desired *State) error {
+	if r, ok := k.(SysctlRecords); ok {
+		if err := r.KeepRecords(desired); err != nil {
+			return fmt.Errorf("forget the sysctls the lab no longer sets: %w", err)
+		}
+	}
+	return nil
 }
 
 // ExactSysctls is what a Kernel that infers a namespace's IPv6 switch

@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"fmt"
+	"github.com/netplan-lab/netplan-lab/topology"
 	"net/netip"
 	"slices"
 	"sort"
@@ -1094,13 +1095,30 @@ func (d *differ) sysctls(name string) {
 	// A key the lab set that the file no longer sets goes back to what it
 	// was before (the kernel's record says what).
 	if h != nil && !made {
+		// An interface renamed in place keeps its settings: a key of its
+		// old name is put back under its new one.
+		renamedTo := map[string]string{}
+		for ref, c := range d.renamed {
+			if ref.NS == name && c.OldName != "" {
+				renamedTo[c.OldName] = ref.Name
+			}
+		}
 		for _, k := range sortedKeys(h.SysctlsBefore) {
-			if _, wanted := w.Sysctls[k]; wanted || (InterfaceSysctl(k) && !d.staysAsIs(Ref{name, sysctlIface(k)})) {
-				continue
+			key := k
+			if InterfaceSysctl(k) {
+				ifname := sysctlIface(k)
+				if to, ok := renamedTo[ifname]; ok {
+					key = withIface(k, to)
+				} else if !d.staysAsIs(Ref{name, ifname}) {
+					continue // gone, or a new interface: it starts from the defaults
+				}
+			}
+			if _, wanted := w.Sysctls[key]; wanted || h.SysctlsShared[k] {
+				continue // wanted still, or by another lab here
 			}
 			cur, ok := h.Sysctls[k]
 			if before := h.SysctlsBefore[k]; ok && NormaliseSysctl(cur) != NormaliseSysctl(before) {
-				out = append(out, &Change{Action: Update, Kind: KindSysctl, Namespace: name, Name: k, Value: NormaliseSysctl(before), OldValue: cur,
+				out = append(out, &Change{Action: Update, Kind: KindSysctl, Namespace: name, Name: key, Value: NormaliseSysctl(before), OldValue: cur,
 					Restore: true, Why: "no longer in the file: back to what it was before the lab set it"})
 			}
 		}
@@ -1133,6 +1151,16 @@ func (d *differ) sysctls(name string) {
 	for _, c := range out {
 		d.add(c)
 	}
+}
+
+// withIface is interface sysctl key k for interface ifname instead.
+func withIface(k, ifname string) string {
+	parts := strings.SplitN(k, ".", 5)
+	if len(parts) < 5 {
+		return k
+	}
+	parts[3] = topology.SysctlKeyName(ifname)
+	return strings.Join(parts, ".")
 }
 
 // staysAsIs reports whether interface ref is there now and is the same

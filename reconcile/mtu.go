@@ -183,8 +183,7 @@ func inheritsFrom(ref Ref, l *Link) (from *Ref, how string, head int) {
 
 // bridgeMTUAfter: the kernel keeps a bridge's MTU at its ports' smallest
 // (1500 without ports) until it is set: by the lab (its mark says so) or
-// by hand (seen where it differs from its ports' smallest now; a bridge
-// set by hand that has no ports yet is not told apart).
+// by hand (seen where it differs from that now).
 func (d *differ) bridgeMTUAfter(ref Ref, hl *Link, depth int) mtu {
 	if hl != nil && hl.MTUSet {
 		return mtu{mtu: hl.MTU, ok: true}
@@ -199,8 +198,10 @@ func (d *differ) bridgeMTUAfter(ref Ref, hl *Link, depth int) mtu {
 				nowPorts++
 			}
 		}
-		if nowPorts > 0 && hl.MTU != nowMin {
-			return mtu{mtu: hl.MTU, ok: true} // set by hand: kept
+		// Following its ports it would be at their smallest, or at 1500
+		// without any: otherwise it was set by hand, and keeps it.
+		if nowPorts > 0 && hl.MTU != nowMin || nowPorts == 0 && hl.MTU != 1500 {
+			return mtu{mtu: hl.MTU, ok: true}
 		}
 	}
 	best, port := 0, ""

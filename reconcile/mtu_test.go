@@ -206,3 +206,77 @@ func TestHostGatewayOnNoSubnet(t *testing.T) {
 		t.Fatalf("after apply:\n%v", p)
 	}
 }
+
+// TestSysctlNotesFollowTheLab (an outside audit's finds): a note of a key
+// the file dropped goes once the kernel is as the file says (a value put
+// back by hand is then left alone); a key of an interface renamed in
+// place goes back under its new name; two labs of one sandbox setting
+// one host key: the first to let it go leaves it to the other, and the
+// last puts back the value from before either.
+func TestSysctlNotesFollowTheLab(t *testing.T) {
+	const ttl = "net.ipv4.ip_default_ttl"
+	lab := func(name, v string) string {
+		s := "name: " + name + "\n"
+		if v != "" {
+			s += "namespaces:\n  host:\n    sysctls: {" + ttl + ": \"" + v + "\"}\n"
+		}
+		return s
+	}
+	k := fake.New("a")
+	k.W.SetSysctl("host", ttl, "64")
+	apply(t, k, parse(t, lab("a", "100")))
+	k.W.SetSysctl("host", ttl, "64") // back by hand
+	apply(t, k, parse(t, lab("a", "")))
+	k.W.SetSysctl("host", ttl, "80") // someone's own
+	if p := plan(t, k, parse(t, lab("a", ""))); !p.Empty() {
+		t.Fatalf("a key the lab let go is touched again:\n%v", p)
+	}
+
+	// Renamed in place.
+	src := "name: r\nnamespaces:\n  c1: {sysctls: {net.ipv4.conf.eth0.rp_filter: \"0\"}}\nlinks:\n  - a: {namespace: c1, name: eth0}\n    b: {namespace: host, name: v0}\n"
+	k = fake.New("r")
+	apply(t, k, parse(t, src))
+	renamed := strings.Replace(strings.Replace(src, "{sysctls: {net.ipv4.conf.eth0.rp_filter: \"0\"}}", "{}", 1), "name: eth0}", "name: eth9}", 1)
+	res := apply(t, k, parse(t, renamed))
+	if !strings.Contains(res.Plan.String(), `~   sysctl net.ipv4.conf.eth9.rp_filter: "0" -> "2" (no longer in the file: back to what it was before the lab set it)`) {
+		t.Fatalf("want the key put back under the new name:\n%v", res.Plan)
+	}
+	if p := plan(t, k, parse(t, renamed)); !p.Empty() {
+		t.Fatalf("after:\n%v", p)
+	}
+
+	// Two labs, one sandbox.
+	w := fake.NewWorld()
+	a, b := &fake.Kernel{W: w, Owner: "a"}, &fake.Kernel{W: w, Owner: "b"}
+	w.SetSysctl("host", ttl, "64")
+	apply(t, a, parse(t, lab("a", "100")))
+	apply(t, b, parse(t, lab("b", "200")))
+	if p := apply(t, a, parse(t, lab("a", ""))).Plan; !p.Empty() {
+		t.Fatalf("the first lab to let it go changed it:\n%v", p)
+	}
+	if p := plan(t, b, parse(t, lab("b", "200"))); !p.Empty() {
+		t.Fatalf("the other lab drifted:\n%v", p)
+	}
+	p := apply(t, b, parse(t, lab("b", ""))).Plan
+	if len(p.Changes) != 1 || p.Changes[0].Value != "64" {
+		t.Fatalf("the last lab to let it go: want it back to 64, got:\n%v", p)
+	}
+}
+
+// TestIPv6OnABridgeSetByHandWithoutPorts: a bridge without ports is at
+// 1500 unless set by hand: one at 1200 keeps it when it gets a port.
+func TestIPv6OnABridgeSetByHandWithoutPorts(t *testing.T) {
+	const c1 = "name: lab\nnamespaces:\n  c1: {}\n"
+	k := fake.New("lab")
+	apply(t, k, parse(t, c1+"bridges:\n  - {name: br0}\n"))
+	obs, err := k.Observe(context.Background(), reconcile.QueryFor(parse(t, c1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs.Namespaces["host"].Links["br0"].MTU = 1200 // as `ip link set br0 mtu 1200` leaves it
+	want := parse(t, c1+"bridges:\n  - {name: br0, addresses: [\"fd84::1/64\"]}\nlinks:\n  - a: {namespace: c1, name: eth0}\n    b: {namespace: host, name: p0, bridge: br0}\n")
+	p := reconcile.Diff(want, obs)
+	if len(p.Conflicts) != 1 || !strings.Contains(p.Conflicts[0], `"br0" has 1200`) {
+		t.Fatalf("want the conflict, got %q", p.Conflicts)
+	}
+}

@@ -73,6 +73,10 @@ type Namespace struct {
 	// key the file no longer sets goes back to it (and the namespace's
 	// Sysctls hold its value now).
 	SysctlsBefore map[string]string `json:"sysctls_before,omitempty"`
+	// SysctlsShared, in an observed host, holds the keys another lab of
+	// the sandbox set too: one this lab lets go stays as it is for that
+	// lab, which puts it back when it lets it go.
+	SysctlsShared map[string]bool `json:"sysctls_shared,omitempty"`
 	// AltNames, in an observed state, are the interfaces' alternative
 	// names (ip link property add ... altname), each with its interface:
 	// the kernel refuses a new interface by one of those names.

@@ -625,6 +625,14 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		if ns != nil && len(rec) > 0 {
 			ns.SysctlsBefore = rec
 		}
+		if ns != nil && short == reconcile.HostNS {
+			for key := range k.siblingsNoted(short) {
+				if ns.SysctlsShared == nil {
+					ns.SysctlsShared = map[string]bool{}
+				}
+				ns.SysctlsShared[key] = true
+			}
+		}
 		var hp *halfPinError
 		if errors.As(err, &hp) {
 			// A pin with no namespace on it: ours (a run was killed while

@@ -264,3 +264,36 @@ func TestVethEndTakesItsPeersMTU(t *testing.T) {
 		}
 	}
 }
+
+// TestLowerUnder1280AndDropIPv6: an edit that takes a link under 1280 and
+// its IPv6 address away at once applies (the kernel drops the address
+// with the MTU, and its delete then finds IPv6 gone from the link: done);
+// a bridge without ports set to 1200 by hand keeps it, and IPv6 there is
+// a conflict (outside audits' finds).
+func TestLowerUnder1280AndDropIPv6(t *testing.T) {
+	k := kernelFor(t, "low6")
+	ctx := context.Background()
+	v1 := "name: low6\nnamespaces:\n  c1: {}\nlinks:\n  - a: {namespace: c1, name: eth0, addresses: [10.8.0.2/24, \"fd85::1/64\"]}\n    b: {namespace: host, name: v0}\n    mtu: 1300\n"
+	v2 := strings.Replace(strings.Replace(v1, `, "fd85::1/64"`, "", 1), "mtu: 1300", "mtu: 1200", 1)
+	for _, f := range []string{v1, v2} {
+		if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, f), reconcile.ExecOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := "name: low6\nnamespaces:\n  c1: {}\nbridges:\n  - {name: br9}\n"
+	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, base), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h := netlinkIn(t, k, reconcile.HostNS)
+	br, err := h.LinkByName("br9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetMTU(br, 1200); err != nil {
+		t.Fatal(err)
+	}
+	_, err = reconcile.Reconcile(ctx, k, desiredOf(t, "name: low6\nnamespaces:\n  c1: {}\nbridges:\n  - {name: br9, addresses: [\"fd84::1/64\"]}\nlinks:\n  - a: {namespace: c1, name: e1}\n    b: {namespace: host, name: p1, bridge: br9}\n"), reconcile.ExecOptions{})
+	if !errors.Is(err, reconcile.ErrConflict) || !strings.Contains(err.Error(), `"br9" has 1200`) {
+		t.Fatalf("want the conflict, got %v", err)
+	}
+}

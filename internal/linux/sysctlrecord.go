@@ -92,8 +92,10 @@ func (k *Kernel) writeRecord(short string, rec map[string]string) error {
 
 // noteBefore records value as what key was in namespace short before the
 // lab set it, unless a value is recorded already (the first is the one
-// to go back to). It is written before the sysctl is: a run killed in
-// between leaves a record of the value the key still has.
+// to go back to), or another lab of the sandbox noted the key in host:
+// then its value, the one from before either lab set it. It is written
+// before the sysctl is: a run killed in between leaves a record of the
+// value the key still has.
 func (k *Kernel) noteBefore(short, key, value string) error {
 	k.recMu.Lock()
 	defer k.recMu.Unlock()
@@ -104,8 +106,42 @@ func (k *Kernel) noteBefore(short, key, value string) error {
 	if rec == nil {
 		rec = map[string]string{}
 	}
+	if v, ok := k.siblingsNoted(short)[key]; ok {
+		value = v
+	}
 	rec[key] = value
 	return k.writeRecord(short, rec)
+}
+
+// siblingsNoted is what the other labs of the sandbox noted of host's
+// sysctls (a lab namespace is one lab's alone: nothing). Labs share the
+// sandbox, and so its sysctls: the first to set a key noted its value
+// before, and the last to let it go puts it back.
+func (k *Kernel) siblingsNoted(short string) map[string]string {
+	if short != reconcile.HostNS {
+		return nil
+	}
+	dirs, err := os.ReadDir(filepath.Dir(k.recordDir()))
+	if err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, d := range dirs {
+		if !d.IsDir() || d.Name() == filepath.Base(k.recordDir()) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(k.recordDir()), d.Name(), reconcile.HostNS+".json"))
+		if err != nil {
+			continue
+		}
+		rec := map[string]string{}
+		if json.Unmarshal(b, &rec) == nil {
+			for key, v := range rec {
+				out[key] = v
+			}
+		}
+	}
+	return out
 }
 
 // forgetBefore drops key from namespace short's record (it was put back).
@@ -126,6 +162,33 @@ func (k *Kernel) dropRecord(short string) {
 	k.recMu.Lock()
 	defer k.recMu.Unlock()
 	_ = k.writeRecord(short, nil)
+}
+
+// KeepRecords implements reconcile.SysctlRecords: after a run that left
+// the kernel as desired, only the notes of keys desired sets stay.
+func (k *Kernel) KeepRecords(desired *reconcile.State) error {
+	k.recMu.Lock()
+	defer k.recMu.Unlock()
+	for short := range k.recorded() {
+		rec := k.readRecord(short)
+		var want map[string]string
+		if ns := desired.NS(short); ns != nil {
+			want = ns.Sysctls
+		}
+		changed := false
+		for key := range rec {
+			if _, ok := want[key]; !ok {
+				delete(rec, key)
+				changed = true
+			}
+		}
+		if changed || len(rec) == 0 {
+			if err := k.writeRecord(short, rec); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // recordBefore, before a sysctl change writes a key the file sets, notes

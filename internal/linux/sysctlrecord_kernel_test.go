@@ -103,3 +103,73 @@ func TestSysctlDroppedFromTheFileGoesBack(t *testing.T) {
 		t.Errorf("the lab's record directory stays: %v", err)
 	}
 }
+
+// TestSysctlNotesAgainstTheKernel (an outside audit's finds, on the real
+// kernel): a key of an interface renamed in place goes back under its new
+// name; two labs of one sandbox setting one host key leave it to each
+// other, and the last puts back the value from before either.
+func TestSysctlNotesAgainstTheKernel(t *testing.T) {
+	k := kernelFor(t, "snote")
+	ctx := context.Background()
+	read := func(k *Kernel, short, key string) string {
+		h, err := k.handle(short)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer k.release(h)
+		v, err := readSysctls(h.fd, []string{key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v[key]
+	}
+	src := "name: snote\nnamespaces:\n  c1: {sysctls: {net.ipv4.conf.eth0.rp_filter: \"2\"}}\nlinks:\n  - a: {namespace: c1, name: eth0}\n    b: {namespace: host, name: v0}\n"
+	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, strings.Replace(src, `{sysctls: {net.ipv4.conf.eth0.rp_filter: "2"}}`, "{}", 1)), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := read(k, "c1", "net.ipv4.conf.eth0.rp_filter")
+	if before == "2" {
+		t.Fatal("rp_filter is 2 before the lab sets it")
+	}
+	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, src), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	renamed := strings.Replace(strings.Replace(src, `{sysctls: {net.ipv4.conf.eth0.rp_filter: "2"}}`, "{}", 1), "name: eth0}", "name: eth9}", 1)
+	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, renamed), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if v := read(k, "c1", "net.ipv4.conf.eth9.rp_filter"); v != before {
+		t.Errorf("eth9 (eth0 renamed) rp_filter %q, want %q back", v, before)
+	}
+
+	// A second lab in the same sandbox.
+	k2 := New(Options{Name: "snote2", Prefix: k.opt.Prefix + "b-", Netns: k.opt.Netns})
+	t.Cleanup(func() {
+		if _, err := reconcile.Reconcile(context.Background(), k2, reconcile.Nothing(), reconcile.ExecOptions{}); err != nil {
+			t.Errorf("destroy the second lab: %v", err)
+		}
+		k2.Close()
+	})
+	const ttl = "net.ipv4.ip_default_ttl"
+	orig := read(k, reconcile.HostNS, ttl)
+	host := func(name, v string) *reconcile.State {
+		s := "name: " + name + "\n"
+		if v != "" {
+			s += "namespaces:\n  host:\n    sysctls: {" + ttl + ": \"" + v + "\"}\n"
+		}
+		return desiredOf(t, s)
+	}
+	for _, step := range []struct {
+		k    *Kernel
+		name string
+		v    string
+		want string
+	}{{k, "snote", "100", "100"}, {k2, "snote2", "200", "200"}, {k, "snote", "", "200"}, {k2, "snote2", "", orig}} {
+		if _, err := reconcile.Reconcile(ctx, step.k, host(step.name, step.v), reconcile.ExecOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if v := read(k, reconcile.HostNS, ttl); v != step.want {
+			t.Fatalf("%s sets %q: ttl %q, want %q", step.name, step.v, v, step.want)
+		}
+	}
+}

@@ -280,6 +280,17 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 	// The record of what the owner's sysctls were before it set them, and
 	// the keys in it read too.
 	for name, out := range s.Namespaces {
+		for owner, rec := range k.W.nss[name].before {
+			if owner == k.Owner || name != reconcile.HostNS {
+				continue
+			}
+			for key := range rec {
+				if out.SysctlsShared == nil {
+					out.SysctlsShared = map[string]bool{}
+				}
+				out.SysctlsShared[key] = true
+			}
+		}
 		if rec := k.W.nss[name].before[k.Owner]; len(rec) > 0 {
 			out.SysctlsBefore = maps.Clone(rec)
 			for key := range rec {
@@ -290,6 +301,25 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		}
 	}
 	return s, nil
+}
+
+// KeepRecords implements reconcile.SysctlRecords.
+func (k *Kernel) KeepRecords(desired *reconcile.State) error {
+	k.W.mu.Lock()
+	defer k.W.mu.Unlock()
+	for name, n := range k.W.nss {
+		rec := n.before[k.Owner]
+		var want map[string]string
+		if ns := desired.NS(name); ns != nil {
+			want = ns.Sysctls
+		}
+		for key := range rec {
+			if _, ok := want[key]; !ok {
+				delete(rec, key)
+			}
+		}
+	}
+	return nil
 }
 
 // Preflight implements reconcile.Kernel.
@@ -583,6 +613,11 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 			}
 			if n.before[k.Owner] == nil {
 				n.before[k.Owner] = map[string]string{}
+			}
+			for owner, rec := range n.before {
+				if v, ok := rec[c.Name]; ok && owner != k.Owner && c.Namespace == reconcile.HostNS {
+					was = v // another lab set it first: its value from before
+				}
 			}
 			n.before[k.Owner][c.Name] = was
 		}
