@@ -404,6 +404,9 @@ func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*R
 		res.NotReady = w.WaitReady(ctx, ReadyWait)
 		stage("links running", 0, start)
 	}
+	if a, ok := k.(Announcer); ok {
+		a.Announce(ctx, plan)
+	}
 	if err := keepRecords(k, desired); err != nil {
 		return res, err
 	}
@@ -421,6 +424,12 @@ func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*R
 		}
 	}
 	return res, nil
+}
+
+// Announcer is what a Kernel that can tell neighbours of links with new
+// MACs offers: called once the links are running (linux: gratuitous ARP).
+type Announcer interface {
+	Announce(ctx context.Context, p *Plan)
 }
 
 // SysctlRecords is what a Kernel that notes the sysctls the lab set

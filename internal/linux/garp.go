@@ -1,0 +1,108 @@
+package linux
+
+import (
+	"context"
+	"encoding/binary"
+	"net"
+	"net/netip"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/netplan-lab/netplan-lab/reconcile"
+)
+
+// Announce implements reconcile.Announcer: for every link the plan made,
+// replaced, renamed or gave another MAC, it sends one gratuitous ARP
+// request per IPv4 address the link has, from the link. A neighbour that
+// knew the address at another MAC (a bridge made again under a new name:
+// its MAC comes from its names) then takes the new one at once, instead
+// of after its cache lets the old one go (about 30 s, during which the
+// address does not answer: a new user's audit). Best effort: a link that
+// is not there, or a send that fails, is let be.
+func (k *Kernel) Announce(ctx context.Context, p *reconcile.Plan) {
+	type link struct {
+		name  string
+		addrs []netip.Addr
+	}
+	byNS := map[string][]link{}
+	add := func(ns string, l *reconcile.Link) {
+		if l == nil || !l.Up {
+			return
+		}
+		var v4 []netip.Addr
+		for _, a := range l.Addresses {
+			if pfx, err := netip.ParsePrefix(a); err == nil && pfx.Addr().Is4() {
+				v4 = append(v4, pfx.Addr())
+			}
+		}
+		if len(v4) > 0 {
+			byNS[ns] = append(byNS[ns], link{l.Name, v4})
+		}
+	}
+	for _, c := range p.Changes {
+		if c.Kind != reconcile.KindLink || c.Implicit {
+			continue
+		}
+		moved := c.Action == reconcile.Create || c.Action == reconcile.Replace || c.OldName != ""
+		for _, f := range c.Fields {
+			moved = moved || f.Name == "mac" || f.Name == "name"
+		}
+		if !moved {
+			continue
+		}
+		add(c.Namespace, c.Link)
+		if c.PeerLink != nil && c.Link != nil && c.Link.Peer != nil {
+			add(c.Link.Peer.NS, c.PeerLink)
+		}
+	}
+	for ns, links := range byNS {
+		if ctx.Err() != nil {
+			return
+		}
+		h, err := k.handle(ns)
+		if err != nil {
+			continue
+		}
+		_ = InNetns(h.fd, func() error {
+			fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ARP)))
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			for _, l := range links {
+				ifc, err := net.InterfaceByName(l.name)
+				if err != nil || len(ifc.HardwareAddr) != 6 {
+					continue
+				}
+				to := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: ifc.Index, Halen: 6}
+				copy(to.Addr[:], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+				for _, a := range l.addrs {
+					_ = unix.Sendto(fd, garp(ifc.HardwareAddr, a), 0, to)
+				}
+			}
+			return nil
+		})
+		k.release(h)
+	}
+}
+
+// garp is a gratuitous ARP request for ip from mac, in an Ethernet frame
+// to everyone: sender and target address both ip.
+func garp(mac net.HardwareAddr, ip netip.Addr) []byte {
+	b := make([]byte, 42)
+	copy(b[0:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	copy(b[6:12], mac)
+	binary.BigEndian.PutUint16(b[12:], unix.ETH_P_ARP)
+	binary.BigEndian.PutUint16(b[14:], 1)      // Ethernet
+	binary.BigEndian.PutUint16(b[16:], 0x0800) // IPv4
+	b[18], b[19] = 6, 4
+	binary.BigEndian.PutUint16(b[20:], 1) // request
+	copy(b[22:28], mac)
+	a4 := ip.As4()
+	copy(b[28:32], a4[:])
+	// target hardware address: zeros
+	copy(b[38:42], a4[:])
+	return b
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }

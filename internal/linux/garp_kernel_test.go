@@ -1,0 +1,68 @@
+package linux
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/netplan-lab/netplan-lab/reconcile"
+)
+
+// TestRenamedBridgeIsAnnounced: a bridge renamed in the file is made
+// again, with the MAC of its new name; apply tells the neighbours
+// (gratuitous ARP), so an entry a container had for the gateway at the
+// old MAC takes the new one at once instead of after about 30 s of
+// silence (a new user's audit).
+func TestRenamedBridgeIsAnnounced(t *testing.T) {
+	k := kernelFor(t, "garp")
+	ctx := context.Background()
+	lab := "name: garp\nnamespaces:\n  c1: {}\nbridges:\n  - {name: gbr0, addresses: [10.77.0.1/24]}\nlinks:\n  - a: {namespace: c1, name: eth0, addresses: [10.77.0.2/24]}\n    b: {namespace: host, name: v0, bridge: gbr0}\n"
+	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, lab), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h, c := netlinkIn(t, k, reconcile.HostNS), netlinkIn(t, k, "c1")
+	old, err := h.LinkByName("gbr0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eth0, err := c.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The container knows its gateway, as after a ping.
+	if err := c.NeighSet(&netlink.Neigh{LinkIndex: eth0.Attrs().Index, State: netlink.NUD_REACHABLE, IP: net.ParseIP("10.77.0.1"), HardwareAddr: old.Attrs().HardwareAddr}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, strings.ReplaceAll(lab, "gbr0", "gbr1")), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	br, err := h.LinkByName("gbr1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if br.Attrs().HardwareAddr.String() == old.Attrs().HardwareAddr.String() {
+		t.Fatal("the renamed bridge kept its MAC: nothing to announce")
+	}
+	// The announcement is on its way when apply returns: a moment for c1
+	// to take it (far less than the 30 s without it).
+	seen := ""
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		neighs, err := c.NeighList(eth0.Attrs().Index, netlink.FAMILY_V4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range neighs {
+			if n.IP.String() == "10.77.0.1" {
+				seen = n.HardwareAddr.String()
+			}
+		}
+		if seen == br.Attrs().HardwareAddr.String() {
+			return
+		}
+	}
+	t.Fatalf("c1 still has 10.77.0.1 at %s, the bridge is at %s", seen, br.Attrs().HardwareAddr)
+}
