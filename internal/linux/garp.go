@@ -11,9 +11,9 @@ import (
 	"github.com/netplan-lab/netplan-lab/reconcile"
 )
 
-// Announce implements reconcile.Announcer: for every link the plan made,
-// replaced, renamed or gave another MAC, it sends one gratuitous ARP
-// request per IPv4 address the link has, from the link. A neighbour that
+// Announce implements reconcile.Announcer: for every link the plan
+// replaced, renamed or gave another MAC, and every address the plan moved
+// to a new link, it sends one gratuitous ARP request from the link. A neighbour that
 // knew the address at another MAC (a bridge made again under a new name:
 // its MAC comes from its names) then takes the new one at once, instead
 // of after its cache lets the old one go (about 30 s, during which the
@@ -24,14 +24,29 @@ func (k *Kernel) Announce(ctx context.Context, p *reconcile.Plan) {
 		name  string
 		addrs []netip.Addr
 	}
+	// Addresses this plan takes from a link: one a new link then has
+	// moved (a bridge renamed is deleted and made again), and neighbours
+	// may know it at the old link's MAC. A link new with new addresses
+	// has nobody to tell: a lab made from nothing sends nothing.
+	gone := map[string]bool{}
+	for _, c := range p.Changes {
+		switch {
+		case c.Kind == reconcile.KindLink && c.Action == reconcile.Delete && c.Link != nil:
+			for _, a := range c.Link.Addresses {
+				gone[c.Namespace+" "+a] = true
+			}
+		case c.Kind == reconcile.KindAddress && c.Action == reconcile.Delete:
+			gone[c.Namespace+" "+c.Name] = true
+		}
+	}
 	byNS := map[string][]link{}
-	add := func(ns string, l *reconcile.Link) {
+	add := func(ns string, l *reconcile.Link, all bool) {
 		if l == nil || !l.Up {
 			return
 		}
 		var v4 []netip.Addr
 		for _, a := range l.Addresses {
-			if pfx, err := netip.ParsePrefix(a); err == nil && pfx.Addr().Is4() {
+			if pfx, err := netip.ParsePrefix(a); err == nil && pfx.Addr().Is4() && (all || gone[ns+" "+a]) {
 				v4 = append(v4, pfx.Addr())
 			}
 		}
@@ -40,19 +55,21 @@ func (k *Kernel) Announce(ctx context.Context, p *reconcile.Plan) {
 		}
 	}
 	for _, c := range p.Changes {
-		if c.Kind != reconcile.KindLink || c.Implicit {
+		if c.Kind != reconcile.KindLink || c.Implicit || c.Action == reconcile.Delete {
 			continue
 		}
-		moved := c.Action == reconcile.Create || c.Action == reconcile.Replace || c.OldName != ""
+		// Another MAC where there was a link: every address; a new
+		// link: the addresses that moved to it.
+		all := c.Action == reconcile.Replace || c.OldName != ""
 		for _, f := range c.Fields {
-			moved = moved || f.Name == "mac" || f.Name == "name"
+			all = all || f.Name == "mac" || f.Name == "name"
 		}
-		if !moved {
+		if c.Action != reconcile.Create && !all {
 			continue
 		}
-		add(c.Namespace, c.Link)
+		add(c.Namespace, c.Link, all)
 		if c.PeerLink != nil && c.Link != nil && c.Link.Peer != nil {
-			add(c.Link.Peer.NS, c.PeerLink)
+			add(c.Link.Peer.NS, c.PeerLink, all)
 		}
 	}
 	for ns, links := range byNS {
