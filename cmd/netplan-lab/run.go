@@ -531,6 +531,9 @@ func newApplyCmd(g *globals) *cobra.Command {
 			if wo.watch {
 				return g.watch(cmd.Context(), l, args[0], wo)
 			}
+			if err := g.notWatched(l, "apply"); err != nil {
+				return err
+			}
 			// The --netns sandbox, if missing, is the plan's first change; a
 			// failed apply removes it again.
 			var held applyResult
@@ -563,8 +566,24 @@ func newApplyCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+// notWatched refuses a one-shot apply or destroy of a lab that a watch
+// keeps in line with its file: the watch would undo it at once (a new
+// user's audit: destroy said it was done, and the watch made it all again
+// a second later). Nothing is changed.
+func (g *globals) notWatched(l *lab, verb string) error {
+	if w := linux.Watcher(g.netns, l.Topology.Name, l.Prefix()); w != "" {
+		return &codeError{exitError, fmt.Errorf("%s keeps this lab in line with its file and would undo this %s: stop it first (Ctrl-C; --destroy-on-exit takes the lab down with it), or edit the file it watches; nothing was changed", w, verb)}
+	}
+	return nil
+}
+
 // watch runs apply --watch until SIGINT/SIGTERM.
 func (g *globals) watch(ctx context.Context, l *lab, file string, wo watchOptions) error {
+	release, err := linux.HoldWatch(g.netns, l.Topology.Name, l.Prefix(), "netplan-lab "+strings.Join(g.args, " "))
+	if err != nil {
+		return &codeError{exitError, err}
+	}
+	defer release()
 	events, err := l.kernel.Events(ctx)
 	if err != nil {
 		return err
@@ -658,6 +677,9 @@ func newDestroyCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer l.kernel.Close()
+			if err := g.notWatched(l, "destroy"); err != nil {
+				return err
+			}
 			// Nothing is ever created here: a missing sandbox or namespace
 			// is observed as absent, and the plan only deletes.
 			var removed bool

@@ -558,3 +558,47 @@ func (w *watched) firstEvent(kind string) watch.Event {
 	}
 	return e
 }
+
+// TestOneShotRefusedWhileWatched: a destroy or one-shot apply of a lab
+// that `apply --watch` keeps would be undone by it a moment later (a new
+// user's audit): it is refused, naming the watch, and changes nothing; a
+// second watch of the lab is refused too; once the watch stops, destroy
+// works.
+func TestOneShotRefusedWhileWatched(t *testing.T) {
+	needRoot(t)
+	bin := binary(t)
+	e := newEnv(t, "../../examples/bridge.yaml", nil)
+	args := func(a ...string) []string {
+		return append([]string{"--netns", e.sandbox, "--prefix", e.prefix}, a...)
+	}
+	cmd := exec.Command(bin, args("-o", "json", "apply", "--watch", "../../examples/bridge.yaml")...)
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() && !strings.Contains(sc.Text(), `"event":"applied"`) {
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	for _, verb := range [][]string{{"destroy"}, {"apply"}, {"apply", "--watch"}} {
+		code, out, errOut := runTool(t, bin, args(append(verb, "../../examples/bridge.yaml")...)...)
+		want := "keeps this lab in line with its file"
+		if len(verb) == 2 {
+			want = "watches this lab already"
+		}
+		if code != 1 || !strings.Contains(errOut, fmt.Sprintf("pid %d (netplan-lab", cmd.Process.Pid)) || !strings.Contains(errOut, want) {
+			t.Fatalf("%v while watched: exit %d\n%s%s", verb, code, out, errOut)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(linux.NetnsDir, e.prefix+"c1")); err != nil {
+		t.Fatalf("the refused destroy changed the lab: %v", err)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	e.destroysAll(bin, "../../examples/bridge.yaml", "after the watch")
+}

@@ -1,0 +1,69 @@
+package linux
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// WatchDir holds a file for each running `apply --watch`, locked (flock)
+// while it runs: a one-shot apply or destroy of the same lab would be
+// undone by it, and refuses, naming it.
+var WatchDir = "/run/netplan-lab/watch"
+
+func watchPath(netns, name, prefix string) string {
+	sandbox := netns
+	if sandbox == "" {
+		sandbox = "@machine"
+	}
+	return filepath.Join(WatchDir, sandbox+"."+name+"."+prefix)
+}
+
+// HoldWatch marks that a watch keeps lab name (prefix) in sandbox netns
+// in line with its file, until release; who describes it to others. A
+// second watch of the same lab is refused.
+func HoldWatch(netns, name, prefix, who string) (release func(), err error) {
+	if err := os.MkdirAll(WatchDir, 0o755); err != nil {
+		return nil, err
+	}
+	path := watchPath(netns, name, prefix)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		b, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s watches this lab already: one watch per lab", strings.TrimSpace(string(b)))
+		}
+		return nil, err
+	}
+	f.Truncate(0)
+	fmt.Fprintf(f, "pid %d (%s)\n", os.Getpid(), who)
+	return func() {
+		os.Remove(path)
+		f.Close()
+	}, nil
+}
+
+// Watcher says which watch keeps lab name (prefix) in sandbox netns in
+// line with its file ("" if none runs).
+func Watcher(netns, name, prefix string) string {
+	path := watchPath(netns, name, prefix)
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err == nil {
+		unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		return "" // left by a watch killed: nobody holds it
+	}
+	b, _ := os.ReadFile(path)
+	return strings.TrimSpace(string(b))
+}
