@@ -1,6 +1,7 @@
 package linux
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,6 +38,16 @@ func UnknownSysctls(values map[string]string) (unknown map[string]string, refuse
 			// whether it takes the value.
 			if err := os.WriteFile(path, []byte(values[k]), 0o644); err != nil {
 				refused[k] = err
+				continue
+			}
+			// And whether it keeps it as written: a time in ms is kept in
+			// jiffies (12345 reads 12348 back), and apply would then never
+			// see the kernel as the file says (an outside audit's find).
+			if b, err := os.ReadFile(path); err == nil {
+				want, got := strings.Join(strings.Fields(values[k]), " "), strings.Join(strings.Fields(string(b)), " ")
+				if got != want {
+					refused[k] = &os.PathError{Op: "write", Path: path, Err: fmt.Errorf("it keeps %q instead: write %q", got, got)}
+				}
 			}
 		}
 		return nil

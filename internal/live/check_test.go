@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/netplan-lab/netplan-lab/internal/check"
 	"github.com/netplan-lab/netplan-lab/internal/linux"
@@ -377,6 +379,21 @@ func TestPlanRefusesWhatTheKernelLacks(t *testing.T) {
 	if code, out, errOut = e.cli(bin, "plan", file); code != 0 || !strings.Contains(out, "net.ipv4.neigh.eth0.gc_stale_time") {
 		t.Fatalf("plan with an interface's neigh sysctl: %d\n%s%s", code, out, errOut)
 	}
+	// A value the kernel keeps otherwise (ms in jiffies) is refused
+	// before apply, which could never see it as written (an outside
+	// audit: every apply failed).
+	if err := os.WriteFile(file, []byte(strings.Replace(neigh, `gc_stale_time: "120"`, `base_reachable_time_ms: "12345"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = e.cli(bin, "plan", file)
+	if kept := keptIn(t, "net/ipv4/neigh/lo/base_reachable_time_ms", "12345"); kept == "12345" {
+		// A kernel of HZ 1000 keeps every ms: nothing to refuse.
+		if code != 0 {
+			t.Fatalf("plan with a value the kernel keeps: %d\n%s%s", code, out, errOut)
+		}
+	} else if want := `the kernel refuses "12345" for net.ipv4.neigh.eth0.base_reachable_time_ms (it keeps "` + kept + `" instead: write "` + kept + `")`; code != 1 || !strings.Contains(errOut, want) {
+		t.Fatalf("plan with a value the kernel rounds: %d\n%s%s\nwant %s", code, out, errOut, want)
+	}
 	if linux.Probe("ipvlan") == nil {
 		return // this kernel has ipvlan: nothing more to refuse
 	}
@@ -384,6 +401,33 @@ func TestPlanRefusesWhatTheKernelLacks(t *testing.T) {
 	if code != 1 || !regexp.MustCompile(`unsupported: \.\./\.\./examples/ipvlan-l2\.yaml:\d+:\d+: ipvlans\[0\]: this kernel cannot create ipvlan interfaces \(it needs CONFIG_IPVLAN; the kernel said: `).MatchString(out) {
 		t.Fatalf("plan of ipvlan here: %d\n%s%s", code, out, errOut)
 	}
+}
+
+// keptIn writes value to /proc/sys/key in a new namespace of its own and
+// says what the kernel keeps.
+func keptIn(t *testing.T, key, value string) string {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	ns, err := netns.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	defer netns.Set(orig)
+	if err := os.WriteFile("/proc/sys/"+key, []byte(value), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("/proc/sys/" + key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // TestPath: path follows the kernel's lookups through router.yaml's
