@@ -932,22 +932,39 @@ func through(ns *Namespace, r *Route) string {
 	return found
 }
 
-// gatewayReached reports whether the gateway of route wr, to be added in
-// host, is on a subnet host will have: of the lab's interfaces there, or
-// of someone else's (which validate cannot see); if not, it is a
-// conflict (the kernel: "network is unreachable", half-way through an
-// apply: an outside audit's find).
+// gatewayReached reports whether route wr, to be added in host, goes
+// through an interface of the lab there: by its dev:, or by its gateway
+// on the subnet of one. If not, it is a conflict: a gateway on no subnet
+// is one the kernel cannot reach ("network is unreachable", half-way
+// through an apply), and one reached only through someone else's
+// interface would make a route the lab could neither tell for its own
+// nor remove (outside audits' finds). validate cannot tell in host,
+// which has more than the file.
 func (d *differ) gatewayReached(w, h *Namespace, wr *Route) bool {
-	if wr.Via == "" || wr.OnLink {
+	own := func(ln string) bool {
+		l := w.Links[ln]
+		return l != nil && l.Owned
+	}
+	if wr.Dev != "" {
+		if own(wr.Dev) {
+			return true
+		}
+		d.conflict("route %s in namespace host: dev %s is not an interface of the lab: the lab owns routes in host only on its own interfaces", wr.Dst, wr.Dev)
+		return false
+	}
+	if wr.Via == "" {
 		return true
 	}
 	gw, err := netip.ParseAddr(wr.Via)
-	if err != nil || gw.IsLinkLocalUnicast() && wr.Dev != "" {
+	if err != nil {
 		return true
 	}
 	var have []string
-	on := func(addrs []string) bool {
-		for _, a := range addrs {
+	for _, ln := range sortedKeys(w.Links) {
+		if !own(ln) {
+			continue
+		}
+		for _, a := range w.Links[ln].Addresses {
 			if p, err := netip.ParsePrefix(a); err == nil && p.Addr().Is4() == gw.Is4() {
 				if p.Masked().Contains(gw) {
 					return true
@@ -955,30 +972,26 @@ func (d *differ) gatewayReached(w, h *Namespace, wr *Route) bool {
 				have = append(have, p.Masked().String())
 			}
 		}
-		return false
 	}
-	for _, ln := range sortedKeys(w.Links) {
-		if l := w.Links[ln]; l.Owned && (wr.Dev == "" || wr.Dev == ln) && on(l.Addresses) {
-			return true
-		}
-	}
+	foreign := ""
 	if h != nil {
 		for _, ln := range sortedKeys(h.Links) {
-			l := h.Links[ln]
-			if wr.Dev != "" && wr.Dev != ln || d.gone[Ref{HostNS, ln}] {
-				continue
-			}
-			if !l.Owned && on(l.Addresses) || on(l.Foreign) {
-				return true
+			if l := h.Links[ln]; !l.Owned && foreign == "" {
+				for _, a := range l.Addresses {
+					if p, err := netip.ParsePrefix(a); err == nil && p.Masked().Contains(gw) {
+						foreign = ln
+					}
+				}
 			}
 		}
 	}
-	where := "namespace host"
-	if wr.Dev != "" {
-		where = "interface " + wr.Dev + " in namespace host"
+	if foreign != "" {
+		d.conflict("route %s via %s in namespace host: the gateway is reached through %s, which is not an interface of the lab: the lab owns routes in host only on its own interfaces (give one of them an address on that subnet)",
+			wr.Dst, wr.Via, foreign)
+		return false
 	}
-	d.conflict("route %s via %s: the gateway is on no subnet of %s (it has %s): give an interface an address in its subnet, or say dev: and onlink: true",
-		wr.Dst, wr.Via, where, orNone(strings.Join(slices.Compact(sortedStrings(have)), ", ")))
+	d.conflict("route %s via %s: the gateway is on no subnet of the lab's interfaces in namespace host (they have %s): give one an address in its subnet",
+		wr.Dst, wr.Via, orNone(strings.Join(slices.Compact(sortedStrings(have)), ", ")))
 	return false
 }
 

@@ -189,20 +189,29 @@ func TestSysctlDroppedFromTheFile(t *testing.T) {
 	}
 }
 
-// TestHostGatewayOnNoSubnet: a route in host via a gateway on no subnet
-// host has (the lab's interfaces there, someone else's) is a conflict of
-// the plan: validate cannot tell in host, and the kernel refused it
-// half-way through an apply (an outside audit's find).
+// TestHostGatewayOnNoSubnet: a route in host must go through an
+// interface of the lab there: a gateway on none of their subnets is a
+// conflict of the plan (validate cannot tell in host; the kernel refused
+// it half-way through an apply), and so is one reached only through
+// someone else's interface, or a dev: that is someone else's (the lab
+// would make a route it could neither tell for its own nor remove):
+// outside audits' finds.
 func TestHostGatewayOnNoSubnet(t *testing.T) {
 	route := "name: lab\nnamespaces:\n  host:\n    routes: [{to: 172.30.0.0/16, via: 192.0.2.1}]\nbridges:\n  - {name: br0, addresses: [10.0.0.1/24]}\n"
 	k := fake.New("lab")
 	refusedWhole(t, k, parse(t, route),
-		"route 172.30.0.0/16 via 192.0.2.1: the gateway is on no subnet of namespace host (it has 10.0.0.0/24): give an interface an address in its subnet, or say dev: and onlink: true")
-	// Someone else's interface on its subnet: fine.
+		"route 172.30.0.0/16 via 192.0.2.1: the gateway is on no subnet of the lab's interfaces in namespace host (they have 10.0.0.0/24): give one an address in its subnet")
 	k = fake.New("lab")
 	k.W.AddForeignLink("host", &reconcile.Link{Name: "up0", Kind: "device", Up: true, MTU: 1500, Addresses: []string{"192.0.2.9/24"}})
-	apply(t, k, parse(t, route))
-	if p := plan(t, k, parse(t, route)); !p.Empty() || len(p.Conflicts) > 0 {
+	if p := plan(t, k, parse(t, route)); len(p.Conflicts) != 1 || !strings.Contains(p.Conflicts[0], "the gateway is reached through up0, which is not an interface of the lab") {
+		t.Fatalf("through someone else's interface: %q", p.Conflicts)
+	}
+	if p := plan(t, k, parse(t, strings.Replace(route, "via: 192.0.2.1}", "dev: up0}", 1))); len(p.Conflicts) != 1 || !strings.Contains(p.Conflicts[0], "dev up0 is not an interface of the lab") {
+		t.Fatalf("on someone else's interface: %q", p.Conflicts)
+	}
+	ok := strings.Replace(route, "via: 192.0.2.1}", "via: 10.0.0.254}", 1)
+	apply(t, k, parse(t, ok))
+	if p := plan(t, k, parse(t, ok)); !p.Empty() || len(p.Conflicts) > 0 {
 		t.Fatalf("after apply:\n%v", p)
 	}
 }
