@@ -159,11 +159,19 @@ func (e *Env) one(c *topology.Check) Result {
 			r.TimeMS = ms(rtt)
 		}
 	case "tcp":
-		r.Landed, err = e.tcp(c.From, c.Dev, addr, c.Port)
-		reached = err == nil
+		var ours bool
+		r.Landed, ours, err = e.tcp(c.From, c.Dev, addr, c.Port)
+		reached = err == nil && !(ours && c.Expect == "unreachable")
 	case "udp":
-		r.Landed, err = e.udp(c.From, c.Dev, addr, c.Port)
-		reached = err == nil
+		var ours bool
+		r.Landed, ours, err = e.udp(c.From, c.Dev, addr, c.Port)
+		reached = err == nil && !(ours && c.Expect == "unreachable")
+	}
+	if err == nil && !reached {
+		// Check's own listener (there for another check) answered: it
+		// does not count for one that expects nothing to listen (an
+		// outside audit's find).
+		r.Landed, err = "", errors.New("only check's own listener, there for another check, answered: nothing listens")
 	}
 	if r.TimeMS == 0 {
 		r.TimeMS = ms(time.Since(start))
@@ -267,7 +275,9 @@ func (e *Env) ping(ns, dev string, addr netip.Addr) (time.Duration, error) {
 
 // tcp connects from ns to addr:port; a listener of check says its
 // namespace.
-func (e *Env) tcp(ns, dev string, addr netip.Addr, port int) (string, error) {
+// tcp connects from ns to addr:port and says where it landed, and
+// whether one of check's own listeners answered.
+func (e *Env) tcp(ns, dev string, addr netip.Addr, port int) (string, bool, error) {
 	var c net.Conn
 	err := e.in(ns, func() error {
 		var err error
@@ -276,7 +286,7 @@ func (e *Env) tcp(ns, dev string, addr netip.Addr, port int) (string, error) {
 		return err
 	})
 	if err != nil {
-		return "", simplify(err)
+		return "", false, simplify(err)
 	}
 	defer c.Close()
 	// A listener of check answers at once; a real server may say nothing
@@ -287,11 +297,12 @@ func (e *Env) tcp(ns, dev string, addr netip.Addr, port int) (string, error) {
 	if !ok {
 		landed = e.realServer("tcp", port)
 	}
-	return landed, nil
+	return landed, ok, nil
 }
 
-// udp sends a datagram from ns to addr:port and waits for an answer.
-func (e *Env) udp(ns, dev string, addr netip.Addr, port int) (string, error) {
+// udp sends a datagram from ns to addr:port and waits for an answer (as
+// tcp).
+func (e *Env) udp(ns, dev string, addr netip.Addr, port int) (string, bool, error) {
 	var c net.Conn
 	err := e.in(ns, func() error {
 		var err error
@@ -300,14 +311,14 @@ func (e *Env) udp(ns, dev string, addr netip.Addr, port int) (string, error) {
 		return err
 	})
 	if err != nil {
-		return "", simplify(err)
+		return "", false, simplify(err)
 	}
 	defer c.Close()
 	buf := make([]byte, 512)
 	deadline := time.Now().Add(e.timeout())
 	for try := 0; try < 3; try++ {
 		if _, err := c.Write([]byte("netplan-lab check\n")); err != nil {
-			return "", simplify(err)
+			return "", false, simplify(err)
 		}
 		c.SetReadDeadline(time.Now().Add(time.Until(deadline) / time.Duration(3-try)))
 		n, err := c.Read(buf)
@@ -316,13 +327,13 @@ func (e *Env) udp(ns, dev string, addr netip.Addr, port int) (string, error) {
 			if !ok {
 				landed = e.realServer("udp", port)
 			}
-			return landed, nil
+			return landed, ok, nil
 		}
 		if errors.Is(err, syscall.ECONNREFUSED) {
-			return "", errors.New("port unreachable (ICMP)")
+			return "", false, errors.New("port unreachable (ICMP)")
 		}
 	}
-	return "", fmt.Errorf("no answer within %v", e.timeout())
+	return "", false, fmt.Errorf("no answer within %v", e.timeout())
 }
 
 func simplify(err error) error {

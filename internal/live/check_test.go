@@ -1129,3 +1129,25 @@ vxlans:
 		e.assertNoOp()
 	}
 }
+
+// TestCheckUnreachableNotAnsweredByCheck: a check that expects
+// unreachable on a port another check listens on is not answered by that
+// listener (an outside audit: it failed, "reachable, landed in c1").
+func TestCheckUnreachableNotAnsweredByCheck(t *testing.T) {
+	needRoot(t)
+	bin := binary(t)
+	file := filepath.Join(t.TempDir(), "pair.yaml")
+	src := "name: cu\nnamespaces:\n  c1: {}\n  c2: {}\nlinks:\n  - a: {namespace: c1, name: eth0, addresses: [10.61.0.1/24]}\n    b: {namespace: c2, name: eth0, addresses: [10.61.0.2/24]}\n" +
+		"checks:\n  - {from: c2, to: c1, proto: tcp, port: 90, expect: unreachable}\n  - {from: c2, to: c1, proto: tcp, port: 90}\n  - {from: c2, to: c1, proto: udp, port: 91}\n  - {from: c2, to: c1, proto: udp, port: 91, expect: unreachable}\n"
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, file, nil)
+	if code, out, errOut := e.cli(bin, "apply", file); code != 0 {
+		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
+	}
+	defer e.destroysAll(bin, file, "the check test")
+	if code, out, errOut := e.cli(bin, "check", file); code != 0 {
+		t.Fatalf("check: %d\n%s%s", code, out, errOut)
+	}
+}
