@@ -377,6 +377,11 @@ func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*R
 		return res, err
 	}
 	stage("preflight", 0, start)
+	if r, ok := k.(SysctlRecords); ok {
+		if err := r.NoteBefore(ctx, plan); err != nil {
+			return res, err
+		}
+	}
 	inner := o.OnChange
 	o.OnChange = func(c *Change, err error) {
 		if err == nil {
@@ -438,6 +443,8 @@ type Announcer interface {
 // key was put back, or had its value before anyway (set by hand since,
 // or a run killed before it wrote): the lab lets it be from then on.
 type SysctlRecords interface {
+	// NoteBefore notes, before p runs, what the keys p sets are now.
+	NoteBefore(ctx context.Context, p *Plan) error
 	KeepRecords(desired *State) error
 }
 

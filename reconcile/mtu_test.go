@@ -270,6 +270,38 @@ func TestSysctlNotesFollowTheLab(t *testing.T) {
 	if len(p.Changes) != 1 || p.Changes[0].Value != "64" {
 		t.Fatalf("the last lab to let it go: want it back to 64, got:\n%v", p)
 	}
+	// The second lab finds the value set already: it writes nothing, and
+	// notes all the same (the first lab's note).
+	apply(t, a, parse(t, lab("a", "100")))
+	if p := apply(t, b, parse(t, lab("b", "100"))).Plan; !p.Empty() {
+		t.Fatalf("want nothing to write:\n%v", p)
+	}
+	if p := apply(t, a, parse(t, lab("a", ""))).Plan; !p.Empty() {
+		t.Fatalf("the first lab to let it go changed it:\n%v", p)
+	}
+	if p := apply(t, b, parse(t, lab("b", ""))).Plan; len(p.Changes) != 1 || p.Changes[0].Value != "64" {
+		t.Fatalf("the last lab: want 64 back, got:\n%v", p)
+	}
+
+	// A key the kernel rewrites when another is written (ip_forward
+	// writes default.forwarding) is noted as it was before the plan.
+	fw := "name: f\nnamespaces:\n  host:\n    sysctls: {net.ipv4.ip_forward: \"1\", net.ipv4.conf.default.forwarding: \"0\"}\n"
+	k = fake.New("f")
+	apply(t, k, parse(t, fw))
+	apply(t, k, parse(t, "name: f\n"))
+	if v := k.W.Dump("f").Namespaces["host"].Sysctls["net.ipv4.conf.default.forwarding"]; v != "" {
+		t.Fatalf("default.forwarding left at %q, want it back to what a new namespace has", v)
+	}
+
+	// Renamed in place with its key kept, then the key dropped: back to
+	// what it was before the lab set it under the old name.
+	k = fake.New("r")
+	apply(t, k, parse(t, src))
+	kept := strings.Replace(strings.Replace(src, "conf.eth0.rp_filter", "conf.eth9.rp_filter", 1), "name: eth0}", "name: eth9}", 1)
+	apply(t, k, parse(t, kept))
+	if p := apply(t, k, parse(t, renamed)).Plan; !strings.Contains(p.String(), `sysctl net.ipv4.conf.eth9.rp_filter: "0" -> "2"`) {
+		t.Fatalf("want eth9's key back to 2:\n%v", p)
+	}
 }
 
 // TestIPv6OnABridgeSetByHandWithoutPorts: a bridge without ports is at

@@ -145,6 +145,9 @@ type Link struct {
 	// Impair is the lab's root qdisc on the interface (desired: from the
 	// file; observed: read back from the kernel), nil if none.
 	Impair *Impair `json:"impair,omitempty"`
+	// Ifindex, in an observed state (linux), is the interface's index:
+	// what the notes of its sysctls are of (internal/linux).
+	Ifindex int `json:"-"`
 	// QdiscForeign, in an observed state, describes a root qdisc that
 	// someone else put on the interface ("htb 1:"): left alone, and a
 	// conflict if the file wants an impairment there.

@@ -153,6 +153,12 @@ func (k *Kernel) applyLink(c *reconcile.Change) error {
 				return k.opErr("set "+f.Name+" of", c.Link.Kind, c.Name, c.Namespace, err)
 			}
 		}
+		if c.OldName != "" {
+			// Its sysctls follow it, and so do the notes of them.
+			if err := k.renameNotes(c.Namespace, c.OldName, c.Name); err != nil {
+				return k.opErr("move the sysctl notes of", c.Link.Kind, c.Name, c.Namespace, err)
+			}
+		}
 		return nil
 	}
 	return k.opErr(string(c.Action), "link", c.Name, c.Namespace, errors.New("unsupported action"))

@@ -612,7 +612,7 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		// set them are read too: those the file dropped go back.
 		keys, rec := q.Sysctls[short], map[string]string(nil)
 		if records[short] {
-			if rec = k.readRecord(short); len(rec) > 0 {
+			if rec = k.readNotes(short); len(rec) > 0 {
 				keys = slices.Clone(keys)
 				for key := range rec {
 					if !slices.Contains(keys, key) {
@@ -623,7 +623,7 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		}
 		ns, veths, err := k.observeNS(short, keys, q.IPv6Switch[short], q.NAT[short], q.Impair[short])
 		if ns != nil && len(rec) > 0 {
-			ns.SysctlsBefore = rec
+			ns.SysctlsBefore = k.notesOfNow(short, rec, ns)
 		}
 		if ns != nil && short == reconcile.HostNS {
 			for key := range k.siblingsNoted(short) {
@@ -843,6 +843,7 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 			Up:       a.Flags&net.FlagUp != 0,
 			MTU:      a.MTU,
 			MAC:      a.HardwareAddr.String(),
+			Ifindex:  a.Index,
 		}
 		if a.MasterIndex != 0 {
 			rl.Master = byIndex[a.MasterIndex]

@@ -1,19 +1,27 @@
 package linux
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 
 	"github.com/netplan-lab/netplan-lab/reconcile"
+	"github.com/netplan-lab/netplan-lab/topology"
 )
 
 // SysctlRecordDir keeps, for each lab and namespace, what each sysctl the
 // lab set was before it first set it: a key the file no longer sets goes
 // back to it (reconcile: Namespace.SysctlsBefore, Change.Restore). One
-// small JSON file per namespace that has such keys, under a directory per
-// sandbox and lab; a namespace made or removed takes its file with it.
+// small JSON file per namespace that has such notes, under a directory per
+// sandbox and lab. A note is of one namespace and, for an interface's
+// key, of one interface: the file holds the namespace's inode ("@netns")
+// and each such interface's ifindex ("@if:NAME"), and a note whose
+// namespace or interface was made again since (by hand) is no note.
 var SysctlRecordDir = "/run/netplan-lab/sysctls"
 
 // ForgetSandboxRecords removes the records of every lab in sandbox: it
@@ -53,10 +61,11 @@ func (k *Kernel) recorded() map[string]bool {
 	return out
 }
 
-// readRecord is namespace short's record (nil if none, or unreadable:
-// a record that cannot be read is one the plan does without).
-func (k *Kernel) readRecord(short string) map[string]string {
-	b, err := os.ReadFile(k.recordFile(short))
+// readRecord is namespace short's record as kept, identities and all (nil
+// if none, or unreadable: a record that cannot be read is one the plan
+// does without).
+func readRecordFile(path string) map[string]string {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil
 	}
@@ -67,11 +76,70 @@ func (k *Kernel) readRecord(short string) map[string]string {
 	return rec
 }
 
-// writeRecord replaces namespace short's record (removes it if empty),
-// whole or not at all.
+func (k *Kernel) readRecord(short string) map[string]string {
+	rec := readRecordFile(k.recordFile(short))
+	if id := rec["@netns"]; id != "" && id != k.nsIdentity(short) {
+		return nil // of a namespace made again since: nothing of this one
+	}
+	return rec
+}
+
+// readNotes is namespace short's notes: its record without identities.
+func (k *Kernel) readNotes(short string) map[string]string {
+	out := map[string]string{}
+	for key, v := range k.readRecord(short) {
+		if !strings.HasPrefix(key, "@") {
+			out[key] = v
+		}
+	}
+	return out
+}
+
+// notesOfNow is notes less those of an interface that is not the one
+// they were taken of (gone, or made again since: its ifindex differs).
+func (k *Kernel) notesOfNow(short string, notes map[string]string, ns *reconcile.Namespace) map[string]string {
+	rec := readRecordFile(k.recordFile(short))
+	for key := range notes {
+		if !reconcile.InterfaceSysctl(key) {
+			continue
+		}
+		ifname := topology.SysctlIfname(strings.Split(key, ".")[3])
+		l := ns.Links[ifname]
+		if l == nil || rec["@if:"+ifname] != strconv.Itoa(l.Ifindex) {
+			delete(notes, key)
+		}
+	}
+	return notes
+}
+
+// nsIdentity is namespace short's inode ("" for the machine's own, which
+// is never made again).
+func (k *Kernel) nsIdentity(short string) string {
+	name := k.KernelName(short)
+	if short == reconcile.HostNS && k.opt.Netns == "" {
+		return ""
+	}
+	fi, err := os.Stat(netnsPath(name))
+	if err != nil {
+		return ""
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return strconv.FormatUint(st.Ino, 10)
+	}
+	return ""
+}
+
+// writeRecord replaces namespace short's record (removes it if it holds
+// no note), whole or not at all.
 func (k *Kernel) writeRecord(short string, rec map[string]string) error {
 	path := k.recordFile(short)
-	if len(rec) == 0 {
+	notes := 0
+	for key := range rec {
+		if !strings.HasPrefix(key, "@") {
+			notes++
+		}
+	}
+	if notes == 0 {
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
@@ -90,29 +158,6 @@ func (k *Kernel) writeRecord(short string, rec map[string]string) error {
 	return os.Rename(tmp, path)
 }
 
-// noteBefore records value as what key was in namespace short before the
-// lab set it, unless a value is recorded already (the first is the one
-// to go back to), or another lab of the sandbox noted the key in host:
-// then its value, the one from before either lab set it. It is written
-// before the sysctl is: a run killed in between leaves a record of the
-// value the key still has.
-func (k *Kernel) noteBefore(short, key, value string) error {
-	k.recMu.Lock()
-	defer k.recMu.Unlock()
-	rec := k.readRecord(short)
-	if _, ok := rec[key]; ok {
-		return nil
-	}
-	if rec == nil {
-		rec = map[string]string{}
-	}
-	if v, ok := k.siblingsNoted(short)[key]; ok {
-		value = v
-	}
-	rec[key] = value
-	return k.writeRecord(short, rec)
-}
-
 // siblingsNoted is what the other labs of the sandbox noted of host's
 // sysctls (a lab namespace is one lab's alone: nothing). Labs share the
 // sandbox, and so its sysctls: the first to set a key noted its value
@@ -121,27 +166,81 @@ func (k *Kernel) siblingsNoted(short string) map[string]string {
 	if short != reconcile.HostNS {
 		return nil
 	}
-	dirs, err := os.ReadDir(filepath.Dir(k.recordDir()))
+	parent := filepath.Dir(k.recordDir())
+	dirs, err := os.ReadDir(parent)
 	if err != nil {
 		return nil
 	}
+	id := k.nsIdentity(short)
 	out := map[string]string{}
 	for _, d := range dirs {
 		if !d.IsDir() || d.Name() == filepath.Base(k.recordDir()) {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(filepath.Dir(k.recordDir()), d.Name(), reconcile.HostNS+".json"))
-		if err != nil {
+		rec := readRecordFile(filepath.Join(parent, d.Name(), reconcile.HostNS+".json"))
+		if rec["@netns"] != id {
 			continue
 		}
-		rec := map[string]string{}
-		if json.Unmarshal(b, &rec) == nil {
-			for key, v := range rec {
+		for key, v := range rec {
+			if !strings.HasPrefix(key, "@") && !reconcile.InterfaceSysctl(key) {
 				out[key] = v
 			}
 		}
 	}
 	return out
+}
+
+// note records, in namespace short, each key of now as what it was before
+// the lab set it, unless noted already (the first is the one to go back
+// to), or another lab of the sandbox noted it in host (then its value,
+// from before either lab). An interface's key is noted with the
+// interface's ifindex (ifindex gives it by name). It is written before
+// the sysctls are: a run killed in between leaves notes of values the
+// keys still have.
+func (k *Kernel) note(short string, now map[string]string, ifindex func(string) int) error {
+	k.recMu.Lock()
+	defer k.recMu.Unlock()
+	rec := k.readRecord(short)
+	if rec == nil {
+		rec = map[string]string{}
+	}
+	if id := k.nsIdentity(short); id != "" {
+		rec["@netns"] = id
+	}
+	siblings := k.siblingsNoted(short)
+	changed := false
+	for key, value := range now {
+		ifid := ""
+		if reconcile.InterfaceSysctl(key) {
+			ifname := topology.SysctlIfname(strings.Split(key, ".")[3])
+			idx := ifindex(ifname)
+			if idx == 0 {
+				continue
+			}
+			ifid = strconv.Itoa(idx)
+			if rec["@if:"+ifname] != ifid {
+				// Notes of another interface by that name: gone.
+				for other := range rec {
+					if reconcile.InterfaceSysctl(other) && topology.SysctlIfname(strings.Split(other, ".")[3]) == ifname {
+						delete(rec, other)
+					}
+				}
+				rec["@if:"+ifname] = ifid
+				changed = true
+			}
+		}
+		if _, ok := rec[key]; ok {
+			continue
+		}
+		if v, ok := siblings[key]; ok {
+			value = v
+		}
+		rec[key], changed = value, true
+	}
+	if !changed {
+		return nil
+	}
+	return k.writeRecord(short, rec)
 }
 
 // forgetBefore drops key from namespace short's record (it was put back).
@@ -164,25 +263,110 @@ func (k *Kernel) dropRecord(short string) {
 	_ = k.writeRecord(short, nil)
 }
 
+// renameNotes moves the notes of interface from's keys to to's: a link
+// renamed in place keeps its ifindex, and its settings.
+func (k *Kernel) renameNotes(short, from, to string) error {
+	k.recMu.Lock()
+	defer k.recMu.Unlock()
+	rec := k.readRecord(short)
+	changed := false
+	for key, v := range rec {
+		if reconcile.InterfaceSysctl(key) && topology.SysctlIfname(strings.Split(key, ".")[3]) == from {
+			parts := strings.SplitN(key, ".", 5)
+			parts[3] = topology.SysctlKeyName(to)
+			delete(rec, key)
+			rec[strings.Join(parts, ".")] = v
+			changed = true
+		}
+	}
+	if id, ok := rec["@if:"+from]; ok {
+		delete(rec, "@if:"+from)
+		rec["@if:"+to] = id
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	return k.writeRecord(short, rec)
+}
+
+// NoteBefore implements reconcile.SysctlRecords: before a plan runs, the
+// value now of every key it sets (that is there yet), so that a key the
+// kernel rewrites when another is written (ip_forward writes every
+// forwarding) is noted as it was, not as the plan left it (an outside
+// audit's find). A key of an interface the plan makes is noted as it is
+// written.
+func (k *Kernel) NoteBefore(ctx context.Context, p *reconcile.Plan) error {
+	keys := map[string][]string{}
+	for _, c := range p.Changes {
+		if c.Kind == reconcile.KindSysctl && !c.Restore && c.Action != reconcile.Delete {
+			keys[c.Namespace] = append(keys[c.Namespace], c.Name)
+		}
+	}
+	for short, ks := range keys {
+		h, err := k.handle(short)
+		if err != nil {
+			continue // made by the plan: noted as written
+		}
+		now, err := readSysctls(h.fd, ks)
+		if err == nil {
+			err = k.note(short, now, func(ifname string) int { idx, _ := h.linkIndex(ifname); return idx })
+		}
+		k.release(h)
+		if err != nil {
+			return k.opErr("note the values before setting", "sysctls", strings.Join(ks, ", "), short, err)
+		}
+	}
+	return nil
+}
+
 // KeepRecords implements reconcile.SysctlRecords: after a run that left
-// the kernel as desired, only the notes of keys desired sets stay.
+// the kernel as desired, only the notes of keys desired sets stay; a key
+// of host desired sets that another lab of the sandbox noted, this lab
+// notes too (the other's value), so that whichever lets it go first
+// leaves it to the other (an outside audit: a lab that found the value
+// set already noted nothing, and the first lab put it back under it).
 func (k *Kernel) KeepRecords(desired *reconcile.State) error {
 	k.recMu.Lock()
 	defer k.recMu.Unlock()
+	if host := desired.NS(reconcile.HostNS); host != nil && len(host.Sysctls) > 0 {
+		siblings := k.siblingsNoted(reconcile.HostNS)
+		rec := k.readRecord(reconcile.HostNS)
+		changed := false
+		for key := range host.Sysctls {
+			if v, ok := siblings[key]; ok {
+				if _, noted := rec[key]; !noted {
+					if rec == nil {
+						rec = map[string]string{}
+					}
+					rec[key], changed = v, true
+				}
+			}
+		}
+		if changed {
+			if id := k.nsIdentity(reconcile.HostNS); id != "" {
+				rec["@netns"] = id
+			}
+			if err := k.writeRecord(reconcile.HostNS, rec); err != nil {
+				return err
+			}
+		}
+	}
 	for short := range k.recorded() {
-		rec := k.readRecord(short)
+		rec := readRecordFile(k.recordFile(short))
+		stale := rec["@netns"] != "" && rec["@netns"] != k.nsIdentity(short)
 		var want map[string]string
 		if ns := desired.NS(short); ns != nil {
 			want = ns.Sysctls
 		}
-		changed := false
+		changed := stale
 		for key := range rec {
-			if _, ok := want[key]; !ok {
+			if _, ok := want[key]; !ok && !strings.HasPrefix(key, "@") || stale {
 				delete(rec, key)
 				changed = true
 			}
 		}
-		if changed || len(rec) == 0 {
+		if changed {
 			if err := k.writeRecord(short, rec); err != nil {
 				return err
 			}
@@ -192,24 +376,24 @@ func (k *Kernel) KeepRecords(desired *reconcile.State) error {
 }
 
 // recordBefore, before a sysctl change writes a key the file sets, notes
-// what the key is now if nothing is noted for it yet.
+// what the key is now if nothing is noted for it yet (NoteBefore noted
+// the keys that were there before the plan; this, those of interfaces
+// the plan made).
 func (k *Kernel) recordBefore(h *nsHandle, c *reconcile.Change) error {
 	if c.Restore {
 		return nil
 	}
-	k.recMu.Lock()
-	_, noted := k.readRecord(c.Namespace)[c.Name]
-	k.recMu.Unlock()
-	if noted {
-		return nil
+	if !reconcile.InterfaceSysctl(c.Name) {
+		k.recMu.Lock()
+		_, noted := k.readRecord(c.Namespace)[c.Name]
+		k.recMu.Unlock()
+		if noted {
+			return nil
+		}
 	}
 	now, err := readSysctls(h.fd, []string{c.Name})
-	if err != nil {
-		return err
+	if err != nil || len(now) == 0 {
+		return err // no such key (yet): nothing to go back to
 	}
-	v, ok := now[c.Name]
-	if !ok {
-		return nil // no such key (yet): nothing to go back to
-	}
-	return k.noteBefore(c.Namespace, c.Name, v)
+	return k.note(c.Namespace, now, func(ifname string) int { idx, _ := h.linkIndex(ifname); return idx })
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/netplan-lab/netplan-lab/reconcile"
 )
 
@@ -171,5 +173,141 @@ func TestSysctlNotesAgainstTheKernel(t *testing.T) {
 		if v := read(k, reconcile.HostNS, ttl); v != step.want {
 			t.Fatalf("%s sets %q: ttl %q, want %q", step.name, step.v, v, step.want)
 		}
+	}
+}
+
+// TestSysctlNotesOfWhatIsThere (a third outside audit, on the real
+// kernel): a second lab that finds a host key set already notes it too;
+// a key the kernel rewrites when another is written is noted as it was;
+// a key kept through a rename, then dropped, goes back; a sandbox or a
+// foreign interface made again by hand has no notes of the old one.
+func TestSysctlNotesOfWhatIsThere(t *testing.T) {
+	k := kernelFor(t, "snow")
+	ctx := context.Background()
+	read := func(short, key string) string {
+		h, err := k.handle(short)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer k.release(h)
+		v, err := readSysctls(h.fd, []string{key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v[key]
+	}
+	apply := func(k *Kernel, y string) *reconcile.Result {
+		t.Helper()
+		res, err := reconcile.Reconcile(ctx, k, desiredOf(t, y), reconcile.ExecOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	const ai = "net.ipv4.conf.all.arp_ignore"
+	orig := read(reconcile.HostNS, ai)
+	k2 := New(Options{Name: "snow2", Prefix: k.opt.Prefix + "b-", Netns: k.opt.Netns})
+	t.Cleanup(func() {
+		reconcile.Reconcile(context.Background(), k2, reconcile.Nothing(), reconcile.ExecOptions{})
+		k2.Close()
+	})
+	apply(k, "name: snow\nnamespaces:\n  host:\n    sysctls: {"+ai+": \"1\"}\n")
+	if p := apply(k2, "name: snow2\nnamespaces:\n  host:\n    sysctls: {"+ai+": \"1\"}\n").Plan; !p.Empty() {
+		t.Fatalf("the second lab: want nothing to write:\n%v", p)
+	}
+	apply(k, "name: snow\n")
+	if v := read(reconcile.HostNS, ai); v != "1" {
+		t.Fatalf("the first lab let go of %s: %q, want 1 kept for the second", ai, v)
+	}
+	apply(k2, "name: snow2\n")
+	if v := read(reconcile.HostNS, ai); v != orig {
+		t.Fatalf("the last lab let go of %s: %q, want %q back", ai, v, orig)
+	}
+
+	const df = "net.ipv4.conf.default.forwarding"
+	before := read(reconcile.HostNS, df)
+	apply(k, "name: snow\nnamespaces:\n  host:\n    sysctls: {net.ipv4.ip_forward: \""+flip(before)+"\", "+df+": \""+before+"\"}\n")
+	apply(k, "name: snow\n")
+	if v := read(reconcile.HostNS, df); v != before {
+		t.Fatalf("%s: %q, want %q back (noted before ip_forward rewrote it)", df, v, before)
+	}
+
+	// A foreign interface of the sandbox, made again by hand.
+	h := netlinkIn(t, k, reconcile.HostNS)
+	mk := func() {
+		if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "fx0"}, PeerName: "fx1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	del := func() {
+		if l, err := h.LinkByName("fx0"); err == nil {
+			h.LinkDel(l)
+		}
+	}
+	mk()
+	defer del()
+	const rp = "net.ipv4.conf.fx0.arp_ignore"
+	apply(k, "name: snow\nnamespaces:\n  host:\n    sysctls: {"+rp+": \"1\"}\n")
+	del()
+	mk()
+	h2, err := k.handle(reconcile.HostNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeSysctl(h2.fd, rp, "2"); err != nil {
+		t.Fatal(err)
+	}
+	k.release(h2)
+	if p := apply(k, "name: snow\n").Plan; !p.Empty() {
+		t.Fatalf("fx0 made again by hand: want its key left alone, plan:\n%v", p)
+	}
+	if v := read(reconcile.HostNS, rp); v != "2" {
+		t.Fatalf("%s: %q, want 2 (set by hand on the new fx0)", rp, v)
+	}
+}
+
+func flip(v string) string {
+	if v == "1" {
+		return "0"
+	}
+	return "1"
+}
+
+// TestSysctlNotesOfASandboxMadeAgain: a sandbox deleted and made again by
+// hand has none of the notes of the old one (a third outside audit: the
+// lab wrote its old note over a value set by hand).
+func TestSysctlNotesOfASandboxMadeAgain(t *testing.T) {
+	k := kernelFor(t, "sagain")
+	ctx := context.Background()
+	const ttl = "net.ipv4.ip_default_ttl"
+	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, "name: sagain\nnamespaces:\n  host:\n    sysctls: {"+ttl+": \"100\"}\n"), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	k.Close()
+	if err := DeleteNamed(k.opt.Netns); err != nil {
+		t.Fatal(err)
+	}
+	k2 := New(k.opt)
+	defer k2.Close()
+	if _, err := k2.EnsureHost(); err != nil {
+		t.Fatal(err)
+	}
+	h, err := k2.handle(reconcile.HostNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeSysctl(h.fd, ttl, "77"); err != nil {
+		t.Fatal(err)
+	}
+	k2.release(h)
+	res, err := reconcile.Reconcile(ctx, k2, desiredOf(t, "name: sagain\n"), reconcile.ExecOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Plan.Empty() {
+		t.Fatalf("a sandbox made again by hand: want its ttl left alone, plan:\n%v", res.Plan)
+	}
+	if _, err := os.Stat(k2.recordFile(reconcile.HostNS)); !os.IsNotExist(err) {
+		t.Errorf("the old sandbox's note stays: %v", err)
 	}
 }

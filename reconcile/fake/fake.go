@@ -303,10 +303,58 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 	return s, nil
 }
 
+// NoteBefore implements reconcile.SysctlRecords.
+func (k *Kernel) NoteBefore(ctx context.Context, p *reconcile.Plan) error {
+	k.W.mu.Lock()
+	defer k.W.mu.Unlock()
+	for _, c := range p.Changes {
+		if c.Kind != reconcile.KindSysctl || c.Restore || c.Action == reconcile.Delete {
+			continue
+		}
+		if n := k.W.nss[c.Namespace]; n != nil {
+			if v, ok := k.W.sysctl(c.Namespace, c.Name); ok {
+				k.noteIn(n, c.Namespace, c.Name, v)
+			}
+		}
+	}
+	return nil
+}
+
+// noteIn notes value as what key was in n before the owner set it, unless
+// noted (or another owner noted it in host: its value).
+func (k *Kernel) noteIn(n *ns, nsName, key, value string) {
+	if _, noted := n.before[k.Owner][key]; noted {
+		return
+	}
+	if n.before == nil {
+		n.before = map[string]map[string]string{}
+	}
+	if n.before[k.Owner] == nil {
+		n.before[k.Owner] = map[string]string{}
+	}
+	for owner, rec := range n.before {
+		if v, ok := rec[key]; ok && owner != k.Owner && nsName == reconcile.HostNS {
+			value = v // another lab set it first: its value from before
+		}
+	}
+	n.before[k.Owner][key] = value
+}
+
 // KeepRecords implements reconcile.SysctlRecords.
 func (k *Kernel) KeepRecords(desired *reconcile.State) error {
 	k.W.mu.Lock()
 	defer k.W.mu.Unlock()
+	if host, n := desired.NS(reconcile.HostNS), k.W.nss[reconcile.HostNS]; host != nil && n != nil {
+		for key := range host.Sysctls {
+			for owner, rec := range n.before {
+				if v, ok := rec[key]; ok && owner != k.Owner {
+					if _, noted := n.before[k.Owner][key]; !noted {
+						k.noteIn(n, reconcile.HostNS, key, v)
+					}
+				}
+			}
+		}
+	}
 	for name, n := range k.W.nss {
 		rec := n.before[k.Owner]
 		var want map[string]string
@@ -518,6 +566,16 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 							n.sysctls[strings.Join(parts, ".")] = v
 						}
 					}
+					// And the notes of them (the record follows the ifindex).
+					for _, rec := range n.before {
+						for key, v := range rec {
+							if parts := strings.Split(key, "."); len(parts) >= 5 && parts[3] == topology.SysctlKeyName(c.OldName) {
+								parts[3] = topology.SysctlKeyName(c.Name)
+								delete(rec, key)
+								rec[strings.Join(parts, ".")] = v
+							}
+						}
+					}
 					for _, o := range n.links {
 						if o.l.VXLAN != nil && o.l.VXLAN.Dev == c.OldName {
 							o.l.VXLAN.Dev = c.Name
@@ -604,22 +662,10 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 		}
 		// The record: what a key was before its owner first set it, gone
 		// once it is put back.
-		switch _, noted := n.before[k.Owner][c.Name]; {
-		case c.Restore:
+		if c.Restore {
 			delete(n.before[k.Owner], c.Name)
-		case !noted:
-			if n.before == nil {
-				n.before = map[string]map[string]string{}
-			}
-			if n.before[k.Owner] == nil {
-				n.before[k.Owner] = map[string]string{}
-			}
-			for owner, rec := range n.before {
-				if v, ok := rec[c.Name]; ok && owner != k.Owner && c.Namespace == reconcile.HostNS {
-					was = v // another lab set it first: its value from before
-				}
-			}
-			n.before[k.Owner][c.Name] = was
+		} else {
+			k.noteIn(n, c.Namespace, c.Name, was)
 		}
 		n.sysctls[c.Name] = c.Value
 		w.ipv6Switched(n, c.Name, c.Value)
@@ -1146,10 +1192,18 @@ func (w *World) delLink(nsName, name string) error {
 	}
 	delete(n.links, name)
 	w.flushRoutes(n, name)
-	// Its own sysctls (net.ipv4.conf.NAME.x) go with it.
+	// Its own sysctls (net.ipv4.conf.NAME.x) go with it, and the notes of
+	// them (the record is of that interface, by its ifindex).
 	for k := range n.sysctls {
 		if parts := strings.Split(k, "."); len(parts) >= 5 && parts[3] == topology.SysctlKeyName(name) {
 			delete(n.sysctls, k)
+		}
+	}
+	for _, rec := range n.before {
+		for k := range rec {
+			if parts := strings.Split(k, "."); len(parts) >= 5 && parts[3] == topology.SysctlKeyName(name) {
+				delete(rec, k)
+			}
 		}
 	}
 	for _, o := range n.links {
