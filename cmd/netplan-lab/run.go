@@ -475,7 +475,11 @@ func (g *globals) report(verb string, run func() (*reconcile.Result, error), san
 				if res.Applied == 1 {
 					verb = "was"
 				}
-				fmt.Fprintf(g.stdout, "A step failed: the %s this run made %s rolled back; the kernel is as it was.\n", plural(res.Applied, "change"), verb)
+				what := "A step failed"
+				if errors.Is(err, context.Canceled) {
+					what = "Interrupted" // SIGINT, SIGTERM
+				}
+				fmt.Fprintf(g.stdout, "%s: the %s this run made %s rolled back; the kernel is as it was.\n", what, plural(res.Applied, "change"), verb)
 			}
 		}
 	}
@@ -491,6 +495,9 @@ func (g *globals) report(verb string, run func() (*reconcile.Result, error), san
 		}
 	}
 	g.logf("%s took %v", verb, time.Since(start))
+	if errors.Is(err, context.Canceled) && res != nil && res.RolledBack && res.RollbackErr == nil {
+		err = &codeError{exitError, fmt.Errorf("interrupted: nothing of this %s is left", verb)}
+	}
 	if g.output == "json" && res != nil {
 		r := applyResult{Plan: res.Plan, Applied: res.Applied, RolledBack: res.RolledBack, SandboxRemoved: sandboxRemoved, NotReady: res.NotReady}
 		if err != nil {
