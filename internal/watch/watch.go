@@ -83,6 +83,10 @@ type watcher struct {
 	known *reconcile.State
 	// warned is the last set of the plan's warnings reported.
 	warned string
+	// invalid says the last version of the file read was not valid: the
+	// next valid one is reported even if it changes nothing, so that one
+	// sees the fix was taken (a new user's audit: silence).
+	invalid bool
 }
 
 // Run applies the file, then keeps the kernel matching it until ctx ends.
@@ -202,10 +206,12 @@ func (w *watcher) fileChanged(ctx context.Context, file, trigger string) {
 		}
 		ev.Summary = "the file is not valid: nothing was changed; still watching"
 		w.report(ev)
+		w.invalid = true
 		return
 	}
 	w.desired = desired
 	w.apply(ctx, "applied", trigger, nil)
+	w.invalid = false
 }
 
 func (w *watcher) repair(ctx context.Context, trigger string, drift []string) {
@@ -266,7 +272,7 @@ func (w *watcher) apply(ctx context.Context, kind, trigger string, drift []strin
 		w.report(ev)
 		return
 	}
-	if len(changes) == 0 && !(kind == "applied" && trigger == "start") {
+	if len(changes) == 0 && !(kind == "applied" && (trigger == "start" || w.invalid)) {
 		return
 	}
 	ev := Event{Kind: kind, Trigger: trigger, Drift: drift, Changes: changes}
@@ -274,6 +280,9 @@ func (w *watcher) apply(ctx context.Context, kind, trigger string, drift []strin
 		ev.Summary = res.Plan.Summary()
 		if res.Plan.Empty() {
 			ev.Summary = "No changes. The kernel matches the topology."
+			if w.invalid && kind == "applied" {
+				ev.Summary = "The file is valid again. No changes: the kernel matches it."
+			}
 		}
 	}
 	w.report(ev)

@@ -80,6 +80,11 @@ func TestWatchLoopOnFakeKernel(t *testing.T) {
 	if r.Drift[0] != "link veth-c1 deleted in netns host" || !strings.Contains(strings.Join(r.Changes, "\n"), "+ veth eth0 <-> host:veth-c1") {
 		t.Fatalf("repair: %+v", r)
 	}
+	// The file fixed, as it was before: nothing to do, and said so.
+	os.WriteFile(file, []byte(strings.Replace(lab, "10.0.0.2/24", "10.0.0."+string(rune('3'+9%7))+"/24", 1)), 0o644)
+	if fixed := wait("applied", 3); len(fixed.Changes) != 0 || fixed.Summary != "The file is valid again. No changes: the kernel matches it." {
+		t.Fatalf("fixed: %+v", fixed)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
