@@ -1242,6 +1242,18 @@ func (d *differ) nat(name string) {
 			return
 		}
 	}
+	// An out: or not_out: that names no interface the namespace has or
+	// will have matches nothing (or everything): likely a typo (a new
+	// user's audit: masquerade {out: uplnk} said nothing).
+	for _, id := range sortedKeys(w.NAT) {
+		r := w.NAT[id]
+		for _, dev := range []string{r.Out, r.NotOut, r.In} {
+			if dev == "" || strings.ContainsAny(dev, "*") || w.Links[dev] != nil || (h != nil && h.Links[dev] != nil) {
+				continue
+			}
+			d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf("nat %s in namespace %q: it names interface %s, which the namespace has not (a typo?): the rule matches as if it never were there", id, name, dev))
+		}
+	}
 	// A rule is known by its content (its ID, which the kernel's rule
 	// carries in its comment, checked against the rule's expressions) and
 	// its place: in each chain, the lab's rules must be in the file's order.

@@ -72,6 +72,10 @@ func TestNATBatchIsAtomic(t *testing.T) {
 
 func TestNATWarnings(t *testing.T) {
 	k := fake.New("lab")
+	// The sandbox's own interfaces that the rules name.
+	for _, n := range []string{"br0", "eth0"} {
+		k.W.AddForeignLink("host", &reconcile.Link{Name: n, Kind: "device", Up: true, MTU: 1500})
+	}
 	noFwd := strings.Replace(natBase, `    sysctls: {net.ipv4.ip_forward: "1"}`+"\n", "", 1)
 	p := plan(t, k, parse(t, noFwd))
 	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], `namespace "host" has NAT rules but net.ipv4.ip_forward is "0"`) {
@@ -106,5 +110,22 @@ func TestNATIDRoundTrip(t *testing.T) {
 		if _, err := reconcile.ParseNATID(bad); err == nil {
 			t.Errorf("%q parsed", bad)
 		}
+	}
+}
+
+// TestNATNamesNoInterface: a rule whose out:, not_out: or in: names no
+// interface of its namespace is a warning (a typo matches nothing).
+func TestNATNamesNoInterface(t *testing.T) {
+	k := fake.New("lab")
+	k.W.AddForeignLink("host", &reconcile.Link{Name: "br0", Kind: "device", Up: true, MTU: 1500})
+	p := plan(t, k, parse(t, natBase))
+	var got []string
+	for _, w := range p.Warnings {
+		if strings.Contains(w, "which the namespace has not") {
+			got = append(got, w)
+		}
+	}
+	if len(got) != 2 || !strings.Contains(got[0], "port_forward tcp 8080 to 10.55.66.2:80 in eth0") && !strings.Contains(strings.Join(got, "\n"), "it names interface eth0") {
+		t.Fatalf("warnings: %q", p.Warnings)
 	}
 }
