@@ -945,24 +945,21 @@ func (d *differ) gatewayReached(w, h *Namespace, wr *Route) bool {
 		l := w.Links[ln]
 		return l != nil && l.Owned
 	}
-	if wr.Dev != "" {
-		if own(wr.Dev) {
-			return true
-		}
+	if wr.Dev != "" && !own(wr.Dev) {
 		d.conflict("route %s in namespace host: dev %s is not an interface of the lab: the lab owns routes in host only on its own interfaces", wr.Dst, wr.Dev)
 		return false
 	}
-	if wr.Via == "" {
+	if wr.Via == "" || wr.OnLink {
 		return true
 	}
 	gw, err := netip.ParseAddr(wr.Via)
-	if err != nil {
+	if err != nil || gw.IsLinkLocalUnicast() && wr.Dev != "" {
 		return true
 	}
 	var have []string
 	for _, ln := range sortedKeys(w.Links) {
-		if !own(ln) {
-			continue
+		if !own(ln) || wr.Dev != "" && ln != wr.Dev {
+			continue // with dev:, the gateway must be on its subnet
 		}
 		for _, a := range w.Links[ln].Addresses {
 			if p, err := netip.ParsePrefix(a); err == nil && p.Addr().Is4() == gw.Is4() {
@@ -974,7 +971,7 @@ func (d *differ) gatewayReached(w, h *Namespace, wr *Route) bool {
 		}
 	}
 	foreign := ""
-	if h != nil {
+	if h != nil && wr.Dev == "" {
 		for _, ln := range sortedKeys(h.Links) {
 			if l := h.Links[ln]; !l.Owned && foreign == "" {
 				for _, a := range l.Addresses {
@@ -988,6 +985,11 @@ func (d *differ) gatewayReached(w, h *Namespace, wr *Route) bool {
 	if foreign != "" {
 		d.conflict("route %s via %s in namespace host: the gateway is reached through %s, which is not an interface of the lab: the lab owns routes in host only on its own interfaces (give one of them an address on that subnet)",
 			wr.Dst, wr.Via, foreign)
+		return false
+	}
+	if wr.Dev != "" {
+		d.conflict("route %s via %s dev %s: the gateway is on no subnet of %s in namespace host (it has %s): give it an address in that subnet, or say onlink: true",
+			wr.Dst, wr.Via, wr.Dev, wr.Dev, orNone(strings.Join(slices.Compact(sortedStrings(have)), ", ")))
 		return false
 	}
 	d.conflict("route %s via %s: the gateway is on no subnet of the lab's interfaces in namespace host (they have %s): give one an address in its subnet",

@@ -209,6 +209,14 @@ func TestHostGatewayOnNoSubnet(t *testing.T) {
 	if p := plan(t, k, parse(t, strings.Replace(route, "via: 192.0.2.1}", "dev: up0}", 1))); len(p.Conflicts) != 1 || !strings.Contains(p.Conflicts[0], "dev up0 is not an interface of the lab") {
 		t.Fatalf("on someone else's interface: %q", p.Conflicts)
 	}
+	if p := plan(t, k, parse(t, strings.Replace(route, "via: 192.0.2.1}", "via: 192.0.2.1, dev: br0}", 1))); len(p.Conflicts) != 1 || !strings.Contains(p.Conflicts[0], "route 172.30.0.0/16 via 192.0.2.1 dev br0: the gateway is on no subnet of br0 in namespace host (it has 10.0.0.0/24)") {
+		t.Fatalf("dev: with a gateway off its subnet: %q", p.Conflicts)
+	}
+	for _, fine := range []string{"via: 192.0.2.1, dev: br0, onlink: true}", "via: 10.0.0.254, dev: br0}"} {
+		if p := plan(t, k, parse(t, strings.Replace(route, "via: 192.0.2.1}", fine, 1))); len(p.Conflicts) > 0 {
+			t.Fatalf("%s: %q", fine, p.Conflicts)
+		}
+	}
 	ok := strings.Replace(route, "via: 192.0.2.1}", "via: 10.0.0.254}", 1)
 	apply(t, k, parse(t, ok))
 	if p := plan(t, k, parse(t, ok)); !p.Empty() || len(p.Conflicts) > 0 {

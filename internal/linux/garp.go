@@ -28,15 +28,24 @@ func (k *Kernel) Announce(ctx context.Context, p *reconcile.Plan) {
 	// moved (a bridge renamed is deleted and made again), and neighbours
 	// may know it at the old link's MAC. A link new with new addresses
 	// has nobody to tell: a lab made from nothing sends nothing.
-	gone := map[string]bool{}
+	gone := map[netip.Addr]bool{} // by address alone: a LAN spans namespaces
+	taken := func(cidr string) {
+		if pfx, err := netip.ParsePrefix(cidr); err == nil {
+			gone[pfx.Addr()] = true
+		}
+	}
 	for _, c := range p.Changes {
 		switch {
+		case c.Kind == reconcile.KindLink && (c.Action == reconcile.Delete || c.Action == reconcile.Replace) && c.OldLink != nil:
+			for _, a := range c.OldLink.Addresses {
+				taken(a)
+			}
 		case c.Kind == reconcile.KindLink && c.Action == reconcile.Delete && c.Link != nil:
 			for _, a := range c.Link.Addresses {
-				gone[c.Namespace+" "+a] = true
+				taken(a)
 			}
 		case c.Kind == reconcile.KindAddress && c.Action == reconcile.Delete:
-			gone[c.Namespace+" "+c.Name] = true
+			taken(c.Name)
 		}
 	}
 	byNS := map[string][]link{}
@@ -46,7 +55,7 @@ func (k *Kernel) Announce(ctx context.Context, p *reconcile.Plan) {
 		}
 		var v4 []netip.Addr
 		for _, a := range l.Addresses {
-			if pfx, err := netip.ParsePrefix(a); err == nil && pfx.Addr().Is4() && (all || gone[ns+" "+a]) {
+			if pfx, err := netip.ParsePrefix(a); err == nil && pfx.Addr().Is4() && (all || gone[pfx.Addr()]) {
 				v4 = append(v4, pfx.Addr())
 			}
 		}
@@ -55,6 +64,14 @@ func (k *Kernel) Announce(ctx context.Context, p *reconcile.Plan) {
 		}
 	}
 	for _, c := range p.Changes {
+		// An address added to a link that is there: announced if it
+		// moved (from another link, here or in another namespace).
+		if c.Kind == reconcile.KindAddress && c.Action == reconcile.Create {
+			if pfx, err := netip.ParsePrefix(c.Name); err == nil && pfx.Addr().Is4() && gone[pfx.Addr()] {
+				byNS[c.Namespace] = append(byNS[c.Namespace], link{c.Dev, []netip.Addr{pfx.Addr()}})
+			}
+			continue
+		}
 		if c.Kind != reconcile.KindLink || c.Implicit || c.Action == reconcile.Delete {
 			continue
 		}

@@ -15,22 +15,25 @@ import (
 // undone by it, and refuses, naming it.
 var WatchDir = "/run/netplan-lab/watch"
 
+// watchPath is the mark of a watch of lab name (prefix) in sandbox netns:
+// a directory per sandbox (names may hold dots), a file per lab (a lab's
+// name has none).
 func watchPath(netns, name, prefix string) string {
 	sandbox := netns
 	if sandbox == "" {
 		sandbox = "@machine"
 	}
-	return filepath.Join(WatchDir, sandbox+"."+name+"."+prefix)
+	return filepath.Join(WatchDir, sandbox, name+"."+prefix)
 }
 
 // HoldWatch marks that a watch keeps lab name (prefix) in sandbox netns
 // in line with its file, until release; who describes it to others. A
 // second watch of the same lab is refused.
 func HoldWatch(netns, name, prefix, who string) (release func(), err error) {
-	if err := os.MkdirAll(WatchDir, 0o755); err != nil {
+	path := watchPath(netns, name, prefix)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
-	path := watchPath(netns, name, prefix)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
@@ -47,6 +50,7 @@ func HoldWatch(netns, name, prefix, who string) (release func(), err error) {
 	fmt.Fprintf(f, "pid %d (%s)\n", os.Getpid(), who)
 	return func() {
 		os.Remove(path)
+		os.Remove(filepath.Dir(path)) // if empty
 		f.Close()
 	}, nil
 }
