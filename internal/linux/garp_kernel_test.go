@@ -47,24 +47,32 @@ func TestRenamedBridgeIsAnnounced(t *testing.T) {
 	if br.Attrs().HardwareAddr.String() == old.Attrs().HardwareAddr.String() {
 		t.Fatal("the renamed bridge kept its MAC: nothing to announce")
 	}
-	// The announcement is on its way when apply returns: a moment for c1
-	// to take it (far less than the 30 s without it).
+	if seen, ok := neighFollows(t, c, eth0.Attrs().Index, "10.77.0.1", br.Attrs().HardwareAddr.String()); !ok {
+		t.Fatalf("c1 still has 10.77.0.1 at %s, the bridge is at %s", seen, br.Attrs().HardwareAddr)
+	}
+}
+
+// neighFollows waits (a moment: the announcement is on its way when apply
+// returns, far less than the 30 s without it) until h's neighbour entry
+// for ip on link index has MAC want; it returns the MAC last seen.
+func neighFollows(t *testing.T, h *netlink.Handle, index int, ip, want string) (string, bool) {
+	t.Helper()
 	seen := ""
 	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		neighs, err := c.NeighList(eth0.Attrs().Index, netlink.FAMILY_V4)
+		neighs, err := h.NeighList(index, netlink.FAMILY_V4)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, n := range neighs {
-			if n.IP.String() == "10.77.0.1" {
+			if n.IP.String() == ip {
 				seen = n.HardwareAddr.String()
 			}
 		}
-		if seen == br.Attrs().HardwareAddr.String() {
-			return
+		if seen == want {
+			return seen, true
 		}
 	}
-	t.Fatalf("c1 still has 10.77.0.1 at %s, the bridge is at %s", seen, br.Attrs().HardwareAddr)
+	return seen, false
 }
 
 // TestMovedAddressIsAnnounced: an address moved from one container to
@@ -102,20 +110,7 @@ func TestMovedAddressIsAnnounced(t *testing.T) {
 	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, at3), reconcile.ExecOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	want, seen := mac(c3), ""
-	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		neighs, err := c1.NeighList(eth0.Attrs().Index, netlink.FAMILY_V4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, n := range neighs {
-			if n.IP.String() == "10.78.0.50" {
-				seen = n.HardwareAddr.String()
-			}
-		}
-		if seen == want {
-			return
-		}
+	if seen, ok := neighFollows(t, c1, eth0.Attrs().Index, "10.78.0.50", mac(c3)); !ok {
+		t.Fatalf("c1 has 10.78.0.50 at %s, c3 (which has it now) is %s", seen, mac(c3))
 	}
-	t.Fatalf("c1 has 10.78.0.50 at %s, c3 (which has it now) is %s", seen, want)
 }

@@ -22,25 +22,13 @@ func TestSysctlDroppedFromTheFileGoesBack(t *testing.T) {
 	links := "links:\n  - a: {namespace: c1, name: eth0, addresses: [10.9.0.2/24]}\n    b: {namespace: host, name: v0, addresses: [10.9.0.1/24]}\n"
 	with := "name: sback\nnamespaces:\n  host:\n    sysctls: {net.ipv4.ip_forward: \"1\"}\n  c1:\n    sysctls: {net.ipv4.ip_forward: \"1\", net.ipv4.conf.eth0.accept_local: \"1\"}\n" + links
 	without := "name: sback\nnamespaces:\n  c1: {}\n" + links
-	read := func(short, key string) string {
-		h, err := k.handle(short)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer k.release(h)
-		v, err := readSysctls(h.fd, []string{key})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v[key]
-	}
 	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, without), reconcile.ExecOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	before := map[string]string{}
 	for _, sk := range []string{"host net.ipv4.ip_forward", "c1 net.ipv4.ip_forward", "c1 net.ipv4.conf.eth0.accept_local"} {
 		short, key, _ := strings.Cut(sk, " ")
-		before[sk] = read(short, key)
+		before[sk] = sysctlIn(t, k, short, key)
 		if before[sk] == "1" {
 			t.Fatalf("%s is 1 before the lab sets it", sk)
 		}
@@ -50,7 +38,7 @@ func TestSysctlDroppedFromTheFileGoesBack(t *testing.T) {
 	}
 	for sk := range before {
 		short, key, _ := strings.Cut(sk, " ")
-		if v := read(short, key); v != "1" {
+		if v := sysctlIn(t, k, short, key); v != "1" {
 			t.Fatalf("%s: %q after the lab set it", sk, v)
 		}
 	}
@@ -72,7 +60,7 @@ func TestSysctlDroppedFromTheFileGoesBack(t *testing.T) {
 	}
 	for sk, v := range before {
 		short, key, _ := strings.Cut(sk, " ")
-		if now := read(short, key); now != v {
+		if now := sysctlIn(t, k, short, key); now != v {
 			t.Errorf("%s: %q, want %q back", sk, now, v)
 		}
 	}
@@ -98,7 +86,7 @@ func TestSysctlDroppedFromTheFileGoesBack(t *testing.T) {
 	if _, err := os.Stat(k.recordFile("c1")); !os.IsNotExist(err) {
 		t.Errorf("the record of c1 stays after c1 went: %v", err)
 	}
-	if v := read(reconcile.HostNS, "net.ipv4.ip_forward"); v != before["host net.ipv4.ip_forward"] {
+	if v := sysctlIn(t, k, reconcile.HostNS, "net.ipv4.ip_forward"); v != before["host net.ipv4.ip_forward"] {
 		t.Errorf("host's ip_forward %q after the file dropped it", v)
 	}
 	if _, err := os.Stat(k.recordDir()); !os.IsNotExist(err) {
@@ -113,23 +101,11 @@ func TestSysctlDroppedFromTheFileGoesBack(t *testing.T) {
 func TestSysctlNotesAgainstTheKernel(t *testing.T) {
 	k := kernelFor(t, "snote")
 	ctx := context.Background()
-	read := func(k *Kernel, short, key string) string {
-		h, err := k.handle(short)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer k.release(h)
-		v, err := readSysctls(h.fd, []string{key})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v[key]
-	}
 	src := "name: snote\nnamespaces:\n  c1: {sysctls: {net.ipv4.conf.eth0.rp_filter: \"2\"}}\nlinks:\n  - a: {namespace: c1, name: eth0}\n    b: {namespace: host, name: v0}\n"
 	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, strings.Replace(src, `{sysctls: {net.ipv4.conf.eth0.rp_filter: "2"}}`, "{}", 1)), reconcile.ExecOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	before := read(k, "c1", "net.ipv4.conf.eth0.rp_filter")
+	before := sysctlIn(t, k, "c1", "net.ipv4.conf.eth0.rp_filter")
 	if before == "2" {
 		t.Fatal("rp_filter is 2 before the lab sets it")
 	}
@@ -140,7 +116,7 @@ func TestSysctlNotesAgainstTheKernel(t *testing.T) {
 	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, renamed), reconcile.ExecOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if v := read(k, "c1", "net.ipv4.conf.eth9.rp_filter"); v != before {
+	if v := sysctlIn(t, k, "c1", "net.ipv4.conf.eth9.rp_filter"); v != before {
 		t.Errorf("eth9 (eth0 renamed) rp_filter %q, want %q back", v, before)
 	}
 
@@ -153,7 +129,7 @@ func TestSysctlNotesAgainstTheKernel(t *testing.T) {
 		k2.Close()
 	})
 	const ttl = "net.ipv4.ip_default_ttl"
-	orig := read(k, reconcile.HostNS, ttl)
+	orig := sysctlIn(t, k, reconcile.HostNS, ttl)
 	host := func(name, v string) *reconcile.State {
 		s := "name: " + name + "\n"
 		if v != "" {
@@ -170,7 +146,7 @@ func TestSysctlNotesAgainstTheKernel(t *testing.T) {
 		if _, err := reconcile.Reconcile(ctx, step.k, host(step.name, step.v), reconcile.ExecOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		if v := read(k, reconcile.HostNS, ttl); v != step.want {
+		if v := sysctlIn(t, k, reconcile.HostNS, ttl); v != step.want {
 			t.Fatalf("%s sets %q: ttl %q, want %q", step.name, step.v, v, step.want)
 		}
 	}
@@ -184,18 +160,6 @@ func TestSysctlNotesAgainstTheKernel(t *testing.T) {
 func TestSysctlNotesOfWhatIsThere(t *testing.T) {
 	k := kernelFor(t, "snow")
 	ctx := context.Background()
-	read := func(short, key string) string {
-		h, err := k.handle(short)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer k.release(h)
-		v, err := readSysctls(h.fd, []string{key})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v[key]
-	}
 	apply := func(k *Kernel, y string) *reconcile.Result {
 		t.Helper()
 		res, err := reconcile.Reconcile(ctx, k, desiredOf(t, y), reconcile.ExecOptions{})
@@ -205,7 +169,7 @@ func TestSysctlNotesOfWhatIsThere(t *testing.T) {
 		return res
 	}
 	const ai = "net.ipv4.conf.all.arp_ignore"
-	orig := read(reconcile.HostNS, ai)
+	orig := sysctlIn(t, k, reconcile.HostNS, ai)
 	k2 := New(Options{Name: "snow2", Prefix: k.opt.Prefix + "b-", Netns: k.opt.Netns})
 	t.Cleanup(func() {
 		reconcile.Reconcile(context.Background(), k2, reconcile.Nothing(), reconcile.ExecOptions{})
@@ -216,19 +180,19 @@ func TestSysctlNotesOfWhatIsThere(t *testing.T) {
 		t.Fatalf("the second lab: want nothing to write:\n%v", p)
 	}
 	apply(k, "name: snow\n")
-	if v := read(reconcile.HostNS, ai); v != "1" {
+	if v := sysctlIn(t, k, reconcile.HostNS, ai); v != "1" {
 		t.Fatalf("the first lab let go of %s: %q, want 1 kept for the second", ai, v)
 	}
 	apply(k2, "name: snow2\n")
-	if v := read(reconcile.HostNS, ai); v != orig {
+	if v := sysctlIn(t, k, reconcile.HostNS, ai); v != orig {
 		t.Fatalf("the last lab let go of %s: %q, want %q back", ai, v, orig)
 	}
 
 	const df = "net.ipv4.conf.default.forwarding"
-	before := read(reconcile.HostNS, df)
+	before := sysctlIn(t, k, reconcile.HostNS, df)
 	apply(k, "name: snow\nnamespaces:\n  host:\n    sysctls: {net.ipv4.ip_forward: \""+flip(before)+"\", "+df+": \""+before+"\"}\n")
 	apply(k, "name: snow\n")
-	if v := read(reconcile.HostNS, df); v != before {
+	if v := sysctlIn(t, k, reconcile.HostNS, df); v != before {
 		t.Fatalf("%s: %q, want %q back (noted before ip_forward rewrote it)", df, v, before)
 	}
 
@@ -261,7 +225,7 @@ func TestSysctlNotesOfWhatIsThere(t *testing.T) {
 	if p := apply(k, "name: snow\n").Plan; !p.Empty() {
 		t.Fatalf("fx0 made again by hand: want its key left alone, plan:\n%v", p)
 	}
-	if v := read(reconcile.HostNS, rp); v != "2" {
+	if v := sysctlIn(t, k, reconcile.HostNS, rp); v != "2" {
 		t.Fatalf("%s: %q, want 2 (set by hand on the new fx0)", rp, v)
 	}
 }
@@ -310,4 +274,19 @@ func TestSysctlNotesOfASandboxMadeAgain(t *testing.T) {
 	if _, err := os.Stat(k2.recordFile(reconcile.HostNS)); !os.IsNotExist(err) {
 		t.Errorf("the old sandbox's note stays: %v", err)
 	}
+}
+
+// sysctlIn reads key in namespace short of k's lab.
+func sysctlIn(t *testing.T, k *Kernel, short, key string) string {
+	t.Helper()
+	h, err := k.handle(short)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.release(h)
+	v, err := readSysctls(h.fd, []string{key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v[key]
 }
