@@ -1083,6 +1083,14 @@ func (d *differ) sysctls(name string) {
 	var out []*Change
 	for _, k := range sortedKeys(w.Sysctls) {
 		v := w.Sysctls[k]
+		if name == HostNS && InterfaceSysctl(k) {
+			if iface := sysctlIface(k); iface != "lo" && w.Links[iface] == nil && (h == nil || h.Links[iface] == nil) {
+				// validate cannot tell in host, which has more than the
+				// file (an outside audit: apply failed half-way, ENOENT).
+				d.conflict("sysctl %s in namespace host: there is no interface %s there, and the file makes none", k, iface)
+				continue
+			}
+		}
 		if made && w.Owned && (FreshSysctls[k] == v || (madeOff && contains(IPv6Switch, k))) {
 			continue // a new namespace has it so, or is made so
 		}

@@ -329,3 +329,15 @@ func TestIPv6OnABridgeSetByHandWithoutPorts(t *testing.T) {
 		t.Fatalf("want the conflict, got %q", p.Conflicts)
 	}
 }
+
+// TestHostSysctlOfNoInterface: an interface's sysctl in host for an
+// interface that is not there and that the file does not make is a
+// conflict of the plan (validate cannot tell in host; apply failed
+// half-way: an outside audit).
+func TestHostSysctlOfNoInterface(t *testing.T) {
+	src := "name: lab\nnamespaces:\n  host:\n    sysctls: {net.ipv4.conf.nosuch0.rp_filter: \"1\"}\n"
+	k := fake.New("lab")
+	refusedWhole(t, k, parse(t, src), "sysctl net.ipv4.conf.nosuch0.rp_filter in namespace host: there is no interface nosuch0 there, and the file makes none")
+	k.W.AddForeignLink("host", &reconcile.Link{Name: "nosuch0", Kind: "device", Up: true, MTU: 1500})
+	apply(t, k, parse(t, src))
+}
