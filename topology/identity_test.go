@@ -51,3 +51,16 @@ func TestLoadIdentity(t *testing.T) {
 		t.Errorf("big file: %v", err)
 	}
 }
+
+// TestBridgeTypoHint: a port's bridge that is not declared gets the
+// nearest declared one as a hint, if it is near (a new user's audit).
+func TestBridgeTypoHint(t *testing.T) {
+	src := "name: t\nnamespaces:\n  c1: {}\nbridges:\n  - {name: hwchiu0}\nlinks:\n  - a: {namespace: c1, name: eth0}\n    b: {namespace: host, name: v0, bridge: BRIDGE}\n"
+	for typo, hint := range map[string]string{"hwchiuO": " (did you mean hwchiu0?)", "lan": ""} {
+		_, err := Parse("t.yaml", []byte(strings.Replace(src, "BRIDGE", typo, 1)))
+		want := `bridge "` + typo + `" is not declared in namespace "host"` + hint
+		if err == nil || !strings.Contains(err.Error(), want) || hint == "" && strings.Contains(err.Error(), "did you mean") {
+			t.Errorf("%s: want %q, got %v", typo, want, err)
+		}
+	}
+}

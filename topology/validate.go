@@ -295,7 +295,7 @@ func (d *decoder) validate(t *Topology) {
 				d.at(s.Pos, s.Path, "%q has more parts than net.%s.%s.IF.KEY: an interface's dots are written as slashes in its keys, as sysctl(8) does (for interface %q: %s)",
 					s.Key, parts[1], parts[2], ifname, strings.Join([]string{parts[0], parts[1], parts[2], SysctlKeyName(ifname), parts[len(parts)-1]}, "."))
 			} else if perIface && n.Name != Host && parts[3] != "all" && parts[3] != "default" && parts[3] != "lo" && !ix.Declared(n.Name, SysctlIfname(parts[3])) {
-				d.at(s.Pos, s.Path, "interface %q is not declared in namespace %q: this key would have nothing to set", SysctlIfname(parts[3]), n.Name)
+				d.at(s.Pos, s.Path, "interface %q is not declared in namespace %q: this key would have nothing to set%s", SysctlIfname(parts[3]), n.Name, didYouMean(SysctlIfname(parts[3]), ifNames(ix, n.Name)))
 			}
 		}
 	}
@@ -374,7 +374,13 @@ func (d *decoder) validate(t *Topology) {
 					d.at(i.Pos, join(i.Path, "bridge"), "bridge %q is in namespace %q, but this port is in %q: a port must be in its bridge's namespace",
 						i.Bridge, other, i.Namespace)
 				} else {
-					d.at(i.Pos, join(i.Path, "bridge"), "bridge %q is not declared in namespace %q", i.Bridge, i.Namespace)
+					var names []string
+					for _, b := range t.Bridges {
+						if b.Namespace == i.Namespace {
+							names = append(names, b.Name)
+						}
+					}
+					d.at(i.Pos, join(i.Path, "bridge"), "bridge %q is not declared in namespace %q%s", i.Bridge, i.Namespace, didYouMean(i.Bridge, names))
 				}
 			}
 		}
@@ -909,4 +915,50 @@ func firstIPv6(addrs []string) string {
 		}
 	}
 	return ""
+}
+
+// ifNames are the names of namespace ns's interfaces in the file.
+func ifNames(ix *Index, ns string) []string {
+	var out []string
+	for _, i := range ix.In(ns) {
+		out = append(out, i.Name)
+	}
+	return out
+}
+
+// didYouMean is " (did you mean NAME?)" for the one of names closest to
+// s, if it is close (a typo: at most two edits, less than half of s), or
+// "" (a new user's audit: a bridge typo got no hint).
+func didYouMean(s string, names []string) string {
+	best, bestD := "", 3
+	for _, n := range names {
+		if d := editDistance(s, n); d < bestD && d*2 < len(s) {
+			best, bestD = n, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return " (did you mean " + best + "?)"
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
