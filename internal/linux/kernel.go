@@ -419,6 +419,9 @@ func (k *Kernel) SandboxStays() (string, error) {
 			}
 			continue
 		}
+		if other, ok := ParseMark(a.Alias); ok {
+			return fmt.Sprintf("interface %s is in it, of %s", a.Name, other), nil
+		}
 		return fmt.Sprintf("interface %s is in it, not the lab's", a.Name), nil
 	}
 	// So may an nftables table of another owner.
