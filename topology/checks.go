@@ -53,13 +53,13 @@ func (d *decoder) validateCheck(t *Index, c *Check, listed func(ns string) bool,
 			d.at(c.Pos, join(c.Path, "to"), "namespace %q is not listed under namespaces", ns)
 		} else if !declared(ns, ifname) {
 			d.at(c.Pos, join(c.Path, "to"), "interface %q is not declared in namespace %q", ifname, ns)
-		} else if _, ok := t.IfaceAddr(ns, ifname); !ok {
+		} else if _, ok := t.IfaceAddr(ns, ifname); !ok && !d.badAddress[ns] {
 			d.at(c.Pos, join(c.Path, "to"), "interface %s has no address to check", c.To)
 		}
 	} else if _, err := netip.ParseAddr(c.To); err != nil && c.To != "" {
 		if !listed(c.To) {
 			d.at(c.Pos, join(c.Path, "to"), "%q is neither a namespace of the file, NS:IF, nor an IP address", c.To)
-		} else if _, _, ok := t.FirstAddr(c.To); !ok {
+		} else if _, _, ok := t.FirstAddr(c.To); !ok && !d.badAddress[c.To] {
 			d.at(c.Pos, join(c.Path, "to"), "namespace %q has no address to check (none of its interfaces has one)", c.To)
 		}
 	}

@@ -98,6 +98,10 @@ type decoder struct {
 	// unresolved holds the problems found at a path whose position the
 	// first pass did not record: locate sets them once validation is done.
 	unresolved []*Error
+	// badAddress holds the namespaces with an address that is no address:
+	// problems that follow from it (a gateway on no subnet, nothing to
+	// check) are not reported beside it.
+	badAddress map[string]bool
 }
 
 // record notes where the value at path p is (parent is the path of the

@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -62,5 +63,18 @@ func TestBridgeTypoHint(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) || hint == "" && strings.Contains(err.Error(), "did you mean") {
 			t.Errorf("%s: want %q, got %v", typo, want, err)
 		}
+	}
+}
+
+// TestOneTypoOneProblem: an address that is no address is the problem to
+// report; a gateway then on no subnet, or nothing to check, follows from
+// it and is not reported beside it (a new user's audit: four problems for
+// one typo).
+func TestOneTypoOneProblem(t *testing.T) {
+	src := "name: casc\nnamespaces:\n  c1:\n    routes: [{to: default, via: 10.55.66.1}]\nlinks:\n  - a: {namespace: c1, name: eth0, addresses: [10.55.66.256/24]}\n    b: {namespace: host, name: v0, addresses: [10.55.66.1/24]}\nchecks:\n  - {from: host, to: c1}\n  - {from: host, to: \"c1:eth0\"}\n"
+	_, err := Parse("t.yaml", []byte(src))
+	var list ErrorList
+	if !errors.As(err, &list) || len(list) != 1 || !strings.Contains(list[0].Error(), `"10.55.66.256/24" is not an address in CIDR form`) {
+		t.Fatalf("want the one problem, got %v", err)
 	}
 }
