@@ -416,7 +416,12 @@ func checkSysctls(t *topology.Topology, machineHost bool) error {
 				continue
 			}
 			msg := "this kernel has no sysctl " + s.Key
-			if near != "" {
+			switch {
+			case near == s.Key:
+				// It is there in the machine's own namespace only (an
+				// outside audit: "did you mean" the same key).
+				msg = "sysctl " + s.Key + " is in the machine's first namespace only: the kernel gives a namespace of its own (the sandbox, the lab's) none"
+			case near != "":
 				msg += " (did you mean " + near + "?)"
 			}
 			list = append(list, &topology.Error{File: t.File, Pos: s.Pos, Path: s.Path, Msg: msg})

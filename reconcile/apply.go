@@ -395,6 +395,14 @@ func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*R
 	if execErr != nil {
 		res.RolledBack = true
 		res.RollbackErr = Rollback(context.WithoutCancel(ctx), k, before, q, ExecOptions{Workers: o.Workers, OnChange: inner})
+		if res.RollbackErr == nil {
+			// The kernel is as before: so are the notes of sysctls (an
+			// outside audit: a note taken by the failed run later wrote
+			// a value set by hand).
+			if err := keepRecords(k, notedIn(before)); err != nil {
+				res.RollbackErr = err
+			}
+		}
 		return res, execErr
 	}
 	start = time.Now()
@@ -446,6 +454,20 @@ type SysctlRecords interface {
 	// NoteBefore notes, before p runs, what the keys p sets are now.
 	NoteBefore(ctx context.Context, p *Plan) error
 	KeepRecords(desired *State) error
+}
+
+// notedIn is a state that sets the keys observed noted: what KeepRecords
+// keeps the notes of to leave them as they were.
+func notedIn(observed *State) *State {
+	s := NewState()
+	for name, ns := range observed.Namespaces {
+		n := NewNamespace(name, ns.Owned)
+		for k, v := range ns.SysctlsBefore {
+			n.Sysctls[k] = v
+		}
+		s.Namespaces[name] = n
+	}
+	return s
 }
 
 func keepRecords(k Kernel, desired *State) error {

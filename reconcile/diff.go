@@ -1136,8 +1136,14 @@ func (d *differ) sysctls(name string) {
 					continue // gone, or a new interface: it starts from the defaults
 				}
 			}
-			if _, wanted := w.Sysctls[key]; wanted || h.SysctlsShared[k] {
+			if _, wanted := w.Sysctls[key]; wanted || h.SysctlsShared[k] || h.SysctlsShared[sysctlAlias[k]] {
 				continue // wanted still, or by another lab here
+			}
+			if _, wanted := w.Sysctls[sysctlAlias[key]]; wanted {
+				// The same kernel value under another name the file sets
+				// (an outside audit: ip_forward put back turned off the
+				// conf.all.forwarding the file had moved to).
+				continue
 			}
 			cur, ok := h.Sysctls[k]
 			if before := h.SysctlsBefore[k]; ok && NormaliseSysctl(cur) != NormaliseSysctl(before) {
@@ -1208,6 +1214,13 @@ var propagates = map[string][2]string{
 	"net.ipv4.conf.all.forwarding":   {"net.ipv4.conf.", ".forwarding"},
 	"net.ipv6.conf.all.forwarding":   {"net.ipv6.conf.", ".forwarding"},
 	"net.ipv6.conf.all.disable_ipv6": {"net.ipv6.conf.", ".disable_ipv6"},
+}
+
+// sysctlAlias pairs keys that are one value in the kernel: writing one
+// writes the other.
+var sysctlAlias = map[string]string{
+	"net.ipv4.ip_forward":          "net.ipv4.conf.all.forwarding",
+	"net.ipv4.conf.all.forwarding": "net.ipv4.ip_forward",
 }
 
 // rewritable reports a key that some namespace-wide write rewrites.

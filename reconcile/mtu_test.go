@@ -341,3 +341,44 @@ func TestHostSysctlOfNoInterface(t *testing.T) {
 	k.W.AddForeignLink("host", &reconcile.Link{Name: "nosuch0", Kind: "device", Up: true, MTU: 1500})
 	apply(t, k, parse(t, src))
 }
+
+// TestSysctlNotesAndAliasesAndRollbacks (a fourth outside audit): a file
+// that moves from ip_forward to conf.all.forwarding (one kernel value)
+// keeps forwarding on; a failed, rolled back apply leaves the notes as
+// they were, so a value set by hand later is not written over.
+func TestSysctlNotesAndAliasesAndRollbacks(t *testing.T) {
+	host := func(kv string) string {
+		if kv == "" {
+			return "name: a\nnamespaces:\n  c1: {}\n"
+		}
+		return "name: a\nnamespaces:\n  c1: {}\n  host:\n    sysctls: {" + kv + "}\n"
+	}
+	k := fake.New("a")
+	apply(t, k, parse(t, host(`net.ipv4.ip_forward: "1"`)))
+	apply(t, k, parse(t, host(`net.ipv4.conf.all.forwarding: "1"`)))
+	if p := plan(t, k, parse(t, host(`net.ipv4.conf.all.forwarding: "1"`))); !p.Empty() {
+		t.Fatalf("after moving to conf.all.forwarding:\n%v", p)
+	}
+	apply(t, k, parse(t, host(`net.ipv4.ip_forward: "1"`)))
+	if p := plan(t, k, parse(t, host(`net.ipv4.ip_forward: "1"`))); !p.Empty() {
+		t.Fatalf("after moving back to ip_forward:\n%v", p)
+	}
+
+	const ai = "net.ipv4.conf.all.arp_ignore"
+	k = fake.New("a")
+	apply(t, k, parse(t, host("")))
+	k.FailOn = func(c *reconcile.Change) error {
+		if c.Kind == reconcile.KindSysctl && c.Name == "net.ipv4.conf.all.rp_filter" {
+			return errors.New("injected")
+		}
+		return nil
+	}
+	if res, err := reconcile.Reconcile(context.Background(), k, parse(t, host(ai+`: "1", net.ipv4.conf.all.rp_filter: "0"`)), reconcile.ExecOptions{}); err == nil || !res.RolledBack || res.RollbackErr != nil {
+		t.Fatalf("want the injected failure, rolled back: %v", err)
+	}
+	k.FailOn = nil
+	k.W.SetSysctl("host", ai, "2") // by hand, after the rollback
+	if p := plan(t, k, parse(t, host(""))); !p.Empty() {
+		t.Fatalf("a note of the rolled back run writes over a value set by hand:\n%v", p)
+	}
+}
