@@ -627,6 +627,23 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		ns, veths, err := k.observeNS(short, keys, q.IPv6Switch[short], q.NAT[short], q.Impair[short])
 		if ns != nil && len(rec) > 0 {
 			ns.SysctlsBefore = k.notesOfNow(short, rec, ns)
+			// A note found under an interface's name now (renamed by a
+			// run killed before it moved the notes) is read under it.
+			var more []string
+			for key := range ns.SysctlsBefore {
+				if _, ok := ns.Sysctls[key]; !ok {
+					more = append(more, key)
+				}
+			}
+			if len(more) > 0 {
+				if h, err := k.handle(short); err == nil {
+					read, err := readSysctls(h.fd, more)
+					k.release(h)
+					if err == nil {
+						maps.Copy(ns.Sysctls, read)
+					}
+				}
+			}
 		}
 		if ns != nil && short == reconcile.HostNS {
 			for key := range k.siblingsNoted(short) {

@@ -99,17 +99,79 @@ func (k *Kernel) readNotes(short string) map[string]string {
 // they were taken of (gone, or made again since: its ifindex differs).
 func (k *Kernel) notesOfNow(short string, notes map[string]string, ns *reconcile.Namespace) map[string]string {
 	rec := readRecordFile(k.recordFile(short))
-	for key := range notes {
+	byIndex := map[string]string{}
+	for name, l := range ns.Links {
+		byIndex[strconv.Itoa(l.Ifindex)] = name
+	}
+	out := map[string]string{}
+	for key, v := range notes {
 		if !reconcile.InterfaceSysctl(key) {
+			out[key] = v
 			continue
 		}
 		ifname := topology.SysctlIfname(strings.Split(key, ".")[3])
-		l := ns.Links[ifname]
-		if l == nil || rec["@if:"+ifname] != strconv.Itoa(l.Ifindex) {
-			delete(notes, key)
+		// The interface the note is of, by its ifindex: under another
+		// name if a run was killed between renaming it and its notes.
+		if now, ok := byIndex[rec["@if:"+ifname]]; ok {
+			out[ifaceKey(key, now)] = v
 		}
 	}
-	return notes
+	return out
+}
+
+// ifaceKey is interface sysctl key for interface ifname instead.
+func ifaceKey(key, ifname string) string {
+	parts := strings.SplitN(key, ".", 5)
+	parts[3] = topology.SysctlKeyName(ifname)
+	return strings.Join(parts, ".")
+}
+
+// followRenames puts namespace short's notes of interfaces renamed since
+// under their names now (by ifindex), and drops those of interfaces gone.
+func (k *Kernel) followRenames(short string) error {
+	rec := k.readRecord(short)
+	var names []string
+	for key := range rec {
+		if name, ok := strings.CutPrefix(key, "@if:"); ok {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	h, err := k.handle(short)
+	if err != nil {
+		return nil // gone: its record goes with it
+	}
+	defer k.release(h)
+	changed := false
+	for _, name := range names {
+		idx, _ := strconv.Atoi(rec["@if:"+name])
+		now := ""
+		if l, err := h.h.LinkByIndex(idx); err == nil {
+			now = l.Attrs().Name
+		}
+		if now == name {
+			continue
+		}
+		for key, v := range rec {
+			if reconcile.InterfaceSysctl(key) && topology.SysctlIfname(strings.Split(key, ".")[3]) == name {
+				delete(rec, key)
+				if now != "" {
+					rec[ifaceKey(key, now)] = v
+				}
+			}
+		}
+		delete(rec, "@if:"+name)
+		if now != "" {
+			rec["@if:"+now] = strconv.Itoa(idx)
+		}
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	return k.writeRecord(short, rec)
 }
 
 // nsIdentity is namespace short's inode ("" for the machine's own, which
@@ -272,10 +334,8 @@ func (k *Kernel) renameNotes(short, from, to string) error {
 	changed := false
 	for key, v := range rec {
 		if reconcile.InterfaceSysctl(key) && topology.SysctlIfname(strings.Split(key, ".")[3]) == from {
-			parts := strings.SplitN(key, ".", 5)
-			parts[3] = topology.SysctlKeyName(to)
 			delete(rec, key)
-			rec[strings.Join(parts, ".")] = v
+			rec[ifaceKey(key, to)] = v
 			changed = true
 		}
 	}
@@ -353,6 +413,9 @@ func (k *Kernel) KeepRecords(desired *reconcile.State) error {
 		}
 	}
 	for short := range k.recorded() {
+		if err := k.followRenames(short); err != nil {
+			return err
+		}
 		rec := readRecordFile(k.recordFile(short))
 		stale := rec["@netns"] != "" && rec["@netns"] != k.nsIdentity(short)
 		var want map[string]string

@@ -290,3 +290,58 @@ func sysctlIn(t *testing.T, k *Kernel, short, key string) string {
 	}
 	return v[key]
 }
+
+// sysctlIn reads key in namespace short of k's lab.
+func sysctlIn(t *testing.T, k *Kernel, short, key string) string {
+	t.Helper()
+	h, err := k.handle(short)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.release(h)
+	v, err := readSysctls(h.fd, []string{key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v[key]
+}
+
+// TestSysctlNotesFollowTheIfindex: a run killed between renaming an
+// interface and moving its notes (as a rename by hand here) leaves notes
+// under the old name; they are the interface's by its ifindex, and its
+// key goes back under its name now (a fourth outside audit).
+func TestSysctlNotesFollowTheIfindex(t *testing.T) {
+	k := kernelFor(t, "sidx")
+	ctx := context.Background()
+	src := "name: sidx\nnamespaces:\n  c1: {sysctls: {net.ipv4.conf.eth0.arp_announce: \"2\"}}\nlinks:\n  - a: {namespace: c1, name: eth0}\n    b: {namespace: host, name: v0}\n"
+	bare := strings.Replace(src, `{sysctls: {net.ipv4.conf.eth0.arp_announce: "2"}}`, "{}", 1)
+	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, bare), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := sysctlIn(t, k, "c1", "net.ipv4.conf.eth0.arp_announce")
+	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, src), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c := netlinkIn(t, k, "c1")
+	eth0, err := c.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.LinkSetDown(eth0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.LinkSetName(eth0, "eth1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.LinkSetUp(eth0); err != nil {
+		t.Fatal(err)
+	}
+	renamed := strings.Replace(bare, "name: eth0}", "name: eth1}", 1)
+	res, err := reconcile.Reconcile(ctx, k, desiredOf(t, renamed), reconcile.ExecOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := sysctlIn(t, k, "c1", "net.ipv4.conf.eth1.arp_announce"); v != before {
+		t.Fatalf("eth1 (eth0 renamed) arp_announce %q, want %q back; plan:\n%v", v, before, res.Plan)
+	}
+}
