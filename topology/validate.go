@@ -939,7 +939,7 @@ func ifNames(ix *Index, ns string) []string {
 func didYouMean(s string, names []string) string {
 	best, bestD := "", 3
 	for _, n := range names {
-		if d := editDistance(s, n); d < bestD && d*2 < len(s) {
+		if d := EditDistance(s, n); d < bestD && d*2 < len(s) {
 			best, bestD = n, d
 		}
 	}
@@ -949,8 +949,9 @@ func didYouMean(s string, names []string) string {
 	return " (did you mean " + best + "?)"
 }
 
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
+// EditDistance is the Levenshtein distance between a and b (for
+// did-you-mean hints).
+func EditDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {

@@ -114,7 +114,7 @@ func nearestSysctl(probe, orig []string) string {
 		}
 		best, bestD := "", 4 // at most 3 edits away
 		for _, e := range entries {
-			if d := editDistance(part, e.Name()); d < bestD {
+			if d := topology.EditDistance(part, e.Name()); d < bestD {
 				best, bestD = e.Name(), d
 			}
 		}
@@ -129,25 +129,6 @@ func nearestSysctl(probe, orig []string) string {
 	return strings.Join(got, ".")
 }
 
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}
 
 // ReadOwnSysctls reads keys in this process's own namespace.
 func ReadOwnSysctls(keys []string) (map[string]string, error) {
