@@ -129,7 +129,6 @@ func nearestSysctl(probe, orig []string) string {
 	return strings.Join(got, ".")
 }
 
-
 // ReadOwnSysctls reads keys in this process's own namespace.
 func ReadOwnSysctls(keys []string) (map[string]string, error) {
 	fd, err := netns.Get()
