@@ -1136,10 +1136,10 @@ func (d *differ) sysctls(name string) {
 					continue // gone, or a new interface: it starts from the defaults
 				}
 			}
-			if _, wanted := w.Sysctls[key]; wanted || h.SysctlsShared[k] || h.SysctlsShared[sysctlAlias[k]] {
+			if _, wanted := w.Sysctls[key]; wanted || h.SysctlsShared[k] || h.SysctlsShared[SysctlAlias[k]] {
 				continue // wanted still, or by another lab here
 			}
-			if _, wanted := w.Sysctls[sysctlAlias[key]]; wanted {
+			if _, wanted := w.Sysctls[SysctlAlias[key]]; wanted {
 				// The same kernel value under another name the file sets
 				// (an outside audit: ip_forward put back turned off the
 				// conf.all.forwarding the file had moved to).
@@ -1216,9 +1216,9 @@ var propagates = map[string][2]string{
 	"net.ipv6.conf.all.disable_ipv6": {"net.ipv6.conf.", ".disable_ipv6"},
 }
 
-// sysctlAlias pairs keys that are one value in the kernel: writing one
+// SysctlAlias pairs keys that are one value in the kernel: writing one
 // writes the other.
-var sysctlAlias = map[string]string{
+var SysctlAlias = map[string]string{
 	"net.ipv4.ip_forward":          "net.ipv4.conf.all.forwarding",
 	"net.ipv4.conf.all.forwarding": "net.ipv4.ip_forward",
 }

@@ -296,6 +296,8 @@ func (k *Kernel) note(short string, now map[string]string, ifindex func(string) 
 		}
 		if v, ok := siblings[key]; ok {
 			value = v
+		} else if v, ok := siblings[reconcile.SysctlAlias[key]]; ok {
+			value = v
 		}
 		rec[key], changed = value, true
 	}
@@ -394,7 +396,11 @@ func (k *Kernel) KeepRecords(desired *reconcile.State) error {
 		rec := k.readRecord(reconcile.HostNS)
 		changed := false
 		for key := range host.Sysctls {
-			if v, ok := siblings[key]; ok {
+			v, ok := siblings[key]
+			if !ok {
+				v, ok = siblings[reconcile.SysctlAlias[key]] // one kernel value
+			}
+			if ok {
 				if _, noted := rec[key]; !noted {
 					if rec == nil {
 						rec = map[string]string{}

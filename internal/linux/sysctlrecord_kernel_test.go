@@ -290,3 +290,35 @@ func sysctlIn(t *testing.T, k *Kernel, short, key string) string {
 	}
 	return v[key]
 }
+
+// TestSysctlNotesShareAnAlias: two labs of one sandbox setting one kernel
+// value under its two names (ip_forward, conf.all.forwarding) share it as
+// one key: the first to let go leaves it, the last puts it back (a fourth
+// outside audit).
+func TestSysctlNotesShareAnAlias(t *testing.T) {
+	k := kernelFor(t, "salias")
+	ctx := context.Background()
+	k2 := New(Options{Name: "salias2", Prefix: k.opt.Prefix + "b-", Netns: k.opt.Netns})
+	t.Cleanup(func() {
+		reconcile.Reconcile(context.Background(), k2, reconcile.Nothing(), reconcile.ExecOptions{})
+		k2.Close()
+	})
+	orig := sysctlIn(t, k, reconcile.HostNS, "net.ipv4.ip_forward")
+	for _, step := range []struct {
+		k    *Kernel
+		file string
+		want string
+	}{
+		{k, "name: salias\nnamespaces:\n  host:\n    sysctls: {net.ipv4.ip_forward: \"1\"}\n", "1"},
+		{k2, "name: salias2\nnamespaces:\n  host:\n    sysctls: {net.ipv4.conf.all.forwarding: \"1\"}\n", "1"},
+		{k, "name: salias\n", "1"},
+		{k2, "name: salias2\n", orig},
+	} {
+		if _, err := reconcile.Reconcile(ctx, step.k, desiredOf(t, step.file), reconcile.ExecOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if v := sysctlIn(t, k, reconcile.HostNS, "net.ipv4.ip_forward"); v != step.want {
+			t.Fatalf("after %q: ip_forward %q, want %q", step.file, v, step.want)
+		}
+	}
+}

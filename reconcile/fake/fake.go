@@ -333,8 +333,13 @@ func (k *Kernel) noteIn(n *ns, nsName, key, value string) {
 		n.before[k.Owner] = map[string]string{}
 	}
 	for owner, rec := range n.before {
-		if v, ok := rec[key]; ok && owner != k.Owner && nsName == reconcile.HostNS {
+		if owner == k.Owner || nsName != reconcile.HostNS {
+			continue
+		}
+		if v, ok := rec[key]; ok {
 			value = v // another lab set it first: its value from before
+		} else if v, ok := rec[reconcile.SysctlAlias[key]]; ok {
+			value = v // under the other name of the same kernel value
 		}
 	}
 	n.before[k.Owner][key] = value
@@ -347,10 +352,15 @@ func (k *Kernel) KeepRecords(desired *reconcile.State) error {
 	if host, n := desired.NS(reconcile.HostNS), k.W.nss[reconcile.HostNS]; host != nil && n != nil {
 		for key := range host.Sysctls {
 			for owner, rec := range n.before {
-				if v, ok := rec[key]; ok && owner != k.Owner {
-					if _, noted := n.before[k.Owner][key]; !noted {
-						k.noteIn(n, reconcile.HostNS, key, v)
-					}
+				if owner == k.Owner {
+					continue
+				}
+				v, ok := rec[key]
+				if !ok {
+					v, ok = rec[reconcile.SysctlAlias[key]]
+				}
+				if _, noted := n.before[k.Owner][key]; ok && !noted {
+					k.noteIn(n, reconcile.HostNS, key, v)
 				}
 			}
 		}
