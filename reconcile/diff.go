@@ -1145,12 +1145,33 @@ func (d *differ) sysctls(name string) {
 				// conf.all.forwarding the file had moved to).
 				continue
 			}
+			if rewrittenBy(key, wantedSources(w)) != "" {
+				continue // a key the file sets writes it (ip_forward: every forwarding)
+			}
 			cur, ok := h.Sysctls[k]
 			if before := h.SysctlsBefore[k]; ok && NormaliseSysctl(cur) != NormaliseSysctl(before) {
 				out = append(out, &Change{Action: Update, Kind: KindSysctl, Namespace: name, Name: key, Value: NormaliseSysctl(before), OldValue: cur,
 					Restore: true, Why: "no longer in the file: back to what it was before the lab set it"})
 			}
 		}
+		// One that a key put back rewrites to its own value anyway (the
+		// default's forwarding with ip_forward) needs no write of its own.
+		back := map[string]bool{}
+		for _, c := range out {
+			if c.Restore {
+				back[c.Name] = true
+			}
+		}
+		kept := out[:0]
+		for _, c := range out {
+			if src := rewrittenBy(c.Name, back); c.Restore && src != "" {
+				if v := h.SysctlsBefore[src]; NormaliseSysctl(v) == c.Value {
+					continue
+				}
+			}
+			kept = append(kept, c)
+		}
+		out = kept
 	}
 	// The IPv6 switch's "default" acts only on interfaces made after it:
 	// where it was changed, an interface made meanwhile (or one whose MTU
@@ -1223,6 +1244,14 @@ var SysctlAlias = map[string]string{
 	"net.ipv4.conf.all.forwarding": "net.ipv4.ip_forward",
 }
 
+// Rewrites lists, for a key whose write rewrites others (ip_forward sets
+// every interface's forwarding), the prefix and suffix of those keys;
+// ok is false for any other key.
+func Rewrites(key string) (prefix, suffix string, ok bool) {
+	p, ok := propagates[key]
+	return p[0], p[1], ok
+}
+
 // rewritable reports a key that some namespace-wide write rewrites.
 func rewritable(k string) bool {
 	all := map[string]bool{}
@@ -1230,6 +1259,17 @@ func rewritable(k string) bool {
 		all[src] = true
 	}
 	return rewrittenBy(k, all) != ""
+}
+
+// wantedSources are the keys w sets whose writes rewrite others.
+func wantedSources(w *Namespace) map[string]bool {
+	out := map[string]bool{}
+	for k := range w.Sysctls {
+		if _, ok := propagates[k]; ok {
+			out[k] = true
+		}
+	}
+	return out
 }
 
 // rewrittenBy names the key among written whose write rewrites k, or "".

@@ -382,3 +382,24 @@ func TestSysctlNotesAndAliasesAndRollbacks(t *testing.T) {
 		t.Fatalf("a note of the rolled back run writes over a value set by hand:\n%v", p)
 	}
 }
+
+// TestSysctlNotesOfWhatAWriteRewrites (a fourth outside audit): a key the
+// lab's own write of another rewrote (conf.all.forwarding writes the
+// default's) is noted as it was before that write, so that when the file
+// sets it later and then drops both, it goes back to its own value.
+func TestSysctlNotesOfWhatAWriteRewrites(t *testing.T) {
+	host := func(kv string) string {
+		if kv == "" {
+			return "name: a\n"
+		}
+		return "name: a\nnamespaces:\n  host:\n    sysctls: {" + kv + "}\n"
+	}
+	const df = "net.ipv4.conf.default.forwarding"
+	k := fake.New("a")
+	apply(t, k, parse(t, host(`net.ipv4.conf.all.forwarding: "1"`)))
+	apply(t, k, parse(t, host(df+`: "1"`)))
+	apply(t, k, parse(t, host("")))
+	if v := k.W.Dump("a").Namespaces["host"].Sysctls[df]; v != "" {
+		t.Fatalf("%s left at %q, want it as a new namespace has it", df, v)
+	}
+}

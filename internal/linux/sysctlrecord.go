@@ -6,9 +6,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/vishvananda/netns"
 
 	"github.com/netplan-lab/netplan-lab/reconcile"
 	"github.com/netplan-lab/netplan-lab/topology"
@@ -259,7 +262,7 @@ func (k *Kernel) siblingsNoted(short string) map[string]string {
 // interface's ifindex (ifindex gives it by name). It is written before
 // the sysctls are: a run killed in between leaves notes of values the
 // keys still have.
-func (k *Kernel) note(short string, now map[string]string, ifindex func(string) int) error {
+func (k *Kernel) note(short string, now map[string]string, ifindex func(string) int, by map[string]string) error {
 	k.recMu.Lock()
 	defer k.recMu.Unlock()
 	rec := k.readRecord(short)
@@ -300,6 +303,9 @@ func (k *Kernel) note(short string, now map[string]string, ifindex func(string) 
 			value = v
 		}
 		rec[key], changed = value, true
+		if src := by[key]; src != "" {
+			rec["@by:"+key] = src // noted because src rewrites it
+		}
 	}
 	if !changed {
 		return nil
@@ -370,9 +376,32 @@ func (k *Kernel) NoteBefore(ctx context.Context, p *reconcile.Plan) error {
 		if err != nil {
 			continue // made by the plan: noted as written
 		}
-		now, err := readSysctls(h.fd, ks)
+		// A key whose write rewrites others (ip_forward: the default's
+		// and every interface's forwarding): those are noted too, as
+		// they are before it (an outside audit: one the file set later
+		// was noted at the value the lab's own write had left).
+		by := map[string]string{}
+		for _, key := range ks {
+			if prefix, suffix, ok := reconcile.Rewrites(key); ok {
+				for _, dir := range confDirs(h.fd, prefix) {
+					if dir != "all" {
+						other := prefix + topology.SysctlKeyName(dir) + suffix
+						if other != key && by[other] == "" {
+							by[other] = key
+						}
+					}
+				}
+			}
+		}
+		all := slices.Clone(ks)
+		for other := range by {
+			if !slices.Contains(all, other) {
+				all = append(all, other)
+			}
+		}
+		now, err := readSysctls(h.fd, all)
 		if err == nil {
-			err = k.note(short, now, func(ifname string) int { idx, _ := h.linkIndex(ifname); return idx })
+			err = k.note(short, now, func(ifname string) int { idx, _ := h.linkIndex(ifname); return idx }, by)
 		}
 		k.release(h)
 		if err != nil {
@@ -429,9 +458,19 @@ func (k *Kernel) KeepRecords(desired *reconcile.State) error {
 			want = ns.Sysctls
 		}
 		changed := stale
+		wanted := func(key string) bool {
+			if _, ok := want[key]; ok {
+				return true
+			}
+			src := rec["@by:"+key] // noted because src rewrites it: kept while src is set
+			_, a := want[src]
+			_, b := want[reconcile.SysctlAlias[src]]
+			return src != "" && (a || b)
+		}
 		for key := range rec {
-			if _, ok := want[key]; !ok && !strings.HasPrefix(key, "@") || stale {
+			if !strings.HasPrefix(key, "@") && (stale || !wanted(key)) {
 				delete(rec, key)
+				delete(rec, "@by:"+key)
 				changed = true
 			}
 		}
@@ -464,5 +503,25 @@ func (k *Kernel) recordBefore(h *nsHandle, c *reconcile.Change) error {
 	if err != nil || len(now) == 0 {
 		return err // no such key (yet): nothing to go back to
 	}
-	return k.note(c.Namespace, now, func(ifname string) int { idx, _ := h.linkIndex(ifname); return idx })
+	return k.note(c.Namespace, now, func(ifname string) int { idx, _ := h.linkIndex(ifname); return idx }, nil)
+}
+
+// confDirs lists the directories under /proc/sys/PREFIX (net/ipv4/conf:
+// all, default and one per interface) in namespace fd, for a key prefix
+// like "net.ipv4.conf.".
+func confDirs(fd netns.NsHandle, prefix string) []string {
+	var out []string
+	_ = InNetns(fd, func() error {
+		entries, err := os.ReadDir("/proc/sys/" + strings.ReplaceAll(strings.TrimSuffix(prefix, "."), ".", "/"))
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if e.IsDir() {
+				out = append(out, e.Name())
+			}
+		}
+		return nil
+	})
+	return out
 }

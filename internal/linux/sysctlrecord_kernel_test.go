@@ -322,3 +322,35 @@ func TestSysctlNotesShareAnAlias(t *testing.T) {
 		}
 	}
 }
+
+// TestSysctlNotesOfWhatAWriteRewritesOnTheKernel: on the real kernel, a key the
+// lab's own write of conf.all.forwarding rewrote (the default's, an
+// interface's) goes back to its own value when the file, having set it
+// later, drops it (a fourth outside audit: it stayed at 1).
+func TestSysctlNotesOfWhatAWriteRewritesOnTheKernel(t *testing.T) {
+	k := kernelFor(t, "srw")
+	ctx := context.Background()
+	const df, vf = "net.ipv4.conf.default.forwarding", "net.ipv4.conf.v0.forwarding"
+	base := "name: srw\nnamespaces:\n  c1: {}\nlinks:\n  - a: {namespace: c1, name: eth0}\n    b: {namespace: host, name: v0}\n"
+	with := func(kv string) string {
+		if kv == "" {
+			return base
+		}
+		return strings.Replace(base, "namespaces:\n", "namespaces:\n  host:\n    sysctls: {"+kv+"}\n", 1)
+	}
+	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, base), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	origD, origV := sysctlIn(t, k, reconcile.HostNS, df), sysctlIn(t, k, reconcile.HostNS, vf)
+	if origD == "1" || origV == "1" {
+		t.Fatalf("forwarding on before the lab: %s %s", origD, origV)
+	}
+	for _, f := range []string{with(`net.ipv4.conf.all.forwarding: "1"`), with(df + `: "1", ` + vf + `: "1"`), base} {
+		if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, f), reconcile.ExecOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d, v := sysctlIn(t, k, reconcile.HostNS, df), sysctlIn(t, k, reconcile.HostNS, vf); d != origD || v != origV {
+		t.Fatalf("after the file dropped them: %s %q, %s %q; want %q, %q", df, d, vf, v, origD, origV)
+	}
+}

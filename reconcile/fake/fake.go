@@ -292,8 +292,12 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 			}
 		}
 		if rec := k.W.nss[name].before[k.Owner]; len(rec) > 0 {
-			out.SysctlsBefore = maps.Clone(rec)
-			for key := range rec {
+			out.SysctlsBefore = map[string]string{}
+			for key, v := range rec {
+				if strings.HasPrefix(key, "@") {
+					continue // "@by:KEY": why KEY was noted
+				}
+				out.SysctlsBefore[key] = v
 				if v, ok := k.W.sysctl(name, key); ok {
 					out.Sysctls[key] = v
 				}
@@ -314,6 +318,22 @@ func (k *Kernel) NoteBefore(ctx context.Context, p *reconcile.Plan) error {
 		if n := k.W.nss[c.Namespace]; n != nil {
 			if v, ok := k.W.sysctl(c.Namespace, c.Name); ok {
 				k.noteIn(n, c.Namespace, c.Name, v)
+			}
+			// The keys its write rewrites, as they are before it.
+			if prefix, suffix, ok := reconcile.Rewrites(c.Name); ok {
+				names := []string{"default"}
+				for ln := range n.links {
+					names = append(names, ln)
+				}
+				for _, ln := range names {
+					other := prefix + topology.SysctlKeyName(ln) + suffix
+					if v, ok := k.W.sysctl(c.Namespace, other); ok && other != c.Name {
+						if _, noted := n.before[k.Owner][other]; !noted {
+							k.noteIn(n, c.Namespace, other, v)
+							n.before[k.Owner]["@by:"+other] = c.Name
+						}
+					}
+				}
 			}
 		}
 	}
@@ -372,8 +392,18 @@ func (k *Kernel) KeepRecords(desired *reconcile.State) error {
 			want = ns.Sysctls
 		}
 		for key := range rec {
-			if _, ok := want[key]; !ok {
+			if strings.HasPrefix(key, "@") {
+				continue
+			}
+			_, ok := want[key]
+			if src := rec["@by:"+key]; src != "" {
+				_, a := want[src]
+				_, b := want[reconcile.SysctlAlias[src]]
+				ok = ok || a || b // kept while what rewrites it is set
+			}
+			if !ok {
 				delete(rec, key)
+				delete(rec, "@by:"+key)
 			}
 		}
 	}
