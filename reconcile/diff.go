@@ -1113,6 +1113,11 @@ func (d *differ) sysctls(name string) {
 			out = append(out, &Change{Action: Create, Kind: KindSysctl, Namespace: name, Name: k, Value: v})
 		case NormaliseSysctl(old) != v:
 			out = append(out, &Change{Action: Update, Kind: KindSysctl, Namespace: name, Name: k, Value: v, OldValue: old})
+			if h != nil && (h.SysctlsShared[k] || h.SysctlsShared[SysctlAlias[k]]) {
+				// Another lab of the sandbox set it too, to what it has
+				// now: each apply would set it back (an outside audit).
+				d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf("sysctl %s in namespace %q: another lab of this sandbox sets it too, to %q; the last apply wins", k, name, NormaliseSysctl(old)))
+			}
 		}
 	}
 	// A key the lab set that the file no longer sets goes back to what it

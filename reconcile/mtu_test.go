@@ -403,3 +403,21 @@ func TestSysctlNotesOfWhatAWriteRewrites(t *testing.T) {
 		t.Fatalf("%s left at %q, want it as a new namespace has it", df, v)
 	}
 }
+
+// TestSysctlTwoLabsDisagree: two labs of one sandbox setting one host key
+// to different values are warned that the last apply wins (an outside
+// audit: they overwrote each other silently).
+func TestSysctlTwoLabsDisagree(t *testing.T) {
+	const ttl = "net.ipv4.ip_default_ttl"
+	lab := func(name, v string) string {
+		return "name: " + name + "\nnamespaces:\n  host:\n    sysctls: {" + ttl + ": \"" + v + "\"}\n"
+	}
+	w := fake.NewWorld()
+	a, b := &fake.Kernel{W: w, Owner: "a"}, &fake.Kernel{W: w, Owner: "b"}
+	apply(t, a, parse(t, lab("a", "100")))
+	apply(t, b, parse(t, lab("b", "200")))
+	p := plan(t, a, parse(t, lab("a", "100")))
+	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], `sysctl net.ipv4.ip_default_ttl in namespace "host": another lab of this sandbox sets it too, to "200"; the last apply wins`) {
+		t.Fatalf("warnings: %q", p.Warnings)
+	}
+}
