@@ -207,9 +207,6 @@ func (l *Lab) Apply(ctx context.Context) (*reconcile.Result, error) {
 	if err := checkSysctls(l.Topology, l.opt.Netns == ""); err != nil {
 		return nil, err
 	}
-	if err := l.recordHostSysctls(l.desired); err != nil {
-		return nil, fmt.Errorf("note the machine's sysctls before the lab sets them: %w", err)
-	}
 	// Under the lock: another writer of the sandbox must not see it
 	// between the failed run and its removal.
 	return l.reconcile(ctx, l.desired, l.opt.OnChange, func(res *reconcile.Result, err error) error {
@@ -271,9 +268,6 @@ func (l *Lab) DestroyReporting(ctx context.Context, onChange func(c *reconcile.C
 			return fmt.Errorf("remove the lab's hosts files under %s: %w", EtcNetns, err)
 		}
 		l.hostsRemoved = n
-		if err := l.restoreHostSysctls(); err != nil {
-			return fmt.Errorf("restore the machine's sysctls: %w", err)
-		}
 		if removed, err = l.k.RemoveHostIfCreated(); err != nil {
 			return fmt.Errorf("remove netns %q: %w", l.opt.Netns, err)
 		}
@@ -298,9 +292,6 @@ func (l *Lab) Update(ctx context.Context, name string, data []byte) (*reconcile.
 	}
 	if err := checkSysctls(t, l.opt.Netns == ""); err != nil {
 		return nil, err
-	}
-	if err := l.recordHostSysctls(desired); err != nil {
-		return nil, fmt.Errorf("note the machine's sysctls before the lab sets them: %w", err)
 	}
 	res, err := l.reconcile(ctx, desired, l.opt.OnChange, func(res *reconcile.Result, err error) error {
 		if res != nil && res.Plan != nil {

@@ -622,7 +622,6 @@ func (g *globals) watch(ctx context.Context, l *lab, file string, wo watchOption
 			d, err := reconcile.Desired(t)
 			if err == nil {
 				current = t
-				err = l.RecordHostSysctls(d)
 			}
 			return d, err
 		},

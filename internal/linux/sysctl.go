@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/vishvananda/netns"
-
 	"github.com/netplan-lab/netplan-lab/topology"
 )
 
@@ -127,19 +125,4 @@ func nearestSysctl(probe, orig []string) string {
 		return ""
 	}
 	return strings.Join(got, ".")
-}
-
-// ReadOwnSysctls reads keys in this process's own namespace.
-func ReadOwnSysctls(keys []string) (map[string]string, error) {
-	fd, err := netns.Get()
-	if err != nil {
-		return nil, err
-	}
-	defer fd.Close()
-	return readSysctls(fd, keys)
-}
-
-// WriteOwnSysctl sets key in this process's own namespace.
-func WriteOwnSysctl(key, value string) error {
-	return os.WriteFile(sysctlPath(key), []byte(value), 0o644)
 }
