@@ -2,7 +2,6 @@ package reconcile
 
 import (
 	"fmt"
-	"net/netip"
 	"strconv"
 
 	"github.com/netplan-lab/netplan-lab/topology"
@@ -26,7 +25,7 @@ func (d *differ) ipv6MTUs() {
 			}
 			v6 := ""
 			for _, a := range wl.Addresses {
-				if isIPv6(a) {
+				if family(a) == 6 { // canonical, never IPv4-mapped (validate)
 					v6 = a
 					break
 				}
@@ -233,10 +232,4 @@ func (d *differ) bridgeMTUAfter(ref Ref, hl *Link, depth int) mtu {
 		return mtu{mtu: hl.MTU, ok: true} // no ports before or after: as it is
 	}
 	return mtu{mtu: 1500, ok: true} // new, or its last port goes: 1500
-}
-
-// isIPv6 reports whether CIDR a is an IPv6 address (not IPv4-mapped).
-func isIPv6(a string) bool {
-	p, err := netip.ParsePrefix(a)
-	return err == nil && p.Addr().Is6() && !p.Addr().Is4In6()
 }
