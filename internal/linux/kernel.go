@@ -615,10 +615,10 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		// set them are read too: those the file dropped go back.
 		keys, rec := q.Sysctls[short], map[string]string(nil)
 		if records[short] {
-			if rec = k.readNotes(short); len(rec) > 0 {
+			if rec = k.readRecord(short); len(rec) > 0 {
 				keys = slices.Clone(keys)
 				for key := range rec {
-					if !slices.Contains(keys, key) {
+					if !strings.HasPrefix(key, "@") && !slices.Contains(keys, key) {
 						keys = append(keys, key)
 					}
 				}
@@ -626,7 +626,7 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		}
 		ns, veths, err := k.observeNS(short, keys, q.IPv6Switch[short], q.NAT[short], q.Impair[short])
 		if ns != nil && len(rec) > 0 {
-			ns.SysctlsBefore = k.notesOfNow(short, rec, ns)
+			ns.SysctlsBefore = notesOfNow(rec, ns)
 			// A note found under an interface's name now (renamed by a
 			// run killed before it moved the notes) is read under it.
 			var more []string

@@ -87,36 +87,28 @@ func (k *Kernel) readRecord(short string) map[string]string {
 	return rec
 }
 
-// readNotes is namespace short's notes: its record without identities.
-func (k *Kernel) readNotes(short string) map[string]string {
-	out := map[string]string{}
-	for key, v := range k.readRecord(short) {
-		if !strings.HasPrefix(key, "@") {
-			out[key] = v
-		}
-	}
-	return out
-}
-
-// notesOfNow is notes less those of an interface that is not the one
-// they were taken of (gone, or made again since: its ifindex differs).
-func (k *Kernel) notesOfNow(short string, notes map[string]string, ns *reconcile.Namespace) map[string]string {
-	rec := readRecordFile(k.recordFile(short))
+// notesOfNow is the notes of record rec (namespace short's, as kept)
+// that are of namespace ns as observed: without identities, and without
+// those of an interface that is not the one they were taken of (gone, or
+// made again since: its ifindex differs); a note of an interface renamed
+// since (a run killed between renaming it and its notes) is under its
+// name now.
+func notesOfNow(rec map[string]string, ns *reconcile.Namespace) map[string]string {
 	byIndex := map[string]string{}
 	for name, l := range ns.Links {
 		byIndex[strconv.Itoa(l.Ifindex)] = name
 	}
 	out := map[string]string{}
-	for key, v := range notes {
-		if !reconcile.InterfaceSysctl(key) {
+	for key, v := range rec {
+		switch {
+		case strings.HasPrefix(key, "@"):
+		case !reconcile.InterfaceSysctl(key):
 			out[key] = v
-			continue
-		}
-		ifname := topology.SysctlIfname(strings.Split(key, ".")[3])
-		// The interface the note is of, by its ifindex: under another
-		// name if a run was killed between renaming it and its notes.
-		if now, ok := byIndex[rec["@if:"+ifname]]; ok {
-			out[ifaceKey(key, now)] = v
+		default:
+			ifname := topology.SysctlIfname(strings.Split(key, ".")[3])
+			if now, ok := byIndex[rec["@if:"+ifname]]; ok {
+				out[ifaceKey(key, now)] = v
+			}
 		}
 	}
 	return out
@@ -147,13 +139,18 @@ func (k *Kernel) followRenames(short string) error {
 		return nil // gone: its record goes with it
 	}
 	defer k.release(h)
+	dumped, err := h.linkDump() // one dump, however many interfaces have notes
+	if err != nil {
+		return err
+	}
+	byIndex := map[int]string{}
+	for _, d := range dumped {
+		byIndex[d.link.Attrs().Index] = d.link.Attrs().Name
+	}
 	changed := false
 	for _, name := range names {
 		idx, _ := strconv.Atoi(rec["@if:"+name])
-		now := ""
-		if l, err := h.h.LinkByIndex(idx); err == nil {
-			now = l.Attrs().Name
-		}
+		now := byIndex[idx]
 		if now == name {
 			continue
 		}
