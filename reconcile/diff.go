@@ -146,6 +146,7 @@ func (d *differ) run() {
 	}
 	d.foreignAddrsGoing()
 	d.ipv6MTUs()
+	d.ipv6Settings()
 }
 
 // cascade plans what the kernel takes with the links this plan deletes or
@@ -1177,6 +1178,28 @@ func (d *differ) sysctls(name string) {
 			kept = append(kept, c)
 		}
 		out = kept
+	}
+	// The kernel sets an interface's IPv6 MTU to its new MTU whenever
+	// that changes: one the file sets is set again after (an outside
+	// finding: apply failed, the kernel not matching the file).
+	planned := map[string]bool{}
+	for _, c := range out {
+		planned[c.Name] = true
+	}
+	for _, k := range sortedKeys(w.Sysctls) {
+		iface, ok := ipv6Iface(k)
+		if !ok || !strings.HasSuffix(k, ".mtu") || planned[k] || made {
+			continue
+		}
+		ref := Ref{name, iface}
+		hl := d.cur(ref)
+		if hl == nil || d.fresh[ref] {
+			continue
+		}
+		if m := d.mtuAfter(ref, 0); m.ok && m.mtu != hl.MTU {
+			out = append(out, &Change{Action: Create, Kind: KindSysctl, Namespace: name, Name: k, Value: w.Sysctls[k],
+				Readd: true, Why: fmt.Sprintf("again: %s's MTU changes to %d, and the kernel sets its IPv6 MTU with it", iface, m.mtu)})
+		}
 	}
 	// The IPv6 switch's "default" acts only on interfaces made after it:
 	// where it was changed, an interface made meanwhile (or one whose MTU

@@ -127,6 +127,11 @@ func newStep(c *Change) *step {
 			}
 		case Update:
 			s.makes = []string{me}
+			for _, f := range c.Fields {
+				if f.Name == "mtu" {
+					s.makes = append(s.makes, "mtu/"+n)
+				}
+			}
 			if l.VXLAN != nil && l.VXLAN.Dev != "" {
 				need(keyLink(n, l.VXLAN.Dev))
 			}
@@ -192,6 +197,12 @@ func newStep(c *Change) *step {
 		}
 		if InterfaceSysctl(c.Name) {
 			need(keyLink(n, sysctlIface(c.Name)))
+			if _, v6 := ipv6Iface(c.Name); v6 {
+				// After every MTU change, which resets the IPv6 MTU
+				// (and, under 1280, every IPv6 setting) of an interface:
+				// a bridge's or a macvlan's follows another's.
+				need("mtu/*")
+			}
 		} else {
 			s.makes = append(s.makes, "nsconf/"+n)
 			if strings.HasSuffix(c.Name, ".disable_ipv6") {

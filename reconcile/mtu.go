@@ -3,6 +3,7 @@ package reconcile
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/netplan-lab/netplan-lab/topology"
 )
@@ -64,11 +65,66 @@ func (d *differ) ipv6MTUs() {
 
 // raise says how the file can give ref a larger MTU: the lab's own
 // interface takes an mtu:, anyone else's is theirs to raise.
-func raise(d *differ, ref Ref) string {
+func raise(d *differ, ref Ref) string { return raiseTo(d, ref, topology.MinIPv6MTU) }
+
+func raiseTo(d *differ, ref Ref, atLeast int) string {
 	if wl := d.want.Link(ref); wl != nil && wl.Owned {
-		return "give " + ref.String() + " an mtu: of at least " + strconv.Itoa(topology.MinIPv6MTU)
+		return "give " + ref.String() + " an mtu: of at least " + strconv.Itoa(atLeast)
 	}
 	return "raise " + ref.String() + "'s MTU (the lab does not set it)"
+}
+
+// ipv6Settings finds the file's IPv6 settings of an interface
+// (net.ipv6.conf.IF.KEY) that the kernel will not take once the plan has
+// run. An interface under IPv6's minimum MTU has none: the kernel drops
+// them all when its MTU falls under 1280 (ENOENT), and makes them anew,
+// with the defaults, when it comes back. And net.ipv6.conf.IF.mtu may be
+// neither under 1280 (the kernel check of plan says so) nor over the
+// interface's own MTU (EINVAL, half-way through an apply: an outside
+// finding). Each is a conflict, so the plan is refused whole.
+func (d *differ) ipv6Settings() {
+	for name, w := range d.want.Namespaces {
+		if !w.Owned && d.have.NS(name) == nil {
+			continue
+		}
+		for k, v := range w.Sysctls {
+			iface, ok := ipv6Iface(k)
+			if !ok {
+				continue
+			}
+			ref := Ref{name, iface}
+			m := d.mtuAfter(ref, 0)
+			if !m.ok {
+				continue
+			}
+			fix := func(atLeast int) string {
+				if m.from != nil {
+					return raiseTo(d, *m.from, atLeast)
+				}
+				return raiseTo(d, ref, atLeast)
+			}
+			if m.mtu < topology.MinIPv6MTU {
+				d.conflict("sysctl %s in netns %q: %q would have an MTU of %d%s, under IPv6's minimum of %d, and the kernel keeps no IPv6 settings for such an interface: %s, or leave the key out",
+					k, name, iface, m.mtu, m.because(), topology.MinIPv6MTU, fix(topology.MinIPv6MTU))
+				continue
+			}
+			if strings.HasSuffix(k, ".mtu") {
+				if n, err := strconv.Atoi(v); err == nil && n > m.mtu {
+					d.conflict("sysctl %s = %s in netns %q: the kernel refuses an IPv6 MTU over the interface's own, and %q would have %d%s: %s, or set it to at most %d",
+						k, v, name, iface, m.mtu, m.because(), fix(n), m.mtu)
+				}
+			}
+		}
+	}
+}
+
+// ipv6Iface is the interface of an IPv6 interface setting
+// (net.ipv6.conf.IF.KEY), if k is one.
+func ipv6Iface(k string) (string, bool) {
+	if !strings.HasPrefix(k, "net.ipv6.conf.") || !InterfaceSysctl(k) {
+		return "", false
+	}
+	return sysctlIface(k), true
 }
 
 // mtu is what mtuAfter works out: the MTU, whether it could be told, and

@@ -421,3 +421,52 @@ func TestSysctlTwoLabsDisagree(t *testing.T) {
 		t.Fatalf("warnings: %q", p.Warnings)
 	}
 }
+
+// TestIPv6SettingsAndTheMTU: the kernel keeps an interface's IPv6 MTU
+// (net.ipv6.conf.IF.mtu) at most its MTU, sets it to the new MTU when that
+// changes, and keeps no IPv6 settings at all for an interface under 1280.
+// A plan that would break either rule is refused before any change, and
+// one that changes the MTU of an interface whose IPv6 MTU the file sets
+// sets it again afterwards (an outside finding: apply failed, saying the
+// kernel did not match the file).
+func TestIPv6SettingsAndTheMTU(t *testing.T) {
+	lab := func(sysctl string, mtu int, bridged bool) string {
+		s := "name: lab\nnamespaces:\n  a:\n    sysctls:\n      " + sysctl + "\n  b: {}\n"
+		if bridged {
+			return s + fmt.Sprintf("bridges:\n  - {name: br, namespace: a}\nlinks:\n  - a: {namespace: a, name: p0, bridge: br, mtu: %d}\n    b: {namespace: b, name: eth0}\n", mtu)
+		}
+		return s + fmt.Sprintf("links:\n  - a: {namespace: a, name: eth0, mtu: %d, addresses: [\"fd00::1/64\"]}\n    b: {namespace: b, name: eth0}\n", mtu)
+	}
+	t.Run("an IPv6 MTU over the interface's", func(t *testing.T) {
+		refusedWhole(t, fake.New("lab"), parse(t, lab(`net.ipv6.conf.eth0.mtu: "1600"`, 1500, false)),
+			`sysctl net.ipv6.conf.eth0.mtu = 1600 in netns "a": the kernel refuses an IPv6 MTU over the interface's own, and "eth0" would have 1500: give a:eth0 an mtu: of at least 1600, or set it to at most 1500`)
+	})
+	t.Run("an IPv6 setting of an interface under 1280", func(t *testing.T) {
+		k := fake.New("lab")
+		refusedWhole(t, k, parse(t, "name: lab\nnamespaces:\n  a:\n    sysctls:\n      net.ipv6.conf.eth0.forwarding: \"1\"\n  b: {}\nlinks:\n  - a: {namespace: a, name: eth0}\n    b: {namespace: b, name: eth0, mtu: 1200}\n"),
+			`sysctl net.ipv6.conf.eth0.forwarding in netns "a": "eth0" would have an MTU of 1200 (the lab makes a veth pair with the mtu: one end gives, here b:eth0's), under IPv6's minimum of 1280`,
+			"give b:eth0 an mtu: of at least 1280, or leave the key out")
+	})
+	for _, tc := range []struct {
+		name    string
+		bridged bool
+		key     string
+	}{
+		{"its own MTU changes", false, "net.ipv6.conf.eth0.mtu"},
+		{"a bridge follows its port", true, "net.ipv6.conf.br.mtu"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := fake.New("lab")
+			apply(t, k, parse(t, lab(tc.key+`: "1400"`, 1500, tc.bridged)))
+			want := parse(t, lab(tc.key+`: "1400"`, 1600, tc.bridged))
+			p := plan(t, k, want)
+			if !strings.Contains(p.String(), tc.key) {
+				t.Fatalf("want %s set again after the MTU change, got\n%v", tc.key, p)
+			}
+			apply(t, k, want)
+			if p := plan(t, k, want); !p.Empty() {
+				t.Fatalf("the kernel does not match the file after apply:\n%v", p)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package linux
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -295,5 +296,49 @@ func TestLowerUnder1280AndDropIPv6(t *testing.T) {
 	_, err = reconcile.Reconcile(ctx, k, desiredOf(t, "name: low6\nnamespaces:\n  c1: {}\nbridges:\n  - {name: br9, addresses: [\"fd84::1/64\"]}\nlinks:\n  - a: {namespace: c1, name: e1}\n    b: {namespace: host, name: p1, bridge: br9}\n"), reconcile.ExecOptions{})
 	if !errors.Is(err, reconcile.ErrConflict) || !strings.Contains(err.Error(), `"br9" has 1200`) {
 		t.Fatalf("want the conflict, got %v", err)
+	}
+}
+
+// TestIPv6MTUSettingFollowsTheMTU, against the kernel: an interface's IPv6
+// MTU (net.ipv6.conf.IF.mtu) over its MTU is refused by the plan, before
+// any change (the kernel's EINVAL came half-way through an apply); the
+// kernel sets it to the new MTU whenever the MTU changes, so a file that
+// raises the MTU and keeps the IPv6 MTU gets it set again (an outside
+// finding: apply failed, the kernel not matching the file); and an
+// interface under 1280 has no IPv6 settings at all.
+func TestIPv6MTUSettingFollowsTheMTU(t *testing.T) {
+	k := kernelFor(t, "mtu6s")
+	ctx := context.Background()
+	lab := func(sysctl string, mtu int) *reconcile.State {
+		return desiredOf(t, fmt.Sprintf("name: mtu6s\nnamespaces:\n  a:\n    sysctls:\n      %s\n  b: {}\nlinks:\n  - a: {namespace: a, name: eth0, mtu: %d, addresses: [\"fd00::1/64\"]}\n    b: {namespace: b, name: eth0}\n", sysctl, mtu))
+	}
+	_, err := reconcile.Reconcile(ctx, k, lab(`net.ipv6.conf.eth0.mtu: "1600"`, 1500), reconcile.ExecOptions{})
+	if err == nil || !strings.Contains(err.Error(), `sysctl net.ipv6.conf.eth0.mtu = 1600 in netns "a": the kernel refuses an IPv6 MTU over the interface's own, and "eth0" would have 1500`) ||
+		!strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("want the plan refused, got %v", err)
+	}
+	if left, _ := ListNamed(k.KernelName("a")); len(left) > 0 {
+		t.Fatalf("something was made: %v", left)
+	}
+	if _, err := reconcile.Reconcile(ctx, k, lab(`net.ipv6.conf.eth0.mtu: "1400"`, 1500), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := reconcile.Reconcile(ctx, k, lab(`net.ipv6.conf.eth0.mtu: "1400"`, 1600), reconcile.ExecOptions{})
+	if err != nil {
+		t.Fatalf("raising the MTU: %v", err)
+	}
+	if !strings.Contains(res.Plan.String(), "net.ipv6.conf.eth0.mtu") {
+		t.Fatalf("want the IPv6 MTU set again, got\n%v", res.Plan)
+	}
+	if v := sysctlIn(t, k, "a", "net.ipv6.conf.eth0.mtu"); v != "1400" {
+		t.Fatalf("net.ipv6.conf.eth0.mtu is %s, want 1400", v)
+	}
+	// Under 1280 (a new pair, the other end's mtu: gives it) there is no
+	// IPv6 setting.
+	small := desiredOf(t, "name: mtu6s\nnamespaces:\n  c:\n    sysctls:\n      net.ipv6.conf.eth0.forwarding: \"1\"\n  d: {}\nlinks:\n  - a: {namespace: c, name: eth0}\n    b: {namespace: d, name: eth0, mtu: 1200}\n")
+	_, err = reconcile.Reconcile(ctx, k, small, reconcile.ExecOptions{})
+	if err == nil || !strings.Contains(err.Error(), `sysctl net.ipv6.conf.eth0.forwarding in netns "c": "eth0" would have an MTU of 1200`) ||
+		!strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("want the plan refused, got %v", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"maps"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -245,10 +246,16 @@ func (w *World) sysctl(nsName, key string) (string, bool) {
 		return v, true
 	}
 	parts := strings.Split(key, ".")
-	// net.ipv4.conf.IFNAME.x and net.ipv6.conf.IFNAME.x need the interface.
+	// net.ipv4.conf.IFNAME.x and net.ipv6.conf.IFNAME.x need the interface;
+	// the IPv6 ones an MTU of at least 1280, and the IPv6 MTU is the
+	// interface's until set.
 	if len(parts) >= 5 && parts[2] == "conf" && parts[3] != "all" && parts[3] != "default" && parts[3] != "lo" {
-		if n.links[topology.SysctlIfname(parts[3])] == nil {
+		l := n.links[topology.SysctlIfname(parts[3])]
+		if l == nil || parts[1] == "ipv6" && l.l.MTU < 1280 {
 			return "", false
+		}
+		if parts[1] == "ipv6" && len(parts) == 5 && parts[4] == "mtu" {
+			return strconv.Itoa(l.l.MTU), true
 		}
 	}
 	for suffix, v := range w.Defaults {
@@ -699,6 +706,13 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 		was, ok := w.sysctl(c.Namespace, c.Name)
 		if !ok {
 			return errf(syscall.ENOENT, "sysctl %s", c.Name)
+		}
+		if parts := strings.Split(c.Name, "."); len(parts) == 5 && parts[1] == "ipv6" && parts[4] == "mtu" && parts[3] != "all" && parts[3] != "default" {
+			// Between IPv6's minimum and the interface's own MTU.
+			v, err := strconv.Atoi(c.Value)
+			if l := n.links[topology.SysctlIfname(parts[3])]; err != nil || v < 1280 || l != nil && v > l.l.MTU {
+				return errf(syscall.EINVAL, "sysctl %s = %s", c.Name, c.Value)
+			}
 		}
 		// The record: what a key was before its owner first set it, gone
 		// once it is put back.
@@ -1182,6 +1196,15 @@ func (w *World) setMTU(nsName string, n *ns, l *link, mtu int) error {
 // addresses (gone under IPv6's minimum MTU of 1280).
 func (w *World) mtuIs(nsName string, n *ns, l *link, mtu int) {
 	l.l.MTU = mtu
+	// The kernel's IPv6 settings of the interface: its IPv6 MTU follows
+	// the new MTU, and under 1280 they are gone (made anew, with the
+	// defaults, when it comes back).
+	v6 := "net.ipv6.conf." + topology.SysctlKeyName(l.l.Name) + "."
+	for k := range n.sysctls {
+		if k == v6+"mtu" || mtu < 1280 && strings.HasPrefix(k, v6) {
+			delete(n.sysctls, k)
+		}
+	}
 	if mtu < 1280 {
 		var v4 []string
 		for _, a := range l.l.Addresses {
