@@ -34,17 +34,30 @@ func HoldWatch(netns, name, prefix, who string) (release func(), err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		b, _ := os.ReadFile(path)
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%s watches this lab already: one watch per lab", strings.TrimSpace(string(b)))
+	var f *os.File
+	for {
+		f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, err
 		}
-		return nil, err
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			b, _ := os.ReadFile(path)
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, fmt.Errorf("%s watches this lab already: one watch per lab", strings.TrimSpace(string(b)))
+			}
+			return nil, err
+		}
+		// Still the file at path? Watcher removes one a killed watch
+		// left, under the same lock: if it did, mark again.
+		if same, err := samePath(f, path); err != nil || same {
+			if err != nil {
+				f.Close()
+				return nil, err
+			}
+			break
+		}
+		f.Close()
 	}
 	f.Truncate(0)
 	fmt.Fprintf(f, "pid %d (%s)\n", os.Getpid(), who)
@@ -64,10 +77,30 @@ func Watcher(netns, name, prefix string) string {
 		return ""
 	}
 	defer f.Close()
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err == nil {
-		unix.Flock(int(f.Fd()), unix.LOCK_UN)
-		return "" // left by a watch killed: nobody holds it
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
+		// Left by a watch that was killed: nobody holds it. It goes,
+		// under the lock (HoldWatch checks its file is still there).
+		if same, _ := samePath(f, path); same {
+			os.Remove(path)
+			os.Remove(filepath.Dir(path)) // if empty
+		}
+		return ""
 	}
 	b, _ := os.ReadFile(path)
 	return strings.TrimSpace(string(b))
+}
+
+// samePath says whether open file f is still the file at path.
+func samePath(f *os.File, path string) (bool, error) {
+	var a, b unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &a); err != nil {
+		return false, err
+	}
+	if err := unix.Stat(path, &b); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return false, nil
+		}
+		return false, err
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino, nil
 }
