@@ -615,7 +615,10 @@ func (d *decoder) link(n *yaml.Node, path string) *Link {
 		d.errorf(n, path, "a link needs endpoints, or a and b")
 	}
 	for _, e := range []*Iface{&l.A, &l.B} {
-		if e.MTU == 0 {
+		// The ends take the link's mtu:, unless it is out of range:
+		// that is the link's problem, reported once, at its mtu: (an
+		// outside audit saw it three times, two at ends without one).
+		if e.MTU == 0 && l.MTU >= 68 && l.MTU <= 65535 {
 			e.MTU = l.MTU
 		}
 		if e.Impair == nil {

@@ -228,3 +228,14 @@ func TestIPv6UnderAParentsSmallMTU(t *testing.T) {
 		t.Errorf("at 1280: %v", err)
 	}
 }
+
+// TestLinkMTUOutOfRangeOnce: a link's mtu: out of range is one problem,
+// at that mtu:, not one more at each end that has none (an outside audit
+// saw three, two of them at lines with no mtu:).
+func TestLinkMTUOutOfRangeOnce(t *testing.T) {
+	_, err := Parse("t.yaml", []byte("name: x\nnamespaces: {a: {}, b: {}}\nlinks:\n  - a: {namespace: a, name: e0}\n    b: {namespace: b, name: e0}\n    mtu: 70000\n"))
+	var list ErrorList
+	if !errors.As(err, &list) || len(list) != 1 || !strings.Contains(list[0].Error(), "t.yaml:6:10: links[0].mtu: mtu 70000 is outside 68-65535") {
+		t.Fatalf("want one problem at the link's mtu:, got %v", err)
+	}
+}
