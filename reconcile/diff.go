@@ -147,6 +147,7 @@ func (d *differ) run() {
 	d.foreignAddrsGoing()
 	d.ipv6MTUs()
 	d.ipv6Settings()
+	d.childMTUs()
 }
 
 // cascade plans what the kernel takes with the links this plan deletes or

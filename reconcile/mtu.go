@@ -46,7 +46,9 @@ func (d *differ) ipv6MTUs() {
 			case wl.Kind == KindBridge && m.from != nil:
 				fix += " (a bridge with one keeps it), or " + raise(d, *m.from)
 			case m.from != nil:
-				fix = raise(d, *m.from)
+				// A VXLAN's dev needs its headers more (an outside
+				// audit: 1280 was advised for a dev that had 1320).
+				fix = raiseTo(d, *m.from, topology.MinIPv6MTU+m.head)
 			}
 			if hl := d.cur(ref); hl != nil && !d.fresh[ref] {
 				has := fmt.Sprintf("has %d", m.mtu)
@@ -99,7 +101,7 @@ func (d *differ) ipv6Settings() {
 			}
 			fix := func(atLeast int) string {
 				if m.from != nil {
-					return raiseTo(d, *m.from, atLeast)
+					return raiseTo(d, *m.from, atLeast+m.head)
 				}
 				return raiseTo(d, ref, atLeast)
 			}
@@ -114,6 +116,39 @@ func (d *differ) ipv6Settings() {
 						k, v, name, iface, m.mtu, m.because(), fix(n), m.mtu)
 				}
 			}
+		}
+	}
+}
+
+// childMTUs finds the file's mtu: of a macvlan, ipvlan or VXLAN that is
+// over what its parent (its dev, less the VXLAN's headers) will have once
+// the plan has run: the kernel refuses it (EINVAL) half-way through an
+// apply. validate sees only a parent's mtu: in the file; this sees what
+// the parent has (an outside audit: a VXLAN's mtu: over a dev lowered by
+// hand). Each is a conflict.
+func (d *differ) childMTUs() {
+	for name, w := range d.want.Namespaces {
+		if !w.Owned && d.have.NS(name) == nil {
+			continue
+		}
+		for ln, wl := range w.Links {
+			if !wl.Owned || wl.MTU == 0 {
+				continue
+			}
+			from, how, head := inheritsFrom(Ref{name, ln}, wl)
+			if from == nil {
+				continue
+			}
+			p := d.mtuAfter(*from, 0)
+			if !p.ok || wl.MTU <= p.mtu-head {
+				continue
+			}
+			over := fmt.Sprintf("%s %s's MTU, %d%s", how, from, p.mtu, p.because())
+			if head > 0 {
+				over = fmt.Sprintf("the %d %s %s leaves it (its MTU %d%s, less %d for the VXLAN's headers)", p.mtu-head, how, from, p.mtu, p.because(), head)
+			}
+			d.conflict("%s %q in netns %q: its mtu: %d is over %s, which the kernel refuses: %s, or give it a smaller mtu:",
+				wl.Kind, ln, name, wl.MTU, over, raiseTo(d, *from, wl.MTU+head))
 		}
 	}
 }
@@ -134,9 +169,11 @@ type mtu struct {
 	ok  bool
 	// from is the interface the MTU comes from (a parent, a VXLAN's dev,
 	// a bridge's smallest port, a veth's peer), nil if its own; why says
-	// how.
+	// how; head is what the interface has less than from (a VXLAN's
+	// headers).
 	from *Ref
 	why  string
+	head int
 }
 
 // because is the explanation for a message, " (why)", or "".
@@ -189,7 +226,7 @@ func (d *differ) mtuAfter(ref Ref, depth int) mtu {
 			}
 			return mtu{}
 		}
-		m := mtu{mtu: p.mtu - head, ok: true, from: from, why: fmt.Sprintf("it takes it from %s %s, MTU %d", how, from, p.mtu)}
+		m := mtu{mtu: p.mtu - head, ok: true, from: from, why: fmt.Sprintf("it takes it from %s %s, MTU %d", how, from, p.mtu), head: head}
 		if head > 0 {
 			m.why += fmt.Sprintf(", less %d for the VXLAN's headers", head)
 		}

@@ -470,3 +470,34 @@ func TestIPv6SettingsAndTheMTU(t *testing.T) {
 		})
 	}
 }
+
+// TestChildMTUOverItsParents: a macvlan's or VXLAN's mtu: over what its
+// parent (its dev, less the VXLAN's headers) has, where the file gives
+// the parent no mtu: (validate cannot tell), is refused by the plan
+// before any change, not by the kernel's EINVAL half-way through (an
+// outside audit: a VXLAN's mtu: over a dev lowered by hand).
+func TestChildMTUOverItsParents(t *testing.T) {
+	t.Run("a macvlan over a parent the lab does not set", func(t *testing.T) {
+		k := fake.New("lab")
+		k.W.AddForeignLink("host", &reconcile.Link{Name: "fbr", Kind: "bridge", Up: true, MTU: 1400})
+		refusedWhole(t, k, parse(t, "name: lab\nnamespaces:\n  c1: {}\nmacvlans:\n  - {namespace: c1, name: m0, parent: \"host:fbr\", mtu: 1500}\n"),
+			`macvlan "m0" in netns "c1": its mtu: 1500 is over its parent host:fbr's MTU, 1400, which the kernel refuses: raise host:fbr's MTU (the lab does not set it), or give it a smaller mtu:`)
+	})
+	t.Run("a VXLAN over a dev lowered by hand", func(t *testing.T) {
+		k := fake.New("lab")
+		base := "name: lab\nnamespaces:\n  r: {}\nlinks:\n  - a: {namespace: r, name: u0, addresses: [10.2.0.2/24]}\n    b: {namespace: host, name: u0, addresses: [10.2.0.1/24]}\nvxlans:\n  - {namespace: r, name: vx0, vni: 100, remote: 10.2.0.1, dev: u0"
+		apply(t, k, parse(t, base+"}\n"))
+		k.W.SetMTU("r", "u0", 1320)
+		refusedWhole(t, k, parse(t, base+", mtu: 1400}\n"),
+			`vxlan "vx0" in netns "r": its mtu: 1400 is over the 1270 its dev r:u0 leaves it (its MTU 1320, less 50 for the VXLAN's headers), which the kernel refuses: give r:u0 an mtu: of at least 1450, or give it a smaller mtu:`)
+	})
+	t.Run("IPv6 on a VXLAN: its dev needs the headers more", func(t *testing.T) {
+		k := fake.New("lab")
+		k.W.AddForeignLink("host", &reconcile.Link{Name: "und", Kind: "bridge", Up: true, MTU: 1320})
+		refusedWhole(t, k, parse(t, "name: lab\nvxlans:\n  - {name: vx0, vni: 5, remote: 192.0.2.9, dev: und, addresses: [\"fd00:8::1/64\"]}\n"),
+			"raise host:und's MTU (the lab does not set it)")
+		k = fake.New("lab")
+		refusedWhole(t, k, parse(t, "name: lab\nnamespaces:\n  r: {}\nlinks:\n  - a: {namespace: r, name: u0}\n    b: {namespace: host, name: u0, mtu: 1300}\nvxlans:\n  - {namespace: r, name: vx0, vni: 100, remote: 10.2.0.1, dev: u0, addresses: [\"fd00:8::1/64\"]}\n"),
+			"give r:u0 an mtu: of at least 1330")
+	})
+}

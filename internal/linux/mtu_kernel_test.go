@@ -342,3 +342,37 @@ func TestIPv6MTUSettingFollowsTheMTU(t *testing.T) {
 		t.Fatalf("want the plan refused, got %v", err)
 	}
 }
+
+// TestVXLANMTUOverADevLoweredByHand, against the kernel: a VXLAN's mtu:
+// over what its dev leaves it (the dev's MTU lowered by hand, which
+// validate cannot know) is refused by the plan before any change, naming
+// what the dev needs; the kernel's EINVAL came half-way through an apply
+// (an outside audit).
+func TestVXLANMTUOverADevLoweredByHand(t *testing.T) {
+	k := kernelFor(t, "vxmtu")
+	ctx := context.Background()
+	base := "name: vxmtu\nnamespaces:\n  r: {}\nlinks:\n  - a: {namespace: r, name: u0, addresses: [10.2.0.2/24]}\n    b: {namespace: host, name: u0, addresses: [10.2.0.1/24]}\nvxlans:\n  - {namespace: r, name: vx0, vni: 100, remote: 10.2.0.1, dev: u0"
+	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, base+"}\n"), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h := netlinkIn(t, k, "r")
+	u0, err := h.LinkByName("u0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetMTU(u0, 1320); err != nil {
+		t.Fatal(err)
+	}
+	_, err = reconcile.Reconcile(ctx, k, desiredOf(t, base+", mtu: 1400}\n"), reconcile.ExecOptions{})
+	if err == nil || !strings.Contains(err.Error(), `vxlan "vx0" in netns "r": its mtu: 1400 is over the 1270 its dev r:u0 leaves it (its MTU 1320, less 50 for the VXLAN's headers), which the kernel refuses: give r:u0 an mtu: of at least 1450`) ||
+		!strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("want the plan refused, got %v", err)
+	}
+	vx, err := h.LinkByName("vx0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vx.Attrs().MTU != 1450 {
+		t.Fatalf("vx0's MTU is %d, want 1450, as it was (the kernel does not lower a VXLAN with its dev)", vx.Attrs().MTU)
+	}
+}

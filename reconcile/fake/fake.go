@@ -108,6 +108,15 @@ func newNS(owner string) *ns {
 		nat: map[string]*natRule{}, natChains: map[string][]string{}}
 }
 
+// SetMTU sets a link's MTU by hand (ip link set NAME mtu N): what follows
+// it follows, as in the kernel.
+func (w *World) SetMTU(nsName, name string, mtu int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := w.nss[nsName]
+	w.mtuIs(nsName, n, n.links[name], mtu)
+}
+
 // AddForeignLink puts an interface owned by nobody (a NIC, another tool's
 // bridge) into a namespace, creating the namespace (unowned) if needed.
 func (w *World) AddForeignLink(nsName string, l *reconcile.Link) {
