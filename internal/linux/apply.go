@@ -694,7 +694,11 @@ func (k *Kernel) applyRoute(c *reconcile.Change) error {
 	case reconcile.Update:
 		err = h.h.RouteReplace(nr)
 	case reconcile.Delete:
-		nr.Gw, nr.LinkIndex, nr.Scope = nil, 0, 0
+		// Matched by destination, metric, table and protocol, of any
+		// scope: an IPv4 delete matches only routes of the scope it
+		// names, and a route with dev: alone has scope link (an outside
+		// audit: it stayed, and ESRCH read as "gone already").
+		nr.Gw, nr.LinkIndex, nr.Scope = nil, 0, netlink.SCOPE_NOWHERE
 		err = h.h.RouteDel(nr)
 		if errors.Is(err, unix.ESRCH) {
 			err = nil
