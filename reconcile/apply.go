@@ -565,7 +565,7 @@ func finish(ctx context.Context, k Kernel, desired *State, q Query, p *Plan, o E
 		}
 	}
 	if !rest.Empty() || len(rest.Conflicts) > 0 {
-		return after, redone, fmt.Errorf("the kernel does not match the topology after apply; still to do:\n%s", rest)
+		return after, redone, fmt.Errorf("the kernel does not match the topology after this run; still to do:\n%s", rest)
 	}
 	return after, redone, nil
 }

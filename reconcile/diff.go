@@ -1133,6 +1133,17 @@ func (d *differ) sysctls(name string) {
 				renamedTo[c.OldName] = ref.Name
 			}
 		}
+		// Keys another lab of the sandbox sets, and what it sets: one
+		// they rewrite (ip_forward: every interface's forwarding) is that
+		// lab's too (an outside audit: a lab letting go of ip_forward put
+		// the other's interfaces' forwarding back to 0).
+		shared := map[string]bool{}
+		for k := range h.SysctlsShared {
+			shared[k] = true
+			if a := SysctlAlias[k]; a != "" {
+				shared[a] = true
+			}
+		}
 		for _, k := range sortedKeys(h.SysctlsBefore) {
 			key := k
 			if InterfaceSysctl(k) {
@@ -1154,6 +1165,9 @@ func (d *differ) sysctls(name string) {
 			}
 			if rewrittenBy(key, wantedSources(w)) != "" {
 				continue // a key the file sets writes it (ip_forward: every forwarding)
+			}
+			if rewrittenBy(key, shared) != "" {
+				continue // a key another lab here sets writes it
 			}
 			cur, ok := h.Sysctls[k]
 			if before := h.SysctlsBefore[k]; ok && NormaliseSysctl(cur) != NormaliseSysctl(before) {
@@ -1179,6 +1193,29 @@ func (d *differ) sysctls(name string) {
 			kept = append(kept, c)
 		}
 		out = kept
+		// And one it rewrites to another value than the one noted is put
+		// back after it, though it has that value now (an outside audit:
+		// ip_forward put back to 0 turned off an interface's forwarding
+		// that was on before the lab, and apply failed).
+		planned := map[string]bool{}
+		for _, c := range out {
+			planned[c.Name] = true
+		}
+		for _, k := range sortedKeys(h.SysctlsBefore) {
+			src := rewrittenBy(k, back)
+			if src == "" || planned[k] || InterfaceSysctl(k) && !d.staysAsIs(Ref{name, sysctlIface(k)}) {
+				continue
+			}
+			if _, wanted := w.Sysctls[k]; wanted || h.SysctlsShared[k] || rewrittenBy(k, shared) != "" {
+				continue // the file sets it (set again after src anyway), or another lab does
+			}
+			before := NormaliseSysctl(h.SysctlsBefore[k])
+			if before == NormaliseSysctl(h.SysctlsBefore[src]) {
+				continue
+			}
+			out = append(out, &Change{Action: Update, Kind: KindSysctl, Namespace: name, Name: k, Value: before, OldValue: NormaliseSysctl(h.SysctlsBefore[src]),
+				Restore: true, Why: "no longer in the file: back to what it was before the lab set it, after " + src + " rewrites it"})
+		}
 	}
 	// The kernel sets an interface's IPv6 MTU to its new MTU whenever
 	// that changes: one the file sets is set again after (an outside

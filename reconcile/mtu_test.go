@@ -501,3 +501,45 @@ func TestChildMTUOverItsParents(t *testing.T) {
 			"give r:u0 an mtu: of at least 1330")
 	})
 }
+
+// TestSysctlRewrittenKeysPutBack: what ip_forward rewrites when it is put
+// back (every interface's forwarding, and the default's) is put back
+// after it to what each was before the lab, in the same run (an outside
+// audit: an interface of the sandbox whose forwarding was on before the
+// lab was left off, and apply failed); and while another lab of the
+// sandbox sets ip_forward, none of them is put back (an outside audit: a
+// lab letting go of ip_forward turned off forwarding on the other lab's
+// interfaces and the default, silently).
+func TestSysctlRewrittenKeysPutBack(t *testing.T) {
+	const fw = "net.ipv4.ip_forward"
+	t.Run("one lab", func(t *testing.T) {
+		k := fake.New("lab")
+		k.W.AddForeignLink("host", &reconcile.Link{Name: "keep0", Kind: "bridge", Up: true, MTU: 1500})
+		k.W.SetSysctl("host", "net.ipv4.conf.keep0.forwarding", "1")
+		k.W.SetSysctl("host", "net.ipv4.conf.default.forwarding", "1")
+		apply(t, k, parse(t, "name: lab\nnamespaces:\n  host:\n    sysctls: {"+fw+": \"1\"}\n  x: {}\n"))
+		want := parse(t, "name: lab\nnamespaces:\n  x: {}\n")
+		apply(t, k, want)
+		for key, v := range map[string]string{fw: "0", "net.ipv4.conf.keep0.forwarding": "1", "net.ipv4.conf.default.forwarding": "1"} {
+			if got, _ := k.W.SysctlOf("host", key); got != v {
+				t.Errorf("%s = %q, want %q (as before the lab)", key, got, v)
+			}
+		}
+	})
+	t.Run("another lab sets it still", func(t *testing.T) {
+		w := fake.NewWorld()
+		a, b := &fake.Kernel{W: w, Owner: "a"}, &fake.Kernel{W: w, Owner: "b"}
+		apply(t, a, parse(t, "name: a\nnamespaces:\n  host:\n    sysctls: {"+fw+": \"1\"}\n  x: {}\n"))
+		bWant := parse(t, "name: b\nnamespaces:\n  host:\n    sysctls: {"+fw+": \"1\"}\n  c1: {}\nlinks:\n  - a: {namespace: c1, name: eth0}\n    b: {namespace: host, name: v1}\n")
+		apply(t, b, bWant)
+		apply(t, a, reconcile.Nothing())
+		for _, key := range []string{fw, "net.ipv4.conf.default.forwarding", "net.ipv4.conf.v1.forwarding"} {
+			if got, _ := w.SysctlOf("host", key); got != "1" {
+				t.Errorf("%s = %q after lab a went, want 1: lab b sets %s", key, got, fw)
+			}
+		}
+		if p := plan(t, b, bWant); !p.Empty() {
+			t.Fatalf("lab b's plan:\n%v", p)
+		}
+	})
+}

@@ -354,3 +354,69 @@ func TestSysctlNotesOfWhatAWriteRewritesOnTheKernel(t *testing.T) {
 		t.Fatalf("after the file dropped them: %s %q, %s %q; want %q, %q", df, d, vf, v, origD, origV)
 	}
 }
+
+// TestSysctlRewrittenKeysPutBackOnTheKernel (two outside audits, on the
+// real kernel): putting ip_forward back rewrites every interface's
+// forwarding and the default's, so those noted with another value are put
+// back after it in the same run; and while another lab of the sandbox
+// sets ip_forward, a lab that lets it go puts back none of them (it
+// turned off forwarding on the other lab's interfaces).
+func TestSysctlRewrittenKeysPutBackOnTheKernel(t *testing.T) {
+	k := kernelFor(t, "srb")
+	ctx := context.Background()
+	const fw, df, kf, vf = "net.ipv4.ip_forward", "net.ipv4.conf.default.forwarding", "net.ipv4.conf.keep0.forwarding", "net.ipv4.conf.v1.forwarding"
+	h := netlinkIn(t, k, reconcile.HostNS)
+	keep := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "keep0"}}
+	if err := h.LinkAdd(keep); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.LinkDel(keep) })
+	hfd, err := k.OpenNetns(reconcile.HostNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hfd.Close()
+	for _, key := range []string{kf, df} {
+		if err := writeSysctl(hfd, key, "1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	on := "name: srb\nnamespaces:\n  host:\n    sysctls: {" + fw + ": \"1\"}\n  x: {}\n"
+	for _, f := range []string{on, "name: srb\nnamespaces:\n  x: {}\n"} {
+		if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, f), reconcile.ExecOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for key, want := range map[string]string{fw: "0", kf: "1", df: "1"} {
+		if v := sysctlIn(t, k, reconcile.HostNS, key); v != want {
+			t.Errorf("%s = %s after the lab let ip_forward go, want %s (as before it)", key, v, want)
+		}
+	}
+	if err := writeSysctl(hfd, df, "0"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Two labs set ip_forward; the first goes.
+	k2 := New(Options{Name: "srb2", Prefix: k.opt.Prefix + "b-", Netns: k.opt.Netns})
+	t.Cleanup(func() {
+		if _, err := reconcile.Reconcile(context.Background(), k2, reconcile.Nothing(), reconcile.ExecOptions{}); err != nil {
+			t.Errorf("destroy the second lab: %v", err)
+		}
+		k2.Close()
+	})
+	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, on), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	second := desiredOf(t, "name: srb2\nnamespaces:\n  host:\n    sysctls: {"+fw+": \"1\"}\n  c1: {}\nlinks:\n  - a: {namespace: c1, name: eth0}\n    b: {namespace: host, name: v1}\n")
+	if _, err := reconcile.Reconcile(ctx, k2, second, reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reconcile.Reconcile(ctx, k, reconcile.Nothing(), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{fw, df, vf} {
+		if v := sysctlIn(t, k2, reconcile.HostNS, key); v != "1" {
+			t.Errorf("%s = %s after the first lab went, want 1: the second sets %s", key, v, fw)
+		}
+	}
+}

@@ -108,6 +108,17 @@ func newNS(owner string) *ns {
 		nat: map[string]*natRule{}, natChains: map[string][]string{}}
 }
 
+// SysctlOf reads a sysctl as the kernel would (false if there is no
+// such key, such as one of an interface that is not there).
+func (w *World) SysctlOf(nsName, key string) (string, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.nss[nsName] == nil {
+		return "", false
+	}
+	return w.sysctl(nsName, key)
+}
+
 // SetMTU sets a link's MTU by hand (ip link set NAME mtu N): what follows
 // it follows, as in the kernel.
 func (w *World) SetMTU(nsName, name string, mtu int) {
