@@ -2,6 +2,7 @@ package linux
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 
@@ -159,5 +160,31 @@ func (h *nsHandle) changeVxlan(index int, x *reconcile.VXLAN) error {
 		}
 		data = append(data, nl.NewRtAttr(nl.IFLA_VXLAN_LINK, nl.Uint32Attr(uint32(d.Attrs().Index))))
 	}
-	return h.changeLink(index, "vxlan", data)
+	if err := h.changeLink(index, "vxlan", data); err != nil {
+		return err
+	}
+	return h.flushLearnedFDB(index)
+}
+
+// flushLearnedFDB deletes the forwarding entries a VXLAN learned (from
+// the packets it received: a MAC and the endpoint it came from), keeping
+// the permanent ones (its default destination, any added by hand). Made
+// at its old endpoints, they would send to them until they age out, 300
+// s (an outside audit: the overlay dead for minutes after its remote
+// changed, while plan said nothing was to do).
+func (h *nsHandle) flushLearnedFDB(index int) error {
+	fdb, err := h.h.NeighList(index, unix.AF_BRIDGE)
+	if err != nil {
+		return fmt.Errorf("list its forwarding entries: %w", err)
+	}
+	for _, e := range fdb {
+		if e.LinkIndex != index || e.State&(netlink.NUD_PERMANENT|netlink.NUD_NOARP) != 0 {
+			continue
+		}
+		del := netlink.Neigh{LinkIndex: index, Family: unix.AF_BRIDGE, HardwareAddr: e.HardwareAddr, IP: e.IP, Flags: netlink.NTF_SELF, State: e.State}
+		if err := h.h.NeighDel(&del); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("delete the learned forwarding entry %s: %w", e.HardwareAddr, err)
+		}
+	}
+	return nil
 }

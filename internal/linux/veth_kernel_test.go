@@ -1,6 +1,10 @@
 package linux
 
 import (
+	"context"
+	"net"
+
+	"github.com/netplan-lab/netplan-lab/reconcile"
 	"os"
 	"strconv"
 	"strings"
@@ -94,5 +98,54 @@ func TestVethCreatedUpWithItsIndex(t *testing.T) {
 	vb, _ = hb.h.LinkByName("vb")
 	if vb.Attrs().Alias != "marked" || vb.Attrs().RawFlags&unix.IFF_UP == 0 {
 		t.Errorf("configure by name: alias %q, raw flags %#x; want \"marked\" and up", vb.Attrs().Alias, vb.Attrs().RawFlags)
+	}
+}
+
+// TestVXLANEndpointChangeFlushesLearned, against the kernel: when a
+// VXLAN's remote changes in place, the forwarding entries it learned at
+// the old endpoint go (they would send there for up to 300 s: an
+// outside audit saw the overlay dead while plan said nothing was to
+// do); permanent ones (its default destination, one added by hand) stay.
+func TestVXLANEndpointChangeFlushesLearned(t *testing.T) {
+	k := kernelFor(t, "vxfdb")
+	ctx := context.Background()
+	lab := func(remote string) *reconcile.State {
+		return desiredOf(t, "name: vxfdb\nnamespaces:\n  r: {}\nlinks:\n  - a: {namespace: r, name: u0, addresses: [10.2.0.2/24]}\n    b: {namespace: host, name: u0, addresses: [10.2.0.1/24, 10.2.0.3/24]}\nvxlans:\n  - {namespace: r, name: vx0, vni: 100, remote: "+remote+", dev: u0}\n")
+	}
+	if _, err := reconcile.Reconcile(ctx, k, lab("10.2.0.1"), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h := netlinkIn(t, k, "r")
+	vx, err := h.LinkByName("vx0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := vx.Attrs().Index
+	learned, _ := net.ParseMAC("02:00:00:00:aa:01")
+	byHand, _ := net.ParseMAC("02:00:00:00:aa:02")
+	for _, e := range []netlink.Neigh{
+		{LinkIndex: idx, Family: unix.AF_BRIDGE, HardwareAddr: learned, IP: net.ParseIP("10.2.0.1"), Flags: netlink.NTF_SELF, State: netlink.NUD_REACHABLE},
+		{LinkIndex: idx, Family: unix.AF_BRIDGE, HardwareAddr: byHand, IP: net.ParseIP("10.2.0.1"), Flags: netlink.NTF_SELF, State: netlink.NUD_PERMANENT},
+	} {
+		if err := h.NeighAppend(&e); err != nil {
+			t.Fatalf("add %s: %v", e.HardwareAddr, err)
+		}
+	}
+	if _, err := reconcile.Reconcile(ctx, k, lab("10.2.0.3"), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fdb, err := h.NeighList(idx, unix.AF_BRIDGE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var macs []string
+	for _, e := range fdb {
+		if e.LinkIndex == idx {
+			macs = append(macs, e.HardwareAddr.String())
+		}
+	}
+	got := strings.Join(macs, " ")
+	if strings.Contains(got, learned.String()) || !strings.Contains(got, byHand.String()) || !strings.Contains(got, "00:00:00:00:00:00") {
+		t.Fatalf("forwarding entries after the remote changed: %s; want the learned one gone, the default and the hand-added one kept", got)
 	}
 }
