@@ -178,7 +178,10 @@ func (h *nsHandle) flushLearnedFDB(index int) error {
 		return fmt.Errorf("list its forwarding entries: %w", err)
 	}
 	for _, e := range fdb {
-		if e.LinkIndex != index || e.State&(netlink.NUD_PERMANENT|netlink.NUD_NOARP) != 0 {
+		// The VXLAN's own (self) entries: a MAC and the endpoint it was
+		// seen at. A bridge it is a port of lists its own for the port
+		// (master, no endpoint), which stay right.
+		if e.LinkIndex != index || e.Flags&netlink.NTF_SELF == 0 || e.IP == nil || e.State&(netlink.NUD_PERMANENT|netlink.NUD_NOARP) != 0 {
 			continue
 		}
 		del := netlink.Neigh{LinkIndex: index, Family: unix.AF_BRIDGE, HardwareAddr: e.HardwareAddr, IP: e.IP, Flags: netlink.NTF_SELF, State: e.State}

@@ -3,6 +3,7 @@ package linux
 import (
 	"context"
 	"net"
+	"slices"
 
 	"github.com/netplan-lab/netplan-lab/reconcile"
 	"os"
@@ -110,7 +111,7 @@ func TestVXLANEndpointChangeFlushesLearned(t *testing.T) {
 	k := kernelFor(t, "vxfdb")
 	ctx := context.Background()
 	lab := func(remote string) *reconcile.State {
-		return desiredOf(t, "name: vxfdb\nnamespaces:\n  r: {}\nlinks:\n  - a: {namespace: r, name: u0, addresses: [10.2.0.2/24]}\n    b: {namespace: host, name: u0, addresses: [10.2.0.1/24, 10.2.0.3/24]}\nvxlans:\n  - {namespace: r, name: vx0, vni: 100, remote: "+remote+", dev: u0}\n")
+		return desiredOf(t, "name: vxfdb\nnamespaces:\n  r: {}\nbridges:\n  - {namespace: r, name: brx}\nlinks:\n  - a: {namespace: r, name: u0, addresses: [10.2.0.2/24]}\n    b: {namespace: host, name: u0, addresses: [10.2.0.1/24, 10.2.0.3/24]}\nvxlans:\n  - {namespace: r, name: vx0, vni: 100, remote: "+remote+", dev: u0, bridge: brx}\n")
 	}
 	if _, err := reconcile.Reconcile(ctx, k, lab("10.2.0.1"), reconcile.ExecOptions{}); err != nil {
 		t.Fatal(err)
@@ -126,6 +127,8 @@ func TestVXLANEndpointChangeFlushesLearned(t *testing.T) {
 	for _, e := range []netlink.Neigh{
 		{LinkIndex: idx, Family: unix.AF_BRIDGE, HardwareAddr: learned, IP: net.ParseIP("10.2.0.1"), Flags: netlink.NTF_SELF, State: netlink.NUD_REACHABLE},
 		{LinkIndex: idx, Family: unix.AF_BRIDGE, HardwareAddr: byHand, IP: net.ParseIP("10.2.0.1"), Flags: netlink.NTF_SELF, State: netlink.NUD_PERMANENT},
+		// The bridge's own entry for its port vx0 (no endpoint): stays.
+		{LinkIndex: idx, Family: unix.AF_BRIDGE, HardwareAddr: learned, Flags: netlink.NTF_MASTER, State: netlink.NUD_REACHABLE},
 	} {
 		if err := h.NeighAppend(&e); err != nil {
 			t.Fatalf("add %s: %v", e.HardwareAddr, err)
@@ -138,14 +141,21 @@ func TestVXLANEndpointChangeFlushesLearned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var macs []string
+	var self, master []string
 	for _, e := range fdb {
-		if e.LinkIndex == idx {
-			macs = append(macs, e.HardwareAddr.String())
+		switch {
+		case e.LinkIndex != idx:
+		case e.Flags&netlink.NTF_SELF != 0:
+			self = append(self, e.HardwareAddr.String())
+		default: // the bridge's (the dump marks it with NDA_MASTER, not a flag)
+			master = append(master, e.HardwareAddr.String())
 		}
 	}
-	got := strings.Join(macs, " ")
+	got := strings.Join(self, " ")
 	if strings.Contains(got, learned.String()) || !strings.Contains(got, byHand.String()) || !strings.Contains(got, "00:00:00:00:00:00") {
-		t.Fatalf("forwarding entries after the remote changed: %s; want the learned one gone, the default and the hand-added one kept", got)
+		t.Fatalf("the VXLAN's forwarding entries after the remote changed: %s; want the learned one gone, the default and the hand-added one kept", got)
+	}
+	if !slices.Contains(master, learned.String()) {
+		t.Fatalf("the bridge's entries for vx0: %v; want its entry for %s kept", master, learned)
 	}
 }
