@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"slices"
 
 	"golang.org/x/sys/unix"
 
@@ -46,6 +47,12 @@ func (k *Kernel) Announce(ctx context.Context, p *reconcile.Plan) {
 			}
 		case c.Kind == reconcile.KindAddress && c.Action == reconcile.Delete:
 			taken(c.Name)
+		case c.Kind == reconcile.KindLink && c.Action == reconcile.Update && c.OldLink != nil && slices.ContainsFunc(c.Fields, func(f reconcile.Field) bool { return f.Name == "owner" }):
+			// Left to addresses added by hand: the lab's own go from it
+			// (an outside audit: a bridge renamed so sent nothing).
+			for _, a := range c.OldLink.Addresses {
+				taken(a)
+			}
 		}
 	}
 	byNS := map[string][]link{}

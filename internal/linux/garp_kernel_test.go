@@ -16,40 +16,64 @@ import (
 // again, with the MAC of its new name; apply tells the neighbours
 // (gratuitous ARP), so an entry a container had for the gateway at the
 // old MAC takes the new one at once instead of after about 30 s of
-// silence (a new user's audit).
+// silence (a new user's audit). So too when the old bridge stays, left to
+// an address added to it by hand (an outside audit: nothing was sent,
+// and the containers lost their gateway).
 func TestRenamedBridgeIsAnnounced(t *testing.T) {
-	k := kernelFor(t, "garp")
-	ctx := context.Background()
-	lab := "name: garp\nnamespaces:\n  c1: {}\nbridges:\n  - {name: gbr0, addresses: [10.77.0.1/24]}\nlinks:\n  - a: {namespace: c1, name: eth0, addresses: [10.77.0.2/24]}\n    b: {namespace: host, name: v0, bridge: gbr0}\n"
-	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, lab), reconcile.ExecOptions{}); err != nil {
-		t.Fatal(err)
+	for _, byHand := range []bool{false, true} {
+		t.Run(map[bool]string{false: "the old bridge goes", true: "the old bridge stays for an address added by hand"}[byHand], func(t *testing.T) {
+			k := kernelFor(t, "garp")
+			ctx := context.Background()
+			lab := "name: garp\nnamespaces:\n  c1: {}\nbridges:\n  - {name: gbr0, addresses: [10.77.0.1/24]}\nlinks:\n  - a: {namespace: c1, name: eth0, addresses: [10.77.0.2/24]}\n    b: {namespace: host, name: v0, bridge: gbr0}\n"
+			if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, lab), reconcile.ExecOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			h, c := netlinkIn(t, k, reconcile.HostNS), netlinkIn(t, k, "c1")
+			old, err := h.LinkByName("gbr0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if byHand {
+				if err := addAddrByHand(h, old, "10.98.0.1/24"); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { h.LinkDel(old) })
+			}
+			eth0, err := c.LinkByName("eth0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The container knows its gateway, as after a ping.
+			if err := c.NeighSet(&netlink.Neigh{LinkIndex: eth0.Attrs().Index, State: netlink.NUD_REACHABLE, IP: net.ParseIP("10.77.0.1"), HardwareAddr: old.Attrs().HardwareAddr}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, strings.ReplaceAll(lab, "gbr0", "gbr1")), reconcile.ExecOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := h.LinkByName("gbr0"); (err == nil) != byHand {
+				t.Fatalf("gbr0 after the rename: %v", err)
+			}
+			br, err := h.LinkByName("gbr1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if br.Attrs().HardwareAddr.String() == old.Attrs().HardwareAddr.String() {
+				t.Fatal("the renamed bridge kept its MAC: nothing to announce")
+			}
+			if seen, ok := neighFollows(t, c, eth0.Attrs().Index, "10.77.0.1", br.Attrs().HardwareAddr.String()); !ok {
+				t.Fatalf("c1 still has 10.77.0.1 at %s, the bridge is at %s", seen, br.Attrs().HardwareAddr)
+			}
+		})
 	}
-	h, c := netlinkIn(t, k, reconcile.HostNS), netlinkIn(t, k, "c1")
-	old, err := h.LinkByName("gbr0")
+}
+
+// addAddrByHand adds cidr to l as a person would (ip addr add).
+func addAddrByHand(h *netlink.Handle, l netlink.Link, cidr string) error {
+	a, err := netlink.ParseAddr(cidr)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	eth0, err := c.LinkByName("eth0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The container knows its gateway, as after a ping.
-	if err := c.NeighSet(&netlink.Neigh{LinkIndex: eth0.Attrs().Index, State: netlink.NUD_REACHABLE, IP: net.ParseIP("10.77.0.1"), HardwareAddr: old.Attrs().HardwareAddr}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, strings.ReplaceAll(lab, "gbr0", "gbr1")), reconcile.ExecOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	br, err := h.LinkByName("gbr1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if br.Attrs().HardwareAddr.String() == old.Attrs().HardwareAddr.String() {
-		t.Fatal("the renamed bridge kept its MAC: nothing to announce")
-	}
-	if seen, ok := neighFollows(t, c, eth0.Attrs().Index, "10.77.0.1", br.Attrs().HardwareAddr.String()); !ok {
-		t.Fatalf("c1 still has 10.77.0.1 at %s, the bridge is at %s", seen, br.Attrs().HardwareAddr)
-	}
+	return h.AddrAdd(l, a)
 }
 
 // neighFollows waits (a moment: the announcement is on its way when apply
