@@ -61,6 +61,7 @@ func Desired(t *topology.Topology) (*State, error) {
 		for _, k := range IPv6Switch {
 			ns.Sysctls[k] = v
 		}
+		ns.IPv6Default = true
 	}
 	var missing []string
 	add := func(i *topology.Iface, l *Link) {

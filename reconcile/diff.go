@@ -1082,9 +1082,23 @@ func (d *differ) sysctls(name string) {
 	}
 	made := h == nil || h.Stale || d.deletedNS[name]
 	madeOff := w.Sysctls[IPv6Switch[0]] == "1" && w.Sysctls[IPv6Switch[1]] == "1"
+	// The lab's default turns IPv6 off where the file gives no IPv6; not
+	// over IPv6 added by hand, which it would take (an outside audit:
+	// the last IPv6 address dropped from a file took a hand-added
+	// address and route with it). It waits until they are gone.
+	keepV6 := false
+	if w.IPv6Default && !made && w.Sysctls[IPv6Switch[0]] == "1" && NormaliseSysctl(h.Sysctls[IPv6Switch[0]]) == "0" {
+		if held := handIPv6(h); len(held) > 0 {
+			keepV6 = true
+			d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf("namespace %q keeps IPv6 on: the file gives it no IPv6, but turning IPv6 off would take what was added by hand (%s); the lab turns it off once they are gone (ipv6: true keeps it on)", name, strings.Join(held, ", ")))
+		}
+	}
 	var out []*Change
 	for _, k := range sortedKeys(w.Sysctls) {
 		v := w.Sysctls[k]
+		if keepV6 && contains(IPv6Switch, k) {
+			continue
+		}
 		if name == HostNS && InterfaceSysctl(k) {
 			if iface := sysctlIface(k); iface != "lo" && w.Links[iface] == nil && (h == nil || h.Links[iface] == nil) {
 				// validate cannot tell in host, which has more than the
@@ -1267,6 +1281,32 @@ func (d *differ) sysctls(name string) {
 	for _, c := range out {
 		d.add(c)
 	}
+}
+
+// handIPv6 lists the IPv6 of namespace h that nobody's file made: global
+// addresses added by hand (on the lab's links, or on links of others) and
+// routes of others (not the kernel's, not router advertisements').
+func handIPv6(h *Namespace) []string {
+	var out []string
+	for _, ln := range sortedKeys(h.Links) {
+		l := h.Links[ln]
+		addrs := l.Foreign
+		if !l.Owned {
+			addrs = l.Addresses
+		}
+		for _, a := range addrs {
+			if family(a) == 6 && !strings.HasPrefix(strings.ToLower(a), "fe80:") {
+				out = append(out, a+" on "+ln)
+			}
+		}
+	}
+	for _, k := range sortedKeys(h.Routes) {
+		r := h.Routes[k]
+		if !r.Owned && family(r.Dst) == 6 && r.Proto != "ra" && r.Proto != "kernel" {
+			out = append(out, "route "+r.Dst)
+		}
+	}
+	return out
 }
 
 // withIface is interface sysctl key k for interface ifname instead.

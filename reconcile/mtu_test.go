@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -542,4 +543,37 @@ func TestSysctlRewrittenKeysPutBack(t *testing.T) {
 			t.Fatalf("lab b's plan:\n%v", p)
 		}
 	})
+}
+
+// TestIPv6DefaultKeepsWhatWasAddedByHand: a namespace whose file drops its
+// last IPv6 address would have IPv6 turned off (the default), which takes
+// every IPv6 address and route with it; where some were added by hand,
+// IPv6 stays on, with a warning, until they are gone (an outside audit:
+// they went silently).
+func TestIPv6DefaultKeepsWhatWasAddedByHand(t *testing.T) {
+	lab := func(v6 string) *reconcile.State {
+		return parse(t, "name: lab\nnamespaces:\n  left: {}\n  right: {}\nlinks:\n  - a: {namespace: left, name: veth0, addresses: [10.0.0.1/24"+v6+"]}\n    b: {namespace: right, name: veth0, addresses: [10.0.0.2/24, \"fd00::2/64\"]}\n")
+	}
+	k := fake.New("lab")
+	apply(t, k, lab(`, "fd00::1/64"`))
+	k.W.AddAddressByHand("left", "veth0", "fd00::77/64")
+	k.W.AddRouteByHand("left", &reconcile.Route{Dst: "fd05::/64", Dev: "veth0", Metric: 1024})
+	want := lab("")
+	p := plan(t, k, want)
+	if strings.Contains(p.String(), "disable_ipv6") || len(p.Warnings) != 1 ||
+		!strings.Contains(p.Warnings[0], `namespace "left" keeps IPv6 on: the file gives it no IPv6, but turning IPv6 off would take what was added by hand (fd00::77/64 on veth0, route fd05::/64)`) {
+		t.Fatalf("want IPv6 kept on, with a warning; plan:\n%v\nwarnings: %q", p, p.Warnings)
+	}
+	apply(t, k, want)
+	left := k.W.Dump("lab").Namespaces["left"]
+	routed := false
+	for _, r := range left.Routes {
+		routed = routed || r.Dst == "fd05::/64"
+	}
+	if l := left.Links["veth0"]; l == nil || !slices.Contains(l.Foreign, "fd00::77/64") || !routed {
+		t.Fatalf("what was added by hand went: %+v", left)
+	}
+	if p := plan(t, k, want); !p.Empty() {
+		t.Fatalf("plan after apply:\n%v", p)
+	}
 }

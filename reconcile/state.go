@@ -77,6 +77,10 @@ type Namespace struct {
 	// the sandbox set too: one this lab lets go stays as it is for that
 	// lab, which puts it back when it lets it go.
 	SysctlsShared map[string]bool `json:"sysctls_shared,omitempty"`
+	// IPv6Default, in a desired state, says the IPv6 switch's keys are
+	// the lab's default (IPv6 off: the file gives the namespace no IPv6),
+	// not the file's own.
+	IPv6Default bool `json:"-"`
 	// AltNames, in an observed state, are the interfaces' alternative
 	// names (ip link property add ... altname), each with its interface:
 	// the kernel refuses a new interface by one of those names.

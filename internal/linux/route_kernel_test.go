@@ -2,9 +2,12 @@ package linux
 
 import (
 	"context"
+	"net"
+	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/netplan-lab/netplan-lab/reconcile"
 )
@@ -43,5 +46,64 @@ func TestRoutesOfEveryScopeGo(t *testing.T) {
 	}
 	if got := ours(); len(got) != 0 {
 		t.Fatalf("routes stayed: %v", got)
+	}
+}
+
+// TestIPv6DefaultKeepsWhatWasAddedByHandOnTheKernel: the file drops a
+// namespace's last IPv6 address, so the default would turn IPv6 off
+// there, taking every IPv6 address and route; an address and a route
+// added by hand keep it on (with a warning) and stay (an outside audit:
+// they went silently).
+func TestIPv6DefaultKeepsWhatWasAddedByHandOnTheKernel(t *testing.T) {
+	k := kernelFor(t, "v6hand")
+	ctx := context.Background()
+	lab := func(v6 string) *reconcile.State {
+		return desiredOf(t, "name: v6hand\nnamespaces:\n  left: {}\n  right: {}\nlinks:\n  - a: {namespace: left, name: veth0, addresses: [10.0.0.1/24"+v6+"]}\n    b: {namespace: right, name: veth0, addresses: [10.0.0.2/24, \"fd00::2/64\"]}\n")
+	}
+	if _, err := reconcile.Reconcile(ctx, k, lab(`, "fd00::1/64"`), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h := netlinkIn(t, k, "left")
+	veth0, err := h.LinkByName("veth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := netlink.ParseAddr("fd00::77/64")
+	a.Flags = unix.IFA_F_NODAD
+	if err := h.AddrAdd(veth0, a); err != nil {
+		t.Fatal(err)
+	}
+	_, dst, _ := net.ParseCIDR("fd05::/64")
+	if err := h.RouteAdd(&netlink.Route{Dst: dst, Gw: net.ParseIP("fd00::2"), LinkIndex: veth0.Attrs().Index}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := reconcile.Reconcile(ctx, k, lab(""), reconcile.ExecOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Plan.Warnings) != 1 || !strings.Contains(res.Plan.Warnings[0], `namespace "left" keeps IPv6 on`) || strings.Contains(res.Plan.String(), "disable_ipv6") {
+		t.Fatalf("want IPv6 kept on, with a warning:\n%v\nwarnings: %q", res.Plan, res.Plan.Warnings)
+	}
+	addrs, err := h.AddrList(veth0, netlink.FAMILY_V6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := false
+	for _, x := range addrs {
+		kept = kept || x.IP.String() == "fd00::77"
+	}
+	routes, err := h.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Dst: dst}, netlink.RT_FILTER_DST)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !kept || len(routes) != 1 {
+		t.Fatalf("what was added by hand went: fd00::77 kept %v, routes to fd05::/64 %v", kept, routes)
+	}
+	obs, err := k.Observe(ctx, reconcile.QueryFor(lab("")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := reconcile.Diff(lab(""), obs); !p.Empty() {
+		t.Fatalf("plan after apply:\n%v", p)
 	}
 }

@@ -119,6 +119,24 @@ func (w *World) SysctlOf(nsName, key string) (string, bool) {
 	return w.sysctl(nsName, key)
 }
 
+// AddAddressByHand puts an address of nobody's on a link (ip addr add):
+// observed as the link's Foreign.
+func (w *World) AddAddressByHand(nsName, link, cidr string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	l := w.nss[nsName].links[link]
+	l.l.Foreign = append(l.l.Foreign, cidr)
+}
+
+// AddRouteByHand puts a route of nobody's in a namespace (ip route add).
+func (w *World) AddRouteByHand(nsName string, r *reconcile.Route) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c := r.Clone()
+	c.Owned, c.Proto = false, "boot"
+	w.nss[nsName].routes[c.Key()] = c
+}
+
 // SetMTU sets a link's MTU by hand (ip link set NAME mtu N): what follows
 // it follows, as in the kernel.
 func (w *World) SetMTU(nsName, name string, mtu int) {
@@ -805,6 +823,13 @@ func (w *World) ipv6Switched(n *ns, key, v string) {
 			}
 		}
 		l.l.Addresses = keep
+		var foreign []string
+		for _, a := range l.l.Foreign {
+			if addrFamily(a) != 6 {
+				foreign = append(foreign, a)
+			}
+		}
+		l.l.Foreign = foreign
 		for k, r := range n.routes {
 			if routeFamily(r) == 6 && r.Dev == ln {
 				delete(n.routes, k)
@@ -989,7 +1014,7 @@ func (w *World) delAddr(nsName string, n *ns, l *link, cidr string) {
 	}
 	l.l.Addresses = keep
 	fam := addrFamily(cidr)
-	for _, a := range keep {
+	for _, a := range append(keep, l.l.Foreign...) {
 		if addrFamily(a) == fam {
 			return
 		}
