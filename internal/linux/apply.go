@@ -198,9 +198,17 @@ func (k *Kernel) updateField(h *nsHandle, l netlink.Link, c *reconcile.Change, f
 	case "stp":
 		return h.setSTP(l.Attrs().Index, want.STP != nil && *want.STP)
 	case "name":
-		// The kernel renames only a link that is down.
+		// The kernel renames only a link that is down, and down it drops
+		// the routes through it: the lab's are in the plan again, anyone
+		// else's are put back here (an outside audit: a route added by
+		// hand went with a rename).
 		wasUp := l.Attrs().Flags&net.FlagUp != 0
+		var others []netlink.Route
 		if wasUp {
+			var err error
+			if others, err = h.othersRoutes(l.Attrs().Index); err != nil {
+				return err
+			}
 			if err := h.h.LinkSetDown(l); err != nil {
 				return err
 			}
@@ -214,7 +222,14 @@ func (k *Kernel) updateField(h *nsHandle, l netlink.Link, c *reconcile.Change, f
 			}
 		}
 		if wasUp && want.Up {
-			return h.h.LinkSetUp(l)
+			if err := h.h.LinkSetUp(l); err != nil {
+				return err
+			}
+			for _, r := range others {
+				if err := h.h.RouteAdd(&r); err != nil && !errors.Is(err, unix.EEXIST) {
+					return fmt.Errorf("put back the route %s added by hand through it: %w", r, err)
+				}
+			}
 		}
 		return nil
 	case "peer":
@@ -600,6 +615,25 @@ func (k *Kernel) disown(h *nsHandle, l netlink.Link) error {
 		return err
 	}
 	return h.h.LinkSetGroup(l, 0)
+}
+
+// othersRoutes lists the routes through link index that neither the
+// kernel nor the lab made (added by hand, by a routing daemon), in every
+// table.
+func (h *nsHandle) othersRoutes(index int) ([]netlink.Route, error) {
+	all, err := h.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{LinkIndex: index, Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return nil, fmt.Errorf("list the routes through it: %w", err)
+	}
+	var out []netlink.Route
+	for _, r := range all {
+		switch {
+		case r.Protocol == unix.RTPROT_KERNEL, r.Protocol == RouteProtocol, r.Protocol == unix.RTPROT_RA, r.Type != unix.RTN_UNICAST:
+		default:
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 // setAliasAttr rewrites one attribute of a link's mark.

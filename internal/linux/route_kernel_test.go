@@ -107,3 +107,59 @@ func TestIPv6DefaultKeepsWhatWasAddedByHandOnTheKernel(t *testing.T) {
 		t.Fatalf("plan after apply:\n%v", p)
 	}
 }
+
+// TestRenameKeepsRoutesAddedByHand: renaming an interface takes it down,
+// which drops every route through it; the lab's are planned again, and
+// routes added by hand (IPv4 and IPv6, in the main table and another) are
+// put back with it (an outside audit: they went silently).
+func TestRenameKeepsRoutesAddedByHand(t *testing.T) {
+	k := kernelFor(t, "rnroute")
+	ctx := context.Background()
+	lab := func(name string) *reconcile.State {
+		return desiredOf(t, "name: rnroute\nnamespaces:\n  a:\n    routes:\n      - {to: 10.7.0.0/16, via: 10.0.0.2}\n  b: {}\nlinks:\n  - a: {namespace: a, name: "+name+", addresses: [10.0.0.1/24, \"fd00::1/64\"]}\n    b: {namespace: b, name: eth0, addresses: [10.0.0.2/24, \"fd00::2/64\"]}\n")
+	}
+	if _, err := reconcile.Reconcile(ctx, k, lab("eth0"), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h := netlinkIn(t, k, "a")
+	eth0, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := eth0.Attrs().Index
+	byHand := []netlink.Route{
+		{Dst: mustCIDR(t, "10.44.0.0/16"), Gw: net.ParseIP("10.0.0.2"), LinkIndex: idx},
+		{Dst: mustCIDR(t, "10.45.0.0/16"), LinkIndex: idx, Scope: netlink.SCOPE_LINK, Table: 100},
+		{Dst: mustCIDR(t, "fd05::/64"), Gw: net.ParseIP("fd00::2"), LinkIndex: idx},
+	}
+	for _, r := range byHand {
+		if err := h.RouteAdd(&r); err != nil {
+			t.Fatalf("add %s: %v", r, err)
+		}
+	}
+	if _, err := reconcile.Reconcile(ctx, k, lab("eth1"), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range byHand {
+		got, err := h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Dst: r.Dst, Table: r.Table}, netlink.RT_FILTER_DST|netlink.RT_FILTER_TABLE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].LinkIndex != idx {
+			t.Errorf("route %s added by hand after the rename: %v", r.Dst, got)
+		}
+	}
+	ours, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
+	if err != nil || len(ours) != 1 {
+		t.Fatalf("the lab's route after the rename: %v %v", ours, err)
+	}
+}
+
+func mustCIDR(t *testing.T, s string) *net.IPNet {
+	t.Helper()
+	_, n, err := net.ParseCIDR(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
