@@ -1483,6 +1483,28 @@ func (d *differ) nat(name string) {
 		}
 		d.plan.NATOrder[name] = order
 	}
+	// Rules in the lab's table that are not the lab's.
+	if h != nil {
+		owned := false
+		for _, r := range h.NAT {
+			owned = owned || r.Owned
+		}
+		for _, r := range h.NATStrays {
+			switch {
+			case len(w.NAT) == 0 && owned:
+				// The lab's last rule goes, and its table with it, and so
+				// the rules in it (an outside audit: the plan said they
+				// stayed).
+				d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
+					"namespace %q: the lab's NAT goes, its table with it, and so does a rule in it the lab did not add (%s)",
+					name, r))
+			case len(w.NAT) > 0:
+				d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
+					"namespace %q: the lab's NAT holds a rule it did not add (%s); it is matched where it sits, before or after the lab's; netplan-lab does not remove it while the lab has NAT here (its table goes with the lab's last rule)",
+					name, r))
+			}
+		}
+	}
 	if len(w.NAT) == 0 {
 		return
 	}
@@ -1516,11 +1538,6 @@ func (d *differ) nat(name string) {
 		}
 	}
 	if h != nil {
-		for _, r := range h.NATStrays {
-			d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
-				"namespace %q: the lab's NAT holds a rule it did not add (%s); it is matched where it sits, before or after the lab's; netplan-lab does not remove it",
-				name, r))
-		}
 		for _, c := range h.ForwardDrop {
 			d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
 				"namespace %q: %s drops forwarded packets by default (policy drop, as Docker sets): the lab's forwarded traffic needs an accept rule there, or the policy set to accept (iptables --policy FORWARD ACCEPT); netplan-lab does not change chains it does not own",

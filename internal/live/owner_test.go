@@ -555,6 +555,14 @@ func TestForeignAddressAndRuleWarned(t *testing.T) {
 			t.Errorf("plan does not warn %q; warnings:\n%s", want, warnings)
 		}
 	}
+	// The file drops its NAT: the lab's table goes, and the rule with it,
+	// which the plan says (an outside audit: it said the rule stayed).
+	noNAT := base[:strings.Index(base, "nat:\n")]
+	e.load("engine.yaml", []byte(noNAT))
+	p = e.plan()
+	if want := `namespace "r": the lab's NAT goes, its table with it, and so does a rule in it the lab did not add (table inet ` + e.k.TableName() + `, chain postrouting, handle`; !strings.Contains(strings.Join(p.Warnings, "\n"), want) {
+		t.Errorf("plan does not warn %q; warnings:\n%s", want, strings.Join(p.Warnings, "\n"))
+	}
 	e.destroy()
 }
 
