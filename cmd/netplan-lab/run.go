@@ -705,8 +705,14 @@ func newDestroyCmd(g *globals) *cobra.Command {
 				} else if res.Applied == 0 && !removed {
 					g.nothingFound(cmd.Context(), l)
 				}
-				if res.Applied > 0 {
+				switch {
+				case res.Applied > 0:
 					fmt.Fprintf(g.stdout, "\nDestroy complete. %d destroyed.\n", res.Applied)
+				case removed:
+					// A destroy stopped after the lab went, before the
+					// sandbox did (an outside audit: the line above was
+					// all it said).
+					fmt.Fprintln(g.stdout, "\nDestroy complete. Nothing of the lab was left but its sandbox.")
 				}
 				stays := ""
 				if !removed && g.netns != "" && res.Applied > 0 {
