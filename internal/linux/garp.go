@@ -14,12 +14,14 @@ import (
 
 // Announce implements reconcile.Announcer: for every link the plan
 // replaced, renamed or gave another MAC, and every address the plan moved
-// to a new link, it sends one gratuitous ARP request from the link. A neighbour that
-// knew the address at another MAC (a bridge made again under a new name:
-// its MAC comes from its names) then takes the new one at once, instead
-// of after its cache lets the old one go (about 30 s, during which the
-// address does not answer: a new user's audit). Best effort: a link that
-// is not there, or a send that fails, is let be.
+// to a new link, it sends from the link one gratuitous ARP request for
+// each IPv4 address, one unsolicited neighbour advertisement for each
+// IPv6 one. A neighbour that knew the address at another MAC (a bridge
+// made again under a new name: its MAC comes from its names) then takes
+// the new one at once, instead of after its cache lets the old one go
+// (about 30 s, during which the address does not answer: a new user's
+// audit). Best effort: a link that is not there, or a send that fails, is
+// let be.
 func (k *Kernel) Announce(ctx context.Context, p *reconcile.Plan) {
 	type link struct {
 		name  string
@@ -60,21 +62,21 @@ func (k *Kernel) Announce(ctx context.Context, p *reconcile.Plan) {
 		if l == nil || !l.Up {
 			return
 		}
-		var v4 []netip.Addr
+		var addrs []netip.Addr
 		for _, a := range l.Addresses {
-			if pfx, err := netip.ParsePrefix(a); err == nil && pfx.Addr().Is4() && (all || gone[pfx.Addr()]) {
-				v4 = append(v4, pfx.Addr())
+			if pfx, err := netip.ParsePrefix(a); err == nil && announced(pfx.Addr()) && (all || gone[pfx.Addr()]) {
+				addrs = append(addrs, pfx.Addr())
 			}
 		}
-		if len(v4) > 0 {
-			byNS[ns] = append(byNS[ns], link{l.Name, v4})
+		if len(addrs) > 0 {
+			byNS[ns] = append(byNS[ns], link{l.Name, addrs})
 		}
 	}
 	for _, c := range p.Changes {
 		// An address added to a link that is there: announced if it
 		// moved (from another link, here or in another namespace).
 		if c.Kind == reconcile.KindAddress && c.Action == reconcile.Create {
-			if pfx, err := netip.ParsePrefix(c.Name); err == nil && pfx.Addr().Is4() && gone[pfx.Addr()] {
+			if pfx, err := netip.ParsePrefix(c.Name); err == nil && announced(pfx.Addr()) && gone[pfx.Addr()] {
 				byNS[c.Namespace] = append(byNS[c.Namespace], link{c.Dev, []netip.Addr{pfx.Addr()}})
 			}
 			continue
@@ -118,7 +120,11 @@ func (k *Kernel) Announce(ctx context.Context, p *reconcile.Plan) {
 				to := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: ifc.Index, Halen: 6}
 				copy(to.Addr[:], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
 				for _, a := range l.addrs {
-					_ = unix.Sendto(fd, garp(ifc.HardwareAddr, a), 0, to)
+					if a.Is4() {
+						_ = unix.Sendto(fd, garp(ifc.HardwareAddr, a), 0, to)
+					} else {
+						unsolicitedNA(ifc, a)
+					}
 				}
 			}
 			return nil
@@ -147,3 +153,40 @@ func garp(mac net.HardwareAddr, ip netip.Addr) []byte {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// announced says which addresses are told: IPv4 ones (gratuitous ARP) and
+// IPv6 ones but link-local (unsolicited neighbour advertisement).
+func announced(a netip.Addr) bool { return a.Is4() || a.Is6() && !a.IsLinkLocalUnicast() }
+
+// unsolicitedNA tells the link's neighbours, from ip itself, that ip is
+// at the interface's MAC: an unsolicited neighbour advertisement (RFC
+// 4861 7.2.6) with the override flag, to all nodes, hop limit 255, as
+// the kernel sends with ndisc_notify. A neighbour with an entry for ip
+// takes the new MAC (STALE, checked before use). Best effort: an address
+// the kernel does not let it send from (still tentative) is let be.
+func unsolicitedNA(ifc *net.Interface, ip netip.Addr) {
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMPV6)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	if unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_HOPS, 255) != nil ||
+		unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_IF, ifc.Index) != nil ||
+		unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifc.Name) != nil {
+		return
+	}
+	if unix.Bind(fd, &unix.SockaddrInet6{Addr: ip.As16(), ZoneId: uint32(ifc.Index)}) != nil {
+		return
+	}
+	// Type 136, code 0, checksum (the kernel's, for ICMPv6), flags:
+	// override; the target; the target link-layer address option.
+	m := make([]byte, 32)
+	m[0] = 136
+	m[4] = 0x20
+	t := ip.As16()
+	copy(m[8:24], t[:])
+	m[24], m[25] = 2, 1
+	copy(m[26:32], ifc.HardwareAddr)
+	allNodes := &unix.SockaddrInet6{Addr: [16]byte{0xff, 0x02, 15: 1}, ZoneId: uint32(ifc.Index)}
+	_ = unix.Sendto(fd, m, 0, allNodes)
+}
