@@ -28,6 +28,16 @@ func desiredOf(t *testing.T, y string) *reconcile.State {
 	return want
 }
 
+// planNow is what a plan of want against k says now.
+func planNow(t *testing.T, k *Kernel, want *reconcile.State) *reconcile.Plan {
+	t.Helper()
+	obs, err := k.Observe(context.Background(), reconcile.QueryFor(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reconcile.Diff(want, obs)
+}
+
 // kernelFor is a Kernel for lab name under a prefix and sandbox of the
 // test's own, with the sandbox made; when the test ends, the lab is
 // destroyed and nothing of it is left. It skips without root.

@@ -69,11 +69,7 @@ func TestSysctlDroppedFromTheFileGoesBack(t *testing.T) {
 			t.Errorf("the record of %s stays: %v", short, err)
 		}
 	}
-	obs, err := k.Observe(ctx, reconcile.QueryFor(desiredOf(t, without)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p := reconcile.Diff(desiredOf(t, without), obs); !p.Empty() {
+	if p := planNow(t, k, desiredOf(t, without)); !p.Empty() {
 		t.Fatalf("after going back:\n%v", p)
 	}
 	// Set again, then the namespace goes: its record with it.
