@@ -416,6 +416,23 @@ func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*R
 		start = time.Now()
 		res.NotReady = w.WaitReady(ctx, ReadyWait)
 		stage("links running", 0, start)
+		// The kernel sets an interface's IPv6 MTU to its MTU when the
+		// interface becomes ready (up, with carrier, after being down),
+		// which it learns a moment after the change that brought it up:
+		// an IPv6 MTU the file sets, written before that, is written
+		// again now.
+		if wantsIPv6MTU(desired) {
+			if after, err := k.Observe(ctx, q); err == nil {
+				if rest := Diff(desired, after); !rest.Empty() && onlyIPv6MTU(rest) {
+					if err := Execute(ctx, k, rest, o); err != nil {
+						return res, err
+					}
+					if res.Observed, err = k.Observe(ctx, q); err != nil {
+						return res, fmt.Errorf("observe after apply: %w", err)
+					}
+				}
+			}
+		}
 	}
 	if a, ok := k.(Announcer); ok {
 		a.Announce(ctx, plan)
@@ -568,6 +585,29 @@ func finish(ctx context.Context, k Kernel, desired *State, q Query, p *Plan, o E
 		return after, redone, fmt.Errorf("the kernel does not match the topology after this run; still to do:\n%s", rest)
 	}
 	return after, redone, nil
+}
+
+// wantsIPv6MTU says whether a desired state sets an interface's IPv6 MTU
+// (net.ipv6.conf.IF.mtu) anywhere.
+func wantsIPv6MTU(s *State) bool {
+	for _, ns := range s.Namespaces {
+		for k := range ns.Sysctls {
+			if _, ok := ipv6Iface(k); ok && strings.HasSuffix(k, ".mtu") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// onlyIPv6MTU says whether a plan only sets interfaces' IPv6 MTUs.
+func onlyIPv6MTU(p *Plan) bool {
+	for _, c := range p.Changes {
+		if _, ok := ipv6Iface(c.Name); c.Kind != KindSysctl || !ok || !strings.HasSuffix(c.Name, ".mtu") {
+			return false
+		}
+	}
+	return len(p.Conflicts) == 0
 }
 
 func hasImplicit(p *Plan) bool {

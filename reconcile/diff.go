@@ -1231,8 +1231,9 @@ func (d *differ) sysctls(name string) {
 				Restore: true, Why: "no longer in the file: back to what it was before the lab set it, after " + src + " rewrites it"})
 		}
 	}
-	// The kernel sets an interface's IPv6 MTU to its new MTU whenever
-	// that changes: one the file sets is set again after (an outside
+	// The kernel sets an interface's IPv6 MTU to its MTU whenever that
+	// changes, and when the interface comes up (after being down, as a
+	// rename takes it): one the file sets is set again after (an outside
 	// finding: apply failed, the kernel not matching the file).
 	planned := map[string]bool{}
 	for _, c := range out {
@@ -1244,13 +1245,26 @@ func (d *differ) sysctls(name string) {
 			continue
 		}
 		ref := Ref{name, iface}
-		hl := d.cur(ref)
-		if hl == nil || d.fresh[ref] {
+		if d.fresh[ref] {
 			continue
 		}
-		if m := d.mtuAfter(ref, 0); m.ok && m.mtu != hl.MTU {
+		wl := d.want.Link(ref)
+		if rn := d.renamed[ref]; rn != nil && wl != nil && wl.Up {
+			out = append(out, &Change{Action: Create, Kind: KindSysctl, Namespace: name, Name: k, Value: w.Sysctls[k],
+				Readd: true, Why: fmt.Sprintf("again: %s is renamed, down and up, and the kernel sets its IPv6 MTU to its MTU as it comes up", iface)})
+			continue
+		}
+		hl := d.cur(ref)
+		if hl == nil {
+			continue
+		}
+		switch m := d.mtuAfter(ref, 0); {
+		case m.ok && m.mtu != hl.MTU:
 			out = append(out, &Change{Action: Create, Kind: KindSysctl, Namespace: name, Name: k, Value: w.Sysctls[k],
 				Readd: true, Why: fmt.Sprintf("again: %s's MTU changes to %d, and the kernel sets its IPv6 MTU with it", iface, m.mtu)})
+		case !hl.Up && wl != nil && wl.Up:
+			out = append(out, &Change{Action: Create, Kind: KindSysctl, Namespace: name, Name: k, Value: w.Sysctls[k],
+				Readd: true, Why: fmt.Sprintf("again: %s comes up, and the kernel sets its IPv6 MTU to its MTU as it does", iface)})
 		}
 	}
 	// The IPv6 switch's "default" acts only on interfaces made after it:

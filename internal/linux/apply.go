@@ -751,12 +751,19 @@ func (k *Kernel) applySysctl(c *reconcile.Change) error {
 		return k.opErr("open", "netns for sysctl", c.Name, c.Namespace, err)
 	}
 	defer k.release(h)
+	k.recMu.Lock()
+	_, noted := k.readRecord(c.Namespace)[c.Name]
+	k.recMu.Unlock()
 	if err := k.recordBefore(h, c); err != nil {
 		return k.opErr("note the value before setting", "sysctl", c.Name, c.Namespace, err)
 	}
 	if err := writeSysctl(h.fd, c.Name, c.Value); err != nil {
 		if errors.Is(err, os.ErrNotExist) && c.Value == "1" && slices.Contains(reconcile.IPv6Switch, c.Name) {
 			return nil // a kernel without IPv6: it is off already
+		}
+		if !noted && !c.Restore {
+			// Never written: no note of what it was before.
+			_ = k.forgetBefore(c.Namespace, c.Name)
 		}
 		return k.opErr("set", "sysctl", c.Name, c.Namespace, err)
 	}

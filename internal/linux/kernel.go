@@ -614,12 +614,14 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		// The keys of the record of what the lab's sysctls were before it
 		// set them are read too: those the file dropped go back.
 		keys, rec := q.Sysctls[short], map[string]string(nil)
+		var fromRecord []string
 		if records[short] {
 			if rec = k.readRecord(short); len(rec) > 0 {
 				keys = slices.Clone(keys)
 				for key := range rec {
 					if !strings.HasPrefix(key, "@") && !slices.Contains(keys, key) {
 						keys = append(keys, key)
+						fromRecord = append(fromRecord, key)
 					}
 				}
 			}
@@ -627,6 +629,13 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		ns, veths, err := k.observeNS(short, keys, q.IPv6Switch[short], q.NAT[short], q.Impair[short])
 		if ns != nil && len(rec) > 0 {
 			ns.SysctlsBefore = notesOfNow(rec, ns)
+			// A note of an interface gone, read by name, is of another
+			// interface by that name now, if any: not the lab's business.
+			for _, key := range fromRecord {
+				if _, ok := ns.SysctlsBefore[key]; !ok {
+					delete(ns.Sysctls, key)
+				}
+			}
 			// A note found under an interface's name now (renamed by a
 			// run killed before it moved the notes) is read under it.
 			var more []string

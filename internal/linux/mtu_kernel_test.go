@@ -309,9 +309,10 @@ func TestLowerUnder1280AndDropIPv6(t *testing.T) {
 func TestIPv6MTUSettingFollowsTheMTU(t *testing.T) {
 	k := kernelFor(t, "mtu6s")
 	ctx := context.Background()
-	lab := func(sysctl string, mtu int) *reconcile.State {
-		return desiredOf(t, fmt.Sprintf("name: mtu6s\nnamespaces:\n  a:\n    sysctls:\n      %s\n  b: {}\nlinks:\n  - a: {namespace: a, name: eth0, mtu: %d, addresses: [\"fd00::1/64\"]}\n    b: {namespace: b, name: eth0}\n", sysctl, mtu))
+	src := func(sysctl string, mtu int) string {
+		return fmt.Sprintf("name: mtu6s\nnamespaces:\n  a:\n    sysctls:\n      %s\n  b: {}\nlinks:\n  - a: {namespace: a, name: eth0, mtu: %d, addresses: [\"fd00::1/64\"]}\n    b: {namespace: b, name: eth0}\n", sysctl, mtu)
 	}
+	lab := func(sysctl string, mtu int) *reconcile.State { return desiredOf(t, src(sysctl, mtu)) }
 	_, err := reconcile.Reconcile(ctx, k, lab(`net.ipv6.conf.eth0.mtu: "1600"`, 1500), reconcile.ExecOptions{})
 	if err == nil || !strings.Contains(err.Error(), `sysctl net.ipv6.conf.eth0.mtu = 1600 in netns "a": the kernel refuses an IPv6 MTU over the interface's own, and "eth0" would have 1500`) ||
 		!strings.Contains(err.Error(), "nothing was changed") {
@@ -332,6 +333,17 @@ func TestIPv6MTUSettingFollowsTheMTU(t *testing.T) {
 	}
 	if v := sysctlIn(t, k, "a", "net.ipv6.conf.eth0.mtu"); v != "1400" {
 		t.Fatalf("net.ipv6.conf.eth0.mtu is %s, want 1400", v)
+	}
+	// Down, then up again: the kernel sets it to the MTU as the link
+	// comes up (IPv6's IF_READY), so it is set again after.
+	down := strings.Replace(src(`net.ipv6.conf.eth0.mtu: "1400"`, 1600), "mtu: 1600,", "mtu: 1600, up: false,", 1)
+	for _, f := range []string{down, src(`net.ipv6.conf.eth0.mtu: "1400"`, 1600)} {
+		if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, f), reconcile.ExecOptions{}); err != nil {
+			t.Fatalf("%v\n%s", err, f)
+		}
+	}
+	if v := sysctlIn(t, k, "a", "net.ipv6.conf.eth0.mtu"); v != "1400" {
+		t.Fatalf("net.ipv6.conf.eth0.mtu is %s after the link came up again, want 1400", v)
 	}
 	// Under 1280 (a new pair, the other end's mtu: gives it) there is no
 	// IPv6 setting.

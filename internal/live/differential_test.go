@@ -329,7 +329,7 @@ func (g *opGen) next() []*reconcile.Change {
 			l.Up = !l.Up
 			f = reconcile.Field{Name: "up"}
 		} else {
-			l.MTU = []int{1300, 1400, 1500}[r.Intn(3)]
+			l.MTU = []int{1200, 1300, 1400, 1500}[r.Intn(4)]
 			f = reconcile.Field{Name: "mtu"}
 		}
 		return one(&reconcile.Change{Action: reconcile.Update, Kind: reconcile.KindLink, Namespace: ref.NS, Name: ref.Name, Link: l, Fields: []reconcile.Field{f}})
@@ -402,10 +402,18 @@ func (g *opGen) next() []*reconcile.Change {
 			"net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"}
 		for _, ref := range g.links(s) {
 			if ref.NS == n {
-				keys = append(keys, "net.ipv4.conf."+ref.Name+".rp_filter", "net.ipv4.conf."+ref.Name+".forwarding")
+				// An interface's IPv6 settings: gone under MTU 1280, and
+				// its IPv6 MTU at most the MTU, reset when that changes.
+				keys = append(keys, "net.ipv4.conf."+ref.Name+".rp_filter", "net.ipv4.conf."+ref.Name+".forwarding",
+					"net.ipv6.conf."+ref.Name+".forwarding", "net.ipv6.conf."+ref.Name+".mtu")
 			}
 		}
-		return one(&reconcile.Change{Action: reconcile.Update, Kind: reconcile.KindSysctl, Namespace: n, Name: keys[r.Intn(len(keys))], Value: strconv.Itoa(r.Intn(2))})
+		key := keys[r.Intn(len(keys))]
+		v := strconv.Itoa(r.Intn(2))
+		if strings.HasSuffix(key, ".mtu") {
+			v = strconv.Itoa([]int{1280, 1400, 1500, 1600}[r.Intn(4)])
+		}
+		return one(&reconcile.Change{Action: reconcile.Update, Kind: reconcile.KindSysctl, Namespace: n, Name: key, Value: v})
 	case 13: // NAT in host or n1
 		n := []string{"host", "n1"}[r.Intn(2)]
 		rule := &reconcile.NATRule{Kind: reconcile.NATMasquerade, Source: fmt.Sprintf("10.%d.0.0/16", r.Intn(4)), Owned: true}

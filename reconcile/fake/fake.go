@@ -73,6 +73,9 @@ type link struct {
 	mtuSet bool
 	// foreignQdisc is a root qdisc someone else put there ("htb 1:").
 	foreignQdisc string
+	// ready is IPv6's IF_READY: the link came up with carrier since it
+	// last went down (settleReady).
+	ready bool
 }
 
 // SetForeignQdisc puts someone else's root qdisc (desc, as "htb 1:") on
@@ -280,21 +283,23 @@ func (w *World) fresh(key string) string {
 
 func (w *World) sysctl(nsName, key string) (string, bool) {
 	n := w.nss[nsName]
-	if v, ok := n.sysctls[key]; ok {
-		return v, true
-	}
 	parts := strings.Split(key, ".")
 	// net.ipv4.conf.IFNAME.x and net.ipv6.conf.IFNAME.x need the interface;
-	// the IPv6 ones an MTU of at least 1280, and the IPv6 MTU is the
-	// interface's until set.
+	// the IPv6 ones an MTU of at least 1280 (whatever was written to them
+	// while they were there), and the IPv6 MTU is the interface's until set.
 	if len(parts) >= 5 && parts[2] == "conf" && parts[3] != "all" && parts[3] != "default" && parts[3] != "lo" {
 		l := n.links[topology.SysctlIfname(parts[3])]
 		if l == nil || parts[1] == "ipv6" && l.l.MTU < 1280 {
 			return "", false
 		}
+		if v, ok := n.sysctls[key]; ok {
+			return v, true
+		}
 		if parts[1] == "ipv6" && len(parts) == 5 && parts[4] == "mtu" {
 			return strconv.Itoa(l.l.MTU), true
 		}
+	} else if v, ok := n.sysctls[key]; ok {
+		return v, true
 	}
 	for suffix, v := range w.Defaults {
 		if strings.HasSuffix(key, suffix) {
@@ -495,8 +500,55 @@ func (k *Kernel) Apply(ctx context.Context, c *reconcile.Change) error {
 		w.nss = saved
 		return err
 	}
+	w.settleReady()
 	k.writes++
 	return nil
+}
+
+// settleReady does what the kernel's IPv6 does when a link becomes
+// ready, up with carrier, for the first time since it went down: its
+// IPv6 MTU becomes its MTU (a value written before is lost).
+func (w *World) settleReady() {
+	for nsName, n := range w.nss {
+		for _, l := range n.links {
+			if l.ready || !w.carrier(nsName, l, 0) {
+				continue
+			}
+			l.ready = true
+			delete(n.sysctls, "net.ipv6.conf."+topology.SysctlKeyName(l.l.Name)+".mtu")
+		}
+	}
+}
+
+// carrier says whether a link is up with carrier: a veth whose peer is
+// up, a bridge with a port that has carrier, a macvlan or ipvlan whose
+// parent has it; any other up link.
+func (w *World) carrier(nsName string, l *link, depth int) bool {
+	if !l.l.Up || depth > 4 {
+		return false
+	}
+	switch l.l.Kind {
+	case reconcile.KindVeth:
+		if l.l.Peer == nil || w.nss[l.l.Peer.NS] == nil {
+			return false
+		}
+		p := w.nss[l.l.Peer.NS].links[l.l.Peer.Name]
+		return p != nil && p.l.Up
+	case reconcile.KindBridge:
+		for _, p := range w.nss[nsName].links {
+			if p.l.Master == l.l.Name && w.carrier(nsName, p, depth+1) {
+				return true
+			}
+		}
+		return false
+	case reconcile.KindMacvlan, reconcile.KindIpvlan:
+		if l.kparent == nil || w.nss[l.kparent.NS] == nil {
+			return true
+		}
+		p := w.nss[l.kparent.NS].links[l.kparent.Name]
+		return p != nil && w.carrier(l.kparent.NS, p, depth+1)
+	}
+	return true
 }
 
 func (w *World) snapshot() map[string]*ns {
@@ -507,7 +559,7 @@ func (w *World) snapshot() map[string]*ns {
 			c.sysctls[k] = v
 		}
 		for ln, l := range n.links {
-			c.links[ln] = &link{owner: l.owner, l: l.l.Clone(), kparent: cloneRef(l.kparent), mtuSet: l.mtuSet, foreignQdisc: l.foreignQdisc}
+			c.links[ln] = &link{owner: l.owner, l: l.l.Clone(), kparent: cloneRef(l.kparent), mtuSet: l.mtuSet, foreignQdisc: l.foreignQdisc, ready: l.ready}
 		}
 		for rk, r := range n.routes {
 			c.routes[rk] = r.Clone()
@@ -745,19 +797,20 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 		if !ok {
 			return errf(syscall.ENOENT, "sysctl %s", c.Name)
 		}
-		if parts := strings.Split(c.Name, "."); len(parts) == 5 && parts[1] == "ipv6" && parts[4] == "mtu" && parts[3] != "all" && parts[3] != "default" {
-			// Between IPv6's minimum and the interface's own MTU.
-			v, err := strconv.Atoi(c.Value)
-			if l := n.links[topology.SysctlIfname(parts[3])]; err != nil || v < 1280 || l != nil && v > l.l.MTU {
-				return errf(syscall.EINVAL, "sysctl %s = %s", c.Name, c.Value)
-			}
-		}
 		// The record: what a key was before its owner first set it, gone
 		// once it is put back.
 		if c.Restore {
 			delete(n.before[k.Owner], c.Name)
 		} else {
 			k.noteIn(n, c.Namespace, c.Name, was)
+		}
+		// (Noted first, as linux notes before it writes.)
+		if parts := strings.Split(c.Name, "."); len(parts) == 5 && parts[1] == "ipv6" && parts[4] == "mtu" && parts[3] != "all" && parts[3] != "default" {
+			// Between IPv6's minimum and the interface's own MTU.
+			v, err := strconv.Atoi(c.Value)
+			if l := n.links[topology.SysctlIfname(parts[3])]; err != nil || v < 1280 || l != nil && v > l.l.MTU {
+				return errf(syscall.EINVAL, "sysctl %s = %s", c.Name, c.Value)
+			}
 		}
 		n.sysctls[c.Name] = c.Value
 		w.ipv6Switched(n, c.Name, c.Value)
@@ -1029,6 +1082,7 @@ func (w *World) delAddr(nsName string, n *ns, l *link, cidr string) {
 // linkDown is what the kernel does when a link goes down: its routes go,
 // and its IPv6 addresses unless keep_addr_on_down.
 func (w *World) linkDown(nsName string, n *ns, l *link) {
+	l.ready = false
 	w.flushRoutes(n, l.l.Name)
 	if keep := w.devConf(nsName, l.l.Name, "net.ipv6.conf", "keep_addr_on_down"); keep != "1" {
 		var v4 []string
