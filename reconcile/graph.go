@@ -157,7 +157,7 @@ func newStep(c *Change) *step {
 			break
 		}
 		s.makes = []string{k}
-		need(keyLink(n, c.Name))
+		need(keyLink(n, c.Name), "mtu/*") // its bucket is sized for the MTU
 	case KindAddress:
 		k := keyAddr(n, c.Dev, c.Name)
 		if c.Action == Delete {

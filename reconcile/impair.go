@@ -24,6 +24,10 @@ type Impair struct {
 	Corrupt   float64 `json:"corrupt,omitempty"`
 	Rate      uint64  `json:"rate_bps,omitempty"` // bits per second, a multiple of 8
 	Limit     uint32  `json:"limit,omitempty"`    // packets; 0 is the qdisc's default
+	// Short, in an observed state, says the qdisc's bucket holds no full
+	// frame of the interface's MTU now (made for a smaller one): what it
+	// holds. It is made again.
+	Short string `json:"short,omitempty"`
 }
 
 // Qdisc names the qdisc that makes the impairment: netem for anything but
@@ -114,6 +118,9 @@ func impairFields(w, h *Impair) []Field {
 	if len(out) == 0 && wn.Qdisc() != hn.Qdisc() {
 		out = append(out, Field{"qdisc", hn.Qdisc(), wn.Qdisc()})
 	}
+	if len(out) == 0 && hn.Short != "" {
+		out = append(out, Field{"bucket", hn.Short, "a full frame"})
+	}
 	return out
 }
 
@@ -185,6 +192,11 @@ func (d *differ) impairs(name string) {
 			c.Action, c.Link = Delete, hl.Clone()
 		case wl.Impair != nil:
 			c.Fields = impairFields(wl.Impair, have)
+			if m := d.mtuAfter(ref, 0); len(c.Fields) == 0 && wl.Impair.Qdisc() == "tbf" && m.ok && m.mtu != hl.MTU {
+				// Its bucket and queue are sized for a frame of the MTU.
+				c.Fields = []Field{{"mtu", strconv.Itoa(hl.MTU), strconv.Itoa(m.mtu)}}
+				c.Why = "again: the interface's MTU changes, and the rate's bucket is sized to hold a frame"
+			}
 			if len(c.Fields) == 0 {
 				continue
 			}

@@ -31,12 +31,16 @@ const (
 
 func ourHandle(h uint32) bool { return h == handleNetem || h == handleTbf }
 
-// tbfBurst is the bucket: 10 ms at the rate, and at least two frames.
-func tbfBurst(rateBytes uint64) uint32 {
-	b := rateBytes / 100
-	if b < 2*tbfCell {
-		b = 2 * tbfCell
-	}
+// tbfCellFor is the largest frame an interface of MTU mtu sends: its
+// MTU and an Ethernet header, 1514 at least (a limit of N packets is N
+// such frames).
+func tbfCellFor(mtu int) uint64 { return uint64(max(tbfCell, mtu+14)) }
+
+// tbfBurst is the bucket: 10 ms at the rate, and at least two frames
+// (tbf drops a packet bigger than its bucket: an outside audit saw every
+// full-size packet of a 9000-byte MTU link dropped).
+func tbfBurst(rateBytes, cell uint64) uint32 {
+	b := max(rateBytes/100, 2*cell)
 	if b > math.MaxUint32/2 {
 		b = math.MaxUint32 / 2
 	}
@@ -46,19 +50,20 @@ func tbfBurst(rateBytes uint64) uint32 {
 // tbfDefaultLimit is the queue when the file gives no limit: 100 ms at the
 // rate on top of the bucket, never a whole number of frames (a limit the
 // file gives is one, so the two cannot be mistaken when read back).
-func tbfDefaultLimit(rateBytes uint64) uint32 {
-	l := rateBytes/10 + uint64(tbfBurst(rateBytes))
+func tbfDefaultLimit(rateBytes, cell uint64) uint32 {
+	l := rateBytes/10 + uint64(tbfBurst(rateBytes, cell))
 	if l > math.MaxUint32-1 {
 		l = math.MaxUint32 - 1
 	}
-	if l%tbfCell == 0 {
+	if l%cell == 0 {
 		l++
 	}
 	return uint32(l)
 }
 
-// qdiscFor builds the netlink qdisc for an impairment on link index.
-func qdiscFor(index int, im *reconcile.Impair) netlink.Qdisc {
+// qdiscFor builds the netlink qdisc for an impairment on link index,
+// whose MTU is mtu.
+func qdiscFor(index int, im *reconcile.Impair, mtu int) netlink.Qdisc {
 	if im.Qdisc() == "netem" {
 		attrs := netlink.QdiscAttrs{LinkIndex: index, Handle: handleNetem, Parent: netlink.HANDLE_ROOT}
 		return netlink.NewNetem(attrs, netlink.NetemQdiscAttrs{
@@ -66,11 +71,11 @@ func qdiscFor(index int, im *reconcile.Impair) netlink.Qdisc {
 			ReorderProb: float32(im.Reorder), CorruptProb: float32(im.Corrupt), Limit: im.Limit, Rate64: im.Rate / 8,
 		})
 	}
-	rate := im.Rate / 8
-	burst := tbfBurst(rate)
-	limit := tbfDefaultLimit(rate)
+	rate, cell := im.Rate/8, tbfCellFor(mtu)
+	burst := tbfBurst(rate, cell)
+	limit := tbfDefaultLimit(rate, cell)
 	if im.Limit != 0 {
-		limit = im.Limit * tbfCell
+		limit = uint32(min(uint64(im.Limit)*cell, math.MaxUint32))
 	}
 	return &netlink.Tbf{
 		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: index, Handle: handleTbf, Parent: netlink.HANDLE_ROOT},
@@ -78,8 +83,9 @@ func qdiscFor(index int, im *reconcile.Impair) netlink.Qdisc {
 	}
 }
 
-// impairOf reads an impairment back from the lab's qdisc.
-func impairOf(q netlink.Qdisc) *reconcile.Impair {
+// impairOf reads an impairment back from the lab's qdisc on an interface
+// whose MTU is mtu.
+func impairOf(q netlink.Qdisc, mtu int) *reconcile.Impair {
 	pct := func(v uint32) float64 { return reconcile.RoundPercent(float64(v) / math.MaxUint32 * 100) }
 	us := func(ticks uint32) uint32 { return uint32(math.Round(float64(ticks) / netlink.TickInUsec())) }
 	switch q := q.(type) {
@@ -91,9 +97,16 @@ func impairOf(q netlink.Qdisc) *reconcile.Impair {
 		}
 		return im
 	case *netlink.Tbf:
+		cell := tbfCellFor(mtu)
 		im := &reconcile.Impair{Rate: q.Rate * 8}
-		if q.Limit != tbfDefaultLimit(q.Rate) {
-			im.Limit = (q.Limit + tbfCell - 1) / tbfCell
+		if q.Limit != tbfDefaultLimit(q.Rate, cell) {
+			im.Limit = uint32((uint64(q.Limit) + cell - 1) / cell)
+		}
+		// Made for a smaller MTU (set since, by hand or by the lab): its
+		// bucket holds no full frame now.
+		if burst := uint64(float64(q.Buffer) / netlink.TickInUsec() * float64(q.Rate) / 1e6); burst+2 < cell {
+			// (Its limit, sized for the old frames, says nothing now.)
+			im.Short, im.Limit = fmt.Sprintf("%d bytes, under a frame at MTU %d", burst, mtu), 0
 		}
 		return im
 	}
@@ -115,7 +128,7 @@ func observeQdiscs(h *nsHandle, ns *reconcile.Namespace, byIndex map[int]string)
 			continue
 		}
 		if l.Owned && ourHandle(a.Handle) {
-			if im := impairOf(q); im != nil {
+			if im := impairOf(q, l.MTU); im != nil {
 				l.Impair = im
 				continue
 			}
@@ -163,7 +176,7 @@ func (k *Kernel) applyImpair(c *reconcile.Change) error {
 			return k.opErr("mark", what, c.Name, c.Namespace, err)
 		}
 	}
-	if err := h.h.QdiscReplace(qdiscFor(l.Attrs().Index, c.Link.Impair)); err != nil {
+	if err := h.h.QdiscReplace(qdiscFor(l.Attrs().Index, c.Link.Impair, l.Attrs().MTU)); err != nil {
 		return k.opErr("set", what, c.Name, c.Namespace, err)
 	}
 	return nil
@@ -185,5 +198,5 @@ func probeQdisc(h *netlink.Handle, kind string) error {
 	if kind == "netem" {
 		im.Delay = 1000
 	}
-	return h.QdiscAdd(qdiscFor(l.Attrs().Index, im))
+	return h.QdiscAdd(qdiscFor(l.Attrs().Index, im, l.Attrs().MTU))
 }
