@@ -90,8 +90,19 @@ func Desired(t *topology.Topology) (*State, error) {
 		add(&b.Iface, &Link{Kind: KindBridge, STP: &stp})
 	}
 	for _, l := range t.Links {
-		add(&l.A, &Link{Kind: KindVeth, Peer: &Ref{l.B.Namespace, l.B.Name}})
-		add(&l.B, &Link{Kind: KindVeth, Peer: &Ref{l.A.Namespace, l.A.Name}})
+		a := &Link{Kind: KindVeth, Peer: &Ref{l.B.Namespace, l.B.Name}}
+		b := &Link{Kind: KindVeth, Peer: &Ref{l.A.Namespace, l.A.Name}}
+		add(&l.A, a)
+		add(&l.B, b)
+		// An end without mtu: has the other end's, made so and kept so:
+		// an edit of it changes both (an outside audit: the other end kept
+		// the old one, so an edit and a fresh apply differed).
+		switch {
+		case a.MTU == 0 && b.MTU != 0:
+			a.MTU = b.MTU
+		case b.MTU == 0 && a.MTU != 0:
+			b.MTU = a.MTU
+		}
 	}
 	for _, m := range t.Macvlans {
 		add(&m.Iface, &Link{Kind: KindMacvlan, Parent: &Ref{m.ParentNS, m.ParentName}, Mode: m.Mode})

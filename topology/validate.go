@@ -396,6 +396,20 @@ func (d *decoder) validate(t *Topology) {
 		if l.MTU != 0 && (l.MTU < 68 || l.MTU > 65535) {
 			d.at(l.Pos, join(l.Path, "mtu"), "mtu %d is outside 68-65535", l.MTU)
 		}
+		// An end without mtu: has the other end's (the lab makes and keeps
+		// the pair so): under 1280, it can hold no IPv6 address.
+		for _, e := range [][2]*Iface{{&l.A, &l.B}, {&l.B, &l.A}} {
+			end, other := e[0], e[1]
+			if end.MTU != 0 || other.MTU == 0 || other.MTU >= MinIPv6MTU {
+				continue
+			}
+			for j, a := range end.Addresses {
+				if pfx, err := ParseCIDR(a); err == nil && pfx.Addr().Is6() {
+					d.at(end.Pos, fmt.Sprintf("%s.addresses[%d]", end.Path, j), "%s is IPv6, but without mtu: this end takes the other end's, %s:%s's mtu %d, under IPv6's minimum of 1280: give this end an mtu: of at least 1280 (a veth's ends may differ), or give it no IPv6",
+						a, other.Namespace, other.Name, other.MTU)
+				}
+			}
+		}
 	}
 	for _, b := range t.Bridges {
 		if b.Bridge != "" {
