@@ -239,8 +239,12 @@ type ownedRule struct {
 // natState is what a namespace holds of the lab's NAT.
 type natState struct {
 	table *nftables.Table // the lab's table, nil if there is none
-	// foreign: a table with the lab's name exists without the lab's marker.
-	foreign     bool
+	// foreign: a table with the lab's name exists without the lab's
+	// marker and without any rule of the lab's.
+	foreign bool
+	// unmarked: the lab's table lost its marker (flushed by hand): the
+	// next change puts it back.
+	unmarked    bool
 	rules       []ownedRule
 	forwardDrop []string // foreign base chains that drop forwarded packets
 	// strays: rules in the lab's chains that are not the lab's.
@@ -278,7 +282,7 @@ func (k *Kernel) natState(c *nftables.Conn) (st natState, err error) {
 	if st.table == nil {
 		return st, nil
 	}
-	st.foreign = true
+	marked := false
 	if owner != nil {
 		rs, err := c.GetRules(owner.Table, owner)
 		if err != nil {
@@ -286,12 +290,9 @@ func (k *Kernel) natState(c *nftables.Conn) (st natState, err error) {
 		}
 		for _, r := range rs {
 			if comment, _ := userdata.GetString(r.UserData, userdata.TypeComment); comment == k.ownerComment() {
-				st.foreign = false
+				marked = true
 			}
 		}
-	}
-	if st.foreign {
-		return st, nil
 	}
 	for _, ch := range mine {
 		rs, err := c.GetRules(ch.Table, ch)
@@ -306,6 +307,18 @@ func (k *Kernel) natState(c *nftables.Conn) (st natState, err error) {
 			}
 			st.rules = append(st.rules, ownedRule{id: strings.TrimPrefix(comment, k.mark+" "), chain: ch, handle: r.Handle, exprs: r.Exprs})
 		}
+	}
+	// The table has the lab's name (its name and prefix); it is the lab's
+	// if it has the lab's marker, or rules with the lab's mark, or none
+	// at all: the marker flushed by hand (nft flush table/chain) must not
+	// lock the lab out of its own table (an outside audit). One holding
+	// only others' rules is not.
+	switch {
+	case marked:
+	case len(st.rules) > 0 || len(st.strays) == 0:
+		st.unmarked = true
+	default:
+		st.foreign, st.rules, st.strays = true, nil, nil
 	}
 	return st, nil
 }
@@ -347,7 +360,7 @@ func (k *Kernel) observeNAT(h *nsHandle, ns *reconcile.Namespace) error {
 		ns.NATStrays = append(ns.NATStrays, fmt.Sprintf("table inet %s, %s", k.TableName(), s))
 	}
 	if st.foreign {
-		ns.NATTableForeign = fmt.Sprintf("table inet %s exists and is not this lab's (it has no owner chain with the lab's mark)", k.TableName())
+		ns.NATTableForeign = fmt.Sprintf("table inet %s exists and is not this lab's (neither its owner chain nor any rule in it has the lab's mark)", k.TableName())
 	}
 	byID := map[string][]ownedRule{}
 	var ids []string
@@ -508,6 +521,12 @@ func (k *Kernel) ApplyNAT(ctx context.Context, short string, changes []*reconcil
 				UserData: userdata.AppendString(nil, userdata.TypeComment, k.ownerComment())})
 		} else {
 			t = c.AddTable(tmpl)
+			if st.unmarked {
+				// Its marker was flushed by hand: back.
+				owner := c.AddChain(&nftables.Chain{Name: chainOwner, Table: t})
+				c.AddRule(&nftables.Rule{Table: t, Chain: owner,
+					UserData: userdata.AppendString(nil, userdata.TypeComment, k.ownerComment())})
+			}
 		}
 		chains := natChains(t)
 		for _, name := range []string{chainPre, chainOut, chainPost} {

@@ -1,8 +1,11 @@
 package linux
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/nftables"
@@ -66,5 +69,61 @@ func TestCompiledNATRoundTrips(t *testing.T) {
 			}
 			t.Errorf("no rule in chain %s reads back as compiled: %s", cr.chain, fmt.Sprint(cr.exprs))
 		}
+	}
+}
+
+// TestNATTableFlushedByHandStaysTheLabs, against the kernel: the lab's
+// table (its name is the lab's name and prefix) with its marker flushed
+// (nft flush chain ... owner), or all of it flushed (nft flush table), is
+// still the lab's: the plan repairs it, the marker comes back, destroy
+// removes it (an outside audit: the lab was locked out of its own table
+// for good, and destroy left it, exit 0).
+func TestNATTableFlushedByHandStaysTheLabs(t *testing.T) {
+	k := kernelFor(t, "natflush")
+	ctx := context.Background()
+	want := desiredOf(t, "name: natflush\nnamespaces:\n  host:\n    sysctls: {net.ipv4.ip_forward: \"1\"}\n  c1: {}\nlinks:\n  - a: {namespace: c1, name: eth0, addresses: [10.5.0.2/24]}\n    b: {namespace: host, name: v0, addresses: [10.5.0.1/24]}\nnat:\n  - {namespace: host, masquerade: {source: 10.5.0.0/24}}\n")
+	if _, err := reconcile.Reconcile(ctx, k, want, reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := k.OpenNetns(reconcile.HostNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.Close()
+	c, err := nftables.New(nftables.WithNetNSFd(int(fd)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := &nftables.Table{Name: k.TableName(), Family: nftables.TableFamilyINet}
+	flush := func(chains ...string) {
+		t.Helper()
+		for _, ch := range chains {
+			c.FlushChain(&nftables.Chain{Name: ch, Table: tb})
+		}
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flush(chainOwner)
+	if p := planNow(t, k, want); !p.Empty() || len(p.Conflicts) > 0 {
+		t.Fatalf("the marker flushed: want nothing to do, got\n%v", p)
+	}
+	flush(chainOwner, chainPre, chainOut, chainPost)
+	p := planNow(t, k, want)
+	if len(p.Conflicts) > 0 || !strings.Contains(p.String(), "+   nat masquerade") {
+		t.Fatalf("the table flushed: want the rule made again, got\n%v", p)
+	}
+	if _, err := reconcile.Reconcile(ctx, k, want, reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := k.natState(c)
+	if err != nil || st.unmarked || st.foreign || len(st.rules) == 0 {
+		t.Fatalf("after apply: %+v %v", st, err)
+	}
+	if _, err := reconcile.Reconcile(ctx, k, reconcile.Nothing(), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if tables, _ := c.ListTables(); slices.ContainsFunc(tables, func(x *nftables.Table) bool { return x.Name == k.TableName() }) {
+		t.Fatal("destroy left the lab's table")
 	}
 }
