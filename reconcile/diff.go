@@ -1542,6 +1542,14 @@ func (d *differ) nat(name string) {
 		if !ok && h != nil {
 			val, ok = h.Sysctls[f.key]
 		}
+		// What this plan writes there (a key the file dropped, put back):
+		// the warning is of the kernel after it (an outside audit: it came
+		// only with the next plan).
+		for _, c := range d.plan.Changes {
+			if c.Kind == KindSysctl && c.Namespace == name && (c.Name == f.key || c.Name == SysctlAlias[f.key]) {
+				val, ok = c.Value, true
+			}
+		}
 		if !ok {
 			val = "0" // a new namespace starts with forwarding off
 		}

@@ -570,3 +570,17 @@ func TestIPv6DefaultKeepsWhatWasAddedByHand(t *testing.T) {
 		t.Fatalf("plan after apply:\n%v", p)
 	}
 }
+
+// TestNATWarnsOfForwardingThePlanTurnsOff: a file that keeps NAT and
+// drops ip_forward has it put back (off): the plan that does it warns
+// that the namespace will not forward, not only the next (an outside
+// audit).
+func TestNATWarnsOfForwardingThePlanTurnsOff(t *testing.T) {
+	const nat = "  c1: {}\nlinks:\n  - a: {namespace: c1, name: eth0, addresses: [10.5.0.2/24]}\n    b: {namespace: host, name: v0, addresses: [10.5.0.1/24]}\nnat:\n  - {namespace: host, masquerade: {source: 10.5.0.0/24}}\n"
+	k := fake.New("lab")
+	apply(t, k, parse(t, "name: lab\nnamespaces:\n  host:\n    sysctls: {net.ipv4.ip_forward: \"1\"}\n"+nat))
+	p := plan(t, k, parse(t, "name: lab\nnamespaces:\n"+nat))
+	if !strings.Contains(strings.Join(p.Warnings, "\n"), `namespace "host" has NAT rules but net.ipv4.ip_forward is "0"`) {
+		t.Fatalf("want the warning with the plan that turns forwarding off; plan:\n%v\nwarnings: %q", p, p.Warnings)
+	}
+}
