@@ -43,7 +43,8 @@ func LoadWith(path string, vars Vars) (*Topology, error) {
 
 // Parse decodes and validates a topology, with variables from the
 // environment. The error, if any, is an ErrorList holding every problem
-// found, each with file, line, column and YAML path.
+// found, each with file, line, column and YAML path; the topology is then
+// only its warnings.
 func Parse(file string, data []byte) (*Topology, error) {
 	return ParseWith(file, data, EnvVars)
 }
@@ -65,11 +66,13 @@ func parse(file string, data []byte, again func() []byte, vars Vars) (*Topology,
 		t = nil // not returned: its memory is free for locate's second decoding
 	}
 	d.locate(again)
+	d.warns.sort()
 	if len(d.errs) > 0 {
 		d.errs.sort()
-		return nil, d.errs
+		// Only the warnings, beside the errors: validate reports both (an
+		// outside audit: the warnings were lost at the first error).
+		return &Topology{File: file, Warnings: d.warns}, d.errs
 	}
-	d.warns.sort()
 	t.Warnings = d.warns
 	return t, nil
 }

@@ -241,3 +241,12 @@ func TestLinkMTUOutOfRangeOnce(t *testing.T) {
 		t.Fatalf("want one problem at the link's mtu:, got %v", err)
 	}
 }
+
+// TestWarningsBesideErrors: a file with an error still has its warnings
+// (validate reports both; an outside audit saw them dropped).
+func TestWarningsBesideErrors(t *testing.T) {
+	top, err := Parse("t.yaml", []byte("name: x\nnamespaces:\n  c1: {}\nbridges: [{name: br0, mtu: abc}]\nnat:\n  - {namespace: c1, masquerade: {source: 10.0.0.0/8}}\n  - {namespace: c1, masquerade: {source: 10.1.0.0/16}}\n"))
+	if err == nil || top == nil || len(top.Warnings) != 1 || !strings.Contains(top.Warnings[0].Error(), "t.yaml:7:5: nat[1]: this rule never applies") {
+		t.Fatalf("want the error and the warning, got %v, %+v", err, top)
+	}
+}
