@@ -201,12 +201,18 @@ func (d *decoder) chunked(l *layout) (t *Topology, ok bool) {
 func (d *decoder) invalidYAML(err error) {
 	line := 1
 	msg := err.Error()
-	// yaml.v3 reports "yaml: line N: message".
+	// yaml.v3 reports "yaml: line N: message": N counts from 1 for the
+	// scanner's errors, from 0 for the parser's (it does not add 1 to
+	// the line of what it was parsing: an outside audit saw the line
+	// before the problem).
 	if rest, ok := strings.CutPrefix(msg, "yaml: line "); ok {
 		if i := strings.Index(rest, ":"); i > 0 {
 			if n, err := strconv.Atoi(rest[:i]); err == nil {
 				line = n
 				msg = strings.TrimSpace(rest[i+1:])
+				if parserProblem(msg) {
+					line++
+				}
 			}
 		}
 	} else {
@@ -216,6 +222,23 @@ func (d *decoder) invalidYAML(err error) {
 		msg = "empty file: a topology needs at least a name"
 	}
 	d.errs = append(d.errs, &Error{File: d.file, Pos: Pos{int32(line), 1}, Msg: "invalid YAML: " + msg})
+}
+
+// parserProblem says whether yaml.v3's message is one of its parser's (a
+// structure that does not close), not its scanner's (a character).
+func parserProblem(msg string) bool {
+	for _, p := range []string{
+		"did not find expected <document start>", "did not find expected node content",
+		"did not find expected key", "did not find expected '-' indicator",
+		"did not find expected ',' or ']'", "did not find expected ',' or '}'",
+		"found duplicate %YAML directive", "found incompatible YAML document",
+		"found duplicate %TAG directive", "found undefined tag handle",
+	} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // root decodes the document in data; with l, data is its skeleton and the

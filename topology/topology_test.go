@@ -250,3 +250,19 @@ func TestWarningsBesideErrors(t *testing.T) {
 		t.Fatalf("want the error and the warning, got %v, %+v", err, top)
 	}
 }
+
+// TestInvalidYAMLAtItsLine: yaml.v3's parser counts lines from 0 in its
+// messages, its scanner from 1: the problem is reported at its own line
+// either way (an outside audit saw the line before it).
+func TestInvalidYAMLAtItsLine(t *testing.T) {
+	for src, want := range map[string]string{
+		"name: x\nnamespaces:\n  c1: {}\nlinks:\n  - a: {namespace: c1, name: eth0}\n    b: {namespace: host, name: v-${NS}}\n": "t.yaml:6:1:",
+		"name: x\nnamespaces:\n  c1: {}\n  c2: [}\n": "t.yaml:4:1:",
+		"name: x\nnamespaces:\n  c1: {}\n  c2: @x\n": "t.yaml:4:1:",
+	} {
+		_, err := Parse("t.yaml", []byte(src))
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%q: want %s..., got %v", src, want, err)
+		}
+	}
+}
