@@ -21,7 +21,9 @@ lookup (as ip route get), the interfaces in and out, the NAT rules of the
 lab that rewrite it, and the way over veth pairs, bridges, macvlan/ipvlan
 parents and VXLAN tunnels to the next namespace. It says where and why the
 packet stops: delivered, no route, ip_forward off, rp_filter, a link that
-is down, a forward chain with policy drop. It sends nothing.`,
+is down, a VXLAN whose remote is not where its far end is. A forward chain
+of someone else's with policy drop is a note: path does not evaluate its
+rules. It sends nothing; it exits 1 when the packet does not arrive.`,
 		Example: `  netplan-lab --netns lab path examples/router.yaml ns0 ns1
   netplan-lab --netns lab path --proto tcp --port 8080 examples/published-port.yaml internet host:uplink
   netplan-lab --netns lab -o json path examples/nat.yaml ns0 203.0.113.2`,

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
@@ -1149,5 +1151,83 @@ func TestCheckUnreachableNotAnsweredByCheck(t *testing.T) {
 	defer e.destroysAll(bin, file, "the check test")
 	if code, out, errOut := e.cli(bin, "check", file); code != 0 {
 		t.Fatalf("check: %d\n%s%s", code, out, errOut)
+	}
+}
+
+// TestPathVXLANRemoteNamesNobody: a VXLAN whose remote is no address of
+// the namespace its far end is in (a wrong remote:, or the address gone
+// from the underlay) carries nothing there, and path says so (an outside
+// audit: path said delivered).
+func TestPathVXLANRemoteNamesNobody(t *testing.T) {
+	bin := binary(t)
+	e := newEnv(t, "../../examples/overlay.yaml", nil)
+	if code, out, errOut := e.cli(bin, "apply", e.topo.File); code != 0 {
+		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
+	}
+	defer e.destroy()
+	e.in("host2", func() {
+		l, err := netlink.LinkByName("eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ := netlink.ParseAddr("192.168.111.129/24")
+		if err := netlink.AddrDel(l, a); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := netlink.ParseAddr("192.168.111.199/24")
+		if err := netlink.AddrAdd(l, b); err != nil {
+			t.Fatal(err)
+		}
+	})
+	code, out, _ := e.cli(bin, "path", e.topo.File, "c1", "c2")
+	if code != 1 || !strings.Contains(out, "dropped: the VXLAN host1:vx0 sends to remote 192.168.111.129, which is no address of namespace host2, where its far end host2:vx0 is") {
+		t.Fatalf("path with the VXLAN's remote gone from the far end: %d\n%s", code, out)
+	}
+}
+
+// TestPathForwardPolicyDropIsANote: a forward chain of someone else's
+// with policy drop decides only what its rules leave: path, which does not
+// evaluate them, notes it and goes on (an outside audit: Docker's policy
+// drop with an accept rule was reported as a drop). And a source whose
+// interface is down has no route, because it is down.
+func TestPathForwardPolicyDropIsANote(t *testing.T) {
+	bin := binary(t)
+	e := newEnv(t, "../../examples/router.yaml", nil)
+	if code, out, errOut := e.cli(bin, "apply", e.topo.File); code != 0 {
+		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
+	}
+	defer e.destroy()
+	e.in("host", func() {
+		c, err := nftables.New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb := c.AddTable(&nftables.Table{Name: "npltestfw", Family: nftables.TableFamilyINet})
+		drop := nftables.ChainPolicyDrop
+		ch := c.AddChain(&nftables.Chain{Name: "ff", Table: tb, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &drop})
+		c.AddRule(&nftables.Rule{Table: tb, Chain: ch, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}})
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer e.in("host", func() {
+		c, _ := nftables.New()
+		c.DelTable(&nftables.Table{Name: "npltestfw", Family: nftables.TableFamilyINet})
+		c.Flush()
+	})
+	code, out, _ := e.cli(bin, "path", e.topo.File, "ns0", "ns1")
+	if code != 0 || !strings.Contains(out, "delivered: 192.168.89.2 is an address of ns1") ||
+		!strings.Contains(out, "note: namespace host has a forward chain with policy drop (chain ff in table inet npltestfw): path does not evaluate its rules") {
+		t.Fatalf("path past a policy drop with an accept rule: %d\n%s", code, out)
+	}
+	e.in("ns0", func() {
+		l, _ := netlink.LinkByName("eth0")
+		if err := netlink.LinkSetDown(l); err != nil {
+			t.Fatal(err)
+		}
+	})
+	code, out, _ = e.cli(bin, "path", e.topo.File, "ns0", "ns1")
+	if code != 1 || !strings.Contains(out, "no route: namespace ns0 has no route to 192.168.89.2: eth0 is down, and the kernel drops the routes of an interface that is down") {
+		t.Fatalf("path from a namespace whose interface is down: %d\n%s", code, out)
 	}
 }

@@ -54,6 +54,9 @@ type Result struct {
 	Hops   []Hop  `json:"hops"`
 	Result string `json:"result"` // delivered, dropped, no route
 	Reason string `json:"reason,omitempty"`
+	// Notes are what the verdict does not account for (a forward chain of
+	// someone else's, whose rules path does not evaluate).
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Trace follows a packet of proto (icmp, tcp, udp) to port from namespace
@@ -103,6 +106,12 @@ func Trace(k Kernel, s *reconcile.State, from string, dst netip.Addr, proto stri
 				r.Result, r.Reason = "dropped", why
 				return r
 			}
+			// A drop policy decides only what its rules leave: path does
+			// not evaluate rules it did not make (an outside audit: Docker's
+			// policy drop with accept rules was reported as a drop).
+			if len(n.ForwardDrop) > 0 {
+				r.Notes = append(r.Notes, fmt.Sprintf("namespace %s has a forward chain with policy drop (%s): path does not evaluate its rules; unless one accepts this packet, it is dropped there", ns, strings.Join(n.ForwardDrop, ", ")))
+			}
 		}
 		routes, err := k.RouteGet(ns, dst.AsSlice())
 		if err != nil || len(routes) == 0 {
@@ -111,6 +120,17 @@ func Trace(k Kernel, s *reconcile.State, from string, dst netip.Addr, proto stri
 			r.Reason = fmt.Sprintf("namespace %s has no route to %s", ns, dst)
 			if err != nil && !errors.Is(err, unix.ENETUNREACH) {
 				r.Reason += " (" + err.Error() + ")"
+			}
+			// An interface down takes its routes with it (an outside
+			// audit: "no route" alone, for a source whose eth0 was down).
+			var down []string
+			for _, ln := range slices.Sorted(maps.Keys(n.Links)) {
+				if l := n.Links[ln]; !l.Up && len(l.Addresses)+len(l.Foreign) > 0 {
+					down = append(down, ln)
+				}
+			}
+			if len(down) > 0 {
+				r.Reason += fmt.Sprintf(": %s down, and the kernel drops the routes of an interface that is down", strings.Join(down, ", ")+map[bool]string{true: " is", false: " are"}[len(down) == 1])
 			}
 			return r
 		}
@@ -219,9 +239,6 @@ func forwardBlocked(k Kernel, ns, in string, src, dst netip.Addr, n *reconcile.N
 			}
 		}
 	}
-	if len(n.ForwardDrop) > 0 {
-		return fmt.Sprintf("namespace %s drops forwarded packets: a forward chain with policy drop (%s)", ns, strings.Join(n.ForwardDrop, ", "))
-	}
 	return ""
 }
 
@@ -268,10 +285,25 @@ func l2(k Kernel, s *reconcile.State, start reconcile.Ref, addr netip.Addr) (ns,
 			}
 			if nl := s.Link(nb); l.VXLAN != nil && nl != nil && nl.VXLAN != nil && l.VXLAN.Remote != "" {
 				// Through the tunnel only if the underlay reaches the
-				// far end.
+				// far end, and the far end is where the remote is, on the
+				// port it listens on (an outside audit: a remote: that
+				// named nobody was said to deliver).
 				if r, err := k.RouteGet(cur.NS, net.ParseIP(l.VXLAN.Remote)); err != nil || len(r) == 0 {
 					if tunnel == "" {
 						tunnel = fmt.Sprintf("the VXLAN %s cannot reach its remote %s: namespace %s has no route to it (the underlay)", cur, l.VXLAN.Remote, cur.NS)
+					}
+					continue
+				}
+				ra, err := netip.ParseAddr(l.VXLAN.Remote)
+				if far := s.NS(nb.NS); err == nil && far != nil && !local(far, ra) {
+					if tunnel == "" {
+						tunnel = fmt.Sprintf("the VXLAN %s sends to remote %s, which is no address of namespace %s, where its far end %s is (a wrong remote:, or an address gone from the underlay)", cur, ra, nb.NS, nb)
+					}
+					continue
+				}
+				if l.VXLAN.Port != nl.VXLAN.Port {
+					if tunnel == "" {
+						tunnel = fmt.Sprintf("the VXLAN %s sends to port %d, and its far end %s listens on %d", cur, l.VXLAN.Port, nb, nl.VXLAN.Port)
 					}
 					continue
 				}
@@ -426,5 +458,8 @@ func (r *Result) Text() string {
 		}
 	}
 	fmt.Fprintf(&b, "%s: %s\n", r.Result, r.Reason)
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "note: %s\n", n)
+	}
 	return b.String()
 }
