@@ -3,6 +3,7 @@ package topology
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -109,14 +110,31 @@ func (t *Topology) CheckTarget(to string) (addr netip.Addr, ns string, err error
 	if a, err := netip.ParseAddr(to); err == nil {
 		return a.Unmap(), "", nil
 	}
+	known := func(ns string) bool { return ns == Host || t.Namespace(ns) != nil }
 	if n, ifname, ok := strings.Cut(to, ":"); ok {
 		if a, ok := t.IfaceAddr(n, ifname); ok {
 			return a, n, nil
+		}
+		// Say what is wrong (an outside audit: "has no address" for a
+		// namespace that is not in the file, and for an address mistyped).
+		switch {
+		case strings.Trim(to, "0123456789abcdefABCDEF:.") == "":
+			return netip.Addr{}, "", fmt.Errorf("%q is not an address", to)
+		case !known(n):
+			return netip.Addr{}, "", fmt.Errorf("namespace %q is not in the file", n)
+		case !slices.ContainsFunc(t.Interfaces(), func(i *Iface) bool { return i.Namespace == n && i.Name == ifname }):
+			return netip.Addr{}, "", fmt.Errorf("namespace %q has no interface %q in the file", n, ifname)
 		}
 		return netip.Addr{}, "", fmt.Errorf("interface %s has no address", to)
 	}
 	if a, _, ok := t.FirstAddr(to); ok {
 		return a, to, nil
+	}
+	switch {
+	case strings.Trim(to, "0123456789.") == "":
+		return netip.Addr{}, "", fmt.Errorf("%q is not an address", to)
+	case !known(to):
+		return netip.Addr{}, "", fmt.Errorf("%q is neither an address, a namespace of the file, nor NAMESPACE:INTERFACE", to)
 	}
 	return netip.Addr{}, "", fmt.Errorf("namespace %q has no address", to)
 }

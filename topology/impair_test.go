@@ -449,3 +449,25 @@ bridges:
 		t.Errorf("SysctlPath: %s", got)
 	}
 }
+
+// TestCheckTargetSaysWhatIsWrong: a target that is no address, names a
+// namespace the file has not, or an interface it has not, says so (an
+// outside audit: each said "has no address").
+func TestCheckTargetSaysWhatIsWrong(t *testing.T) {
+	top, err := Parse("t.yaml", []byte("name: x\nnamespaces: {a: {}, b: {}}\nlinks:\n  - a: {namespace: a, name: eth0, addresses: [10.1.0.1/24]}\n    b: {namespace: b, name: eth0}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for to, want := range map[string]string{
+		"300.1.1.1":   `"300.1.1.1" is not an address`,
+		"nosuch":      `"nosuch" is neither an address, a namespace of the file, nor NAMESPACE:INTERFACE`,
+		"nosuch:eth0": `namespace "nosuch" is not in the file`,
+		"a:eth9":      `namespace "a" has no interface "eth9" in the file`,
+		"b:eth0":      "interface b:eth0 has no address",
+		"b":           `namespace "b" has no address`,
+	} {
+		if _, _, err := top.CheckTarget(to); err == nil || err.Error() != want {
+			t.Errorf("CheckTarget(%q) = %v, want %s", to, err, want)
+		}
+	}
+}
