@@ -721,7 +721,7 @@ func newDestroyCmd(g *globals) *cobra.Command {
 				host := l.desired.NS(reconcile.HostNS)
 				switch {
 				case stays != "" && host != nil && len(host.Sysctls) > 0:
-					fmt.Fprintf(g.stdout, "The sandbox netns %s stays (%s); the sysctls the lab set there are back to the values they had before it.\n", g.netns, stays)
+					fmt.Fprintf(g.stdout, "The sandbox netns %s stays (%s); the sysctls the lab set there are back to the values they had before it (those another lab of the sandbox sets too stay, until it lets them go).\n", g.netns, stays)
 				case stays != "":
 					fmt.Fprintf(g.stdout, "The sandbox netns %s stays: %s.\n", g.netns, stays)
 				case host != nil && len(host.Sysctls) > 0 && g.netns == "":
