@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"os"
 	"errors"
 	"flag"
 	"os"
@@ -264,5 +265,27 @@ func TestInvalidYAMLAtItsLine(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), want) {
 			t.Errorf("%q: want %s..., got %v", src, want, err)
 		}
+	}
+}
+
+// TestKeysReferenceIsValid: the reference of every key in docs/topology.md
+// is a file validate takes (an outside audit: a user who copied it as a
+// start met four errors).
+func TestKeysReferenceIsValid(t *testing.T) {
+	doc, err := os.ReadFile("../docs/topology.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "## Keys\n")
+	if !ok {
+		t.Fatal("docs/topology.md has no Keys section")
+	}
+	_, rest, _ = strings.Cut(rest, "```yaml\n")
+	block, _, ok := strings.Cut(rest, "```")
+	if !ok || !strings.Contains(block, "vxlans:") {
+		t.Fatal("no yaml block in the Keys section")
+	}
+	if _, err := Parse("docs/topology.md", []byte(block)); err != nil {
+		t.Fatalf("the Keys reference does not validate:\n%v", err)
 	}
 }
