@@ -1,7 +1,6 @@
 package topology
 
 import (
-	"os"
 	"errors"
 	"flag"
 	"os"
