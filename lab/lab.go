@@ -171,7 +171,7 @@ func (l *Lab) Plan(ctx context.Context) (*reconcile.Plan, error) {
 		// out says so here, not only when applied.
 		start = time.Now()
 		if err := l.k.Preflight(ctx, p); err != nil {
-			p.Unsupported = l.where(l.Topology, err) + err.Error()
+			p.Unsupported = Where(l.Topology, err) + err.Error()
 		}
 		stage("preflight", 0, start)
 	}
@@ -216,7 +216,7 @@ func (l *Lab) Apply(ctx context.Context) (*reconcile.Result, error) {
 		if res != nil && res.Plan != nil {
 			l.notes(l.Topology, res.Plan)
 		}
-		if w := l.where(l.Topology, err); w != "" {
+		if w := Where(l.Topology, err); w != "" {
 			return fmt.Errorf("%s%w", w, err)
 		}
 		if err == nil {
@@ -297,7 +297,7 @@ func (l *Lab) Update(ctx context.Context, name string, data []byte) (*reconcile.
 		if res != nil && res.Plan != nil {
 			l.notes(t, res.Plan)
 		}
-		if w := l.where(t, err); w != "" {
+		if w := Where(t, err); w != "" {
 			return fmt.Errorf("%s%w", w, err)
 		}
 		if err == nil {
@@ -428,9 +428,9 @@ func plural(n int, word string) string {
 	return fmt.Sprintf("%d %ss", n, word)
 }
 
-// where is "FILE:LINE:COL: path: " of the object a preflight error names,
-// or "".
-func (l *Lab) where(t *topology.Topology, err error) string {
+// Where is "FILE:LINE:COL: path: " of the object of file t that a
+// preflight error names (a kernel without netem, say), or "".
+func Where(t *topology.Topology, err error) string {
 	var ue *linux.UnsupportedError
 	if !errors.As(err, &ue) {
 		return ""

@@ -626,6 +626,7 @@ func (g *globals) watch(ctx context.Context, l *lab, file string, wo watchOption
 			return d, err
 		},
 		AfterApply: func() error { return l.WriteHosts(current) },
+		Where:      func(err error) string { return netplanlab.Where(current, err) },
 	})
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package live
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -272,6 +274,55 @@ func TestImpairNetemRefusedWithoutNetem(t *testing.T) {
 	if want := file + `:6:21: links[0].impair.delay: "fast" is not a time like 50ms, 1.5ms, 200us or 1s`; code != 1 || !strings.Contains(out+errOut, want) {
 		t.Fatalf("validate exited %d:\n%s%s\nwant %s", code, out, errOut, want)
 	}
+
+	// Under a watch, the refusal says where in the file too (an outside
+	// audit: it came without a place).
+	if err := os.WriteFile(file, impairSrc("rate: 8mbit"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--netns", e.sandbox, "--prefix", e.prefix, "-o", "json", "apply", "--watch", "--destroy-on-exit", file)
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer e.destroy()
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	wait := func(what string) string {
+		t.Helper()
+		deadline := time.After(20 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("the watch ended before %q", what)
+				}
+				if strings.Contains(l, what) {
+					return l
+				}
+			case <-deadline:
+				cmd.Process.Kill()
+				t.Fatalf("no %q from the watch", what)
+			}
+		}
+	}
+	wait(`"event":"applied"`)
+	if err := os.WriteFile(file, impairSrc("delay: 50ms"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if l := wait(`"event":"error"`); !strings.Contains(l, file+":6:21: links[0].impair.delay: ") || !strings.Contains(l, "CONFIG_NET_SCH_NETEM") {
+		t.Fatalf("the watch's refusal: %s", l)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	for range lines {
+	}
+	cmd.Wait()
 }
 
 // TestImpairNetemDelayAndLoss (under make test-kernel, whose stock kernel

@@ -70,6 +70,9 @@ type Config struct {
 	// AfterApply, if set, runs after each apply that succeeded, still
 	// holding the lock (the command writes the lab's hosts files).
 	AfterApply func() error
+	// Where, if set, gives the place in the file ("FILE:LINE:COL: path: ")
+	// an apply's error is about, as a one-shot apply says it.
+	Where func(err error) string
 }
 
 type watcher struct {
@@ -265,7 +268,11 @@ func (w *watcher) apply(ctx context.Context, kind, trigger string, drift []strin
 		}
 	}
 	if err != nil {
-		ev := Event{Kind: "error", Trigger: trigger, Changes: changes, Errors: []string{err.Error()}}
+		msg := err.Error()
+		if w.cfg.Where != nil {
+			msg = w.cfg.Where(err) + msg
+		}
+		ev := Event{Kind: "error", Trigger: trigger, Changes: changes, Errors: []string{msg}}
 		if res != nil && res.RolledBack {
 			ev.Summary = "a step failed; this apply was rolled back"
 		}
