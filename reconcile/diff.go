@@ -1510,11 +1510,11 @@ func (d *differ) nat(name string) {
 				// the rules in it (an outside audit: the plan said they
 				// stayed).
 				d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
-					"namespace %q: the lab's NAT goes, its table with it, and so does a rule in it the lab did not add (%s)",
+					"namespace %q: the lab's NAT goes, its table with it, and so does what someone else added to the table (%s)",
 					name, r))
 			case len(w.NAT) > 0:
 				d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
-					"namespace %q: the lab's NAT holds a rule it did not add (%s); it is matched where it sits, before or after the lab's; netplan-lab does not remove it while the lab has NAT here (its table goes with the lab's last rule)",
+					"namespace %q: the lab's NAT holds what the lab did not add (%s); a rule is matched where it sits, before or after the lab's; netplan-lab does not remove it while the lab has NAT here (its table goes with the lab's last rule)",
 					name, r))
 			}
 		}

@@ -309,13 +309,27 @@ func (k *Kernel) natState(c *nftables.Conn) (st natState, err error) {
 		}
 	}
 	// The table has the lab's name (its name and prefix); it is the lab's
-	// if it has the lab's marker, or rules with the lab's mark, or none
-	// at all: the marker flushed by hand (nft flush table/chain) must not
-	// lock the lab out of its own table (an outside audit). One holding
-	// only others' rules is not.
+	// if it has the lab's marker, or rules with the lab's mark, or only the
+	// lab's chains, empty: the marker flushed by hand (nft flush
+	// table/chain) must not lock the lab out of its own table (an outside
+	// audit). One holding only others' rules, or a chain the lab never
+	// makes, is not.
+	onlyLabChains := true
+	for _, ch := range mine {
+		if ch.Name != chainPre && ch.Name != chainOut && ch.Name != chainPost {
+			onlyLabChains = false // a chain the lab never makes
+			st.strays = append(st.strays, fmt.Sprintf("chain %s, which the lab does not make", ch.Name))
+		}
+	}
+	if sets, err := c.GetSets(st.table); err == nil {
+		for _, set := range sets {
+			st.strays = append(st.strays, fmt.Sprintf("set %s, which the lab does not make", set.Name))
+		}
+	}
 	switch {
 	case marked:
-	case len(st.rules) > 0 || len(st.strays) == 0:
+	case len(st.rules) > 0 || len(st.strays) == 0 && onlyLabChains:
+		// Rules of the lab's; or the lab's chains, all empty (flushed).
 		st.unmarked = true
 	default:
 		st.foreign, st.rules, st.strays = true, nil, nil

@@ -126,4 +126,15 @@ func TestNATTableFlushedByHandStaysTheLabs(t *testing.T) {
 	if tables, _ := c.ListTables(); slices.ContainsFunc(tables, func(x *nftables.Table) bool { return x.Name == k.TableName() }) {
 		t.Fatal("destroy left the lab's table")
 	}
+	// A table by that name with a chain the lab never makes is someone
+	// else's: a conflict, not taken over (an outside audit).
+	other := c.AddTable(tb)
+	c.AddChain(&nftables.Chain{Name: "mine", Table: other})
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.DelTable(tb); c.Flush() }()
+	if p := planNow(t, k, want); len(p.Conflicts) != 1 || !strings.Contains(p.Conflicts[0], "is not this lab's") {
+		t.Fatalf("a table of someone else's by the lab's name: want a conflict, got\n%v", p)
+	}
 }

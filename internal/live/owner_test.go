@@ -338,7 +338,7 @@ func TestForeignTableWithTheLabsName(t *testing.T) {
 		}
 	})
 	p := e.plan()
-	want := fmt.Sprintf(`namespace "host": table inet %s exists and is not this lab's (it has no owner chain with the lab's mark)`, e.k.TableName())
+	want := fmt.Sprintf(`namespace "host": table inet %s exists and is not this lab's (neither its owner chain nor any rule in it has the lab's mark)`, e.k.TableName())
 	if len(p.Conflicts) != 1 || p.Conflicts[0] != want {
 		t.Fatalf("conflicts %q, want %q", p.Conflicts, want)
 	}
@@ -566,7 +566,7 @@ func TestForeignAddressAndRuleWarned(t *testing.T) {
 	warnings := strings.Join(p.Warnings, "\n")
 	for _, want := range []string{
 		`10.1.0.2/24, first in the file, cannot become the primary address of its subnet on eth0 in namespace "a1" without taking away 10.1.0.99/24, which the lab did not add: 10.1.0.12/24 stays the primary`,
-		`namespace "r": the lab's NAT holds a rule it did not add (table inet ` + e.k.TableName() + `, chain postrouting, handle`,
+		`namespace "r": the lab's NAT holds what the lab did not add (table inet ` + e.k.TableName() + `, chain postrouting, handle`,
 	} {
 		if !strings.Contains(warnings, want) {
 			t.Errorf("plan does not warn %q; warnings:\n%s", want, warnings)
@@ -577,7 +577,7 @@ func TestForeignAddressAndRuleWarned(t *testing.T) {
 	noNAT := base[:strings.Index(base, "nat:\n")]
 	e.load("engine.yaml", []byte(noNAT))
 	p = e.plan()
-	if want := `namespace "r": the lab's NAT goes, its table with it, and so does a rule in it the lab did not add (table inet ` + e.k.TableName() + `, chain postrouting, handle`; !strings.Contains(strings.Join(p.Warnings, "\n"), want) {
+	if want := `namespace "r": the lab's NAT goes, its table with it, and so does what someone else added to the table (table inet ` + e.k.TableName() + `, chain postrouting, handle`; !strings.Contains(strings.Join(p.Warnings, "\n"), want) {
 		t.Errorf("plan does not warn %q; warnings:\n%s", want, strings.Join(p.Warnings, "\n"))
 	}
 	e.destroy()

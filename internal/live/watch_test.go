@@ -538,7 +538,7 @@ func TestWatchWarns(t *testing.T) {
 		}
 	})
 	e := w.firstEvent("warning")
-	if !strings.Contains(strings.Join(e.Warnings, "\n"), "the lab's NAT holds a rule it did not add") {
+	if !strings.Contains(strings.Join(e.Warnings, "\n"), "the lab's NAT holds what the lab did not add") {
 		t.Fatalf("warning event: %+v", e)
 	}
 	if n := w.Count("drift_repaired"); n != 0 {
