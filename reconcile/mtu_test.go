@@ -536,6 +536,30 @@ func TestSysctlRewrittenKeysPutBack(t *testing.T) {
 			t.Fatalf("lab b's plan:\n%v", p)
 		}
 	})
+	// An interface of the sandbox whose forwarding was on before any lab:
+	// two labs set forwarding (one by its alias), the first goes (putting
+	// nothing back), then the second, in either order: it is on again (an
+	// outside audit: the first lab's note of it went with that lab).
+	for _, first := range []string{"a", "b"} {
+		t.Run("two labs, "+first+" goes first", func(t *testing.T) {
+			w := fake.NewWorld()
+			w.AddForeignLink("host", &reconcile.Link{Name: "fbr0", Kind: "bridge", Up: true, MTU: 1500})
+			w.SetSysctl("host", "net.ipv4.conf.fbr0.forwarding", "1")
+			a, b := &fake.Kernel{W: w, Owner: "a"}, &fake.Kernel{W: w, Owner: "b"}
+			apply(t, a, parse(t, "name: a\nnamespaces:\n  host:\n    sysctls: {"+fw+": \"1\"}\n  x: {}\n"))
+			apply(t, b, parse(t, "name: b\nnamespaces:\n  host:\n    sysctls: {net.ipv4.conf.all.forwarding: \"1\"}\n  y: {}\n"))
+			order := []*fake.Kernel{a, b}
+			if first == "b" {
+				order = []*fake.Kernel{b, a}
+			}
+			for _, k := range order {
+				apply(t, k, reconcile.Nothing())
+			}
+			if v, _ := w.SysctlOf("host", "net.ipv4.conf.fbr0.forwarding"); v != "1" {
+				t.Fatalf("fbr0's forwarding is %q after both labs went, want 1 (as before them)", v)
+			}
+		})
+	}
 }
 
 // TestIPv6DefaultKeepsWhatWasAddedByHand: a namespace whose file drops its

@@ -225,6 +225,20 @@ func (k *Kernel) writeRecord(short string, rec map[string]string) error {
 // sandbox, and so its sysctls: the first to set a key noted its value
 // before, and the last to let it go puts it back.
 func (k *Kernel) siblingsNoted(short string) map[string]string {
+	out := map[string]string{}
+	for _, rec := range k.siblingRecords(short) {
+		for key, v := range rec {
+			if !strings.HasPrefix(key, "@") && !reconcile.InterfaceSysctl(key) {
+				out[key] = v
+			}
+		}
+	}
+	return out
+}
+
+// siblingRecords are the host records of the other labs of the sandbox
+// (of the namespace as it is now).
+func (k *Kernel) siblingRecords(short string) []map[string]string {
 	if short != reconcile.HostNS {
 		return nil
 	}
@@ -234,19 +248,13 @@ func (k *Kernel) siblingsNoted(short string) map[string]string {
 		return nil
 	}
 	id := k.nsIdentity(short)
-	out := map[string]string{}
+	var out []map[string]string
 	for _, d := range dirs {
 		if !d.IsDir() || d.Name() == filepath.Base(k.recordDir()) {
 			continue
 		}
-		rec := readRecordFile(filepath.Join(parent, d.Name(), reconcile.HostNS+".json"))
-		if rec["@netns"] != id {
-			continue
-		}
-		for key, v := range rec {
-			if !strings.HasPrefix(key, "@") && !reconcile.InterfaceSysctl(key) {
-				out[key] = v
-			}
+		if rec := readRecordFile(filepath.Join(parent, d.Name(), reconcile.HostNS+".json")); rec["@netns"] == id {
+			out = append(out, rec)
 		}
 	}
 	return out
@@ -433,6 +441,41 @@ func (k *Kernel) KeepRecords(desired *reconcile.State) error {
 					}
 					rec[key], changed = v, true
 				}
+			}
+		}
+		// And what another lab noted because a key this lab sets too
+		// rewrote it (ip_forward: every interface's forwarding): whichever
+		// lab lets go last puts it back (an outside audit: the first to go
+		// dropped its note, and an interface's forwarding was lost).
+		for _, sib := range k.siblingRecords(reconcile.HostNS) {
+			for key, v := range sib {
+				src := sib["@by:"+key]
+				if strings.HasPrefix(key, "@") || src == "" {
+					continue
+				}
+				if _, a := host.Sysctls[src]; !a {
+					if _, b := host.Sysctls[reconcile.SysctlAlias[src]]; !b {
+						continue
+					}
+				}
+				if _, noted := rec[key]; noted {
+					continue
+				}
+				if reconcile.InterfaceSysctl(key) {
+					ifname := topology.SysctlIfname(strings.Split(key, ".")[3])
+					idx := sib["@if:"+ifname]
+					if idx == "" || rec["@if:"+ifname] != "" && rec["@if:"+ifname] != idx {
+						continue // of another interface by that name
+					}
+					if rec == nil {
+						rec = map[string]string{}
+					}
+					rec["@if:"+ifname] = idx
+				}
+				if rec == nil {
+					rec = map[string]string{}
+				}
+				rec[key], rec["@by:"+key], changed = v, src, true
 			}
 		}
 		if changed {

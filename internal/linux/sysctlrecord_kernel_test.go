@@ -2,6 +2,7 @@ package linux
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -414,5 +415,61 @@ func TestSysctlRewrittenKeysPutBackOnTheKernel(t *testing.T) {
 		if v := sysctlIn(t, k2, reconcile.HostNS, key); v != "1" {
 			t.Errorf("%s = %s after the first lab went, want 1: the second sets %s", key, v, fw)
 		}
+	}
+}
+
+// TestSysctlRewrittenNoteOutlivesItsLab (an outside audit, on the real
+// kernel): an interface of the sandbox whose forwarding was on before any
+// lab; two labs set forwarding (one by ip_forward, one by its alias); the
+// first to go puts nothing back (the other sets it), and its note of the
+// interface passes to the other, which puts it back when it goes. Both
+// orders.
+func TestSysctlRewrittenNoteOutlivesItsLab(t *testing.T) {
+	for _, firstGoes := range []int{0, 1} {
+		t.Run(fmt.Sprint("lab ", firstGoes, " goes first"), func(t *testing.T) {
+			k := kernelFor(t, "srn")
+			ctx := context.Background()
+			const kf = "net.ipv4.conf.keep0.forwarding"
+			if _, err := k.EnsureHost(); err != nil {
+				t.Fatal(err)
+			}
+			h := netlinkIn(t, k, reconcile.HostNS)
+			keep := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "keep0"}}
+			if err := h.LinkAdd(keep); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { h.LinkDel(keep) })
+			hfd, err := k.OpenNetns(reconcile.HostNS)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer hfd.Close()
+			if err := writeSysctl(hfd, kf, "1"); err != nil {
+				t.Fatal(err)
+			}
+			k2 := New(Options{Name: "srn2", Prefix: k.opt.Prefix + "b-", Netns: k.opt.Netns})
+			t.Cleanup(func() {
+				if _, err := reconcile.Reconcile(context.Background(), k2, reconcile.Nothing(), reconcile.ExecOptions{}); err != nil {
+					t.Errorf("destroy the second lab: %v", err)
+				}
+				k2.Close()
+			})
+			labs := []*Kernel{k, k2}
+			files := []string{"name: srn\nnamespaces:\n  host:\n    sysctls: {net.ipv4.ip_forward: \"1\"}\n  x: {}\n",
+				"name: srn2\nnamespaces:\n  host:\n    sysctls: {net.ipv4.conf.all.forwarding: \"1\"}\n  y: {}\n"}
+			for i, lk := range labs {
+				if _, err := reconcile.Reconcile(ctx, lk, desiredOf(t, files[i]), reconcile.ExecOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, i := range []int{firstGoes, 1 - firstGoes} {
+				if _, err := reconcile.Reconcile(ctx, labs[i], reconcile.Nothing(), reconcile.ExecOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if v := sysctlIn(t, k, reconcile.HostNS, kf); v != "1" {
+				t.Fatalf("%s = %s after both labs went, want 1 (as before them)", kf, v)
+			}
+		})
 	}
 }
