@@ -572,7 +572,11 @@ func finish(ctx context.Context, k Kernel, desired *State, q Query, p *Plan, o E
 	if err != nil {
 		return nil, nil, fmt.Errorf("observe after apply: %w", err)
 	}
-	if !rest.Empty() && len(rest.Conflicts) == 0 && hasImplicit(p) {
+	// (Also when all that is left is IPv6 MTUs the file sets: the kernel
+	// sets an interface's to its MTU when the interface becomes ready,
+	// which another link's change can bring, a peer up or a first bridge
+	// port: an outside audit.)
+	if !rest.Empty() && len(rest.Conflicts) == 0 && (hasImplicit(p) || onlyIPv6MTU(rest)) {
 		redone = rest
 		if err := Execute(ctx, k, rest, o); err != nil {
 			return nil, redone, err

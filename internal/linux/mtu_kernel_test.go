@@ -345,6 +345,18 @@ func TestIPv6MTUSettingFollowsTheMTU(t *testing.T) {
 	if v := sysctlIn(t, k, "a", "net.ipv6.conf.eth0.mtu"); v != "1400" {
 		t.Fatalf("net.ipv6.conf.eth0.mtu is %s after the link came up again, want 1400", v)
 	}
+	// Its peer down, then up: the link becomes ready (carrier) by the
+	// peer's change, and the kernel resets its IPv6 MTU then (an outside
+	// audit: apply failed).
+	peerDown := strings.Replace(src(`net.ipv6.conf.eth0.mtu: "1400"`, 1600), "name: eth0}", "name: eth0, up: false}", 1)
+	for _, f := range []string{peerDown, src(`net.ipv6.conf.eth0.mtu: "1400"`, 1600)} {
+		if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, f), reconcile.ExecOptions{}); err != nil {
+			t.Fatalf("%v\n%s", err, f)
+		}
+	}
+	if v := sysctlIn(t, k, "a", "net.ipv6.conf.eth0.mtu"); v != "1400" {
+		t.Fatalf("net.ipv6.conf.eth0.mtu is %s after its peer came up again, want 1400", v)
+	}
 	// Under 1280 (a new pair, the other end's mtu: gives it) there is no
 	// IPv6 setting.
 	small := desiredOf(t, "name: mtu6s\nnamespaces:\n  c:\n    sysctls:\n      net.ipv6.conf.eth0.forwarding: \"1\"\n  d: {}\nlinks:\n  - a: {namespace: c, name: eth0}\n    b: {namespace: d, name: eth0, mtu: 1200}\n")
