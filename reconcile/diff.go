@@ -1320,7 +1320,7 @@ func handIPv6(h *Namespace) []string {
 			out = append(out, "route "+r.Dst)
 		}
 	}
-	return out
+	return append(out, h.HandIPv6...)
 }
 
 // withIface is interface sysctl key k for interface ifname instead.

@@ -81,6 +81,10 @@ type Namespace struct {
 	// the lab's default (IPv6 off: the file gives the namespace no IPv6),
 	// not the file's own.
 	IPv6Default bool `json:"-"`
+	// HandIPv6, in an observed state, lists IPv6 that someone else added
+	// where the rest of the state does not show it (an address on lo, a
+	// route outside the main table): turning IPv6 off would take it.
+	HandIPv6 []string `json:"-"`
 	// AltNames, in an observed state, are the interfaces' alternative
 	// names (ip link property add ... altname), each with its interface:
 	// the kernel refuses a new interface by one of those names.

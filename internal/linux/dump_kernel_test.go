@@ -149,7 +149,7 @@ func TestDumpsMatchTheNetlinkLibrary(t *testing.T) {
 	// Routes of the main table.
 	wr, err := nh.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
 	must("RouteListFiltered", err)
-	gr, _, err := h.routeDump()
+	gr, _, _, err := h.routeDump()
 	must("routeDump", err)
 	routeKey := func(r netlink.Route) string {
 		d := "default"

@@ -297,10 +297,11 @@ func parseAddrMsg(m []byte) (netlink.Addr, bool) {
 // routeDump lists the routes of the namespace's main table (as netlink's
 // RouteListFiltered with RT_FILTER_TABLE and FAMILY_ALL: what observation
 // reads of them), and the IPv6 addresses the local table routes to.
-func (h *nsHandle) routeDump() ([]netlink.Route, map[string]bool, error) {
+func (h *nsHandle) routeDump() ([]netlink.Route, map[string]bool, []string, error) {
 	req := nl.NewNetlinkRequest(unix.RTM_GETROUTE, unix.NLM_F_DUMP)
 	req.AddData(nl.NewRtMsg())
 	var locals map[string]bool
+	var otherV6 []string // IPv6 routes of others' outside the main table
 	routes, err := dumpAll(h, req, unix.RTM_NEWROUTE, func(m []byte) (netlink.Route, bool, error) {
 		r, ok := parseRouteMsg(m)
 		if ok && r.Table == unix.RT_TABLE_LOCAL && r.Family == unix.AF_INET6 && r.Type == unix.RTN_LOCAL && r.Dst != nil {
@@ -309,9 +310,13 @@ func (h *nsHandle) routeDump() ([]netlink.Route, map[string]bool, error) {
 			}
 			locals[r.Dst.IP.String()] = true
 		}
+		if ok && r.Family == unix.AF_INET6 && r.Table != unix.RT_TABLE_MAIN && r.Table != unix.RT_TABLE_LOCAL &&
+			r.Protocol != unix.RTPROT_KERNEL && r.Protocol != unix.RTPROT_RA && r.Dst != nil {
+			otherV6 = append(otherV6, fmt.Sprintf("route %s (table %d)", r.Dst, r.Table))
+		}
 		return r, ok && r.Table == unix.RT_TABLE_MAIN, nil
 	})
-	return routes, locals, err
+	return routes, locals, otherV6, err
 }
 
 // addrBits is the length of an address of family.

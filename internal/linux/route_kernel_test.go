@@ -2,6 +2,7 @@ package linux
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -101,6 +102,38 @@ func TestIPv6DefaultKeepsWhatWasAddedByHandOnTheKernel(t *testing.T) {
 	}
 	if p := planNow(t, k, lab("")); !p.Empty() {
 		t.Fatalf("plan after apply:\n%v", p)
+	}
+	// Gone by hand: the next plan turns IPv6 off. Then an address on lo,
+	// and a route in another table, which the rest of the state does not
+	// show, keep it on as well (an outside audit).
+	if err := h.AddrDel(veth0, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.RouteDel(&netlink.Route{Dst: dst, Gw: net.ParseIP("fd00::2"), LinkIndex: veth0.Attrs().Index}); err != nil && !errors.Is(err, unix.ESRCH) {
+		t.Fatal(err)
+	}
+	if p := planNow(t, k, lab("")); !strings.Contains(p.String(), "disable_ipv6") {
+		t.Fatalf("what was added by hand is gone: want IPv6 turned off, got\n%v", p)
+	}
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	onLo, _ := netlink.ParseAddr("fd99::5/128")
+	if err := h.AddrAdd(lo, onLo); err != nil {
+		t.Fatal(err)
+	}
+	if p := planNow(t, k, lab("")); strings.Contains(p.String(), "disable_ipv6") || !strings.Contains(strings.Join(p.Warnings, "\n"), "fd99::5 on lo") {
+		t.Fatalf("an address on lo: want IPv6 kept on, got\n%v\nwarnings: %q", p, p.Warnings)
+	}
+	if err := h.AddrDel(lo, onLo); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.RouteAdd(&netlink.Route{Dst: mustCIDR(t, "fd98::/64"), LinkIndex: veth0.Attrs().Index, Table: 100}); err != nil {
+		t.Fatal(err)
+	}
+	if p := planNow(t, k, lab("")); strings.Contains(p.String(), "disable_ipv6") || !strings.Contains(strings.Join(p.Warnings, "\n"), "route fd98::/64 (table 100)") {
+		t.Fatalf("a route in table 100: want IPv6 kept on, got\n%v\nwarnings: %q", p, p.Warnings)
 	}
 }
 
