@@ -143,6 +143,15 @@ func (d *differ) childMTUs() {
 			if !p.ok || wl.MTU <= p.mtu-head {
 				continue
 			}
+			if hl := d.cur(Ref{name, ln}); hl != nil && !d.fresh[Ref{name, ln}] && hl.MTU == wl.MTU {
+				// It has it already (a VXLAN keeps its MTU when its dev is
+				// lowered): nothing to write, nothing refused, but its
+				// big packets do not fit (an outside audit: a conflict
+				// there blocked the whole lab).
+				d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf("%s %q in netns %q has its mtu: %d, over what %s %s leaves it now (%d): its largest packets do not fit; %s, or give it a smaller mtu:",
+					wl.Kind, ln, name, wl.MTU, how, from, p.mtu-head, raiseTo(d, *from, wl.MTU+head)))
+				continue
+			}
 			over := fmt.Sprintf("%s %s's MTU, %d%s", how, from, p.mtu, p.because())
 			if head > 0 {
 				over = fmt.Sprintf("the %d %s %s leaves it (its MTU %d%s, less %d for the VXLAN's headers)", p.mtu-head, how, from, p.mtu, p.because(), head)

@@ -621,14 +621,25 @@ func (k *Kernel) disown(h *nsHandle, l netlink.Link) error {
 // kernel nor the lab made (added by hand, by a routing daemon), in every
 // table.
 func (h *nsHandle) othersRoutes(index int) ([]netlink.Route, error) {
-	all, err := h.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{LinkIndex: index, Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+	all, err := h.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 	if err != nil {
 		return nil, fmt.Errorf("list the routes through it: %w", err)
+	}
+	through := func(r netlink.Route) bool {
+		if r.LinkIndex == index {
+			return true
+		}
+		for _, nh := range r.MultiPath { // ip route add ... nexthop ... nexthop
+			if nh.LinkIndex == index {
+				return true
+			}
+		}
+		return false
 	}
 	var out []netlink.Route
 	for _, r := range all {
 		switch {
-		case r.Protocol == unix.RTPROT_KERNEL, r.Protocol == RouteProtocol, r.Protocol == unix.RTPROT_RA, r.Type != unix.RTN_UNICAST:
+		case !through(r), r.Protocol == unix.RTPROT_KERNEL, r.Protocol == RouteProtocol, r.Protocol == unix.RTPROT_RA, r.Type != unix.RTN_UNICAST:
 		default:
 			out = append(out, r)
 		}

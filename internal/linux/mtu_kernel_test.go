@@ -401,4 +401,10 @@ func TestVXLANMTUOverADevLoweredByHand(t *testing.T) {
 	if vx.Attrs().MTU != 1450 {
 		t.Fatalf("vx0's MTU is %d, want 1450, as it was (the kernel does not lower a VXLAN with its dev)", vx.Attrs().MTU)
 	}
+	// A file whose mtu: is what it has: nothing to write, so no conflict
+	// (it blocked the whole lab: an outside audit), but a warning.
+	p := planNow(t, k, desiredOf(t, base+", mtu: 1450}\n"))
+	if len(p.Conflicts) > 0 || !p.Empty() || len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], `vxlan "vx0" in netns "r" has its mtu: 1450, over what its dev r:u0 leaves it now (1270)`) {
+		t.Fatalf("want a warning, no conflict:\n%v\nwarnings: %q", p, p.Warnings)
+	}
 }

