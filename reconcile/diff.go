@@ -126,6 +126,29 @@ func (d *differ) run() {
 				d.add(&Change{Action: Update, Kind: KindLink, Namespace: name, Name: ln, Link: hl.Clone(), OldLink: hl.Clone(),
 					Fields: []Field{{Name: "owner", Old: "this lab", New: "(none)"}},
 					Why:    "it carries addresses the lab did not add (" + strings.Join(hl.Foreign, ", ") + "): it stays for them, unmarked; the lab's own addresses go"})
+				// Its connected route for such an address's subnet may win
+				// over the lab's for the same subnet on another interface
+				// (an outside audit: a bridge renamed, the old one kept for
+				// an address in the lab's subnet, and the containers lost
+				// their gateway).
+				for _, fa := range hl.Foreign {
+					fp, err := netip.ParsePrefix(fa)
+					if err != nil {
+						continue
+					}
+					wn := d.want.NS(name)
+					if wn == nil {
+						continue
+					}
+					for _, on := range sortedKeys(wn.Links) {
+						for _, a := range wn.Links[on].Addresses {
+							if op, err := netip.ParsePrefix(a); err == nil && on != ln && op.Masked() == fp.Masked() {
+								d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf("%q in namespace %q stays for %s, which the lab did not add, in the subnet of %s the lab puts on %q: two connected routes to %s, and the kernel may send through %q what is for %q; remove %s from %q",
+									ln, name, fa, a, on, fp.Masked(), ln, on, fa, ln))
+							}
+						}
+					}
+				}
 				if hl.Impair != nil {
 					d.add(&Change{Action: Delete, Kind: KindImpair, Namespace: name, Name: ln, Dev: ln, Link: hl.Clone()})
 				}
