@@ -60,7 +60,8 @@ type Namespace struct {
 	// plan that makes an interface there reads them first (ExactSysctls).
 	IPv6Inferred bool `json:"ipv6_switch_inferred,omitempty"`
 	// ForwardDrop lists, in an observed state, base chains of other owners
-	// that drop forwarded packets by default (policy drop, as Docker sets).
+	// that drop forwarded packets by default (policy drop, as Docker sets);
+	// one with no rules at all ends in ForwardDropNoRules.
 	ForwardDrop []string `json:"forward_drop,omitempty"`
 	// NATStrays, in an observed state, lists rules in the lab's NAT chains
 	// that are not the lab's (added by hand): left, and warned about.
@@ -363,3 +364,7 @@ var LabDefaults = map[string]string{
 // NormaliseSysctl compares sysctl values the way the kernel prints them:
 // white space between fields does not matter.
 func NormaliseSysctl(v string) string { return strings.Join(strings.Fields(v), " ") }
+
+// ForwardDropNoRules ends a ForwardDrop entry of a chain with no rules: it
+// drops every forwarded packet.
+const ForwardDropNoRules = ", with no rules"

@@ -275,7 +275,11 @@ func (k *Kernel) natState(c *nftables.Conn) (st natState, err error) {
 			continue
 		}
 		if ch.Hooknum != nil && *ch.Hooknum == *nftables.ChainHookForward && ch.Policy != nil && *ch.Policy == nftables.ChainPolicyDrop {
-			st.forwardDrop = append(st.forwardDrop, fmt.Sprintf("chain %s in table %s %s", ch.Name, familyName(ch.Table.Family), ch.Table.Name))
+			desc := fmt.Sprintf("chain %s in table %s %s", ch.Name, familyName(ch.Table.Family), ch.Table.Name)
+			if rs, err := c.GetRules(ch.Table, ch); err == nil && len(rs) == 0 {
+				desc += reconcile.ForwardDropNoRules // it drops everything
+			}
+			st.forwardDrop = append(st.forwardDrop, desc)
 		}
 	}
 	sort.Strings(st.forwardDrop)

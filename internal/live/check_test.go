@@ -1220,6 +1220,18 @@ func TestPathForwardPolicyDropIsANote(t *testing.T) {
 		!strings.Contains(out, "note: namespace host has a forward chain with policy drop (chain ff in table inet npltestfw): path does not evaluate its rules") {
 		t.Fatalf("path past a policy drop with an accept rule: %d\n%s", code, out)
 	}
+	// With no rules at all, the drop is certain.
+	e.in("host", func() {
+		c, _ := nftables.New()
+		c.FlushChain(&nftables.Chain{Name: "ff", Table: &nftables.Table{Name: "npltestfw", Family: nftables.TableFamilyINet}})
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	code, out, _ = e.cli(bin, "path", e.topo.File, "ns0", "ns1")
+	if code != 1 || !strings.Contains(out, "dropped: namespace host drops forwarded packets: a forward chain with policy drop and no rules (chain ff in table inet npltestfw)") {
+		t.Fatalf("path past a policy drop with no rules: %d\n%s", code, out)
+	}
 	e.in("ns0", func() {
 		l, _ := netlink.LinkByName("eth0")
 		if err := netlink.LinkSetDown(l); err != nil {

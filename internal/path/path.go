@@ -109,6 +109,13 @@ func Trace(k Kernel, s *reconcile.State, from string, dst netip.Addr, proto stri
 			// A drop policy decides only what its rules leave: path does
 			// not evaluate rules it did not make (an outside audit: Docker's
 			// policy drop with accept rules was reported as a drop).
+			for _, fd := range n.ForwardDrop {
+				if strings.HasSuffix(fd, reconcile.ForwardDropNoRules) {
+					r.Hops = append(r.Hops, hop)
+					r.Result, r.Reason = "dropped", fmt.Sprintf("namespace %s drops forwarded packets: a forward chain with policy drop and no rules (%s)", ns, strings.TrimSuffix(fd, reconcile.ForwardDropNoRules))
+					return r
+				}
+			}
 			if len(n.ForwardDrop) > 0 {
 				r.Notes = append(r.Notes, fmt.Sprintf("namespace %s has a forward chain with policy drop (%s): path does not evaluate its rules; unless one accepts this packet, it is dropped there", ns, strings.Join(n.ForwardDrop, ", ")))
 			}
