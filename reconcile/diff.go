@@ -1586,7 +1586,7 @@ func (d *differ) nat(name string) {
 		for _, c := range h.ForwardDrop {
 			d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
 				"namespace %q: %s drops forwarded packets by default (policy drop, as Docker sets): the lab's forwarded traffic needs an accept rule there, or the policy set to accept (iptables --policy FORWARD ACCEPT); netplan-lab does not change chains it does not own",
-				name, c))
+				name, strings.TrimSuffix(c, ForwardDropNoRules)))
 		}
 	}
 }
