@@ -3,6 +3,7 @@ package reconcile
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -118,7 +119,9 @@ func impairFields(w, h *Impair) []Field {
 	if len(out) == 0 && wn.Qdisc() != hn.Qdisc() {
 		out = append(out, Field{"qdisc", hn.Qdisc(), wn.Qdisc()})
 	}
-	if len(out) == 0 && hn.Short != "" {
+	if hn.Short != "" {
+		// Its limit was read for the old frames: the bucket says why.
+		out = slices.DeleteFunc(out, func(f Field) bool { return f.Name == "limit" })
 		out = append(out, Field{"bucket", hn.Short, "a full frame"})
 	}
 	return out
