@@ -417,6 +417,17 @@ func (d *decoder) validate(t *Topology) {
 		}
 	}
 
+	// A veth end without mtu: has the other end's: a parent's MTU is that.
+	peerMTU := map[*Iface]int{}
+	for _, l := range t.Links {
+		peerMTU[&l.A], peerMTU[&l.B] = l.B.MTU, l.A.MTU
+	}
+	mtuOf := func(i *Iface) int {
+		if i.MTU != 0 {
+			return i.MTU
+		}
+		return peerMTU[i]
+	}
 	parent := func(i *Iface, ns, name, kind string) {
 		if ns == "" {
 			return
@@ -439,14 +450,18 @@ func (d *decoder) validate(t *Topology) {
 			// audit's find).
 			d.at(i.Pos, join(i.Path, "parent"), "parent %s:%s is a port of bridge %s: the kernel takes no %s on a bridge port; make it on the bridge %s:%s instead", ns, name, c.iface.Bridge, kind, ns, c.iface.Bridge)
 		}
-		if ok && i.MTU != 0 && c.iface.MTU != 0 && i.MTU > c.iface.MTU {
-			// The kernel refuses it (EINVAL): apply would fail.
-			d.at(i.Pos, join(i.Path, "mtu"), "mtu %d is over its parent %s:%s's mtu %d: a macvlan's or ipvlan's may not pass its parent's", i.MTU, ns, name, c.iface.MTU)
+		pm := 0
+		if ok {
+			pm = mtuOf(c.iface)
 		}
-		if a := firstIPv6(i.Addresses); ok && a != "" && i.MTU == 0 && c.iface.MTU != 0 && c.iface.MTU < MinIPv6MTU {
+		if ok && i.MTU != 0 && pm != 0 && i.MTU > pm {
+			// The kernel refuses it (EINVAL): apply would fail.
+			d.at(i.Pos, join(i.Path, "mtu"), "mtu %d is over its parent %s:%s's mtu %d: a macvlan's or ipvlan's may not pass its parent's", i.MTU, ns, name, pm)
+		}
+		if a := firstIPv6(i.Addresses); ok && a != "" && i.MTU == 0 && pm != 0 && pm < MinIPv6MTU {
 			// Without mtu: it takes its parent's, and the kernel refuses
 			// IPv6 under 1280 (an outside audit's find: apply failed).
-			d.at(i.Pos, i.Path, "%s is IPv6, but without mtu: this takes its parent %s:%s's mtu %d, under IPv6's minimum of 1280", a, ns, name, c.iface.MTU)
+			d.at(i.Pos, i.Path, "%s is IPv6, but without mtu: this takes its parent %s:%s's mtu %d, under IPv6's minimum of 1280", a, ns, name, pm)
 		}
 	}
 	oneOf := func(i *Iface, key, val string, allowed ...string) {
