@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/netplan-lab/netplan-lab/reconcile"
 )
@@ -118,13 +119,7 @@ func TestSysctlNotesAgainstTheKernel(t *testing.T) {
 	}
 
 	// A second lab in the same sandbox.
-	k2 := New(Options{Name: "snote2", Prefix: k.opt.Prefix + "b-", Netns: k.opt.Netns})
-	t.Cleanup(func() {
-		if _, err := reconcile.Reconcile(context.Background(), k2, reconcile.Nothing(), reconcile.ExecOptions{}); err != nil {
-			t.Errorf("destroy the second lab: %v", err)
-		}
-		k2.Close()
-	})
+	k2 := secondLab(t, k, "snote2")
 	const ttl = "net.ipv4.ip_default_ttl"
 	orig := sysctlIn(t, k, reconcile.HostNS, ttl)
 	host := func(name, v string) *reconcile.State {
@@ -167,11 +162,7 @@ func TestSysctlNotesOfWhatIsThere(t *testing.T) {
 	}
 	const ai = "net.ipv4.conf.all.arp_ignore"
 	orig := sysctlIn(t, k, reconcile.HostNS, ai)
-	k2 := New(Options{Name: "snow2", Prefix: k.opt.Prefix + "b-", Netns: k.opt.Netns})
-	t.Cleanup(func() {
-		reconcile.Reconcile(context.Background(), k2, reconcile.Nothing(), reconcile.ExecOptions{})
-		k2.Close()
-	})
+	k2 := secondLab(t, k, "snow2")
 	apply(k, "name: snow\nnamespaces:\n  host:\n    sysctls: {"+ai+": \"1\"}\n")
 	if p := apply(k2, "name: snow2\nnamespaces:\n  host:\n    sysctls: {"+ai+": \"1\"}\n").Plan; !p.Empty() {
 		t.Fatalf("the second lab: want nothing to write:\n%v", p)
@@ -295,11 +286,7 @@ func sysctlIn(t *testing.T, k *Kernel, short, key string) string {
 func TestSysctlNotesShareAnAlias(t *testing.T) {
 	k := kernelFor(t, "salias")
 	ctx := context.Background()
-	k2 := New(Options{Name: "salias2", Prefix: k.opt.Prefix + "b-", Netns: k.opt.Netns})
-	t.Cleanup(func() {
-		reconcile.Reconcile(context.Background(), k2, reconcile.Nothing(), reconcile.ExecOptions{})
-		k2.Close()
-	})
+	k2 := secondLab(t, k, "salias2")
 	orig := sysctlIn(t, k, reconcile.HostNS, "net.ipv4.ip_forward")
 	for _, step := range []struct {
 		k    *Kernel
@@ -362,22 +349,7 @@ func TestSysctlRewrittenKeysPutBackOnTheKernel(t *testing.T) {
 	k := kernelFor(t, "srb")
 	ctx := context.Background()
 	const fw, df, kf, vf = "net.ipv4.ip_forward", "net.ipv4.conf.default.forwarding", "net.ipv4.conf.keep0.forwarding", "net.ipv4.conf.v1.forwarding"
-	h := netlinkIn(t, k, reconcile.HostNS)
-	keep := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "keep0"}}
-	if err := h.LinkAdd(keep); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.LinkDel(keep) })
-	hfd, err := k.OpenNetns(reconcile.HostNS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hfd.Close()
-	for _, key := range []string{kf, df} {
-		if err := writeSysctl(hfd, key, "1"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	hfd := bridgeOfTheSandbox(t, k, "keep0", kf, df)
 	on := "name: srb\nnamespaces:\n  host:\n    sysctls: {" + fw + ": \"1\"}\n  x: {}\n"
 	for _, f := range []string{on, "name: srb\nnamespaces:\n  x: {}\n"} {
 		if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, f), reconcile.ExecOptions{}); err != nil {
@@ -394,13 +366,7 @@ func TestSysctlRewrittenKeysPutBackOnTheKernel(t *testing.T) {
 	}
 
 	// Two labs set ip_forward; the first goes.
-	k2 := New(Options{Name: "srb2", Prefix: k.opt.Prefix + "b-", Netns: k.opt.Netns})
-	t.Cleanup(func() {
-		if _, err := reconcile.Reconcile(context.Background(), k2, reconcile.Nothing(), reconcile.ExecOptions{}); err != nil {
-			t.Errorf("destroy the second lab: %v", err)
-		}
-		k2.Close()
-	})
+	k2 := secondLab(t, k, "srb2")
 	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, on), reconcile.ExecOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -433,27 +399,8 @@ func TestSysctlRewrittenNoteOutlivesItsLab(t *testing.T) {
 			if _, err := k.EnsureHost(); err != nil {
 				t.Fatal(err)
 			}
-			h := netlinkIn(t, k, reconcile.HostNS)
-			keep := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "keep0"}}
-			if err := h.LinkAdd(keep); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { h.LinkDel(keep) })
-			hfd, err := k.OpenNetns(reconcile.HostNS)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer hfd.Close()
-			if err := writeSysctl(hfd, kf, "1"); err != nil {
-				t.Fatal(err)
-			}
-			k2 := New(Options{Name: "srn2", Prefix: k.opt.Prefix + "b-", Netns: k.opt.Netns})
-			t.Cleanup(func() {
-				if _, err := reconcile.Reconcile(context.Background(), k2, reconcile.Nothing(), reconcile.ExecOptions{}); err != nil {
-					t.Errorf("destroy the second lab: %v", err)
-				}
-				k2.Close()
-			})
+			bridgeOfTheSandbox(t, k, "keep0", kf)
+			k2 := secondLab(t, k, "srn2")
 			labs := []*Kernel{k, k2}
 			files := []string{"name: srn\nnamespaces:\n  host:\n    sysctls: {net.ipv4.ip_forward: \"1\"}\n  x: {}\n",
 				"name: srn2\nnamespaces:\n  host:\n    sysctls: {net.ipv4.conf.all.forwarding: \"1\"}\n  y: {}\n"}
@@ -472,4 +419,42 @@ func TestSysctlRewrittenNoteOutlivesItsLab(t *testing.T) {
 			}
 		})
 	}
+}
+
+// bridgeOfTheSandbox makes a bridge of someone else's in k's sandbox with
+// the sysctls keys set to 1 (as before any lab), gone when the test ends;
+// it returns the sandbox's handle.
+func bridgeOfTheSandbox(t *testing.T, k *Kernel, name string, keys ...string) netns.NsHandle {
+	t.Helper()
+	h := netlinkIn(t, k, reconcile.HostNS)
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}
+	if err := h.LinkAdd(br); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.LinkDel(br) })
+	fd, err := k.OpenNetns(reconcile.HostNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fd.Close() })
+	for _, key := range keys {
+		if err := writeSysctl(fd, key, "1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return fd
+}
+
+// secondLab is another lab, name, in k's sandbox under a prefix of its
+// own, destroyed when the test ends.
+func secondLab(t *testing.T, k *Kernel, name string) *Kernel {
+	t.Helper()
+	k2 := New(Options{Name: name, Prefix: k.opt.Prefix + "b-", Netns: k.opt.Netns})
+	t.Cleanup(func() {
+		if _, err := reconcile.Reconcile(context.Background(), k2, reconcile.Nothing(), reconcile.ExecOptions{}); err != nil {
+			t.Errorf("destroy the second lab: %v", err)
+		}
+		k2.Close()
+	})
+	return k2
 }
