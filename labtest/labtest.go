@@ -182,7 +182,11 @@ func (x *Lab) Exec(ns, name string, args ...string) ([]byte, error) {
 }
 
 // Do runs fn on a locked OS thread inside namespace ns; the thread goes
-// back to where it was after (or is thrown away if it cannot).
+// back to where it was after (or is thrown away if it cannot). fn runs
+// on a goroutine of its own, but ends as if it ran on the caller's: its
+// panic panics the caller, and a t.Fatal (t.FailNow, t.Skip) in it ends
+// the test as in the test's own goroutine; the lab is torn down either
+// way.
 func (x *Lab) Do(ns string, fn func() error) error {
 	target, err := netns.GetFromPath(filepath.Join("/run/netns", x.l.Netns(ns)))
 	if err != nil {

@@ -305,3 +305,58 @@ func TestUpAndExec(t *testing.T) {
 		t.Fatalf("exec in a: %v\n%s", err, out)
 	}
 }
+
+// TestDoEndsChild fails (t.Fatal) or panics inside Do, as
+// TestFatalAndPanicInsideDo asks.
+func TestDoEndsChild(t *testing.T) {
+	how := os.Getenv("LABTEST_DO")
+	if how == "" {
+		t.Skip("run by TestFatalAndPanicInsideDo")
+	}
+	l := labtest.UpYAML(t, pair)
+	fmt.Printf("UP %s %s\n", l.Netns("host"), l.Netns("a"))
+	l.Do("a", func() error {
+		if how == "panic" {
+			panic("a panic inside Do")
+		}
+		t.Fatal("a t.Fatal inside Do")
+		return nil
+	})
+	t.Error("Do returned")
+}
+
+// TestFatalAndPanicInsideDo: a t.Fatal inside Do ends the test at once
+// (it hung until the timeout), and a panic there fails it (it killed the
+// binary first); either way the lab is torn down (an outside audit: it
+// was left).
+func TestFatalAndPanicInsideDo(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	for _, how := range []string{"fatal", "panic"} {
+		t.Run(how, func(t *testing.T) {
+			child := exec.Command(os.Args[0], "-test.run", "^TestDoEndsChild$", "-test.v", "-test.timeout", "60s")
+			child.Env = append(os.Environ(), "LABTEST_DO="+how)
+			start := time.Now()
+			out, err := child.CombinedOutput()
+			if err == nil || time.Since(start) > 30*time.Second || strings.Contains(string(out), "test timed out") || !strings.Contains(string(out), "inside Do") {
+				t.Fatalf("the child: %v after %v\n%s", err, time.Since(start), out)
+			}
+			var names []string
+			for _, line := range strings.Split(string(out), "\n") {
+				if f := strings.Fields(line); len(f) == 3 && f[0] == "UP" {
+					names = f[1:]
+				}
+			}
+			if names == nil {
+				t.Fatalf("the child did not bring its lab up:\n%s", out)
+			}
+			for _, n := range names {
+				if _, err := os.Stat(filepath.Join("/run/netns", n)); err == nil {
+					lab.RemoveStale()
+					t.Fatalf("%s is still there after the child's %s inside Do:\n%s", n, how, out)
+				}
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -57,5 +58,39 @@ func TestLockFileGoesWithItsSandbox(t *testing.T) {
 	unlock()
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("the lock file of a sandbox that stays went: %v", err)
+	}
+}
+
+// TestOnThreadPassesPanicsAndGoexit: fn's panic panics in the caller's
+// goroutine, and fn's runtime.Goexit (t.Fatal) ends the caller's, so a
+// test's cleanups run (an outside audit: t.Fatal inside labtest's Do hung
+// the test; a panic there killed the binary before its labs went).
+func TestOnThreadPassesPanicsAndGoexit(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the thread is put back in its namespace (setns)")
+	}
+	enter := func() error { return nil }
+	func() {
+		defer func() {
+			if v := recover(); v != "boom" {
+				t.Errorf("recovered %v, want fn's panic", v)
+			}
+		}()
+		onThread(enter, func() error { panic("boom") })
+		t.Error("onThread returned after fn panicked")
+	}()
+	done := make(chan bool)
+	go func() {
+		defer close(done)
+		onThread(enter, func() error { runtime.Goexit(); return nil })
+		t.Error("onThread returned after fn's Goexit")
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("onThread hung after fn's Goexit")
+	}
+	if err := onThread(enter, func() error { return errors.New("plain") }); err == nil || err.Error() != "plain" {
+		t.Errorf("fn's error: %v", err)
 	}
 }

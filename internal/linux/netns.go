@@ -231,30 +231,63 @@ func inNewNetns(fn func() error) error {
 // thread back in the namespace it came from. If enter fails, the thread
 // has not moved. If the thread cannot return, it stays locked, so the Go
 // runtime throws it away instead of reusing it in the wrong namespace.
+// However fn ends, the caller hears of it in its own goroutine: a panic of
+// fn's panics there, and a runtime.Goexit of fn's (t.Fatal in a test)
+// ends the caller's goroutine too (an outside audit: t.Fatal inside
+// labtest's Do hung the test, a panic there killed the test binary
+// before its labs were torn down).
 func onThread(enter, fn func() error) error {
-	errc := make(chan error, 1)
+	type end struct {
+		err      error
+		panicked bool
+		value    any
+		goexit   bool
+	}
+	endc := make(chan end, 1)
 	go func() {
 		runtime.LockOSThread()
 		origin, err := originNetns()
 		if err != nil {
 			runtime.UnlockOSThread()
-			errc <- err
+			endc <- end{err: err}
 			return
 		}
 		if err := enter(); err != nil {
 			runtime.UnlockOSThread()
-			errc <- err
+			endc <- end{err: err}
 			return
 		}
-		ferr := fn()
-		if err := netns.Set(origin); err != nil {
-			errc <- fmt.Errorf("return to the original netns: %w", err)
-			return // the thread stays locked and is discarded
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
+		var e end
+		returned := false
+		defer func() {
+			if !returned {
+				if v := recover(); v != nil {
+					e = end{panicked: true, value: v}
+				} else {
+					e = end{goexit: true}
+				}
+			}
+			if err := netns.Set(origin); err != nil {
+				if !e.panicked && !e.goexit {
+					e.err = fmt.Errorf("return to the original netns: %w", err)
+				}
+				endc <- e
+				return // the thread stays locked and is discarded
+			}
+			runtime.UnlockOSThread()
+			endc <- e
+		}()
+		e.err = fn()
+		returned = true
 	}()
-	return <-errc
+	e := <-endc
+	switch {
+	case e.panicked:
+		panic(e.value)
+	case e.goexit:
+		runtime.Goexit()
+	}
+	return e.err
 }
 
 var (
