@@ -67,7 +67,7 @@ ports: capture on a port (the veth end) for that.`,
 			if ns != reconcile.HostNS && l.topo.Namespace(ns) == nil {
 				return &codeError{exitError, fmt.Errorf("namespace %q is not in %s", ns, args[0])}
 			}
-			fd, err := l.kernel.OpenNetns(ns)
+			fd, err := l.kernel.OpenLabNetns(ns)
 			if err != nil {
 				return err
 			}

@@ -88,7 +88,7 @@ func (g *globals) execIn(cmd *cobra.Command, file, ns string, argv []string, ext
 		l.kernel.Close()
 		return &codeError{exitError, fmt.Errorf("namespace %q is not in %s", ns, file)}
 	}
-	fd, err := l.kernel.OpenNetns(ns)
+	fd, err := l.kernel.OpenLabNetns(ns)
 	if err != nil {
 		l.kernel.Close()
 		return err

@@ -566,6 +566,37 @@ func (k *Kernel) OpenNetns(short string) (netns.NsHandle, error) {
 	return fd, err
 }
 
+// OpenLabNetns is OpenNetns for a command that works inside the lab
+// (exec, shell, capture): a namespace of the lab's must carry its mark,
+// or it is another lab's (same names, another sandbox) or nobody's (an
+// outside audit: exec ran in another lab's namespace). host is the
+// sandbox, or the machine, whoever made it.
+func (k *Kernel) OpenLabNetns(short string) (netns.NsHandle, error) {
+	fd, err := k.OpenNetns(short)
+	if err != nil || short == reconcile.HostNS {
+		return fd, err
+	}
+	h, err := netlink.NewHandleAt(fd)
+	if err != nil {
+		fd.Close()
+		return -1, err
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		fd.Close()
+		return -1, fmt.Errorf("namespace %s (netns %s): %w", short, k.KernelName(short), err)
+	}
+	if owned, _ := k.ownedAlias(lo.Attrs().Alias); !owned {
+		fd.Close()
+		if other, ok := ParseMark(lo.Attrs().Alias); ok {
+			return -1, fmt.Errorf("namespace %s (netns %s) is not this lab's: it belongs to %s", short, k.KernelName(short), other)
+		}
+		return -1, fmt.Errorf("namespace %s (netns %s) is not this lab's: it carries no lab's mark (made by hand, or half-made by a killed run: apply the lab)", short, k.KernelName(short))
+	}
+	return fd, nil
+}
+
 // RouteGet asks namespace short's routing table for dst, as `ip route
 // get` does.
 func (k *Kernel) RouteGet(short string, dst net.IP) ([]netlink.Route, error) {

@@ -234,6 +234,17 @@ func TestExecShellNames(t *testing.T) {
 	if code, _, errOut := run("", "exec", file, "c2", "--", "sh", "-c", "echo oops >&2; exit 1"); code != 1 || errOut != "oops\n" {
 		t.Fatalf("stderr: %d %q", code, errOut)
 	}
+	// Another lab's file with a namespace of that name, under the same
+	// prefix in another sandbox: not this lab's c1, refused (an outside
+	// audit: exec ran in it).
+	other := filepath.Join(t.TempDir(), "other.yaml")
+	if err := os.WriteFile(other, []byte("name: other\nnamespaces: {c1: {}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := exec.Command(bin, "--netns", e.sandbox+"-x", "--prefix", e.prefix, "exec", other, "c1", "--", "true")
+	if code, _, errOut := runCmd(t, elsewhere); code != 1 || !strings.Contains(errOut, "namespace c1 (netns "+e.k.KernelName("c1")+") is not this lab's: it belongs to lab \"bridge\"") {
+		t.Fatalf("exec in another lab's namespace: %d %s", code, errOut)
+	}
 	var mac string
 	e.in("c1", func() {
 		l, err := netlink.LinkByName("eth0")
