@@ -101,6 +101,8 @@ type decoder struct {
 	// unresolved holds the problems found at a path whose position the
 	// first pass did not record: locate sets them once validation is done.
 	unresolved []*Error
+	// named holds the name of every variable the file writes.
+	named map[string]bool
 	// badAddress holds the namespaces with an address that is no address:
 	// problems that follow from it (a gateway on no subnet, nothing to
 	// check) are not reported beside it.
@@ -301,6 +303,7 @@ func (d *decoder) root(data []byte, l *layout) *Topology {
 	if len(used) > 0 {
 		t.Vars = used
 	}
+	t.Named = d.named
 	return t
 }
 

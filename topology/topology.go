@@ -22,7 +22,10 @@ type Pos struct {
 type Topology struct {
 	File string
 	// Vars are the variables the file used, with the values they took.
-	Vars       map[string]string
+	Vars map[string]string
+	// Named are the names of every variable the file writes, also in a
+	// default that was not taken (${A:-${B}} with A set names B).
+	Named      map[string]bool
 	Name       string
 	Prefix     string
 	Namespaces []*Namespace // in file order; "host" included when listed

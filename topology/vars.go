@@ -161,6 +161,24 @@ func (d *decoder) substituteScalar(n *yaml.Node, path string, vars Vars, used ma
 		return
 	}
 	text := n.Value
+	for i := 0; i < len(text); i++ {
+		switch {
+		case strings.HasPrefix(text[i:], "$${"):
+			i += 2
+		case strings.HasPrefix(text[i:], "${"):
+			j := i + 2
+			for j < len(text) && (text[j] == '_' || text[j] >= 'a' && text[j] <= 'z' || text[j] >= 'A' && text[j] <= 'Z' || text[j] >= '0' && text[j] <= '9') {
+				j++
+			}
+			if name := text[i+2 : j]; IsVarName(name) {
+				if d.named == nil {
+					d.named = map[string]bool{}
+				}
+				d.named[name] = true
+			}
+			i = j - 1
+		}
+	}
 	out, problems, substituted := expand(n.Value, vars, used)
 	for _, p := range problems {
 		d.errorf(n, path, "%s", p)

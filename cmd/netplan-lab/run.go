@@ -254,10 +254,10 @@ func (g *globals) givenVars() map[string]string {
 }
 
 // warnUnusedVars: a --var the file never names is likely a typo.
-func (g *globals) warnUnusedVars(file string, used map[string]string) {
+func (g *globals) warnUnusedVars(file string, named map[string]bool) {
 	for _, v := range g.vars {
 		name, _, _ := strings.Cut(v, "=")
-		if _, ok := used[name]; !ok {
+		if !named[name] {
 			fmt.Fprintf(g.stderr, "warning: --var %s: %s has no ${%s}\n", name, file, name)
 		}
 	}
@@ -274,7 +274,7 @@ func (g *globals) loadFile(file string) (*lab, error) {
 		}
 		return nil, err
 	}
-	g.warnUnusedVars(file, l.Topology.Vars)
+	g.warnUnusedVars(file, l.Topology.Named)
 	return &lab{Lab: l, topo: l.Topology, desired: l.Desired(), kernel: l.Linux()}, nil
 }
 
@@ -342,7 +342,7 @@ func newValidateCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			top, err := interruptible(cmd.Context(), "reading "+args[0], func() (*topology.Topology, error) { return loadTopology(args[0], g.varsOf()) })
 			if err == nil {
-				g.warnUnusedVars(args[0], top.Vars)
+				g.warnUnusedVars(args[0], top.Named)
 			}
 			var list topology.ErrorList
 			if err != nil && !errors.As(err, &list) {

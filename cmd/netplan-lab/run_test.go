@@ -335,6 +335,15 @@ func TestVariables(t *testing.T) {
 	if code, _, errOut := runCLI("--var", "NET=10.9.9", "--var", "NTE=1", "validate", file); code != 0 || errOut != "warning: --var NTE: "+file+" has no ${NTE}\n" {
 		t.Fatalf("unused --var: exit %d\n%q", code, errOut)
 	}
+	// One the file names only in a default that was not taken is not
+	// (an outside audit: "has no ${B}" for a file with ${A:-${B:-x}}).
+	nested := filepath.Join(t.TempDir(), "nested.yaml")
+	if err := os.WriteFile(nested, []byte("name: w\nnamespaces:\n  \"${A:-${B:-x}}\": {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCLI("--var", "A=a", "--var", "B=b", "validate", nested); code != 0 || errOut != "" {
+		t.Fatalf("a --var named in a default not taken: exit %d\n%q", code, errOut)
+	}
 }
 
 func mustRead(t *testing.T, f string) []byte {
