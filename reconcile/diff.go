@@ -1501,6 +1501,12 @@ func (d *differ) nat(name string) {
 			}
 		}
 	}
+	// The table itself changed by hand (its marker, a chain's policy):
+	// making a rule again puts it back (an outside audit: a marker deleted
+	// by hand stayed gone, and the lab was later locked out).
+	if h != nil && h.NATRepair != "" && len(order) > 0 && len(creates) == 0 && len(replaced) == 0 {
+		replaced[order[0]] = "the lab's table: " + h.NATRepair
+	}
 	for _, id := range order {
 		switch {
 		case contains(creates, id):

@@ -66,6 +66,10 @@ type Namespace struct {
 	// NATStrays, in an observed state, lists rules in the lab's NAT chains
 	// that are not the lab's (added by hand): left, and warned about.
 	NATStrays []string `json:"nat_strays,omitempty"`
+	// NATRepair, in an observed state, says what of the lab's own NAT
+	// table was changed by hand (its marker gone, a chain's policy set to
+	// drop): the plan makes the table's rules again, which puts it back.
+	NATRepair string `json:"nat_repair,omitempty"`
 	// NATTableForeign, in an observed state, says that a table with the
 	// lab's NAT table name is there and is someone else's.
 	NATTableForeign string `json:"nat_table_foreign,omitempty"`

@@ -50,14 +50,24 @@ func (k *Kernel) TableName() string { return TableName(k.opt) }
 func (k *Kernel) ownerComment() string { return k.mark + " owner" }
 
 func natChains(t *nftables.Table) map[string]*nftables.Chain {
+	accept := nftables.ChainPolicyAccept // said, so that a policy set by hand is put back
 	return map[string]*nftables.Chain{
 		chainPost: {Name: chainPost, Table: t, Type: nftables.ChainTypeNAT,
-			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource},
+			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &accept},
 		chainPre: {Name: chainPre, Table: t, Type: nftables.ChainTypeNAT,
-			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest},
+			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest, Policy: &accept},
 		chainOut: {Name: chainOut, Table: t, Type: nftables.ChainTypeNAT,
-			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest},
+			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest, Policy: &accept},
 	}
+}
+
+// asTheLabMakes says whether chain ch (in the lab's table) is one of the
+// lab's as the lab makes it: its name, a nat chain on its hook, policy
+// accept.
+func asTheLabMakes(ch *nftables.Chain) bool {
+	want := natChains(ch.Table)[ch.Name]
+	return want != nil && ch.Type == want.Type && ch.Hooknum != nil && *ch.Hooknum == *want.Hooknum &&
+		(ch.Policy == nil || *ch.Policy == nftables.ChainPolicyAccept)
 }
 
 // ifname is an interface name as nftables compares it: NUL-padded to 16.
@@ -244,7 +254,10 @@ type natState struct {
 	foreign bool
 	// unmarked: the lab's table lost its marker (flushed by hand): the
 	// next change puts it back.
-	unmarked    bool
+	unmarked bool
+	// repair says what of the lab's table was changed by hand (its
+	// marker, a chain's policy), for the plan to put back; "" if nothing.
+	repair      string
 	rules       []ownedRule
 	forwardDrop []string // foreign base chains that drop forwarded packets
 	// strays: rules in the lab's chains that are not the lab's.
@@ -320,9 +333,18 @@ func (k *Kernel) natState(c *nftables.Conn) (st natState, err error) {
 	// makes, is not.
 	onlyLabChains := true
 	for _, ch := range mine {
-		if ch.Name != chainPre && ch.Name != chainOut && ch.Name != chainPost {
+		switch {
+		case ch.Name != chainPre && ch.Name != chainOut && ch.Name != chainPost:
 			onlyLabChains = false // a chain the lab never makes
 			st.strays = append(st.strays, fmt.Sprintf("chain %s, which the lab does not make", ch.Name))
+		case !asTheLabMakes(ch):
+			onlyLabChains = false // another type or hook, or a policy of drop
+			st.repair = fmt.Sprintf("its chain %s is not as the lab makes it (a nat chain, policy accept)", ch.Name)
+		}
+	}
+	if owner == nil || !marked {
+		if st.repair == "" {
+			st.repair = "its owner marker is gone (deleted or flushed by hand)"
 		}
 	}
 	if sets, err := c.GetSets(st.table); err == nil {
@@ -336,7 +358,7 @@ func (k *Kernel) natState(c *nftables.Conn) (st natState, err error) {
 		// Rules of the lab's; or the lab's chains, all empty (flushed).
 		st.unmarked = true
 	default:
-		st.foreign, st.rules, st.strays = true, nil, nil
+		st.foreign, st.rules, st.strays, st.repair = true, nil, nil, ""
 	}
 	return st, nil
 }
@@ -377,6 +399,7 @@ func (k *Kernel) observeNAT(h *nsHandle, ns *reconcile.Namespace) error {
 	for _, s := range st.strays {
 		ns.NATStrays = append(ns.NATStrays, fmt.Sprintf("table inet %s, %s", k.TableName(), s))
 	}
+	ns.NATRepair = st.repair
 	if st.foreign {
 		ns.NATTableForeign = fmt.Sprintf("table inet %s exists and is not this lab's (neither its owner chain nor any rule in it has the lab's mark)", k.TableName())
 	}

@@ -105,8 +105,8 @@ func TestNATTableFlushedByHandStaysTheLabs(t *testing.T) {
 		}
 	}
 	flush(chainOwner)
-	if p := planNow(t, k, want); !p.Empty() || len(p.Conflicts) > 0 {
-		t.Fatalf("the marker flushed: want nothing to do, got\n%v", p)
+	if p := planNow(t, k, want); len(p.Conflicts) > 0 || !strings.Contains(p.String(), "the lab's table: its owner marker is gone") {
+		t.Fatalf("the marker flushed: want it put back, got\n%v", p)
 	}
 	flush(chainOwner, chainPre, chainOut, chainPost)
 	p := planNow(t, k, want)
@@ -136,5 +136,66 @@ func TestNATTableFlushedByHandStaysTheLabs(t *testing.T) {
 	defer func() { c.DelTable(tb); c.Flush() }()
 	if p := planNow(t, k, want); len(p.Conflicts) != 1 || !strings.Contains(p.Conflicts[0], "is not this lab's") {
 		t.Fatalf("a table of someone else's by the lab's name: want a conflict, got\n%v", p)
+	}
+}
+
+// TestNATTableChangedByHandIsPutBack, against the kernel: the lab's table
+// with its owner chain deleted, or a chain's policy set to drop, is
+// repaired by the next plan (an outside audit: the marker stayed gone, and
+// further edits locked the lab out); a stranger's table by the lab's name
+// whose chains are not the lab's kind (filter, policy drop) is a conflict,
+// not taken over.
+func TestNATTableChangedByHandIsPutBack(t *testing.T) {
+	k := kernelFor(t, "natfix")
+	ctx := context.Background()
+	want := desiredOf(t, "name: natfix\nnamespaces:\n  host:\n    sysctls: {net.ipv4.ip_forward: \"1\"}\n  c1: {}\nlinks:\n  - a: {namespace: c1, name: eth0, addresses: [10.5.0.2/24]}\n    b: {namespace: host, name: v0, addresses: [10.5.0.1/24]}\nnat:\n  - {namespace: host, masquerade: {source: 10.5.0.0/24}}\n")
+	if _, err := reconcile.Reconcile(ctx, k, want, reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := k.OpenNetns(reconcile.HostNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.Close()
+	c, err := nftables.New(nftables.WithNetNSFd(int(fd)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := &nftables.Table{Name: k.TableName(), Family: nftables.TableFamilyINet}
+	drop := nftables.ChainPolicyDrop
+	for _, hand := range []func(){
+		func() { c.DelChain(&nftables.Chain{Name: chainOwner, Table: tb}) },
+		func() {
+			ch := natChains(tb)[chainPost]
+			ch.Policy = &drop
+			c.AddChain(ch)
+		},
+	} {
+		hand()
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if p := planNow(t, k, want); p.Empty() || len(p.Conflicts) > 0 || !strings.Contains(p.String(), "the lab's table: its") {
+			t.Fatalf("a change by hand to the lab's table: want it put back, got\n%v", p)
+		}
+		if _, err := reconcile.Reconcile(ctx, k, want, reconcile.ExecOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if p := planNow(t, k, want); !p.Empty() {
+			t.Fatalf("after the repair:\n%v", p)
+		}
+	}
+	if _, err := reconcile.Reconcile(ctx, k, reconcile.Nothing(), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// A stranger's table by that name, its chains of another kind.
+	other := c.AddTable(tb)
+	c.AddChain(&nftables.Chain{Name: chainPost, Table: other, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityFilter, Policy: &drop})
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.DelTable(tb); c.Flush() }()
+	if p := planNow(t, k, want); len(p.Conflicts) != 1 || !strings.Contains(p.Conflicts[0], "is not this lab's") {
+		t.Fatalf("a stranger's table by the lab's name: want a conflict, got\n%v", p)
 	}
 }
