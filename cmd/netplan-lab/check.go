@@ -48,7 +48,7 @@ namespace, every other one's first address (mininet's pingall).`,
 }
 
 func (g *globals) checkEnv(l *lab) *check.Env {
-	env := &check.Env{Topo: l.topo, Open: l.kernel.OpenNetns}
+	env := &check.Env{Topo: l.topo, Open: l.kernel.OpenLabNetns}
 	if g.netns != "" {
 		env.Listen = append(env.Listen, reconcile.HostNS)
 	}

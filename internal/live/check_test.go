@@ -245,6 +245,11 @@ func TestExecShellNames(t *testing.T) {
 	if code, _, errOut := runCmd(t, elsewhere); code != 1 || !strings.Contains(errOut, "namespace c1 (netns "+e.k.KernelName("c1")+") is not this lab's: it belongs to lab \"bridge\"") {
 		t.Fatalf("exec in another lab's namespace: %d %s", code, errOut)
 	}
+	// check too (an outside audit: it ran in them).
+	elsewhere = exec.Command(bin, "--netns", e.sandbox+"-x", "--prefix", e.prefix, "check", file)
+	if code, out, errOut := runCmd(t, elsewhere); code != 1 || !strings.Contains(errOut, "is not this lab's: it belongs to lab \"bridge\"") {
+		t.Fatalf("check in another lab's namespaces: %d %s%s", code, out, errOut)
+	}
 	var mac string
 	e.in("c1", func() {
 		l, err := netlink.LinkByName("eth0")
