@@ -60,12 +60,15 @@ func closed(s string) bool {
 }
 
 // closing is the index of the } that closes a ${ whose text starts at j,
-// counting the ${ inside it (a default's variables); -1 if there is none.
+// counting the ${ inside it (a default's variables) and the $${ (a
+// literal ${...} in a default: ${A:-$${D}} defaults to ${D}, an outside
+// audit's case); -1 if there is none.
 func closing(s string, j int) int {
 	depth := 1
 	for k := j; k < len(s); k++ {
 		switch {
 		case strings.HasPrefix(s[k:], "$${"):
+			depth++
 			k += 2
 		case strings.HasPrefix(s[k:], "${"):
 			depth++

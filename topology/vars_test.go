@@ -123,6 +123,12 @@ func TestNestedDefaults(t *testing.T) {
 		{"${A:-${B:-c1}}-x", nil, "c1-x"},
 		{"${A:-${B:-${C:-d1}}}", map[string]string{"C": "c1"}, "c1"},
 		{"${A:-$${B}}", nil, "${B}"},
+		// A literal ${...} in a default is one piece (an outside audit:
+		// "e1}" and "x${Fy}").
+		{"${A:-$${B}}", map[string]string{"A": "e1"}, "e1"},
+		{"${E:-x$${F}y}", map[string]string{"E": "v0"}, "v0"},
+		{"${E:-x$${F}y}", nil, "x${F}y"},
+		{"$${X}-${A:-a}", nil, "${X}-a"},
 		{"${A:-x${B}y}z", map[string]string{"B": "1"}, "x1yz"},
 		{"${A:-}v", nil, "v"},
 	} {
