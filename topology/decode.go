@@ -44,7 +44,7 @@ func LoadWith(path string, vars Vars) (*Topology, error) {
 // Parse decodes and validates a topology, with variables from the
 // environment. The error, if any, is an ErrorList holding every problem
 // found, each with file, line, column and YAML path; the topology is then
-// only its warnings.
+// only its warnings and the names of its variables.
 func Parse(file string, data []byte) (*Topology, error) {
 	return ParseWith(file, data, EnvVars)
 }
@@ -71,7 +71,7 @@ func parse(file string, data []byte, again func() []byte, vars Vars) (*Topology,
 		d.errs.sort()
 		// Only the warnings, beside the errors: validate reports both (an
 		// outside audit: the warnings were lost at the first error).
-		return &Topology{File: file, Warnings: d.warns}, d.errs
+		return &Topology{File: file, Warnings: d.warns, Named: d.named}, d.errs
 	}
 	t.Warnings = d.warns
 	return t, nil

@@ -25,7 +25,7 @@ type Topology struct {
 	Vars map[string]string
 	// Named are the names of every variable the file writes, also in a
 	// default that was not taken (${A:-${B}} with A set names B).
-	Named      map[string]bool
+	Named      map[string]bool `json:"-"`
 	Name       string
 	Prefix     string
 	Namespaces []*Namespace // in file order; "host" included when listed

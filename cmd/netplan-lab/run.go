@@ -341,7 +341,7 @@ func newValidateCmd(g *globals) *cobra.Command {
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			top, err := interruptible(cmd.Context(), "reading "+args[0], func() (*topology.Topology, error) { return loadTopology(args[0], g.varsOf()) })
-			if err == nil {
+			if top != nil {
 				g.warnUnusedVars(args[0], top.Named)
 			}
 			var list topology.ErrorList

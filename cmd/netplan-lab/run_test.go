@@ -344,6 +344,14 @@ func TestVariables(t *testing.T) {
 	if code, _, errOut := runCLI("--var", "A=a", "--var", "B=b", "validate", nested); code != 0 || errOut != "" {
 		t.Fatalf("a --var named in a default not taken: exit %d\n%q", code, errOut)
 	}
+	// Said beside the file's errors too (an outside audit: lost then).
+	broken := filepath.Join(t.TempDir(), "broken.yaml")
+	if err := os.WriteFile(broken, []byte("name: w\nbridges: [{name: b, mtu: abc}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCLI("--var", "B=1", "validate", broken); code != 1 || !strings.Contains(errOut, "warning: --var B: "+broken+" has no ${B}") {
+		t.Fatalf("an unused --var beside an error: exit %d\n%q", code, errOut)
+	}
 }
 
 func mustRead(t *testing.T, f string) []byte {
