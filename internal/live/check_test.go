@@ -1199,6 +1199,25 @@ func TestPathVXLANRemoteNamesNobody(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "dropped: the VXLAN host1:vx0 sends to remote 192.168.111.129, which is no address of namespace host2, where its far end host2:vx0 is") {
 		t.Fatalf("path with the VXLAN's remote gone from the far end: %d\n%s", code, out)
 	}
+	// The address back, the far end's underlay down (an outside audit:
+	// path said delivered).
+	e.in("host2", func() {
+		l, err := netlink.LinkByName("eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ := netlink.ParseAddr("192.168.111.129/24")
+		if err := netlink.AddrAdd(l, a); err != nil {
+			t.Fatal(err)
+		}
+		if err := netlink.LinkSetDown(l); err != nil {
+			t.Fatal(err)
+		}
+	})
+	code, out, _ = e.cli(bin, "path", e.topo.File, "c1", "c2")
+	if code != 1 || !strings.Contains(out, "dropped: the VXLAN host1:vx0 sends to remote 192.168.111.129, on host2:eth0, which is down") {
+		t.Fatalf("path with the far end's underlay down: %d\n%s", code, out)
+	}
 }
 
 // TestPathForwardPolicyDropIsANote: a forward chain of someone else's
@@ -1226,7 +1245,7 @@ func TestPathForwardPolicyDropIsANote(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	defer e.in("host", func() {
+	defer e.in("host", func() { // if the test stops before it is deleted below
 		c, _ := nftables.New()
 		c.DelTable(&nftables.Table{Name: "npltestfw", Family: nftables.TableFamilyINet})
 		c.Flush()
@@ -1248,6 +1267,13 @@ func TestPathForwardPolicyDropIsANote(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "dropped: namespace host drops forwarded packets: a forward chain with policy drop and no rules (chain ff in table inet npltestfw)") {
 		t.Fatalf("path past a policy drop with no rules: %d\n%s", code, out)
 	}
+	e.in("host", func() {
+		c, _ := nftables.New()
+		c.DelTable(&nftables.Table{Name: "npltestfw", Family: nftables.TableFamilyINet})
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	})
 	e.in("ns0", func() {
 		l, _ := netlink.LinkByName("eth0")
 		if err := netlink.LinkSetDown(l); err != nil {
@@ -1257,5 +1283,10 @@ func TestPathForwardPolicyDropIsANote(t *testing.T) {
 	code, out, _ = e.cli(bin, "path", e.topo.File, "ns0", "ns1")
 	if code != 1 || !strings.Contains(out, "no route: namespace ns0 has no route to 192.168.89.2: eth0 is down, and the kernel drops the routes of an interface that is down") {
 		t.Fatalf("path from a namespace whose interface is down: %d\n%s", code, out)
+	}
+	// The destination's interface down (an outside audit: delivered).
+	code, out, _ = e.cli(bin, "path", e.topo.File, "ns1", "ns0")
+	if code != 1 || !strings.Contains(out, "ns0:eth0 is down") {
+		t.Fatalf("path to a namespace whose interface is down: %d\n%s", code, out)
 	}
 }

@@ -269,17 +269,20 @@ func l2(k Kernel, s *reconcile.State, start reconcile.Ref, addr netip.Addr) (ns,
 		if l == nil {
 			continue
 		}
+		if !l.Up {
+			// Down: it neither holds an address for the link (an outside
+			// audit: path said delivered to a destination whose eth0 was
+			// down) nor passes frames on.
+			if down == "" && cur != start {
+				down = cur.String()
+			}
+			continue
+		}
 		if cur != start && holds(l, addr) {
 			for r := &cur; r != nil; r = prev[*r] {
 				way = append([]string{label(*r)}, way...)
 			}
 			return cur.NS, cur.Name, way, ""
-		}
-		if !l.Up {
-			if down == "" && cur != start {
-				down = cur.String()
-			}
-			continue
 		}
 		for _, nb := range neighbours(s, cur, l) {
 			if nl := s.Link(nb); l.VXLAN != nil && nl != nil && nl.VXLAN != nil && l.VXLAN.Local != "" {
@@ -308,6 +311,14 @@ func l2(k Kernel, s *reconcile.State, start reconcile.Ref, addr netip.Addr) (ns,
 					}
 					continue
 				}
+				if far := s.NS(nb.NS); err == nil && far != nil {
+					if under := holderOf(far, ra); under != "" && !far.Links[under].Up {
+						if tunnel == "" {
+							tunnel = fmt.Sprintf("the VXLAN %s sends to remote %s, on %s:%s, which is down (the underlay)", cur, ra, nb.NS, under)
+						}
+						continue
+					}
+				}
 				if l.VXLAN.Port != nl.VXLAN.Port {
 					if tunnel == "" {
 						tunnel = fmt.Sprintf("the VXLAN %s sends to port %d, and its far end %s listens on %d", cur, l.VXLAN.Port, nb, nl.VXLAN.Port)
@@ -330,6 +341,16 @@ func l2(k Kernel, s *reconcile.State, start reconcile.Ref, addr netip.Addr) (ns,
 		why = tunnel
 	}
 	return "", "", nil, why
+}
+
+// holderOf names the interface of namespace n that holds address a, or "".
+func holderOf(n *reconcile.Namespace, a netip.Addr) string {
+	for _, ln := range slices.Sorted(maps.Keys(n.Links)) {
+		if holds(n.Links[ln], a) {
+			return ln
+		}
+	}
+	return ""
 }
 
 func holds(l *reconcile.Link, a netip.Addr) bool {
