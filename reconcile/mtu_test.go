@@ -490,8 +490,13 @@ func TestChildMTUOverItsParents(t *testing.T) {
 		k.W.AddForeignLink("host", &reconcile.Link{Name: "und", Kind: "bridge", Up: true, MTU: 1320})
 		refusedWhole(t, k, parse(t, "name: lab\nvxlans:\n  - {name: vx0, vni: 5, remote: 192.0.2.9, dev: und, addresses: [\"fd00:8::1/64\"]}\n"),
 			"raise host:und's MTU (the lab does not set it)")
+		// The dev lowered by hand (validate sees only the file): a new
+		// VXLAN on it.
 		k = fake.New("lab")
-		refusedWhole(t, k, parse(t, "name: lab\nnamespaces:\n  r: {}\nlinks:\n  - a: {namespace: r, name: u0}\n    b: {namespace: host, name: u0, mtu: 1300}\nvxlans:\n  - {namespace: r, name: vx0, vni: 100, remote: 10.2.0.1, dev: u0, addresses: [\"fd00:8::1/64\"]}\n"),
+		base := "name: lab\nnamespaces:\n  r: {}\nlinks:\n  - a: {namespace: r, name: u0}\n    b: {namespace: host, name: u0}\n"
+		apply(t, k, parse(t, base))
+		k.W.SetMTU("r", "u0", 1300)
+		refusedWhole(t, k, parse(t, base+"vxlans:\n  - {namespace: r, name: vx0, vni: 100, remote: 10.2.0.1, dev: u0, addresses: [\"fd00:8::1/64\"]}\n"),
 			"give r:u0 an mtu: of at least 1330")
 	})
 }

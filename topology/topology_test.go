@@ -116,6 +116,8 @@ func TestCases(t *testing.T) {
 			"links[0].a.addresses[0]: fd00::2/64 is IPv6, but without mtu: this end takes the other end's, host:v's mtu 1200, under IPv6's minimum of 1280: give this end an mtu: of at least 1280"},
 		{"ipv6 on a macvlan whose parent, a veth end, has the other end's mtu", "name: a\nnamespaces: {u: {}, m: {}}\nlinks: [{a: {namespace: u, name: eth0, mtu: 1200}, b: {name: up0}}]\nmacvlans: [{name: mv0, namespace: m, parent: \"host:up0\", addresses: [\"fd00::5/64\"]}]\n",
 			"fd00::5/64 is IPv6, but without mtu: this takes its parent host:up0's mtu 1200, under IPv6's minimum of 1280"},
+		{"ipv6 on a vxlan whose dev, a veth end, has the other end's mtu", "name: a\nnamespaces: {r: {}}\nlinks: [{a: {namespace: r, name: u0}, b: {name: u0, mtu: 1300}}]\nvxlans: [{name: vx0, namespace: r, vni: 1, remote: 10.2.0.1, dev: u0, addresses: [\"fd00:8::1/64\"]}]\n",
+			"fd00:8::1/64 is IPv6, but without mtu: this VXLAN takes 1250 from dev u0's mtu 1300 (less 50 for its headers)"},
 		{"ipv6 under 1280, link mtu", "name: a\nnamespaces: {c: {}}\nlinks: [{mtu: 1000, a: {namespace: c, name: e, addresses: [\"fd00::2/64\"]}, b: {name: v}}]\n", "under IPv6's minimum"},
 		{"indented first line", " name: a\nbridges: []\n", "first document that ends before the file does"},
 		{"unknown key", "name: a\nbridges: [{name: b, colour: red}]\n", `unknown key "colour"`},

@@ -532,13 +532,14 @@ func (d *decoder) validate(t *Topology) {
 			d.at(v.Pos, join(v.Path, "vni"), "vni %d is outside 1-16777215", v.VNI)
 		}
 		v6, linkLocal := v.overIPv6()
-		if c, ok := claims.get(v.Namespace, v.Dev); ok && v.Dev != "" && c.iface.MTU != 0 {
+		if c, ok := claims.get(v.Namespace, v.Dev); ok && v.Dev != "" && mtuOf(c.iface) != 0 {
+			dm := mtuOf(c.iface) // a veth end without mtu: has the other end's
 			head := VxlanHeadroom(v.Remote, v.Group, v.Local)
-			if v.MTU != 0 && v.MTU > c.iface.MTU-head {
-				d.at(v.Pos, join(v.Path, "mtu"), "mtu %d is over what dev %s's mtu %d leaves a VXLAN (%d, less %d for its headers)", v.MTU, v.Dev, c.iface.MTU, c.iface.MTU-head, head)
+			if v.MTU != 0 && v.MTU > dm-head {
+				d.at(v.Pos, join(v.Path, "mtu"), "mtu %d is over what dev %s's mtu %d leaves a VXLAN (%d, less %d for its headers)", v.MTU, v.Dev, dm, dm-head, head)
 			}
-			if a := firstIPv6(v.Addresses); v.MTU == 0 && a != "" && c.iface.MTU-head < MinIPv6MTU {
-				d.at(v.Pos, v.Path, "%s is IPv6, but without mtu: this VXLAN takes %d from dev %s's mtu %d (less %d for its headers), under IPv6's minimum of 1280", a, c.iface.MTU-head, v.Dev, c.iface.MTU, head)
+			if a := firstIPv6(v.Addresses); v.MTU == 0 && a != "" && dm-head < MinIPv6MTU {
+				d.at(v.Pos, v.Path, "%s is IPv6, but without mtu: this VXLAN takes %d from dev %s's mtu %d (less %d for its headers), under IPv6's minimum of 1280", a, dm-head, v.Dev, dm, head)
 			}
 		}
 		if k := (vniKey{v.Namespace, v.VNI, v.Port, v6}); !linkLocal && v.Name != "" {
