@@ -592,7 +592,7 @@ func (k *Kernel) OpenLabNetns(short string) (netns.NsHandle, error) {
 		if other, ok := ParseMark(lo.Attrs().Alias); ok {
 			return -1, fmt.Errorf("namespace %s (netns %s) is not this lab's: it belongs to %s", short, k.KernelName(short), other)
 		}
-		return -1, fmt.Errorf("namespace %s (netns %s) is not this lab's: it carries no lab's mark (made by hand, or half-made by a killed run: apply the lab)", short, k.KernelName(short))
+		return -1, fmt.Errorf("namespace %s (netns %s) is not this lab's: it carries no lab's mark (someone else's, or its mark removed by hand; plan says more)", short, k.KernelName(short))
 	}
 	return fd, nil
 }
