@@ -86,6 +86,9 @@ type watcher struct {
 	known *reconcile.State
 	// warned is the last set of the plan's warnings reported.
 	warned string
+	// emptyOnce: the last read found the file empty (mid-save, perhaps),
+	// and it is read once more before that is reported.
+	emptyOnce bool
 	// invalid says the last version of the file read was not valid: the
 	// next valid one is reported even if it changes nothing, so that one
 	// sees the fix was taken (a new user's audit: silence).
@@ -153,7 +156,9 @@ func Run(ctx context.Context, cfg Config) error {
 				w.report(Event{Kind: "error", Errors: []string{"watching the file: " + err.Error()}})
 			}
 		case <-fileTimer.C:
-			w.fileChanged(ctx, file, "file changed")
+			if w.fileChanged(ctx, file, "file changed") {
+				fileTimer.Reset(cfg.Debounce)
+			}
 		case s := <-events:
 			if len(w.drift) < 20 && !contains(w.drift, s) {
 				w.drift = append(w.drift, s)
@@ -181,16 +186,25 @@ func (w *watcher) report(e Event) {
 }
 
 // fileChanged reads the file; if its content is new and valid, it becomes
-// the desired state and is applied.
-func (w *watcher) fileChanged(ctx context.Context, file, trigger string) {
+// the desired state and is applied. It asks to be called again after
+// another debounce (true) when it found the file empty for the first
+// time: a save that truncates, then writes, may be read in between (a CI
+// run under load saw it); an empty file is never a topology, and one that
+// stays empty is reported then.
+func (w *watcher) fileChanged(ctx context.Context, file, trigger string) (again bool) {
 	data, err := topology.ReadFile(file, topology.MaxFileSize)
 	if err != nil {
 		// Deleted, or between a delete and a re-create: wait for the next event.
 		if !errors.Is(err, os.ErrNotExist) {
 			w.report(Event{Kind: "error", Trigger: trigger, Errors: []string{err.Error()}})
 		}
-		return
+		return false
 	}
+	if len(data) == 0 && !w.emptyOnce {
+		w.emptyOnce = true
+		return true
+	}
+	w.emptyOnce = false
 	h := sha256.Sum256(data)
 	if h == w.lastHash && w.desired != nil {
 		return
@@ -215,6 +229,7 @@ func (w *watcher) fileChanged(ctx context.Context, file, trigger string) {
 	w.desired = desired
 	w.apply(ctx, "applied", trigger, nil)
 	w.invalid = false
+	return false
 }
 
 func (w *watcher) repair(ctx context.Context, trigger string, drift []string) {

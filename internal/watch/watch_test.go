@@ -131,3 +131,46 @@ func TestResyncRepairsWithoutEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchEmptyMidSave: a file read empty (a save that truncates, then
+// writes, read in between: a CI run under load saw it) is read once more
+// after another debounce; the content written meanwhile is applied, and
+// nothing is called invalid. A file that stays empty is reported.
+func TestWatchEmptyMidSave(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "lab.yaml")
+	if err := os.WriteFile(file, []byte(lab), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rec := &watch.Recorder{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	const debounce = 200 * time.Millisecond
+	go func() {
+		done <- watch.Run(ctx, watch.Config{File: file, Kernel: fake.New("lab"), Debounce: debounce, Resync: time.Hour, Report: rec.Report})
+	}()
+	defer func() { cancel(); <-done }()
+	if _, err := rec.Wait("applied", 1, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(debounce * 3 / 2) // read empty once, by now
+	if err := os.WriteFile(file, []byte(strings.Replace(lab, "10.0.0.2/24", "10.0.0.3/24", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rec.Wait("applied", 2, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if n := rec.Count("invalid_file"); n != 0 {
+		t.Fatalf("%d invalid_file events for a file empty for a moment", n)
+	}
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := rec.Wait("invalid_file", 1, 5*time.Second)
+	if err != nil || !strings.Contains(strings.Join(inv.Errors, "\n"), "empty file") {
+		t.Fatalf("a file that stays empty: %+v %v", inv, err)
+	}
+}
