@@ -576,7 +576,7 @@ func (k *Kernel) OpenLabNetns(short string) (netns.NsHandle, error) {
 	if err != nil || short == reconcile.HostNS {
 		return fd, err
 	}
-	h, err := netlink.NewHandleAt(fd)
+	h, err := netlink.NewHandleAt(fd, unix.NETLINK_ROUTE) // only rtnetlink: a kernel may lack the others (xfrm)
 	if err != nil {
 		fd.Close()
 		return -1, err
