@@ -79,22 +79,8 @@ func TestCompiledNATRoundTrips(t *testing.T) {
 // removes it (an outside audit: the lab was locked out of its own table
 // for good, and destroy left it, exit 0).
 func TestNATTableFlushedByHandStaysTheLabs(t *testing.T) {
-	k := kernelFor(t, "natflush")
+	k, want, c, tb := natLab(t, "natflush")
 	ctx := context.Background()
-	want := desiredOf(t, "name: natflush\nnamespaces:\n  host:\n    sysctls: {net.ipv4.ip_forward: \"1\"}\n  c1: {}\nlinks:\n  - a: {namespace: c1, name: eth0, addresses: [10.5.0.2/24]}\n    b: {namespace: host, name: v0, addresses: [10.5.0.1/24]}\nnat:\n  - {namespace: host, masquerade: {source: 10.5.0.0/24}}\n")
-	if _, err := reconcile.Reconcile(ctx, k, want, reconcile.ExecOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	fd, err := k.OpenNetns(reconcile.HostNS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fd.Close()
-	c, err := nftables.New(nftables.WithNetNSFd(int(fd)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb := &nftables.Table{Name: k.TableName(), Family: nftables.TableFamilyINet}
 	flush := func(chains ...string) {
 		t.Helper()
 		for _, ch := range chains {
@@ -146,22 +132,8 @@ func TestNATTableFlushedByHandStaysTheLabs(t *testing.T) {
 // whose chains are not the lab's kind (filter, policy drop) is a conflict,
 // not taken over.
 func TestNATTableChangedByHandIsPutBack(t *testing.T) {
-	k := kernelFor(t, "natfix")
+	k, want, c, tb := natLab(t, "natfix")
 	ctx := context.Background()
-	want := desiredOf(t, "name: natfix\nnamespaces:\n  host:\n    sysctls: {net.ipv4.ip_forward: \"1\"}\n  c1: {}\nlinks:\n  - a: {namespace: c1, name: eth0, addresses: [10.5.0.2/24]}\n    b: {namespace: host, name: v0, addresses: [10.5.0.1/24]}\nnat:\n  - {namespace: host, masquerade: {source: 10.5.0.0/24}}\n")
-	if _, err := reconcile.Reconcile(ctx, k, want, reconcile.ExecOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	fd, err := k.OpenNetns(reconcile.HostNS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fd.Close()
-	c, err := nftables.New(nftables.WithNetNSFd(int(fd)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb := &nftables.Table{Name: k.TableName(), Family: nftables.TableFamilyINet}
 	drop := nftables.ChainPolicyDrop
 	for _, hand := range []func(){
 		func() { c.DelChain(&nftables.Chain{Name: chainOwner, Table: tb}) },
@@ -198,4 +170,26 @@ func TestNATTableChangedByHandIsPutBack(t *testing.T) {
 	if p := planNow(t, k, want); len(p.Conflicts) != 1 || !strings.Contains(p.Conflicts[0], "is not this lab's") {
 		t.Fatalf("a stranger's table by the lab's name: want a conflict, got\n%v", p)
 	}
+}
+
+// natLab applies a lab of name with a masquerade in the sandbox and
+// returns it, what it wants, an nftables connection to the sandbox and
+// the lab's table there.
+func natLab(t *testing.T, name string) (*Kernel, *reconcile.State, *nftables.Conn, *nftables.Table) {
+	t.Helper()
+	k := kernelFor(t, name)
+	want := desiredOf(t, "name: "+name+"\nnamespaces:\n  host:\n    sysctls: {net.ipv4.ip_forward: \"1\"}\n  c1: {}\nlinks:\n  - a: {namespace: c1, name: eth0, addresses: [10.5.0.2/24]}\n    b: {namespace: host, name: v0, addresses: [10.5.0.1/24]}\nnat:\n  - {namespace: host, masquerade: {source: 10.5.0.0/24}}\n")
+	if _, err := reconcile.Reconcile(context.Background(), k, want, reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := k.OpenNetns(reconcile.HostNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fd.Close() })
+	c, err := nftables.New(nftables.WithNetNSFd(int(fd)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, want, c, &nftables.Table{Name: k.TableName(), Family: nftables.TableFamilyINet}
 }
