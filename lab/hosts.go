@@ -36,17 +36,30 @@ const (
 	hostsPreamble = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 )
 
+// hostsSection is one lab's names (mark: the lab's), or, with no mark,
+// the lines someone added outside every lab's section: kept as they are.
 type hostsSection struct{ mark, body string }
 
-// parseHosts reads a file of ours into its sections; ok is false for a
-// file that is someone else's.
+// parseHosts reads a file of ours into its sections (the lines outside
+// them first, as a section without a mark, if there are any); ok is
+// false for a file that is someone else's.
 func parseHosts(b []byte) (sections []hostsSection, ok bool) {
 	text := string(b)
+	var outside strings.Builder
 	if !strings.HasPrefix(text, hostsHeader) {
-		return nil, false
+		// Lines someone put above the header: still ours, those lines
+		// kept (an outside audit: the file was left as someone else's,
+		// with the labs' names in it going stale).
+		at := strings.Index(text, "\n"+hostsHeader)
+		if at < 0 {
+			return nil, false
+		}
+		outside.WriteString(text[:at+1])
+		text = text[at+1:]
 	}
+	preamble := strings.SplitAfter(hostsPreamble, "\n")
 	cur, start := -1, 0 // the open section, and where its body starts
-	for off := 0; off < len(text); {
+	for off := len(hostsHeader); off < len(text); {
 		end := strings.IndexByte(text[off:], '\n') + 1
 		if end == 0 {
 			end = len(text) - off
@@ -59,14 +72,28 @@ func parseHosts(b []byte) (sections []hostsSection, ok bool) {
 			}
 			sections = append(sections, hostsSection{mark: strings.TrimSpace(strings.TrimPrefix(line, "# BEGIN "))})
 			cur, start = len(sections)-1, off+end
-		case strings.HasPrefix(line, "# END ") && cur >= 0:
-			sections[cur].body = text[start:off]
-			cur = -1
+		case strings.HasPrefix(line, "# END "):
+			if cur >= 0 {
+				sections[cur].body = text[start:off]
+				cur = -1
+			} // else a stray END: dropped
+		case cur < 0:
+			if len(preamble) > 0 && preamble[0] != "" && line == preamble[0] {
+				preamble = preamble[1:] // ours, written again
+			} else {
+				outside.WriteString(line)
+				if !strings.HasSuffix(line, "\n") {
+					outside.WriteString("\n")
+				}
+			}
 		}
 		off += end
 	}
 	if cur >= 0 {
 		sections[cur].body = text[start:] // no END line: the rest is its body
+	}
+	if outside.Len() > 0 {
+		sections = append([]hostsSection{{body: outside.String()}}, sections...)
 	}
 	return sections, true
 }
@@ -75,6 +102,10 @@ func formatHosts(sections []hostsSection) []byte {
 	var b strings.Builder
 	b.WriteString(hostsHeader + hostsPreamble)
 	for _, sec := range sections {
+		if sec.mark == "" {
+			b.WriteString(sec.body) // someone else's lines
+			continue
+		}
 		fmt.Fprintf(&b, "# BEGIN %s\n%s# END %s\n", sec.mark, sec.body, sec.mark)
 	}
 	return []byte(b.String())

@@ -40,6 +40,30 @@ func TestParseHostsUnterminated(t *testing.T) {
 	}
 }
 
+// TestHostsKeepsLinesAddedByHand: lines someone added to a shared hosts
+// file outside every lab's section stay when a lab writes its section
+// again and when the last lab's section goes (an outside audit: the
+// file, and the line, went with the last lab).
+func TestHostsKeepsLinesAddedByHand(t *testing.T) {
+	text := hostsHeader + hostsPreamble + "# BEGIN m1\n1.1.1.1\ta\n# END m1\n" + "192.0.2.9\tmine\n"
+	got, ok := parseHosts([]byte(text))
+	want := []hostsSection{{"", "192.0.2.9\tmine\n"}, {"m1", "1.1.1.1\ta\n"}}
+	if !ok || !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	again, _ := parseHosts(formatHosts(got))
+	if !reflect.DeepEqual(again, want) {
+		t.Fatalf("written again: %q, want %q", again, want)
+	}
+	above := "10.1.1.1\thandtop\n" + text
+	if got, ok := parseHosts([]byte(above)); !ok || !reflect.DeepEqual(got, []hostsSection{{"", "10.1.1.1\thandtop\n192.0.2.9\tmine\n"}, {"m1", "1.1.1.1\ta\n"}}) {
+		t.Fatalf("a line above the header: %q, %v", got, ok)
+	}
+	if out := string(formatHosts(got[:1])); !strings.Contains(out, "192.0.2.9\tmine\n") || strings.Count(out, "\tlocalhost") != 2 {
+		t.Fatalf("the last lab gone:\n%s", out)
+	}
+}
+
 // A big lab's hosts file is parsed once per namespace on every apply:
 // parsing must be linear in its size (it was quadratic).
 func BenchmarkParseHosts2000Lines(b *testing.B) {

@@ -329,7 +329,7 @@ func (l *Lab) reconcile(ctx context.Context, want *reconcile.State, onChange fun
 		who = "lab " + l.Topology.Name
 	}
 	start := time.Now()
-	unlock, err := linux.Lock(ctx, l.opt.Netns, l.opt.LockTimeout, who, l.opt.LockWaiting)
+	unlock, err := linux.LockLab(ctx, l.opt.Netns, l.opt.Prefix, l.opt.LockTimeout, who, l.opt.LockWaiting)
 	if err != nil {
 		return nil, err
 	}

@@ -38,10 +38,11 @@ func Register(sandbox, prefix string) error {
 }
 
 // Unregister removes what is left of a test's lab (namespaces a failure
-// left, its lock file) and its record.
+// left, its lock files) and its record.
 func Unregister(sandbox, prefix string) {
 	removeNamespaces(sandbox, prefix)
 	os.Remove(linux.LockPath(sandbox))
+	os.Remove(linux.PrefixLockPath(prefix))
 	os.Remove(filepath.Join(Registry, sandbox))
 }
 

@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,6 +35,15 @@ import (
 	"github.com/netplan-lab/netplan-lab/internal/linux"
 	"github.com/netplan-lab/netplan-lab/lab"
 )
+
+// A test binary that imports labtest is also the helper Command starts
+// in a lab's namespace: it does what `ip netns exec` does, then becomes
+// the command, before any test (or TestMain) runs.
+func init() {
+	if len(os.Args) > 1 && os.Args[1] == lab.NSExecArg {
+		os.Exit(lab.NSExec(os.Args[2:]))
+	}
+}
 
 // Option changes how Up builds a lab.
 type Option func(*lab.Options)
@@ -56,6 +66,20 @@ type Lab struct {
 	l    *lab.Lab
 	mu   sync.Mutex
 	cmds []*exec.Cmd // made by Command: stopped at cleanup even before they enter the lab
+	// names are the namespaces of the topology applied last (Netns reads
+	// them from any goroutine while Apply changes the topology).
+	names map[string]bool
+}
+
+// setNames takes the namespace names of the topology applied last.
+func (x *Lab) setNames() {
+	names := map[string]bool{"host": true}
+	for _, n := range x.l.Topology.Namespaces {
+		names[n.Name] = true
+	}
+	x.mu.Lock()
+	x.names = names
+	x.mu.Unlock()
 }
 
 // Up applies the topology file in a fresh sandbox and prefix of this test
@@ -91,6 +115,7 @@ func up(t testing.TB, load func(lab.Options) (*lab.Lab, error), opts []Option) *
 		t.Fatalf("labtest: %v", err)
 	}
 	x := &Lab{t: t, l: l}
+	x.setNames()
 	t.Cleanup(x.cleanup)
 	if _, err := l.Apply(context.Background()); err != nil {
 		t.Fatalf("labtest: apply %s: %v", l.Topology.Name, err)
@@ -130,8 +155,18 @@ func (x *Lab) cleanup() {
 }
 
 // Netns is the kernel's name of a namespace of the lab ("host": the
-// sandbox).
-func (x *Lab) Netns(ns string) string { return x.l.Netns(ns) }
+// sandbox). A name the topology does not have panics (failing the test
+// that calls it), as it does in Command, Exec, Do, Dial and Listen: a
+// typo is not a namespace that is not there yet.
+func (x *Lab) Netns(ns string) string {
+	x.mu.Lock()
+	known := x.names[ns]
+	x.mu.Unlock()
+	if !known {
+		panic(fmt.Sprintf("labtest: the lab has no namespace %q", ns))
+	}
+	return x.l.Netns(ns)
+}
 
 // Addr is the first address of interface ifname in namespace ns, as the
 // file gives it. It panics (failing the test that calls it, whichever
@@ -153,15 +188,34 @@ func (x *Lab) Addr(ns, ifname string) netip.Prefix {
 // and prefix): cut a link, move a host, change an address.
 func (x *Lab) Apply(yaml string) error {
 	_, err := x.l.Update(context.Background(), x.t.Name()+".yaml", []byte(yaml))
+	if err == nil {
+		x.setNames()
+	}
 	return err
 }
 
 // Command is a command that runs in namespace ns when started (a daemon,
 // the program under test); it and all it started that are still running
-// in the lab at cleanup are stopped.
+// in the lab at cleanup are stopped. It runs as under `netplan-lab exec`
+// (and `ip netns exec`): the lab's hosts file is its /etc/hosts, so the
+// names of the lab's namespaces (and NS-IF for an interface) resolve, and
+// /sys shows the namespace's interfaces. The test binary starts itself
+// again for that (this package's init does the rest).
 func (x *Lab) Command(ns, name string, args ...string) *exec.Cmd {
-	path := filepath.Join("/run/netns", x.l.Netns(ns))
-	c := exec.Command("nsenter", append([]string{"--net=" + path, "--", name}, args...)...)
+	kname := x.Netns(ns)
+	// Found with the test's PATH, as nsenter did: the command's own
+	// environment (c.Env) may have none (an outside audit: a daemon given
+	// a clean environment was "not found").
+	if !strings.Contains(name, "/") {
+		if p, err := exec.LookPath(name); err == nil {
+			name = p
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		self = os.Args[0]
+	}
+	c := exec.Command(self, lab.NSExecArgs(kname, append([]string{name}, args...)...)...)
 	x.mu.Lock()
 	x.cmds = append(x.cmds, c)
 	x.mu.Unlock()
@@ -188,7 +242,7 @@ func (x *Lab) Exec(ns, name string, args ...string) ([]byte, error) {
 // the test as in the test's own goroutine; the lab is torn down either
 // way.
 func (x *Lab) Do(ns string, fn func() error) error {
-	target, err := netns.GetFromPath(filepath.Join("/run/netns", x.l.Netns(ns)))
+	target, err := netns.GetFromPath(filepath.Join("/run/netns", x.Netns(ns)))
 	if err != nil {
 		return fmt.Errorf("labtest: netns %s: %w", ns, err)
 	}

@@ -306,6 +306,59 @@ func TestUpAndExec(t *testing.T) {
 	}
 }
 
+// TestExecHasTheLabsNames: a command of Exec (and Command) resolves the
+// lab's names as under netplan-lab exec (it ran without the lab's hosts
+// file: "b" was unknown), and sees its namespace's interfaces in /sys.
+func TestExecHasTheLabsNames(t *testing.T) {
+	l := labtest.UpYAML(t, pair)
+	out, err := l.Exec("a", "getent", "hosts", "b", "a-eth0")
+	if err != nil {
+		t.Fatalf("getent hosts b a-eth0 in a: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "10.0.0.2") || !strings.Contains(string(out), "10.0.0.1") {
+		t.Fatalf("the lab's names in a:\n%s", out)
+	}
+	out, err = l.Exec("b", "ls", "/sys/class/net")
+	if err != nil || strings.Fields(string(out))[0] != "eth0" {
+		t.Fatalf("/sys/class/net in b: %v %q", err, out)
+	}
+	// A command given an environment without PATH is found all the same.
+	c := l.Command("a", "getent", "hosts", "b")
+	c.Env = []string{"LANG=C"}
+	if out, err := c.CombinedOutput(); err != nil || !strings.Contains(string(out), "10.0.0.2") {
+		t.Fatalf("a command without PATH in its environment: %v %q", err, out)
+	}
+	if out, err := l.Exec("a", "no-such-command-here"); err == nil {
+		t.Fatalf("a command that is not there ran: %q", out)
+	} else if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 127 {
+		t.Fatalf("a command that is not there: %v %q, want exit status 127", err, out)
+	}
+}
+
+// TestUnknownNamespacePanics: a namespace the topology does not have is a
+// mistake of the test, said at once (Netns returned a name for it, and
+// Exec failed later with nsenter's message).
+func TestUnknownNamespacePanics(t *testing.T) {
+	l := labtest.UpYAML(t, pair)
+	for _, call := range []func(){
+		func() { l.Netns("c") },
+		func() { l.Command("c", "true") },
+		func() { _ = l.Do("c", func() error { return nil }) },
+	} {
+		func() {
+			defer func() {
+				if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), `no namespace "c"`) {
+					t.Errorf("recovered %v, want a panic that names the namespace", r)
+				}
+			}()
+			call()
+		}()
+	}
+	if got := l.Netns("host"); !strings.HasPrefix(got, "npl-lt-") {
+		t.Errorf("Netns(host) = %q", got)
+	}
+}
+
 // TestDoEndsChild fails (t.Fatal) or panics inside Do, as
 // TestFatalAndPanicInsideDo asks.
 func TestDoEndsChild(t *testing.T) {

@@ -124,6 +124,7 @@ func Desired(t *topology.Topology) (*State, error) {
 			}
 		}
 	}
+	s.Where = func(kind Kind, ns, name string) string { return whereIn(t, kind, ns, name) }
 	for _, n := range t.NAT {
 		r := &NATRule{Owned: true}
 		switch {
@@ -151,6 +152,55 @@ func Desired(t *topology.Topology) (*State, error) {
 		ns.NAT[r.ID()] = r
 	}
 	return s, nil
+}
+
+// whereIn is State.Where for the state of t.
+func whereIn(t *topology.Topology, kind Kind, ns, name string) string {
+	at := func(p topology.Pos, path string) string {
+		return fmt.Sprintf("%s:%d:%d: %s: ", t.File, p.Line, p.Col, path)
+	}
+	n := t.Namespace(ns)
+	switch kind {
+	case KindLink, KindImpair, KindAddress:
+		for _, i := range t.Interfaces() {
+			if i.Namespace == ns && i.Name == name {
+				return at(i.Pos, i.Path)
+			}
+		}
+	case KindRoute:
+		if n == nil {
+			return ""
+		}
+		for _, r := range n.Routes {
+			dst, err := topology.RouteDst(r.To, r.Via)
+			metric := r.Metric
+			if metric == 0 && err == nil && dst.Addr().Is6() {
+				metric = 1024
+			}
+			if err == nil && RouteKey(dst.String(), metric) == name {
+				return at(r.Pos, r.Path)
+			}
+		}
+	case KindSysctl:
+		if n == nil {
+			return ""
+		}
+		for _, sc := range n.Sysctls {
+			if sc.Key == name {
+				return at(sc.Pos, sc.Path)
+			}
+		}
+	case KindNAT:
+		for _, r := range t.NAT {
+			if r.Namespace == ns {
+				return at(r.Pos, r.Path)
+			}
+		}
+	}
+	if n != nil {
+		return at(n.Pos, n.Path)
+	}
+	return ""
 }
 
 // IPv6Switch are the keys that turn IPv6 on or off in a namespace: "all"

@@ -49,8 +49,10 @@ type differ struct {
 
 func (d *differ) add(c *Change) { d.plan.Changes = append(d.plan.Changes, c) }
 
-func (d *differ) conflict(format string, args ...any) {
-	d.plan.Conflicts = append(d.plan.Conflicts, fmt.Sprintf(format, args...))
+// conflict adds a conflict about the object kind name in namespace ns
+// (for a route its Key, for a sysctl its key), said where the file has it.
+func (d *differ) conflict(kind Kind, ns, name, format string, args ...any) {
+	d.plan.Conflicts = append(d.plan.Conflicts, d.want.where(kind, ns, name)+fmt.Sprintf(format, args...))
 }
 
 func (d *differ) run() {
@@ -60,7 +62,7 @@ func (d *differ) run() {
 		h := d.have.NS(name)
 		if !w.Owned {
 			if name != HostNS && h == nil {
-				d.conflict("namespace %q does not exist and is not owned by this topology", name)
+				d.conflict(KindNamespace, name, name, "namespace %q does not exist and is not owned by this topology", name)
 			}
 			// The sandbox is made only for something to put in it: a
 			// destroy never creates anything.
@@ -76,9 +78,9 @@ func (d *differ) run() {
 		case h.Stale:
 			d.add(&Change{Action: Create, Kind: KindNamespace, Namespace: name, Name: name, IPv6Off: off, Why: "its pin was left half-made by a killed run"})
 		case h.Broken != "":
-			d.conflict("namespace %q cannot be used: %s", name, h.Broken)
+			d.conflict(KindNamespace, name, name, "namespace %q cannot be used: %s", name, h.Broken)
 		case !h.Owned:
-			d.conflict("namespace %q already exists and is not owned by this topology%s", name, heldBy(h.OtherLab))
+			d.conflict(KindNamespace, name, name, "namespace %q already exists and is not owned by this topology%s", name, heldBy(h.OtherLab))
 		}
 	}
 	for _, name := range d.have.SortedNames() {
@@ -248,6 +250,18 @@ func (d *differ) foreignAddrsGoing() {
 			if len(others) > 0 {
 				d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
 					"namespace %q holds interfaces the lab did not make (%s): they go with it", name, strings.Join(others, ", ")))
+			}
+			// And routes someone added (an outside audit: they went
+			// without a word, while hand-made interfaces were warned of).
+			var routes []string
+			for _, k := range sortedKeys(h.Routes) {
+				if r := h.Routes[k]; !r.Owned && r.Proto != "ra" {
+					routes = append(routes, r.String())
+				}
+			}
+			if len(routes) > 0 {
+				d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
+					"namespace %q holds routes the lab did not add (%s): they go with it", name, strings.Join(routes, "; ")))
 			}
 		}
 		for _, ln := range sortedKeys(h.Links) {
@@ -429,21 +443,21 @@ func (d *differ) links(name string) {
 		ref := Ref{name, ln}
 		hl := d.haveLink(ref)
 		if hl != nil && !hl.Owned {
-			d.conflict("%s %q in namespace %q already exists and is not owned by this topology%s", hl.Kind, ln, name, heldBy(hl.OtherLab))
+			d.conflict(KindLink, name, ln, "%s %q in namespace %q already exists and is not owned by this topology%s", hl.Kind, ln, name, heldBy(hl.OtherLab))
 			continue
 		}
 		if hn := d.have.NS(name); hl == nil && hn != nil && hn.AltNames[ln] != "" {
-			d.conflict("%s %q in namespace %q: the name is taken by an alternative name of interface %q there (ip link property del dev %s altname %s, in that namespace, frees it)", wl.Kind, ln, name, hn.AltNames[ln], hn.AltNames[ln], ln)
+			d.conflict(KindLink, name, ln, "%s %q in namespace %q: the name is taken by an alternative name of interface %q there (ip link property del dev %s altname %s, in that namespace, frees it)", wl.Kind, ln, name, hn.AltNames[ln], hn.AltNames[ln], ln)
 			continue
 		}
 		if wl.Parent != nil && d.want.Link(*wl.Parent) == nil && d.haveLink(*wl.Parent) == nil {
-			d.conflict("parent %s of %s %q in namespace %q does not exist", wl.Parent, wl.Kind, ln, name)
+			d.conflict(KindLink, name, ln, "parent %s of %s %q in namespace %q does not exist", wl.Parent, wl.Kind, ln, name)
 		}
 		if hp := d.haveLink(derefOr(wl.Parent)); wl.Parent != nil && d.want.Link(*wl.Parent) == nil && hp != nil && hp.Master != "" {
 			// Someone else's interface, a port of a bridge: the bridge
 			// holds its receive hook (EBUSY). The file's own ports are
 			// validate's business.
-			d.conflict("parent %s of %s %q in namespace %q is a port of bridge %s: the kernel takes no %s on a bridge port",
+			d.conflict(KindLink, name, ln, "parent %s of %s %q in namespace %q is a port of bridge %s: the kernel takes no %s on a bridge port",
 				wl.Parent, wl.Kind, ln, name, hp.Master, wl.Kind)
 		}
 		if wl.Kind == KindVeth {
@@ -971,7 +985,7 @@ func (d *differ) gatewayReached(w, h *Namespace, wr *Route) bool {
 		return l != nil && l.Owned
 	}
 	if wr.Dev != "" && !own(wr.Dev) {
-		d.conflict("route %s in namespace host: dev %s is not an interface of the lab: the lab owns routes in host only on its own interfaces", wr.Dst, wr.Dev)
+		d.conflict(KindRoute, HostNS, wr.Key(), "route %s in namespace host: dev %s is not an interface of the lab: the lab owns routes in host only on its own interfaces", wr.Dst, wr.Dev)
 		return false
 	}
 	if wr.Via == "" || wr.OnLink {
@@ -1008,16 +1022,16 @@ func (d *differ) gatewayReached(w, h *Namespace, wr *Route) bool {
 		}
 	}
 	if foreign != "" {
-		d.conflict("route %s via %s in namespace host: the gateway is reached through %s, which is not an interface of the lab: the lab owns routes in host only on its own interfaces (give one of them an address on that subnet)",
+		d.conflict(KindRoute, HostNS, wr.Key(), "route %s via %s in namespace host: the gateway is reached through %s, which is not an interface of the lab: the lab owns routes in host only on its own interfaces (give one of them an address on that subnet)",
 			wr.Dst, wr.Via, foreign)
 		return false
 	}
 	if wr.Dev != "" {
-		d.conflict("route %s via %s dev %s: the gateway is on no subnet of %s in namespace host (it has %s): give it an address in that subnet, or say onlink: true",
+		d.conflict(KindRoute, HostNS, wr.Key(), "route %s via %s dev %s: the gateway is on no subnet of %s in namespace host (it has %s): give it an address in that subnet, or say onlink: true",
 			wr.Dst, wr.Via, wr.Dev, wr.Dev, orNone(strings.Join(slices.Compact(sortedStrings(have)), ", ")))
 		return false
 	}
-	d.conflict("route %s via %s: the gateway is on no subnet of the lab's interfaces in namespace host (they have %s): give one an address in its subnet",
+	d.conflict(KindRoute, HostNS, wr.Key(), "route %s via %s: the gateway is on no subnet of the lab's interfaces in namespace host (they have %s): give one an address in its subnet",
 		wr.Dst, wr.Via, orNone(strings.Join(slices.Compact(sortedStrings(have)), ", ")))
 	return false
 }
@@ -1071,7 +1085,7 @@ func (d *differ) routes(name string) {
 			if proto == "" {
 				proto = "another owner"
 			}
-			d.conflict("route %s in namespace %q already exists and is not owned by this topology (proto %s)", hr, name, proto)
+			d.conflict(KindRoute, name, k, "route %s in namespace %q already exists and is not owned by this topology (proto %s)", hr, name, proto)
 		default:
 			var f []Field
 			if wr.Via != hr.Via {
@@ -1126,7 +1140,7 @@ func (d *differ) sysctls(name string) {
 			if iface := sysctlIface(k); iface != "lo" && w.Links[iface] == nil && (h == nil || h.Links[iface] == nil) {
 				// validate cannot tell in host, which has more than the
 				// file (an outside audit: apply failed half-way, ENOENT).
-				d.conflict("sysctl %s in namespace host: there is no interface %s there, and the file makes none", k, iface)
+				d.conflict(KindSysctl, HostNS, k, "sysctl %s in namespace host: there is no interface %s there, and the file makes none", k, iface)
 				continue
 			}
 		}
@@ -1315,6 +1329,24 @@ func (d *differ) sysctls(name string) {
 				Readd: true, Why: "again: writing " + by + " rewrites it"})
 		}
 	}
+	// And those another lab of the sandbox sets, as they are: this lab's
+	// write is not to change them (an outside audit: a lab letting
+	// ip_forward go turned off the forwarding another lab had set on its
+	// bridges, which stopped routing).
+	if h != nil {
+		for _, k := range sortedKeys(h.SysctlsShared) {
+			if _, wanted := w.Sysctls[k]; wanted || written[k] || strings.HasPrefix(k, "@") {
+				continue
+			}
+			by := rewrittenBy(k, written)
+			v, ok := h.Sysctls[k]
+			if by == "" || !ok || InterfaceSysctl(k) && !d.staysAsIs(Ref{name, sysctlIface(k)}) {
+				continue
+			}
+			out = append(out, &Change{Action: Create, Kind: KindSysctl, Namespace: name, Name: k, Value: NormaliseSysctl(v),
+				Readd: true, Why: "again: another lab of this sandbox sets it, and writing " + by + " rewrites it"})
+		}
+	}
 	for _, c := range out {
 		d.add(c)
 	}
@@ -1444,7 +1476,7 @@ func (d *differ) nat(name string) {
 	if h != nil {
 		have = h.NAT
 		if h.NATTableForeign != "" && len(w.NAT) > 0 {
-			d.conflict("namespace %q: %s", name, h.NATTableForeign)
+			d.conflict(KindNAT, name, "", "namespace %q: %s", name, h.NATTableForeign)
 			return
 		}
 	}

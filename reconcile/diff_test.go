@@ -159,8 +159,10 @@ func TestConflicts(t *testing.T) {
 	if !errors.Is(err, reconcile.ErrConflict) {
 		t.Fatalf("want a conflict, got %v", err)
 	}
-	if got := strings.Join(res.Plan.Conflicts, "\n"); got != `bridge "br0" in namespace "host" already exists and is not owned by this topology
-namespace "c1" already exists and is not owned by this topology` {
+	// Each at the object of the file it is about (an outside audit: they
+	// named no place in the file).
+	if got := strings.Join(res.Plan.Conflicts, "\n"); got != `t.yaml:10:5: bridges[0]: bridge "br0" in namespace "host" already exists and is not owned by this topology
+t.yaml:6:3: namespaces.c1: namespace "c1" already exists and is not owned by this topology` {
 		t.Fatalf("conflicts:\n%s", got)
 	}
 	if k.Writes() != 0 || dumpJSON(k.W.Dump("lab")) != dumpJSON(before) {

@@ -182,7 +182,7 @@ func (d *differ) impairs(name string) {
 		if !fresh {
 			have = hl.Impair
 			if wl.Impair != nil && hl.QdiscForeign != "" {
-				d.conflict("interface %q in namespace %q has a root qdisc that netplan-lab did not make (%s): remove it, or remove impair: from the file",
+				d.conflict(KindImpair, name, ln, "interface %q in namespace %q has a root qdisc that netplan-lab did not make (%s): remove it, or remove impair: from the file",
 					ln, name, hl.QdiscForeign)
 				continue
 			}

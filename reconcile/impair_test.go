@@ -78,7 +78,7 @@ func TestImpairForeignQdisc(t *testing.T) {
 		t.Fatalf("a foreign qdisc on an interface without impair: changed:\n%v", p)
 	}
 	p := plan(t, k, parse(t, withImpair("rate: 8mbit", "")))
-	want := `interface "eth0" in namespace "a" has a root qdisc that netplan-lab did not make (htb 1:): remove it, or remove impair: from the file`
+	want := `t.yaml:5:17: links[0].endpoints[0]: interface "eth0" in namespace "a" has a root qdisc that netplan-lab did not make (htb 1:): remove it, or remove impair: from the file`
 	if len(p.Conflicts) != 1 || p.Conflicts[0] != want {
 		t.Fatalf("conflicts %q, want %q", p.Conflicts, want)
 	}

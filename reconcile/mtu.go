@@ -55,11 +55,11 @@ func (d *differ) ipv6MTUs() {
 				if hl.MTU != m.mtu {
 					has = fmt.Sprintf("would have %d after this plan", m.mtu)
 				}
-				d.conflict("address %s on %q in netns %q: it is IPv6, which needs an MTU of at least %d, but %q %s%s: %s, or give it no IPv6",
+				d.conflict(KindLink, name, ln, "address %s on %q in netns %q: it is IPv6, which needs an MTU of at least %d, but %q %s%s: %s, or give it no IPv6",
 					v6, ln, name, topology.MinIPv6MTU, ln, has, m.because(), fix)
 				continue
 			}
-			d.conflict("%s %q in netns %q: its address %s is IPv6, which needs an MTU of at least %d, but without mtu: it would have %d%s: %s, or give it no IPv6",
+			d.conflict(KindLink, name, ln, "%s %q in netns %q: its address %s is IPv6, which needs an MTU of at least %d, but without mtu: it would have %d%s: %s, or give it no IPv6",
 				wl.Kind, ln, name, v6, topology.MinIPv6MTU, m.mtu, m.because(), fix)
 		}
 	}
@@ -106,13 +106,13 @@ func (d *differ) ipv6Settings() {
 				return raiseTo(d, ref, atLeast)
 			}
 			if m.mtu < topology.MinIPv6MTU {
-				d.conflict("sysctl %s in netns %q: %q would have an MTU of %d%s, under IPv6's minimum of %d, and the kernel keeps no IPv6 settings for such an interface: %s, or leave the key out",
+				d.conflict(KindSysctl, name, k, "sysctl %s in netns %q: %q would have an MTU of %d%s, under IPv6's minimum of %d, and the kernel keeps no IPv6 settings for such an interface: %s, or leave the key out",
 					k, name, iface, m.mtu, m.because(), topology.MinIPv6MTU, fix(topology.MinIPv6MTU))
 				continue
 			}
 			if strings.HasSuffix(k, ".mtu") {
 				if n, err := strconv.Atoi(v); err == nil && n > m.mtu {
-					d.conflict("sysctl %s = %s in netns %q: the kernel refuses an IPv6 MTU over the interface's own, and %q would have %d%s: %s, or set it to at most %d",
+					d.conflict(KindSysctl, name, k, "sysctl %s = %s in netns %q: the kernel refuses an IPv6 MTU over the interface's own, and %q would have %d%s: %s, or set it to at most %d",
 						k, v, name, iface, m.mtu, m.because(), fix(n), m.mtu)
 				}
 			}
@@ -156,7 +156,7 @@ func (d *differ) childMTUs() {
 			if head > 0 {
 				over = fmt.Sprintf("the %d %s %s leaves it (its MTU %d%s, less %d for the VXLAN's headers)", p.mtu-head, how, from, p.mtu, p.because(), head)
 			}
-			d.conflict("%s %q in netns %q: its mtu: %d is over %s, which the kernel refuses: %s, or give it a smaller mtu:",
+			d.conflict(KindLink, name, ln, "%s %q in netns %q: its mtu: %d is over %s, which the kernel refuses: %s, or give it a smaller mtu:",
 				wl.Kind, ln, name, wl.MTU, over, raiseTo(d, *from, wl.MTU+head))
 		}
 	}

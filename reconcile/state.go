@@ -19,6 +19,18 @@ const HostNS = "host"
 // topology wants and what the kernel has, so a diff is a plain comparison.
 type State struct {
 	Namespaces map[string]*Namespace `json:"namespaces"`
+	// Where, in a desired state made from a file, says where in the file
+	// an object is ("FILE:LINE:COL: PATH: "; "" if not there): a plan's
+	// conflicts start with it. name is a route's Key, a sysctl's key.
+	Where func(kind Kind, ns, name string) string `json:"-"`
+}
+
+// where is s.Where, or "" without one.
+func (s *State) where(kind Kind, ns, name string) string {
+	if s == nil || s.Where == nil {
+		return ""
+	}
+	return s.Where(kind, ns, name)
 }
 
 // Namespace is one network namespace, keyed by its short name.
@@ -63,6 +75,10 @@ type Namespace struct {
 	// that drop forwarded packets by default (policy drop, as Docker sets);
 	// one with no rules at all ends in ForwardDropNoRules.
 	ForwardDrop []string `json:"forward_drop,omitempty"`
+	// ForwardRules lists, in an observed state, base chains of other
+	// owners on the forward hook that accept by default and hold rules
+	// (any of which may drop): path says it does not evaluate them.
+	ForwardRules []string `json:"forward_rules,omitempty"`
 	// NATStrays, in an observed state, lists rules in the lab's NAT chains
 	// that are not the lab's (added by hand): left, and warned about.
 	NATStrays []string `json:"nat_strays,omitempty"`
@@ -357,12 +373,17 @@ func (r *Route) Clone() *Route {
 // else the interface's): with "all" alone, someone setting it to 0 by hand
 // would break the next address change, and observation does not read
 // these (an audit found that when "default" was left out to save two
-// /proc writes per namespace).
+// /proc writes per namespace). And no duplicate address detection on the
+// interfaces to come (the file's addresses are unique, and it has nodad
+// on them already): their link-local addresses are usable at once, not
+// tentative for a second or two, during which an IPv6 router of the lab
+// answered nothing (an outside audit: checks right after apply failed).
 var LabDefaults = map[string]string{
 	"net.ipv4.conf.all.promote_secondaries":     "1",
 	"net.ipv4.conf.default.promote_secondaries": "1",
 	"net.ipv6.conf.all.keep_addr_on_down":       "1",
 	"net.ipv6.conf.default.keep_addr_on_down":   "1",
+	"net.ipv6.conf.default.accept_dad":          "0",
 }
 
 // NormaliseSysctl compares sysctl values the way the kernel prints them:

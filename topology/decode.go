@@ -200,8 +200,8 @@ func (d *decoder) chunked(l *layout) (t *Topology, ok bool) {
 }
 
 // invalidYAML reports what yaml.v3 could not parse, at the line it names.
-func (d *decoder) invalidYAML(err error) {
-	line := 1
+func (d *decoder) invalidYAML(err error, data []byte) {
+	line, col := 1, 1
 	msg := err.Error()
 	// yaml.v3 reports "yaml: line N: message": N counts from 1 for the
 	// scanner's errors, from 0 for the parser's (it does not add 1 to
@@ -219,11 +219,43 @@ func (d *decoder) invalidYAML(err error) {
 		}
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
+		// yaml.v3 names no line for an alias of an anchor it has not
+		// seen: the alias is found in the text.
+		if a, ok := strings.CutPrefix(msg, "unknown anchor '"); ok {
+			if a, ok = strings.CutSuffix(a, "' referenced"); ok {
+				line, col = aliasAt(data, a)
+			}
+		}
 	}
 	if msg == "EOF" {
 		msg = "empty file: a topology needs at least a name"
 	}
-	d.errs = append(d.errs, &Error{File: d.file, Pos: Pos{int32(line), 1}, Msg: "invalid YAML: " + msg})
+	d.errs = append(d.errs, &Error{File: d.file, Pos: Pos{int32(line), int32(col)}, Msg: "invalid YAML: " + msg})
+}
+
+// aliasAt is the line and column of the first alias *name in data (1, 1
+// if there is none to be seen: it is in a quoted string, say).
+func aliasAt(data []byte, name string) (line, col int) {
+	word := "*" + name
+	for i := 0; i < len(data); {
+		j := bytes.Index(data[i:], []byte(word))
+		if j < 0 {
+			break
+		}
+		at, end := i+j, i+j+len(word)
+		before := at == 0 || strings.IndexByte(" \t\n[{,:-", data[at-1]) >= 0
+		after := end == len(data) || strings.IndexByte(" \t\r\n,]}", data[end]) >= 0
+		start := bytes.LastIndexByte(data[:at], '\n') + 1
+		if hash := bytes.IndexByte(data[start:at], '#'); hash >= 0 && (hash == 0 || data[start+hash-1] == ' ' || data[start+hash-1] == '\t') {
+			before = false // in a comment (an outside audit: the error went there)
+		}
+		if before && after {
+			line = 1 + bytes.Count(data[:at], []byte("\n"))
+			return line, at - (bytes.LastIndexByte(data[:at], '\n') + 1) + 1
+		}
+		i = at + 1
+	}
+	return 1, 1
 }
 
 // parserProblem says whether yaml.v3's message is one of its parser's (a
@@ -252,7 +284,7 @@ func (d *decoder) root(data []byte, l *layout) *Topology {
 		if l != nil {
 			panic(errChunk)
 		}
-		d.invalidYAML(err)
+		d.invalidYAML(err, data)
 		return nil
 	}
 	var extra yaml.Node
@@ -266,7 +298,7 @@ func (d *decoder) root(data []byte, l *layout) *Topology {
 		if l != nil {
 			panic(errChunk)
 		}
-		d.invalidYAML(fmt.Errorf("%w, after a first document that ends before the file does (is the first line indented more than the next?)", err))
+		d.invalidYAML(fmt.Errorf("%w, after a first document that ends before the file does (is the first line indented more than the next?)", err), data)
 	}
 	n := &root
 	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
@@ -274,6 +306,18 @@ func (d *decoder) root(data []byte, l *layout) *Topology {
 	}
 	t := &Topology{File: d.file}
 	used := map[string]string{}
+	d.resolveAliases(n, nil)
+	if n.Kind == yaml.MappingNode {
+		// Top-level keys x-...: the file's own (anchors of values it uses
+		// elsewhere), as in a compose file; not read.
+		kept := n.Content[:0:0]
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if !strings.HasPrefix(n.Content[i].Value, "x-") {
+				kept = append(kept, n.Content[i], n.Content[i+1])
+			}
+		}
+		n.Content = kept
+	}
 	if d.vars != nil {
 		d.substitute(n, "", d.vars, used)
 	}
@@ -289,7 +333,7 @@ func (d *decoder) root(data []byte, l *layout) *Topology {
 		"name":   func(k, v *yaml.Node, p string) { t.Name = d.str(v, p) },
 		"prefix": func(k, v *yaml.Node, p string) { t.Prefix = d.str(v, p) },
 		"namespaces": func(k, v *yaml.Node, p string) {
-			seen := map[string]bool{}
+			seen := map[string]int{}
 			d.body(l, v, p, used, func(n *yaml.Node, _ int) { t.Namespaces = d.namespaces(n, p, seen, t.Namespaces) })
 		},
 		"bridges":  list(func(n *yaml.Node, p string) { t.Bridges = append(t.Bridges, d.bridge(n, p)) }),
@@ -360,6 +404,9 @@ func (d *decoder) mappingOf(n *yaml.Node, path string, lookup func(key string) f
 		d.errorf(n, path, "expected a mapping, found %s", kindName(n))
 		return
 	}
+	if !d.plainTag(n, path) {
+		return
+	}
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
@@ -382,6 +429,105 @@ func (d *decoder) mappingOf(n *yaml.Node, path string, lookup func(key string) f
 			d.errorf(n, path, "missing required key %q", r)
 		}
 	}
+}
+
+// resolveAliases puts in place of each alias (*name) the node its anchor
+// (&name) marks, and merges the mappings of a `<<` key into the mapping
+// that holds it (keys of its own win, then the first merged), as YAML's
+// merge key does: a value is written once and used where the file says.
+// An alias of a node that holds it is an error (it would never end).
+// Messages about an aliased value are at its anchor.
+func (d *decoder) resolveAliases(n *yaml.Node, holders []*yaml.Node) {
+	holders = append(holders, n)
+	for i, c := range n.Content {
+		if c.Kind != yaml.AliasNode {
+			d.resolveAliases(c, holders)
+			continue
+		}
+		if slices.Contains(holders, c.Alias) {
+			d.errs = append(d.errs, &Error{File: d.file, Pos: pos(c), Msg: fmt.Sprintf("alias *%s is of a value that holds it: it would never end", c.Value)})
+			n.Content[i] = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: c.Line, Column: c.Column}
+			continue
+		}
+		// A copy for each use: variables are put in place in the nodes,
+		// and a `$${` in one use is not to be read again by the next (an
+		// outside audit).
+		n.Content[i] = copyNode(c.Alias)
+	}
+	if n.Kind != yaml.MappingNode {
+		return
+	}
+	own := map[string]bool{}
+	merges := 0
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i]; k.Value == "<<" && k.Tag == "!!merge" {
+			merges++
+			if merges == 2 {
+				d.errs = append(d.errs, &Error{File: d.file, Pos: pos(k), Msg: `duplicate key "<<": merge a list of mappings, <<: [*a, *b]`})
+			}
+		} else {
+			own[k.Value] = true
+		}
+	}
+	if merges == 0 {
+		return
+	}
+	var out []*yaml.Node
+	var merged []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !(k.Value == "<<" && k.Tag == "!!merge") {
+			out = append(out, k, v)
+			continue
+		}
+		from := []*yaml.Node{v}
+		if v.Kind == yaml.SequenceNode {
+			from = v.Content
+		}
+		for _, m := range from {
+			if m.Kind != yaml.MappingNode {
+				d.errs = append(d.errs, &Error{File: d.file, Pos: pos(k), Msg: "<< merges mappings (or a list of them), not " + kindName(m)})
+				continue
+			}
+			merged = append(merged, m)
+		}
+	}
+	for _, m := range merged {
+		for i := 0; i+1 < len(m.Content); i += 2 {
+			if k := m.Content[i]; !own[k.Value] {
+				own[k.Value] = true
+				out = append(out, k, m.Content[i+1])
+			}
+		}
+	}
+	n.Content = out
+}
+
+// copyNode is a deep copy of n (its aliases were resolved already).
+func copyNode(n *yaml.Node) *yaml.Node {
+	c := *n
+	if len(n.Content) > 0 {
+		c.Content = make([]*yaml.Node, len(n.Content))
+		for i, x := range n.Content {
+			c.Content[i] = copyNode(x)
+		}
+	}
+	return &c
+}
+
+// plainTag reports whether a mapping or list has no tag but its own
+// (`!!map`, `!!seq`); one tagged otherwise (`a: !!int {}`, a mistake of
+// the file, which a YAML decoder into types refuses) is an error.
+func (d *decoder) plainTag(n *yaml.Node, path string) bool {
+	want := "!!map"
+	if n.Kind == yaml.SequenceNode {
+		want = "!!seq"
+	}
+	if n.Tag == "" || n.Tag == want {
+		return true
+	}
+	d.errorf(n, path, "%s tagged %s (a %s's tag is %s, or none)", kindName(n), n.Tag, strings.TrimPrefix(kindName(n), "a "), want)
+	return false
 }
 
 func allowed(names []string) string {
@@ -415,6 +561,9 @@ func (d *decoder) seqFrom(n *yaml.Node, path string, base int, each func(i int, 
 	}
 	if n.Kind != yaml.SequenceNode {
 		d.errorf(n, path, "expected a list, found %s", kindName(n))
+		return
+	}
+	if !d.plainTag(n, path) {
 		return
 	}
 	for i, c := range n.Content {
@@ -477,7 +626,7 @@ func (d *decoder) strList(n *yaml.Node, path string) []string {
 
 // namespaces appends to out the namespaces of the mapping n (all of
 // them, or one chunk's; seen holds the names of those before).
-func (d *decoder) namespaces(n *yaml.Node, path string, seen map[string]bool, out []*Namespace) []*Namespace {
+func (d *decoder) namespaces(n *yaml.Node, path string, seen map[string]int, out []*Namespace) []*Namespace {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return out
 	}
@@ -485,14 +634,17 @@ func (d *decoder) namespaces(n *yaml.Node, path string, seen map[string]bool, ou
 		d.errorf(n, path, "expected a mapping of namespace names, found %s", kindName(n))
 		return out
 	}
+	if !d.plainTag(n, path) {
+		return out
+	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		p := join(path, k.Value)
-		if seen[k.Value] {
-			d.errorf(k, p, "duplicate namespace %q", k.Value)
+		if line := seen[k.Value]; line != 0 {
+			d.errorf(k, p, "duplicate namespace %q (first at line %d)", k.Value, line)
 			continue
 		}
-		seen[k.Value] = true
+		seen[k.Value] = k.Line
 		// The name is the end of the path, not a string of its own: one
 		// allocation fewer for each namespace of a big file.
 		ns := &Namespace{Name: p[len(p)-len(k.Value):], Pos: pos(k), Path: p}
@@ -514,6 +666,9 @@ func (d *decoder) sysctls(n *yaml.Node, path string) []*Sysctl {
 	}
 	if n.Kind != yaml.MappingNode {
 		d.errorf(n, path, "expected a mapping of sysctl names to values, found %s", kindName(n))
+		return nil
+	}
+	if !d.plainTag(n, path) {
 		return nil
 	}
 	var out []*Sysctl
@@ -621,6 +776,9 @@ func (d *decoder) link(n *yaml.Node, path string) *Link {
 	case endpoints != nil && (haveA || haveB):
 		d.errorf(n, path, "use either endpoints or a/b, not both")
 	case endpoints != nil:
+		if endpoints.Kind == yaml.SequenceNode && !d.plainTag(endpoints, endpointsPath) {
+			break
+		}
 		if endpoints.Kind != yaml.SequenceNode || len(endpoints.Content) != 2 {
 			d.errorf(endpoints, endpointsPath, "endpoints needs exactly two \"namespace:ifname\" entries")
 			break

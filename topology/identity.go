@@ -24,13 +24,18 @@ func LoadIdentity(path string, vars Vars, withPrefix bool) (*Topology, error) {
 	}
 	var root yaml.Node
 	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&root); err != nil {
-		d.invalidYAML(err)
+		d.invalidYAML(err, data)
 		return nil, d.errs
 	}
 	n := &root
 	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
 		n = n.Content[0]
 	}
+	// Aliases and merges first (name: *n, <<: *id); what is wrong with
+	// them elsewhere in the file is not this reading's business.
+	errs := d.errs
+	d.resolveAliases(n, nil)
+	d.errs = errs
 	t := &Topology{File: path}
 	if n.Kind != yaml.MappingNode {
 		d.errorf(n, "", "expected a mapping with a name, found %s", kindName(n))

@@ -38,6 +38,14 @@ func TestLoadIdentity(t *testing.T) {
 			t.Errorf("%q: want %q, got %v", body, want, err)
 		}
 	}
+	// A name and prefix from an alias or a merge (an outside audit: not
+	// read, so destroy refused a file broken elsewhere).
+	if top, err := LoadIdentity(write("x-id: &id {name: idlab1, prefix: p-}\n<<: *id\nbridges: [{colour: red}]\n"), vars, true); err != nil || top.Name != "idlab1" || top.Prefix != "p-" {
+		t.Errorf("identity from a merge: %+v, %v", top, err)
+	}
+	if top, err := LoadIdentity(write("x-n: &n idlab2\nname: *n\nbridges: [{colour: red}]\n"), vars, true); err != nil || top.Name != "idlab2" {
+		t.Errorf("name from an alias: %+v, %v", top, err)
+	}
 	// A prefix the caller gives itself: the file's is not read.
 	if top, err := LoadIdentity(write("name: l\nprefix: ${Q}\nprefix: a/b\n"), vars, false); err != nil || top.Name != "l" || top.Prefix != "" {
 		t.Errorf("without the prefix: %+v, %v", top, err)

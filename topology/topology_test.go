@@ -133,6 +133,29 @@ func TestCases(t *testing.T) {
 			`vxlans[0].dev: interface "up0" is not declared in namespace "v"`},
 		{"macvlan of a macvlan", "name: a\nnamespaces: {m: {}}\nlinks: [{endpoints: [\"m:e\", \"host:x\"]}]\nmacvlans: [{name: m1, namespace: m, parent: \"m:e\", mode: bridge}, {name: m2, namespace: m, parent: \"m:m1\", mode: bridge}]\n",
 			"parent m:m1 is itself a macvlan: the kernel would attach this one to its parent instead; name that parent"},
+		{"ipv6 on a bridge without mtu whose port, a veth end, has the other end's under 1280", "name: a\nnamespaces: {c: {}}\nbridges: [{name: br0, addresses: [\"fd00::1/64\"]}]\nlinks: [{a: {namespace: c, name: e, mtu: 1200}, b: {name: v, bridge: br0}}]\n",
+			"3:35: bridges[0].addresses[0]: fd00::1/64 is IPv6, but without mtu: this bridge follows its ports' smallest MTU, port v's mtu 1200 (without mtu: a veth end takes the other end's), under IPv6's minimum of 1280"},
+		{"ipv6 on a bridge without mtu, a port's mtu under 1280", "name: a\nnamespaces: {c: {}}\nbridges: [{name: br0, addresses: [\"10.0.0.1/24\", \"fd00::1/64\"]}]\nlinks: [{a: {namespace: c, name: e}, b: {name: v, bridge: br0, mtu: 1100}}, {a: {namespace: c, name: f}, b: {name: w, bridge: br0, mtu: 1200}}]\n",
+			"bridges[0].addresses[1]: fd00::1/64 is IPv6, but without mtu: this bridge follows its ports' smallest MTU, port v's mtu 1100, under"},
+		{"duplicate namespace", "name: a\nnamespaces:\n  c: {}\n  d: {}\n  c: {}\n", `5:3: namespaces.c: duplicate namespace "c" (first at line 3)`},
+		{"ipv6 on a bridge without mtu whose VXLAN port takes a small dev's", "name: a\nnamespaces: {u: {}}\nbridges:\n  - {name: br0, addresses: [\"fd00::1/64\"]}\nlinks:\n  - a: {namespace: u, name: eth0, addresses: [192.0.2.2/24]}\n    b: {name: up0, addresses: [192.0.2.1/24], mtu: 1300}\nvxlans:\n  - {name: vx0, vni: 10, remote: 192.0.2.2, dev: up0, bridge: br0}\n",
+			"port vx0's mtu 1250 (without mtu: a VXLAN takes its dev's, less its headers), under IPv6's minimum of 1280"},
+		// An outside audit: routes validate passed and the kernel refused.
+		{"gateway on another interface's subnet than dev's", "name: a\nnamespaces:\n  a: {routes: [{to: 10.70.0.0/16, via: 10.61.0.1, dev: eth1}]}\n  b: {}\nlinks:\n  - {a: {namespace: a, name: eth0, addresses: [10.61.0.2/24]}, b: {namespace: b, name: eth0, addresses: [10.61.0.1/24]}}\n  - {a: {namespace: a, name: eth1, addresses: [10.62.0.2/24]}, b: {namespace: b, name: eth1, addresses: [10.62.0.1/24]}}\n",
+			"namespaces.a.routes[0].via: gateway 10.61.0.1 is on no subnet of dev eth1 (it has 10.62.0.0/24)"},
+		{"broadcast gateway", "name: a\nnamespaces:\n  a: {routes: [{to: 10.70.0.0/16, via: 10.61.0.255}]}\nlinks:\n  - {a: {namespace: a, name: eth0, addresses: [10.61.0.2/24]}, b: {name: v}}\n",
+			"gateway 10.61.0.255 is the broadcast address of 10.61.0.0/24"},
+		{"the kernel's own route", "name: a\nnamespaces:\n  a: {routes: [{to: 10.61.0.0/24, via: 10.61.0.1}]}\nlinks:\n  - {a: {namespace: a, name: eth0, addresses: [10.61.0.2/24]}, b: {name: v}}\n",
+			"namespaces.a.routes[0]: the kernel makes the route to 10.61.0.0/24 with metric 0 itself, for 10.61.0.2/24 of eth0"},
+		// An outside audit: NAT rules that mix families, and a source with
+		// host bits (taken as its network, silently).
+		{"snat to the other family", "name: a\nnamespaces: {r: {}}\nnat: [{namespace: r, snat: {source: 10.1.0.0/16, to: \"fd00::1\"}}]\n", `nat[0].snat.to: fd00::1 is IPv6, but source 10.1.0.0/16 is IPv4: a rule translates within one family`},
+		{"snat of IPv6 to IPv4", "name: a\nnamespaces: {r: {}}\nnat: [{namespace: r, snat: {source: \"fd00::/64\", to: 10.0.0.1}}]\n", `10.0.0.1 is IPv4, but source fd00::/64 is IPv6`},
+		// An outside audit: a tag the value's kind does not have validated.
+		{"mapping tagged int", "name: a\nnamespaces:\n  c: !!int {}\n", `3:6: namespaces.c: a mapping tagged !!int`},
+		{"list tagged map", "name: a\nbridges: !!map [{name: b}]\n", `2:10: bridges: a list tagged !!map`},
+		{"sysctls tagged str", "name: a\nnamespaces: {c: {sysctls: !!str {net.ipv4.ip_forward: 1}}}\n", `namespaces.c.sysctls: a mapping tagged !!str`},
+		{"root tagged str", "--- !!str\nname: a\n", `1:5: (document): a mapping tagged !!str`},
 		// Found by FuzzParse: present but empty values.
 		{"empty name", "name: >\n", `name: "" must match`},
 		{"empty ifname", "name: a\nbridges: [{name: \"\"}]\n", "interface name is empty"},
@@ -255,6 +278,81 @@ func TestWarningsBesideErrors(t *testing.T) {
 	}
 }
 
+// TestAnchorsAliasesAndMerges: a value written once with an anchor is
+// used by aliases and `<<` merges (own keys win), top-level x- keys hold
+// anchors and are not read; an alias of a value holding it is an error
+// (an outside audit: every alias was refused, "found an alias").
+func TestAnchorsAliasesAndMerges(t *testing.T) {
+	src := `name: al
+x-port: &port {namespace: host, bridge: br0, mtu: 1300}
+namespaces:
+  c1: &ns {ipv6: false}
+  c2: *ns
+bridges:
+  - {name: br0, mtu: &m 1400}
+links:
+  - a: {namespace: c1, name: eth0, addresses: [10.0.0.2/24], mtu: *m}
+    b: {<<: *port, name: v1, mtu: 1400}
+  - a: {namespace: c2, name: eth0}
+    b: {<<: [*port], name: v2}
+`
+	top, err := Parse("t.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(top.Namespaces) != 2 || top.Namespaces[1].IPv6 == nil || *top.Namespaces[1].IPv6 {
+		t.Fatalf("c2: *ns: %+v", top.Namespaces[1])
+	}
+	l0, l1 := top.Links[0], top.Links[1]
+	if l0.A.MTU != 1400 || l0.B.Bridge != "br0" || l0.B.Namespace != "host" || l0.B.MTU != 1400 || l1.B.MTU != 1300 || l1.B.Name != "v2" {
+		t.Fatalf("aliases and merges: %+v %+v %+v", l0.A, l0.B, l1.B)
+	}
+	// A merge without an anchor (that file was cut in chunks, and the
+	// merge never resolved); a literal $${ in an aliased value stays one
+	// in each use (the uses shared one node, and the second read it as a
+	// variable); two merge keys in one mapping are an error.
+	if top, err := Parse("t.yaml", []byte("name: al\nlinks:\n  - a: {<<: {mtu: 1400}, name: e}\n    b: {name: v}\n")); err != nil || top.Links[0].A.MTU != 1400 {
+		t.Fatalf("a merge without an anchor: %v", err)
+	}
+	if top, err := Parse("t.yaml", []byte("name: al\nx-s: &s {net.ipv4.conf.default.rp_filter: \"$${RP}\"}\nnamespaces:\n  a: {sysctls: *s}\n  b: {sysctls: *s}\n")); err != nil || top.Namespaces[1].Sysctls[0].Value != "${RP}" {
+		t.Fatalf("$${ in an aliased value: %v %+v", err, top)
+	}
+	if _, err := Parse("t.yaml", []byte("name: al\nx-a: &a {mtu: 1400}\nlinks:\n  - a: {<<: *a, <<: *a, name: e}\n    b: {name: v}\n")); err == nil || !strings.Contains(err.Error(), `t.yaml:4:17: (document): duplicate key "<<"`) {
+		t.Fatalf("two merge keys: %v", err)
+	}
+	_, err = Parse("t.yaml", []byte("name: al\nnamespaces:\n  c1: &ns {sysctls: *ns}\n"))
+	if err == nil || !strings.Contains(err.Error(), "t.yaml:3:21: (document): alias *ns is of a value that holds it") {
+		t.Fatalf("a recursive alias: %v", err)
+	}
+}
+
+// TestNATSourceWithHostBitsWarns: a NAT source with host bits is taken as
+// its network, and said so (an outside audit: it was silent).
+func TestRoutesTheKernelTakes(t *testing.T) {
+	// Found by an outside audit, refused by checks of routes the kernel
+	// refuses: a gateway reached through a dev-only route (unnumbered),
+	// a route to the subnet of an interface that is down (the kernel
+	// makes none for it then), one to an IPv4 /32 address's own /32 (no
+	// route of the kernel's either), a /32 point-to-point link.
+	for name, src := range map[string]string{
+		"unnumbered": "name: a\nnamespaces:\n  a: {routes: [{to: 10.1.0.254/32, dev: eth1}, {to: 10.70.0.0/16, via: 10.1.0.254, dev: eth1}]}\n  b: {routes: [{to: 10.1.0.1/32, dev: eth1}]}\nlinks:\n  - {a: {namespace: a, name: eth0, addresses: [10.1.0.1/24]}, b: {name: v}}\n  - {a: {namespace: a, name: eth1}, b: {namespace: b, name: eth1, addresses: [10.1.0.254/32]}}\n",
+		"down":       "name: a\nnamespaces:\n  a: {routes: [{to: 10.5.0.0/24, via: 10.1.0.254}]}\nlinks:\n  - {a: {namespace: a, name: eth0, addresses: [10.1.0.1/24]}, b: {name: v}}\n  - {a: {namespace: a, name: eth1, addresses: [10.5.0.2/24], up: false}, b: {name: w}}\n",
+		"/32":        "name: a\nnamespaces:\n  a: {routes: [{to: 10.9.0.5/32, dev: eth0}]}\nlinks:\n  - {a: {namespace: a, name: eth0, addresses: [10.9.0.5/32]}, b: {name: v}}\n",
+		"p2p /32":    "name: a\nnamespaces:\n  a: {routes: [{to: 10.9.0.6/32, dev: eth0}, {to: default, via: 10.9.0.6, dev: eth0}]}\nlinks:\n  - {a: {namespace: a, name: eth0, addresses: [10.9.0.5/32]}, b: {name: v, addresses: [10.9.0.6/32]}}\n",
+	} {
+		if _, err := Parse("t.yaml", []byte(src)); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestNATSourceWithHostBitsWarns(t *testing.T) {
+	top, err := Parse("t.yaml", []byte("name: x\nnamespaces: {r: {}}\nnat: [{namespace: r, masquerade: {source: 10.0.0.1/8}}]\n"))
+	if err != nil || len(top.Warnings) != 1 || !strings.Contains(top.Warnings[0].Error(), "nat[0].masquerade.source: 10.0.0.1/8 has host bits set: taken as the network 10.0.0.0/8 (for one host, write 10.0.0.1/32)") {
+		t.Fatalf("want a warning, got %v, %+v", err, top)
+	}
+}
+
 // TestInvalidYAMLAtItsLine: yaml.v3's parser counts lines from 0 in its
 // messages, its scanner from 1: the problem is reported at its own line
 // either way (an outside audit saw the line before it).
@@ -263,6 +361,10 @@ func TestInvalidYAMLAtItsLine(t *testing.T) {
 		"name: x\nnamespaces:\n  c1: {}\nlinks:\n  - a: {namespace: c1, name: eth0}\n    b: {namespace: host, name: v-${NS}}\n": "t.yaml:6:1:",
 		"name: x\nnamespaces:\n  c1: {}\n  c2: [}\n": "t.yaml:4:1:",
 		"name: x\nnamespaces:\n  c1: {}\n  c2: @x\n": "t.yaml:4:1:",
+		// yaml.v3 gives no line for an alias with no anchor: found in the
+		// text (it was at 1:1), not inside a quoted string.
+		"name: x\nnamespaces:\n  c1: {sysctls: {a: \"*r\"}}\n  c2: {routes: *r}\n": "t.yaml:4:16:",
+		"name: x # not *r\nnamespaces:\n  c2: {routes: *r}\n":                      "t.yaml:3:16:",
 	} {
 		_, err := Parse("t.yaml", []byte(src))
 		if err == nil || !strings.HasPrefix(err.Error(), want) {

@@ -422,11 +422,63 @@ func (d *decoder) validate(t *Topology) {
 	for _, l := range t.Links {
 		peerMTU[&l.A], peerMTU[&l.B] = l.B.MTU, l.A.MTU
 	}
+	// A VXLAN without mtu: has its dev's, less its headers (the dev's
+	// own, or, for a veth end, the other end's).
+	vxDev := map[*Iface]func() int{}
+	for _, v := range t.Vxlans {
+		if v.Dev == "" {
+			continue
+		}
+		if c, ok := claims.get(v.Namespace, v.Dev); ok {
+			dev, head := c.iface, VxlanHeadroom(v.Remote, v.Group, v.Local)
+			vxDev[&v.Iface] = func() int {
+				m := dev.MTU
+				if m == 0 {
+					m = peerMTU[dev]
+				}
+				if m == 0 {
+					return 0
+				}
+				return m - head
+			}
+		}
+	}
 	mtuOf := func(i *Iface) int {
 		if i.MTU != 0 {
 			return i.MTU
 		}
+		if f := vxDev[i]; f != nil {
+			return f()
+		}
 		return peerMTU[i]
+	}
+	// A bridge without mtu: follows its ports' smallest MTU: under 1280
+	// the kernel takes its IPv6 away (plan refused it; validate did not
+	// see it).
+	lowPort := map[objKey]*Iface{} // bridge: its port of the smallest MTU
+	for _, i := range t.Interfaces() {
+		k := objKey{i.Namespace, i.Bridge}
+		if low := lowPort[k]; i.Bridge != "" && mtuOf(i) != 0 && (low == nil || mtuOf(i) < mtuOf(low)) {
+			lowPort[k] = i
+		}
+	}
+	for _, b := range t.Bridges {
+		low := lowPort[objKey{b.Namespace, b.Name}]
+		if b.MTU != 0 || low == nil || mtuOf(low) >= MinIPv6MTU {
+			continue
+		}
+		how := fmt.Sprintf("mtu %d", low.MTU)
+		switch {
+		case low.MTU == 0 && vxDev[low] != nil:
+			how = fmt.Sprintf("mtu %d (without mtu: a VXLAN takes its dev's, less its headers)", mtuOf(low))
+		case low.MTU == 0:
+			how = fmt.Sprintf("mtu %d (without mtu: a veth end takes the other end's)", mtuOf(low))
+		}
+		for j, a := range b.Addresses {
+			if pfx, err := ParseCIDR(a); err == nil && pfx.Addr().Is6() {
+				d.at(b.Pos, fmt.Sprintf("%s.addresses[%d]", b.Path, j), "%s is IPv6, but without mtu: this bridge follows its ports' smallest MTU, port %s's %s, under IPv6's minimum of 1280: give the bridge an mtu: of at least 1280, or the port a larger one", a, low.Name, how)
+			}
+		}
 	}
 	parent := func(i *Iface, ns, name, kind string) {
 		if ns == "" {
@@ -590,15 +642,38 @@ func (d *decoder) validate(t *Topology) {
 	for _, n := range t.Namespaces {
 		seen := map[string]Pos{}
 		var subnets []netip.Prefix
+		on := map[string][]netip.Prefix{} // by interface
+		connected := map[netip.Prefix]string{}
 		for _, i := range ix.In(n.Name) {
 			for _, a := range i.Addresses {
 				if p, err := ParseCIDR(a); err == nil {
 					subnets = append(subnets, p.Masked())
+					on[i.Name] = append(on[i.Name], p.Masked())
+					// The kernel makes a route to the subnet for an address
+					// of an interface that is up, but none for an IPv4 /32
+					// (an outside audit: both were refused).
+					if _, ok := connected[p.Masked()]; !ok && i.IsUp() && !(p.Addr().Is4() && p.Bits() == 32) {
+						connected[p.Masked()] = a + " of " + i.Name
+					}
 				}
+			}
+		}
+		// A route with dev and no gateway makes what it covers reachable
+		// on that interface, as a subnet does (an unnumbered or /32
+		// point-to-point link: an outside audit saw a gateway reached so
+		// refused).
+		for _, r := range n.Routes {
+			if r.Dev == "" || r.Via != "" {
+				continue
+			}
+			if dst, err := RouteDst(r.To, ""); err == nil && dst.Bits() > 0 {
+				subnets = append(subnets, dst)
+				on[r.Dev] = append(on[r.Dev], dst)
 			}
 		}
 		for _, r := range n.Routes {
 			d.validateRoute(n, r, declared, seen, subnets)
+			d.routeTheKernelRefuses(n, r, on, connected)
 		}
 	}
 	d.sameL2Addresses(t, claims)
@@ -687,6 +762,68 @@ func (d *decoder) validateRoute(n *Namespace, r *Route, declared func(ns, name s
 	seen[key] = r.Pos
 }
 
+// routeTheKernelRefuses finds what validateRoute lets pass and the kernel
+// refuses half-way through an apply (an outside audit: validate and plan
+// said nothing, apply failed and rolled back): a gateway on another
+// interface's subnet than dev's, a gateway that is its subnet's broadcast
+// address, a route the kernel makes itself for an address (same
+// destination and metric: "file exists").
+func (d *decoder) routeTheKernelRefuses(n *Namespace, r *Route, on map[string][]netip.Prefix, connected map[netip.Prefix]string) {
+	dst, err := RouteDst(r.To, r.Via)
+	if err != nil {
+		return
+	}
+	metric := r.Metric
+	if metric == 0 && dst.Addr().Is6() {
+		metric = 1024 // what the kernel gives an IPv6 route without one
+	}
+	kernels := 0 // the metric of the kernel's own route to an address's subnet
+	if dst.Addr().Is6() {
+		kernels = 256
+	}
+	if by, ok := connected[dst]; ok && metric == kernels {
+		d.at(r.Pos, r.Path, "the kernel makes the route to %s with metric %d itself, for %s: leave this one out, or give it another metric", dst, metric, by)
+		return
+	}
+	gw, err := netip.ParseAddr(r.Via)
+	if err != nil {
+		return
+	}
+	gw = gw.Unmap()
+	for p := range connected { // the subnets of addresses: those have a broadcast address
+		if gw.Is4() && p.Bits() <= 30 && p.Contains(gw) && gw == lastAddr(p) {
+			d.at(r.Pos, join(r.Path, "via"), "gateway %s is the broadcast address of %s", gw, p)
+			return
+		}
+	}
+	if n.Name == Host || r.Dev == "" || r.OnLink || gw.IsLinkLocalUnicast() || !onSubnet(gw, on[r.Dev]) && !onSubnet(gw, flat(on)) {
+		return // the other checks' (or, in host, interfaces the file does not make)
+	}
+	if !onSubnet(gw, on[r.Dev]) {
+		have := make([]string, 0, len(on[r.Dev]))
+		for _, p := range on[r.Dev] {
+			have = append(have, p.String())
+		}
+		d.at(r.Pos, join(r.Path, "via"), "gateway %s is on no subnet of dev %s (it has %s): the kernel reaches a gateway through the dev named; name the interface on its subnet, or say onlink: true", gw, r.Dev, orNothing(strings.Join(have, ", ")))
+	}
+}
+
+// lastAddr is the last address of p (IPv4: its broadcast address).
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	host := uint32(1)<<(32-p.Bits()) - 1
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) | host
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+func flat(m map[string][]netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for _, v := range m {
+		out = append(out, v...)
+	}
+	return out
+}
+
 func (d *decoder) validateNAT(r *NAT, nsRef func(Pos, string, string) bool, declared func(ns, name string) bool) {
 	nsRef(r.Pos, join(r.Path, "namespace"), r.Namespace)
 	cidr := func(path, s string) {
@@ -696,8 +833,15 @@ func (d *decoder) validateNAT(r *NAT, nsRef func(Pos, string, string) bool, decl
 			}
 			return
 		}
-		if _, err := netip.ParsePrefix(s); err != nil {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
 			d.at(r.Pos, path, "%q is not a CIDR", s)
+			return
+		}
+		if p != p.Masked() {
+			// It was taken as the network silently (a route's to: with
+			// host bits is an error; files that rely on this stay valid).
+			d.warn(r.Pos, path, "%s has host bits set: taken as the network %s (for one host, write %s/%d)", s, p.Masked(), p.Addr(), p.Addr().BitLen())
 		}
 	}
 	ifname := func(path, s string) {
@@ -721,8 +865,13 @@ func (d *decoder) validateNAT(r *NAT, nsRef func(Pos, string, string) bool, decl
 		p := join(r.Path, "snat")
 		cidr(join(p, "source"), r.SNAT.Source)
 		if r.SNAT.To != "" {
-			if _, err := netip.ParseAddr(r.SNAT.To); err != nil {
+			to, err := netip.ParseAddr(r.SNAT.To)
+			if err != nil {
 				d.at(r.Pos, join(p, "to"), "%q is not an IP address", r.SNAT.To)
+			} else if src, err := netip.ParsePrefix(r.SNAT.Source); err == nil && src.Addr().Is4() != to.Unmap().Is4() {
+				// The kernel's rule would match one family and rewrite to
+				// the other (an outside audit: nft could not even print it).
+				d.at(r.Pos, join(p, "to"), "%s is %s, but source %s is %s: a rule translates within one family", r.SNAT.To, familyName(to.Unmap()), r.SNAT.Source, familyName(src.Addr()))
 			}
 		}
 		ifname(join(p, "out"), r.SNAT.Out)
@@ -746,6 +895,13 @@ func (d *decoder) validateNAT(r *NAT, nsRef func(Pos, string, string) bool, decl
 		}
 		ifname(join(p, "in"), f.In)
 	}
+}
+
+func familyName(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
 }
 
 func onSubnet(a netip.Addr, subnets []netip.Prefix) bool {

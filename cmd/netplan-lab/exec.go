@@ -11,18 +11,11 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
 	netplanlab "github.com/netplan-lab/netplan-lab/lab"
 	"github.com/netplan-lab/netplan-lab/reconcile"
 )
-
-// nsexecHelper is the hidden first argument of the helper process that
-// exec and shell start inside the target namespace: it does in its own
-// mount namespace what `ip netns exec` does (the lab's hosts file over
-// /etc/hosts, /sys remounted for the namespace) and then becomes CMD.
-const nsexecHelper = "__netplan-lab-nsexec"
 
 func newExecCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
@@ -121,57 +114,6 @@ func (g *globals) execIn(cmd *cobra.Command, file, ns string, argv []string, ext
 		return fmt.Errorf("enter netns %s: %w", kname, err)
 	}
 	fd.Close()
-	err = syscall.Exec(self, append([]string{self, nsexecHelper, kname, "--"}, argv...), env)
+	err = syscall.Exec(self, append([]string{self, netplanlab.NSExecArg, kname, "--"}, argv...), env)
 	return fmt.Errorf("start %s in netns %s: %w", argv[0], kname, err)
-}
-
-// nsexec is the helper: already in the target network namespace and in a
-// mount namespace of its own, it mounts what `ip netns exec` mounts and
-// execs the command. It never returns on success.
-func nsexec(args []string) int {
-	if len(args) < 3 || args[1] != "--" {
-		fmt.Fprintln(os.Stderr, "error: "+nsexecHelper+" NETNS -- CMD [ARGS...]")
-		return 2
-	}
-	kname, argv := args[0], args[2:]
-	// All of it on this thread, which then becomes the command: a mount
-	// namespace of its own, mounts no one else sees (as ip netns exec).
-	runtime.LockOSThread()
-	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-		fmt.Fprintf(os.Stderr, "error: a mount namespace for the command: %v\n", err)
-		return 1
-	}
-	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
-		fmt.Fprintf(os.Stderr, "error: make / a slave mount: %v\n", err)
-		return 1
-	}
-	dir := filepath.Join(netplanlab.EtcNetns, kname)
-	if entries, err := os.ReadDir(dir); err == nil {
-		for _, e := range entries {
-			src, dst := filepath.Join(dir, e.Name()), filepath.Join("/etc", e.Name())
-			if _, err := os.Stat(dst); err != nil {
-				continue // as ip netns exec: only over what exists
-			}
-			if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
-				fmt.Fprintf(os.Stderr, "error: bind %s over %s: %v\n", src, dst, err)
-				return 1
-			}
-		}
-	}
-	// /sys as the namespace sees it (its own interfaces under
-	// /sys/class/net).
-	if err := unix.Unmount("/sys", unix.MNT_DETACH); err == nil {
-		if err := unix.Mount(kname, "/sys", "sysfs", 0, ""); err != nil {
-			fmt.Fprintf(os.Stderr, "error: mount /sys for netns %s: %v\n", kname, err)
-			return 1
-		}
-	}
-	path, err := exec.LookPath(argv[0])
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "error: %v\n", err)
-		return 127
-	}
-	err = syscall.Exec(path, argv, os.Environ())
-	fmt.Fprintf(os.Stderr, "error: exec %s: %v\n", path, err)
-	return 126
 }

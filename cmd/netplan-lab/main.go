@@ -10,14 +10,17 @@ import (
 	"time"
 
 	"github.com/netplan-lab/netplan-lab/internal/linux"
+	netplanlab "github.com/netplan-lab/netplan-lab/lab"
 	"github.com/netplan-lab/netplan-lab/topology"
 )
 
 const defaultMemoryLimit = 256 << 20
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == nsexecHelper {
-		os.Exit(nsexec(os.Args[2:]))
+	// exec and shell start this program again in the lab's namespace, to
+	// do there what `ip netns exec` does before the command runs.
+	if len(os.Args) > 1 && os.Args[1] == netplanlab.NSExecArg {
+		os.Exit(netplanlab.NSExec(os.Args[2:]))
 	}
 	// Parsing a huge file makes mostly short-lived garbage (the YAML node
 	// tree); a soft limit makes the collector keep the peak near what is

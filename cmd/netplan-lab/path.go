@@ -50,7 +50,18 @@ rules. It sends nothing; it exits 1 when the packet does not arrive.`,
 			if err != nil {
 				return &codeError{exitError, fmt.Errorf("%s: %w", args[2], err)}
 			}
-			obs, err := l.kernel.Observe(cmd.Context(), reconcile.QueryFor(l.desired))
+			// Every namespace's nftables, not only those with the lab's
+			// NAT: a firewall of someone else's in a plain router decides
+			// too (an outside audit: path said delivered past a forward
+			// chain that dropped everything).
+			q := reconcile.QueryFor(l.desired)
+			for _, ns := range q.Namespaces {
+				if q.NAT == nil {
+					q.NAT = map[string]bool{}
+				}
+				q.NAT[ns] = true
+			}
+			obs, err := l.kernel.Observe(cmd.Context(), q)
 			if err != nil {
 				return err
 			}

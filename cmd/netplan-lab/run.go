@@ -82,7 +82,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log what is done on stderr")
 	pf.DurationVar(&g.lockTimeout, "lock-timeout", 30*time.Second, "how long apply and destroy wait for another run on the same sandbox to finish")
 	pf.StringVar(&g.maxFileSize, "max-file-size", "64MiB", "largest topology file read (bytes, or with KiB, MiB, GiB)")
-	pf.StringArrayVar(&g.vars, "var", nil, "NAME=VALUE for ${NAME} in the file (repeatable; then the environment, then ${NAME:-default})")
+	pf.StringArrayVar(&g.vars, "var", nil, "NAME=VALUE for ${NAME} in the file (repeatable, one value a name; then the environment, then ${NAME:-default})")
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		if g.output != "text" && g.output != "json" {
 			return &codeError{exitError, fmt.Errorf("--output must be text or json, not %q", g.output)}
@@ -98,8 +98,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return &codeError{exitError, fmt.Errorf("--max-file-size: %w", err)}
 		}
 		topology.MaxFileSize = n
+		given := map[string]string{}
 		for _, v := range g.vars {
-			name, _, ok := strings.Cut(v, "=")
+			name, value, ok := strings.Cut(v, "=")
+			if first, twice := given[name]; twice && first != value {
+				// Which one the user meant is not for the tool to guess.
+				return &codeError{exitError, fmt.Errorf("--var %s given twice, as %q and as %q", name, first, value)}
+			}
+			given[name] = value
 			if !ok || name == "" {
 				return &codeError{exitError, fmt.Errorf("--var %q: want NAME=VALUE", v)}
 			}
@@ -203,10 +209,10 @@ func (g *globals) waiting(holder string) {
 	fmt.Fprintf(g.stderr, "waiting for %s to finish with %s (up to %v)\n", holder, g.sandboxName(), g.lockTimeout)
 }
 
-// lock takes the sandbox's lock for a watch's applies.
-func (g *globals) lock(ctx context.Context) (func(), error) {
+// lock takes the sandbox's and the prefix's locks for a watch's applies.
+func (g *globals) lock(ctx context.Context, prefix string) (func(), error) {
 	who := "netplan-lab " + strings.Join(g.args, " ")
-	unlock, err := linux.Lock(ctx, g.netns, g.lockTimeout, who, g.waiting)
+	unlock, err := linux.LockLab(ctx, g.netns, prefix, g.lockTimeout, who, g.waiting)
 	if err != nil {
 		return nil, &codeError{exitError, err}
 	}
@@ -610,7 +616,7 @@ func (g *globals) watch(ctx context.Context, l *lab, file string, wo watchOption
 	}
 	err = watch.Run(ctx, watch.Config{
 		File: file, Kernel: l.kernel, Events: events,
-		Debounce: wo.debounce, Resync: wo.resync, Report: report, Lock: g.lock,
+		Debounce: wo.debounce, Resync: wo.resync, Report: report, Lock: func(ctx context.Context) (func(), error) { return g.lock(ctx, l.Prefix()) },
 		Load: func(f string, data []byte) (*reconcile.State, error) {
 			t, err := topology.ParseWith(f, data, g.varsOf())
 			if err != nil {

@@ -140,7 +140,7 @@ func TestApplyPlanDestroy(t *testing.T) {
 	// Another lab that wants the same names (br0, ns0, ns1) conflicts and
 	// changes nothing.
 	code, out, _ = runCLI(args("apply", "../../examples/nat.yaml")...)
-	if code != 1 || !strings.Contains(out, `conflict: bridge "br0" in namespace "host" already exists and is not owned by this topology`) ||
+	if code != 1 || !strings.Contains(out, `conflict: ../../examples/nat.yaml:33:5: bridges[0]: bridge "br0" in namespace "host" already exists and is not owned by this topology`) ||
 		strings.Contains(out, "... done") {
 		t.Fatalf("a second lab taking the same names must conflict: code %d\n%s", code, out)
 	}
@@ -330,6 +330,14 @@ func TestVariables(t *testing.T) {
 	}
 	if code, _, errOut := runCLI("--var", "1NET=x", "validate", file); code != 1 || !strings.Contains(errOut, `"1NET" is not a variable name`) {
 		t.Fatalf("--var with a bad name: exit %d\n%s", code, errOut)
+	}
+	// One given twice with two values is refused (the last one won,
+	// silently); twice the same is no problem.
+	if code, _, errOut := runCLI("--var", "NET=10.9.9", "--var", "NET=10.9.8", "validate", file); code != 1 || !strings.Contains(errOut, `--var NET given twice, as "10.9.9" and as "10.9.8"`) {
+		t.Fatalf("--var twice: exit %d\n%s", code, errOut)
+	}
+	if code, _, errOut := runCLI("--var", "NET=10.9.9", "--var", "NET=10.9.9", "validate", file); code != 0 {
+		t.Fatalf("--var twice, the same value: exit %d\n%s", code, errOut)
 	}
 	// A --var the file does not use is a warning (a typo, most likely).
 	if code, _, errOut := runCLI("--var", "NET=10.9.9", "--var", "NTE=1", "validate", file); code != 0 || errOut != "warning: --var NTE: "+file+" has no ${NTE}\n" {

@@ -586,7 +586,12 @@ func (h *nsHandle) setBridgeMTU(l netlink.Link, mtu int) error {
 }
 
 // disown leaves a link of the lab to whoever put addresses of their own on
-// it: the lab's addresses go, then its mark (alias and link group).
+// it: the lab's addresses go, then its mark: the link group first, then
+// the alias. A kill between the two leaves the alias, so the link is still
+// the lab's, whole, and the next run disowns it again; the other order left
+// an empty alias in the lab's group, which reads as a link half-made by a
+// killed run, and the next apply replaced it, taking the addresses it was
+// kept for (an outside audit).
 func (k *Kernel) disown(h *nsHandle, l netlink.Link) error {
 	owned, attrs := k.ownedAlias(l.Attrs().Alias)
 	if !owned && !k.halfMade(l.Attrs()) {
@@ -611,11 +616,18 @@ func (k *Kernel) disown(h *nsHandle, l netlink.Link) error {
 			}
 		}
 	}
-	if err := h.h.LinkSetAlias(l, ""); err != nil {
+	if err := h.h.LinkSetGroup(l, 0); err != nil {
 		return err
 	}
-	return h.h.LinkSetGroup(l, 0)
+	if err := disownBetween(); err != nil {
+		return err
+	}
+	return h.h.LinkSetAlias(l, "")
 }
+
+// disownBetween runs between disown's two writes: a test stops there, as
+// a kill would.
+var disownBetween = func() error { return nil }
 
 // othersRoutes lists the routes through link index that neither the
 // kernel nor the lab made (added by hand, by a routing daemon), in every

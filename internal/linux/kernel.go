@@ -14,6 +14,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netplan-lab/netplan-lab/reconcile"
+	"github.com/netplan-lab/netplan-lab/topology"
 )
 
 // RouteProtocol marks the routes netplan-lab installs (rtm_protocol). It is
@@ -424,6 +426,15 @@ func (k *Kernel) SandboxStays() (string, error) {
 		}
 		return fmt.Sprintf("interface %s is in it, not the lab's", a.Name), nil
 	}
+	// Addresses added by hand (to lo: the lab's links are gone), routes
+	// of others (a blackhole, ...), and processes that run there keep it
+	// too (an outside audit: they went with it, silently).
+	if why := handMadeIn(h); why != "" {
+		return why, nil
+	}
+	if pid := processIn(h.dev, h.ino); pid != "" {
+		return "process " + pid + " runs in it", nil
+	}
 	// So may an nftables table of another owner.
 	c, err := h.nftConn()
 	if err != nil {
@@ -447,6 +458,69 @@ func (k *Kernel) SandboxStays() (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// handMadeIn describes an address on lo other than the loopback ones, a
+// routing rule or a route that is not the kernel's, in the namespace of h
+// ("" if none).
+func handMadeIn(h *nsHandle) string {
+	addrs, err := h.h.AddrList(nil, netlink.FAMILY_ALL)
+	if err == nil {
+		for _, a := range addrs {
+			if a.IPNet != nil && !a.IP.IsLoopback() {
+				return fmt.Sprintf("address %s is in it, not the lab's", a.IPNet)
+			}
+		}
+	}
+	// Policy rules other than the three every namespace starts with
+	// (local, main, default).
+	if rules, err := h.h.RuleList(netlink.FAMILY_ALL); err == nil {
+		for _, r := range rules {
+			plain := r.Src == nil && r.Dst == nil && r.IifName == "" && r.OifName == "" && r.Mark == 0
+			if !plain || r.Priority != 0 && r.Priority != 32766 && r.Priority != 32767 {
+				return fmt.Sprintf("a routing rule (priority %d, table %d) is in it, not the lab's", r.Priority, r.Table)
+			}
+		}
+	}
+	routes, err := h.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	if err == nil {
+		for _, r := range routes {
+			if r.Protocol != unix.RTPROT_KERNEL {
+				dst := "default"
+				if r.Dst != nil {
+					dst = r.Dst.String()
+				}
+				return fmt.Sprintf("route %s (table %d) is in it, not the lab's", dst, r.Table)
+			}
+		}
+	}
+	return ""
+}
+
+// processIn names a process (pid and command) that runs in the network
+// namespace dev/ino, other than this one, or "".
+func processIn(dev, ino uint64) string {
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return ""
+	}
+	self := strconv.Itoa(os.Getpid())
+	for _, e := range procs {
+		pid := e.Name()
+		if _, err := strconv.Atoi(pid); err != nil || pid == self {
+			continue
+		}
+		// Every thread: one that entered the namespace (setns) is in it
+		// while its process's first thread is not (an outside audit).
+		tasks, _ := os.ReadDir("/proc/" + pid + "/task")
+		for _, task := range tasks {
+			if d, i, err := identity("/proc/" + pid + "/task/" + task.Name() + "/ns/net"); err == nil && d == dev && i == ino {
+				comm, _ := os.ReadFile("/proc/" + pid + "/comm")
+				return pid + " (" + strings.TrimSpace(string(comm)) + ")"
+			}
+		}
+	}
+	return ""
 }
 
 // markNamespace brings lo up and marks the namespace through lo's alias,
@@ -626,6 +700,25 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 				}
 			}
 		}
+		// And in host, the keys other labs of the sandbox set: a plan
+		// that writes a key rewriting them (ip_forward) writes theirs
+		// again, as they are.
+		var siblings, sibIface map[string]string
+		var sibRead []string // keys read for them alone
+		if short == reconcile.HostNS {
+			siblings, sibIface = k.siblingsKeys(short)
+			if len(siblings)+len(sibIface) > 0 {
+				keys = slices.Clone(keys)
+				for _, m := range []map[string]string{siblings, sibIface} {
+					for key := range m {
+						if !slices.Contains(keys, key) {
+							keys = append(keys, key)
+							sibRead = append(sibRead, key)
+						}
+					}
+				}
+			}
+		}
 		ns, veths, err := k.observeNS(short, keys, q.IPv6Switch[short], q.NAT[short], q.Impair[short])
 		if ns != nil && len(rec) > 0 {
 			ns.SysctlsBefore = notesOfNow(rec, ns)
@@ -655,11 +748,23 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 			}
 		}
 		if ns != nil && short == reconcile.HostNS {
-			for key := range k.siblingsNoted(short) {
+			for key := range siblings {
 				if ns.SysctlsShared == nil {
 					ns.SysctlsShared = map[string]bool{}
 				}
 				ns.SysctlsShared[key] = true
+			}
+			// An interface's key is another lab's while the interface is
+			// the one it was noted of (not another by its name since).
+			for key, idx := range sibIface {
+				if l := ns.Links[topology.SysctlIfname(strings.Split(key, ".")[3])]; l != nil && strconv.Itoa(l.Ifindex) == idx {
+					if ns.SysctlsShared == nil {
+						ns.SysctlsShared = map[string]bool{}
+					}
+					ns.SysctlsShared[key] = true
+				} else if slices.Contains(sibRead, key) {
+					delete(ns.Sysctls, key)
+				}
 			}
 		}
 		var hp *halfPinError

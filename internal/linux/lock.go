@@ -53,6 +53,37 @@ func Lock(ctx context.Context, netns string, timeout time.Duration, who string, 
 	return lockFile(ctx, LockPath(netns), gone, timeout, who, waiting)
 }
 
+// LockLab takes the sandbox's lock, then the prefix's: the lab's
+// namespaces are named by the prefix under /run/netns, which every
+// sandbox shares, so two runs of one prefix in two sandboxes at once
+// would make the same names (an outside audit: both failed, "file
+// exists", and rolled back; now the second waits, then sees the first's
+// namespaces and reports the conflict). The sandbox's lock comes first
+// and a run holds one prefix's: no two runs wait on each other in turn.
+// The prefix's lock file goes when no namespace of the prefix is left.
+func LockLab(ctx context.Context, netns, prefix string, timeout time.Duration, who string, waiting func(holder string)) (unlock func(), err error) {
+	start := time.Now()
+	unlockSandbox, err := Lock(ctx, netns, timeout, who, waiting)
+	if err != nil || prefix == "" {
+		return unlockSandbox, err
+	}
+	gone := func() bool {
+		left, err := ListNamed(prefix)
+		return err == nil && len(left) == 0
+	}
+	unlockPrefix, err := lockFile(ctx, PrefixLockPath(prefix), gone, max(timeout-time.Since(start), time.Millisecond), who, waiting)
+	if err != nil {
+		unlockSandbox()
+		return nil, err
+	}
+	return func() { unlockPrefix(); unlockSandbox() }, nil
+}
+
+// PrefixLockPath is the lock file of the lab namespaces named with prefix.
+func PrefixLockPath(prefix string) string {
+	return filepath.Join(LockDir, "prefix-"+prefix+".lock")
+}
+
 // lockFile takes the lock on the file at path; unlock removes the file
 // first if gone says so.
 func lockFile(ctx context.Context, path string, gone func() bool, timeout time.Duration, who string, waiting func(holder string)) (unlock func(), err error) {

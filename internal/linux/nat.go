@@ -260,6 +260,9 @@ type natState struct {
 	repair      string
 	rules       []ownedRule
 	forwardDrop []string // foreign base chains that drop forwarded packets
+	// forwardRules: foreign base chains of the forward hook that accept by
+	// default but hold rules (one may drop).
+	forwardRules []string
 	// strays: rules in the lab's chains that are not the lab's.
 	strays []string
 }
@@ -287,15 +290,23 @@ func (k *Kernel) natState(c *nftables.Conn) (st natState, err error) {
 			}
 			continue
 		}
-		if ch.Hooknum != nil && *ch.Hooknum == *nftables.ChainHookForward && ch.Policy != nil && *ch.Policy == nftables.ChainPolicyDrop {
-			desc := fmt.Sprintf("chain %s in table %s %s", ch.Name, familyName(ch.Table.Family), ch.Table.Name)
-			if rs, err := c.GetRules(ch.Table, ch); err == nil && len(rs) == 0 {
+		if ch.Hooknum == nil || *ch.Hooknum != *nftables.ChainHookForward {
+			continue
+		}
+		desc := fmt.Sprintf("chain %s in table %s %s", ch.Name, familyName(ch.Table.Family), ch.Table.Name)
+		rs, rerr := c.GetRules(ch.Table, ch)
+		switch {
+		case ch.Policy != nil && *ch.Policy == nftables.ChainPolicyDrop:
+			if rerr == nil && len(rs) == 0 {
 				desc += reconcile.ForwardDropNoRules // it drops everything
 			}
 			st.forwardDrop = append(st.forwardDrop, desc)
+		case rerr != nil || len(rs) > 0:
+			st.forwardRules = append(st.forwardRules, desc)
 		}
 	}
 	sort.Strings(st.forwardDrop)
+	sort.Strings(st.forwardRules)
 	if st.table == nil {
 		return st, nil
 	}
@@ -396,6 +407,7 @@ func (k *Kernel) observeNAT(h *nsHandle, ns *reconcile.Namespace) error {
 		return err
 	}
 	ns.ForwardDrop = st.forwardDrop
+	ns.ForwardRules = st.forwardRules
 	for _, s := range st.strays {
 		ns.NATStrays = append(ns.NATStrays, fmt.Sprintf("table inet %s, %s", k.TableName(), s))
 	}

@@ -43,6 +43,9 @@ func createNamed(name, mark string, ipv6Off bool) (nh *nsHandle, err error) {
 	if err := os.MkdirAll(NetnsDir, 0o755); err != nil {
 		return nil, err
 	}
+	if err := shareNetnsDir(); err != nil {
+		return nil, err
+	}
 	path := netnsPath(name)
 	err = placePin(path, mark)
 	if errors.Is(err, os.ErrExist) {
@@ -114,6 +117,31 @@ func createNamed(name, mark string, ipv6Off bool) (nh *nsHandle, err error) {
 	}
 	return nh, err
 }
+
+var shareOnce = sync.OnceValue(func() error {
+	made := false
+	for {
+		err := unix.Mount("", NetnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EINVAL) || made {
+			return fmt.Errorf("make %s a shared mount (as ip netns add does): %w", NetnsDir, err)
+		}
+		// Not a mount point yet: make it one, of itself.
+		if err := unix.Mount(NetnsDir, NetnsDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind %s onto itself (as ip netns add does): %w", NetnsDir, err)
+		}
+		made = true
+	}
+})
+
+// shareNetnsDir makes /run/netns a shared mount of its own before the
+// first pin is mounted in it, as `ip netns add` does. Without it, a later
+// `ip netns add` (which does it then) mounts /run/netns over the pins
+// already there: they can no longer be removed (EBUSY: an outside audit
+// could destroy no lab made before it) nor entered by `ip netns exec`.
+func shareNetnsDir() error { return shareOnce() }
 
 // tmpPinPrefix names the files a pin is written in before it is moved to
 // its name; listNamed skips them.

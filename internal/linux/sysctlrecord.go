@@ -205,6 +205,9 @@ func (k *Kernel) writeRecord(short string, rec map[string]string) error {
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
+		// And the next record a killed run left unrenamed (an outside
+		// audit found one after destroy, and the directories it held).
+		os.Remove(path + ".tmp")
 		os.Remove(k.recordDir())               // if empty
 		os.Remove(filepath.Dir(k.recordDir())) // if empty
 		return nil
@@ -225,15 +228,30 @@ func (k *Kernel) writeRecord(short string, rec map[string]string) error {
 // sandbox, and so its sysctls: the first to set a key noted its value
 // before, and the last to let it go puts it back.
 func (k *Kernel) siblingsNoted(short string) map[string]string {
-	out := map[string]string{}
+	keys, _ := k.siblingsKeys(short)
+	return keys
+}
+
+// siblingsKeys is siblingsNoted, and the interfaces' keys the other labs
+// of the sandbox noted in host (they set them, or a key of theirs rewrote
+// them), each with the ifindex of the interface it was noted of: both
+// from one reading of their records.
+func (k *Kernel) siblingsKeys(short string) (keys, ifaceKeys map[string]string) {
+	keys, ifaceKeys = map[string]string{}, map[string]string{}
 	for _, rec := range k.siblingRecords(short) {
 		for key, v := range rec {
-			if !strings.HasPrefix(key, "@") && !reconcile.InterfaceSysctl(key) {
-				out[key] = v
+			switch {
+			case strings.HasPrefix(key, "@"):
+			case !reconcile.InterfaceSysctl(key):
+				keys[key] = v
+			default:
+				if idx := rec["@if:"+topology.SysctlIfname(strings.Split(key, ".")[3])]; idx != "" {
+					ifaceKeys[key] = idx
+				}
 			}
 		}
 	}
-	return out
+	return keys, ifaceKeys
 }
 
 // siblingRecords are the host records of the other labs of the sandbox
@@ -278,8 +296,21 @@ func (k *Kernel) note(short string, now map[string]string, ifindex func(string) 
 		rec["@netns"] = id
 	}
 	siblings := k.siblingsNoted(short)
+	// A key another write rewrites is noted only if the lab had not set
+	// that other key before: once it had, the key's value now is the
+	// lab's own doing (ip_forward 1 wrote every forwarding 1), and putting
+	// the other key back restores it (an outside audit: ip_forward 1, then
+	// 0, then dropped put the default's and an interface's forwarding
+	// "back" to 1, so the sandbox routed with ip_forward 0).
+	setBefore := map[string]bool{}
+	for _, src := range by {
+		_, setBefore[src] = rec[src]
+	}
 	changed := false
 	for key, value := range now {
+		if src := by[key]; src != "" && setBefore[src] {
+			continue
+		}
 		ifid := ""
 		if reconcile.InterfaceSysctl(key) {
 			ifname := topology.SysctlIfname(strings.Split(key, ".")[3])

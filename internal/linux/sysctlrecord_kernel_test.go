@@ -339,6 +339,120 @@ func TestSysctlNotesOfWhatAWriteRewritesOnTheKernel(t *testing.T) {
 	}
 }
 
+// TestSysctlForwardingOnOffDropped (an outside audit, on the real
+// kernel): ip_forward set to 1, then to 0, then dropped from the file:
+// every forwarding key is 0 again, as a fresh apply leaves them. The
+// second write's notes took the forwarding the first had written (1) as
+// what it was before the lab, and the third put 1 back: the sandbox
+// routed with ip_forward 0. With and without an interface of someone
+// else's in the sandbox; IPv6's all.forwarding too.
+func TestSysctlForwardingOnOffDropped(t *testing.T) {
+	for _, c := range []struct{ name, key, df, vf string }{
+		{"ipv4", "net.ipv4.ip_forward", "net.ipv4.conf.default.forwarding", "net.ipv4.conf.va.forwarding"},
+		{"ipv6", "net.ipv6.conf.all.forwarding", "net.ipv6.conf.default.forwarding", "net.ipv6.conf.va.forwarding"},
+	} {
+		for _, foreign := range []bool{false, true} {
+			t.Run(fmt.Sprint(c.name, " foreign interface ", foreign), func(t *testing.T) {
+				k := kernelFor(t, "sfo")
+				ctx := context.Background()
+				base := "name: sfo\nnamespaces:\n  a: {ipv6: true}\nlinks:\n  - a: {namespace: a, name: eth0, addresses: [10.60.0.2/24]}\n    b: {namespace: host, name: va, addresses: [10.60.0.1/24]}\n"
+				with := func(v string) string {
+					return strings.Replace(base, "namespaces:\n", "namespaces:\n  host:\n    sysctls: {"+c.key+": \""+v+"\"}\n", 1)
+				}
+				keys := []string{c.key, c.df, c.vf}
+				if foreign {
+					bridgeOfTheSandbox(t, k, "keep0")
+					keys = append(keys, strings.Replace(c.vf, ".va.", ".keep0.", 1))
+				}
+				for _, f := range []string{with("1"), with("0"), base} {
+					if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, f), reconcile.ExecOptions{}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for _, key := range keys {
+					if v := sysctlIn(t, k, reconcile.HostNS, key); v != "0" {
+						t.Errorf("%s = %s after 1, 0, dropped: want 0", key, v)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestSysctlOtherLabsInterfaceKeysStay (an outside audit, on the real
+// kernel): lab X sets ip_forward, lab Y of the same sandbox sets its
+// bridge's forwarding; X letting ip_forward go (which rewrites every
+// interface's forwarding) writes Y's again, as it was: Y kept routing.
+// And X setting ip_forward to 0 in an edit does the same.
+func TestSysctlOtherLabsInterfaceKeysStay(t *testing.T) {
+	const fw, yf = "net.ipv4.ip_forward", "net.ipv4.conf.bry.forwarding"
+	for _, how := range []string{"X goes", "X sets 0"} {
+		t.Run(how, func(t *testing.T) {
+			k := kernelFor(t, "sox")
+			ctx := context.Background()
+			x := "name: sox\nnamespaces:\n  host:\n    sysctls: {" + fw + ": \"1\"}\n"
+			if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, x), reconcile.ExecOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			k2 := secondLab(t, k, "soy")
+			y := desiredOf(t, "name: soy\nnamespaces:\n  host:\n    sysctls: {"+yf+": \"1\"}\nbridges:\n  - {name: bry}\n")
+			if _, err := reconcile.Reconcile(ctx, k2, y, reconcile.ExecOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			next := reconcile.Nothing()
+			if how == "X sets 0" {
+				next = desiredOf(t, strings.Replace(x, `"1"`, `"0"`, 1))
+			}
+			res, err := reconcile.Reconcile(ctx, k, next, reconcile.ExecOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v := sysctlIn(t, k2, reconcile.HostNS, fw); v != "0" {
+				t.Errorf("%s = %s, want 0", fw, v)
+			}
+			if v := sysctlIn(t, k2, reconcile.HostNS, yf); v != "1" {
+				t.Fatalf("%s = %s after %s, want 1: lab soy sets it\n%s", yf, v, how, res.Plan)
+			}
+			if p := planNow(t, k2, y); !p.Empty() {
+				t.Fatalf("lab soy drifted:\n%s", p)
+			}
+		})
+	}
+}
+
+// TestSysctlRecordLeftHalfWrittenGoes: a record a killed run left
+// written but not renamed into place goes with the lab's last note (an
+// outside audit: destroy left host.json.tmp and its directories).
+func TestSysctlRecordLeftHalfWrittenGoes(t *testing.T) {
+	k := kernelFor(t, "srt")
+	ctx := context.Background()
+	on := "name: srt\nnamespaces:\n  host:\n    sysctls: {net.ipv4.ip_forward: \"1\"}\n"
+	if _, err := reconcile.Reconcile(ctx, k, desiredOf(t, on), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// What a destroy killed as it renamed its record into place leaves:
+	// ip_forward put back, the record still noting it, the next one
+	// beside it.
+	tmp := k.recordFile(reconcile.HostNS) + ".tmp"
+	if err := os.WriteFile(tmp, []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := k.OpenNetns(reconcile.HostNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.Close()
+	if err := writeSysctl(fd, "net.ipv4.ip_forward", "0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reconcile.Reconcile(ctx, k, reconcile.Nothing(), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(tmp); err == nil {
+		t.Fatalf("destroy left %s", tmp)
+	}
+}
+
 // TestSysctlRewrittenKeysPutBackOnTheKernel (two outside audits, on the
 // real kernel): putting ip_forward back rewrites every interface's
 // forwarding and the default's, so those noted with another value are put

@@ -20,6 +20,7 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/netplan-lab/netplan-lab/internal/check"
 	"github.com/netplan-lab/netplan-lab/internal/linux"
@@ -499,6 +500,23 @@ func TestPath(t *testing.T) {
 		r.Hops[1].Namespace != "host" || r.Hops[1].In != "br0" ||
 		r.Reason != "ip_forward is 0 in namespace host (net.ipv4.ip_forward): it does not route packets that are not its own" {
 		t.Fatalf("path with ip_forward 0: %d %v\n%s", code, err, out)
+	}
+	// The kernel routes by the in-interface's forwarding: br0's and
+	// br1's turned on by hand, with ip_forward 0, forward (an outside
+	// audit: path said dropped where ping passed; the reply comes in on
+	// br1).
+	e.in("host", func() {
+		for _, br := range []string{"br0", "br1"} {
+			if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+br+"/forwarding", []byte("1"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if code, out, _ := e.cli(bin, "path", file, "ns0", "ns1"); code != 0 || !strings.Contains(out, "delivered: 192.168.89.2 is an address of ns1") {
+		t.Fatalf("path with ip_forward 0 and br0's forwarding 1: %d\n%s", code, out)
+	}
+	if err := exec.Command("nsenter", "--net="+e.nsPath("ns0"), "ping", "-c1", "-W2", "192.168.89.2").Run(); err != nil {
+		t.Fatalf("ping ns0 -> ns1 with br0's forwarding 1: %v (path said delivered)", err)
 	}
 	code, out, _ = e.cli(bin, "path", file, "host", "10.99.0.1")
 	if code != 1 || !strings.HasSuffix(out, "no route: namespace host has no route to 10.99.0.1\n") {
@@ -1008,6 +1026,85 @@ func TestDestroySaysWhyTheSandboxStays(t *testing.T) {
 	e.assertGone()
 }
 
+// TestSandboxStaysForWhatOthersPutThere: a sandbox apply made stays at
+// destroy while an address added by hand, a route of someone else's or a
+// process is in it (an outside audit: they went with it, silently); once
+// they are gone, the next destroy removes it.
+func TestSandboxStaysForWhatOthersPutThere(t *testing.T) {
+	bin := binary(t)
+	file := "../../examples/veth-pair.yaml"
+	e := newEnv(t, file, nil)
+	for _, c := range []struct {
+		what, want string
+		add        func() func()
+	}{
+		{"an address on lo", "address 10.99.99.1/32 is in it, not the lab's", func() func() {
+			a := &netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP("10.99.99.1"), Mask: net.CIDRMask(32, 32)}}
+			e.in("host", func() {
+				lo, _ := netlink.LinkByName("lo")
+				if err := netlink.AddrAdd(lo, a); err != nil {
+					t.Fatal(err)
+				}
+			})
+			return func() {
+				e.in("host", func() {
+					lo, _ := netlink.LinkByName("lo")
+					netlink.AddrDel(lo, a)
+				})
+			}
+		}},
+		{"a blackhole route", "route 10.98.0.0/16 (table 254) is in it, not the lab's", func() func() {
+			r := &netlink.Route{Dst: &net.IPNet{IP: net.ParseIP("10.98.0.0").To4(), Mask: net.CIDRMask(16, 32)}, Type: unix.RTN_BLACKHOLE}
+			e.in("host", func() {
+				if err := netlink.RouteAdd(r); err != nil {
+					t.Fatal(err)
+				}
+			})
+			return func() { e.in("host", func() { netlink.RouteDel(r) }) }
+		}},
+		{"a routing rule", "a routing rule (priority 500, table 200) is in it, not the lab's", func() func() {
+			r := netlink.NewRule()
+			r.Priority, r.Table = 500, 200
+			r.Src = &net.IPNet{IP: net.ParseIP("10.96.0.0").To4(), Mask: net.CIDRMask(24, 32)}
+			e.in("host", func() {
+				if err := netlink.RuleAdd(r); err != nil {
+					t.Fatal(err)
+				}
+			})
+			return func() { e.in("host", func() { netlink.RuleDel(r) }) }
+		}},
+		{"a process", ") runs in it", func() func() {
+			c := exec.Command("nsenter", "--net="+e.nsPath("host"), "sleep", "60")
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(200 * time.Millisecond) // nsenter has entered and exec'd sleep
+			return func() { c.Process.Kill(); c.Wait() }
+		}},
+	} {
+		if code, out, errOut := e.cli(bin, "apply", file); code != 0 {
+			t.Fatalf("apply: %d\n%s%s", code, out, errOut)
+		}
+		gone := c.add()
+		code, out, errOut := e.cli(bin, "destroy", file)
+		if code != 0 || !strings.Contains(out, fmt.Sprintf("The sandbox netns %s stays", e.sandbox)) || !strings.Contains(out, c.want) {
+			gone()
+			t.Fatalf("destroy with %s in the sandbox: %d\n%s%s\nwant it to stay: %q", c.what, code, out, errOut, c.want)
+		}
+		gone()
+		if _, err := os.Stat(e.nsPath("host")); err != nil {
+			t.Fatalf("%s: the sandbox went: %v", c.what, err)
+		}
+	}
+	// All gone: the sandbox is still the one apply made, and goes.
+	if code, out, errOut := e.cli(bin, "apply", file); code != 0 {
+		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := e.cli(bin, "destroy", file); code != 0 || !strings.Contains(out, "Removed netns "+e.sandbox) {
+		t.Fatalf("destroy with nothing of others there: %d\n%s%s", code, out, errOut)
+	}
+}
+
 // TestDestroyAfterNamespacesDeletedByHand: with the lab's namespaces gone
 // (ip netns del) and a sandbox apply did not make, destroy finds nothing
 // in the kernel but the lab's names under /etc/netns, removes them and
@@ -1267,6 +1364,24 @@ func TestPathForwardPolicyDropIsANote(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "dropped: namespace host drops forwarded packets: a forward chain with policy drop and no rules (chain ff in table inet npltestfw)") {
 		t.Fatalf("path past a policy drop with no rules: %d\n%s", code, out)
 	}
+	// Policy accept with a rule that drops: not evaluated either, and
+	// said so (it was not mentioned at all).
+	e.in("host", func() {
+		c, _ := nftables.New()
+		tb := &nftables.Table{Name: "npltestfw", Family: nftables.TableFamilyINet}
+		c.DelTable(tb)
+		accept := nftables.ChainPolicyAccept
+		c.AddTable(tb)
+		ch := c.AddChain(&nftables.Chain{Name: "fa", Table: tb, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+		c.AddRule(&nftables.Rule{Table: tb, Chain: ch, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}})
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	code, out, _ = e.cli(bin, "path", e.topo.File, "ns0", "ns1")
+	if !strings.Contains(out, "note: namespace host has a forward chain with rules of someone else's (chain fa in table inet npltestfw): path does not evaluate them; one may drop this packet there") {
+		t.Fatalf("path past a policy accept chain with a drop rule: %d\n%s", code, out)
+	}
 	e.in("host", func() {
 		c, _ := nftables.New()
 		c.DelTable(&nftables.Table{Name: "npltestfw", Family: nftables.TableFamilyINet})
@@ -1289,4 +1404,81 @@ func TestPathForwardPolicyDropIsANote(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "ns0:eth0 is down") {
 		t.Fatalf("path to a namespace whose interface is down: %d\n%s", code, out)
 	}
+}
+
+// TestPathSeesFirewallsOfARouterWithoutNAT: a forward chain of someone
+// else's in a lab namespace that routes but has no NAT of the lab's is
+// read too (an outside audit: path said delivered past a policy drop
+// with no rules, its nftables were not read).
+func TestPathSeesFirewallsOfARouterWithoutNAT(t *testing.T) {
+	bin := binary(t)
+	src := []byte(`name: pfw
+namespaces:
+  cli: {routes: [{to: default, via: 10.81.0.1}]}
+  r: {sysctls: {net.ipv4.ip_forward: "1"}}
+  srv: {routes: [{to: default, via: 10.82.0.1}]}
+links:
+  - {a: {namespace: cli, name: eth0, addresses: [10.81.0.2/24]}, b: {namespace: r, name: lan, addresses: [10.81.0.1/24]}}
+  - {a: {namespace: srv, name: eth0, addresses: [10.82.0.2/24]}, b: {namespace: r, name: wan, addresses: [10.82.0.1/24]}}
+`)
+	e, file := envOfFile(t, "pfw.yaml", src)
+	if code, out, errOut := e.cli(bin, "apply", file); code != 0 {
+		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
+	}
+	defer e.destroy()
+	e.in("r", func() {
+		c, err := nftables.New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb := c.AddTable(&nftables.Table{Name: "npltestfw", Family: nftables.TableFamilyINet})
+		drop := nftables.ChainPolicyDrop
+		c.AddChain(&nftables.Chain{Name: "ff", Table: tb, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &drop})
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	code, out, _ := e.cli(bin, "path", file, "cli", "srv")
+	if code != 1 || !strings.Contains(out, "dropped: namespace r drops forwarded packets: a forward chain with policy drop and no rules (chain ff in table inet npltestfw)") {
+		t.Fatalf("path through a router with a firewall of someone else's: %d\n%s", code, out)
+	}
+}
+
+// TestIPv6RouterAnswersRightAfterApply: an IPv6 router in the sandbox the
+// lab made routes at once after apply: no duplicate address detection
+// holds its link-local addresses tentative (an outside audit: checks
+// right after apply failed, the first replies came two seconds later).
+func TestIPv6RouterAnswersRightAfterApply(t *testing.T) {
+	bin := binary(t)
+	src := []byte(`name: v6r
+namespaces:
+  host: {sysctls: {net.ipv6.conf.all.forwarding: "1"}}
+  ns0: {routes: [{to: default, via: "fd00:63::1"}]}
+  ns1: {routes: [{to: default, via: "fd00:63:1::1"}]}
+bridges:
+  - {name: br0, addresses: ["fd00:63::1/64"]}
+  - {name: br1, addresses: ["fd00:63:1::1/64"]}
+links:
+  - {a: {namespace: ns0, name: eth0, addresses: ["fd00:63::2/64"]}, b: {name: v0, bridge: br0}}
+  - {a: {namespace: ns1, name: eth0, addresses: ["fd00:63:1::2/64"]}, b: {name: v1, bridge: br1}}
+checks:
+  - {from: ns0, to: ns1}
+  - {from: ns1, to: ns0}
+`)
+	e, file := envOfFile(t, "v6r.yaml", src)
+	defer e.destroy()
+	if code, out, errOut := e.cli(bin, "apply", "--check", file); code != 0 {
+		t.Fatalf("apply --check: %d\n%s%s", code, out, errOut)
+	}
+}
+
+// envOfFile is an env for a topology given as text, written to a file
+// of that name (the CLI reads files).
+func envOfFile(t *testing.T, name string, src []byte) (*env, string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(file, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return newEnv(t, file, nil), file
 }

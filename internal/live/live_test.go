@@ -130,6 +130,7 @@ func (e *env) cleanup() {
 		}
 	}
 	_ = os.Remove(linux.LockPath(e.sandbox))
+	_ = os.Remove(linux.PrefixLockPath(e.prefix))
 	linux.ForgetSandboxRecords(e.sandbox)
 	// Hosts files a CLI apply wrote (a CLI destroy removes them; env's
 	// own destroy goes through reconcile and does not).

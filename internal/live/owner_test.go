@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand"
 	"net"
 	"os"
 	"os/exec"
@@ -338,7 +339,7 @@ func TestForeignTableWithTheLabsName(t *testing.T) {
 		}
 	})
 	p := e.plan()
-	want := fmt.Sprintf(`namespace "host": table inet %s exists and is not this lab's (neither its owner chain nor any rule in it has the lab's mark)`, e.k.TableName())
+	want := fmt.Sprintf(`../../examples/nat.yaml:43:5: nat[0]: namespace "host": table inet %s exists and is not this lab's (neither its owner chain nor any rule in it has the lab's mark)`, e.k.TableName())
 	if len(p.Conflicts) != 1 || p.Conflicts[0] != want {
 		t.Fatalf("conflicts %q, want %q", p.Conflicts, want)
 	}
@@ -519,7 +520,7 @@ func TestFailedApplyKeepsTheSandbox(t *testing.T) {
 	edited := filepath.Join(dir, "edited.yaml")
 	os.WriteFile(edited, []byte(nsOnlyLab+"bridges:\n  - {name: q0, namespace: left}\n"), 0o644)
 	code, out, _ := e.cli(bin, "apply", edited)
-	if code != 1 || !strings.Contains(out, `conflict: bridge "q0" in namespace "left" already exists and is not owned by this topology`) || strings.Contains(out, "No changes") {
+	if code != 1 || !strings.Contains(out, `bridges[0]: bridge "q0" in namespace "left" already exists and is not owned by this topology`) || strings.Contains(out, "No changes") {
 		t.Fatalf("conflicting apply: exit %d\n%s", code, out)
 	}
 	if _, err := os.Stat(filepath.Join(linux.NetnsDir, e.sandbox)); err != nil {
@@ -771,4 +772,95 @@ links:
 			t.Fatalf("the merged route should be as it was, with both nexthops: %v %+v", err, rs)
 		}
 	})
+}
+
+// TestPinsSurviveALaterIPNetnsAdd: on a machine where /run/netns is not
+// a mount point yet, a lab applied and then an `ip netns add` (which
+// makes /run/netns a shared mount of itself) leave the lab's pins usable:
+// destroy removes it, and ip netns exec enters it. An outside audit: the
+// pins were covered by ip's mount, and no lab made before it could be
+// destroyed (EBUSY). It runs in a mount namespace of its own, where
+// /run/netns is first unmounted, as on a machine that never ran ip netns.
+func TestPinsSurviveALaterIPNetnsAdd(t *testing.T) {
+	needRoot(t)
+	for _, tool := range []string{"unshare", "ip", "mountpoint"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s: %v", tool, err)
+		}
+	}
+	if err := exec.Command("ip", "netns", "list").Run(); err != nil {
+		t.Skipf("needs an ip with netns (iproute2; the test kernel's guest has busybox's): %v", err)
+	}
+	bin := binary(t)
+	id := fmt.Sprintf("%04x", rand.Intn(0xffff))
+	sb, pfx, other := "npl-test-"+id, "t"+id+"-", "npl-test-"+id+"-ip"
+	script := `set -u
+umount -l /run/netns 2>/dev/null
+mountpoint -q /run/netns && { echo "/run/netns is still a mount point"; exit 3; }
+"$BIN" --netns "$SB" --prefix "$PFX" apply ../../examples/veth-pair.yaml >/dev/null || { echo "apply failed"; exit 4; }
+ip netns add "$OTHER" || exit 5
+ip netns exec "${PFX}left" true || echo "EXEC FAILED"
+"$BIN" --netns "$SB" --prefix "$PFX" destroy ../../examples/veth-pair.yaml >/dev/null 2>&1 || echo "DESTROY FAILED"
+ip netns del "$OTHER"
+ls /run/netns | grep -e "$PFX" -e "$SB" && echo "LEFT BEHIND"
+exit 0
+`
+	cmd := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c", script)
+	cmd.Env = append(os.Environ(), "BIN="+bin, "SB="+sb, "PFX="+pfx, "OTHER="+other)
+	out, err := cmd.CombinedOutput()
+	t.Cleanup(func() {
+		// Whatever the script left (its mounts went with its mount
+		// namespace; the pin files did not, nor the lab's records).
+		exec.Command(bin, "--netns", sb, "--prefix", pfx, "destroy", "../../examples/veth-pair.yaml").Run()
+		for _, n := range []string{sb, other, pfx + "left", pfx + "right"} {
+			os.Remove(filepath.Join("/run/netns", n))
+		}
+	})
+	if err != nil || strings.Contains(string(out), "FAILED") || strings.Contains(string(out), "LEFT BEHIND") {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}
+
+// TestOnePrefixTwoSandboxesAtOnce: one prefix applied in two sandboxes at
+// the same moment: the namespaces' names are the same under /run/netns,
+// which every sandbox shares. One apply makes the lab, the other waits for
+// it and reports the conflict (an outside audit: both often failed with
+// "file exists" and rolled back, and neither lab was made).
+func TestOnePrefixTwoSandboxesAtOnce(t *testing.T) {
+	bin := binary(t)
+	file := "../../examples/veth-pair.yaml"
+	a := newEnv(t, file, nil)
+	b := *a
+	b.sandbox = a.sandbox + "-2"
+	t.Cleanup(b.cleanup)
+	for round := 0; round < 3; round++ {
+		type result struct {
+			code     int
+			out, err string
+		}
+		res := make(chan result, 2)
+		for _, e := range []*env{a, &b} {
+			go func(e *env) {
+				c := exec.Command(bin, "--netns", e.sandbox, "--prefix", e.prefix, "apply", file)
+				var out, errOut strings.Builder
+				c.Stdout, c.Stderr = &out, &errOut
+				err := c.Run()
+				code := 0
+				if ee, ok := err.(*exec.ExitError); ok {
+					code = ee.ExitCode()
+				}
+				res <- result{code, out.String(), errOut.String()}
+			}(e)
+		}
+		r1, r2 := <-res, <-res
+		if r1.code != 0 {
+			r1, r2 = r2, r1
+		}
+		if r1.code != 0 || r2.code != 1 || !strings.Contains(r2.out, "already exists and is not owned by this topology") {
+			t.Fatalf("round %d: want one apply made and one conflict:\n%d %s%s\n%d %s%s", round, r1.code, r1.out, r1.err, r2.code, r2.out, r2.err)
+		}
+		for _, e := range []*env{a, &b} {
+			e.cli(bin, "destroy", file)
+		}
+	}
 }

@@ -119,6 +119,9 @@ func Trace(k Kernel, s *reconcile.State, from string, dst netip.Addr, proto stri
 			if len(n.ForwardDrop) > 0 {
 				r.Notes = append(r.Notes, fmt.Sprintf("namespace %s has a forward chain with policy drop (%s): path does not evaluate its rules; unless one accepts this packet, it is dropped there", ns, strings.Join(n.ForwardDrop, ", ")))
 			}
+			if len(n.ForwardRules) > 0 {
+				r.Notes = append(r.Notes, fmt.Sprintf("namespace %s has a forward chain with rules of someone else's (%s): path does not evaluate them; one may drop this packet there", ns, strings.Join(n.ForwardRules, ", ")))
+			}
 		}
 		routes, err := k.RouteGet(ns, dst.AsSlice())
 		if err != nil || len(routes) == 0 {
@@ -225,11 +228,20 @@ func forwardBlocked(k Kernel, ns, in string, src, dst netip.Addr, n *reconcile.N
 		}
 	} else {
 		kin := topology.SysctlKeyName(in) // br.0: net.ipv4.conf.br/0.forwarding
-		sc, _ := k.ReadSysctls(ns, []string{"net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", "net.ipv4.conf." + kin + ".rp_filter"})
-		if sc["net.ipv4.ip_forward"] == "0" {
-			return fmt.Sprintf("ip_forward is 0 in namespace %s (net.ipv4.ip_forward): it does not route packets that are not its own", ns)
+		fwd := "net.ipv4.conf." + kin + ".forwarding"
+		sc, _ := k.ReadSysctls(ns, []string{"net.ipv4.ip_forward", fwd, "net.ipv4.conf.all.rp_filter", "net.ipv4.conf." + kin + ".rp_filter"})
+		// The kernel routes what comes in on an interface by that
+		// interface's forwarding alone; ip_forward writes every
+		// interface's, but one may differ from it (an outside audit: path
+		// said dropped by ip_forward 0 where the interface forwarded).
+		f, ok := sc[fwd]
+		if !ok {
+			f = sc["net.ipv4.ip_forward"]
 		}
-		if f, _ := k.ReadSysctls(ns, []string{"net.ipv4.conf." + kin + ".forwarding"}); f["net.ipv4.conf."+kin+".forwarding"] == "0" {
+		if f == "0" {
+			if sc["net.ipv4.ip_forward"] == "0" {
+				return fmt.Sprintf("ip_forward is 0 in namespace %s (net.ipv4.ip_forward): it does not route packets that are not its own", ns)
+			}
 			return fmt.Sprintf("forwarding is off on %s in namespace %s (net.ipv4.conf.%s.forwarding = 0): it does not route what comes in there", in, ns, kin)
 		}
 		all, _ := strconv.Atoi(sc["net.ipv4.conf.all.rp_filter"])

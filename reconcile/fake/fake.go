@@ -339,6 +339,12 @@ func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 					out.SysctlsShared = map[string]bool{}
 				}
 				out.SysctlsShared[key] = true
+				// Read too: a write that rewrites it writes it again.
+				if _, read := out.Sysctls[key]; !read && !strings.HasPrefix(key, "@") {
+					if v, ok := k.W.sysctl(name, key); ok {
+						out.Sysctls[key] = v
+					}
+				}
 			}
 		}
 		if rec := k.W.nss[name].before[k.Owner]; len(rec) > 0 {
@@ -366,11 +372,13 @@ func (k *Kernel) NoteBefore(ctx context.Context, p *reconcile.Plan) error {
 			continue
 		}
 		if n := k.W.nss[c.Namespace]; n != nil {
+			_, setBefore := n.before[k.Owner][c.Name]
 			if v, ok := k.W.sysctl(c.Namespace, c.Name); ok {
 				k.noteIn(n, c.Namespace, c.Name, v)
 			}
-			// The keys its write rewrites, as they are before it.
-			if prefix, suffix, ok := reconcile.Rewrites(c.Name); ok {
+			// The keys its write rewrites, as they are before it, unless
+			// the owner had set it before (they are its doing then).
+			if prefix, suffix, ok := reconcile.Rewrites(c.Name); ok && !setBefore {
 				names := []string{"default"}
 				for ln := range n.links {
 					names = append(names, ln)
