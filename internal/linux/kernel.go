@@ -435,6 +435,10 @@ func (k *Kernel) SandboxStays() (string, error) {
 	if pid := processIn(h.dev, h.ino); pid != "" {
 		return "process " + pid + " runs in it", nil
 	}
+	// A socket someone holds there (made in it by a thread that left).
+	if what := socketIn(h.fd); what != "" {
+		return what + " is open in it", nil
+	}
 	// So may an nftables table of another owner.
 	c, err := h.nftConn()
 	if err != nil {
@@ -461,8 +465,8 @@ func (k *Kernel) SandboxStays() (string, error) {
 }
 
 // handMadeIn describes an address on lo other than the loopback ones, a
-// routing rule or a route that is not the kernel's, in the namespace of h
-// ("" if none).
+// routing rule, a proxy neighbour, a nexthop object or a route that is not
+// the kernel's, in the namespace of h ("" if none).
 func handMadeIn(h *nsHandle) string {
 	addrs, err := h.h.AddrList(nil, netlink.FAMILY_ALL)
 	if err == nil {
@@ -481,6 +485,14 @@ func handMadeIn(h *nsHandle) string {
 				return fmt.Sprintf("a routing rule (priority %d, table %d) is in it, not the lab's", r.Priority, r.Table)
 			}
 		}
+	}
+	// Proxy neighbours (ip neigh add proxy) and nexthop objects (ip
+	// nexthop add): the lab makes neither.
+	if ps, err := h.h.NeighProxyList(0, netlink.FAMILY_ALL); err == nil && len(ps) > 0 {
+		return fmt.Sprintf("proxy neighbour %s is in it, not the lab's", ps[0].IP)
+	}
+	if id := h.firstNexthop(); id != 0 {
+		return fmt.Sprintf("nexthop id %d is in it, not the lab's", id)
 	}
 	routes, err := h.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 	if err == nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -1027,9 +1028,10 @@ func TestDestroySaysWhyTheSandboxStays(t *testing.T) {
 }
 
 // TestSandboxStaysForWhatOthersPutThere: a sandbox apply made stays at
-// destroy while an address added by hand, a route of someone else's or a
-// process is in it (an outside audit: they went with it, silently); once
-// they are gone, the next destroy removes it.
+// destroy while an address added by hand, a route or a rule of someone
+// else's, a proxy neighbour, a nexthop object, a socket or a process is in
+// it (outside audits: they went with it, silently); once they are gone,
+// the next destroy removes it.
 func TestSandboxStaysForWhatOthersPutThere(t *testing.T) {
 	bin := binary(t)
 	file := "../../examples/veth-pair.yaml"
@@ -1073,6 +1075,46 @@ func TestSandboxStaysForWhatOthersPutThere(t *testing.T) {
 			})
 			return func() { e.in("host", func() { netlink.RuleDel(r) }) }
 		}},
+		{"a proxy neighbour", "proxy neighbour 10.97.0.1 is in it, not the lab's", func() func() {
+			n := &netlink.Neigh{Family: netlink.FAMILY_V4, Flags: netlink.NTF_PROXY, IP: net.ParseIP("10.97.0.1")}
+			e.in("host", func() {
+				lo, _ := netlink.LinkByName("lo")
+				n.LinkIndex = lo.Attrs().Index
+				if err := netlink.NeighAdd(n); err != nil {
+					t.Fatal(err)
+				}
+			})
+			return func() { e.in("host", func() { netlink.NeighDel(n) }) }
+		}},
+		{"a nexthop object", "nexthop id 7 is in it, not the lab's", func() func() {
+			nexthop := func(typ uint16, flags int, attrs ...*nl.RtAttr) error {
+				req := nl.NewNetlinkRequest(int(typ), unix.NLM_F_ACK|flags)
+				body := []byte{unix.AF_INET, 0, 0, 0, 0, 0, 0, 0} // struct nhmsg
+				for _, a := range attrs {
+					body = append(body, a.Serialize()...)
+				}
+				req.AddRawData(body) // raw data goes after Data: all of it here
+				_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+				return err
+			}
+			id := nl.NewRtAttr(unix.NHA_ID, nl.Uint32Attr(7))
+			e.in("host", func() {
+				if err := nexthop(unix.RTM_NEWNEXTHOP, unix.NLM_F_CREATE|unix.NLM_F_EXCL, id, nl.NewRtAttr(unix.NHA_BLACKHOLE, nil)); err != nil {
+					t.Fatal(err)
+				}
+			})
+			return func() { e.in("host", func() { nexthop(unix.RTM_DELNEXTHOP, 0, id) }) }
+		}},
+		{"a socket made there by a thread that left", "tcp socket 127.0.0.1:", func() func() {
+			var ln net.Listener
+			e.in("host", func() {
+				var err error
+				if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+					t.Fatal(err)
+				}
+			})
+			return func() { ln.Close() }
+		}},
 		{"a process", ") runs in it", func() func() {
 			c := exec.Command("nsenter", "--net="+e.nsPath("host"), "sleep", "60")
 			if err := c.Start(); err != nil {
@@ -1096,10 +1138,28 @@ func TestSandboxStaysForWhatOthersPutThere(t *testing.T) {
 			t.Fatalf("%s: the sandbox went: %v", c.what, err)
 		}
 	}
-	// All gone: the sandbox is still the one apply made, and goes.
+	// All gone: the sandbox is still the one apply made, and goes, with
+	// the TIME_WAIT socket of a connection closed there (no one's).
 	if code, out, errOut := e.cli(bin, "apply", file); code != 0 {
 		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
 	}
+	e.in("host", func() {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close() // the side that closes first waits (TIME_WAIT)
+		s.Close()
+	})
 	if code, out, errOut := e.cli(bin, "destroy", file); code != 0 || !strings.Contains(out, "Removed netns "+e.sandbox) {
 		t.Fatalf("destroy with nothing of others there: %d\n%s%s", code, out, errOut)
 	}

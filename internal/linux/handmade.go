@@ -1,0 +1,109 @@
+package linux
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// firstNexthop is the id of a nexthop object in the namespace of h (ip
+// nexthop add), or 0 if there is none or the kernel has no nexthop
+// objects (before 5.3).
+func (h *nsHandle) firstNexthop() uint32 {
+	req := nl.NewNetlinkRequest(unix.RTM_GETNEXTHOP, unix.NLM_F_DUMP)
+	req.AddRawData(make([]byte, 8)) // struct nhmsg, zero: all of them
+	var id uint32
+	err := h.do(req, unix.RTM_NEWNEXTHOP, func(m []byte) {
+		if id != 0 || len(m) < 8 {
+			return
+		}
+		attrs, err := nl.ParseRouteAttr(m[8:])
+		if err != nil {
+			return
+		}
+		for _, a := range attrs {
+			if a.Attr.Type == unix.NHA_ID && len(a.Value) >= 4 {
+				id = nl.NativeEndian().Uint32(a.Value)
+			}
+		}
+	})
+	if err != nil {
+		return 0
+	}
+	return id
+}
+
+// socketIn describes a TCP or UDP socket open in the namespace fd ("tcp
+// socket 10.0.0.1:80"), or "". Only sockets with a file count: one a
+// process holds (or held by a thread that entered the namespace and
+// left). What the kernel keeps after their owners closed them (TIME_WAIT,
+// FIN_WAIT...) has none and goes with the namespace. A kernel without
+// sock_diag for a protocol (inet_diag, tcp_diag, udp_diag) says nothing.
+func socketIn(fd netns.NsHandle) string {
+	s, err := nl.GetNetlinkSocketAt(fd, netns.None(), unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return ""
+	}
+	defer s.Close()
+	for _, p := range []struct {
+		name     string
+		family   uint8
+		protocol uint8
+	}{
+		{"tcp", unix.AF_INET, unix.IPPROTO_TCP}, {"tcp", unix.AF_INET6, unix.IPPROTO_TCP},
+		{"udp", unix.AF_INET, unix.IPPROTO_UDP}, {"udp", unix.AF_INET6, unix.IPPROTO_UDP},
+	} {
+		if what := firstSocket(s, p.name, p.family, p.protocol); what != "" {
+			return what
+		}
+	}
+	return ""
+}
+
+// firstSocket dumps the sockets of family and protocol through s (a
+// NETLINK_SOCK_DIAG socket) and describes the first with a file.
+func firstSocket(s *nl.NetlinkSocket, name string, family, protocol uint8) string {
+	req := nl.NewNetlinkRequest(nl.SOCK_DIAG_BY_FAMILY, unix.NLM_F_DUMP)
+	// struct inet_diag_req_v2: family, protocol, ext, pad, states (all),
+	// then struct inet_diag_sockid (48 bytes, zero: any).
+	body := make([]byte, 56)
+	body[0], body[1] = family, protocol
+	binary.NativeEndian.PutUint32(body[4:8], ^uint32(0))
+	req.AddRawData(body)
+	if err := s.Send(req); err != nil {
+		return ""
+	}
+	found := ""
+	for {
+		msgs, from, err := s.Receive()
+		if err != nil || from.Pid != nl.PidKernel {
+			return found
+		}
+		for _, m := range msgs {
+			switch m.Header.Type {
+			case unix.NLMSG_DONE, unix.NLMSG_ERROR:
+				return found
+			case nl.SOCK_DIAG_BY_FAMILY:
+				// struct inet_diag_msg: family, state, timer, retrans,
+				// sockid (sport and dport big-endian, src, dst, if,
+				// cookie), expires, rqueue, wqueue, uid, inode.
+				d := m.Data
+				if found != "" || len(d) < 72 || binary.NativeEndian.Uint32(d[68:72]) == 0 {
+					continue
+				}
+				port := binary.BigEndian.Uint16(d[4:6])
+				var src netip.Addr
+				if family == unix.AF_INET {
+					src = netip.AddrFrom4([4]byte(d[8:12]))
+				} else {
+					src = netip.AddrFrom16([16]byte(d[8:24]))
+				}
+				found = fmt.Sprintf("%s socket %s", name, netip.AddrPortFrom(src, port))
+			}
+		}
+	}
+}
