@@ -786,7 +786,7 @@ func newShowCmd(g *globals) *cobra.Command {
 			}
 			g.logf("stage observe: %v", time.Since(start).Round(time.Microsecond))
 			start = time.Now()
-			owned := reconcile.AsDesired(observed)
+			owned := ownSysctls(reconcile.AsDesired(observed), l.desired, observed)
 			drift := reconcile.Diff(l.desired, observed)
 			g.logf("stage plan: %s in %v", plural(len(drift.Changes), "change"), time.Since(start).Round(time.Microsecond))
 			if g.output == "json" {
@@ -874,6 +874,30 @@ func newShowCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&detailed, "detailed-exitcode", false, "exit 0 when the kernel matches the file, 2 when it drifted, 1 on error")
 	return cmd
+}
+
+// ownSysctls keeps, in owned (what show lists), the sysctls the file
+// sets and those the lab's record noted: host's observation also reads
+// the keys other labs of the sandbox set (SysctlsShared), which are
+// theirs, not this lab's.
+func ownSysctls(owned, desired, observed *reconcile.State) *reconcile.State {
+	for name, ns := range owned.Namespaces {
+		var wanted, noted map[string]string
+		if w := desired.NS(name); w != nil {
+			wanted = w.Sysctls
+		}
+		if h := observed.NS(name); h != nil {
+			noted = h.SysctlsBefore
+		}
+		for k := range ns.Sysctls {
+			_, w := wanted[k]
+			_, n := noted[k]
+			if !w && !n {
+				delete(ns.Sysctls, k)
+			}
+		}
+	}
+	return owned
 }
 
 func sortedKeys[V any](m map[string]V) []string {

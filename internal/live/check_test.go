@@ -1542,3 +1542,35 @@ func envOfFile(t *testing.T, name string, src []byte) (*env, string) {
 	}
 	return newEnv(t, file, nil), file
 }
+
+// TestShowListsOnlyItsOwnSysctls: show lists the sysctls the lab's file
+// sets or its record noted, not those another lab of the sandbox set
+// (host's observation reads them for that lab's sake): an outside audit
+// saw another lab's ip_forward listed under a lab never applied, and no
+// "Nothing of lab" line.
+func TestShowListsOnlyItsOwnSysctls(t *testing.T) {
+	bin := binary(t)
+	fwd := filepath.Join(t.TempDir(), "fwd.yaml")
+	if err := os.WriteFile(fwd, []byte("name: fwd\nnamespaces:\n  host:\n    sysctls:\n      net.ipv4.ip_forward: \"1\"\n  a: {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, fwd, nil)
+	if code, out, errOut := e.cli(bin, "apply", fwd); code != 0 {
+		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
+	}
+	defer e.cli(bin, "destroy", fwd)
+	other := *e
+	other.prefix = e.prefix + "b-"
+	t.Cleanup(other.cleanup)
+	file := "../../examples/veth-pair.yaml"
+	code, out, errOut := other.cli(bin, "show", file)
+	if code != 0 || strings.Contains(out, "ip_forward") || !strings.Contains(out, `Nothing of lab "veth-pair" is in the kernel`) {
+		t.Fatalf("show of a lab never applied: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := other.cli(bin, "-o", "json", "show", file); code != 0 || strings.Contains(out, "ip_forward") {
+		t.Fatalf("show -o json of a lab never applied: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := e.cli(bin, "show", fwd); code != 0 || !strings.Contains(out, "sysctl   net.ipv4.ip_forward = 1\n") {
+		t.Fatalf("show of the lab that sets it: %d\n%s%s", code, out, errOut)
+	}
+}
