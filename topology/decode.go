@@ -202,23 +202,17 @@ func (d *decoder) chunked(l *layout) (t *Topology, ok bool) {
 // invalidYAML reports what yaml.v3 could not parse, at the line it names.
 func (d *decoder) invalidYAML(err error, data []byte) {
 	line, col := 1, 1
-	msg := err.Error()
 	// yaml.v3 reports "yaml: line N: message": N counts from 1 for the
 	// scanner's errors, from 0 for the parser's (it does not add 1 to
 	// the line of what it was parsing: an outside audit saw the line
 	// before the problem).
-	if rest, ok := strings.CutPrefix(msg, "yaml: line "); ok {
-		if i := strings.Index(rest, ":"); i > 0 {
-			if n, err := strconv.Atoi(rest[:i]); err == nil {
-				line = n
-				msg = strings.TrimSpace(rest[i+1:])
-				if parserProblem(msg) {
-					line++
-				}
-			}
+	n, msg := yamlMessage(err)
+	if n > 0 {
+		line = n
+		if parserProblem(msg) {
+			line++
 		}
 	} else {
-		msg = strings.TrimPrefix(msg, "yaml: ")
 		// yaml.v3 names no line for an alias of an anchor it has not
 		// seen: the alias is found in the text.
 		if a, ok := strings.CutPrefix(msg, "unknown anchor '"); ok {
@@ -229,8 +223,133 @@ func (d *decoder) invalidYAML(err error, data []byte) {
 	}
 	if msg == "EOF" {
 		msg = "empty file: a topology needs at least a name"
+	} else if col == 1 {
+		line, col = problemAt(data, line, msg)
+		msg += syntaxHint(data, line, msg)
 	}
 	d.errs = append(d.errs, &Error{File: d.file, Pos: Pos{int32(line), int32(col)}, Msg: "invalid YAML: " + msg})
+}
+
+// refineMax is the largest file whose syntax errors problemAt looks for
+// (each look parses up to the whole file again; ~20 looks).
+const refineMax = 2 << 20
+
+// problemAt is where in data the YAML syntax error msg is: yaml.v3 names
+// the line where the collection it was parsing starts, which may be far
+// above the mistake (a key indented one space less, lines below; an
+// outside audit). The first line at or after from whose end the text up
+// to it fails with the same message holds it (a binary search: the text
+// up to a line before the mistake parses, or fails otherwise), at its
+// first character, or at a tab in its indentation. A message not seen
+// again keeps from, column 1.
+func problemAt(data []byte, from int, msg string) (line, col int) {
+	line, col = from, 1
+	if len(data) > refineMax || from < 1 {
+		return
+	}
+	ends := []int{} // ends[i]: the offset just past line i+1
+	for i, b := range data {
+		if b == '\n' {
+			ends = append(ends, i+1)
+		}
+	}
+	if len(ends) == 0 || ends[len(ends)-1] != len(data) {
+		ends = append(ends, len(data))
+	}
+	if from > len(ends) {
+		return
+	}
+	same := func(n int) bool {
+		var node yaml.Node
+		err := yaml.Unmarshal(data[:ends[n-1]], &node)
+		if err == nil {
+			return false
+		}
+		_, m := yamlMessage(err)
+		return m == msg
+	}
+	lo, hi := from, len(ends)
+	if !same(hi) {
+		return
+	}
+	for lo < hi {
+		if mid := (lo + hi) / 2; same(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	start := 0
+	if lo > 1 {
+		start = ends[lo-2]
+	}
+	text := data[start:ends[lo-1]]
+	if strings.Contains(msg, "cannot start any token") {
+		// The scanner's: a character no token starts with ('@' and '`'
+		// are reserved), or a tab where indentation is.
+		if i := bytes.IndexAny(text, "@`\t"); i >= 0 {
+			return lo, i + 1
+		}
+	}
+	col = 1
+	for i, b := range text {
+		if b == '\t' {
+			return lo, i + 1
+		}
+		if b != ' ' {
+			if b != '\n' && b != '\r' {
+				col = i + 1
+			}
+			break
+		}
+	}
+	return lo, col
+}
+
+// yamlMessage splits yaml.v3's "yaml: line N: message" (line 0 if it
+// names none).
+func yamlMessage(err error) (line int, msg string) {
+	msg = strings.TrimPrefix(err.Error(), "yaml: ")
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if i := strings.Index(rest, ":"); i > 0 {
+			if n, err := strconv.Atoi(rest[:i]); err == nil {
+				return n, strings.TrimSpace(rest[i+1:])
+			}
+		}
+	}
+	return 0, msg
+}
+
+// syntaxHint says what to do about the usual causes of a syntax error
+// msg at line of data: a tab in the indentation, a variable unquoted in
+// a flow collection.
+func syntaxHint(data []byte, line int, msg string) string {
+	text := lineOf(data, line)
+	switch {
+	case strings.Contains(msg, "cannot start any token") && strings.Contains(text, "\t"):
+		return " (a tab: YAML indents with spaces)"
+	case strings.Contains(msg, "',' or '}'") || strings.Contains(msg, "',' or ']'"):
+		if strings.Contains(text, "${") {
+			return ` (in a flow collection, {...} or [...], a value with a variable needs quotes: "${NAME}")`
+		}
+		return " (a flow collection, {...} or [...], not closed on this line, or a value in it with ':', '{' or '[' that needs quotes)"
+	}
+	return ""
+}
+
+// lineOf is line n of data (from 1), without its line break.
+func lineOf(data []byte, n int) string {
+	for i := 1; i < n; i++ {
+		j := bytes.IndexByte(data, '\n')
+		if j < 0 {
+			return ""
+		}
+		data = data[j+1:]
+	}
+	if j := bytes.IndexByte(data, '\n'); j >= 0 {
+		data = data[:j]
+	}
+	return string(data)
 }
 
 // aliasAt is the line and column of the first alias *name in data (1, 1

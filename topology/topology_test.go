@@ -358,9 +358,9 @@ func TestNATSourceWithHostBitsWarns(t *testing.T) {
 // either way (an outside audit saw the line before it).
 func TestInvalidYAMLAtItsLine(t *testing.T) {
 	for src, want := range map[string]string{
-		"name: x\nnamespaces:\n  c1: {}\nlinks:\n  - a: {namespace: c1, name: eth0}\n    b: {namespace: host, name: v-${NS}}\n": "t.yaml:6:1:",
-		"name: x\nnamespaces:\n  c1: {}\n  c2: [}\n": "t.yaml:4:1:",
-		"name: x\nnamespaces:\n  c1: {}\n  c2: @x\n": "t.yaml:4:1:",
+		"name: x\nnamespaces:\n  c1: {}\nlinks:\n  - a: {namespace: c1, name: eth0}\n    b: {namespace: host, name: v-${NS}}\n": "t.yaml:6:5:",
+		"name: x\nnamespaces:\n  c1: {}\n  c2: [}\n": "t.yaml:4:3:",
+		"name: x\nnamespaces:\n  c1: {}\n  c2: @x\n": "t.yaml:4:7:", // the character
 		// yaml.v3 gives no line for an alias with no anchor: found in the
 		// text (it was at 1:1), not inside a quoted string.
 		"name: x\nnamespaces:\n  c1: {sysctls: {a: \"*r\"}}\n  c2: {routes: *r}\n": "t.yaml:4:16:",
@@ -392,5 +392,26 @@ func TestKeysReferenceIsValid(t *testing.T) {
 	}
 	if _, err := Parse("docs/topology.md", []byte(block)); err != nil {
 		t.Fatalf("the Keys reference does not validate:\n%v", err)
+	}
+}
+
+// TestSyntaxErrorsAtTheMistake: yaml.v3 names the line where the
+// collection it was parsing starts; the error is put where the mistake
+// is (the line and column PyYAML gives these), with a hint for tabs and
+// unquoted variables in flow collections (an outside audit: they were at
+// 3:1, 5:1 and 3:1).
+func TestSyntaxErrorsAtTheMistake(t *testing.T) {
+	for src, want := range map[string]string{
+		"name: indent\nbridges:\n  - name: br0\n  addresses: [10.0.0.1/24]\n":                                                    "t.yaml:4:3: (document): invalid YAML: did not find expected '-' indicator",
+		"name: x\nnamespaces: {c1: {}}\nlinks:\n  # c\n  - a: {namespace: c1, name: eth0}\n     b: {namespace: host, name: v}\n": "t.yaml:6:6: (document): invalid YAML: did not find expected key",
+		"name: indent\nbridges:\n- name: br0\n  addresses: [10.0.0.1/24]\n   mtu: 1400\n":                                        "t.yaml:5:4: (document): invalid YAML: did not find expected key",
+		"name: x\nbridges:\n  - {name: br0, mtu: ${MTU:-1400}}\n":                                                                `t.yaml:3:3: (document): invalid YAML: did not find expected ',' or '}' (in a flow collection, {...} or [...], a value with a variable needs quotes: "${NAME}")`,
+		"name: x\nbridges:\n\t- {name: br0}\n":                                                                                   "t.yaml:3:1: (document): invalid YAML: found character that cannot start any token (a tab: YAML indents with spaces)",
+		"name: x\nbridges:\n  - name: br0\n    addresses: [10.0.0.1/24\n  - name: br1\n":                                         "t.yaml:4:5: (document): invalid YAML: did not find expected ',' or ']'",
+	} {
+		_, err := Parse("t.yaml", []byte(src))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q:\n got %v\nwant %s", src, err, want)
+		}
 	}
 }
