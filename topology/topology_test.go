@@ -121,6 +121,7 @@ func TestCases(t *testing.T) {
 		{"ipv6 under 1280, link mtu", "name: a\nnamespaces: {c: {}}\nlinks: [{mtu: 1000, a: {namespace: c, name: e, addresses: [\"fd00::2/64\"]}, b: {name: v}}]\n", "under IPv6's minimum"},
 		{"indented first line", " name: a\nbridges: []\n", "first document that ends before the file does"},
 		{"unknown key", "name: a\nbridges: [{name: b, colour: red}]\n", `unknown key "colour"`},
+		{"zero mac", "name: a\nbridges: [{name: b, mac: \"00:00:00:00:00:00\"}]\n", `2:26: bridges[0].mac: "00:00:00:00:00:00" is the all-zero MAC address, which the kernel refuses`},
 		{"macvlan mtu over its parent's", "name: a\nbridges: [{name: br0, mtu: 1400}]\nnamespaces: {m: {}}\nmacvlans: [{name: mv0, namespace: m, parent: \"host:br0\", mtu: 1500}]\n",
 			`macvlans[0].mtu: mtu 1500 is over its parent host:br0's mtu 1400`},
 		{"vxlan mtu over its dev's", "name: a\nnamespaces: {n: {}}\nlinks: [{endpoints: [\"n:e1\", \"host:x1\"], mtu: 1500}]\nvxlans: [{name: v1, namespace: n, vni: 7, remote: 10.0.0.1, dev: e1, mtu: 1460}]\n",

@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"net/netip"
@@ -339,6 +340,8 @@ func (d *decoder) validate(t *Topology) {
 				d.at(i.Pos, join(i.Path, "mac"), "%q is not a MAC address like 02:00:00:00:00:01", i.MAC)
 			case hw[0]&1 == 1:
 				d.at(i.Pos, join(i.Path, "mac"), "%q is a multicast MAC address; an interface needs a unicast one", i.MAC)
+			case bytes.Equal(hw, make([]byte, 6)):
+				d.at(i.Pos, join(i.Path, "mac"), "%q is the all-zero MAC address, which the kernel refuses; a locally administered one looks like 02:00:00:00:00:01", i.MAC)
 			}
 		}
 		for j, a := range i.Addresses {
