@@ -64,8 +64,16 @@ func Lock(ctx context.Context, netns string, timeout time.Duration, who string, 
 func LockLab(ctx context.Context, netns, prefix string, timeout time.Duration, who string, waiting func(holder string)) (unlock func(), err error) {
 	start := time.Now()
 	unlockSandbox, err := Lock(ctx, netns, timeout, who, waiting)
-	if err != nil || prefix == "" {
-		return unlockSandbox, err
+	if err != nil {
+		return nil, err
+	}
+	// A run killed while it placed a pin left its temporary file in
+	// /run/netns (`ip netns list` then fails on it): every apply and
+	// destroy removes those of processes that are gone, not only one
+	// that makes a namespace (an outside audit: destroy left them).
+	cleanTmpOnce.Do(cleanTmpPins)
+	if prefix == "" {
+		return unlockSandbox, nil
 	}
 	gone := func() bool {
 		left, err := ListNamed(prefix)

@@ -1574,3 +1574,38 @@ func TestShowListsOnlyItsOwnSysctls(t *testing.T) {
 		t.Fatalf("show of the lab that sets it: %d\n%s%s", code, out, errOut)
 	}
 }
+
+// TestDestroyRemovesTemporaryPinsOfDeadRuns: a run killed while it placed
+// a pin leaves its temporary file in /run/netns (`ip netns list` fails on
+// it); destroy removes those of processes that are gone, as apply does,
+// and leaves those of a process that runs (an outside audit: destroy said
+// nothing was found and left them).
+func TestDestroyRemovesTemporaryPinsOfDeadRuns(t *testing.T) {
+	bin := binary(t)
+	file := "../../examples/veth-pair.yaml"
+	e := newEnv(t, file, nil)
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(linux.NetnsDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	gone := filepath.Join(linux.NetnsDir, fmt.Sprintf(".netplan-lab-tmp.%d.1", dead.Process.Pid))
+	live := filepath.Join(linux.NetnsDir, fmt.Sprintf(".netplan-lab-tmp.%d.1", os.Getpid()))
+	for _, f := range []string{gone, live} {
+		if err := os.WriteFile(f, nil, 0o444); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(f) })
+	}
+	if code, out, errOut := e.cli(bin, "destroy", file); code != 0 {
+		t.Fatalf("destroy: %d\n%s%s", code, out, errOut)
+	}
+	if _, err := os.Stat(gone); !os.IsNotExist(err) {
+		t.Errorf("the temporary pin of a dead run is still there (%v)", err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("the temporary pin of a running process went: %v", err)
+	}
+}
