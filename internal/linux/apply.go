@@ -122,7 +122,7 @@ func (k *Kernel) applyLink(c *reconcile.Change) error {
 		if err != nil {
 			return k.opErr("find", c.Link.Kind, c.Name, c.Namespace, err)
 		}
-		if !k.ownsLink(l.Attrs()) {
+		if !k.ownsLink(l.Attrs(), c.Namespace) {
 			return k.opErr("delete", c.Link.Kind, c.Name, c.Namespace, errors.New("it is not owned by this topology"))
 		}
 		if err := h.h.LinkDel(l); err != nil && !isNotFound(err) {
@@ -235,7 +235,7 @@ func (k *Kernel) updateField(h *nsHandle, l netlink.Link, c *reconcile.Change, f
 	case "peer":
 		return k.setAliasAttr(h, l, "peer", want.Peer.String())
 	case "owner":
-		return k.disown(h, l)
+		return k.disown(h, l, c.Namespace)
 	case "parent":
 		return k.setAliasAttr(h, l, "parent", want.Parent.String())
 	case "mode", "flag":
@@ -276,6 +276,11 @@ func (k *Kernel) attrs(h *nsHandle, l *reconcile.Link) (netlink.LinkAttrs, error
 func (k *Kernel) createLink(h *nsHandle, c *reconcile.Change) error {
 	l := c.Link
 	fail := func(err error) error { return k.opErr("create", l.Kind, l.Name, c.Namespace, err) }
+	// Noted before it exists (Preflight notes a plan's links at once;
+	// this is for those a rollback or a second pass makes).
+	if err := k.noteMaking([]*reconcile.Change{c}); err != nil {
+		return fail(fmt.Errorf("note it in the lab's records: %w", err))
+	}
 	a, err := k.attrs(h, l)
 	if err != nil {
 		return fail(err)
@@ -592,9 +597,9 @@ func (h *nsHandle) setBridgeMTU(l netlink.Link, mtu int) error {
 // an empty alias in the lab's group, which reads as a link half-made by a
 // killed run, and the next apply replaced it, taking the addresses it was
 // kept for (an outside audit).
-func (k *Kernel) disown(h *nsHandle, l netlink.Link) error {
+func (k *Kernel) disown(h *nsHandle, l netlink.Link, short string) error {
 	owned, attrs := k.ownedAlias(l.Attrs().Alias)
-	if !owned && !k.halfMade(l.Attrs()) {
+	if !owned && !k.halfMade(l.Attrs(), short) {
 		return errors.New("it is not marked as this lab's")
 	}
 	tags := map[string]bool{}
@@ -888,6 +893,11 @@ func (k *Kernel) Preflight(ctx context.Context, p *reconcile.Plan) error {
 				Msg: fmt.Sprintf("this kernel cannot create %s interfaces (it needs %s; the kernel said: %v); nothing was changed",
 					kind, kernelOption[kind], err)}
 		}
+	}
+	// The links this plan makes, noted before any exists: one that a
+	// kill leaves unmarked is known for the lab's (making.go).
+	if err := k.noteMaking(p.Changes); err != nil {
+		return fmt.Errorf("note the links the plan makes in the lab's records: %w", err)
 	}
 	return nil
 }

@@ -54,6 +54,10 @@ type Kernel struct {
 	// recMu guards the records of sysctls before the lab set them
 	// (sysctlrecord.go).
 	recMu sync.Mutex
+	// making is the links the lab set out to make and may not have
+	// marked yet (making.go), as "NAMESPACE/NAME"; makingMu guards it.
+	making   map[string]bool
+	makingMu sync.Mutex
 
 	mu      sync.Mutex
 	handles map[string]*nsHandle // by short name
@@ -631,15 +635,17 @@ func joinSet(set map[string]bool) string {
 }
 
 // halfMade reports a link made by a run of ours that was killed before
-// it could set the alias: the group is set in the creating message itself.
-func (k *Kernel) halfMade(a *netlink.LinkAttrs) bool {
-	return a.Alias == "" && a.Group == k.group
+// it could set the alias: the group is set in the creating message itself,
+// and the lab noted that it was about to make it (making.go).
+func (k *Kernel) halfMade(a *netlink.LinkAttrs, short string) bool {
+	return a.Alias == "" && a.Group == k.group && k.isMaking(short, a.Name)
 }
 
-// ownsLink reports whether a link is the lab's, whole or half-made.
-func (k *Kernel) ownsLink(a *netlink.LinkAttrs) bool {
+// ownsLink reports whether a link in namespace short is the lab's, whole
+// or half-made.
+func (k *Kernel) ownsLink(a *netlink.LinkAttrs, short string) bool {
 	owned, _ := k.ownedAlias(a.Alias)
-	return owned || k.halfMade(a)
+	return owned || k.halfMade(a, short)
 }
 
 func parseRef(s string) *reconcile.Ref {
@@ -653,6 +659,7 @@ func parseRef(s string) *reconcile.Ref {
 // Observe implements reconcile.Kernel.
 func (k *Kernel) Observe(ctx context.Context, q reconcile.Query) (*reconcile.State, error) {
 	k.reap()
+	k.readMaking()
 	k.mu.Lock()
 	clear(k.unready)
 	k.mu.Unlock()
@@ -980,7 +987,7 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 			continue
 		}
 		owned, attrs := k.ownedAlias(a.Alias)
-		half := k.halfMade(a)
+		half := k.halfMade(a, short)
 		rl := &reconcile.Link{
 			Name:     a.Name,
 			Kind:     l.Type(),

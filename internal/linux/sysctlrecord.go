@@ -453,6 +453,7 @@ func (k *Kernel) NoteBefore(ctx context.Context, p *reconcile.Plan) error {
 // notes too (the other's value), so that whichever lets it go first
 // leaves it to the other (an outside audit: a lab that found the value
 // set already noted nothing, and the first lab put it back under it).
+// The list of links the run set out to make goes too (making.go).
 func (k *Kernel) KeepRecords(desired *reconcile.State) error {
 	k.recMu.Lock()
 	defer k.recMu.Unlock()
@@ -551,7 +552,9 @@ func (k *Kernel) KeepRecords(desired *reconcile.State) error {
 			}
 		}
 	}
-	return nil
+	// The run ended well (or was rolled back whole): every link it made
+	// is marked, or gone.
+	return k.doneMaking()
 }
 
 // recordBefore, before a sysctl change writes a key the file sets, notes

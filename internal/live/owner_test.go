@@ -864,3 +864,69 @@ func TestOnePrefixTwoSandboxesAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestForeignLinkInTheLabsGroupIsLeft: a link someone put in the lab's
+// link group (ip link set group N), with no mark, is not the lab's: apply
+// and destroy leave it, and the address on it. Only a link the lab noted
+// it was about to make reads as half-made (an outside audit: both deleted
+// it, with its address).
+func TestForeignLinkInTheLabsGroupIsLeft(t *testing.T) {
+	bin := binary(t)
+	file := "../../examples/bridge.yaml"
+	e := newEnv(t, file, nil)
+	if code, out, errOut := e.cli(bin, "apply", file); code != 0 {
+		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
+	}
+	addr, _ := netlink.ParseAddr("10.123.0.1/24")
+	e.in("host", func() {
+		br, err := netlink.LinkByName("hwchiu0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		la := netlink.NewLinkAttrs()
+		la.Name, la.Group = "myv0", br.Attrs().Group
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "myv1"}); err != nil {
+			t.Fatal(err)
+		}
+		l, err := netlink.LinkByName("myv0")
+		if err != nil || l.Attrs().Group != br.Attrs().Group {
+			t.Fatalf("myv0: %v, %+v", err, l)
+		}
+		if err := netlink.AddrAdd(l, addr); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Cleanup(func() {
+		e.in("host", func() { netlink.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "myv0"}}) })
+	})
+	still := func(after string) {
+		t.Helper()
+		e.in("host", func() {
+			l, err := netlink.LinkByName("myv0")
+			if err != nil {
+				t.Fatalf("after %s: myv0 is gone: %v", after, err)
+			}
+			addrs, _ := netlink.AddrList(l, netlink.FAMILY_V4)
+			if len(addrs) != 1 || !addrs[0].IPNet.IP.Equal(addr.IP) {
+				t.Fatalf("after %s: myv0 has %v", after, addrs)
+			}
+		})
+	}
+	if code, out, errOut := e.cli(bin, "plan", "--detailed-exitcode", file); code != 0 {
+		t.Fatalf("plan with a foreign link in the lab's group: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := e.cli(bin, "apply", file); code != 0 || strings.Contains(out, "myv") {
+		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
+	}
+	still("apply")
+	code, out, errOut := e.cli(bin, "destroy", file)
+	if code != 0 || !strings.Contains(out, "stays: interface myv") {
+		t.Fatalf("destroy: %d\n%s%s", code, out, errOut)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "-   veth myv") {
+			t.Fatalf("destroy deleted the foreign link:\n%s", out)
+		}
+	}
+	still("destroy")
+}
