@@ -276,7 +276,7 @@ func (k *Kernel) attrs(h *nsHandle, l *reconcile.Link) (netlink.LinkAttrs, error
 func (k *Kernel) createLink(h *nsHandle, c *reconcile.Change) error {
 	l := c.Link
 	fail := func(err error) error { return k.opErr("create", l.Kind, l.Name, c.Namespace, err) }
-	// Noted before it exists (Preflight notes a plan's links at once;
+	// Noted before it exists (NoteBefore notes a plan's links at once;
 	// this is for those a rollback or a second pass makes).
 	if err := k.noteMaking([]*reconcile.Change{c}); err != nil {
 		return fail(fmt.Errorf("note it in the lab's records: %w", err))
@@ -893,11 +893,6 @@ func (k *Kernel) Preflight(ctx context.Context, p *reconcile.Plan) error {
 				Msg: fmt.Sprintf("this kernel cannot create %s interfaces (it needs %s; the kernel said: %v); nothing was changed",
 					kind, kernelOption[kind], err)}
 		}
-	}
-	// The links this plan makes, noted before any exists: one that a
-	// kill leaves unmarked is known for the lab's (making.go).
-	if err := k.noteMaking(p.Changes); err != nil {
-		return fmt.Errorf("note the links the plan makes in the lab's records: %w", err)
 	}
 	return nil
 }

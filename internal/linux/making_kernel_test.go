@@ -12,7 +12,7 @@ import (
 
 // TestHalfMadeOnlyWhatTheLabSetOutToMake: a link in the lab's group with
 // no mark is the lab's, half-made by a killed run, only if the lab noted
-// it was about to make it (Preflight does, before any link exists): the
+// it was about to make it (NoteBefore does, before any link exists): the
 // next apply replaces that one, marked, and leaves one someone else put in
 // the group. A run that ends well removes the note.
 func TestHalfMadeOnlyWhatTheLabSetOutToMake(t *testing.T) {
@@ -25,13 +25,20 @@ func TestHalfMadeOnlyWhatTheLabSetOutToMake(t *testing.T) {
 		t.Fatal(err)
 	}
 	plan := reconcile.Diff(desired, before)
-	// What a run killed right after the RTM_NEWLINK that made br0 leaves:
-	// the note of what it set out to make, br0 in the group, no alias.
+	// Preflight (which plan runs too) notes nothing.
 	if err := k.Preflight(ctx, plan); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := os.Stat(k.makingFile()); !os.IsNotExist(err) {
+		t.Fatalf("Preflight noted the links to make (%v): plan would write", err)
+	}
+	// What a run killed right after the RTM_NEWLINK that made br0 leaves:
+	// the note of what it set out to make, br0 in the group, no alias.
+	if err := k.NoteBefore(ctx, plan); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := os.Stat(k.makingFile()); err != nil {
-		t.Fatalf("Preflight noted nothing: %v", err)
+		t.Fatalf("NoteBefore noted nothing: %v", err)
 	}
 	h := netlinkIn(t, k, reconcile.HostNS)
 	for _, name := range []string{"br0", "other0"} {
