@@ -126,20 +126,8 @@ func Desired(t *topology.Topology) (*State, error) {
 	}
 	s.Where = func(kind Kind, ns, name string) string { return whereIn(t, kind, ns, name) }
 	for _, n := range t.NAT {
-		r := &NATRule{Owned: true}
-		switch {
-		case n.Masquerade != nil:
-			r.Kind, r.Source, r.Out, r.NotOut = NATMasquerade, canonNet(n.Masquerade.Source), n.Masquerade.Out, n.Masquerade.NotOut
-		case n.SNAT != nil:
-			r.Kind, r.Source, r.To, r.Out, r.NotOut = NATSNAT, canonNet(n.SNAT.Source), canonIP(n.SNAT.To), n.SNAT.Out, n.SNAT.NotOut
-		case n.PortForward != nil:
-			f := n.PortForward
-			to := f.To
-			if ap, err := netip.ParseAddrPort(f.To); err == nil {
-				to = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
-			}
-			r.Kind, r.Proto, r.Port, r.To, r.In = NATPortForward, f.Proto, f.Port, to, f.In
-		default:
+		r := natRuleOf(n)
+		if r == nil {
 			return nil, fmt.Errorf("%s:%d:%d: %s: empty nat entry", t.File, n.Pos.Line, n.Pos.Col, n.Path)
 		}
 		ns := s.Namespaces[n.Namespace]
@@ -152,6 +140,28 @@ func Desired(t *topology.Topology) (*State, error) {
 		ns.NAT[r.ID()] = r
 	}
 	return s, nil
+}
+
+// natRuleOf is the rule a nat entry of the file asks for (nil if it asks
+// for none).
+func natRuleOf(n *topology.NAT) *NATRule {
+	r := &NATRule{Owned: true}
+	switch {
+	case n.Masquerade != nil:
+		r.Kind, r.Source, r.Out, r.NotOut = NATMasquerade, canonNet(n.Masquerade.Source), n.Masquerade.Out, n.Masquerade.NotOut
+	case n.SNAT != nil:
+		r.Kind, r.Source, r.To, r.Out, r.NotOut = NATSNAT, canonNet(n.SNAT.Source), canonIP(n.SNAT.To), n.SNAT.Out, n.SNAT.NotOut
+	case n.PortForward != nil:
+		f := n.PortForward
+		to := f.To
+		if ap, err := netip.ParseAddrPort(f.To); err == nil {
+			to = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
+		}
+		r.Kind, r.Proto, r.Port, r.To, r.In = NATPortForward, f.Proto, f.Port, to, f.In
+	default:
+		return nil
+	}
+	return r
 }
 
 // whereIn is State.Where for the state of t.
@@ -191,10 +201,21 @@ func whereIn(t *topology.Topology, kind Kind, ns, name string) string {
 			}
 		}
 	case KindNAT:
-		for _, r := range t.NAT {
-			if r.Namespace == ns {
-				return at(r.Pos, r.Path)
+		// The rule whose ID is name, else the namespace's first.
+		first := -1
+		for i, n := range t.NAT {
+			if n.Namespace != ns {
+				continue
 			}
+			if r := natRuleOf(n); r != nil && r.ID() == name {
+				return at(n.Pos, n.Path)
+			}
+			if first < 0 {
+				first = i
+			}
+		}
+		if first >= 0 {
+			return at(t.NAT[first].Pos, t.NAT[first].Path)
 		}
 	}
 	if n != nil {

@@ -642,12 +642,14 @@ func (d *differ) linkUpdates(name string) {
 		if wl.MAC != "" && wl.MAC != hl.MAC {
 			f = append(f, Field{"mac", orNone(hl.MAC), wl.MAC})
 		}
-		oldMaster := hl.Master
+		oldMaster, shown := hl.Master, orNone(hl.Master)
 		if oldMaster != "" && d.gone[Ref{name, oldMaster}] {
-			oldMaster = "" // its bridge is deleted or replaced
+			// Its bridge is deleted or replaced: it is on none by the
+			// time this runs (an outside audit read "(none)" as wrong).
+			oldMaster, shown = "", hl.Master+" (deleted by this plan)"
 		}
 		if wl.Master != oldMaster {
-			f = append(f, Field{"master", orNone(oldMaster), orNone(wl.Master)})
+			f = append(f, Field{"master", shown, orNone(wl.Master)})
 		}
 		if wl.STP != nil && (hl.STP == nil || *wl.STP != *hl.STP) {
 			old := "(unknown)"
@@ -1485,11 +1487,16 @@ func (d *differ) nat(name string) {
 	// user's audit: masquerade {out: uplnk} said nothing).
 	for _, id := range sortedKeys(w.NAT) {
 		r := w.NAT[id]
-		for _, dev := range []string{r.Out, r.NotOut, r.In} {
-			if dev == "" || strings.ContainsAny(dev, "*") || w.Links[dev] != nil || (h != nil && h.Links[dev] != nil) {
+		for _, dev := range []struct{ key, name, means string }{
+			{"out", r.Out, "the rule never matches"},
+			{"in", r.In, "the rule never matches"},
+			{"not_out", r.NotOut, "it excludes nothing: the rule matches whatever interface packets leave by"},
+		} {
+			if dev.name == "" || strings.ContainsAny(dev.name, "*") || w.Links[dev.name] != nil || (h != nil && h.Links[dev.name] != nil) {
 				continue
 			}
-			d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf("nat %s in namespace %q: it names interface %s, which the namespace has not (a typo?): the rule matches as if it never were there", id, name, dev))
+			d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf("%snat %s in namespace %q: %s: names interface %s, which the namespace has not (a typo?): %s",
+				d.want.where(KindNAT, name, id), id, name, dev.key, dev.name, dev.means))
 		}
 	}
 	// A rule is known by its content (its ID, which the kernel's rule

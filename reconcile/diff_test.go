@@ -353,3 +353,17 @@ func TestRenameToAnAltNameIsAConflict(t *testing.T) {
 		t.Fatalf("conflicts: %q\n%s", p.Conflicts, p)
 	}
 }
+
+// TestDiffBridgeRenamedSaysWhichMasterGoes: a bridge renamed in the file
+// is made anew and its ports move to it; the plan names the bridge they
+// were on (an outside audit read "master: (none) -> br1" as wrong).
+func TestDiffBridgeRenamedSaysWhichMasterGoes(t *testing.T) {
+	k := fake.New("lab")
+	apply(t, k, parse(t, base))
+	text := plan(t, k, parse(t, strings.ReplaceAll(base, "br0", "br1"))).String()
+	for _, want := range []string{"-   bridge br0", "+   bridge br1", "veth-c1 <-> c1:eth0 (master: br0 (deleted by this plan) -> br1)"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("plan lacks %q:\n%s", want, text)
+		}
+	}
+}

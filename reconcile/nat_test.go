@@ -2,6 +2,7 @@ package reconcile_test
 
 import (
 	"context"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -127,5 +128,21 @@ func TestNATNamesNoInterface(t *testing.T) {
 	}
 	if len(got) != 2 || !strings.Contains(got[0], "port_forward tcp 8080 to 10.55.66.2:80 in eth0") && !strings.Contains(strings.Join(got, "\n"), "it names interface eth0") {
 		t.Fatalf("warnings: %q", p.Warnings)
+	}
+	// Each at its own rule in the file, saying what it does (an outside
+	// audit: no position, and "matches as if it never were there").
+	for _, w := range got {
+		if !regexp.MustCompile(`^t\.yaml:\d+:\d+: nat\[\d\]: nat `).MatchString(w) || !strings.Contains(w, "the rule never matches") {
+			t.Errorf("warning %q: want it at its rule's place, saying the rule never matches", w)
+		}
+	}
+	if got[0][:strings.Index(got[0], ": nat ")] == got[1][:strings.Index(got[1], ": nat ")] {
+		t.Errorf("two rules' warnings at one place: %q", got)
+	}
+	k = fake.New("lab")
+	p = plan(t, k, parse(t, "name: lab\nbridges: [{name: br0, addresses: [10.9.0.1/24]}]\nnat:\n  - masquerade: {source: 10.9.0.0/24, out: br0}\n  - masquerade: {source: 10.9.0.0/24, not_out: bro}\n"))
+	w := strings.Join(p.Warnings, "\n")
+	if !strings.Contains(w, "t.yaml:5:5: nat[1]: nat masquerade 10.9.0.0/24 !bro in namespace \"host\": not_out: names interface bro, which the namespace has not (a typo?): it excludes nothing") {
+		t.Errorf("not_out warning: %q", p.Warnings)
 	}
 }
