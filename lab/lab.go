@@ -43,6 +43,15 @@ type Options struct {
 	LockWaiting func(holder string)
 }
 
+// readOptions is how the file is read: a prefix given here leaves the
+// file's prefix: unread.
+func (o Options) readOptions() []topology.Option {
+	if o.Prefix != "" {
+		return []topology.Option{topology.PrefixGiven}
+	}
+	return nil
+}
+
 func (o Options) vars() topology.Vars {
 	if o.NoEnvironment {
 		return topology.VarsOnly(o.Vars)
@@ -59,6 +68,9 @@ type Lab struct {
 	// hostsRemoved is how many namespaces' /etc/netns entries the last
 	// destroy took the lab's names from.
 	hostsRemoved int
+	// prefixGiven: the prefix came from Options, not the file's prefix:
+	// (which is then not read, in Update too).
+	prefixGiven bool
 }
 
 // HostsEntriesRemoved is how many namespaces' /etc/netns entries the last
@@ -68,7 +80,7 @@ func (l *Lab) HostsEntriesRemoved() int { return l.hostsRemoved }
 
 // Load reads and validates the topology file at path.
 func Load(path string, o Options) (*Lab, error) {
-	t, err := topology.LoadWith(path, o.vars())
+	t, err := topology.LoadWith(path, o.vars(), o.readOptions()...)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +103,7 @@ func LoadIdentity(path string, o Options) (*Lab, error) {
 // Parse reads and validates a topology from bytes; name is used in error
 // positions.
 func Parse(name string, data []byte, o Options) (*Lab, error) {
-	t, err := topology.ParseWith(name, data, o.vars())
+	t, err := topology.ParseWith(name, data, o.vars(), o.readOptions()...)
 	if err != nil {
 		return nil, err
 	}
@@ -116,8 +128,9 @@ func newLab(t *topology.Topology, o Options) (*Lab, error) {
 	if o.LockTimeout == 0 {
 		o.LockTimeout = 30 * time.Second
 	}
+	given := o.Prefix != ""
 	o.Prefix = prefix
-	return &Lab{Topology: t, desired: desired, opt: o,
+	return &Lab{Topology: t, desired: desired, opt: o, prefixGiven: given,
 		k: linux.New(linux.Options{Name: t.Name, Prefix: prefix, Netns: o.Netns})}, nil
 }
 
@@ -279,7 +292,11 @@ func (l *Lab) DestroyReporting(ctx context.Context, onChange func(c *reconcile.C
 // Update replaces the lab's topology by another (same name, sandbox and
 // prefix) and applies it.
 func (l *Lab) Update(ctx context.Context, name string, data []byte) (*reconcile.Result, error) {
-	t, err := topology.ParseWith(name, data, l.opt.vars())
+	var opts []topology.Option
+	if l.prefixGiven {
+		opts = append(opts, topology.PrefixGiven)
+	}
+	t, err := topology.ParseWith(name, data, l.opt.vars(), opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -19,8 +19,17 @@ func Load(path string) (*Topology, error) {
 	return LoadWith(path, EnvVars)
 }
 
+// Option changes how a file is read.
+type Option func(*decoder)
+
+// PrefixGiven is the Option for a lab whose prefix is given elsewhere
+// (--prefix, lab.Options.Prefix): the file's prefix: is not read at all
+// (a variable in it needs no value; an outside audit saw plan refuse a
+// file for one).
+func PrefixGiven(d *decoder) { d.prefixGiven = true }
+
 // LoadWith is Load with variables looked up in vars.
-func LoadWith(path string, vars Vars) (*Topology, error) {
+func LoadWith(path string, vars Vars, opts ...Option) (*Topology, error) {
 	data, err := ReadFile(path, MaxFileSize)
 	if err != nil {
 		return nil, err
@@ -38,7 +47,7 @@ func LoadWith(path string, vars Vars) (*Topology, error) {
 		}
 		return b
 	}
-	return parse(path, data, again, vars)
+	return parse(path, data, again, vars, opts)
 }
 
 // Parse decodes and validates a topology, with variables from the
@@ -50,14 +59,17 @@ func Parse(file string, data []byte) (*Topology, error) {
 }
 
 // ParseWith is Parse with variables looked up in vars.
-func ParseWith(file string, data []byte, vars Vars) (*Topology, error) {
-	return parse(file, data, func() []byte { return data }, vars)
+func ParseWith(file string, data []byte, vars Vars, opts ...Option) (*Topology, error) {
+	return parse(file, data, func() []byte { return data }, vars, opts)
 }
 
 // parse decodes data and validates the topology; again gives the file's
 // bytes a second time (nil if it cannot), for locate.
-func parse(file string, data []byte, again func() []byte, vars Vars) (*Topology, error) {
+func parse(file string, data []byte, again func() []byte, vars Vars, opts []Option) (*Topology, error) {
 	d := &decoder{file: file, pos: map[string]Pos{}, vars: vars}
+	for _, o := range opts {
+		o(d)
+	}
 	t := d.document(data)
 	if t != nil {
 		d.validate(t)
@@ -78,7 +90,9 @@ func parse(file string, data []byte, again func() []byte, vars Vars) (*Topology,
 }
 
 type decoder struct {
-	file  string
+	file string
+	// prefixGiven: the lab's prefix is given elsewhere (PrefixGiven).
+	prefixGiven bool
 	errs  ErrorList
 	warns ErrorList
 	// pos holds where each value was found, by YAML path, so that checks
@@ -157,7 +171,7 @@ func (d *decoder) locate(again func() []byte) {
 		return
 	}
 	// With the variables: a key that is one names the path.
-	second := &decoder{file: d.file, pos: map[string]Pos{}, want: map[string]bool{}, vars: d.vars}
+	second := &decoder{file: d.file, pos: map[string]Pos{}, want: map[string]bool{}, vars: d.vars, prefixGiven: d.prefixGiven}
 	for _, e := range d.unresolved {
 		second.want[e.Path] = true
 	}
@@ -429,9 +443,12 @@ func (d *decoder) root(data []byte, l *layout) *Topology {
 	if n.Kind == yaml.MappingNode {
 		// Top-level keys x-...: the file's own (anchors of values it uses
 		// elsewhere), as in a compose file; not read.
+		// And prefix:, when the prefix is given elsewhere (--prefix): not
+		// read at all, so its variables need no values.
 		kept := n.Content[:0:0]
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			if !strings.HasPrefix(n.Content[i].Value, "x-") {
+			key := n.Content[i].Value
+			if !strings.HasPrefix(key, "x-") && !(d.prefixGiven && key == "prefix") {
 				kept = append(kept, n.Content[i], n.Content[i+1])
 			}
 		}

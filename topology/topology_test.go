@@ -219,7 +219,7 @@ func TestLoadPlacesProblemsFromTheFileReadAgain(t *testing.T) {
 		t.Errorf("want links[0].a.addresses[1] at 6:33, got %s at %d:%d (%s)", e.Path, e.Line, e.Col, e.Msg)
 	}
 	// The same, with the file changed before the second reading.
-	_, err = parse(file, []byte(text), func() []byte { return nil }, nil)
+	_, err = parse(file, []byte(text), func() []byte { return nil }, nil, nil)
 	if !errors.As(err, &list) || len(list) != 1 {
 		t.Fatalf("want one problem, got %v", err)
 	}
@@ -414,5 +414,20 @@ func TestSyntaxErrorsAtTheMistake(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q:\n got %v\nwant %s", src, err, want)
 		}
+	}
+}
+
+// TestPrefixGivenLeavesTheFilesPrefixUnread: with the prefix given
+// elsewhere (--prefix), the file's prefix: is not read: a variable in it
+// needs no value (an outside audit: plan refused the file for one).
+func TestPrefixGivenLeavesTheFilesPrefixUnread(t *testing.T) {
+	src := []byte("name: pfx\nprefix: ${PFX}\nnamespaces:\n  a: {}\n")
+	none := func(string) (string, bool) { return "", false }
+	if _, err := ParseWith("t.yaml", src, none); err == nil || !strings.Contains(err.Error(), "t.yaml:2:9: prefix: variable PFX is not set") {
+		t.Fatalf("without PrefixGiven: %v", err)
+	}
+	top, err := ParseWith("t.yaml", src, none, PrefixGiven)
+	if err != nil || top.Prefix != "" || len(top.Warnings) != 0 {
+		t.Fatalf("with PrefixGiven: %v, %+v", err, top)
 	}
 }

@@ -25,7 +25,7 @@ only the file: no root needed.`,
   netplan-lab graph examples/nat.yaml -f mermaid`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			top, err := interruptible(cmd.Context(), "reading "+args[0], func() (*topology.Topology, error) { return loadTopology(args[0], g.varsOf()) })
+			top, err := interruptible(cmd.Context(), "reading "+args[0], func() (*topology.Topology, error) { return loadTopology(args[0], g.varsOf(), g.readOptions()...) })
 			if err != nil {
 				return &codeError{exitError, err}
 			}

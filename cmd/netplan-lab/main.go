@@ -67,13 +67,13 @@ func profiled(file string) int {
 // is live the collector would run without pause, so boundHeap raises the
 // limit when the collector has no room left. Commands that plan hold far more than the topology and
 // keep 256 MiB.
-func loadTopology(file string, vars topology.Vars) (*topology.Topology, error) {
+func loadTopology(file string, vars topology.Vars, opts ...topology.Option) (*topology.Topology, error) {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		if st, err := os.Stat(file); err == nil {
 			defer boundHeap(max(64<<20, 8*st.Size()))()
 		}
 	}
-	return topology.LoadWith(file, vars)
+	return topology.LoadWith(file, vars, opts...)
 }
 
 // boundHeap sets the soft memory limit to limit, and raises it when the

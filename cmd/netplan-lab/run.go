@@ -249,6 +249,15 @@ func parseSize(s string) (int64, error) {
 // varsOf is the variables' lookup: --var, then the environment.
 func (g *globals) varsOf() topology.Vars { return topology.VarsFrom(g.givenVars()) }
 
+// readOptions is how files are read: with --prefix, the file's prefix:
+// is not read.
+func (g *globals) readOptions() []topology.Option {
+	if g.prefix != "" {
+		return []topology.Option{topology.PrefixGiven}
+	}
+	return nil
+}
+
 // givenVars are the --var values by name.
 func (g *globals) givenVars() map[string]string {
 	given := map[string]string{}
@@ -346,7 +355,7 @@ func newValidateCmd(g *globals) *cobra.Command {
 		Short:   "Check a topology file and report every problem; touches nothing",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			top, err := interruptible(cmd.Context(), "reading "+args[0], func() (*topology.Topology, error) { return loadTopology(args[0], g.varsOf()) })
+			top, err := interruptible(cmd.Context(), "reading "+args[0], func() (*topology.Topology, error) { return loadTopology(args[0], g.varsOf(), g.readOptions()...) })
 			if top != nil {
 				g.warnUnusedVars(args[0], top.Named)
 			}
@@ -618,7 +627,7 @@ func (g *globals) watch(ctx context.Context, l *lab, file string, wo watchOption
 		File: file, Kernel: l.kernel, Events: events,
 		Debounce: wo.debounce, Resync: wo.resync, Report: report, Lock: func(ctx context.Context) (func(), error) { return g.lock(ctx, l.Prefix()) },
 		Load: func(f string, data []byte) (*reconcile.State, error) {
-			t, err := topology.ParseWith(f, data, g.varsOf())
+			t, err := topology.ParseWith(f, data, g.varsOf(), g.readOptions()...)
 			if err != nil {
 				return nil, err
 			}
