@@ -93,8 +93,8 @@ type decoder struct {
 	file string
 	// prefixGiven: the lab's prefix is given elsewhere (PrefixGiven).
 	prefixGiven bool
-	errs  ErrorList
-	warns ErrorList
+	errs        ErrorList
+	warns       ErrorList
 	// pos holds where each value was found, by YAML path, so that checks
 	// made after decoding can point at the exact value.
 	pos  map[string]Pos

@@ -401,10 +401,13 @@ func TestDestroyWithoutTheFilesVariables(t *testing.T) {
 		t.Fatalf("destroy without the variables: exit %d\n%s%s", code, out, errOut)
 	}
 	for _, want := range []string{"warning: " + file + ":6:48: links[0].a.addresses[0]: variable NET is not set",
-		"warning: " + file + ` is not a valid topology (3 problems); destroy needs only its name and prefix, and removes what carries the mark of lab "varlab"`} {
+		"warning: " + file + ` is not a valid topology (2 problems); destroy needs only its name and prefix, and removes what carries the mark of lab "varlab"`} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
 		}
+	}
+	if strings.Contains(errOut, "PFX") {
+		t.Errorf("the file's prefix: was read, with --prefix given:\n%s", errOut)
 	}
 	if _, err := os.Stat("/run/netns/" + pfx + "c1"); err == nil {
 		t.Fatal("c1 is still there")
