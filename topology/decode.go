@@ -554,7 +554,11 @@ func (d *decoder) mappingOf(n *yaml.Node, path string, lookup func(key string) f
 		seen[k.Value] = true
 		h := lookup(k.Value)
 		if h == nil {
-			d.errorf(k, p, "unknown key %q (allowed: %s)", k.Value, allowed(names()))
+			if path == "" {
+				d.errorf(k, p, "unknown key %q (allowed: %s; a top-level key that starts with x- is the file's own, not read)", k.Value, allowed(names()))
+			} else {
+				d.errorf(k, p, "unknown key %q (allowed: %s)", k.Value, allowed(names()))
+			}
 			continue
 		}
 		d.record(path, p, v)

@@ -65,7 +65,7 @@ ports: capture on a port (the veth end) for that.`,
 			}
 			defer l.kernel.Close()
 			if ns != reconcile.HostNS && l.topo.Namespace(ns) == nil {
-				return &codeError{exitError, fmt.Errorf("namespace %q is not in %s", ns, args[0])}
+				return &codeError{exitError, notInFile(ns, args[0], l.topo)}
 			}
 			fd, err := l.kernel.OpenLabNetns(ns)
 			if err != nil {

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -15,10 +16,11 @@ import (
 
 	netplanlab "github.com/netplan-lab/netplan-lab/lab"
 	"github.com/netplan-lab/netplan-lab/reconcile"
+	"github.com/netplan-lab/netplan-lab/topology"
 )
 
 func newExecCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "exec FILE NS -- CMD [ARGS...]",
 		Short: "Run a command in a namespace of the lab (by its name in the file)",
 		Long: `Run CMD inside the lab namespace NS (its short name in the file; host is
@@ -37,6 +39,27 @@ and /sys shows the namespace's interfaces.`,
 			return g.execIn(cmd, args[0], args[1], args[2:], nil)
 		},
 	}
+	// A flag of the command's own before -- (exec FILE c1 ip -br addr)
+	// is taken for exec's: say where it goes (an outside audit).
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return fmt.Errorf("%w (the command and its flags go after --: exec FILE NS -- CMD [ARGS...])", err)
+	})
+	return cmd
+}
+
+// notInFile says that namespace ns is not one of file's, and which are.
+func notInFile(ns, file string, t *topology.Topology) error {
+	names := []string{reconcile.HostNS}
+	for _, n := range t.Namespaces {
+		if n.Name != reconcile.HostNS {
+			names = append(names, n.Name)
+		}
+	}
+	list := strings.Join(names, ", ")
+	if len(names) > 12 {
+		list = strings.Join(names[:12], ", ") + fmt.Sprintf(", ... (%d in all)", len(names))
+	}
+	return fmt.Errorf("namespace %q is not in %s; its namespaces: %s", ns, file, list)
 }
 
 func newShellCmd(g *globals) *cobra.Command {
@@ -79,7 +102,7 @@ func (g *globals) execIn(cmd *cobra.Command, file, ns string, argv []string, ext
 	}
 	if ns != reconcile.HostNS && l.topo.Namespace(ns) == nil {
 		l.kernel.Close()
-		return &codeError{exitError, fmt.Errorf("namespace %q is not in %s", ns, file)}
+		return &codeError{exitError, notInFile(ns, file, l.topo)}
 	}
 	fd, err := l.kernel.OpenLabNetns(ns)
 	if err != nil {

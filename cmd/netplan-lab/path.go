@@ -44,7 +44,7 @@ rules. It sends nothing; it exits 1 when the packet does not arrive.`,
 			defer l.kernel.Close()
 			from := args[1]
 			if from != reconcile.HostNS && l.topo.Namespace(from) == nil {
-				return &codeError{exitError, fmt.Errorf("namespace %q is not in %s", from, args[0])}
+				return &codeError{exitError, notInFile(from, args[0], l.topo)}
 			}
 			dst, _, err := l.topo.CheckTarget(args[2])
 			if err != nil {

@@ -413,3 +413,16 @@ func TestDestroyWithoutTheFilesVariables(t *testing.T) {
 		t.Fatal("c1 is still there")
 	}
 }
+
+// TestExecSaysWhatIsWrong: exec to a namespace the file has not lists
+// those it has; a flag of the command's own before -- says where it goes
+// (an outside audit: "unknown shorthand flag: 'b' in -br", no more).
+func TestExecSaysWhatIsWrong(t *testing.T) {
+	file := "../../examples/bridge.yaml"
+	if code, _, errOut := runCLI("--netns", "npl-test-none", "exec", file, "c9", "--", "true"); code != 1 || !strings.Contains(errOut, `namespace "c9" is not in ../../examples/bridge.yaml; its namespaces: host, c1, c2`) {
+		t.Errorf("exec to c9: exit %d\n%s", code, errOut)
+	}
+	if code, _, errOut := runCLI("--netns", "npl-test-none", "exec", file, "c1", "ip", "-br", "addr"); code == 0 || !strings.Contains(errOut, "the command and its flags go after --: exec FILE NS -- CMD [ARGS...]") {
+		t.Errorf("exec without --: exit %d\n%s", code, errOut)
+	}
+}
