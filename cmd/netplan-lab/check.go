@@ -3,11 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/netplan-lab/netplan-lab/internal/check"
+	"github.com/netplan-lab/netplan-lab/internal/linux"
 	"github.com/netplan-lab/netplan-lab/reconcile"
 )
 
@@ -37,6 +40,9 @@ namespace, every other one's first address (mininet's pingall).`,
 				return err
 			}
 			defer l.kernel.Close()
+			if err := applied(l); err != nil {
+				return err
+			}
 			if all {
 				return g.checkAll(l)
 			}
@@ -45,6 +51,29 @@ namespace, every other one's first address (mininet's pingall).`,
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "ping every namespace's first address from every other namespace, as a matrix")
 	return cmd
+}
+
+// applied says the lab is not applied (under this sandbox and prefix)
+// when none of its namespaces is there: every check would fail on it, or
+// the first listener end the run, with less to go on (an outside audit).
+func applied(l *lab) error {
+	var first *linux.NoNetnsError
+	for _, n := range l.topo.Namespaces {
+		if n.Name == reconcile.HostNS {
+			continue
+		}
+		name := l.kernel.KernelName(n.Name)
+		if _, err := os.Stat(filepath.Join(linux.NetnsDir, name)); err == nil {
+			return nil
+		}
+		if first == nil {
+			first = &linux.NoNetnsError{Short: n.Name, Name: name}
+		}
+	}
+	if first == nil {
+		return nil
+	}
+	return first
 }
 
 func (g *globals) checkEnv(l *lab) *check.Env {

@@ -35,6 +35,8 @@ const (
 )
 
 type globals struct {
+	// loaded is the lab the command loaded (for hints after an error).
+	loaded      *lab
 	netns       string
 	prefix      string
 	output      string
@@ -128,10 +130,35 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if ce.err != nil && ce.err.Error() != "" {
 			fmt.Fprintf(stderr, "error: %v\n", ce.err)
 		}
+		g.hintElsewhere(ctx, err)
 		return ce.code
 	}
 	fmt.Fprintf(stderr, "error: %v\n", err)
+	g.hintElsewhere(ctx, err)
 	return exitError
+}
+
+// hintElsewhere follows an error about a namespace of the lab that is not
+// there with where a lab of its name is, if anywhere: a wrong or missing
+// --netns or --prefix said "apply the lab first", no more (an outside
+// audit).
+func (g *globals) hintElsewhere(ctx context.Context, err error) {
+	var nn *linux.NoNetnsError
+	if g.loaded == nil || !errors.As(err, &nn) {
+		return
+	}
+	cmd := "COMMAND"
+	if len(g.args) > 0 {
+		for _, a := range g.args {
+			if !strings.HasPrefix(a, "-") && slices.Contains([]string{"exec", "shell", "check", "capture", "path", "apply"}, a) {
+				cmd = a
+				break
+			}
+		}
+	}
+	for _, h := range elsewhere(context.WithoutCancel(ctx), g.loaded, "use it", cmd) {
+		fmt.Fprintln(g.stderr, h)
+	}
 }
 
 // version is the module's version, or the commit it was built from.
@@ -178,7 +205,11 @@ func (g *globals) load(ctx context.Context, file string) (*lab, error) {
 	if err := linux.CheckPrivileges(); err != nil {
 		return nil, &codeError{exitError, err}
 	}
-	return interruptible(ctx, "reading "+file, func() (*lab, error) { return g.loadFile(file) })
+	l, err := interruptible(ctx, "reading "+file, func() (*lab, error) { return g.loadFile(file) })
+	if err == nil {
+		g.loaded = l
+	}
+	return l, err
 }
 
 // interruptible runs f, but returns as soon as ctx ends (SIGINT, SIGTERM)
@@ -754,12 +785,22 @@ func newDestroyCmd(g *globals) *cobra.Command {
 // nothingFound says that destroy found nothing of the lab, and where labs
 // of that name are, if anywhere.
 func (g *globals) nothingFound(ctx context.Context, l *lab) {
+	fmt.Fprintf(g.stdout, "Nothing of %s was found; nothing was changed.\n", l.kernel.Identity())
+	for _, h := range elsewhere(ctx, l, "destroy it", "destroy") {
+		fmt.Fprintln(g.stdout, h)
+	}
+}
+
+// elsewhere is a hint for each lab of l's name under another sandbox or
+// prefix: "Hint: LAB is there (N namespaces); to WHAT: netplan-lab FLAGS
+// CMD FILE" (a wrong or forgotten --netns or --prefix).
+func elsewhere(ctx context.Context, l *lab, what, cmd string) []string {
 	id := l.kernel.Identity()
-	fmt.Fprintf(g.stdout, "Nothing of %s was found; nothing was changed.\n", id)
 	labs, err := linux.ScanLabs(ctx)
 	if err != nil {
-		return
+		return nil
 	}
+	var out []string
 	for _, other := range labs {
 		if other.ID.Name != id.Name || other.ID == id {
 			continue
@@ -771,8 +812,9 @@ func (g *globals) nothingFound(ctx context.Context, l *lab) {
 		if other.ID.Prefix != "" {
 			flags += " --prefix " + other.ID.Prefix
 		}
-		fmt.Fprintf(g.stdout, "Hint: %s is there (%d namespaces); to destroy it: netplan-lab%s destroy FILE\n", other.ID, len(other.Namespaces), flags)
+		out = append(out, fmt.Sprintf("Hint: %s is there (%d namespaces); to %s: netplan-lab%s %s FILE ...", other.ID, len(other.Namespaces), what, flags, cmd))
 	}
+	return out
 }
 
 func newShowCmd(g *globals) *cobra.Command {

@@ -426,3 +426,27 @@ func TestExecSaysWhatIsWrong(t *testing.T) {
 		t.Errorf("exec without --: exit %d\n%s", code, errOut)
 	}
 }
+
+// TestWrongPrefixSaysWhereTheLabIs: exec and check of a lab applied under
+// another prefix say the namespace is not there, and where the lab is
+// (an outside audit: "apply the lab first", no more; check ended at its
+// first listener, or failed each check).
+func TestWrongPrefixSaysWhereTheLabIs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("live CLI test skipped: needs root to make namespaces")
+	}
+	sb := sandbox(t)
+	pfx := fmt.Sprintf("t%04x-", rand.Intn(0xffff))
+	file := "../../examples/bridge.yaml"
+	if code, out, errOut := runCLI("--netns", sb, "--prefix", pfx, "apply", file); code != 0 {
+		t.Fatalf("apply: exit %d\n%s%s", code, out, errOut)
+	}
+	defer runCLI("--netns", sb, "--prefix", pfx, "destroy", file)
+	for _, cmd := range [][]string{{"exec", file, "c1", "--", "true"}, {"check", file}} {
+		code, out, errOut := runCLI(append([]string{"--netns", sb}, cmd...)...)
+		want := fmt.Sprintf("Hint: lab \"bridge\" (sandbox %s, prefix %s) is there (2 namespaces); to use it: netplan-lab --netns %s --prefix %s %s FILE ...", sb, pfx, sb, pfx, cmd[0])
+		if code != 1 || !strings.Contains(errOut, "namespace c1 (netns c1) does not exist: apply the lab first\n"+want) {
+			t.Errorf("%s without the prefix: exit %d\n%s%s\nwant the hint %q", cmd[0], code, out, errOut, want)
+		}
+	}
+}

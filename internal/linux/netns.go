@@ -589,9 +589,17 @@ func (k *Kernel) OpenNetns(short string) (netns.NsHandle, error) {
 	name := k.KernelName(short)
 	fd, err := netns.GetFromPath(netnsPath(name))
 	if errors.Is(err, os.ErrNotExist) {
-		return fd, fmt.Errorf("namespace %s (netns %s) does not exist: apply the lab first", short, name)
+		return fd, &NoNetnsError{Short: short, Name: name}
 	}
 	return fd, err
+}
+
+// NoNetnsError is OpenNetns's error for a namespace of the lab that is not
+// there (the lab is not applied, or under another sandbox or prefix).
+type NoNetnsError struct{ Short, Name string }
+
+func (e *NoNetnsError) Error() string {
+	return fmt.Sprintf("namespace %s (netns %s) does not exist: apply the lab first", e.Short, e.Name)
 }
 
 // OpenLabNetns is OpenNetns for a command that works inside the lab
