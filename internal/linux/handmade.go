@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
@@ -37,12 +38,13 @@ func (h *nsHandle) firstNexthop() uint32 {
 	return id
 }
 
-// socketIn describes a TCP or UDP socket open in the namespace fd ("tcp
-// socket 10.0.0.1:80"), or "". Only sockets with a file count: one a
-// process holds (or held by a thread that entered the namespace and
-// left). What the kernel keeps after their owners closed them (TIME_WAIT,
-// FIN_WAIT...) has none and goes with the namespace. A kernel without
-// sock_diag for a protocol (inet_diag, tcp_diag, udp_diag) says nothing.
+// socketIn describes a TCP, UDP or unix socket open in the namespace fd
+// ("tcp socket 10.0.0.1:80", "unix socket @name"), or "". Only sockets
+// with a file count: one a process holds (or held by a thread that
+// entered the namespace and left). What the kernel keeps after their
+// owners closed them (TIME_WAIT, FIN_WAIT...) has none and goes with the
+// namespace. A kernel without sock_diag for a family (inet_diag,
+// tcp_diag, udp_diag, unix_diag) says nothing of it.
 func socketIn(fd netns.NsHandle) string {
 	s, err := nl.GetNetlinkSocketAt(fd, netns.None(), unix.NETLINK_SOCK_DIAG)
 	if err != nil {
@@ -57,52 +59,88 @@ func socketIn(fd netns.NsHandle) string {
 		{"tcp", unix.AF_INET, unix.IPPROTO_TCP}, {"tcp", unix.AF_INET6, unix.IPPROTO_TCP},
 		{"udp", unix.AF_INET, unix.IPPROTO_UDP}, {"udp", unix.AF_INET6, unix.IPPROTO_UDP},
 	} {
-		if what := firstSocket(s, p.name, p.family, p.protocol); what != "" {
-			return what
+		// struct inet_diag_req_v2: family, protocol, ext, pad, states
+		// (all), then struct inet_diag_sockid (48 bytes, zero: any).
+		body := make([]byte, 56)
+		body[0], body[1] = p.family, p.protocol
+		binary.NativeEndian.PutUint32(body[4:8], ^uint32(0))
+		found := ""
+		diagDump(s, body, func(d []byte) bool {
+			// struct inet_diag_msg: family, state, timer, retrans, sockid
+			// (sport and dport big-endian, src, dst, if, cookie),
+			// expires, rqueue, wqueue, uid, inode.
+			if len(d) < 72 || binary.NativeEndian.Uint32(d[68:72]) == 0 {
+				return true
+			}
+			port := binary.BigEndian.Uint16(d[4:6])
+			var src netip.Addr
+			if p.family == unix.AF_INET {
+				src = netip.AddrFrom4([4]byte(d[8:12]))
+			} else {
+				src = netip.AddrFrom16([16]byte(d[8:24]))
+			}
+			found = fmt.Sprintf("%s socket %s", p.name, netip.AddrPortFrom(src, port))
+			return false
+		})
+		if found != "" {
+			return found
 		}
 	}
-	return ""
+	// struct unix_diag_req: family, protocol, pad, states (all), ino,
+	// show (UDIAG_SHOW_NAME), cookie.
+	body := make([]byte, 24)
+	body[0] = unix.AF_UNIX
+	binary.NativeEndian.PutUint32(body[4:8], ^uint32(0))
+	binary.NativeEndian.PutUint32(body[12:16], 1)
+	found := ""
+	diagDump(s, body, func(d []byte) bool {
+		// struct unix_diag_msg: family, type, state, pad, ino, cookie;
+		// then UNIX_DIAG_NAME (0), the bound name, if any.
+		if len(d) < 16 {
+			return true
+		}
+		name := ""
+		if attrs, err := nl.ParseRouteAttr(d[16:]); err == nil {
+			for _, a := range attrs {
+				if a.Attr.Type == 0 && len(a.Value) > 0 {
+					name = strings.TrimRight(string(a.Value), "\x00")
+					if a.Value[0] == 0 {
+						name = "@" + strings.TrimRight(string(a.Value[1:]), "\x00") // abstract
+					}
+				}
+			}
+		}
+		if name == "" {
+			name = fmt.Sprintf("(inode %d)", binary.NativeEndian.Uint32(d[4:8]))
+		}
+		found = "unix socket " + name
+		return false
+	})
+	return found
 }
 
-// firstSocket dumps the sockets of family and protocol through s (a
-// NETLINK_SOCK_DIAG socket) and describes the first with a file.
-func firstSocket(s *nl.NetlinkSocket, name string, family, protocol uint8) string {
+// diagDump sends a sock_diag dump request with body through s and hands
+// each socket's message to each until it returns false; errors end it.
+func diagDump(s *nl.NetlinkSocket, body []byte, each func(d []byte) bool) {
 	req := nl.NewNetlinkRequest(nl.SOCK_DIAG_BY_FAMILY, unix.NLM_F_DUMP)
-	// struct inet_diag_req_v2: family, protocol, ext, pad, states (all),
-	// then struct inet_diag_sockid (48 bytes, zero: any).
-	body := make([]byte, 56)
-	body[0], body[1] = family, protocol
-	binary.NativeEndian.PutUint32(body[4:8], ^uint32(0))
 	req.AddRawData(body)
 	if err := s.Send(req); err != nil {
-		return ""
+		return
 	}
-	found := ""
+	more := true
 	for {
 		msgs, from, err := s.Receive()
 		if err != nil || from.Pid != nl.PidKernel {
-			return found
+			return
 		}
 		for _, m := range msgs {
 			switch m.Header.Type {
 			case unix.NLMSG_DONE, unix.NLMSG_ERROR:
-				return found
+				return
 			case nl.SOCK_DIAG_BY_FAMILY:
-				// struct inet_diag_msg: family, state, timer, retrans,
-				// sockid (sport and dport big-endian, src, dst, if,
-				// cookie), expires, rqueue, wqueue, uid, inode.
-				d := m.Data
-				if found != "" || len(d) < 72 || binary.NativeEndian.Uint32(d[68:72]) == 0 {
-					continue
+				if more {
+					more = each(m.Data)
 				}
-				port := binary.BigEndian.Uint16(d[4:6])
-				var src netip.Addr
-				if family == unix.AF_INET {
-					src = netip.AddrFrom4([4]byte(d[8:12]))
-				} else {
-					src = netip.AddrFrom16([16]byte(d[8:24]))
-				}
-				found = fmt.Sprintf("%s socket %s", name, netip.AddrPortFrom(src, port))
 			}
 		}
 	}

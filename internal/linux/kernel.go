@@ -498,6 +498,28 @@ func handMadeIn(h *nsHandle) string {
 	if id := h.firstNexthop(); id != 0 {
 		return fmt.Sprintf("nexthop id %d is in it, not the lab's", id)
 	}
+	// Neighbours someone made permanent (ip neigh add ... nud
+	// permanent), and a root qdisc on lo (it has none of its own).
+	if ns, err := h.h.NeighList(0, netlink.FAMILY_ALL); err == nil {
+		for _, n := range ns {
+			if n.State&netlink.NUD_PERMANENT != 0 && n.IP != nil {
+				dev := fmt.Sprint(n.LinkIndex)
+				if l, err := h.h.LinkByIndex(n.LinkIndex); err == nil {
+					dev = l.Attrs().Name
+				}
+				return fmt.Sprintf("permanent neighbour %s on %s is in it, not the lab's", n.IP, dev)
+			}
+		}
+	}
+	if lo, err := h.h.LinkByIndex(1); err == nil {
+		if qs, err := h.h.QdiscList(lo); err == nil {
+			for _, q := range qs {
+				if a := q.Attrs(); a.Parent == netlink.HANDLE_ROOT && q.Type() != "noqueue" {
+					return fmt.Sprintf("qdisc %s on lo is in it, not the lab's", q.Type())
+				}
+			}
+		}
+	}
 	routes, err := h.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 	if err == nil {
 		for _, r := range routes {

@@ -1115,6 +1115,50 @@ func TestSandboxStaysForWhatOthersPutThere(t *testing.T) {
 			})
 			return func() { ln.Close() }
 		}},
+		// (lo has no ARP: the kernel keys its neighbours as 0.0.0.0.)
+		{"a permanent neighbour", "permanent neighbour 0.0.0.0 on lo is in it, not the lab's", func() func() {
+			n := &netlink.Neigh{Family: netlink.FAMILY_V4, State: netlink.NUD_PERMANENT, IP: net.ParseIP("10.9.9.9"),
+				HardwareAddr: net.HardwareAddr{2, 0, 0, 0, 0, 1}}
+			e.in("host", func() {
+				lo, _ := netlink.LinkByName("lo")
+				n.LinkIndex = lo.Attrs().Index
+				if err := netlink.NeighAdd(n); err != nil {
+					t.Fatal(err)
+				}
+			})
+			return func() {
+				e.in("host", func() {
+					ns, _ := netlink.NeighList(n.LinkIndex, netlink.FAMILY_V4)
+					for _, x := range ns {
+						if err := netlink.NeighDel(&x); err != nil {
+							t.Errorf("delete the neighbour: %v", err)
+						}
+					}
+				})
+			}
+		}},
+		{"a qdisc on lo", "qdisc tbf on lo is in it, not the lab's", func() func() {
+			var q netlink.Qdisc
+			e.in("host", func() {
+				lo, _ := netlink.LinkByName("lo")
+				q = &netlink.Tbf{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: lo.Attrs().Index, Handle: netlink.MakeHandle(1, 0), Parent: netlink.HANDLE_ROOT},
+					Rate: 125000, Limit: 10000, Buffer: 4000}
+				if err := netlink.QdiscAdd(q); err != nil {
+					t.Fatal(err)
+				}
+			})
+			return func() { e.in("host", func() { netlink.QdiscDel(q) }) }
+		}},
+		{"a unix socket made there by a thread that left", "unix socket @npl-test-sock is open in it", func() func() {
+			var ln net.Listener
+			e.in("host", func() {
+				var err error
+				if ln, err = net.Listen("unix", "@npl-test-sock"); err != nil {
+					t.Fatal(err)
+				}
+			})
+			return func() { ln.Close() }
+		}},
 		{"a process", ") runs in it", func() func() {
 			c := exec.Command("nsenter", "--net="+e.nsPath("host"), "sleep", "60")
 			if err := c.Start(); err != nil {
