@@ -261,6 +261,11 @@ func problemAt(data []byte, from int, msg string) (line, col int) {
 	if len(data) > refineMax || from < 1 {
 		return
 	}
+	// A flow collection left open: yaml.v3 names the line where it opens,
+	// which is where the mistake is; the text up to a later line fails
+	// the same way (an outside audit: a '[' at the end of a line was put
+	// at the next line with text, below blank ones).
+	flow := strings.Contains(msg, "',' or ']'") || strings.Contains(msg, "',' or '}'")
 	ends := []int{} // ends[i]: the offset just past line i+1
 	for i, b := range data {
 		if b == '\n' {
@@ -270,8 +275,21 @@ func problemAt(data []byte, from int, msg string) (line, col int) {
 	if len(ends) == 0 || ends[len(ends)-1] != len(data) {
 		ends = append(ends, len(data))
 	}
+	if strings.Contains(msg, "unexpected end of stream") {
+		// A quoted string not closed runs to the end of the file (yaml.v3
+		// names the line after it): the first line with an odd count of
+		// double quotes opens it.
+		start := 0
+		for i, end := range ends {
+			text := data[start:end]
+			if n := bytes.Count(text, []byte{'"'}) - bytes.Count(text, []byte{'\\', '"'}); n%2 == 1 {
+				return i + 1, bytes.IndexByte(text, '"') + 1
+			}
+			start = end
+		}
+	}
 	if from > len(ends) {
-		return
+		return len(ends), 1
 	}
 	same := func(n int) bool {
 		var node yaml.Node
@@ -283,7 +301,9 @@ func problemAt(data []byte, from int, msg string) (line, col int) {
 		return m == msg
 	}
 	lo, hi := from, len(ends)
-	if !same(hi) {
+	if flow {
+		hi = lo
+	} else if !same(hi) {
 		return
 	}
 	for lo < hi {

@@ -409,6 +409,11 @@ func TestSyntaxErrorsAtTheMistake(t *testing.T) {
 		"name: x\nbridges:\n  - {name: br0, mtu: ${MTU:-1400}}\n":                                                                `t.yaml:3:3: (document): invalid YAML: did not find expected ',' or '}' (in a flow collection, {...} or [...], a value with a variable needs quotes: "${NAME}")`,
 		"name: x\nbridges:\n\t- {name: br0}\n":                                                                                   "t.yaml:3:1: (document): invalid YAML: found character that cannot start any token (a tab: YAML indents with spaces)",
 		"name: x\nbridges:\n  - name: br0\n    addresses: [10.0.0.1/24\n  - name: br1\n":                                         "t.yaml:4:5: (document): invalid YAML: did not find expected ',' or ']'",
+		// A '[' at a line's end, blank lines and more below (a second
+		// audit: put at the next line with text).
+		"name: t\nnamespaces:\n  a: {}\n  b: [\n\n\n# c\n\n\nlinks: []\n": "t.yaml:4:3: (document): invalid YAML: did not find expected ',' or ']'",
+		// A quote not closed: its line, not one past the end of the file.
+		"name: \"t\nnamespaces:\n  a: {}\nlinks: []\nnat: []\n": "t.yaml:1:7: (document): invalid YAML: found unexpected end of stream",
 	} {
 		_, err := Parse("t.yaml", []byte(src))
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/netplan-lab/netplan-lab/internal/linux"
 	"github.com/netplan-lab/netplan-lab/internal/path"
 	"github.com/netplan-lab/netplan-lab/reconcile"
 )
@@ -66,7 +67,7 @@ rules. It sends nothing; it exits 1 when the packet does not arrive.`,
 				return err
 			}
 			if n := obs.NS(from); n == nil || (from != reconcile.HostNS && !n.Owned) {
-				return &codeError{exitError, fmt.Errorf("namespace %s (netns %s) is not there, or is not this lab's: apply the lab first", from, l.kernel.KernelName(from))}
+				return &codeError{exitError, &linux.NoNetnsError{Short: from, Name: l.kernel.KernelName(from), OrForeign: true}}
 			}
 			r := path.Trace(l.kernel, obs, from, dst, proto, port)
 			if g.output == "json" {

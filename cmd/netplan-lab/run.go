@@ -156,7 +156,7 @@ func (g *globals) hintElsewhere(ctx context.Context, err error) {
 			}
 		}
 	}
-	for _, h := range elsewhere(context.WithoutCancel(ctx), g.loaded, "use it", cmd) {
+	for _, h := range elsewhere(context.WithoutCancel(ctx), g.loaded, "use it", cmd+" FILE ...") {
 		fmt.Fprintln(g.stderr, h)
 	}
 }
@@ -786,14 +786,14 @@ func newDestroyCmd(g *globals) *cobra.Command {
 // of that name are, if anywhere.
 func (g *globals) nothingFound(ctx context.Context, l *lab) {
 	fmt.Fprintf(g.stdout, "Nothing of %s was found; nothing was changed.\n", l.kernel.Identity())
-	for _, h := range elsewhere(ctx, l, "destroy it", "destroy") {
+	for _, h := range elsewhere(ctx, l, "destroy it", "destroy FILE") {
 		fmt.Fprintln(g.stdout, h)
 	}
 }
 
 // elsewhere is a hint for each lab of l's name under another sandbox or
 // prefix: "Hint: LAB is there (N namespaces); to WHAT: netplan-lab FLAGS
-// CMD FILE" (a wrong or forgotten --netns or --prefix).
+// CMD" (a wrong or forgotten --netns or --prefix).
 func elsewhere(ctx context.Context, l *lab, what, cmd string) []string {
 	id := l.kernel.Identity()
 	labs, err := linux.ScanLabs(ctx)
@@ -812,7 +812,7 @@ func elsewhere(ctx context.Context, l *lab, what, cmd string) []string {
 		if other.ID.Prefix != "" {
 			flags += " --prefix " + other.ID.Prefix
 		}
-		out = append(out, fmt.Sprintf("Hint: %s is there (%d namespaces); to %s: netplan-lab%s %s FILE ...", other.ID, len(other.Namespaces), what, flags, cmd))
+		out = append(out, fmt.Sprintf("Hint: %s is there (%s); to %s: netplan-lab%s %s", other.ID, plural(len(other.Namespaces), "namespace"), what, flags, cmd))
 	}
 	return out
 }

@@ -596,9 +596,16 @@ func (k *Kernel) OpenNetns(short string) (netns.NsHandle, error) {
 
 // NoNetnsError is OpenNetns's error for a namespace of the lab that is not
 // there (the lab is not applied, or under another sandbox or prefix).
-type NoNetnsError struct{ Short, Name string }
+// OrForeign: it may be there, but not the lab's (path reads ownership).
+type NoNetnsError struct {
+	Short, Name string
+	OrForeign   bool
+}
 
 func (e *NoNetnsError) Error() string {
+	if e.OrForeign {
+		return fmt.Sprintf("namespace %s (netns %s) is not there, or is not this lab's: apply the lab first", e.Short, e.Name)
+	}
 	return fmt.Sprintf("namespace %s (netns %s) does not exist: apply the lab first", e.Short, e.Name)
 }
 
