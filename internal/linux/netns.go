@@ -596,13 +596,18 @@ func (k *Kernel) OpenNetns(short string) (netns.NsHandle, error) {
 
 // NoNetnsError is OpenNetns's error for a namespace of the lab that is not
 // there (the lab is not applied, or under another sandbox or prefix).
-// OrForeign: it may be there, but not the lab's (path reads ownership).
+// OrForeign: it may be there, but not the lab's (path reads ownership);
+// Owner: it is there, another lab's (same names, another sandbox).
 type NoNetnsError struct {
 	Short, Name string
 	OrForeign   bool
+	Owner       string
 }
 
 func (e *NoNetnsError) Error() string {
+	if e.Owner != "" {
+		return fmt.Sprintf("namespace %s (netns %s) is not this lab's: it belongs to %s", e.Short, e.Name, e.Owner)
+	}
 	if e.OrForeign {
 		return fmt.Sprintf("namespace %s (netns %s) is not there, or is not this lab's: apply the lab first", e.Short, e.Name)
 	}
@@ -633,7 +638,7 @@ func (k *Kernel) OpenLabNetns(short string) (netns.NsHandle, error) {
 	if owned, _ := k.ownedAlias(lo.Attrs().Alias); !owned {
 		fd.Close()
 		if other, ok := ParseMark(lo.Attrs().Alias); ok {
-			return -1, fmt.Errorf("namespace %s (netns %s) is not this lab's: it belongs to %s", short, k.KernelName(short), other)
+			return -1, &NoNetnsError{Short: short, Name: k.KernelName(short), Owner: other.String()}
 		}
 		return -1, fmt.Errorf("namespace %s (netns %s) is not this lab's: it carries no lab's mark (someone else's, or its mark removed by hand; plan says more)", short, k.KernelName(short))
 	}

@@ -249,8 +249,9 @@ func TestExecShellNames(t *testing.T) {
 	}
 	// check too (an outside audit: it ran in them).
 	elsewhere = exec.Command(bin, "--netns", e.sandbox+"-x", "--prefix", e.prefix, "check", file)
-	if code, out, errOut := runCmd(t, elsewhere); code != 1 || !strings.Contains(errOut, "is not this lab's: it belongs to lab \"bridge\"") {
-		t.Fatalf("check in another lab's namespaces: %d %s%s", code, out, errOut)
+	hint := fmt.Sprintf("Hint: lab \"bridge\" (sandbox %s, prefix %s) is there (2 namespaces); to use it: netplan-lab --netns %s --prefix %s check FILE ...", e.sandbox, e.prefix, e.sandbox, e.prefix)
+	if code, out, errOut := runCmd(t, elsewhere); code != 1 || !strings.Contains(errOut, "is not this lab's: it belongs to lab \"bridge\"") || !strings.Contains(errOut, hint) {
+		t.Fatalf("check in another lab's namespaces: %d %s%s\nwant the hint %q", code, out, errOut, hint)
 	}
 	var mac string
 	e.in("c1", func() {
