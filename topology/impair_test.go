@@ -190,7 +190,7 @@ links:
 		t.Errorf("an onlink route was refused:\n%v", err)
 	}
 	nat := `name: shadow
-namespaces: {r: {}}
+namespaces: {r: {routes: [{to: 10.1.0.0/24, via: 203.0.113.2}]}}
 links:
   - a: {namespace: r, name: wan, addresses: [203.0.113.1/24]}
     b: {namespace: host, name: x}

@@ -436,3 +436,30 @@ func TestPrefixGivenLeavesTheFilesPrefixUnread(t *testing.T) {
 		t.Fatalf("with PrefixGiven: %v, %+v", err, top)
 	}
 }
+
+// TestPortForwardToWhereNothingReaches: a port forward to an address its
+// namespace has no subnet of and no route to is a warning (a new user's
+// audit: no word of it); a route there, a default route included, is
+// reach.
+func TestPortForwardToWhereNothingReaches(t *testing.T) {
+	src := "name: pf\nbridges: [{name: br0, addresses: [10.0.0.1/24]}]\nnamespaces:\n  r:\n    routes: [{to: default, via: 10.9.0.1}]\nlinks:\n  - a: {namespace: r, name: eth0, addresses: [10.9.0.2/24]}\n    b: {name: v0}\nnat:\n" +
+		"  - port_forward: {proto: tcp, port: 8080, to: \"10.0.5.2:80\"}\n" +
+		"  - port_forward: {proto: tcp, port: 8081, to: \"10.0.0.2:80\"}\n" +
+		"  - {namespace: r, port_forward: {proto: tcp, port: 8082, to: \"10.77.0.2:80\"}}\n" +
+		"  - {namespace: r, port_forward: {proto: tcp, port: 8083, to: \"[fd00::2]:80\"}}\n"
+	top, err := Parse("t.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range top.Warnings {
+		got = append(got, w.Error())
+	}
+	want := []string{
+		`t.yaml:10:48: nat[0].port_forward.to: 10.0.5.2: no interface of namespace "host" is on its subnet and no route there reaches it, unless an interface of the machine's (or the sandbox's) that the file does not make does: the connections forwarded to it go nowhere`,
+		`t.yaml:13:63: nat[3].port_forward.to: fd00::2: no interface of namespace "r" is on its subnet and no route there reaches it: the connections forwarded to it go nowhere`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -642,6 +642,7 @@ func (d *decoder) validate(t *Topology) {
 		_, ok := claims.index(ns, name)
 		return ok || name == "lo"
 	}
+	reach := map[string][]netip.Prefix{} // by namespace
 	for _, n := range t.Namespaces {
 		seen := map[string]Pos{}
 		var subnets []netip.Prefix
@@ -678,11 +679,29 @@ func (d *decoder) validate(t *Topology) {
 			d.validateRoute(n, r, declared, seen, subnets)
 			d.routeTheKernelRefuses(n, r, on, connected)
 		}
+		// What the namespace reaches: its subnets and its routes' (a
+		// default route: all of its family), for port forwards.
+		reach[n.Name] = slices.Clone(subnets)
+		for _, r := range n.Routes {
+			if dst, err := RouteDst(r.To, r.Via); err == nil {
+				reach[n.Name] = append(reach[n.Name], dst)
+			}
+		}
+	}
+	if _, listed := reach[Host]; !listed { // host's interfaces, host not listed
+		for _, i := range ix.In(Host) {
+			for _, a := range i.Addresses {
+				if p, err := ParseCIDR(a); err == nil {
+					reach[Host] = append(reach[Host], p.Masked())
+				}
+			}
+		}
 	}
 	d.sameL2Addresses(t, claims)
 	d.shadowedNAT(t)
 	for _, r := range t.NAT {
 		d.validateNAT(r, nsRef, declared)
+		d.forwardReaches(r, reach)
 	}
 	for _, c := range t.Checks {
 		d.validateCheck(ix, c, listed, declared)
@@ -898,6 +917,30 @@ func (d *decoder) validateNAT(r *NAT, nsRef func(Pos, string, string) bool, decl
 		}
 		ifname(join(p, "in"), f.In)
 	}
+}
+
+// forwardReaches warns of a port forward to an address its namespace
+// has no interface on the subnet of and no route to: the connections it
+// forwards go nowhere (a new user's audit: no word of it). In host, the
+// machine's (or sandbox's) own interfaces may reach it: the warning says
+// so.
+func (d *decoder) forwardReaches(r *NAT, reach map[string][]netip.Prefix) {
+	if r.PortForward == nil {
+		return
+	}
+	ap, err := netip.ParseAddrPort(r.PortForward.To)
+	if err != nil {
+		return // validateNAT's
+	}
+	to := ap.Addr().Unmap()
+	if onSubnet(to, reach[r.Namespace]) {
+		return
+	}
+	unless := ""
+	if r.Namespace == Host {
+		unless = ", unless an interface of the machine's (or the sandbox's) that the file does not make does"
+	}
+	d.warn(r.Pos, join(join(r.Path, "port_forward"), "to"), "%s: no interface of namespace %q is on its subnet and no route there reaches it%s: the connections forwarded to it go nowhere", to, r.Namespace, unless)
 }
 
 func familyName(a netip.Addr) string {
