@@ -3,14 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/netplan-lab/netplan-lab/internal/check"
-	"github.com/netplan-lab/netplan-lab/internal/linux"
 	"github.com/netplan-lab/netplan-lab/reconcile"
 )
 
@@ -57,21 +54,19 @@ namespace, every other one's first address (mininet's pingall).`,
 // when none of its namespaces is there: every check would fail on it, or
 // the first listener end the run, with less to go on (an outside audit).
 func applied(l *lab) error {
-	var first *linux.NoNetnsError
+	var first error
 	for _, n := range l.topo.Namespaces {
 		if n.Name == reconcile.HostNS {
 			continue
 		}
-		name := l.kernel.KernelName(n.Name)
-		if _, err := os.Stat(filepath.Join(linux.NetnsDir, name)); err == nil {
+		fd, err := l.kernel.OpenNetns(n.Name)
+		if err == nil {
+			fd.Close()
 			return nil
 		}
 		if first == nil {
-			first = &linux.NoNetnsError{Short: n.Name, Name: name}
+			first = err
 		}
-	}
-	if first == nil {
-		return nil
 	}
 	return first
 }

@@ -121,7 +121,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := root.ExecuteContext(ctx)
+	ran, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return exitOK
 	}
@@ -130,11 +130,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if ce.err != nil && ce.err.Error() != "" {
 			fmt.Fprintf(stderr, "error: %v\n", ce.err)
 		}
-		g.hintElsewhere(ctx, err)
+		g.hintElsewhere(ctx, ran, err)
 		return ce.code
 	}
 	fmt.Fprintf(stderr, "error: %v\n", err)
-	g.hintElsewhere(ctx, err)
+	g.hintElsewhere(ctx, ran, err)
 	return exitError
 }
 
@@ -142,21 +142,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 // there with where a lab of its name is, if anywhere: a wrong or missing
 // --netns or --prefix said "apply the lab first", no more (an outside
 // audit).
-func (g *globals) hintElsewhere(ctx context.Context, err error) {
+func (g *globals) hintElsewhere(ctx context.Context, ran *cobra.Command, err error) {
 	var nn *linux.NoNetnsError
-	if g.loaded == nil || !errors.As(err, &nn) {
+	if g.loaded == nil || ran == nil || !errors.As(err, &nn) {
 		return
 	}
-	cmd := "COMMAND"
-	if len(g.args) > 0 {
-		for _, a := range g.args {
-			if !strings.HasPrefix(a, "-") && slices.Contains([]string{"exec", "shell", "check", "capture", "path", "apply"}, a) {
-				cmd = a
-				break
-			}
-		}
-	}
-	for _, h := range elsewhere(context.WithoutCancel(ctx), g.loaded, "use it", cmd+" FILE ...") {
+	for _, h := range elsewhere(context.WithoutCancel(ctx), g.loaded, "use it", ran.Name()+" FILE ...") {
 		fmt.Fprintln(g.stderr, h)
 	}
 }

@@ -112,7 +112,6 @@ func (k *Kernel) doneMaking() error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	os.Remove(k.recordDir())               // if empty
-	os.Remove(filepath.Dir(k.recordDir())) // if empty
+	k.removeRecordDirs()
 	return nil
 }

@@ -209,8 +209,7 @@ func (k *Kernel) writeRecord(short string, rec map[string]string) error {
 		// And the next record a killed run left unrenamed (an outside
 		// audit found one after destroy, and the directories it held).
 		os.Remove(path + ".tmp")
-		os.Remove(k.recordDir())               // if empty
-		os.Remove(filepath.Dir(k.recordDir())) // if empty
+		k.removeRecordDirs()
 		return nil
 	}
 	if err := os.MkdirAll(k.recordDir(), 0o755); err != nil {
@@ -222,6 +221,13 @@ func (k *Kernel) writeRecord(short string, rec map[string]string) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// removeRecordDirs removes the lab's directory of records and its
+// sandbox's, each if empty.
+func (k *Kernel) removeRecordDirs() {
+	os.Remove(k.recordDir())
+	os.Remove(filepath.Dir(k.recordDir()))
 }
 
 // siblingsNoted is what the other labs of the sandbox noted of host's
