@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -93,21 +94,36 @@ func TestDumpsMatchTheNetlinkLibrary(t *testing.T) {
 	must("bridge br1", nh.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br1"}}))
 	must("stp on br0", h.setSTP(br.Attrs().Index, true))
 
+	// The kernel goes on changing the namespace after the last call
+	// above (IPv6 link-local addresses, their DAD flags and routes come
+	// and go on timers), so each comparison reads the library before and
+	// after observation's dump and uses a moment when the two agree.
+
 	// Links.
-	want, err := nh.LinkList()
-	must("LinkList", err)
-	got, err := h.linkDump()
-	must("linkDump", err)
 	linkKey := func(l netlink.Link) string {
 		a := l.Attrs()
 		return fmt.Sprintf("%s/%s idx=%d master=%d parent=%d mtu=%d up=%v alias=%q mac=%s group=%d altnames=%q", a.Name, l.Type(), a.Index, a.MasterIndex, a.ParentIndex, a.MTU, a.Flags&net.FlagUp != 0, a.Alias, a.HardwareAddr, a.Group, strings.Join(a.AltNames, ","))
 	}
-	var ws, gs []string
-	for _, l := range want {
-		ws = append(ws, linkKey(l))
-	}
+	var got []dumpedLink
+	ws, gs := stableRead(t, "links", func() []string {
+		want, err := nh.LinkList()
+		must("LinkList", err)
+		var ws []string
+		for _, l := range want {
+			ws = append(ws, linkKey(l))
+		}
+		return ws
+	}, func() []string {
+		var err error
+		got, err = h.linkDump()
+		must("linkDump", err)
+		var gs []string
+		for _, d := range got {
+			gs = append(gs, linkKey(d.link))
+		}
+		return gs
+	})
 	for _, d := range got {
-		gs = append(gs, linkKey(d.link))
 		// disable_ipv6 as /proc says it.
 		var proc string
 		must("read disable_ipv6", InNetns(fd, func() error {
@@ -130,27 +146,29 @@ func TestDumpsMatchTheNetlinkLibrary(t *testing.T) {
 	sameSets(t, "links", ws, gs)
 
 	// Addresses.
-	wa, err := nh.AddrList(nil, netlink.FAMILY_ALL)
-	must("AddrList", err)
-	ga, err := h.addrDump()
-	must("addrDump", err)
 	addrKey := func(a netlink.Addr) string {
 		return fmt.Sprintf("%d %s flags=%#x", a.LinkIndex, a.IPNet, a.Flags)
 	}
-	ws, gs = nil, nil
-	for _, a := range wa {
-		ws = append(ws, addrKey(a))
-	}
-	for _, a := range ga {
-		gs = append(gs, addrKey(a))
-	}
+	ws, gs = stableRead(t, "addresses", func() []string {
+		wa, err := nh.AddrList(nil, netlink.FAMILY_ALL)
+		must("AddrList", err)
+		var ws []string
+		for _, a := range wa {
+			ws = append(ws, addrKey(a))
+		}
+		return ws
+	}, func() []string {
+		ga, err := h.addrDump()
+		must("addrDump", err)
+		var gs []string
+		for _, a := range ga {
+			gs = append(gs, addrKey(a))
+		}
+		return gs
+	})
 	sameSets(t, "addresses", ws, gs)
 
 	// Routes of the main table.
-	wr, err := nh.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
-	must("RouteListFiltered", err)
-	gr, _, _, err := h.routeDump()
-	must("routeDump", err)
 	routeKey := func(r netlink.Route) string {
 		d := "default"
 		if r.Dst != nil && !isDefault(r.Dst) {
@@ -162,17 +180,49 @@ func TestDumpsMatchTheNetlinkLibrary(t *testing.T) {
 		}
 		return fmt.Sprintf("fam=%d %s via=%v dev=%d metric=%d proto=%d type=%d flags=%#x table=%d%s", r.Family, d, r.Gw, r.LinkIndex, r.Priority, r.Protocol, r.Type, r.Flags, r.Table, nhs)
 	}
-	ws, gs = nil, nil
-	for _, r := range wr {
-		ws = append(ws, routeKey(r))
-	}
-	for _, r := range gr {
-		gs = append(gs, routeKey(r))
-	}
+	var gr []netlink.Route
+	ws, gs = stableRead(t, "routes", func() []string {
+		wr, err := nh.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+		must("RouteListFiltered", err)
+		var ws []string
+		for _, r := range wr {
+			ws = append(ws, routeKey(r))
+		}
+		return ws
+	}, func() []string {
+		var err error
+		gr, _, _, err = h.routeDump()
+		must("routeDump", err)
+		var gs []string
+		for _, r := range gr {
+			gs = append(gs, routeKey(r))
+		}
+		return gs
+	})
 	sameSets(t, "routes", ws, gs)
 	if len(gr) < 9 || !strings.Contains(strings.Join(gs, "\n"), "nexthop(") {
 		t.Errorf("only %d routes read: the test's own routes are missing\n%s", len(gr), strings.Join(gs, "\n"))
 	}
+}
+
+// stableRead reads lib, ours, lib again until the two library reads
+// agree (the namespace held still while ours read it) and returns the
+// library's read and ours of that moment.
+func stableRead(t *testing.T, what string, lib, ours func() []string) (want, got []string) {
+	t.Helper()
+	for try := 0; try < 50; try++ {
+		before := lib()
+		got = ours()
+		after := lib()
+		sort.Strings(before)
+		sort.Strings(after)
+		if strings.Join(before, "\n") == strings.Join(after, "\n") {
+			return before, got
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: the kernel never held still for two library reads in 5 s", what)
+	return nil, nil
 }
 
 func sameSets(t *testing.T, what string, want, got []string) {
