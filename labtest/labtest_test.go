@@ -204,10 +204,12 @@ func TestCleanupStopsForkingDaemon(t *testing.T) {
 			t.Fatal(err)
 		}
 		go c.Wait()
-		time.Sleep(300 * time.Millisecond)
-		if countCmdline("sleep\x00"+mark) == 0 {
-			t.Fatal("the daemon's children are not seen running")
+		for deadline := time.Now().Add(10 * time.Second); countCmdline("sleep\x00"+mark) == 0; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the daemon's children are not seen running in 10 s")
+			}
 		}
+		time.Sleep(100 * time.Millisecond) // and forking on
 	})
 	if n := countCmdline("sleep\x00" + mark); n != 0 {
 		t.Fatalf("%d of the daemon's children still run after cleanup", n)

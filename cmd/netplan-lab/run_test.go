@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -281,10 +282,33 @@ func TestSIGINTDuringParse(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	// Signal once it has read the file (the handler is set before any
+	// command runs): a fixed wait is too short for a loaded machine's
+	// start-up and could be past the parse on a fast one.
+	fi, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		io, _ := os.ReadFile(fmt.Sprintf("/proc/%d/io", cmd.Process.Pid))
+		var rchar int64
+		for _, l := range strings.Split(string(io), "\n") {
+			if v, ok := strings.CutPrefix(l, "rchar: "); ok {
+				rchar, _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+		if rchar >= fi.Size() {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("validate did not read the file in 20 s (read %d of %d bytes)", rchar, fi.Size())
+		}
+	}
 	sent := time.Now()
 	cmd.Process.Signal(os.Interrupt)
-	err := cmd.Wait()
+	err = cmd.Wait()
 	took := time.Since(sent)
 	want := "error: interrupted while reading " + file + "; nothing was changed\n"
 	if err == nil || errb.String() != want {

@@ -103,7 +103,20 @@ func TestCapture(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	// The file is made once the capture's socket is open (a loaded
+	// machine can take longer than any fixed wait to get there); then a
+	// few of the pings, 20 ms apart.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(out2); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("capture -w made no file in 10 s\n%s", stderr.String())
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
 	cmd.Process.Signal(syscall.SIGINT)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("capture after SIGINT: %v\n%s", err, stderr.String())

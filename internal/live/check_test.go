@@ -1165,7 +1165,23 @@ func TestSandboxStaysForWhatOthersPutThere(t *testing.T) {
 			if err := c.Start(); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(200 * time.Millisecond) // nsenter has entered and exec'd sleep
+			// Until nsenter has entered and exec'd sleep (slow on a loaded machine).
+			var pin unix.Stat_t
+			if err := unix.Stat(e.nsPath("host"), &pin); err != nil {
+				t.Fatal(err)
+			}
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				var in unix.Stat_t
+				comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", c.Process.Pid))
+				if unix.Stat(fmt.Sprintf("/proc/%d/ns/net", c.Process.Pid), &in) == nil && in.Ino == pin.Ino && in.Dev == pin.Dev && strings.TrimSpace(string(comm)) == "sleep" {
+					break
+				}
+				if time.Now().After(deadline) {
+					c.Process.Kill()
+					c.Wait()
+					t.Fatal("nsenter did not enter the sandbox and run sleep in 10 s")
+				}
+			}
 			return func() { c.Process.Kill(); c.Wait() }
 		}},
 	} {

@@ -539,7 +539,7 @@ func TestDerivedMACs(t *testing.T) {
 	})
 	e.mustApply()
 	p := e.startPing("c2", "10.55.66.2", 10*time.Millisecond)
-	time.Sleep(50 * time.Millisecond)
+	p.waitSent(5)
 	if sent, lost := p.stop(); sent < 3 || lost != 0 {
 		t.Fatalf("ping right after the re-apply: %d sent, %d lost (a new MAC would leave c2's ARP cache wrong)", sent, lost)
 	}

@@ -84,13 +84,39 @@ func (e *env) startPing(ns, dst string, interval time.Duration) *pinger {
 	return p
 }
 
+// waitSent waits until n pings have been sent (10 s at most).
+func (p *pinger) waitSent(n int) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		p.mu.Lock()
+		sent := p.sent
+		p.mu.Unlock()
+		if sent >= n {
+			return
+		}
+	}
+}
+
 // stop ends the pings, waits for late replies, and returns how many were
 // sent and how many got no reply.
 func (p *pinger) stop() (sent, lost int) {
 	p.mu.Lock()
 	last := p.sent
 	p.mu.Unlock()
-	time.Sleep(200 * time.Millisecond) // replies in flight
+	// Replies in flight: a reply lost is never coming, a late one (a
+	// loaded machine) is not lost.
+	answered := func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for seq := 0; seq < last; seq++ {
+			if !p.replies[seq] {
+				return false
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(2 * time.Second); !answered() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	close(p.done)
 	p.wg.Wait()
 	p.conn.Close()
