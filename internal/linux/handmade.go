@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"os"
+	"strconv"
 	"strings"
 
 	"github.com/vishvananda/netlink/nl"
@@ -38,13 +40,13 @@ func (h *nsHandle) firstNexthop() uint32 {
 	return id
 }
 
-// socketIn describes a TCP, UDP or unix socket open in the namespace fd
-// ("tcp socket 10.0.0.1:80", "unix socket @name"), or "". Only sockets
+// socketIn describes a TCP, UDP, unix or packet socket open in the
+// namespace fd ("tcp socket 10.0.0.1:80", "unix socket @name"), or "". Only sockets
 // with a file count: one a process holds (or held by a thread that
 // entered the namespace and left). What the kernel keeps after their
 // owners closed them (TIME_WAIT, FIN_WAIT...) has none and goes with the
 // namespace. A kernel without sock_diag for a family (inet_diag,
-// tcp_diag, udp_diag, unix_diag) says nothing of it.
+// tcp_diag, udp_diag, unix_diag, packet_diag) says nothing of it.
 func socketIn(fd netns.NsHandle) string {
 	s, err := nl.GetNetlinkSocketAt(fd, netns.None(), unix.NETLINK_SOCK_DIAG)
 	if err != nil {
@@ -79,7 +81,7 @@ func socketIn(fd netns.NsHandle) string {
 			} else {
 				src = netip.AddrFrom16([16]byte(d[8:24]))
 			}
-			found = fmt.Sprintf("%s socket %s", p.name, netip.AddrPortFrom(src, port))
+			found = fmt.Sprintf("%s socket %s", p.name, netip.AddrPortFrom(src, port)) + socketOwner(binary.NativeEndian.Uint32(d[68:72]))
 			return false
 		})
 		if found != "" {
@@ -110,13 +112,61 @@ func socketIn(fd netns.NsHandle) string {
 				}
 			}
 		}
-		if name == "" {
-			name = fmt.Sprintf("(inode %d)", binary.NativeEndian.Uint32(d[4:8]))
+		found = "unix socket"
+		if name != "" {
+			found += " " + name
 		}
-		found = "unix socket " + name
+		found += socketOwner(binary.NativeEndian.Uint32(d[4:8]))
+		return false
+	})
+	if found != "" {
+		return found
+	}
+	// struct packet_diag_req: family, protocol, pad, ino, show
+	// (none), cookie. A packet socket (tcpdump's, a raw
+	// Ethernet tool's) always has a file.
+	body = make([]byte, 20)
+	body[0] = unix.AF_PACKET
+	diagDump(s, body, func(d []byte) bool {
+		// struct packet_diag_msg: family, type, num, ino, cookie.
+		if len(d) < 16 {
+			return true
+		}
+		found = "packet socket" + socketOwner(binary.NativeEndian.Uint32(d[4:8]))
 		return false
 	})
 	return found
+}
+
+// socketOwner says which process holds the socket of inode ino (" of
+// process 12 (nc)"), or " (inode N)" if no process's files show it. A
+// socket this process inherited (made without close-on-exec by the one
+// that started it) is named by the other holder.
+func socketOwner(ino uint32) string {
+	link := fmt.Sprintf("socket:[%d]", ino)
+	procs, _ := os.ReadDir("/proc")
+	self, selfHolds := strconv.Itoa(os.Getpid()), false
+	for _, e := range procs {
+		pid := e.Name()
+		if _, err := strconv.Atoi(pid); err != nil {
+			continue
+		}
+		fds, _ := os.ReadDir("/proc/" + pid + "/fd")
+		for _, fd := range fds {
+			if l, err := os.Readlink("/proc/" + pid + "/fd/" + fd.Name()); err == nil && l == link {
+				if pid == self {
+					selfHolds = true
+					break
+				}
+				comm, _ := os.ReadFile("/proc/" + pid + "/comm")
+				return fmt.Sprintf(" of process %s (%s)", pid, strings.TrimSpace(string(comm)))
+			}
+		}
+	}
+	if selfHolds {
+		return " of this process (inherited from the one that started it)"
+	}
+	return fmt.Sprintf(" (inode %d)", ino)
 }
 
 // diagDump sends a sock_diag dump request with body through s and hands

@@ -436,8 +436,8 @@ func (k *Kernel) SandboxStays() (string, error) {
 	if why := handMadeIn(h); why != "" {
 		return why, nil
 	}
-	if pid := processIn(h.dev, h.ino); pid != "" {
-		return "process " + pid + " runs in it", nil
+	if who := processIn(h.dev, h.ino); who != "" {
+		return who, nil
 	}
 	// A socket someone holds there (made in it by a thread that left).
 	if what := socketIn(h.fd); what != "" {
@@ -535,30 +535,53 @@ func handMadeIn(h *nsHandle) string {
 	return ""
 }
 
-// processIn names a process (pid and command) that runs in the network
-// namespace dev/ino, other than this one, or "".
+// processIn says which process, other than this one, runs in the network
+// namespace dev/ino ("process 12 (sleep) runs in it") or holds it open
+// without being in it ("process 12 (prog) holds it open"): a program that
+// kept a handle to setns into later would be left with a namespace no
+// name leads to. "" if none.
 func processIn(dev, ino uint64) string {
 	procs, err := os.ReadDir("/proc")
 	if err != nil {
 		return ""
 	}
 	self := strconv.Itoa(os.Getpid())
+	link := fmt.Sprintf("net:[%d]", ino)
+	holder := ""
 	for _, e := range procs {
 		pid := e.Name()
 		if _, err := strconv.Atoi(pid); err != nil || pid == self {
 			continue
+		}
+		comm := func() string {
+			b, _ := os.ReadFile("/proc/" + pid + "/comm")
+			return pid + " (" + strings.TrimSpace(string(b)) + ")"
 		}
 		// Every thread: one that entered the namespace (setns) is in it
 		// while its process's first thread is not (an outside audit).
 		tasks, _ := os.ReadDir("/proc/" + pid + "/task")
 		for _, task := range tasks {
 			if d, i, err := identity("/proc/" + pid + "/task/" + task.Name() + "/ns/net"); err == nil && d == dev && i == ino {
-				comm, _ := os.ReadFile("/proc/" + pid + "/comm")
-				return pid + " (" + strings.TrimSpace(string(comm)) + ")"
+				return "process " + comm() + " runs in it"
+			}
+		}
+		if holder != "" {
+			continue
+		}
+		fds, _ := os.ReadDir("/proc/" + pid + "/fd")
+		for _, fd := range fds {
+			path := "/proc/" + pid + "/fd/" + fd.Name()
+			// "net:[INODE]" from /proc/PID/ns/net, the pin's path if
+			// opened through it: a path is compared by what it is.
+			if l, err := os.Readlink(path); err == nil && (l == link || strings.HasPrefix(l, "/")) {
+				if d, i, err := identity(path); err == nil && d == dev && i == ino {
+					holder = "process " + comm() + " holds it open"
+					break
+				}
 			}
 		}
 	}
-	return ""
+	return holder
 }
 
 // markNamespace brings lo up and marks the namespace through lo's alias,

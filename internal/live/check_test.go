@@ -1150,7 +1150,7 @@ func TestSandboxStaysForWhatOthersPutThere(t *testing.T) {
 			})
 			return func() { e.in("host", func() { netlink.QdiscDel(q) }) }
 		}},
-		{"a unix socket made there by a thread that left", "unix socket @npl-test-sock is open in it", func() func() {
+		{"a unix socket made there by a thread that left", fmt.Sprintf("unix socket @npl-test-sock of process %d (", os.Getpid()), func() func() {
 			var ln net.Listener
 			e.in("host", func() {
 				var err error
@@ -1159,6 +1159,29 @@ func TestSandboxStaysForWhatOthersPutThere(t *testing.T) {
 				}
 			})
 			return func() { ln.Close() }
+		}},
+		{"a packet socket made there by a thread that left", fmt.Sprintf("packet socket of process %d (", os.Getpid()), func() func() {
+			var fd int
+			e.in("host", func() {
+				var err error
+				if fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL))); err != nil {
+					t.Fatal(err)
+				}
+			})
+			return func() { unix.Close(fd) }
+		}},
+		{"a process that holds the namespace open (not in it)", ") holds it open", func() func() {
+			pin, err := os.Open(e.nsPath("host"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pin.Close()
+			c := exec.Command("sleep", "60")
+			c.ExtraFiles = []*os.File{pin}
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			return func() { c.Process.Kill(); c.Wait() }
 		}},
 		{"a process", ") runs in it", func() func() {
 			c := exec.Command("nsenter", "--net="+e.nsPath("host"), "sleep", "60")
@@ -1670,3 +1693,7 @@ func TestDestroyRemovesTemporaryPinsOfDeadRuns(t *testing.T) {
 		t.Errorf("the temporary pin of a running process went: %v", err)
 	}
 }
+
+// htons is a 16-bit value in network byte order, as socket(AF_PACKET)
+// takes its protocol.
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
