@@ -469,8 +469,9 @@ func (k *Kernel) SandboxStays() (string, error) {
 }
 
 // handMadeIn describes an address on lo other than the loopback ones, a
-// routing rule, a proxy neighbour, a nexthop object or a route that is not
-// the kernel's, in the namespace of h ("" if none).
+// routing rule, a proxy neighbour, a nexthop object, an xfrm state or
+// policy, a permanent neighbour, a qdisc on lo or a route that is not the
+// kernel's, in the namespace of h ("" if none).
 func handMadeIn(h *nsHandle) string {
 	addrs, err := h.h.AddrList(nil, netlink.FAMILY_ALL)
 	if err == nil {
@@ -497,6 +498,17 @@ func handMadeIn(h *nsHandle) string {
 	}
 	if id := h.firstNexthop(); id != 0 {
 		return fmt.Sprintf("nexthop id %d is in it, not the lab's", id)
+	}
+	// IPsec states and policies (ip xfrm): the lab makes none. A kernel
+	// without XFRM_USER has none to show.
+	if xh, err := netlink.NewHandleAt(h.fd, unix.NETLINK_XFRM); err == nil {
+		defer xh.Close()
+		if ss, err := xh.XfrmStateList(netlink.FAMILY_ALL); err == nil && len(ss) > 0 {
+			return fmt.Sprintf("xfrm state %s -> %s (spi %#x) is in it, not the lab's", ss[0].Src, ss[0].Dst, ss[0].Spi)
+		}
+		if ps, err := xh.XfrmPolicyList(netlink.FAMILY_ALL); err == nil && len(ps) > 0 {
+			return fmt.Sprintf("xfrm policy %v -> %v (%s) is in it, not the lab's", ps[0].Src, ps[0].Dst, ps[0].Dir)
+		}
 	}
 	// Neighbours someone made permanent (ip neigh add ... nud
 	// permanent), and a root qdisc on lo (it has none of its own).
