@@ -132,4 +132,9 @@ func TestFilter(t *testing.T) {
 			t.Errorf("filter %q accepted", bad)
 		}
 	}
+	// tcpdump's implied and: the error shows the filter with it written.
+	_, err := ParseFilter("tcp port 80 or icmp")
+	if want := `filter "tcp port 80 or icmp": expected and/or before "port" (this filter wants them written: "tcp and port 80 or icmp")`; err == nil || err.Error() != want {
+		t.Errorf("tcp port 80: %v\nwant %s", err, want)
+	}
 }

@@ -38,7 +38,10 @@ func ParseFilter(expr string) (Filter, error) {
 				expectTerm = true
 				continue
 			}
-			return nil, fmt.Errorf("filter %q: expected and/or before %q", expr, words[i])
+			// tcpdump reads "tcp port 80" as "tcp and port 80"; this
+			// filter wants the and written.
+			fix := strings.Join(append(append(append([]string{}, words[:i]...), "and"), words[i:]...), " ")
+			return nil, fmt.Errorf("filter %q: expected and/or before %q (this filter wants them written: %q)", expr, words[i], fix)
 		}
 		neg := false
 		for w == "not" || w == "!" {
