@@ -144,22 +144,15 @@ func socketIn(fd netns.NsHandle) string {
 // that started it) is named by the other holder.
 func socketOwner(ino uint32) string {
 	link := fmt.Sprintf("socket:[%d]", ino)
-	procs, _ := os.ReadDir("/proc")
 	self, selfHolds := strconv.Itoa(os.Getpid()), false
-	for _, e := range procs {
-		pid := e.Name()
-		if _, err := strconv.Atoi(pid); err != nil {
-			continue
-		}
-		fds, _ := os.ReadDir("/proc/" + pid + "/fd")
-		for _, fd := range fds {
-			if l, err := os.Readlink("/proc/" + pid + "/fd/" + fd.Name()); err == nil && l == link {
+	for _, pid := range pids() {
+		for _, path := range fdPaths(pid) {
+			if l, err := os.Readlink(path); err == nil && l == link {
 				if pid == self {
 					selfHolds = true
 					break
 				}
-				comm, _ := os.ReadFile("/proc/" + pid + "/comm")
-				return fmt.Sprintf(" of process %s (%s)", pid, strings.TrimSpace(string(comm)))
+				return " of process " + procName(pid)
 			}
 		}
 	}

@@ -553,41 +553,30 @@ func handMadeIn(h *nsHandle) string {
 // kept a handle to setns into later would be left with a namespace no
 // name leads to. "" if none.
 func processIn(dev, ino uint64) string {
-	procs, err := os.ReadDir("/proc")
-	if err != nil {
-		return ""
-	}
 	self := strconv.Itoa(os.Getpid())
 	link := fmt.Sprintf("net:[%d]", ino)
 	holder := ""
-	for _, e := range procs {
-		pid := e.Name()
-		if _, err := strconv.Atoi(pid); err != nil || pid == self {
+	for _, pid := range pids() {
+		if pid == self {
 			continue
-		}
-		comm := func() string {
-			b, _ := os.ReadFile("/proc/" + pid + "/comm")
-			return pid + " (" + strings.TrimSpace(string(b)) + ")"
 		}
 		// Every thread: one that entered the namespace (setns) is in it
 		// while its process's first thread is not (an outside audit).
 		tasks, _ := os.ReadDir("/proc/" + pid + "/task")
 		for _, task := range tasks {
 			if d, i, err := identity("/proc/" + pid + "/task/" + task.Name() + "/ns/net"); err == nil && d == dev && i == ino {
-				return "process " + comm() + " runs in it"
+				return "process " + procName(pid) + " runs in it"
 			}
 		}
 		if holder != "" {
 			continue
 		}
-		fds, _ := os.ReadDir("/proc/" + pid + "/fd")
-		for _, fd := range fds {
-			path := "/proc/" + pid + "/fd/" + fd.Name()
+		for _, path := range fdPaths(pid) {
 			// "net:[INODE]" from /proc/PID/ns/net, the pin's path if
 			// opened through it: a path is compared by what it is.
 			if l, err := os.Readlink(path); err == nil && (l == link || strings.HasPrefix(l, "/")) {
 				if d, i, err := identity(path); err == nil && d == dev && i == ino {
-					holder = "process " + comm() + " holds it open"
+					holder = "process " + procName(pid) + " holds it open"
 					break
 				}
 			}

@@ -3,7 +3,6 @@ package linux
 import (
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -44,10 +43,6 @@ func (k *Kernel) removeOrphan(l *reconcile.Link, parentIndex int) bool {
 	if dev, ino, err := identity(fmt.Sprintf("/proc/%d/ns/net", os.Getpid())); err == nil {
 		seen[[2]uint64{dev, ino}] = true
 	}
-	procs, err := os.ReadDir("/proc")
-	if err != nil {
-		return false
-	}
 	try := func(path string) bool {
 		dev, ino, err := identity(path)
 		if err != nil || seen[[2]uint64{dev, ino}] {
@@ -56,13 +51,8 @@ func (k *Kernel) removeOrphan(l *reconcile.Link, parentIndex int) bool {
 		seen[[2]uint64{dev, ino}] = true
 		return k.removeOrphanIn(path, dev, ino, l, parentIndex)
 	}
-	var pids []string
-	for _, e := range procs {
-		if _, err := strconv.Atoi(e.Name()); err == nil {
-			pids = append(pids, e.Name())
-		}
-	}
-	for _, pid := range pids {
+	procs := pids()
+	for _, pid := range procs {
 		if try("/proc/" + pid + "/ns/net") {
 			return true
 		}
@@ -76,14 +66,9 @@ func (k *Kernel) removeOrphan(l *reconcile.Link, parentIndex int) bool {
 	if err != nil {
 		return false
 	}
-	for _, pid := range pids {
-		dir := "/proc/" + pid + "/fd/"
-		fds, err := os.ReadDir(dir)
-		if err != nil {
-			continue
-		}
-		for _, fd := range fds {
-			if dev, _, err := identity(dir + fd.Name()); err == nil && dev == nsfs && try(dir+fd.Name()) {
+	for _, pid := range procs {
+		for _, path := range fdPaths(pid) {
+			if dev, _, err := identity(path); err == nil && dev == nsfs && try(path) {
 				return true
 			}
 		}
