@@ -46,7 +46,7 @@ func (h *nsHandle) firstNexthop() uint32 {
 // entered the namespace and left). What the kernel keeps after their
 // owners closed them (TIME_WAIT, FIN_WAIT...) has none and goes with the
 // namespace. A kernel without sock_diag for a family (inet_diag,
-// tcp_diag, udp_diag, unix_diag, packet_diag) says nothing of it.
+// tcp_diag, udp_diag, unix_diag, af_packet_diag) says nothing of it.
 func socketIn(fd netns.NsHandle) string {
 	s, err := nl.GetNetlinkSocketAt(fd, netns.None(), unix.NETLINK_SOCK_DIAG)
 	if err != nil {
