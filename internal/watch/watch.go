@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -93,11 +94,18 @@ type watcher struct {
 	// next valid one is reported even if it changes nothing, so that one
 	// sees the fix was taken (a new user's audit: silence).
 	invalid bool
+	// gone says a resync found no file (its directory renamed or
+	// deleted): said once, until it is back.
+	gone bool
+	// dirs are the directories watched, each with the identity (device,
+	// inode) its path had when it was added.
+	dirs map[string][2]uint64
 }
 
 // Run applies the file, then keeps the kernel matching it until ctx ends.
 // An apply in progress when ctx ends completes: the lab is never left half
-// way. Run returns nil when stopped by ctx.
+// way; one still waiting for the lock is not started. Run returns nil when
+// stopped by ctx.
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.Debounce <= 0 {
 		cfg.Debounce = 300 * time.Millisecond
@@ -129,6 +137,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := fsw.Add(filepath.Dir(file)); err != nil {
 		return fmt.Errorf("watch %s: %w", filepath.Dir(file), err)
 	}
+	w.dirs = map[string][2]uint64{}
+	w.follow(fsw, file)
 	w.report(Event{Kind: "started", Trigger: file})
 	w.fileChanged(ctx, file, "start")
 
@@ -149,13 +159,17 @@ func Run(ctx context.Context, cfg Config) error {
 			if !ok {
 				return errors.New("file watch closed")
 			}
-			_ = ev
-			fileTimer.Reset(cfg.Debounce)
+			// Only the file's own names: a log written beside it every
+			// 100 ms would otherwise hold an edit back for as long.
+			if w.concerns(file, ev.Name) {
+				fileTimer.Reset(cfg.Debounce)
+			}
 		case err, ok := <-fsw.Errors:
 			if ok {
 				w.report(Event{Kind: "error", Errors: []string{"watching the file: " + err.Error()}})
 			}
 		case <-fileTimer.C:
+			w.follow(fsw, file)
 			if w.fileChanged(ctx, file, "file changed") {
 				fileTimer.Reset(cfg.Debounce)
 			}
@@ -169,9 +183,66 @@ func Run(ctx context.Context, cfg Config) error {
 			w.drift = nil
 			w.repair(ctx, "kernel events", drift)
 		case <-resync.C:
-			w.repair(ctx, "resync", nil)
+			// What the directory watch cannot see (the directory renamed
+			// or made again, a symlinked directory swapped, a symlink's
+			// target written in another directory) is read here.
+			w.follow(fsw, file)
+			before := w.lastHash
+			w.fileChanged(ctx, file, "resync")
+			if w.lastHash == before || w.invalid {
+				w.repair(ctx, "resync", nil)
+			}
 		}
 	}
+}
+
+// follow keeps the directories of the file watched: the one its path
+// names and the one its symlinks lead to, each added again when its path
+// now leads to another directory (renamed, deleted and made again).
+func (w *watcher) follow(fsw *fsnotify.Watcher, file string) {
+	want := map[string]bool{filepath.Dir(file): true}
+	if real, err := filepath.EvalSymlinks(file); err == nil {
+		want[filepath.Dir(real)] = true
+	}
+	for dir, id := range w.dirs {
+		if now, err := dirIdentity(dir); !want[dir] || err != nil || now != id {
+			_ = fsw.Remove(dir)
+			delete(w.dirs, dir)
+		}
+	}
+	for dir := range want {
+		if _, ok := w.dirs[dir]; ok {
+			continue
+		}
+		id, err := dirIdentity(dir)
+		if err != nil {
+			continue // not there (yet): the next resync looks again
+		}
+		_ = fsw.Remove(dir) // a watch on what the path led to before
+		if err := fsw.Add(dir); err == nil {
+			w.dirs[dir] = id
+		}
+	}
+}
+
+// concerns says whether a change to path (in a watched directory) may
+// change what file reads: the file's own name, its symlink's target's,
+// or a ConfigMap's ..data swap.
+func (w *watcher) concerns(file, path string) bool {
+	base := filepath.Base(path)
+	if base == filepath.Base(file) || base == "..data" {
+		return true
+	}
+	real, err := filepath.EvalSymlinks(file)
+	return err != nil || base == filepath.Base(real) || path == real
+}
+
+func dirIdentity(dir string) ([2]uint64, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return [2]uint64{}, err
+	}
+	return [2]uint64{uint64(st.Dev), st.Ino}, nil
 }
 
 func stoppedTimer() *time.Timer {
@@ -194,12 +265,17 @@ func (w *watcher) report(e Event) {
 func (w *watcher) fileChanged(ctx context.Context, file, trigger string) (again bool) {
 	data, err := topology.ReadFile(file, topology.MaxFileSize)
 	if err != nil {
-		// Deleted, or between a delete and a re-create: wait for the next event.
+		// Deleted, or between a delete and a re-create: wait for the next
+		// event. Still not there at a resync: say so, once.
 		if !errors.Is(err, os.ErrNotExist) {
 			w.report(Event{Kind: "error", Trigger: trigger, Errors: []string{err.Error()}})
+		} else if trigger == "resync" && !w.gone {
+			w.gone = true
+			w.report(Event{Kind: "warning", Trigger: trigger, Warnings: []string{file + " is not there (deleted, or its directory moved): the lab stays as the file last said; still watching for it"}})
 		}
 		return false
 	}
+	w.gone = false
 	if len(data) == 0 && !w.emptyOnce {
 		w.emptyOnce = true
 		return true
@@ -248,7 +324,13 @@ func (w *watcher) apply(ctx context.Context, kind, trigger string, drift []strin
 		want = withKnownMACs(w.desired, w.known)
 	}
 	if w.cfg.Lock != nil {
-		unlock, err := w.cfg.Lock(context.WithoutCancel(ctx))
+		// Waiting for the lock is no apply in progress: a signal then
+		// ends the wait, and nothing was changed.
+		unlock, err := w.cfg.Lock(ctx)
+		if err != nil && ctx.Err() != nil {
+			w.report(Event{Kind: "warning", Trigger: trigger, Warnings: []string{"stopped while waiting for the lock: this " + strings.ReplaceAll(kind, "_", " ") + " was not started, nothing was changed"}})
+			return
+		}
 		if err != nil {
 			w.report(Event{Kind: "error", Trigger: trigger, Errors: []string{err.Error()}})
 			return
