@@ -76,13 +76,27 @@ func startTime(pid int) (uint64, error) {
 // raced; a zombie is gone), and it returns how many it signalled. The
 // calling process is never one of them.
 func StopProcesses(sandbox, prefix string, grace time.Duration, extra ...*os.Process) int {
-	inodes := map[[2]uint64]bool{}
+	return StopProcessesIn(NamespaceIDs(sandbox, prefix), grace, extra...)
+}
+
+// NamespaceIDs are the identities (device and inode of their pins) of a
+// lab's network namespaces as they are now: the sandbox's and those whose
+// names have the prefix.
+func NamespaceIDs(sandbox, prefix string) map[[2]uint64]bool {
+	ids := map[[2]uint64]bool{}
 	for _, n := range namespaceNames(sandbox, prefix) {
 		var st unix.Stat_t
 		if unix.Stat(filepath.Join(linux.NetnsDir, n), &st) == nil {
-			inodes[[2]uint64{st.Dev, st.Ino}] = true
+			ids[[2]uint64{st.Dev, st.Ino}] = true
 		}
 	}
+	return ids
+}
+
+// StopProcessesIn is StopProcesses for the network namespaces of the
+// identities given (NamespaceIDs), named or not any more: a namespace a
+// lab no longer has lives on while a process runs in it.
+func StopProcessesIn(inodes map[[2]uint64]bool, grace time.Duration, extra ...*os.Process) int {
 	// find lists the processes to stop; signal sends sig to each.
 	type target struct {
 		pid  int

@@ -7,9 +7,14 @@
 // Variables come only from Vars, never from the environment: the same
 // test builds the same lab on every machine.
 //
-// A test that panics ends the test binary before other tests' cleanups
-// run: their labs (and the processes in them) stay until the next Up on
-// the machine or `netplan-lab destroy --stale` removes them.
+// A test that panics ends the test binary (Go's testing does that) after
+// its own cleanup, before other tests' cleanups run: their labs (and the
+// processes in them) stay until the next Up on the machine or
+// `netplan-lab destroy --stale` removes them. A panic in a goroutine the
+// test started ends the binary at once, with no cleanup at all, its own
+// lab included: Netns, Addr, Command, Exec, Do, Dial and Listen panic on
+// a namespace the lab has not, so call them from the test's goroutine, or
+// check names there first.
 //
 // It needs root (network namespaces); without it, Up skips the test.
 package labtest
@@ -34,6 +39,7 @@ import (
 
 	"github.com/netplan-lab/netplan-lab/internal/linux"
 	"github.com/netplan-lab/netplan-lab/lab"
+	"github.com/netplan-lab/netplan-lab/topology"
 )
 
 // A test binary that imports labtest is also the helper Command starts
@@ -66,9 +72,15 @@ type Lab struct {
 	l    *lab.Lab
 	mu   sync.Mutex
 	cmds []*exec.Cmd // made by Command: stopped at cleanup even before they enter the lab
-	// names are the namespaces of the topology applied last (Netns reads
-	// them from any goroutine while Apply changes the topology).
+	// names are the namespaces of the topology applied last, and topo
+	// that topology (Netns and Addr read them from any goroutine while
+	// Apply changes the lab's).
 	names map[string]bool
+	topo  *topology.Topology
+	// had are the namespaces the lab has had (their identities): one an
+	// Apply removed lives on while a process runs in it, and cleanup
+	// stops those too.
+	had map[[2]uint64]bool
 }
 
 // setNames takes the namespace names of the topology applied last.
@@ -78,8 +90,21 @@ func (x *Lab) setNames() {
 		names[n.Name] = true
 	}
 	x.mu.Lock()
-	x.names = names
+	x.names, x.topo = names, x.l.Topology
 	x.mu.Unlock()
+}
+
+// remember adds the lab's namespaces as they are now to had.
+func (x *Lab) remember() {
+	ids := lab.NamespaceIDs(x.l.Netns("host"), x.l.Prefix())
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.had == nil {
+		x.had = map[[2]uint64]bool{}
+	}
+	for id := range ids {
+		x.had[id] = true
+	}
 }
 
 // Up applies the topology file in a fresh sandbox and prefix of this test
@@ -145,8 +170,12 @@ func (x *Lab) cleanup() {
 			started = append(started, c.Process)
 		}
 	}
+	ids := lab.NamespaceIDs(x.l.Netns("host"), x.l.Prefix())
+	for id := range x.had {
+		ids[id] = true
+	}
 	x.mu.Unlock()
-	lab.StopProcesses(x.l.Netns("host"), x.l.Prefix(), 2*time.Second, started...)
+	lab.StopProcessesIn(ids, 2*time.Second, started...)
 	if _, _, err := x.l.Destroy(context.Background()); err != nil {
 		x.t.Errorf("labtest: destroy: %v", err)
 	}
@@ -155,9 +184,10 @@ func (x *Lab) cleanup() {
 }
 
 // Netns is the kernel's name of a namespace of the lab ("host": the
-// sandbox). A name the topology does not have panics (failing the test
-// that calls it), as it does in Command, Exec, Do, Dial and Listen: a
-// typo is not a namespace that is not there yet.
+// sandbox). A name the topology does not have panics (failing the test,
+// when called from its goroutine: see the package's doc), as it does in
+// Addr, Command, Exec, Do, Dial and Listen: a typo is not a namespace that
+// is not there yet.
 func (x *Lab) Netns(ns string) string {
 	x.mu.Lock()
 	known := x.names[ns]
@@ -169,10 +199,14 @@ func (x *Lab) Netns(ns string) string {
 }
 
 // Addr is the first address of interface ifname in namespace ns, as the
-// file gives it. It panics (failing the test that calls it, whichever
-// goroutine or subtest that is) when there is none.
+// file last applied gives it. It panics when there is none (or no such
+// namespace), as Netns does.
 func (x *Lab) Addr(ns, ifname string) netip.Prefix {
-	for _, i := range x.l.Topology.Interfaces() {
+	x.Netns(ns) // a namespace the lab has not: said as such
+	x.mu.Lock()
+	t := x.topo
+	x.mu.Unlock()
+	for _, i := range t.Interfaces() {
 		if i.Namespace == ns && i.Name == ifname && len(i.Addresses) > 0 {
 			p, err := netip.ParsePrefix(i.Addresses[0])
 			if err != nil {
@@ -185,8 +219,12 @@ func (x *Lab) Addr(ns, ifname string) netip.Prefix {
 }
 
 // Apply reconciles the running lab to a new topology (same name, sandbox
-// and prefix): cut a link, move a host, change an address.
+// and prefix): cut a link, move a host, change an address. A namespace
+// the new topology has not goes from the lab; processes still running in
+// it are left running (without its name, in a namespace of their own)
+// and are stopped at cleanup with the lab's others.
 func (x *Lab) Apply(yaml string) error {
+	x.remember()
 	_, err := x.l.Update(context.Background(), x.t.Name()+".yaml", []byte(yaml))
 	if err == nil {
 		x.setNames()

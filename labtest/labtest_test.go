@@ -415,3 +415,69 @@ func TestFatalAndPanicInsideDo(t *testing.T) {
 		})
 	}
 }
+
+// TestApplyThatDropsANamespaceLeavesNoProcess: processes running in a
+// namespace an Apply removes (a Command's shell and its child, a child
+// Exec left in the background) are stopped at cleanup: they live on in
+// the namespace without its name, where a search by the lab's names no
+// longer finds them (an outside audit: they ran for ever, and one holding
+// go test's output made it fail).
+func TestApplyThatDropsANamespaceLeavesNoProcess(t *testing.T) {
+	mark := fmt.Sprintf("%d.%d", 4000+os.Getpid()%1000, time.Now().UnixNano()%1000000)
+	t.Run("lab", func(t *testing.T) {
+		l := labtest.UpYAML(t, pair)
+		c := l.Command("b", "sh", "-c", "sleep "+mark+" & wait")
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go c.Wait()
+		if _, err := l.Exec("b", "sh", "-c", "sleep "+mark+"1 >/dev/null 2>&1 &"); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); countCmdline("sleep\x00"+mark) == 0 || countCmdline("sleep\x00"+mark+"1") == 0; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the processes in b are not seen running")
+			}
+		}
+		if err := l.Apply("name: pair\nnamespaces: {a: {}}\n"); err != nil {
+			t.Fatal(err)
+		}
+		if countCmdline("sleep\x00"+mark) == 0 {
+			t.Fatal("the Apply stopped b's processes: they are the test's until cleanup")
+		}
+	})
+	if n, m := countCmdline("sleep\x00"+mark), countCmdline("sleep\x00"+mark+"1"); n+m != 0 {
+		t.Fatalf("%d processes of the dropped namespace still run after cleanup", n+m)
+	}
+}
+
+// TestAddrWhileApplying: Addr from another goroutine while Apply changes
+// the topology (-race: it read the lab's topology as Apply replaced it).
+func TestAddrWhileApplying(t *testing.T) {
+	l := labtest.UpYAML(t, pair)
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			default:
+				if a := l.Addr("a", "eth0").String(); a != "10.0.0.1/24" && a != "10.0.0.11/24" {
+					t.Errorf("Addr: %s", a)
+					return
+				}
+			}
+		}
+	}()
+	for _, a := range []string{"10.0.0.11/24", "10.0.0.1/24", "10.0.0.11/24"} {
+		if err := l.Apply(strings.Replace(pair, "10.0.0.1/24", a, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(quit)
+	<-done
+	if a := l.Addr("a", "eth0").String(); a != "10.0.0.11/24" {
+		t.Fatalf("Addr after the last Apply: %s", a)
+	}
+}

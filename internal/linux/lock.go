@@ -192,5 +192,17 @@ func CheckPrivileges() error {
 	if len(missing) > 0 {
 		return fmt.Errorf("this command reads and changes network namespaces, which needs root (it lacks %s); run it with sudo", strings.Join(missing, " and "))
 	}
+	// Root of a user namespace (unshare -U, a rootless container) has
+	// them, for its own objects only: /run/netplan-lab, /run/netns and
+	// the machine's namespaces are not its.
+	if m, err := os.ReadFile("/proc/self/uid_map"); err == nil && !initialUserNS(string(m)) {
+		return fmt.Errorf("this command reads and changes network namespaces, which needs the machine's root: it runs in a user namespace (uid map %q), whose root cannot (a rootless container, unshare -U)", strings.Join(strings.Fields(string(m)), " "))
+	}
 	return nil
+}
+
+// initialUserNS says whether uid_map is the machine's own user
+// namespace's: every id mapped to itself.
+func initialUserNS(uidMap string) bool {
+	return strings.Join(strings.Fields(uidMap), " ") == "0 0 4294967295"
 }
