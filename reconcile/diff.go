@@ -781,6 +781,20 @@ func (d *differ) addresses(name, ln string, wl, hl *Link, downs bool) {
 			}
 			continue
 		}
+		if len(k) > 0 && contains(hl.NoRoute, k[0]) {
+			// The kernel's route to the subnet was deleted by hand: the
+			// subnet's addresses go and come again in the file's order,
+			// and the kernel makes the route with its primary.
+			for _, a := range k {
+				rebuilt[a] = true
+			}
+			for _, a := range f {
+				if have[a] {
+					dropped[a] = "again: the route to " + subnetOf(f[0]) + " the kernel makes for it was deleted"
+				}
+			}
+			continue
+		}
 		primary := ""
 		switch {
 		case addFirst: // new ones go after, deleted ones go, the first left is primary
@@ -1634,4 +1648,14 @@ func (d *differ) nat(name string) {
 				name, strings.TrimSuffix(c, ForwardDropNoRules)))
 		}
 	}
+}
+
+// subnetOf is the subnet of a CIDR address ("10.0.0.0/24" for
+// "10.0.0.2/24"), or the address itself if it does not parse.
+func subnetOf(a string) string {
+	p, err := netip.ParsePrefix(a)
+	if err != nil {
+		return a
+	}
+	return p.Masked().String()
 }

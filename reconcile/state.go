@@ -162,6 +162,12 @@ type Link struct {
 	// Primaries, in an observed state, lists the link's primary IPv4
 	// addresses, the lab's and others' (the first of each subnet).
 	Primaries []string `json:"primaries,omitempty"`
+	// NoRoute, in an observed state, lists the lab's primary IPv4
+	// addresses on the (up) link whose subnet has lost the route the
+	// kernel made for it (ip route flush, ip route del by hand): routes
+	// via the subnet cannot be added, and adding the address again makes
+	// it.
+	NoRoute []string `json:"no_route,omitempty"`
 	// HalfMade marks an observed link of the lab that a killed run left
 	// without its full mark: it is replaced.
 	HalfMade bool   `json:"half_made,omitempty"`
@@ -333,6 +339,7 @@ func (l *Link) Clone() *Link {
 	c.Addresses = append([]string(nil), l.Addresses...)
 	c.Foreign = append([]string(nil), l.Foreign...)
 	c.Primaries = append([]string(nil), l.Primaries...)
+	c.NoRoute = append([]string(nil), l.NoRoute...)
 	if l.STP != nil {
 		v := *l.STP
 		c.STP = &v

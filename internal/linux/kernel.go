@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"sort"
@@ -1156,6 +1157,29 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 		delete(k.unready, short)
 	}
 	k.mu.Unlock()
+	// The routes the kernel makes for the lab's primary IPv4 addresses
+	// on up links, to their subnets: one gone (flushed by hand) is
+	// noted on the link, and the plan adds its address again.
+	kernelRoutes := map[string]bool{}
+	for _, r := range routes {
+		if r.Protocol == unix.RTPROT_KERNEL && r.Type == unix.RTN_UNICAST && r.Family == unix.AF_INET && r.Dst != nil {
+			kernelRoutes[byIndex[r.LinkIndex]+" "+canonNet(r.Dst)] = true
+		}
+	}
+	for name, l := range ns.Links {
+		if !l.Owned || !l.Up {
+			continue
+		}
+		for _, p := range l.Primaries {
+			pre, err := netip.ParsePrefix(p)
+			if err != nil || !pre.Addr().Is4() || pre.Bits() == 32 || pre.Masked().Addr().IsUnspecified() || !slices.Contains(l.Addresses, p) {
+				continue
+			}
+			if !kernelRoutes[name+" "+pre.Masked().String()] {
+				l.NoRoute = append(l.NoRoute, p)
+			}
+		}
+	}
 	for _, r := range routes {
 		if r.Protocol == unix.RTPROT_KERNEL || r.Type != unix.RTN_UNICAST {
 			continue

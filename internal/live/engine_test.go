@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -625,5 +626,80 @@ links:
 	if err == nil || !strings.Contains(err.Error(), `as sysctl(8) does (for interface "br.0": net.ipv4.conf.br/0.forwarding)`) {
 		t.Errorf("br.0 written with its dot: %v", err)
 	}
+	e.destroy()
+}
+
+// TestFlushedSubnetRouteIsPutBack: `ip route flush all` in a lab
+// namespace (and in the sandbox) takes the routes the kernel made for the
+// lab's addresses; the lab's default route via the subnet then cannot be
+// added ("network is unreachable": an outside audit saw every repair of a
+// watch fail so, for ever). The plan adds the subnet's addresses again in
+// the file's order, the kernel makes its route, and the default route
+// follows; then the lab is as the file says, and a no-op plan is empty.
+func TestFlushedSubnetRouteIsPutBack(t *testing.T) {
+	src := []byte(`name: flush
+namespaces:
+  c1:
+    routes: [{to: default, via: 10.55.66.1}]
+bridges:
+  - name: br0
+    addresses: [10.55.66.1/24]
+links:
+  - a: {namespace: c1, name: eth0, addresses: [10.55.66.2/24, 10.55.66.9/24, 10.56.0.2/16]}
+    b: {namespace: host, name: veth-c1, bridge: br0}
+`)
+	e := newEnv(t, "flush.yaml", src)
+	e.mustApply()
+	flush := func(short string) {
+		e.in(short, func() {
+			rs, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rs {
+				if err := netlink.RouteDel(&r); err != nil {
+					t.Fatalf("delete %v: %v", r, err)
+				}
+			}
+		})
+	}
+	flush("c1")
+	flush("host")
+	p := e.plan()
+	var got []string
+	for _, c := range p.Changes {
+		got = append(got, c.Namespace+": "+string(c.Action)+" "+c.Describe())
+	}
+	text := strings.Join(got, "\n")
+	for _, want := range []string{
+		"c1: + address 10.55.66.2/24 on eth0 (again: the route to 10.55.66.0/24 the kernel makes for it was deleted)",
+		"c1: + address 10.55.66.9/24 on eth0 (again: the route to 10.55.66.0/24 the kernel makes for it was deleted)",
+		"c1: + address 10.56.0.2/16 on eth0 (again: the route to 10.56.0.0/16 the kernel makes for it was deleted)",
+		"c1: + route default via 10.55.66.1",
+		"host: + address 10.55.66.1/24 on br0 (again: the route to 10.55.66.0/24 the kernel makes for it was deleted)",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the plan after the flush lacks %q:\n%s", want, text)
+		}
+	}
+	e.mustApply()
+	if p := e.plan(); !p.Empty() {
+		t.Fatalf("after the repair the plan is not empty:\n%v", p.Changes)
+	}
+	// The kernel's routes are back, with the file's first address the
+	// primary (the source of the subnet's route), and the lab works.
+	e.in("c1", func() {
+		rs, _ := netlink.RouteList(nil, netlink.FAMILY_V4)
+		var have []string
+		for _, r := range rs {
+			have = append(have, fmt.Sprintf("%v src %v proto %d", r.Dst, r.Src, r.Protocol))
+		}
+		for _, want := range []string{"10.55.66.0/24 src 10.55.66.2 proto 2", "10.56.0.0/16 src 10.56.0.2 proto 2"} {
+			if !slices.Contains(have, want) {
+				t.Errorf("c1's routes after the repair: %v, want %q", have, want)
+			}
+		}
+	})
+	e.tcp("host", "c1", "10.55.66.1:80", "10.55.66.1:80")
 	e.destroy()
 }
