@@ -11,14 +11,18 @@ import (
 	"time"
 
 	"github.com/netplan-lab/netplan-lab/internal/watch"
+	"github.com/netplan-lab/netplan-lab/reconcile"
 	"github.com/netplan-lab/netplan-lab/reconcile/fake"
 )
 
 // runWatch starts a watch of file on a fake kernel; cancel stops it, and
 // waits for it to return.
-func runWatch(t *testing.T, file string, cfg watch.Config) (*watch.Recorder, *fake.Kernel, func()) {
+func runWatch(t *testing.T, file string, cfg watch.Config, prep ...func(*fake.Kernel)) (*watch.Recorder, *fake.Kernel, func()) {
 	t.Helper()
 	k := fake.New("lab")
+	for _, p := range prep {
+		p(k)
+	}
 	rec := &watch.Recorder{}
 	cfg.File, cfg.Kernel, cfg.Report = file, k, rec.Report
 	ctx, cancel := context.WithCancel(context.Background())
@@ -205,5 +209,37 @@ func TestWatchStopsWhileWaitingForTheLock(t *testing.T) {
 	}
 	if !said || ev[len(ev)-1].Kind != "stopped" {
 		t.Fatalf("events: %+v", ev)
+	}
+}
+
+// TestWatchSaysAnErrorIsGone: after an edit whose apply failed, the edit
+// reverted applies nothing (the failed apply was rolled back), and the
+// watch says the error is gone (it said nothing: an outside audit).
+func TestWatchSaysAnErrorIsGone(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "lab.yaml")
+	os.WriteFile(file, withAddr("10.0.0.2/24"), 0o644)
+	var refuse atomic.Bool
+	rec, _, _ := runWatch(t, file, watch.Config{Debounce: 50 * time.Millisecond, Resync: time.Hour}, func(k *fake.Kernel) {
+		k.FailOn = func(c *reconcile.Change) error {
+			if refuse.Load() && c.Name == "10.0.0.3/24" {
+				return errors.New("refused by the test")
+			}
+			return nil
+		}
+	})
+	waitApplied(t, rec, 1, "10.0.0.2/24", 5*time.Second)
+	refuse.Store(true)
+	os.WriteFile(file, withAddr("10.0.0.3/24"), 0o644)
+	if _, err := rec.Wait("error", 1, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(file, withAddr("10.0.0.2/24"), 0o644)
+	e, err := rec.Wait("applied", 2, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(e.Changes) != 0 || e.Summary != "The error is gone. No changes: the kernel matches the file." {
+		t.Fatalf("after the revert: %+v", e)
 	}
 }

@@ -94,6 +94,10 @@ type watcher struct {
 	// next valid one is reported even if it changes nothing, so that one
 	// sees the fix was taken (a new user's audit: silence).
 	invalid bool
+	// failed says the last apply failed (a conflict, a step the kernel
+	// refused): the next that succeeds is reported even if it changes
+	// nothing, so that one sees the error is gone.
+	failed bool
 	// gone says a resync found no file (its directory renamed or
 	// deleted): said once, until it is back.
 	gone bool
@@ -374,9 +378,12 @@ func (w *watcher) apply(ctx context.Context, kind, trigger string, drift []strin
 			ev.Summary = "a step failed; this apply was rolled back"
 		}
 		w.report(ev)
+		w.failed = true
 		return
 	}
-	if len(changes) == 0 && !(kind == "applied" && (trigger == "start" || w.invalid)) {
+	failed := w.failed
+	w.failed = false
+	if len(changes) == 0 && !(kind == "applied" && (trigger == "start" || w.invalid)) && !failed {
 		return
 	}
 	ev := Event{Kind: kind, Trigger: trigger, Drift: drift, Changes: changes}
@@ -386,6 +393,8 @@ func (w *watcher) apply(ctx context.Context, kind, trigger string, drift []strin
 			ev.Summary = "No changes. The kernel matches the topology."
 			if w.invalid && kind == "applied" {
 				ev.Summary = "The file is valid again. No changes: the kernel matches it."
+			} else if failed {
+				ev.Summary = "The error is gone. No changes: the kernel matches the file."
 			}
 		}
 	}
