@@ -221,7 +221,10 @@ func (e *Events) subscribe(short string) error {
 					return
 				}
 				verb := "changed"
-				if u.Header.Type == unix.RTM_DELLINK {
+				switch {
+				case u.Header.Type == unix.RTM_DELLINK && u.IfInfomsg.Family == unix.AF_BRIDGE:
+					verb = "left its bridge" // the bridge's own notice of a port gone (nomaster)
+				case u.Header.Type == unix.RTM_DELLINK:
 					verb = "deleted"
 				}
 				e.send(fmt.Sprintf("link %s %s in netns %s", u.Attrs().Name, verb, kname))
@@ -241,8 +244,13 @@ func (e *Events) subscribe(short string) error {
 				if !ok {
 					return
 				}
-				if u.Route.Table != unix.RT_TABLE_MAIN || u.Route.Protocol == unix.RTPROT_KERNEL {
-					continue // local/broadcast and connected routes follow addresses
+				if u.Route.Table != unix.RT_TABLE_MAIN {
+					continue // local and broadcast routes follow addresses
+				}
+				if u.Route.Protocol == unix.RTPROT_KERNEL && (u.Type == unix.RTM_NEWROUTE || u.Route.Family != unix.AF_INET) {
+					// Connected routes follow addresses; an IPv4 one deleted
+					// by hand is drift the plan repairs (its address again).
+					continue
 				}
 				verb := "removed"
 				if u.Type == unix.RTM_NEWROUTE {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/netplan-lab/netplan-lab/internal/linux"
 	"github.com/netplan-lab/netplan-lab/internal/watch"
@@ -287,6 +289,30 @@ func TestWatchRepairsDrift(t *testing.T) {
 	})
 	w.waitEvent("drift_repaired", 2)
 	w.waitMatches(src)
+
+	// The route the kernel made for that address, deleted by hand: its
+	// event starts the repair (the address again, which makes it). First
+	// the echoes of the last repair pass (a repair they started would
+	// find the deletion without its event).
+	for n, quiet, deadline := len(w.Events()), time.Now(), time.Now().Add(15*time.Second); time.Since(quiet) < time.Second && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if m := len(w.Events()); m != n {
+			n, quiet = m, time.Now()
+		}
+	}
+	mark = time.Now()
+	w.in("c2", func() {
+		l, err := netlink.LinkByName("eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, sub, _ := net.ParseCIDR("10.55.66.0/24")
+		if err := netlink.RouteDel(&netlink.Route{LinkIndex: l.Attrs().Index, Dst: sub, Protocol: unix.RTPROT_KERNEL, Scope: netlink.SCOPE_LINK}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	w.waitRepairAfter(mark, "address 10.55.66.3/24 on eth0")
+	w.waitMatches(src)
+	w.tcp("c1", "c2", "10.55.66.2:80", "10.55.66.2:80")
 
 	// A namespace deleted by hand comes back, with its veth.
 	if err := syscall.Unmount(w.nsPath("c2"), syscall.MNT_DETACH); err != nil {
