@@ -653,8 +653,11 @@ func (g *globals) watch(ctx context.Context, l *lab, file string, wo watchOption
 			if err != nil {
 				return nil, err
 			}
-			if t.Name != name || (g.prefix == "" && t.Prefix != prefix) {
-				return nil, fmt.Errorf("%s: name or prefix changed (%q/%q -> %q/%q): a running watch keeps the lab it started with; restart it to move", f, name, prefix, t.Name, t.Prefix)
+			switch {
+			case t.Name != name:
+				return nil, fmt.Errorf("%s: name changed (%q -> %q): a running watch keeps the lab it started with; restart it to move", f, name, t.Name)
+			case g.prefix == "" && t.Prefix != prefix:
+				return nil, fmt.Errorf("%s: prefix changed (%q -> %q): a running watch keeps the lab it started with; restart it to move", f, prefix, t.Prefix)
 			}
 			d, err := reconcile.Desired(t)
 			if err == nil {

@@ -660,3 +660,51 @@ func TestOneShotRefusedWhileWatched(t *testing.T) {
 	}
 	e.destroysAll(bin, "../../examples/bridge.yaml", "after the watch")
 }
+
+// TestWatchNameChangeUnderPrefix: under --prefix, a file whose name
+// changes is refused naming the name (it said "name or prefix changed"
+// with the file's empty prefix, not the one in use: an outside audit);
+// the watch goes on, and stops on SIGINT.
+func TestWatchNameChangeUnderPrefix(t *testing.T) {
+	needRoot(t)
+	bin := binary(t)
+	src := readExample(t, "veth-pair.yaml")
+	file := filepath.Join(t.TempDir(), "lab.yaml")
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, file, nil)
+	cmd := exec.Command(bin, "--netns", e.sandbox, "--prefix", e.prefix, "-o", "json", "apply", "--watch", "--destroy-on-exit", file)
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(stdout)
+	var got string
+	for sc.Scan() {
+		var ev struct {
+			Kind   string   `json:"event"`
+			Errors []string `json:"errors"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			t.Fatalf("%q: %v", sc.Text(), err)
+		}
+		switch ev.Kind {
+		case "applied":
+			renamed := strings.Replace(src, "name: veth-pair", "name: other-pair", 1)
+			if renamed == src {
+				t.Fatal("veth-pair.yaml has no 'name: veth-pair'")
+			}
+			os.WriteFile(file, []byte(renamed), 0o644)
+		case "invalid_file":
+			got = strings.Join(ev.Errors, "\n")
+			cmd.Process.Signal(syscall.SIGINT)
+		}
+	}
+	cmd.Wait()
+	if want := file + `: name changed ("veth-pair" -> "other-pair"): a running watch keeps the lab it started with; restart it to move`; got != want {
+		t.Fatalf("the rename: %q\nwant %q", got, want)
+	}
+	e.assertGone()
+}
