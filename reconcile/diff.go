@@ -753,6 +753,44 @@ func (d *differ) addresses(name, ln string, wl, hl *Link, downs bool) {
 		if len(f) == 0 {
 			continue
 		}
+		if p := noRouteIn(hl, sub); p != "" {
+			// The kernel's route to the subnet was deleted by hand: the
+			// lab's addresses of it go and come again in the file's
+			// order, and the kernel makes the route with the primary.
+			fix := fmt.Sprintf("routes via %s fail until it is back (ip route add %s dev %s proto kernel scope link src %s)", subnetOf(p), subnetOf(p), ln, strings.SplitN(p, "/", 2)[0])
+			var theirs []string
+			for _, a := range hl.Foreign {
+				if sameSubnet(a, sub) {
+					theirs = append(theirs, a)
+				}
+			}
+			switch {
+			case contains(hl.Foreign, p):
+				d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
+					"the route to %s that the kernel makes for %s, the subnet's primary address on %s in namespace %q, which the lab did not add, was deleted: the lab neither adds nor removes that address; %s",
+					subnetOf(p), p, ln, name, fix))
+				continue
+			case len(theirs) > 0 && !d.promotes(name):
+				d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
+					"the route to %s that the kernel makes for %s on %s in namespace %q was deleted: adding %s again would take %s, which the lab did not add, with it (net.ipv4.conf.all.promote_secondaries is 0); %s",
+					subnetOf(p), p, ln, name, p, strings.Join(theirs, ", "), fix))
+				continue
+			}
+			for _, a := range k {
+				rebuilt[a] = true
+			}
+			for _, a := range f {
+				if have[a] {
+					dropped[a] = "again: the route to " + subnetOf(f[0]) + " the kernel makes for it was deleted"
+				}
+			}
+			if len(theirs) > 0 {
+				d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
+					"the route to %s that the kernel makes was deleted: while the lab adds its addresses of it on %s in namespace %q again, the kernel makes %s, which the lab did not add, the primary, and the lab's stay secondaries",
+					subnetOf(p), ln, name, theirs[0]))
+			}
+			continue
+		}
 		if foreignIn(hl, sub) {
 			// Someone else's address shares the subnet: the lab neither
 			// removes it nor can put its own before it.
@@ -777,20 +815,6 @@ func (d *differ) addresses(name, ln string, wl, hl *Link, downs bool) {
 					d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
 						"%s, first in the file, cannot become the primary address of its subnet on %s in namespace %q without taking away %s, which the lab did not add: %s",
 						f[0], ln, name, strings.Join(theirs, ", "), stays))
-				}
-			}
-			continue
-		}
-		if len(k) > 0 && contains(hl.NoRoute, k[0]) {
-			// The kernel's route to the subnet was deleted by hand: the
-			// subnet's addresses go and come again in the file's order,
-			// and the kernel makes the route with its primary.
-			for _, a := range k {
-				rebuilt[a] = true
-			}
-			for _, a := range f {
-				if have[a] {
-					dropped[a] = "again: the route to " + subnetOf(f[0]) + " the kernel makes for it was deleted"
 				}
 			}
 			continue
@@ -1648,6 +1672,17 @@ func (d *differ) nat(name string) {
 				name, strings.TrimSuffix(c, ForwardDropNoRules)))
 		}
 	}
+}
+
+// noRouteIn is the primary address of subnet sub on hl whose route the
+// kernel made is gone, or "".
+func noRouteIn(hl *Link, sub string) string {
+	for _, p := range hl.NoRoute {
+		if sameSubnet(p, sub) {
+			return p
+		}
+	}
+	return ""
 }
 
 // subnetOf is the subnet of a CIDR address ("10.0.0.0/24" for

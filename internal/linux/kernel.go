@@ -1157,9 +1157,9 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 		delete(k.unready, short)
 	}
 	k.mu.Unlock()
-	// The routes the kernel makes for the lab's primary IPv4 addresses
-	// on up links, to their subnets: one gone (flushed by hand) is
-	// noted on the link, and the plan adds its address again.
+	// The routes the kernel makes for the primary IPv4 addresses of the
+	// lab's up links, to their subnets: one gone (flushed by hand) is
+	// noted on the link, and the plan adds the lab's addresses again.
 	kernelRoutes := map[string]bool{}
 	for _, r := range routes {
 		if r.Protocol == unix.RTPROT_KERNEL && r.Type == unix.RTN_UNICAST && r.Family == unix.AF_INET && r.Dst != nil {
@@ -1172,7 +1172,7 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 		}
 		for _, p := range l.Primaries {
 			pre, err := netip.ParsePrefix(p)
-			if err != nil || !pre.Addr().Is4() || pre.Bits() == 32 || pre.Masked().Addr().IsUnspecified() || !slices.Contains(l.Addresses, p) {
+			if err != nil || !pre.Addr().Is4() || pre.Bits() == 32 || pre.Masked().Addr().IsUnspecified() {
 				continue
 			}
 			if !kernelRoutes[name+" "+pre.Masked().String()] {

@@ -3,6 +3,7 @@ package live
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"sort"
@@ -701,5 +702,58 @@ links:
 		}
 	})
 	e.tcp("host", "c1", "10.55.66.1:80", "10.55.66.1:80")
+
+	// Someone else's address in the subnet (an outside audit: it kept
+	// the repair from being planned at all): the lab's go and come
+	// again, theirs stays, and the kernel promotes it to the primary.
+	theirs, _ := netlink.ParseAddr("10.55.66.77/24")
+	e.in("c1", func() {
+		l, _ := netlink.LinkByName("eth0")
+		if err := netlink.AddrAdd(l, theirs); err != nil {
+			t.Fatal(err)
+		}
+	})
+	flush("c1")
+	warned := func(p *reconcile.Plan, want string) {
+		t.Helper()
+		if !strings.Contains(strings.Join(p.Warnings, "\n"), want) {
+			t.Fatalf("the plan does not warn %q:\n%s", want, strings.Join(p.Warnings, "\n"))
+		}
+	}
+	warned(e.plan(), `while the lab adds its addresses of it on eth0 in namespace "c1" again, the kernel makes 10.55.66.77/24, which the lab did not add, the primary`)
+	e.mustApply()
+	if p := e.plan(); !p.Empty() {
+		t.Fatalf("after the repair beside someone else's address the plan is not empty:\n%v", p.Changes)
+	}
+	routeSrc := func() string {
+		var src string
+		e.in("c1", func() {
+			rs, _ := netlink.RouteList(nil, netlink.FAMILY_V4)
+			for _, r := range rs {
+				if r.Dst != nil && r.Dst.String() == "10.55.66.0/24" {
+					src = r.Src.String()
+				}
+			}
+		})
+		return src
+	}
+	if src := routeSrc(); src != "10.55.66.77" {
+		t.Fatalf("the subnet's route after the repair has source %q, want the promoted 10.55.66.77", src)
+	}
+	// Flushed again, with their address the primary: the lab cannot make
+	// the route, and the plan says what can.
+	flush("c1")
+	warned(e.plan(), `the route to 10.55.66.0/24 that the kernel makes for 10.55.66.77/24, the subnet's primary address on eth0 in namespace "c1", which the lab did not add, was deleted: the lab neither adds nor removes that address; routes via 10.55.66.0/24 fail until it is back (ip route add 10.55.66.0/24 dev eth0 proto kernel scope link src 10.55.66.77)`)
+	e.in("c1", func() {
+		l, _ := netlink.LinkByName("eth0")
+		_, sub, _ := net.ParseCIDR("10.55.66.0/24")
+		if err := netlink.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Dst: sub, Src: net.ParseIP("10.55.66.77"), Protocol: unix.RTPROT_KERNEL, Scope: netlink.SCOPE_LINK}); err != nil {
+			t.Fatal(err)
+		}
+		if err := netlink.AddrDel(l, theirs); err != nil {
+			t.Fatal(err)
+		}
+	})
+	e.mustApply()
 	e.destroy()
 }

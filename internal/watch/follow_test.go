@@ -205,7 +205,7 @@ func TestWatchStopsWhileWaitingForTheLock(t *testing.T) {
 	ev := rec.Events()
 	var said bool
 	for _, e := range ev {
-		said = said || e.Kind == "warning" && strings.Contains(strings.Join(e.Warnings, ""), "stopped while waiting for the lock: this applied was not started")
+		said = said || e.Kind == "warning" && strings.Contains(strings.Join(e.Warnings, ""), "stopped while waiting for the lock: this apply was not started, nothing was changed")
 	}
 	if !said || ev[len(ev)-1].Kind != "stopped" {
 		t.Fatalf("events: %+v", ev)

@@ -332,7 +332,7 @@ func (w *watcher) apply(ctx context.Context, kind, trigger string, drift []strin
 		// ends the wait, and nothing was changed.
 		unlock, err := w.cfg.Lock(ctx)
 		if err != nil && ctx.Err() != nil {
-			w.report(Event{Kind: "warning", Trigger: trigger, Warnings: []string{"stopped while waiting for the lock: this " + strings.ReplaceAll(kind, "_", " ") + " was not started, nothing was changed"}})
+			w.report(Event{Kind: "warning", Trigger: trigger, Warnings: []string{"stopped while waiting for the lock: this " + map[string]string{"applied": "apply", "drift_repaired": "repair"}[kind] + " was not started, nothing was changed"}})
 			return
 		}
 		if err != nil {
