@@ -294,11 +294,7 @@ func TestWatchRepairsDrift(t *testing.T) {
 	// event starts the repair (the address again, which makes it). First
 	// the echoes of the last repair pass (a repair they started would
 	// find the deletion without its event).
-	for n, quiet, deadline := len(w.Events()), time.Now(), time.Now().Add(15*time.Second); time.Since(quiet) < time.Second && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if m := len(w.Events()); m != n {
-			n, quiet = m, time.Now()
-		}
-	}
+	w.waitQuiet()
 	mark = time.Now()
 	w.in("c2", func() {
 		l, err := netlink.LinkByName("eth0")
@@ -315,13 +311,15 @@ func TestWatchRepairsDrift(t *testing.T) {
 	w.tcp("c1", "c2", "10.55.66.2:80", "10.55.66.2:80")
 
 	// A namespace deleted by hand comes back, with its veth.
+	w.waitQuiet()
+	mark = time.Now()
 	if err := syscall.Unmount(w.nsPath("c2"), syscall.MNT_DETACH); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Remove(w.nsPath("c2")); err != nil {
 		t.Fatal(err)
 	}
-	w.waitEvent("drift_repaired", 3)
+	w.waitRepairAfter(mark, "namespace c2")
 	w.waitMatches(src)
 	w.tcp("c2", "c1", "10.55.66.3:80", "10.55.66.3:80")
 	// A namespace going away is an event, not an error.
@@ -329,7 +327,9 @@ func TestWatchRepairsDrift(t *testing.T) {
 		t.Fatalf("watch reported %d errors, the last: %+v", n, w.Last("error"))
 	}
 
-	// A foreign link beside the lab is left alone.
+	// A foreign link beside the lab is left alone (counted once the
+	// watch is quiet: the last repair's report and echoes are in).
+	w.waitQuiet()
 	repairs := w.Count("drift_repaired")
 	w.in("host", func() {
 		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "foreign0"}}); err != nil {
@@ -563,6 +563,16 @@ func (w *watched) waitRepairAfter(mark time.Time, adds ...string) watch.Event {
 	}
 	w.t.Fatalf("no repair after %s started by kernel events adding %q; events: %+v", mark.Format("15:04:05.000"), adds, w.Events())
 	return watch.Event{}
+}
+
+// waitQuiet waits (15 s at most) until the watch has reported nothing
+// for a second: the echoes of its last repair are in.
+func (w *watched) waitQuiet() {
+	for n, quiet, deadline := len(w.Events()), time.Now(), time.Now().Add(15*time.Second); time.Since(quiet) < time.Second && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if m := len(w.Events()); m != n {
+			n, quiet = m, time.Now()
+		}
+	}
 }
 
 // waitEventMatching waits (bounded) for an event of kind whose drift
