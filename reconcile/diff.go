@@ -871,6 +871,15 @@ func (d *differ) addresses(name, ln string, wl, hl *Link, downs bool) {
 			}
 		}
 	}
+	// An IPv6 prefix route deleted by hand: the address goes and comes
+	// again (the kernel makes the route with it; other addresses are
+	// not touched).
+	for _, a := range hl.NoRoute {
+		if family(a) == 6 && want[a] && have[a] {
+			rebuilt[a] = true
+			dropped[a] = "again: the route to " + subnetOf(a) + " the kernel makes for it was deleted"
+		}
+	}
 	var dels []string
 	for _, a := range hl.Addresses {
 		if !want[a] || rebuilt[a] {

@@ -163,10 +163,10 @@ type Link struct {
 	// addresses, the lab's and others' (the first of each subnet).
 	Primaries []string `json:"primaries,omitempty"`
 	// NoRoute, in an observed state, lists the primary IPv4 addresses
-	// (the lab's or others') of the lab's (up) link whose subnet has lost
-	// the route the kernel made for it (ip route flush, ip route del by
-	// hand): routes via the subnet cannot be added, and adding the
-	// primary again makes it.
+	// (the lab's or others') and the lab's IPv6 addresses of the lab's
+	// (up) link whose subnet has lost the route the kernel made for it
+	// (ip route flush, ip route del by hand): routes via the subnet
+	// cannot be added, and adding the address again makes it.
 	NoRoute []string `json:"no_route,omitempty"`
 	// HalfMade marks an observed link of the lab that a killed run left
 	// without its full mark: it is replaced.

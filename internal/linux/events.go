@@ -247,9 +247,11 @@ func (e *Events) subscribe(short string) error {
 				if u.Route.Table != unix.RT_TABLE_MAIN {
 					continue // local and broadcast routes follow addresses
 				}
-				if u.Route.Protocol == unix.RTPROT_KERNEL && (u.Type == unix.RTM_NEWROUTE || u.Route.Family != unix.AF_INET) {
-					// Connected routes follow addresses; an IPv4 one deleted
-					// by hand is drift the plan repairs (its address again).
+				if u.Route.Protocol == unix.RTPROT_KERNEL && (u.Type == unix.RTM_NEWROUTE || u.Route.Dst == nil ||
+					u.Route.Dst.IP.To4() == nil && (u.Route.Dst.IP.IsLinkLocalUnicast() || u.Route.Dst.IP.IsMulticast())) {
+					// Connected routes follow addresses; one deleted by hand
+					// is drift the plan repairs (its address again). The
+					// kernel's fe80::/64 and ff00::/8 are not the lab's.
 					continue
 				}
 				verb := "removed"

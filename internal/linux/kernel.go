@@ -1158,11 +1158,12 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 	}
 	k.mu.Unlock()
 	// The routes the kernel makes for the primary IPv4 addresses of the
-	// lab's up links, to their subnets: one gone (flushed by hand) is
-	// noted on the link, and the plan adds the lab's addresses again.
+	// lab's up links, and for its IPv6 addresses, to their subnets: one
+	// gone (flushed by hand) is noted on the link, and the plan adds the
+	// lab's addresses again.
 	kernelRoutes := map[string]bool{}
 	for _, r := range routes {
-		if r.Protocol == unix.RTPROT_KERNEL && r.Type == unix.RTN_UNICAST && r.Family == unix.AF_INET && r.Dst != nil {
+		if r.Protocol == unix.RTPROT_KERNEL && r.Type == unix.RTN_UNICAST && r.Dst != nil {
 			kernelRoutes[byIndex[r.LinkIndex]+" "+canonNet(r.Dst)] = true
 		}
 	}
@@ -1177,6 +1178,14 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 			}
 			if !kernelRoutes[name+" "+pre.Masked().String()] {
 				l.NoRoute = append(l.NoRoute, p)
+			}
+		}
+		// IPv6: each of the lab's addresses has its prefix route (made
+		// with the address, and again when the link comes up).
+		for _, a := range l.Addresses {
+			pre, err := netip.ParsePrefix(a)
+			if err == nil && pre.Addr().Is6() && pre.Bits() < 128 && !kernelRoutes[name+" "+pre.Masked().String()] {
+				l.NoRoute = append(l.NoRoute, a)
 			}
 		}
 	}

@@ -648,6 +648,8 @@ bridges:
 links:
   - a: {namespace: c1, name: eth0, addresses: [10.55.66.2/24, 10.55.66.9/24, 10.56.0.2/16]}
     b: {namespace: host, name: veth-c1, bridge: br0}
+  - a: {namespace: c1, name: v6, addresses: ["fd66::2/64", "fd67::2/64"]}
+    b: {namespace: host, name: v6-c1, addresses: ["fd66::1/64"]}
 `)
 	e := newEnv(t, "flush.yaml", src)
 	e.mustApply()
@@ -755,5 +757,27 @@ links:
 		}
 	})
 	e.mustApply()
+
+	// IPv6: a prefix route deleted by hand (the audit's "no route to
+	// host" for ever): only that address goes and comes again.
+	e.in("c1", func() {
+		l, _ := netlink.LinkByName("v6")
+		_, sub, _ := net.ParseCIDR("fd66::/64")
+		if err := netlink.RouteDel(&netlink.Route{LinkIndex: l.Attrs().Index, Dst: sub, Protocol: unix.RTPROT_KERNEL, Priority: 256}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	got = nil
+	for _, c := range e.plan().Changes {
+		got = append(got, c.Namespace+": "+string(c.Action)+" "+c.Describe())
+	}
+	if want := []string{"c1: - address fd66::2/64 on v6", "c1: + address fd66::2/64 on v6 (again: the route to fd66::/64 the kernel makes for it was deleted)"}; len(got) != 2 || !strings.HasPrefix(got[0], want[0]) && !strings.HasPrefix(got[1], want[0]) || !slices.Contains(got, want[1]) {
+		t.Fatalf("the plan after the IPv6 route's deletion:\n%s\nwant %q", strings.Join(got, "\n"), want)
+	}
+	e.mustApply()
+	if p := e.plan(); !p.Empty() {
+		t.Fatalf("after the IPv6 repair the plan is not empty:\n%v", p.Changes)
+	}
+	e.tcp("host", "c1", "[fd66::1]:80", "[fd66::1]:80")
 	e.destroy()
 }
