@@ -367,3 +367,22 @@ func TestDiffBridgeRenamedSaysWhichMasterGoes(t *testing.T) {
 		}
 	}
 }
+
+// TestCloneKeepsWhatJSONLeavesOut: a clone (what a watch's repairs plan
+// with) keeps the file's positions, the IPv6 default, the hand-made IPv6
+// seen and the ifindexes, none of which goes through JSON: without the
+// IPv6 default, a repair turned IPv6 off over addresses added by hand.
+func TestCloneKeepsWhatJSONLeavesOut(t *testing.T) {
+	s := reconcile.NewState()
+	ns := reconcile.NewNamespace("c1", true)
+	ns.IPv6Default = true
+	ns.HandIPv6 = []string{"fd00::9 on lo"}
+	ns.Links["eth0"] = &reconcile.Link{Name: "eth0", Kind: reconcile.KindVeth, Ifindex: 7}
+	s.Namespaces["c1"] = ns
+	s.Where = func(reconcile.Kind, string, string) string { return "lab.yaml:3:4: x: " }
+	c := s.Clone()
+	cn := c.NS("c1")
+	if !cn.IPv6Default || len(cn.HandIPv6) != 1 || cn.Links["eth0"].Ifindex != 7 || c.Where == nil || c.Where(reconcile.KindLink, "c1", "eth0") != "lab.yaml:3:4: x: " {
+		t.Fatalf("clone: IPv6Default %v, HandIPv6 %v, ifindex %d, where %v", cn.IPv6Default, cn.HandIPv6, cn.Links["eth0"].Ifindex, c.Where != nil)
+	}
+}

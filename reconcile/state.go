@@ -309,8 +309,20 @@ func (s *State) Clone() *State {
 	if err := json.Unmarshal(b, out); err != nil {
 		panic(err)
 	}
-	for _, ns := range out.Namespaces {
+	// What JSON leaves out (json:"-"): the file's positions, the IPv6
+	// default (a watch's repairs plan with a clone: without it they took
+	// IPv6 added by hand), observation's hand-made IPv6 and ifindexes.
+	out.Where = s.Where
+	for name, ns := range out.Namespaces {
 		ns.fill()
+		src := s.Namespaces[name]
+		ns.IPv6Default = src.IPv6Default
+		ns.HandIPv6 = append([]string(nil), src.HandIPv6...)
+		for ln, l := range ns.Links {
+			if sl := src.Links[ln]; sl != nil {
+				l.Ifindex = sl.Ifindex
+			}
+		}
 	}
 	return out
 }

@@ -718,3 +718,49 @@ func TestWatchNameChangeUnderPrefix(t *testing.T) {
 	}
 	e.assertGone()
 }
+
+// TestWatchRepairKeepsHandAddedIPv6: in a namespace whose IPv6 is off by
+// the lab's default, someone turns IPv6 on and adds an address to lo; the
+// repair their event starts keeps IPv6 on (and says why) instead of
+// taking the address. It took it: the repair planned with a clone of the
+// desired state that had lost the IPv6 default (State.Clone went through
+// JSON).
+func TestWatchRepairKeepsHandAddedIPv6(t *testing.T) {
+	w := startWatch(t, readExample(t, "bridge.yaml"))
+	w.waitQuiet()
+	w.in("c1", func() {
+		for _, k := range []string{"all", "default", "lo"} {
+			if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+k+"/disable_ipv6", []byte("0"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		lo, _ := netlink.LinkByName("lo")
+		a, _ := netlink.ParseAddr("fd00::9/128")
+		if err := netlink.AddrAdd(lo, a); err != nil {
+			t.Fatal(err)
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(strings.Join(w.Last("warning").Warnings, "\n"), `namespace "c1" keeps IPv6 on`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning that c1 keeps IPv6 on; events: %+v", w.Events())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	w.waitQuiet()
+	for _, e := range w.Events() {
+		if strings.Contains(strings.Join(e.Changes, "\n"), "disable_ipv6") {
+			t.Fatalf("a repair changed the IPv6 switch over the hand-added address: %+v", e)
+		}
+	}
+	w.in("c1", func() {
+		lo, _ := netlink.LinkByName("lo")
+		as, _ := netlink.AddrList(lo, netlink.FAMILY_V6)
+		for _, a := range as {
+			if a.IP.String() == "fd00::9" {
+				return
+			}
+		}
+		t.Fatalf("the hand-added fd00::9 on lo is gone: %v", as)
+	})
+}
