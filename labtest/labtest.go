@@ -25,6 +25,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -72,30 +73,25 @@ type Lab struct {
 	l    *lab.Lab
 	mu   sync.Mutex
 	cmds []*exec.Cmd // made by Command: stopped at cleanup even before they enter the lab
-	// names are the namespaces of the topology applied last, and topo
-	// that topology (Netns and Addr read them from any goroutine while
-	// Apply changes the lab's).
-	names map[string]bool
-	topo  *topology.Topology
+	// topo is the topology applied last (Netns and Addr read it from any
+	// goroutine while Apply changes the lab's).
+	topo *topology.Topology
 	// had are the namespaces the lab has had (their identities): one an
 	// Apply removed lives on while a process runs in it, and cleanup
 	// stops those too.
 	had map[[2]uint64]bool
 }
 
-// setNames takes the namespace names of the topology applied last.
-func (x *Lab) setNames() {
-	names := map[string]bool{"host": true}
-	for _, n := range x.l.Topology.Namespaces {
-		names[n.Name] = true
-	}
+// setTopology takes the topology applied last.
+func (x *Lab) setTopology() {
 	x.mu.Lock()
-	x.names, x.topo = names, x.l.Topology
+	x.topo = x.l.Topology
 	x.mu.Unlock()
 }
 
-// remember adds the lab's namespaces as they are now to had.
-func (x *Lab) remember() {
+// remember adds the lab's namespaces as they are now to had, and returns
+// a copy of had.
+func (x *Lab) remember() map[[2]uint64]bool {
 	ids := lab.NamespaceIDs(x.l.Netns("host"), x.l.Prefix())
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -105,6 +101,7 @@ func (x *Lab) remember() {
 	for id := range ids {
 		x.had[id] = true
 	}
+	return maps.Clone(x.had)
 }
 
 // Up applies the topology file in a fresh sandbox and prefix of this test
@@ -140,7 +137,7 @@ func up(t testing.TB, load func(lab.Options) (*lab.Lab, error), opts []Option) *
 		t.Fatalf("labtest: %v", err)
 	}
 	x := &Lab{t: t, l: l}
-	x.setNames()
+	x.setTopology()
 	t.Cleanup(x.cleanup)
 	if _, err := l.Apply(context.Background()); err != nil {
 		t.Fatalf("labtest: apply %s: %v", l.Topology.Name, err)
@@ -170,12 +167,8 @@ func (x *Lab) cleanup() {
 			started = append(started, c.Process)
 		}
 	}
-	ids := lab.NamespaceIDs(x.l.Netns("host"), x.l.Prefix())
-	for id := range x.had {
-		ids[id] = true
-	}
 	x.mu.Unlock()
-	lab.StopProcessesIn(ids, 2*time.Second, started...)
+	lab.StopProcessesIn(x.remember(), 2*time.Second, started...)
 	if _, _, err := x.l.Destroy(context.Background()); err != nil {
 		x.t.Errorf("labtest: destroy: %v", err)
 	}
@@ -190,7 +183,7 @@ func (x *Lab) cleanup() {
 // is not there yet.
 func (x *Lab) Netns(ns string) string {
 	x.mu.Lock()
-	known := x.names[ns]
+	known := ns == "host" || x.topo.Namespace(ns) != nil
 	x.mu.Unlock()
 	if !known {
 		panic(fmt.Sprintf("labtest: the lab has no namespace %q", ns))
@@ -227,7 +220,7 @@ func (x *Lab) Apply(yaml string) error {
 	x.remember()
 	_, err := x.l.Update(context.Background(), x.t.Name()+".yaml", []byte(yaml))
 	if err == nil {
-		x.setNames()
+		x.setTopology()
 	}
 	return err
 }

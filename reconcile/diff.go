@@ -781,7 +781,7 @@ func (d *differ) addresses(name, ln string, wl, hl *Link, downs bool) {
 			}
 			for _, a := range f {
 				if have[a] {
-					dropped[a] = "again: the route to " + subnetOf(f[0]) + " the kernel makes for it was deleted"
+					dropped[a] = routeGone(f[0])
 				}
 			}
 			if len(theirs) > 0 {
@@ -877,7 +877,7 @@ func (d *differ) addresses(name, ln string, wl, hl *Link, downs bool) {
 	for _, a := range hl.NoRoute {
 		if family(a) == 6 && want[a] && have[a] {
 			rebuilt[a] = true
-			dropped[a] = "again: the route to " + subnetOf(a) + " the kernel makes for it was deleted"
+			dropped[a] = routeGone(a)
 		}
 	}
 	var dels []string
@@ -1692,6 +1692,12 @@ func noRouteIn(hl *Link, sub string) string {
 		}
 	}
 	return ""
+}
+
+// routeGone is why an address is added again whose subnet lost the route
+// the kernel made for it.
+func routeGone(a string) string {
+	return "again: the route to " + subnetOf(a) + " the kernel makes for it was deleted"
 }
 
 // subnetOf is the subnet of a CIDR address ("10.0.0.0/24" for

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -384,5 +385,20 @@ func TestCloneKeepsWhatJSONLeavesOut(t *testing.T) {
 	cn := c.NS("c1")
 	if !cn.IPv6Default || len(cn.HandIPv6) != 1 || cn.Links["eth0"].Ifindex != 7 || c.Where == nil || c.Where(reconcile.KindLink, "c1", "eth0") != "lab.yaml:3:4: x: " {
 		t.Fatalf("clone: IPv6Default %v, HandIPv6 %v, ifindex %d, where %v", cn.IPv6Default, cn.HandIPv6, cn.Links["eth0"].Ifindex, c.Where != nil)
+	}
+}
+
+// TestCloneCarriesEveryFieldJSONSkips: Clone is a JSON round trip plus
+// the fields JSON skips, carried by hand; a new json:"-" field of State,
+// Namespace or Link must be carried there too (and added here).
+func TestCloneCarriesEveryFieldJSONSkips(t *testing.T) {
+	carried := map[string]bool{"State.Where": true, "Namespace.IPv6Default": true, "Namespace.HandIPv6": true, "Link.Ifindex": true}
+	for _, v := range []any{reconcile.State{}, reconcile.Namespace{}, reconcile.Link{}} {
+		typ := reflect.TypeOf(v)
+		for i := 0; i < typ.NumField(); i++ {
+			if f := typ.Field(i); f.Tag.Get("json") == "-" && !carried[typ.Name()+"."+f.Name] {
+				t.Errorf("%s.%s is not in JSON: carry it in State.Clone (reconcile/state.go), then list it here", typ.Name(), f.Name)
+			}
+		}
 	}
 }

@@ -138,11 +138,15 @@ func Run(ctx context.Context, cfg Config) error {
 	defer fsw.Close()
 	// Watch the directory, not the file: editors replace files by rename,
 	// and a ConfigMap swaps a ..data symlink beside it.
-	if err := fsw.Add(filepath.Dir(file)); err != nil {
-		return fmt.Errorf("watch %s: %w", filepath.Dir(file), err)
+	dir := filepath.Dir(file)
+	if err := fsw.Add(dir); err != nil {
+		return fmt.Errorf("watch %s: %w", dir, err)
 	}
 	w.dirs = map[string][2]uint64{}
-	w.follow(fsw, file)
+	if id, err := dirIdentity(dir); err == nil {
+		w.dirs[dir] = id
+	}
+	w.follow(fsw, file) // and a symlink's target's
 	w.report(Event{Kind: "started", Trigger: file})
 	w.fileChanged(ctx, file, "start")
 

@@ -30,7 +30,7 @@ import (
 func main() {
 	var (
 		root    = flag.String("kernel-root", "", "directory the linux-image .deb was extracted into")
-		mods    = flag.String("modules", "crc32c_generic veth bridge macvlan ipvlan vxlan nf_tables nft_chain_nat nft_nat nft_masq nft_fib_inet sch_netem sch_tbf inet_diag tcp_diag udp_diag unix_diag af_packet_diag xfrm_user", "modules to load, with their dependencies")
+		mods    = flag.String("modules", "crc32c_generic veth bridge macvlan ipvlan vxlan nf_tables nft_chain_nat nft_nat nft_masq nft_fib_inet sch_netem sch_tbf inet_diag tcp_diag udp_diag unix_diag af_packet_diag xfrm_user esp4 authenc", "modules to load, with their dependencies")
 		testBin = flag.String("test", "", "static test binary (CGO_ENABLED=0 go test -c)")
 		cliBin  = flag.String("bin", "", "static netplan-lab binary, for the tests that run the command")
 		src     = flag.String("src", ".", "the repository: examples/ and internal/live/ are copied in")
