@@ -180,7 +180,11 @@ func (k *Kernel) updateField(h *nsHandle, l netlink.Link, c *reconcile.Change, f
 		if err != nil {
 			return err
 		}
-		return h.h.LinkSetHardwareAddr(l, hw)
+		old := l.Attrs().HardwareAddr
+		if err := h.h.LinkSetHardwareAddr(l, hw); err != nil {
+			return err
+		}
+		return h.followLinkLocal(l.Attrs().Index, old, hw)
 	case "master":
 		if want.Master == "" {
 			return h.h.LinkSetNoMaster(l)

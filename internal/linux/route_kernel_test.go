@@ -195,3 +195,53 @@ func mustCIDR(t *testing.T, s string) *net.IPNet {
 	}
 	return n
 }
+
+// TestLinkLocalFollowsTheMAC: the kernel makes an interface's IPv6
+// link-local address from its MAC when it comes up, and keeps it when the
+// MAC changes; a rename (which changes a derived MAC) or a mac: edit left
+// the interface with the old MAC's address, unlike a fresh apply (an
+// outside audit). After either, the interface has the link-local address
+// of its MAC now, as the kernel makes it, and no other.
+func TestLinkLocalFollowsTheMAC(t *testing.T) {
+	k := kernelFor(t, "llmac")
+	ctx := context.Background()
+	lab := func(name, mac string) *reconcile.State {
+		if mac != "" {
+			mac = ", mac: \"" + mac + "\""
+		}
+		return desiredOf(t, "name: llmac\nnamespaces:\n  a: {ipv6: true}\n  b: {ipv6: true}\nlinks:\n  - a: {namespace: a, name: "+name+", addresses: [10.0.0.1/24]"+mac+"}\n    b: {namespace: b, name: eth0, addresses: [10.0.0.2/24]}\n")
+	}
+	check := func(step, name string) {
+		t.Helper()
+		h := netlinkIn(t, k, "a")
+		l, err := h.LinkByName(name)
+		if err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		addrs, err := h.AddrList(l, netlink.FAMILY_V6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ll []string
+		for _, a := range addrs {
+			if a.IP.IsLinkLocalUnicast() {
+				ll = append(ll, a.IP.String())
+			}
+		}
+		want := eui64LinkLocal(l.Attrs().HardwareAddr).String()
+		if len(ll) != 1 || ll[0] != want {
+			t.Errorf("%s: link-local addresses of %s (MAC %s): %v, want [%s]", step, name, l.Attrs().HardwareAddr, ll, want)
+		}
+	}
+	for _, s := range []struct{ step, name, mac string }{
+		{"fresh", "eth0", ""},
+		{"renamed", "eth1", ""},
+		{"mac edited", "eth1", "02:00:00:00:00:42"},
+		{"renamed with a mac", "eth2", "02:00:00:00:00:43"},
+	} {
+		if _, err := reconcile.Reconcile(ctx, k, lab(s.name, s.mac), reconcile.ExecOptions{}); err != nil {
+			t.Fatalf("%s: %v", s.step, err)
+		}
+		check(s.step, s.name)
+	}
+}

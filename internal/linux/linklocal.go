@@ -1,0 +1,79 @@
+package linux
+
+import (
+	"errors"
+	"net"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+)
+
+// ifaProto is IFA_PROTO (Linux 6.3), and ifaProtoKernelLL the value the
+// kernel gives the link-local addresses it makes: the one added for a new
+// MAC is marked as the kernel marks its own (older kernels ignore it).
+const (
+	ifaProto         = 11
+	ifaProtoKernelLL = 3
+)
+
+// eui64LinkLocal is the IPv6 link-local address the kernel makes from a
+// 6-byte MAC (addr_gen_mode eui64, the default): fe80::/64 with the MAC's
+// EUI-64 (the universal/local bit flipped, ff:fe in the middle).
+func eui64LinkLocal(mac net.HardwareAddr) net.IP {
+	if len(mac) != 6 {
+		return nil
+	}
+	ip := make(net.IP, net.IPv6len)
+	ip[0], ip[1] = 0xfe, 0x80
+	ip[8], ip[9], ip[10] = mac[0]^0x02, mac[1], mac[2]
+	ip[11], ip[12] = 0xff, 0xfe
+	ip[13], ip[14], ip[15] = mac[3], mac[4], mac[5]
+	return ip
+}
+
+// followLinkLocal gives an interface whose MAC changed from old to new the
+// link-local address the kernel would have made from the new one, in place
+// of the one it made from the old: the kernel makes it when the interface
+// comes up and never again, so after a MAC change (a rename changes a
+// derived MAC) the interface kept an address of a MAC it no longer has
+// (one a new interface with the old name, and so the old MAC, then makes
+// too: a duplicate on the same link). Only the kernel's own EUI-64 address
+// is swapped: none is there with IPv6 off, with another addr_gen_mode, or
+// when someone removed it; the new one is added before the old goes, so
+// the fe80::/64 route stays.
+func (h *nsHandle) followLinkLocal(index int, old, new net.HardwareAddr) error {
+	was, now := eui64LinkLocal(old), eui64LinkLocal(new)
+	if was == nil || now == nil || was.Equal(now) {
+		return nil
+	}
+	addrs, err := h.addrDump()
+	if err != nil {
+		return err
+	}
+	found := false
+	for _, a := range addrs {
+		if a.LinkIndex == index && a.IP.Equal(was) {
+			found = true
+		}
+	}
+	if !found {
+		return nil
+	}
+	req := nl.NewNetlinkRequest(unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+	msg := nl.NewIfAddrmsg(unix.AF_INET6)
+	msg.Index, msg.Prefixlen, msg.Scope = uint32(index), 64, unix.RT_SCOPE_LINK
+	msg.Flags = unix.IFA_F_PERMANENT
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFA_LOCAL, now))
+	req.AddData(nl.NewRtAttr(unix.IFA_ADDRESS, now))
+	req.AddData(nl.NewRtAttr(ifaProto, []byte{ifaProtoKernelLL}))
+	if err := h.exec(req); err != nil && !errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	link := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: index}}
+	if err := h.h.AddrDel(link, &netlink.Addr{IPNet: &net.IPNet{IP: was, Mask: net.CIDRMask(64, 128)}}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+		return err
+	}
+	return nil
+}
