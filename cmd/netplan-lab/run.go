@@ -66,6 +66,8 @@ func (e *codeError) Error() string {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	out := &countingWriter{w: stdout}
+	stdout = out
 	g := &globals{stdout: stdout, stderr: stderr, args: args}
 	root := &cobra.Command{
 		Use:           "netplan-lab",
@@ -125,17 +127,37 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
+	code, msg := exitError, err.Error()
 	var ce *codeError
 	if errors.As(err, &ce) {
-		if ce.err != nil && ce.err.Error() != "" {
-			fmt.Fprintf(stderr, "error: %v\n", ce.err)
+		code, msg = ce.code, ""
+		if ce.err != nil {
+			msg = ce.err.Error()
 		}
-		g.hintElsewhere(ctx, ran, err)
-		return ce.code
 	}
-	fmt.Fprintf(stderr, "error: %v\n", err)
+	if msg != "" {
+		fmt.Fprintf(stderr, "error: %v\n", msg)
+		if g.output == "json" && out.n == 0 {
+			// A script reading stdout gets a document, not nothing (an
+			// outside audit: a refusal was text on stderr only).
+			_ = g.json(map[string]any{"schema_version": 1, "error": msg, "exit_code": code})
+		}
+	}
 	g.hintElsewhere(ctx, ran, err)
-	return exitError
+	return code
+}
+
+// countingWriter counts what is written through it: whether a command
+// printed anything on stdout.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // hintElsewhere follows an error about a namespace of the lab that is not

@@ -661,6 +661,16 @@ func TestOneShotRefusedWhileWatched(t *testing.T) {
 			t.Fatalf("%v while watched: exit %d\n%s%s", verb, code, out, errOut)
 		}
 	}
+	// With -o json, a script reading stdout gets a document saying why
+	// (it got nothing: an outside audit).
+	code, out, errOut := runTool(t, bin, args("-o", "json", "destroy", "../../examples/bridge.yaml")...)
+	var doc struct {
+		Error    string `json:"error"`
+		ExitCode int    `json:"exit_code"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); code != 1 || err != nil || doc.ExitCode != 1 || !strings.Contains(doc.Error, "keeps this lab in line with its file") {
+		t.Fatalf("-o json destroy while watched: exit %d, %v\nstdout: %s\nstderr: %s", code, err, out, errOut)
+	}
 	if _, err := os.Stat(filepath.Join(linux.NetnsDir, e.prefix+"c1")); err != nil {
 		t.Fatalf("the refused destroy changed the lab: %v", err)
 	}
