@@ -50,6 +50,12 @@ type Kernel interface {
 	ApplyNAT(ctx context.Context, ns string, changes []*Change, order []string) error
 }
 
+// RunStarter is a Kernel that forgets, when a reconcile starts, what it
+// kept from one run to put back later in the same run.
+type RunStarter interface {
+	StartRun()
+}
+
 // QueryFor returns the query that observes what desired talks about.
 func QueryFor(states ...*State) Query {
 	q := Query{Sysctls: map[string][]string{}, NAT: map[string]bool{}, Impair: map[string]bool{}, IPv6Switch: map[string]string{}}
@@ -353,6 +359,9 @@ func Reconcile(ctx context.Context, k Kernel, desired *State, o ExecOptions) (*R
 		}
 	}
 	start := time.Now()
+	if s, ok := k.(RunStarter); ok {
+		s.StartRun()
+	}
 	q := QueryFor(desired)
 	before, err := k.Observe(ctx, q)
 	if err != nil {

@@ -552,7 +552,13 @@ func (k *Kernel) applyAddress(c *reconcile.Change) error {
 		if err := addAddr(h, l, c.Name); err != nil && !errors.Is(err, unix.EEXIST) {
 			return k.opErr("add address "+c.Name+" to", "link", c.Dev, c.Namespace, err)
 		}
+		if err := k.putBackSrcRoutes(h, c.Namespace, a.IP); err != nil {
+			return k.opErr("add address "+c.Name+" to", "link", c.Dev, c.Namespace, err)
+		}
 	case reconcile.Delete:
+		if err := k.keepSrcRoutes(h, c.Namespace, a.IP); err != nil {
+			return k.opErr("delete address "+c.Name+" from", "link", c.Dev, c.Namespace, err)
+		}
 		// Gone already is done: EADDRNOTAVAIL, or ENXIO for an IPv6
 		// address of a link whose MTU this plan took under 1280 (the
 		// kernel drops IPv6 from it whole; an outside audit's find).

@@ -60,6 +60,12 @@ type Kernel struct {
 	making   map[string]bool
 	makingMu sync.Mutex
 
+	// srcRoutes holds, by namespace and address, the routes of someone
+	// else's that name an address the run deletes as their source
+	// (srcroutes.go); srcMu guards it.
+	srcRoutes map[string][]netlink.Route
+	srcMu     sync.Mutex
+
 	mu      sync.Mutex
 	handles map[string]*nsHandle // by short name
 	// retired handles are no longer handed out but may still be in use by

@@ -781,3 +781,83 @@ links:
 	e.tcp("host", "c1", "[fd66::1]:80", "[fd66::1]:80")
 	e.destroy()
 }
+
+// TestRepairKeepsRoutesWithTheAddressAsSource: the repair of a deleted
+// subnet route deletes the lab's address and adds it again, and the kernel
+// takes with an IPv4 address every route that names it as its source; such
+// routes added by hand (any table, any interface) are there again after
+// the repair (an outside audit: they went, unwarned).
+func TestRepairKeepsRoutesWithTheAddressAsSource(t *testing.T) {
+	src := []byte(`name: srcrt
+namespaces:
+  c1: {}
+  c2: {}
+links:
+  - a: {namespace: c1, name: eth0, addresses: [10.57.0.2/24]}
+    b: {namespace: c2, name: eth0, addresses: [10.57.0.3/24]}
+  - a: {namespace: c1, name: eth1, addresses: [10.58.0.2/24]}
+    b: {namespace: c2, name: eth1, addresses: [10.58.0.3/24]}
+`)
+	e := newEnv(t, "srcrt.yaml", src)
+	e.mustApply()
+	byHand := []string{"10.91.0.0/16 via 10.57.0.3 src 10.57.0.2 table 100", "10.92.0.0/16 via 10.58.0.3 src 10.57.0.2"}
+	e.in("c1", func() {
+		for _, r := range []*netlink.Route{
+			{Dst: mustNet(t, "10.91.0.0/16"), Gw: net.ParseIP("10.57.0.3"), Src: net.ParseIP("10.57.0.2"), Table: 100},
+			{Dst: mustNet(t, "10.92.0.0/16"), Gw: net.ParseIP("10.58.0.3"), Src: net.ParseIP("10.57.0.2")},
+		} {
+			if err := netlink.RouteAdd(r); err != nil {
+				t.Fatalf("add %v: %v", r, err)
+			}
+		}
+		// The subnet route of eth0's address, deleted by hand.
+		rs, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			if r.Dst != nil && r.Dst.String() == "10.57.0.0/24" {
+				if err := netlink.RouteDel(&r); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	})
+	if p := e.plan(); !strings.Contains(p.String(), "+   address 10.57.0.2/24 on eth0 (again") {
+		t.Fatalf("no repair planned:\n%v", p)
+	}
+	e.mustApply()
+	e.in("c1", func() {
+		all, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var have []string
+		for _, r := range all {
+			if r.Gw != nil {
+				s := fmt.Sprintf("%v via %v src %v", r.Dst, r.Gw, r.Src)
+				if r.Table != unix.RT_TABLE_MAIN {
+					s += fmt.Sprintf(" table %d", r.Table)
+				}
+				have = append(have, s)
+			}
+		}
+		for _, want := range byHand {
+			if !slices.Contains(have, want) {
+				t.Errorf("after the repair, the route %q added by hand is gone; routes with a gateway: %v", want, have)
+			}
+		}
+	})
+	if p := e.plan(); !p.Empty() {
+		t.Fatalf("after the repair the plan is not empty:\n%v", p)
+	}
+}
+
+func mustNet(t *testing.T, s string) *net.IPNet {
+	t.Helper()
+	_, n, err := net.ParseCIDR(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
