@@ -753,11 +753,29 @@ func (d *differ) addresses(name, ln string, wl, hl *Link, downs bool) {
 		if len(f) == 0 {
 			continue
 		}
-		if p := noRouteIn(hl, sub); p != "" {
-			// The kernel's route to the subnet was deleted by hand: the
-			// lab's addresses of it go and come again in the file's
-			// order, and the kernel makes the route with the primary.
-			fix := fmt.Sprintf("routes via %s fail until it is back (ip route add %s dev %s proto kernel scope link src %s)", subnetOf(p), subnetOf(p), ln, strings.SplitN(p, "/", 2)[0])
+		// A route the kernel makes for the subnet's addresses, deleted by
+		// hand: the route to the subnet (made with its primary), or an
+		// address's local route (table local). The lab's addresses of the
+		// subnet go and come again in the file's order, and the kernel
+		// makes the routes with them.
+		p, lost, fix, why, local := noRouteIn(hl, sub), "", "", "", false
+		if p != "" {
+			lost = fmt.Sprintf("the route to %s that the kernel makes for %s", subnetOf(p), p)
+			fix = fmt.Sprintf("routes via %s fail until it is back (ip route add %s dev %s proto kernel scope link src %s)", subnetOf(p), subnetOf(p), ln, strings.SplitN(p, "/", 2)[0])
+			why = routeGone(f[0])
+		} else if a := noLocalIn(hl, sub); a != "" {
+			ip := strings.SplitN(a, "/", 2)[0]
+			p = a
+			for _, pr := range hl.Primaries {
+				if sameSubnet(pr, sub) {
+					p = pr
+				}
+			}
+			lost = fmt.Sprintf("the local route (table local) that the kernel makes for %s", a)
+			fix = fmt.Sprintf("%s does not answer until it is back (ip route add table local local %s dev %s proto kernel scope host src %s)", ip, ip, ln, ip)
+			why, local = localGone(a), true
+		}
+		if p != "" {
 			var theirs []string
 			for _, a := range hl.Foreign {
 				if sameSubnet(a, sub) {
@@ -765,15 +783,15 @@ func (d *differ) addresses(name, ln string, wl, hl *Link, downs bool) {
 				}
 			}
 			switch {
-			case contains(hl.Foreign, p):
+			case contains(hl.Foreign, p) && !local:
 				d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
-					"the route to %s that the kernel makes for %s, the subnet's primary address on %s in namespace %q, which the lab did not add, was deleted: the lab neither adds nor removes that address; %s",
-					subnetOf(p), p, ln, name, fix))
+					"%s, the subnet's primary address on %s in namespace %q, which the lab did not add, was deleted: the lab neither adds nor removes that address; %s",
+					lost, ln, name, fix))
 				continue
-			case len(theirs) > 0 && !d.promotes(name):
+			case len(theirs) > 0 && !d.promotes(name) && !contains(hl.Foreign, p):
 				d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
-					"the route to %s that the kernel makes for %s on %s in namespace %q was deleted: adding %s again would take %s, which the lab did not add, with it (net.ipv4.conf.all.promote_secondaries is 0); %s",
-					subnetOf(p), p, ln, name, p, strings.Join(theirs, ", "), fix))
+					"%s on %s in namespace %q was deleted: adding %s again would take %s, which the lab did not add, with it (net.ipv4.conf.all.promote_secondaries is 0); %s",
+					lost, ln, name, p, strings.Join(theirs, ", "), fix))
 				continue
 			}
 			for _, a := range k {
@@ -781,13 +799,13 @@ func (d *differ) addresses(name, ln string, wl, hl *Link, downs bool) {
 			}
 			for _, a := range f {
 				if have[a] {
-					dropped[a] = routeGone(f[0])
+					dropped[a] = why
 				}
 			}
-			if len(theirs) > 0 {
+			if len(theirs) > 0 && !contains(hl.Foreign, p) {
 				d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
-					"the route to %s that the kernel makes was deleted: while the lab adds its addresses of it on %s in namespace %q again, the kernel makes %s, which the lab did not add, the primary, and the lab's stay secondaries",
-					subnetOf(p), ln, name, theirs[0]))
+					"%s was deleted: while the lab adds its addresses of %s on %s in namespace %q again, the kernel makes %s, which the lab did not add, the primary, and the lab's stay secondaries",
+					lost, subnetOf(p), ln, name, theirs[0]))
 			}
 			continue
 		}
@@ -1692,6 +1710,23 @@ func noRouteIn(hl *Link, sub string) string {
 		}
 	}
 	return ""
+}
+
+// noLocalIn is the lab's address of subnet sub on hl whose local route is
+// gone, or "".
+func noLocalIn(hl *Link, sub string) string {
+	for _, a := range hl.NoLocal {
+		if sameSubnet(a, sub) {
+			return a
+		}
+	}
+	return ""
+}
+
+// localGone is why an address is added again whose local route, or that
+// of a's (another of the lab's addresses in its subnet), was deleted.
+func localGone(a string) string {
+	return "again: the local route of " + strings.SplitN(a, "/", 2)[0] + " (table local) the kernel makes was deleted"
 }
 
 // routeGone is why an address is added again whose subnet lost the route

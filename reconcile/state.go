@@ -168,6 +168,11 @@ type Link struct {
 	// (ip route flush, ip route del by hand): routes via the subnet
 	// cannot be added, and adding the address again makes it.
 	NoRoute []string `json:"no_route,omitempty"`
+	// NoLocal, in an observed state, lists the lab's IPv4 addresses of the
+	// lab's (up) link whose local route (table local) is gone (ip route
+	// flush table local): the address does not answer, and adding it
+	// again makes the route.
+	NoLocal []string `json:"no_local,omitempty"`
 	// HalfMade marks an observed link of the lab that a killed run left
 	// without its full mark: it is replaced.
 	HalfMade bool   `json:"half_made,omitempty"`
@@ -352,6 +357,7 @@ func (l *Link) Clone() *Link {
 	c.Foreign = append([]string(nil), l.Foreign...)
 	c.Primaries = append([]string(nil), l.Primaries...)
 	c.NoRoute = append([]string(nil), l.NoRoute...)
+	c.NoLocal = append([]string(nil), l.NoLocal...)
 	if l.STP != nil {
 		v := *l.STP
 		c.STP = &v

@@ -296,7 +296,8 @@ func parseAddrMsg(m []byte) (netlink.Addr, bool) {
 
 // routeDump lists the routes of the namespace's main table (as netlink's
 // RouteListFiltered with RT_FILTER_TABLE and FAMILY_ALL: what observation
-// reads of them), and the IPv6 addresses the local table routes to.
+// reads of them), and the addresses the local table routes to (its
+// routes of type local: IPv6, and IPv4).
 func (h *nsHandle) routeDump() ([]netlink.Route, map[string]bool, []string, error) {
 	req := nl.NewNetlinkRequest(unix.RTM_GETROUTE, unix.NLM_F_DUMP)
 	req.AddData(nl.NewRtMsg())
@@ -304,7 +305,7 @@ func (h *nsHandle) routeDump() ([]netlink.Route, map[string]bool, []string, erro
 	var otherV6 []string // IPv6 routes of others' outside the main table
 	routes, err := dumpAll(h, req, unix.RTM_NEWROUTE, func(m []byte) (netlink.Route, bool, error) {
 		r, ok := parseRouteMsg(m)
-		if ok && r.Table == unix.RT_TABLE_LOCAL && r.Family == unix.AF_INET6 && r.Type == unix.RTN_LOCAL && r.Dst != nil {
+		if ok && r.Type == unix.RTN_LOCAL && r.Dst != nil { // table local, or a VRF's
 			if locals == nil {
 				locals = map[string]bool{}
 			}

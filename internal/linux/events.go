@@ -244,8 +244,12 @@ func (e *Events) subscribe(short string) error {
 				if !ok {
 					return
 				}
-				if u.Route.Table != unix.RT_TABLE_MAIN {
-					continue // local and broadcast routes follow addresses
+				localGone := u.Type == unix.RTM_DELROUTE && u.Route.Type == unix.RTN_LOCAL && u.Route.Dst != nil && u.Route.Dst.IP.To4() != nil
+				if u.Route.Table != unix.RT_TABLE_MAIN && !localGone {
+					// Local and broadcast routes follow addresses, but an
+					// IPv4 address's local route deleted by hand (ip route
+					// flush table local) is drift: the address again.
+					continue
 				}
 				if u.Route.Protocol == unix.RTPROT_KERNEL && (u.Type == unix.RTM_NEWROUTE || u.Route.Dst == nil ||
 					u.Route.Dst.IP.To4() == nil && (u.Route.Dst.IP.IsLinkLocalUnicast() || u.Route.Dst.IP.IsMulticast())) {

@@ -1186,6 +1186,15 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 				l.NoRoute = append(l.NoRoute, p)
 			}
 		}
+		// IPv4: each of the lab's addresses has its local route (table
+		// local), up or down; without it the address does not answer
+		// (ip route flush table local).
+		for _, a := range l.Addresses {
+			pre, err := netip.ParsePrefix(a)
+			if err == nil && pre.Addr().Is4() && !locals[pre.Addr().String()] {
+				l.NoLocal = append(l.NoLocal, a)
+			}
+		}
 		// IPv6: each of the lab's addresses has its prefix route (made
 		// with the address, and again when the link comes up).
 		for _, a := range l.Addresses {

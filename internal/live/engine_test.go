@@ -722,7 +722,7 @@ links:
 			t.Fatalf("the plan does not warn %q:\n%s", want, strings.Join(p.Warnings, "\n"))
 		}
 	}
-	warned(e.plan(), `while the lab adds its addresses of it on eth0 in namespace "c1" again, the kernel makes 10.55.66.77/24, which the lab did not add, the primary`)
+	warned(e.plan(), `while the lab adds its addresses of 10.55.66.0/24 on eth0 in namespace "c1" again, the kernel makes 10.55.66.77/24, which the lab did not add, the primary`)
 	e.mustApply()
 	if p := e.plan(); !p.Empty() {
 		t.Fatalf("after the repair beside someone else's address the plan is not empty:\n%v", p.Changes)
@@ -860,4 +860,66 @@ func mustNet(t *testing.T, s string) *net.IPNet {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestFlushedLocalTableIsPutBack: `ip route flush table local` takes the
+// local routes the kernel made for the lab's IPv4 addresses, and they no
+// longer answer; plan saw nothing (an outside audit). The plan adds the
+// subnet's addresses again in the file's order (the kernel makes the
+// routes with them), and the lab answers again.
+func TestFlushedLocalTableIsPutBack(t *testing.T) {
+	src := []byte(`name: lflush
+namespaces:
+  c1: {}
+  c2: {}
+links:
+  - a: {namespace: c1, name: eth0, addresses: [10.61.0.2/24, 10.61.0.9/24, 10.62.0.2/24]}
+    b: {namespace: c2, name: eth0, addresses: [10.61.0.3/24, 10.62.0.3/24]}
+`)
+	e := newEnv(t, "lflush.yaml", src)
+	e.mustApply()
+	if p := e.plan(); !p.Empty() {
+		t.Fatalf("a fresh lab plans changes:\n%v", p)
+	}
+	e.in("c1", func() {
+		rs, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_LOCAL}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			if r.Dst != nil && strings.HasPrefix(r.Dst.IP.String(), "10.61.") {
+				if err := netlink.RouteDel(&r); err != nil {
+					t.Fatalf("delete %v: %v", r, err)
+				}
+			}
+		}
+	})
+	e.tcpFails("c2", "10.61.0.9:80")
+	p := e.plan()
+	text := p.String()
+	for _, want := range []string{
+		"+   address 10.61.0.2/24 on eth0 (again: the local route of 10.61.0.2 (table local) the kernel makes was deleted)",
+		"+   address 10.61.0.9/24 on eth0 (again: the local route of 10.61.0.2 (table local) the kernel makes was deleted)",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the plan after the flush lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "10.62.0.2") {
+		t.Errorf("the plan touches the other subnet, whose routes are there:\n%s", text)
+	}
+	e.mustApply()
+	if p := e.plan(); !p.Empty() {
+		t.Fatalf("after the repair the plan is not empty:\n%v", p)
+	}
+	e.tcp("c1", "c2", "10.61.0.9:80", "10.61.0.9:80")
+	e.tcp("c1", "c2", "10.61.0.2:80", "10.61.0.2:80")
+	e.in("c1", func() {
+		rs, _ := netlink.RouteList(nil, netlink.FAMILY_V4)
+		for _, r := range rs {
+			if r.Dst != nil && r.Dst.String() == "10.61.0.0/24" && r.Src.String() != "10.61.0.2" {
+				t.Errorf("the subnet's primary after the repair is %v, want the file's first, 10.61.0.2", r.Src)
+			}
+		}
+	})
 }

@@ -310,6 +310,27 @@ func TestWatchRepairsDrift(t *testing.T) {
 	w.waitMatches(src)
 	w.tcp("c1", "c2", "10.55.66.2:80", "10.55.66.2:80")
 
+	// The address's local route (table local), deleted by hand: the
+	// address does not answer; its event starts the repair.
+	w.waitQuiet()
+	mark = time.Now()
+	w.in("c2", func() {
+		rs, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_LOCAL}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			if r.Type == unix.RTN_LOCAL && r.Dst != nil && r.Dst.IP.String() == "10.55.66.3" {
+				if err := netlink.RouteDel(&r); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	})
+	w.waitRepairAfter(mark, "address 10.55.66.3/24 on eth0 (again: the local route of 10.55.66.3")
+	w.waitMatches(src)
+	w.tcp("c1", "c2", "10.55.66.2:80", "10.55.66.2:80")
+
 	// A namespace deleted by hand comes back, with its veth.
 	w.waitQuiet()
 	mark = time.Now()
