@@ -665,6 +665,14 @@ func TestOneShotRefusedWhileWatched(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// A failure below stops the watch before the lab's cleanup, which it
+	// would refuse while the watch runs.
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() && !strings.Contains(sc.Text(), `"event":"applied"`) {
 	}
