@@ -72,9 +72,11 @@ func startTime(pid int) (uint64, error) {
 // again until none is left, for those still there after grace. It finds
 // them by namespace, not by parentage, so a daemon's children, a daemon
 // that double-forked or keeps forking, and the processes of a test that
-// was killed are all found. It does not wait for them (nobody's Wait is
-// raced; a zombie is gone), and it returns how many it signalled. The
-// calling process is never one of them.
+// was killed are all found; and so are the descendants of those in extra,
+// wherever they are (one that moved to a network namespace of its own).
+// It does not wait for them (nobody's Wait is raced; a zombie is gone),
+// and it returns how many it signalled. The calling process is never one
+// of them.
 func StopProcesses(sandbox, prefix string, grace time.Duration, extra ...*os.Process) int {
 	return StopProcessesIn(NamespaceIDs(sandbox, prefix), grace, extra...)
 }
@@ -102,27 +104,61 @@ func StopProcessesIn(inodes map[[2]uint64]bool, grace time.Duration, extra ...*o
 		pid  int
 		proc *os.Process // for extra: signalled by pidfd, never another process with its pid
 	}
+	heirs := map[int]uint64{} // descendants of extra seen, by pid: their start times
 	find := func() []target {
 		var ts []target
+		started := map[int]bool{}
 		for _, p := range extra {
 			if p != nil && p.Signal(syscall.Signal(0)) == nil && alive(p.Pid) {
 				ts = append(ts, target{p.Pid, p})
+				started[p.Pid] = true
 			}
 		}
-		if len(inodes) == 0 {
+		if len(inodes) == 0 && len(started) == 0 && len(heirs) == 0 {
 			return ts
 		}
+		// The descendants of the commands started, wherever they are: a
+		// child that made a network namespace of its own (unshare -n) is
+		// in none of the lab's (an outside audit: it ran on).
+		parent := map[int]int{}
+		var pids []int
 		entries, _ := os.ReadDir("/proc")
 		for _, e := range entries {
 			pid, err := strconv.Atoi(e.Name())
 			if err != nil || pid == os.Getpid() {
 				continue
 			}
-			var st unix.Stat_t
-			if unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st) != nil || !inodes[[2]uint64{st.Dev, st.Ino}] || !alive(pid) {
+			pids = append(pids, pid)
+			if len(started) > 0 || len(heirs) > 0 {
+				parent[pid] = parentOf(pid)
+			}
+		}
+		descends := func(pid int) bool {
+			if t, ok := heirs[pid]; ok {
+				// Found before: its parent may have gone since (it was
+				// signalled too), and it has init for a parent now.
+				now, err := startTime(pid)
+				return err == nil && now == t
+			}
+			for p, i := pid, 0; i < 64 && p > 1; i++ {
+				if p = parent[p]; started[p] {
+					if t, err := startTime(pid); err == nil {
+						heirs[pid] = t
+					}
+					return true
+				}
+			}
+			return false
+		}
+		for _, pid := range pids {
+			if started[pid] {
 				continue
 			}
-			ts = append(ts, target{pid: pid})
+			var st unix.Stat_t
+			in := unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st) == nil && inodes[[2]uint64{st.Dev, st.Ino}]
+			if (in || descends(pid)) && alive(pid) {
+				ts = append(ts, target{pid: pid})
+			}
 		}
 		return ts
 	}
@@ -158,6 +194,21 @@ func StopProcessesIn(inodes map[[2]uint64]bool, grace time.Duration, extra ...*o
 }
 
 // alive: the process exists and has not exited (a zombie has).
+// parentOf is a process's parent's pid (0 if it cannot be read).
+func parentOf(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndex(s, ")")+1:])
+	if len(f) < 2 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[1])
+	return n
+}
+
 func alive(pid int) bool {
 	_, err := startTime(pid)
 	return err == nil

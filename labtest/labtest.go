@@ -226,8 +226,10 @@ func (x *Lab) Apply(yaml string) error {
 }
 
 // Command is a command that runs in namespace ns when started (a daemon,
-// the program under test); it and all it started that are still running
-// in the lab at cleanup are stopped. It runs as under `netplan-lab exec`
+// the program under test); at cleanup it is stopped with everything still
+// running in the lab, and with what it started, in the lab or not (a
+// child in a network namespace of its own), while it runs: a child left
+// behind by a command that has exited, outside the lab, is not found. It runs as under `netplan-lab exec`
 // (and `ip netns exec`): the lab's hosts file is its /etc/hosts, so the
 // names of the lab's namespaces (and NS-IF for an interface) resolve, and
 // /sys shows the namespace's interfaces. The test binary starts itself

@@ -481,3 +481,37 @@ func TestAddrWhileApplying(t *testing.T) {
 		t.Fatalf("Addr after the last Apply: %s", a)
 	}
 }
+
+// TestCleanupStopsChildOutsideTheLab: a command's child that moved to a
+// network namespace of its own (unshare -n) is in none of the lab's, and
+// ran on after cleanup (an outside audit); it is stopped as the
+// command's descendant, even ignoring SIGTERM after its parent went.
+func TestCleanupStopsChildOutsideTheLab(t *testing.T) {
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("no unshare(1) here")
+	}
+	var out syncBuffer
+	var c *exec.Cmd
+	t.Run("lab", func(t *testing.T) {
+		l := labtest.UpYAML(t, pair)
+		c = l.Command("a", "sh", "-c", `unshare -n sh -c 'trap "" TERM; echo $$; exec sleep 3600' & wait`)
+		c.Stdout = &out
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "\n"); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the child did not print its pid")
+			}
+		}
+	})
+	child, err := strconv.Atoi(strings.TrimSpace(out.String()))
+	if err != nil {
+		t.Fatalf("child pid %q: %v", out.String(), err)
+	}
+	go c.Wait()
+	if s := state(child); s != "" && s != "Z" {
+		syscall.Kill(child, syscall.SIGKILL)
+		t.Fatalf("the command's child in a namespace of its own still runs after cleanup (state %q)", s)
+	}
+}
