@@ -42,7 +42,22 @@ func frames(t *testing.T) map[string][]byte {
 	udp := &layers.UDP{SrcPort: 5000, DstPort: 6000}
 	ipu := ip4(layers.IPProtocolUDP)
 	udp.SetNetworkLayerForChecksum(ipu)
+	// Fragments of a 3000-byte datagram (an outside audit: a later one
+	// was an "ICMP echo reply, id 0", or "UDP" from port 0, and the first
+	// said the length it carried, not the datagram's).
+	frag := func(p layers.IPProtocol, offset uint16, more bool, data []byte) []byte {
+		ip := ip4(p)
+		ip.FragOffset = offset / 8
+		if more {
+			ip.Flags = layers.IPv4MoreFragments
+		}
+		return frame(t, eth(layers.EthernetTypeIPv4), ip, gopacket.Payload(data))
+	}
+	udpHead := []byte{0x13, 0x88, 0x17, 0x70, 0x0b, 0xc0, 0, 0} // 5000 > 6000, length 3008
 	return map[string][]byte{
+		"IP 10.0.0.1.5000 > 10.0.0.2.6000: UDP, length 3000":                            frag(layers.IPProtocolUDP, 0, true, append(udpHead, make([]byte, 1472)...)),
+		"IP 10.0.0.1 > 10.0.0.2: ip-proto-17 (a fragment, at offset 1480), length 1514": frag(layers.IPProtocolUDP, 1480, true, make([]byte, 1480)),
+		"IP 10.0.0.1 > 10.0.0.2: ip-proto-1 (a fragment, at offset 2960), length 82":    frag(layers.IPProtocolICMPv4, 2960, false, make([]byte, 48)),
 		"ARP, Request who-has 10.0.0.2 tell 10.0.0.1, length 60": frame(t, eth(layers.EthernetTypeARP), &layers.ARP{
 			AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
 			Operation: 1, SourceHwAddress: macA, SourceProtAddress: ipA, DstHwAddress: make([]byte, 6), DstProtAddress: ipB}),
@@ -110,8 +125,10 @@ func TestPcapReadBack(t *testing.T) {
 
 func TestFilter(t *testing.T) {
 	fs := frames(t)
-	cases := map[string]int{"": 5, "arp": 2, "icmp": 1, "tcp or udp": 2, "not arp": 3, "port 80": 1,
-		"host 10.0.0.2 and not icmp": 4, "ip and udp and port 6000": 1}
+	// Fragments count as their protocol's (as tcpdump's "udp" keeps
+	// them), and a later one has no port.
+	cases := map[string]int{"": 8, "arp": 2, "icmp": 2, "tcp or udp": 4, "not arp": 6, "port 80": 1,
+		"host 10.0.0.2 and not icmp": 6, "ip and udp and port 6000": 2}
 	for expr, want := range cases {
 		f, err := ParseFilter(expr)
 		if err != nil {

@@ -14,15 +14,20 @@ type Packet struct {
 	Src, Dst  net.HardwareAddr
 	EtherType uint16
 	// Network layer.
-	IP       bool // IPv4 or IPv6
-	IPSrc    netip.Addr
-	IPDst    netip.Addr
-	Proto    uint8 // IP protocol (after IPv6 extension headers are not followed)
-	ARP      *ARP
-	ICMPType uint8
-	ICMPCode uint8
-	ICMPID   uint16
-	ICMPSeq  uint16
+	IP    bool // IPv4 or IPv6
+	IPSrc netip.Addr
+	IPDst netip.Addr
+	Proto uint8 // IP protocol (after IPv6 extension headers are not followed)
+	// FragOffset is where in its datagram an IPv4 fragment's data goes
+	// (bytes); Later says it is not the first fragment (no transport
+	// header), More that more fragments follow.
+	FragOffset  int
+	Later, More bool
+	ARP         *ARP
+	ICMPType    uint8
+	ICMPCode    uint8
+	ICMPID      uint16
+	ICMPSeq     uint16
 	// Transport.
 	SrcPort, DstPort uint16
 	TCPFlags         uint8
@@ -80,10 +85,20 @@ func Decode(b []byte) *Packet {
 		if total > len(b) || total < ihl {
 			total = len(b) // GSO frames say 0 or more than is here
 		}
-		if binary.BigEndian.Uint16(b[6:8])&0x1fff != 0 {
+		frag := binary.BigEndian.Uint16(b[6:8])
+		p.FragOffset, p.More = int(frag&0x1fff)*8, frag&0x2000 != 0
+		if p.FragOffset != 0 {
+			p.Later = true
 			return p // a later fragment: no transport header
 		}
 		p.transport(b[ihl:total])
+		if p.More && p.Proto == protoUDP && total-ihl >= 8 {
+			// The first fragment: the datagram's length is in its
+			// header, not in what this fragment carries.
+			if n := int(binary.BigEndian.Uint16(b[ihl+4 : ihl+6])); n >= 8 {
+				p.Payload = n - 8
+			}
+		}
 	case 0x86dd:
 		if len(b) < 40 || b[0]>>4 != 6 {
 			return p
@@ -171,6 +186,10 @@ func (p *Packet) String() string {
 		fam := "IP"
 		if p.IPSrc.Is6() {
 			fam = "IP6"
+		}
+		if p.Later {
+			// tcpdump's words, and where the fragment goes.
+			return fmt.Sprintf("%s %s > %s: ip-proto-%d (a fragment, at offset %d), length %d", fam, p.IPSrc, p.IPDst, p.Proto, p.FragOffset, p.Len)
 		}
 		switch p.Proto {
 		case protoICMP:
