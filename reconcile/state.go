@@ -79,6 +79,11 @@ type Namespace struct {
 	// owners on the forward hook that accept by default and hold rules
 	// (any of which may drop): path says it does not evaluate them.
 	ForwardRules []string `json:"forward_rules,omitempty"`
+	// InputDrop and InputRules, in an observed state, are the same of the
+	// input hook (packets to the namespace's own addresses): read for
+	// path, which says what they may drop.
+	InputDrop  []string `json:"input_drop,omitempty"`
+	InputRules []string `json:"input_rules,omitempty"`
 	// NATStrays, in an observed state, lists rules in the lab's NAT chains
 	// that are not the lab's (added by hand): left, and warned about.
 	NATStrays []string `json:"nat_strays,omitempty"`

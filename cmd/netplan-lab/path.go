@@ -77,7 +77,7 @@ rules. It sends nothing; it exits 1 when the packet does not arrive.`,
 			} else {
 				fmt.Fprint(g.stdout, r.Text())
 			}
-			if r.Result != "delivered" {
+			if !r.OK() {
 				return &codeError{exitError, nil}
 			}
 			return nil

@@ -65,6 +65,8 @@ func (e *codeError) Error() string {
 	return e.err.Error()
 }
 
+func (e *codeError) Unwrap() error { return e.err }
+
 func run(args []string, stdout, stderr io.Writer) int {
 	out := &countingWriter{w: stdout}
 	stdout = out

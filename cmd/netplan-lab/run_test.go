@@ -466,10 +466,15 @@ func TestWrongPrefixSaysWhereTheLabIs(t *testing.T) {
 		t.Fatalf("apply: exit %d\n%s%s", code, out, errOut)
 	}
 	defer runCLI("--netns", sb, "--prefix", pfx, "destroy", file)
-	for _, cmd := range [][]string{{"exec", file, "c1", "--", "true"}, {"check", file}} {
+	// path too (an outside audit: it gave no hint).
+	for _, cmd := range [][]string{{"exec", file, "c1", "--", "true"}, {"check", file}, {"path", file, "c1", "c2"}} {
 		code, out, errOut := runCLI(append([]string{"--netns", sb}, cmd...)...)
 		want := fmt.Sprintf("Hint: lab \"bridge\" (sandbox %s, prefix %s) is there (2 namespaces); to use it: netplan-lab --netns %s --prefix %s %s FILE ...", sb, pfx, sb, pfx, cmd[0])
-		if code != 1 || !strings.Contains(errOut, "namespace c1 (netns c1) does not exist: apply the lab first\n"+want) {
+		says := "namespace c1 (netns c1) does not exist: apply the lab first\n"
+		if cmd[0] == "path" {
+			says = "namespace c1 (netns c1) is not there, or is not this lab's: apply the lab first\n"
+		}
+		if code != 1 || !strings.Contains(errOut, says+want) {
 			t.Errorf("%s without the prefix: exit %d\n%s%s\nwant the hint %q", cmd[0], code, out, errOut, want)
 		}
 	}

@@ -263,6 +263,9 @@ type natState struct {
 	// forwardRules: foreign base chains of the forward hook that accept by
 	// default but hold rules (one may drop).
 	forwardRules []string
+	// inputDrop and inputRules: the same of the input hook (packets to
+	// the namespace's own addresses), for path.
+	inputDrop, inputRules []string
 	// strays: rules in the lab's chains that are not the lab's.
 	strays []string
 }
@@ -290,8 +293,15 @@ func (k *Kernel) natState(c *nftables.Conn) (st natState, err error) {
 			}
 			continue
 		}
-		if ch.Hooknum == nil || *ch.Hooknum != *nftables.ChainHookForward {
+		if ch.Hooknum == nil || *ch.Hooknum != *nftables.ChainHookForward && *ch.Hooknum != *nftables.ChainHookInput {
 			continue
+		}
+		drops, rules := &st.forwardDrop, &st.forwardRules
+		if *ch.Hooknum == *nftables.ChainHookInput {
+			if f := ch.Table.Family; f != nftables.TableFamilyINet && f != nftables.TableFamilyIPv4 && f != nftables.TableFamilyIPv6 {
+				continue // the same number is arp's output hook
+			}
+			drops, rules = &st.inputDrop, &st.inputRules
 		}
 		desc := fmt.Sprintf("chain %s in table %s %s", ch.Name, familyName(ch.Table.Family), ch.Table.Name)
 		rs, rerr := c.GetRules(ch.Table, ch)
@@ -300,13 +310,14 @@ func (k *Kernel) natState(c *nftables.Conn) (st natState, err error) {
 			if rerr == nil && len(rs) == 0 {
 				desc += reconcile.ForwardDropNoRules // it drops everything
 			}
-			st.forwardDrop = append(st.forwardDrop, desc)
+			*drops = append(*drops, desc)
 		case rerr != nil || len(rs) > 0:
-			st.forwardRules = append(st.forwardRules, desc)
+			*rules = append(*rules, desc)
 		}
 	}
-	sort.Strings(st.forwardDrop)
-	sort.Strings(st.forwardRules)
+	for _, l := range [][]string{st.forwardDrop, st.forwardRules, st.inputDrop, st.inputRules} {
+		sort.Strings(l)
+	}
 	if st.table == nil {
 		return st, nil
 	}
@@ -408,6 +419,8 @@ func (k *Kernel) observeNAT(h *nsHandle, ns *reconcile.Namespace) error {
 	}
 	ns.ForwardDrop = st.forwardDrop
 	ns.ForwardRules = st.forwardRules
+	ns.InputDrop = st.inputDrop
+	ns.InputRules = st.inputRules
 	for _, s := range st.strays {
 		ns.NATStrays = append(ns.NATStrays, fmt.Sprintf("table inet %s, %s", k.TableName(), s))
 	}

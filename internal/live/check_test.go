@@ -1754,3 +1754,76 @@ func espStates() error {
 	}
 	return err
 }
+
+// TestPathFollowsTheReply: a packet that arrives but whose reply has no
+// way back was "delivered", exit 0, where ping failed (an outside audit);
+// path follows the reply and says where it stops, exit 1. An input chain
+// with policy drop and no rules where the packet arrives is a drop.
+func TestPathFollowsTheReply(t *testing.T) {
+	bin := binary(t)
+	src := []byte(`name: prt
+namespaces:
+  a: {routes: [{to: default, via: 10.83.0.1}]}
+  r: {sysctls: {net.ipv4.ip_forward: "1"}}
+  b: {routes: [{to: default, via: 10.84.0.1}]}
+links:
+  - {a: {namespace: a, name: eth0, addresses: [10.83.0.2/24]}, b: {namespace: r, name: ra, addresses: [10.83.0.1/24]}}
+  - {a: {namespace: b, name: eth0, addresses: [10.84.0.2/24]}, b: {namespace: r, name: rb, addresses: [10.84.0.1/24]}}
+`)
+	e, file := envOfFile(t, "prt.yaml", src)
+	if code, out, errOut := e.cli(bin, "apply", file); code != 0 {
+		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
+	}
+	defer e.destroy()
+	if code, out, _ := e.cli(bin, "path", file, "a", "b"); code != 0 || !strings.HasSuffix(out, "delivered: 10.84.0.2 is an address of b\n") {
+		t.Fatalf("path a b: %d\n%s", code, out)
+	}
+	e.in("b", func() {
+		if err := netlink.RouteDel(&netlink.Route{Dst: nil, Gw: net.ParseIP("10.84.0.1")}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	code, out, _ := e.cli(bin, "path", file, "a", "b")
+	want := "delivered: 10.84.0.2 is an address of b\nbut the reply does not come back:\npath b -> 10.83.0.2 (icmp)\n 1  b\nno route: namespace b has no route to 10.83.0.2\n"
+	if code != 1 || !strings.HasSuffix(out, want) {
+		t.Fatalf("path a b, b without its default route: %d\n%s\nwant it to end with:\n%s", code, out, want)
+	}
+	if err := exec.Command("nsenter", "--net="+e.nsPath("a"), "ping", "-c1", "-W1", "10.84.0.2").Run(); err == nil {
+		t.Fatal("ping a -> b passes without b's way back (path said it does not)")
+	}
+	code, out, _ = e.cli(bin, "-o", "json", "path", file, "a", "b")
+	var r struct {
+		Result string `json:"result"`
+		Reply  *struct {
+			Result string `json:"result"`
+			Reason string `json:"reason"`
+		} `json:"reply"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil || code != 1 || r.Result != "delivered" || r.Reply == nil || r.Reply.Result != "no route" {
+		t.Fatalf("path -o json: %d %v\n%s", code, err, out)
+	}
+	if code, out, errOut := e.cli(bin, "apply", file); code != 0 {
+		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
+	}
+	e.in("b", func() {
+		c, err := nftables.New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb := c.AddTable(&nftables.Table{Name: "npltestin", Family: nftables.TableFamilyINet})
+		drop := nftables.ChainPolicyDrop
+		c.AddChain(&nftables.Chain{Name: "in", Table: tb, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &drop})
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	code, out, _ = e.cli(bin, "path", file, "a", "b")
+	if code != 1 || !strings.Contains(out, "dropped: namespace b drops packets to its own addresses: an input chain with policy drop and no rules (chain in in table inet npltestin)") {
+		t.Fatalf("path a b, b's input chain dropping all: %d\n%s", code, out)
+	}
+	e.in("b", func() {
+		c, _ := nftables.New()
+		c.DelTable(&nftables.Table{Name: "npltestin", Family: nftables.TableFamilyINet})
+		c.Flush()
+	})
+}

@@ -57,11 +57,42 @@ type Result struct {
 	// Notes are what the verdict does not account for (a forward chain of
 	// someone else's, whose rules path does not evaluate).
 	Notes []string `json:"notes,omitempty"`
+	// Reply, on a packet delivered, is the way of the reply back to the
+	// packet's source as it arrived, when the reply does not get there:
+	// a ping or a connection fails all the same.
+	Reply *Result `json:"reply,omitempty"`
 }
+
+// OK reports whether the packet gets there and its reply comes back.
+func (r *Result) OK() bool { return r.Result == "delivered" && r.Reply == nil }
 
 // Trace follows a packet of proto (icmp, tcp, udp) to port from namespace
 // from to dst through the observed state of the lab.
 func Trace(k Kernel, s *reconcile.State, from string, dst netip.Addr, proto string, port int) *Result {
+	r, at, in, src := trace(k, s, from, dst, proto, port)
+	if r.Result != "delivered" || in == "" || !src.IsValid() {
+		return r
+	}
+	// The reply, from where the packet arrived to its source as it
+	// arrived (after any NAT on the way, which the reply meets again in
+	// the namespace that did it: its address there is that
+	// namespace's). An outside audit: "delivered" for a ping whose reply
+	// had no route back.
+	back, _, _, _ := trace(k, s, at, src, proto, 0)
+	for _, n := range back.Notes {
+		r.Notes = append(r.Notes, "on the way back: "+n)
+	}
+	if back.Result != "delivered" {
+		back.Notes = nil
+		r.Reply = back
+	}
+	return r
+}
+
+// trace follows one packet; it returns where it was delivered (the
+// namespace, the interface it came in by, "" if it never left its own,
+// and its source address as it arrived).
+func trace(k Kernel, s *reconcile.State, from string, dst netip.Addr, proto string, port int) (*Result, string, string, netip.Addr) {
 	r := &Result{From: from, To: dst.String(), Proto: proto, Port: port, Hops: []Hop{}}
 	ns, in := from, ""
 	var src netip.Addr
@@ -71,7 +102,7 @@ func Trace(k Kernel, s *reconcile.State, from string, dst netip.Addr, proto stri
 		n := s.NS(ns)
 		if n == nil {
 			r.Result, r.Reason = "dropped", fmt.Sprintf("namespace %s is not part of the lab", ns)
-			return r
+			return r, ns, in, src
 		}
 		// A port forward may rewrite the destination first: arriving
 		// (prerouting), or sent by the namespace itself (output), whose
@@ -92,19 +123,34 @@ func Trace(k Kernel, s *reconcile.State, from string, dst netip.Addr, proto stri
 		}
 		if local(n, dst) {
 			r.Hops = append(r.Hops, hop)
+			// An input chain of someone else's decides what reaches the
+			// namespace's own addresses, as a forward chain does what it
+			// routes (an outside audit: "delivered" past a policy drop).
+			for _, c := range n.InputDrop {
+				if strings.HasSuffix(c, reconcile.ForwardDropNoRules) {
+					r.Result, r.Reason = "dropped", fmt.Sprintf("namespace %s drops packets to its own addresses: an input chain with policy drop and no rules (%s)", ns, strings.TrimSuffix(c, reconcile.ForwardDropNoRules))
+					return r, ns, in, src
+				}
+			}
+			if len(n.InputDrop) > 0 {
+				r.Notes = append(r.Notes, fmt.Sprintf("namespace %s has an input chain with policy drop (%s): path does not evaluate its rules; unless one accepts this packet, it is dropped there", ns, strings.Join(n.InputDrop, ", ")))
+			}
+			if len(n.InputRules) > 0 {
+				r.Notes = append(r.Notes, fmt.Sprintf("namespace %s has an input chain with rules of someone else's (%s): path does not evaluate them; one may drop this packet there", ns, strings.Join(n.InputRules, ", ")))
+			}
 			r.Result = "delivered"
 			if in == "" {
 				r.Reason = dst.String() + " is an address of " + ns + " itself"
 			} else {
 				r.Reason = dst.String() + " is an address of " + ns
 			}
-			return r
+			return r, ns, in, src
 		}
 		if in != "" {
 			if why := forwardBlocked(k, ns, in, src, dst, n); why != "" {
 				r.Hops = append(r.Hops, hop)
 				r.Result, r.Reason = "dropped", why
-				return r
+				return r, ns, in, src
 			}
 			// A drop policy decides only what its rules leave: path does
 			// not evaluate rules it did not make (an outside audit: Docker's
@@ -113,7 +159,7 @@ func Trace(k Kernel, s *reconcile.State, from string, dst netip.Addr, proto stri
 				if strings.HasSuffix(fd, reconcile.ForwardDropNoRules) {
 					r.Hops = append(r.Hops, hop)
 					r.Result, r.Reason = "dropped", fmt.Sprintf("namespace %s drops forwarded packets: a forward chain with policy drop and no rules (%s)", ns, strings.TrimSuffix(fd, reconcile.ForwardDropNoRules))
-					return r
+					return r, ns, in, src
 				}
 			}
 			if len(n.ForwardDrop) > 0 {
@@ -142,7 +188,7 @@ func Trace(k Kernel, s *reconcile.State, from string, dst netip.Addr, proto stri
 			if len(down) > 0 {
 				r.Reason += fmt.Sprintf(": %s down, and the kernel drops the routes of an interface that is down", strings.Join(down, ", ")+map[bool]string{true: " is", false: " are"}[len(down) == 1])
 			}
-			return r
+			return r, ns, in, src
 		}
 		rt := routes[0]
 		out := k.LinkName(ns, rt.LinkIndex)
@@ -172,25 +218,25 @@ func Trace(k Kernel, s *reconcile.State, from string, dst netip.Addr, proto stri
 		if l != nil && !l.Up {
 			r.Hops = append(r.Hops, hop)
 			r.Result, r.Reason = "dropped", fmt.Sprintf("%s:%s is down", ns, out)
-			return r
+			return r, ns, in, src
 		}
 		nextNS, nextIf, way, why := l2(k, s, reconcile.Ref{NS: ns, Name: out}, next)
 		hop.L2 = way
 		r.Hops = append(r.Hops, hop)
 		if why != "" {
 			r.Result, r.Reason = "dropped", why
-			return r
+			return r, ns, in, src
 		}
 		key := nextNS + "|" + dst.String()
 		if seen[key] {
 			r.Result, r.Reason = "dropped", "a routing loop: it comes back to "+nextNS
-			return r
+			return r, ns, in, src
 		}
 		seen[key] = true
 		ns, in = nextNS, nextIf
 	}
 	r.Result, r.Reason = "dropped", "more than 32 hops"
-	return r
+	return r, ns, in, src
 }
 
 func local(n *reconcile.Namespace, a netip.Addr) bool {
@@ -498,6 +544,9 @@ func (r *Result) Text() string {
 		}
 	}
 	fmt.Fprintf(&b, "%s: %s\n", r.Result, r.Reason)
+	if r.Reply != nil {
+		fmt.Fprintf(&b, "but the reply does not come back:\n%s", r.Reply.Text())
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "note: %s\n", n)
 	}
