@@ -241,6 +241,7 @@ func (e *Env) ping(ns, dev string, addr netip.Addr) (time.Duration, error) {
 	tries := 3
 	sentAt := make([]time.Time, tries+1)
 	buf := make([]byte, 1500)
+	said := "" // an ICMP error that came back instead of a reply
 	for seq := 1; seq <= tries; seq++ {
 		msg := icmp.Message{Type: reqType, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("netplan-lab check")}}
 		b, err := msg.Marshal(nil)
@@ -259,7 +260,18 @@ func (e *Env) ping(ns, dev string, addr netip.Addr) (time.Duration, error) {
 				break // this try's time is up
 			}
 			m, err := icmp.ParseMessage(proto, buf[:n])
-			if err != nil || m.Type != replyType {
+			if err != nil {
+				continue
+			}
+			if m.Type != replyType {
+				// An error about one of this check's requests (a router
+				// with no route says so at once): the verdict stays
+				// "no reply", with what came back instead (an outside
+				// audit: ping said "Destination Net Unreachable", check
+				// only that no reply came).
+				if why := icmpError(m, id, addr.Is6()); why != "" {
+					said = fmt.Sprintf("%s said %s", from, why)
+				}
 				continue
 			}
 			// A reply to any of this check's requests: those that waited
@@ -270,7 +282,48 @@ func (e *Env) ping(ns, dev string, addr netip.Addr) (time.Duration, error) {
 			}
 		}
 	}
+	if said != "" {
+		return 0, fmt.Errorf("no echo reply within %v: %s", e.timeout(), said)
+	}
 	return 0, fmt.Errorf("no echo reply within %v", e.timeout())
+}
+
+// icmpError is what an ICMP error about an echo request of id says
+// ("destination net unreachable"), or "" if m is not one.
+func icmpError(m *icmp.Message, id int, v6 bool) string {
+	var data []byte
+	var what string
+	code := m.Code
+	switch b := m.Body.(type) {
+	case *icmp.DstUnreach:
+		data = b.Data
+		what = "destination unreachable"
+		names := map[int]string{0: "destination net unreachable", 1: "destination host unreachable", 3: "destination port unreachable",
+			9: "destination net prohibited", 10: "destination host prohibited", 13: "communication administratively prohibited"}
+		if v6 {
+			names = map[int]string{0: "no route to destination", 1: "communication administratively prohibited", 3: "destination address unreachable", 4: "destination port unreachable"}
+		}
+		if n, ok := names[code]; ok {
+			what = n
+		}
+	case *icmp.TimeExceeded:
+		data, what = b.Data, "time to live exceeded"
+	default:
+		return ""
+	}
+	// data is the request as it was sent: its IP header, then its ICMP
+	// header (type, code, checksum, id, seq).
+	hl := 40
+	if !v6 {
+		if len(data) < 1 {
+			return ""
+		}
+		hl = int(data[0]&0x0f) * 4
+	}
+	if len(data) < hl+8 || int(data[hl+4])<<8|int(data[hl+5]) != id {
+		return ""
+	}
+	return what
 }
 
 // tcp connects from ns to addr:port; a listener of check says its

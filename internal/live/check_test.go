@@ -1827,3 +1827,39 @@ links:
 		c.Flush()
 	})
 }
+
+// TestCheckSaysWhatCameBack: a router with no route answers a ping with
+// "destination net unreachable"; check said only that no reply came (an
+// outside audit); it says what came back instead.
+func TestCheckSaysWhatCameBack(t *testing.T) {
+	bin := binary(t)
+	src := []byte(`name: cwb
+namespaces:
+  a: {routes: [{to: default, via: 10.85.0.1}]}
+  r: {sysctls: {net.ipv4.ip_forward: "1"}}
+  b: {routes: [{to: default, via: 10.86.0.1}]}
+links:
+  - {a: {namespace: a, name: eth0, addresses: [10.85.0.2/24]}, b: {namespace: r, name: ra, addresses: [10.85.0.1/24]}}
+  - {a: {namespace: b, name: eth0, addresses: [10.86.0.2/24]}, b: {namespace: r, name: rb, addresses: [10.86.0.1/24]}}
+checks:
+  - {from: a, to: b}
+`)
+	e, file := envOfFile(t, "cwb.yaml", src)
+	if code, out, errOut := e.cli(bin, "apply", file); code != 0 {
+		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
+	}
+	defer e.destroy()
+	e.in("r", func() {
+		l, err := netlink.LinkByName("rb")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := netlink.LinkSetDown(l); err != nil {
+			t.Fatal(err)
+		}
+	})
+	code, out, errOut := e.cli(bin, "check", file)
+	if code != 1 || !strings.Contains(out, "10.85.0.1 said destination net unreachable") {
+		t.Fatalf("check with r's rb down: %d\n%s%s", code, out, errOut)
+	}
+}
