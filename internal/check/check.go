@@ -386,6 +386,12 @@ func (e *Env) udp(ns, dev string, addr netip.Addr, port int) (string, bool, erro
 			return "", false, errors.New("port unreachable (ICMP)")
 		}
 	}
+	if srv := e.realServer("udp", port); srv != "" {
+		// Someone else's server there may have had the datagram and
+		// not answered: UDP does not tell (an outside audit: it read as
+		// if nothing had arrived).
+		return "", false, fmt.Errorf("no answer within %v from the server listening on udp/%d in %s (it may have had the datagram and not answered: UDP does not tell)", e.timeout(), port, srv)
+	}
 	return "", false, fmt.Errorf("no answer within %v", e.timeout())
 }
 

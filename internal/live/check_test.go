@@ -1843,12 +1843,27 @@ links:
   - {a: {namespace: b, name: eth0, addresses: [10.86.0.2/24]}, b: {namespace: r, name: rb, addresses: [10.86.0.1/24]}}
 checks:
   - {from: a, to: b}
+  - {from: a, to: b, proto: udp, port: 5353}
 `)
 	e, file := envOfFile(t, "cwb.yaml", src)
 	if code, out, errOut := e.cli(bin, "apply", file); code != 0 {
 		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
 	}
 	defer e.destroy()
+	// A server of someone else's that reads and never answers: the
+	// datagram may have arrived, and check says so.
+	var silent net.PacketConn
+	e.in("b", func() {
+		var err error
+		if silent, err = net.ListenPacket("udp4", ":5353"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer silent.Close()
+	code, out, errOut := e.cli(bin, "check", file)
+	if code != 1 || !strings.Contains(out, "from the server listening on udp/5353 in b (it may have had the datagram and not answered: UDP does not tell)") {
+		t.Fatalf("check with a silent UDP server: %d\n%s%s", code, out, errOut)
+	}
 	e.in("r", func() {
 		l, err := netlink.LinkByName("rb")
 		if err != nil {
@@ -1858,7 +1873,7 @@ checks:
 			t.Fatal(err)
 		}
 	})
-	code, out, errOut := e.cli(bin, "check", file)
+	code, out, errOut = e.cli(bin, "check", file)
 	if code != 1 || !strings.Contains(out, "10.85.0.1 said destination net unreachable") {
 		t.Fatalf("check with r's rb down: %d\n%s%s", code, out, errOut)
 	}
