@@ -1038,6 +1038,47 @@ func through(ns *Namespace, r *Route) string {
 	return found
 }
 
+// gatewayDev is the one interface a route via a gateway, without dev:, goes
+// through when added now: the only up link with an address (of the
+// file's, or anyone's) whose subnet holds the gateway; "" when there is
+// none or more than one (which one the kernel takes is its own).
+func gatewayDev(w, h *Namespace, r *Route) string {
+	gw, err := netip.ParseAddr(r.Via)
+	if err != nil || gw.IsLinkLocalUnicast() {
+		return ""
+	}
+	found := ""
+	holds := func(ln string, addrs []string) {
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a); err == nil && p.Masked().Contains(gw) && p.Addr() != gw {
+				if found != "" && found != ln {
+					found = "-"
+				} else if found == "" {
+					found = ln
+				}
+			}
+		}
+	}
+	for _, ln := range sortedKeys(w.Links) {
+		if l := w.Links[ln]; l.Up {
+			holds(ln, l.Addresses)
+		}
+	}
+	if h != nil {
+		for _, ln := range sortedKeys(h.Links) {
+			if l := h.Links[ln]; l.Up && (w.Links[ln] == nil || !w.Links[ln].Owned) {
+				holds(ln, append(append([]string(nil), l.Addresses...), l.Foreign...))
+			} else if l.Up {
+				holds(ln, l.Foreign)
+			}
+		}
+	}
+	if found == "-" {
+		return ""
+	}
+	return found
+}
+
 // gatewayReached reports whether route wr, to be added in host, goes
 // through an interface of the lab there: by its dev:, or by its gateway
 // on the subnet of one. If not, it is a conflict: a gateway on no subnet
@@ -1160,6 +1201,16 @@ func (d *differ) routes(name string) {
 			}
 			if wr.Dev != "" && wr.Dev != hr.Dev {
 				f = append(f, Field{"dev", orNone(hr.Dev), wr.Dev})
+			}
+			if wr.Dev == "" && !wr.OnLink && hr.Dev != "" {
+				// The kernel picked the interface when the route was
+				// added and keeps it when the gateway's subnet moves to
+				// another (an outside audit: an edit swapped two links'
+				// subnets; the route stayed on the old one, and plan saw
+				// nothing). A replace picks it again.
+				if dev := gatewayDev(w, h, wr); dev != "" && dev != hr.Dev {
+					f = append(f, Field{"dev", hr.Dev, dev})
+				}
 			}
 			if wr.OnLink != hr.OnLink {
 				f = append(f, Field{"onlink", boolStr(hr.OnLink), boolStr(wr.OnLink)})

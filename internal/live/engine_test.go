@@ -923,3 +923,46 @@ links:
 		}
 	})
 }
+
+// TestRouteFollowsItsGatewaysSubnet: a route via a gateway, without dev:,
+// goes through the interface the kernel picked when it was added; an edit
+// that moves the gateway's subnet to another interface left it on the old
+// one (traffic on the wrong wire), and plan and show saw nothing (an
+// outside audit). The plan replaces it, and the kernel picks again.
+func TestRouteFollowsItsGatewaysSubnet(t *testing.T) {
+	lab := func(a, b, a6, b6 string) []byte {
+		return []byte(fmt.Sprintf(`name: gwsub
+namespaces:
+  n1:
+    routes:
+      - {to: 10.50.0.0/16, via: 192.168.5.2}
+      - {to: "fd99::/64", via: "fd05::2"}
+  n2: {}
+  n3: {}
+links:
+  - a: {namespace: n1, name: u0, addresses: [%s.1/24, "%s::1/64"]}
+    b: {namespace: n2, name: u0, addresses: [%s.2/24, "%s::2/64"]}
+  - a: {namespace: n1, name: u1, addresses: [%s.1/24, "%s::1/64"]}
+    b: {namespace: n3, name: u1, addresses: [%s.2/24, "%s::2/64"]}
+`, a, a6, a, a6, b, b6, b, b6))
+	}
+	e := newEnv(t, "gwsub.yaml", lab("192.168.5", "192.168.6", "fd05", "fd06"))
+	e.mustApply()
+	e.load("gwsub.yaml", lab("192.168.6", "192.168.5", "fd06", "fd05"))
+	e.mustApply()
+	if p := e.plan(); !p.Empty() {
+		t.Fatalf("after the edit the plan is not empty:\n%v", p)
+	}
+	e.in("n1", func() {
+		u1, err := netlink.LinkByName("u1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, dst := range []string{"10.50.0.0/16", "fd99::/64"} {
+			rs, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Dst: mustNet(t, dst)}, netlink.RT_FILTER_DST)
+			if err != nil || len(rs) != 1 || rs[0].LinkIndex != u1.Attrs().Index {
+				t.Errorf("route %s after the subnets moved: %v %v, want it through u1 (index %d)", dst, rs, err, u1.Attrs().Index)
+			}
+		}
+	})
+}
