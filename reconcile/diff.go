@@ -1156,9 +1156,11 @@ func (d *differ) routes(name string) {
 		return
 	}
 	have := map[string]*Route{}
+	going := map[string]bool{} // routes that go with their interface
 	if h != nil {
 		for k, r := range h.Routes {
 			if r.Dev != "" && (d.gone[Ref{name, r.Dev}] || d.fresh[Ref{name, r.Dev}]) {
+				going[k] = true
 				continue // goes with its interface
 			}
 			have[k] = r
@@ -1187,7 +1189,12 @@ func (d *differ) routes(name string) {
 			}
 			d.add(&Change{Action: Create, Kind: KindRoute, Namespace: name, Name: k, Route: wr.Clone(), Dev: dev, Readd: true})
 		case hr == nil:
-			d.add(&Change{Action: Create, Kind: KindRoute, Namespace: name, Name: k, Route: wr.Clone(), Dev: through(w, wr)})
+			// One of its key that goes with its interface may still be
+			// there when this one is added: an interface that goes with
+			// its peer's namespace goes when the kernel gets to it, after
+			// the namespace's deletion returns (an outside audit: "file
+			// exists", every time). It is replaced.
+			d.add(&Change{Action: Create, Kind: KindRoute, Namespace: name, Name: k, Route: wr.Clone(), Dev: through(w, wr), Displace: going[k]})
 		case !hr.Owned:
 			proto := hr.Proto
 			if proto == "" {

@@ -75,6 +75,11 @@ type Change struct {
 	// apply (an address of its interface is removed, the interface goes
 	// down): it is added, or replaced if it survived.
 	Readd bool `json:"readd,omitempty"`
+	// Displace marks a route added where one of its key through an
+	// interface that goes in this plan may still be (the kernel removes
+	// an interface of a deleted namespace later): it is added, or
+	// replaces that one.
+	Displace bool `json:"displace,omitempty"`
 	// Implicit marks a change the kernel makes by itself as a consequence
 	// of another (a veth end goes when the namespace of its peer is
 	// deleted). It is shown, not sent; apply waits until it is seen.

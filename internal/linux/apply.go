@@ -758,7 +758,7 @@ func (k *Kernel) applyRoute(c *reconcile.Change) error {
 	}
 	switch c.Action {
 	case reconcile.Create:
-		if c.Readd {
+		if c.Readd || c.Displace {
 			err = h.h.RouteReplace(nr)
 		} else {
 			err = h.h.RouteAdd(nr)

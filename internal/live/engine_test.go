@@ -966,3 +966,71 @@ links:
 		}
 	})
 }
+
+// TestRouteMovesOffAVethThatGoesWithItsPeersNamespace: the route moves to
+// a new interface in the same apply that removes the namespace of its old
+// interface's peer; the old interface goes when the kernel gets to it,
+// after the namespace's deletion returns, and the new route's add failed
+// with "file exists", every time (an outside audit). It replaces it.
+func TestRouteMovesOffAVethThatGoesWithItsPeersNamespace(t *testing.T) {
+	e := newEnv(t, "dying.yaml", []byte(`name: dying
+namespaces:
+  n1:
+    routes:
+      - {to: 10.60.0.0/24, dev: u0}
+      - {to: 10.61.0.0/16, via: 192.168.7.2}
+  n2: {}
+  n3: {}
+links:
+  - a: {namespace: n1, name: u0, addresses: [192.168.7.1/24]}
+    b: {namespace: n3, name: u0, addresses: [192.168.7.2/24]}
+`))
+	e.mustApply()
+	e.load("dying.yaml", []byte(`name: dying
+namespaces:
+  n1:
+    routes:
+      - {to: 10.60.0.0/24, dev: u9}
+      - {to: 10.61.0.0/16, via: 192.168.7.2}
+  n2: {}
+links:
+  - a: {namespace: n1, name: u9, addresses: [192.168.7.1/24]}
+    b: {namespace: n2, name: u0, addresses: [192.168.7.2/24]}
+`))
+	for i := 0; i < 3; i++ {
+		e.mustApply()
+		if p := e.plan(); !p.Empty() {
+			t.Fatalf("after the move the plan is not empty:\n%v", p)
+		}
+		e.in("n1", func() {
+			u9, err := netlink.LinkByName("u9")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, dst := range []string{"10.60.0.0/24", "10.61.0.0/16"} {
+				rs, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: mustNet(t, dst)}, netlink.RT_FILTER_DST)
+				if err != nil || len(rs) != 1 || rs[0].LinkIndex != u9.Attrs().Index {
+					t.Fatalf("route %s after the move: %v %v, want it through u9", dst, rs, err)
+				}
+			}
+		})
+		if i < 2 {
+			// Again, from the old file: n3 comes back, then goes again.
+			cur := e.topo
+			e.load("dying.yaml", []byte(`name: dying
+namespaces:
+  n1:
+    routes:
+      - {to: 10.60.0.0/24, dev: u0}
+      - {to: 10.61.0.0/16, via: 192.168.7.2}
+  n2: {}
+  n3: {}
+links:
+  - a: {namespace: n1, name: u0, addresses: [192.168.7.1/24]}
+    b: {namespace: n3, name: u0, addresses: [192.168.7.2/24]}
+`))
+			e.mustApply()
+			e.topo = cur
+		}
+	}
+}

@@ -806,7 +806,7 @@ func (k *Kernel) apply(c *reconcile.Change) error {
 		case reconcile.Delete:
 			delete(n.routes, c.Route.Key())
 		case reconcile.Create, reconcile.Update:
-			if c.Action == reconcile.Create && !c.Readd && n.routes[c.Route.Key()] != nil {
+			if c.Action == reconcile.Create && !c.Readd && !c.Displace && n.routes[c.Route.Key()] != nil {
 				return errf(syscall.EEXIST, "route %s", c.Route)
 			}
 			r := c.Route.Clone()
