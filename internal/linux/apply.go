@@ -771,6 +771,21 @@ func (k *Kernel) applyRoute(c *reconcile.Change) error {
 		// names, and a route with dev: alone has scope link (an outside
 		// audit: it stayed, and ESRCH read as "gone already").
 		nr.Gw, nr.LinkIndex, nr.Scope = nil, 0, netlink.SCOPE_NOWHERE
+		if nr.Family == unix.AF_INET && nr.Priority == 0 {
+			// IPv4 reads metric 0 in a delete as any metric: with the
+			// route gone already (the kernel dropped it with an address
+			// or a link going down), it took the one of another metric
+			// that this plan had just added in its place (an outside
+			// audit). Deleted only if it is there.
+			there, lerr := h.h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: nr.Dst, Table: nr.Table, Protocol: nr.Protocol},
+				netlink.RT_FILTER_DST|netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+			if lerr != nil {
+				return k.opErr("list", "route", c.Route.String(), c.Namespace, lerr)
+			}
+			if !slices.ContainsFunc(there, func(r netlink.Route) bool { return r.Priority == 0 }) {
+				return nil
+			}
+		}
 		err = h.h.RouteDel(nr)
 		if errors.Is(err, unix.ESRCH) {
 			err = nil

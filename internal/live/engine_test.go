@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/netplan-lab/netplan-lab/internal/linux"
 	"github.com/netplan-lab/netplan-lab/reconcile"
 	"github.com/netplan-lab/netplan-lab/topology"
 )
@@ -1032,5 +1033,50 @@ links:
 			e.mustApply()
 			e.topo = cur
 		}
+	}
+}
+
+// TestMetricChangeWhileTheKernelDropsTheOldRoute: a route's metric changes
+// in the same edit that makes the kernel drop the old route (its address
+// added again first, its link renamed); IPv4 reads metric 0 in a delete as
+// any metric, and the old route's delete took the new one (an outside
+// audit: apply failed, no route left). Both a default route and another.
+func TestMetricChangeWhileTheKernelDropsTheOldRoute(t *testing.T) {
+	lab := func(metric, addrs, name string) []byte {
+		return []byte(fmt.Sprintf(`name: metric
+namespaces:
+  n1:
+    routes:
+      - {to: 10.50.0.0/16, via: 192.168.5.2%[1]s}
+      - {to: default, via: 192.168.5.2%[1]s}
+  n2: {}
+links:
+  - a: {namespace: n1, name: %[3]s, addresses: [%[2]s]}
+    b: {namespace: n2, name: u0, addresses: [192.168.5.2/24]}
+`, metric, addrs, name))
+	}
+	for _, c := range []struct{ what, metric, addrs, name string }{
+		{"a metric alone (the old routes are there to delete)", ", metric: 200", "192.168.5.11/24", "u0"},
+		{"a primary put first", ", metric: 200", "192.168.5.1/24, 192.168.5.11/24", "u0"},
+		{"a rename", ", metric: 100", "192.168.5.11/24", "u9"},
+		{"back to metric 0 with a rename", "", "192.168.5.11/24", "u8"},
+	} {
+		from := ""
+		if c.metric == "" {
+			from = ", metric: 100"
+		}
+		e := newEnv(t, "metric.yaml", lab(from, "192.168.5.11/24", "u0"))
+		e.mustApply()
+		e.load("metric.yaml", lab(c.metric, c.addrs, c.name))
+		e.mustApply()
+		if p := e.plan(); !p.Empty() {
+			t.Fatalf("%s: after the edit the plan is not empty:\n%v", c.what, p)
+		}
+		e.in("n1", func() {
+			rs, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: linux.RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
+			if err != nil || len(rs) != 2 {
+				t.Fatalf("%s: the lab's routes after the edit: %v %v, want 2", c.what, rs, err)
+			}
+		})
 	}
 }
