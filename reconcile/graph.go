@@ -42,6 +42,7 @@ type step struct {
 func keyNS(ns string) string           { return "ns/" + ns }
 func keyLink(ns, name string) string   { return "link/" + ns + "/" + name }
 func keyAddr(ns, dev, a string) string { return "addr/" + ns + "/" + dev + "/" + a }
+func keyMacvlanOn(parent Ref) string   { return "macvlanon/" + parent.NS + "/" + parent.Name }
 func keyVNI(ns string, x *VXLAN) string {
 	return fmt.Sprintf("vni/%s/%d/%d", ns, x.VNI, x.Port)
 }
@@ -100,6 +101,9 @@ func newStep(c *Change) *step {
 			if l != nil && l.Kind == KindVeth && l.Peer != nil {
 				s.removes = append(s.removes, keyLink(l.Peer.NS, l.Peer.Name))
 			}
+			if l != nil && l.Kind == KindMacvlan && l.Parent != nil {
+				s.removes = append(s.removes, keyMacvlanOn(*l.Parent))
+			}
 		case Create:
 			s.makes = []string{me}
 			if l.VXLAN != nil {
@@ -121,6 +125,14 @@ func newStep(c *Change) *step {
 			}
 			if l.Parent != nil {
 				need(keyNS(l.Parent.NS), keyLink(l.Parent.NS, l.Parent.Name))
+			}
+			if l.Kind == KindMacvlan && l.Parent != nil {
+				// After the macvlans that leave its parent: a passthru
+				// one takes a parent only alone, and a parent in
+				// passthru takes no other (the kernel: EINVAL; an
+				// outside audit: a passthru one renamed, or moved to
+				// another namespace, was made before the old one went).
+				s.makes = append(s.makes, keyMacvlanOn(*l.Parent))
 			}
 			if l.VXLAN != nil && l.VXLAN.Dev != "" {
 				need(keyLink(n, l.VXLAN.Dev))

@@ -1080,3 +1080,37 @@ links:
 		})
 	}
 }
+
+// TestPassthruMacvlanRenamedAndMoved: a passthru macvlan takes its parent
+// alone; renamed, or moved to another namespace, the new one was made
+// before the old one went, and the kernel refused it (EINVAL), every time
+// (an outside audit). The old one goes first.
+func TestPassthruMacvlanRenamedAndMoved(t *testing.T) {
+	lab := func(name, ns string) []byte {
+		return []byte(fmt.Sprintf(`name: ptmv
+namespaces:
+  n1: {}
+  n2: {}
+  n3: {}
+links:
+  - a: {namespace: n1, name: u0}
+    b: {namespace: n1, name: u1}
+macvlans:
+  - {name: %s, namespace: %s, parent: "n1:u0", mode: passthru, addresses: [192.168.5.40/24]}
+`, name, ns))
+	}
+	e := newEnv(t, "ptmv.yaml", lab("mv1", "n2"))
+	e.mustApply()
+	for _, step := range []struct{ name, ns string }{{"mv0", "n2"}, {"mv0", "n3"}, {"mv1", "n2"}} {
+		e.load("ptmv.yaml", lab(step.name, step.ns))
+		e.mustApply()
+		if p := e.plan(); !p.Empty() {
+			t.Fatalf("%s in %s: after apply the plan is not empty:\n%v", step.name, step.ns, p)
+		}
+		e.in(step.ns, func() {
+			if _, err := netlink.LinkByName(step.name); err != nil {
+				t.Fatalf("%s in %s: %v", step.name, step.ns, err)
+			}
+		})
+	}
+}
