@@ -131,6 +131,16 @@ func (d *differ) planRenames() {
 			if wl == nil || wl.Parent == nil || *wl.Parent != p {
 				continue // replaced or deleted anyway
 			}
+			moved := l.Clone()
+			moved.Parent = &p
+			if len(identityFields(wl, moved)) > 0 {
+				// Replaced anyway (into or out of passthru): an update
+				// too had the plan change it after deleting it (an
+				// outside audit: "Link not found", every time). It is on
+				// the renamed parent meanwhile.
+				l.Parent = &p
+				continue
+			}
 			d.add(&Change{Action: Update, Kind: KindLink, Namespace: name, Name: ln,
 				Link: wl.Clone(), OldLink: l.Clone(), Fields: []Field{{Name: "parent", Old: l.Parent.String(), New: p.String()}}})
 			l.Parent = &p

@@ -1113,4 +1113,15 @@ macvlans:
 			}
 		})
 	}
+	// Out of passthru while its parent is renamed: it was listed twice
+	// (the parent's new name in place, and a replace), and the update
+	// came after the replace had deleted it (an outside audit).
+	e.load("ptmv.yaml", []byte(strings.NewReplacer("u0", "u9", "passthru", "private").Replace(string(lab("mv1", "n2")))))
+	if p := e.plan(); strings.Count(p.String(), "macvlan mv1") != 1 {
+		t.Fatalf("the plan lists the macvlan more than once:\n%v", p)
+	}
+	e.mustApply()
+	if p := e.plan(); !p.Empty() {
+		t.Fatalf("out of passthru on a renamed parent: after apply the plan is not empty:\n%v", p)
+	}
 }
