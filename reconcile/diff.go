@@ -1401,6 +1401,16 @@ func (d *differ) sysctls(name string) {
 	for _, c := range out {
 		planned[c.Name] = true
 	}
+	// And when IPv6 comes on (an outside audit: apply set the IPv6 MTU a
+	// second time, a step the plan had not shown).
+	v6On := func(mtuKey string) bool {
+		for _, k := range []string{IPv6Switch[0], strings.TrimSuffix(mtuKey, ".mtu") + ".disable_ipv6"} {
+			if planned[k] && w.Sysctls[k] == "0" && h != nil && NormaliseSysctl(h.Sysctls[k]) == "1" {
+				return true
+			}
+		}
+		return false
+	}
 	for _, k := range sortedKeys(w.Sysctls) {
 		iface, ok := ipv6Iface(k)
 		if !ok || !strings.HasSuffix(k, ".mtu") || planned[k] || made {
@@ -1408,6 +1418,11 @@ func (d *differ) sysctls(name string) {
 		}
 		ref := Ref{name, iface}
 		if d.fresh[ref] {
+			continue
+		}
+		if v6On(k) {
+			out = append(out, &Change{Action: Create, Kind: KindSysctl, Namespace: name, Name: k, Value: w.Sysctls[k],
+				Readd: true, Why: fmt.Sprintf("again: IPv6 comes on, and the kernel sets %s's IPv6 MTU to its MTU as it does", iface)})
 			continue
 		}
 		wl := d.want.Link(ref)

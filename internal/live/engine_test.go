@@ -1125,3 +1125,52 @@ macvlans:
 		t.Fatalf("out of passthru on a renamed parent: after apply the plan is not empty:\n%v", p)
 	}
 }
+
+// TestPlanShowsTheIPv6MTUSetAgainWhenIPv6ComesOn: an interface's IPv6 MTU
+// set by the file while IPv6 is off is reset by the kernel when IPv6 comes
+// on; apply set it again in a second pass the plan had not shown (an
+// outside audit). The plan shows it, and apply does exactly the plan.
+func TestPlanShowsTheIPv6MTUSetAgainWhenIPv6ComesOn(t *testing.T) {
+	lab := func(addrs string) []byte {
+		return []byte(`name: v6mtu
+namespaces:
+  n1:
+    sysctls:
+      net.ipv6.conf.u0.mtu: "1300"
+  n2: {}
+links:
+  - a: {namespace: n1, name: u0, addresses: [` + addrs + `]}
+    b: {namespace: n2, name: u0}
+`)
+	}
+	e := newEnv(t, "v6mtu.yaml", lab("192.168.5.1/24"))
+	e.mustApply()
+	e.load("v6mtu.yaml", lab(`192.168.5.1/24, "fd05::1/64"`))
+	var planned []string
+	for _, c := range e.plan().Changes {
+		planned = append(planned, c.Namespace+": "+string(c.Action)+" "+c.Describe())
+	}
+	if !slices.ContainsFunc(planned, func(s string) bool { return strings.Contains(s, "sysctl net.ipv6.conf.u0.mtu") }) {
+		t.Fatalf("the plan does not set u0's IPv6 MTU again:\n%s", strings.Join(planned, "\n"))
+	}
+	var done []string
+	if _, err := e.k.EnsureHost(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reconcile.Reconcile(context.Background(), e.k, e.desired(), reconcile.ExecOptions{OnChange: func(c *reconcile.Change, err error) {
+		done = append(done, c.Namespace+": "+string(c.Action)+" "+c.Describe())
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(planned)
+	slices.Sort(done)
+	if !slices.Equal(planned, done) {
+		t.Fatalf("apply did other than the plan:\nplanned:\n%s\ndone:\n%s", strings.Join(planned, "\n"), strings.Join(done, "\n"))
+	}
+	e.in("n1", func() {
+		b, err := os.ReadFile("/proc/sys/net/ipv6/conf/u0/mtu")
+		if err != nil || strings.TrimSpace(string(b)) != "1300" {
+			t.Fatalf("u0's IPv6 MTU after apply: %q %v", b, err)
+		}
+	})
+}
