@@ -648,9 +648,11 @@ func (d *decoder) validate(t *Topology) {
 		var subnets []netip.Prefix
 		on := map[string][]netip.Prefix{} // by interface
 		connected := map[netip.Prefix]string{}
+		own := map[netip.Addr]string{} // the namespace's addresses, by the interface holding each
 		for _, i := range ix.In(n.Name) {
 			for _, a := range i.Addresses {
 				if p, err := ParseCIDR(a); err == nil {
+					own[p.Addr().Unmap()] = i.Name
 					subnets = append(subnets, p.Masked())
 					on[i.Name] = append(on[i.Name], p.Masked())
 					// The kernel makes a route to the subnet for an address
@@ -677,7 +679,7 @@ func (d *decoder) validate(t *Topology) {
 		}
 		for _, r := range n.Routes {
 			d.validateRoute(n, r, declared, seen, subnets)
-			d.routeTheKernelRefuses(n, r, on, connected)
+			d.routeTheKernelRefuses(n, r, on, connected, own)
 		}
 		// What the namespace reaches: its subnets and its routes' (a
 		// default route: all of its family), for port forwards.
@@ -790,7 +792,7 @@ func (d *decoder) validateRoute(n *Namespace, r *Route, declared func(ns, name s
 // interface's subnet than dev's, a gateway that is its subnet's broadcast
 // address, a route the kernel makes itself for an address (same
 // destination and metric: "file exists").
-func (d *decoder) routeTheKernelRefuses(n *Namespace, r *Route, on map[string][]netip.Prefix, connected map[netip.Prefix]string) {
+func (d *decoder) routeTheKernelRefuses(n *Namespace, r *Route, on map[string][]netip.Prefix, connected map[netip.Prefix]string, own map[netip.Addr]string) {
 	dst, err := RouteDst(r.To, r.Via)
 	if err != nil {
 		return
@@ -812,6 +814,12 @@ func (d *decoder) routeTheKernelRefuses(n *Namespace, r *Route, on map[string][]
 		return
 	}
 	gw = gw.Unmap()
+	if ifname, ok := own[gw]; ok {
+		// An outside audit: validate and plan said nothing, apply failed
+		// (invalid argument) and rolled back.
+		d.at(r.Pos, join(r.Path, "via"), "gateway %s is an address of namespace %q itself (on %s): a gateway is a neighbour's address", gw, n.Name, ifname)
+		return
+	}
 	for p := range connected { // the subnets of addresses: those have a broadcast address
 		if gw.Is4() && p.Bits() <= 30 && p.Contains(gw) && gw == lastAddr(p) {
 			d.at(r.Pos, join(r.Path, "via"), "gateway %s is the broadcast address of %s", gw, p)
