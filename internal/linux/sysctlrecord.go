@@ -383,6 +383,17 @@ func (k *Kernel) renameNotes(short, from, to string) error {
 	defer k.recMu.Unlock()
 	rec := k.readRecord(short)
 	changed := false
+	// Notes under the new name are of an interface by that name that is
+	// gone (no interface had the name, or the rename would have failed):
+	// dropped, not taken for the renamed one's (the differential test:
+	// a note of a deleted interface came back under the next one given
+	// its name).
+	for key := range rec {
+		if key == "@if:"+to || reconcile.InterfaceSysctl(key) && topology.SysctlIfname(strings.Split(key, ".")[3]) == to {
+			delete(rec, key)
+			changed = true
+		}
+	}
 	for key, v := range rec {
 		if reconcile.InterfaceSysctl(key) && topology.SysctlIfname(strings.Split(key, ".")[3]) == from {
 			delete(rec, key)

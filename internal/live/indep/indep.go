@@ -960,6 +960,9 @@ func (c *comparer) routes(short string, ns *NS) {
 		for k, r := range ns.Routes {
 			if !used[k] && routeMatches(w, r) {
 				used[k], found = true, true
+				if dev := c.gatewayOn(short, w); dev != "" && r.Dev != dev {
+					c.add(short, "route %s goes out %s, but its gateway's subnet is on %s", describeRoute(w), r.Dev, dev)
+				}
 				break
 			}
 		}
@@ -990,6 +993,29 @@ func (c *comparer) routes(short string, ns *NS) {
 		}
 		c.add(short, "route %s not in the file", r)
 	}
+}
+
+// gatewayOn is the one interface of the file, up, with an address whose
+// subnet holds the gateway of a route without dev: (the kernel sends it
+// there); "" when it has dev:, onlink, or not exactly one such interface.
+func (c *comparer) gatewayOn(short string, w *topology.Route) string {
+	gw, err := netip.ParseAddr(w.Via)
+	if err != nil || w.Dev != "" || w.OnLink || gw.IsLinkLocalUnicast() {
+		return ""
+	}
+	var on []string
+	for _, l := range c.wantLinks(short) {
+		i := l.iface
+		for _, a := range i.Addresses {
+			if p, err := netip.ParsePrefix(a); err == nil && i.IsUp() && p.Masked().Contains(gw) && !slices.Contains(on, i.Name) {
+				on = append(on, i.Name)
+			}
+		}
+	}
+	if len(on) != 1 {
+		return ""
+	}
+	return on[0]
 }
 
 // throughDownLink reports whether a route of the file can only go through
