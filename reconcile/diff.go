@@ -1177,7 +1177,13 @@ func (d *differ) routes(name string) {
 		}
 		if dev := through(w, wr); dev != "" && w.Links[dev] != nil && !w.Links[dev].Up {
 			// Dormant: the kernel holds no route through a down link; it
-			// is added when the link comes up.
+			// is added when the link comes up. One still through another
+			// interface (its gateway's subnet moved to this one) goes:
+			// the kernel keeps it where it was (the randomized test).
+			if hr != nil && hr.Owned && hr.Dev != "" && hr.Dev != dev && d.want.Link(Ref{name, hr.Dev}) != nil && d.want.Link(Ref{name, hr.Dev}).Up {
+				d.add(&Change{Action: Delete, Kind: KindRoute, Namespace: name, Name: k, Route: hr.Clone(),
+					Why: "its gateway's subnet is on " + dev + " now, which is down: it comes back when " + dev + " is up"})
+			}
 			delete(have, k)
 			continue
 		}
