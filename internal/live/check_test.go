@@ -1878,3 +1878,42 @@ checks:
 		t.Fatalf("check with r's rb down: %d\n%s%s", code, out, errOut)
 	}
 }
+
+// TestPathSeesRPFilterWhereItArrives: strict rp_filter drops a packet
+// that comes in where the way back does not go, delivered there or not:
+// path checked it only where a packet was routed on, and said a reply
+// that rp_filter dropped came back (an outside audit).
+func TestPathSeesRPFilterWhereItArrives(t *testing.T) {
+	bin := binary(t)
+	src := []byte(`name: prp
+namespaces:
+  c1:
+    sysctls: {net.ipv4.conf.all.rp_filter: "1"}
+    routes: [{to: default, via: 10.87.1.1}]
+  r:
+    sysctls: {net.ipv4.ip_forward: "1"}
+    routes: [{to: 10.87.1.2/32, via: 10.87.3.2}]
+  c2:
+    routes: [{to: default, via: 10.87.2.1}]
+links:
+  - a: {namespace: c1, name: eth0, addresses: [10.87.1.2/24]}
+    b: {namespace: r, name: l1, addresses: [10.87.1.1/24]}
+  - a: {namespace: c2, name: eth0, addresses: [10.87.2.2/24]}
+    b: {namespace: r, name: l2, addresses: [10.87.2.1/24]}
+  - a: {namespace: c1, name: eth1, addresses: [10.87.3.2/24]}
+    b: {namespace: r, name: l3, addresses: [10.87.3.1/24]}
+`)
+	e, file := envOfFile(t, "prp.yaml", src)
+	if code, out, errOut := e.cli(bin, "apply", file); code != 0 {
+		t.Fatalf("apply: %d\n%s%s", code, out, errOut)
+	}
+	defer e.destroy()
+	if err := exec.Command("nsenter", "--net="+e.nsPath("c1"), "ping", "-c1", "-W1", "10.87.2.2").Run(); err == nil {
+		t.Fatal("ping c1 -> c2 passes: the reply comes back on eth1, which strict rp_filter should drop")
+	}
+	code, out, _ := e.cli(bin, "path", file, "c1", "c2")
+	want := "rp_filter 1 (strict) in namespace c1: the way back to 10.87.2.2 is through eth0, not eth1, where it came in"
+	if code != 1 || !strings.Contains(out, "but the reply does not come back:") || !strings.Contains(out, want) {
+		t.Fatalf("path c1 c2: %d\n%s\nwant the reply dropped: %s", code, out, want)
+	}
+}

@@ -123,6 +123,12 @@ func trace(k Kernel, s *reconcile.State, from string, dst netip.Addr, proto stri
 		}
 		if local(n, dst) {
 			r.Hops = append(r.Hops, hop)
+			if in != "" {
+				if why := reversePath(k, ns, in, src); why != "" {
+					r.Result, r.Reason = "dropped", why
+					return r, ns, in, src
+				}
+			}
 			// An input chain of someone else's decides what reaches the
 			// namespace's own addresses, as a forward chain does what it
 			// routes (an outside audit: "delivered" past a policy drop).
@@ -275,7 +281,7 @@ func forwardBlocked(k Kernel, ns, in string, src, dst netip.Addr, n *reconcile.N
 	} else {
 		kin := topology.SysctlKeyName(in) // br.0: net.ipv4.conf.br/0.forwarding
 		fwd := "net.ipv4.conf." + kin + ".forwarding"
-		sc, _ := k.ReadSysctls(ns, []string{"net.ipv4.ip_forward", fwd, "net.ipv4.conf.all.rp_filter", "net.ipv4.conf." + kin + ".rp_filter"})
+		sc, _ := k.ReadSysctls(ns, []string{"net.ipv4.ip_forward", fwd})
 		// The kernel routes what comes in on an interface by that
 		// interface's forwarding alone; ip_forward writes every
 		// interface's, but one may differ from it (an outside audit: path
@@ -290,19 +296,34 @@ func forwardBlocked(k Kernel, ns, in string, src, dst netip.Addr, n *reconcile.N
 			}
 			return fmt.Sprintf("forwarding is off on %s in namespace %s (net.ipv4.conf.%s.forwarding = 0): it does not route what comes in there", in, ns, kin)
 		}
-		all, _ := strconv.Atoi(sc["net.ipv4.conf.all.rp_filter"])
-		own, _ := strconv.Atoi(sc["net.ipv4.conf."+kin+".rp_filter"])
-		rp := max(all, own)
-		if rp != 0 && src.IsValid() {
-			routes, err := k.RouteGet(ns, src.AsSlice())
-			switch {
-			case err != nil || len(routes) == 0:
-				return fmt.Sprintf("rp_filter %d in namespace %s: it has no route back to the source %s", rp, ns, src)
-			case rp == 1 && k.LinkName(ns, routes[0].LinkIndex) != in:
-				return fmt.Sprintf("rp_filter 1 (strict) in namespace %s: the way back to %s is through %s, not %s, where it came in",
-					ns, src, k.LinkName(ns, routes[0].LinkIndex), in)
-			}
-		}
+		return reversePath(k, ns, in, src)
+	}
+	return ""
+}
+
+// reversePath is why rp_filter in namespace ns drops an IPv4 packet from
+// src that came in on in, or "": the kernel checks it for every packet,
+// to be routed on or delivered there (an outside audit: path said
+// delivered where the destination's strict rp_filter dropped it).
+func reversePath(k Kernel, ns, in string, src netip.Addr) string {
+	if !src.Is4() {
+		return ""
+	}
+	kin := topology.SysctlKeyName(in)
+	sc, _ := k.ReadSysctls(ns, []string{"net.ipv4.conf.all.rp_filter", "net.ipv4.conf." + kin + ".rp_filter"})
+	all, _ := strconv.Atoi(sc["net.ipv4.conf.all.rp_filter"])
+	own, _ := strconv.Atoi(sc["net.ipv4.conf."+kin+".rp_filter"])
+	rp := max(all, own)
+	if rp == 0 {
+		return ""
+	}
+	routes, err := k.RouteGet(ns, src.AsSlice())
+	switch {
+	case err != nil || len(routes) == 0:
+		return fmt.Sprintf("rp_filter %d in namespace %s: it has no route back to the source %s", rp, ns, src)
+	case rp == 1 && k.LinkName(ns, routes[0].LinkIndex) != in:
+		return fmt.Sprintf("rp_filter 1 (strict) in namespace %s: the way back to %s is through %s, not %s, where it came in",
+			ns, src, k.LinkName(ns, routes[0].LinkIndex), in)
 	}
 	return ""
 }
