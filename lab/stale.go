@@ -105,6 +105,12 @@ func StopProcessesIn(inodes map[[2]uint64]bool, grace time.Duration, extra ...*o
 		proc *os.Process // for extra: signalled by pidfd, never another process with its pid
 	}
 	heirs := map[int]uint64{} // descendants of extra seen, by pid: their start times
+	// descendsKnown: pid is still the heir found before (not another
+	// process given its pid since).
+	descendsKnown := func(pid int) bool {
+		now, err := startTime(pid)
+		return err == nil && now == heirs[pid]
+	}
 	find := func() []target {
 		var ts []target
 		started := map[int]bool{}
@@ -134,14 +140,15 @@ func StopProcessesIn(inodes map[[2]uint64]bool, grace time.Duration, extra ...*o
 			}
 		}
 		descends := func(pid int) bool {
-			if t, ok := heirs[pid]; ok {
+			if _, ok := heirs[pid]; ok {
 				// Found before: its parent may have gone since (it was
 				// signalled too), and it has init for a parent now.
-				now, err := startTime(pid)
-				return err == nil && now == t
+				return descendsKnown(pid)
 			}
 			for p, i := pid, 0; i < 64 && p > 1; i++ {
-				if p = parent[p]; started[p] {
+				// A descendant of a command, or of one found before (its
+				// command gone, it forks on: an outside audit).
+				if p = parent[p]; started[p] || heirs[p] != 0 && descendsKnown(p) {
 					if t, err := startTime(pid); err == nil {
 						heirs[pid] = t
 					}

@@ -514,4 +514,25 @@ func TestCleanupStopsChildOutsideTheLab(t *testing.T) {
 		syscall.Kill(child, syscall.SIGKILL)
 		t.Fatalf("the command's child in a namespace of its own still runs after cleanup (state %q)", s)
 	}
+	// Such a child that forks on once its command is gone, ignoring
+	// SIGTERM: what it forks is stopped too (an outside audit: seven of
+	// them ran on).
+	mark := fmt.Sprintf("%d.%d", 3000+os.Getpid()%1000, time.Now().UnixNano()%1000000+1)
+	t.Run("lab", func(t *testing.T) {
+		l := labtest.UpYAML(t, pair)
+		c := l.Command("a", "sh", "-c", `unshare -n sh -c 'trap "" TERM; while :; do sleep `+mark+` & sleep 0.05; done' & sleep 3600`)
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go c.Wait()
+		for deadline := time.Now().Add(10 * time.Second); countCmdline("sleep\x00"+mark) == 0; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the child's children are not seen running in 10 s")
+			}
+		}
+	})
+	time.Sleep(200 * time.Millisecond) // what was just forked has its name
+	if n := countCmdline("sleep\x00" + mark); n != 0 {
+		t.Fatalf("%d processes forked outside the lab by a command's child still run after cleanup", n)
+	}
 }
