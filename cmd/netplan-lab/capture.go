@@ -112,6 +112,11 @@ ports: capture on a port (the veth end) for that.`,
 				}
 			}
 			fmt.Fprintf(info, "%s captured on %s:%s (netns %s)\n", plural(n, "packet"), ns, ifname, l.kernel.KernelName(ns))
+			// As tcpdump says it: packets lost because the capture did
+			// not keep up (an outside audit: they went unsaid).
+			if d, derr := src.Dropped(); derr == nil && d > 0 {
+				fmt.Fprintf(info, "%s dropped by the kernel: the capture did not keep up (-w to a file keeps up best; --filter does not help, it applies after)\n", plural(d, "packet"))
+			}
 			return err
 		},
 	}
@@ -132,14 +137,14 @@ func runCapture(ctx context.Context, src *capture.Source, keep capture.Filter, w
 		if ctx.Err() != nil {
 			return n, nil // Ctrl-C or --duration: a clean end
 		}
-		got, length, outgoing, err := src.Read(buf)
+		// ts: when it passed (the ring's time), not when it was read.
+		got, length, outgoing, ts, err := src.Read(buf)
 		if errors.Is(err, capture.ErrTimeout) {
 			continue
 		}
 		if err != nil {
 			return n, err
 		}
-		ts := time.Now()
 		p := capture.Decode(buf[:got])
 		p.Len = length
 		if !keep(p) {

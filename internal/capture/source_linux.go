@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -18,28 +19,35 @@ import (
 // what the interface receives and what it sends.
 //
 // The kernel copies each packet into a ring shared with this process
-// (PACKET_RX_RING, TPACKET_V2) as it passes, as tcpdump has it: a socket
-// read with recvfrom copies the packet only when it is read, and the
-// kernel may have changed its bytes by then (an outside audit: fragments
-// sent by a namespace showed the source address masquerade gave them
-// later, in the next namespace, where tcpdump beside it showed the one
-// they had on the wire).
+// (PACKET_RX_RING, TPACKET_V3, as tcpdump has it) as it passes, with the
+// time it passed: a socket read with recvfrom copies the packet only when
+// it is read, and the kernel may have changed its bytes by then (an
+// outside audit: fragments a namespace sent showed the source address
+// masquerade gave them later, in the next namespace), and the time of the
+// read is not the time it passed (another: replies before requests).
 type Source struct {
 	fd     int
 	Ifname string
 	ring   []byte
-	next   int // the frame to read next
+	block  int // the block being read
+	left   int // its packets not read yet
+	at     int // the offset of the next of them in the ring
 }
 
-// The ring: frames of 128 KiB (a GSO frame of 64 KiB and its headers; a
-// longer packet is cut there, its length on the wire kept), 64 of them.
+// The ring: 4 blocks of 1 MiB, packets packed in them (a full GSO frame
+// too); the kernel hands a block over when it is full or 50 ms after its
+// first packet.
 const (
-	frameSize = 128 << 10
-	frameNr   = 64
-	// sllPkttype is where sockaddr_ll's sll_pkttype is, after the frame's
-	// tpacket2_hdr (32 bytes, TPACKET_ALIGNed).
-	hdrLen     = 32
-	sllPkttype = hdrLen + 10
+	blockSize      = 1 << 20
+	blockNr        = 4
+	frameSize      = 2048 // for the kernel's arithmetic; V3 packs packets whatever their size
+	blockTimeoutMs = 50
+	// In a block: its status at offset 8 (tpacket_block_desc, then
+	// tpacket_hdr_v1), its packets' count at 12, the first's offset at
+	// 16. Each packet: a tpacket3_hdr (48 bytes), then its sockaddr_ll
+	// (pkttype 10 bytes in).
+	blkStatus, blkNum, blkFirst = 8, 12, 16
+	pktHdrLen                   = 48
 )
 
 // ErrTimeout is what Read returns when nothing came within the poll time.
@@ -63,14 +71,15 @@ func Open(ns netns.NsHandle, ifname string) (*Source, error) {
 			return fmt.Errorf("packet socket: %w", err)
 		}
 		s.fd = fd
-		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V2); err != nil {
-			return fmt.Errorf("packet socket: TPACKET_V2: %w", err)
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
+			return fmt.Errorf("packet socket: TPACKET_V3: %w", err)
 		}
-		req := unix.TpacketReq{Block_size: frameSize, Block_nr: frameNr, Frame_size: frameSize, Frame_nr: frameNr}
-		if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
+		req := unix.TpacketReq3{Block_size: blockSize, Block_nr: blockNr, Frame_size: frameSize,
+			Frame_nr: blockSize / frameSize * blockNr, Retire_blk_tov: blockTimeoutMs}
+		if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
 			return fmt.Errorf("packet socket: ring: %w", err)
 		}
-		if s.ring, err = unix.Mmap(fd, 0, frameSize*frameNr, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
+		if s.ring, err = unix.Mmap(fd, 0, blockSize*blockNr, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
 			return fmt.Errorf("packet socket: map the ring: %w", err)
 		}
 		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: iface.Index})
@@ -82,34 +91,65 @@ func Open(ns netns.NsHandle, ifname string) (*Source, error) {
 	return s, nil
 }
 
-// status is the status word of frame i of the ring.
-func (s *Source) status(i int) *uint32 {
-	return (*uint32)(unsafe.Pointer(&s.ring[i*frameSize]))
+func (s *Source) u32(off int) uint32 { return binary.NativeEndian.Uint32(s.ring[off:]) }
+
+// status is the status word of block b of the ring.
+func (s *Source) status(b int) *uint32 {
+	return (*uint32)(unsafe.Pointer(&s.ring[b*blockSize+blkStatus]))
 }
 
 // Read waits up to 200 ms for a packet. It returns how much of it is in
-// buf, its length on the wire, and whether the interface sent it.
-func (s *Source) Read(buf []byte) (n, length int, outgoing bool, err error) {
-	st := s.status(s.next)
-	if atomic.LoadUint32(st)&unix.TP_STATUS_USER == 0 {
-		fds := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLIN | unix.POLLERR}}
-		if _, err := unix.Poll(fds, int((200 * time.Millisecond).Milliseconds())); err != nil && !errors.Is(err, unix.EINTR) {
-			return 0, 0, false, err
-		}
+// buf, its length on the wire, whether the interface sent it, and when it
+// passed.
+func (s *Source) Read(buf []byte) (n, length int, outgoing bool, at time.Time, err error) {
+	if s.left == 0 {
+		st := s.status(s.block)
 		if atomic.LoadUint32(st)&unix.TP_STATUS_USER == 0 {
-			return 0, 0, false, ErrTimeout
+			fds := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLIN | unix.POLLERR}}
+			if _, err := unix.Poll(fds, int((200 * time.Millisecond).Milliseconds())); err != nil && !errors.Is(err, unix.EINTR) {
+				return 0, 0, false, time.Time{}, err
+			}
+			if atomic.LoadUint32(st)&unix.TP_STATUS_USER == 0 {
+				return 0, 0, false, time.Time{}, ErrTimeout
+			}
+		}
+		base := s.block * blockSize
+		s.left, s.at = int(s.u32(base+blkNum)), base+int(s.u32(base+blkFirst))
+		if s.left == 0 {
+			s.release()
+			return 0, 0, false, time.Time{}, ErrTimeout
 		}
 	}
-	f := s.ring[s.next*frameSize : (s.next+1)*frameSize]
-	h := (*unix.Tpacket2Hdr)(unsafe.Pointer(&f[0]))
-	start := int(h.Mac)
-	end := min(start+int(h.Snaplen), len(f))
-	n = copy(buf, f[start:end])
-	length = int(h.Len)
-	outgoing = f[sllPkttype] == unix.PACKET_OUTGOING
-	atomic.StoreUint32(st, unix.TP_STATUS_KERNEL) // the frame back to the kernel
-	s.next = (s.next + 1) % frameNr
-	return n, length, outgoing, nil
+	p := s.at
+	next, sec, nsec := s.u32(p), s.u32(p+4), s.u32(p+8)
+	snap, wire := int(s.u32(p+12)), int(s.u32(p+16))
+	mac := int(binary.NativeEndian.Uint16(s.ring[p+24:]))
+	end := min(p+mac+snap, (s.block+1)*blockSize)
+	n = copy(buf, s.ring[p+mac:end])
+	outgoing = s.ring[p+pktHdrLen+10] == unix.PACKET_OUTGOING
+	s.left--
+	s.at = p + int(next)
+	if s.left == 0 {
+		s.release()
+	}
+	return n, wire, outgoing, time.Unix(int64(sec), int64(nsec)), nil
+}
+
+// release gives the block read back to the kernel and goes to the next.
+func (s *Source) release() {
+	atomic.StoreUint32(s.status(s.block), unix.TP_STATUS_KERNEL)
+	s.block = (s.block + 1) % blockNr
+	s.left = 0
+}
+
+// Dropped is how many packets the kernel dropped since the last call (the
+// ring was full: the capture did not keep up).
+func (s *Source) Dropped() (int, error) {
+	st, err := unix.GetsockoptTpacketStatsV3(s.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+	if err != nil {
+		return 0, err
+	}
+	return int(st.Drops), nil
 }
 
 // Close closes the socket.

@@ -27,14 +27,16 @@ func readPcap(t *testing.T, r io.Reader) []gopacket.Packet {
 	}
 	var out []gopacket.Packet
 	for {
-		data, _, err := pr.ReadPacketData()
+		data, ci, err := pr.ReadPacketData()
 		if err == io.EOF {
 			return out
 		}
 		if err != nil {
 			t.Fatalf("pcap packet %d: %v", len(out), err)
 		}
-		out = append(out, gopacket.NewPacket(data, layers.LayerTypeEthernet, gopacket.Default))
+		p := gopacket.NewPacket(data, layers.LayerTypeEthernet, gopacket.Default)
+		p.Metadata().CaptureInfo = ci
+		out = append(out, p)
 	}
 }
 
@@ -161,6 +163,7 @@ func TestCaptureSeesPacketsAsSent(t *testing.T) {
 			t.Fatalf("capture -w made no file in 10 s\n%s", stderr.String())
 		}
 	}
+	var sent [5][2]time.Time // before and after each datagram was sent
 	e.in("web", func() {
 		// Not connected: the port unreachable that comes back fails no
 		// later write.
@@ -171,9 +174,11 @@ func TestCaptureSeesPacketsAsSent(t *testing.T) {
 		defer c.Close()
 		to := &net.UDPAddr{IP: net.ParseIP("198.51.100.2"), Port: 5000}
 		for i := 0; i < 5; i++ {
+			sent[i][0] = time.Now()
 			if _, err := c.WriteTo(bytes.Repeat([]byte("x"), 3000), to); err != nil {
 				t.Fatal(err)
 			}
+			sent[i][1] = time.Now()
 			time.Sleep(50 * time.Millisecond)
 		}
 	})
@@ -192,6 +197,18 @@ func TestCaptureSeesPacketsAsSent(t *testing.T) {
 		ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 		if ip == nil || !ip.DstIP.Equal(net.ParseIP("198.51.100.2")) {
 			continue
+		}
+		// Its time is when it passed, within its send: not when the
+		// capture read it (an outside audit: up to 3 ms late, replies
+		// before requests).
+		ts, in := p.Metadata().Timestamp, false
+		for _, w := range sent {
+			if !ts.Before(w[0].Add(-time.Millisecond)) && !ts.After(w[1].Add(time.Millisecond)) {
+				in = true
+			}
+		}
+		if !in {
+			t.Errorf("a fragment captured at %s, in none of the sends: %v", ts.Format("15:04:05.000000"), sent)
 		}
 		frags++
 		if !ip.SrcIP.Equal(net.ParseIP("172.18.0.2")) {
