@@ -378,12 +378,12 @@ func TestCloneKeepsWhatJSONLeavesOut(t *testing.T) {
 	ns := reconcile.NewNamespace("c1", true)
 	ns.IPv6Default = true
 	ns.HandIPv6 = []string{"fd00::9 on lo"}
-	ns.Links["eth0"] = &reconcile.Link{Name: "eth0", Kind: reconcile.KindVeth, Ifindex: 7}
+	ns.Links["eth0"] = &reconcile.Link{Name: "eth0", Kind: reconcile.KindVeth, Ifindex: 7, OwnPromote: "1"}
 	s.Namespaces["c1"] = ns
 	s.Where = func(reconcile.Kind, string, string) string { return "lab.yaml:3:4: x: " }
 	c := s.Clone()
 	cn := c.NS("c1")
-	if !cn.IPv6Default || len(cn.HandIPv6) != 1 || cn.Links["eth0"].Ifindex != 7 || c.Where == nil || c.Where(reconcile.KindLink, "c1", "eth0") != "lab.yaml:3:4: x: " {
+	if !cn.IPv6Default || len(cn.HandIPv6) != 1 || cn.Links["eth0"].Ifindex != 7 || cn.Links["eth0"].OwnPromote != "1" || c.Where == nil || c.Where(reconcile.KindLink, "c1", "eth0") != "lab.yaml:3:4: x: " {
 		t.Fatalf("clone: IPv6Default %v, HandIPv6 %v, ifindex %d, where %v", cn.IPv6Default, cn.HandIPv6, cn.Links["eth0"].Ifindex, c.Where != nil)
 	}
 }
@@ -392,7 +392,7 @@ func TestCloneKeepsWhatJSONLeavesOut(t *testing.T) {
 // the fields JSON skips, carried by hand; a new json:"-" field of State,
 // Namespace or Link must be carried there too (and added here).
 func TestCloneCarriesEveryFieldJSONSkips(t *testing.T) {
-	carried := map[string]bool{"State.Where": true, "Namespace.IPv6Default": true, "Namespace.HandIPv6": true, "Link.Ifindex": true}
+	carried := map[string]bool{"State.Where": true, "Namespace.IPv6Default": true, "Namespace.HandIPv6": true, "Link.Ifindex": true, "Link.OwnPromote": true}
 	for _, v := range []any{reconcile.State{}, reconcile.Namespace{}, reconcile.Link{}} {
 		typ := reflect.TypeOf(v)
 		for i := 0; i < typ.NumField(); i++ {

@@ -193,6 +193,11 @@ type Link struct {
 	// Ifindex, in an observed state (linux), is the interface's index:
 	// what the notes of its sysctls are of (internal/linux).
 	Ifindex int `json:"-"`
+	// OwnPromote, in an observed state, is the interface's own
+	// net.ipv4.conf.IF.promote_secondaries ("" if not read): the kernel
+	// promotes a secondary when "all" or this is 1, and an interface
+	// takes "default"'s when made (1 in a lab's namespaces).
+	OwnPromote string `json:"-"`
 	// QdiscForeign, in an observed state, describes a root qdisc that
 	// someone else put on the interface ("htb 1:"): left alone, and a
 	// conflict if the file wants an impairment there.
@@ -331,6 +336,7 @@ func (s *State) Clone() *State {
 		for ln, l := range ns.Links {
 			if sl := src.Links[ln]; sl != nil {
 				l.Ifindex = sl.Ifindex
+				l.OwnPromote = sl.OwnPromote
 			}
 		}
 	}

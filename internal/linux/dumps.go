@@ -32,6 +32,11 @@ import (
 // IFLA_INET6_CONF (include/uapi/linux/ipv6.h).
 const devconfDisableIPv6 = 26
 
+// devconfPromote is where promote_secondaries is in IFLA_INET_CONF:
+// IPV4_DEVCONF_PROMOTE_SECONDARIES (20, include/uapi/linux/ip.h) less one
+// (the array starts at IPV4_DEVCONF_FORWARDING, 1).
+const devconfPromote = 19
+
 // rtextFilterSkipStats is RTEXT_FILTER_SKIP_STATS: the dump leaves out
 // interface counters, which observation does not use.
 const rtextFilterSkipStats = 1 << 3
@@ -41,6 +46,7 @@ const rtextFilterSkipStats = 1 << 3
 type dumpedLink struct {
 	link        netlink.Link
 	disableIPv6 int
+	promote     int   // its own net.ipv4.conf.IF.promote_secondaries (-1: the kernel gave none)
 	stp         *bool // a bridge's STP state
 }
 
@@ -136,7 +142,7 @@ func parseLinkMsg(m []byte) (dumpedLink, error) {
 	a.Index = int(int32(binary.NativeEndian.Uint32(m[4:8])))
 	a.RawFlags = binary.NativeEndian.Uint32(m[8:12])
 	a.Flags = linkFlags(a.RawFlags)
-	d := dumpedLink{disableIPv6: -1}
+	d := dumpedLink{disableIPv6: -1, promote: -1}
 	var kind []byte
 	eachAttr(m[unix.SizeofIfInfomsg:], func(typ uint16, v []byte) {
 		switch typ {
@@ -186,6 +192,14 @@ func parseLinkMsg(m []byte) (dumpedLink, error) {
 			})
 		case unix.IFLA_AF_SPEC:
 			eachAttr(v, func(fam uint16, v []byte) {
+				if fam == unix.AF_INET {
+					eachAttr(v, func(typ uint16, v []byte) {
+						if typ == unix.IFLA_INET_CONF && len(v) >= 4*(devconfPromote+1) {
+							d.promote = int(int32(binary.NativeEndian.Uint32(v[4*devconfPromote:])))
+						}
+					})
+					return
+				}
 				if fam != unix.AF_INET6 {
 					return
 				}

@@ -1051,6 +1051,9 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 			MAC:      a.HardwareAddr.String(),
 			Ifindex:  a.Index,
 		}
+		if d.promote >= 0 {
+			rl.OwnPromote = strconv.Itoa(min(d.promote, 1))
+		}
 		if a.MasterIndex != 0 {
 			rl.Master = byIndex[a.MasterIndex]
 		}

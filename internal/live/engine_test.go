@@ -1174,3 +1174,41 @@ links:
 		}
 	})
 }
+
+// TestPrimaryWithAllPromoteSecondariesOff: a lab's namespace gives its
+// interfaces promote_secondaries 1 ("default" is 1 there), so with
+// "all" set to 0 the kernel still promotes a secondary when the primary
+// goes; the plan thought not, and left the wrong primary (the randomized
+// test). The file's first address is the primary after the edit, and an
+// interface of its own 0 (set by the file) is rebuilt in order.
+func TestPrimaryWithAllPromoteSecondariesOff(t *testing.T) {
+	lab := func(addrs, own string) []byte {
+		return []byte(`name: prom
+namespaces:
+  n3: {sysctls: {net.ipv4.conf.all.promote_secondaries: "0"` + own + `}}
+  n1: {}
+links:
+  - a: {namespace: n3, name: e5, addresses: [` + addrs + `]}
+    b: {namespace: n1, name: e13, addresses: ["10.13.0.2/24"]}
+`)
+	}
+	for _, own := range []string{"", `, net.ipv4.conf.e5.promote_secondaries: "0"`} {
+		e := newEnv(t, "prom.yaml", lab(`"10.13.0.1/24", "10.13.0.11/24"`, own))
+		e.mustApply()
+		e.load("prom.yaml", lab(`"10.13.0.21/24", "10.13.0.11/24"`, own))
+		e.mustApply()
+		if p := e.plan(); !p.Empty() {
+			t.Fatalf("promote_secondaries of e5 %q: after the edit the plan is not empty:\n%v", own, p)
+		}
+		e.in("n3", func() {
+			l, err := netlink.LinkByName("e5")
+			if err != nil {
+				t.Fatal(err)
+			}
+			as, err := netlink.AddrList(l, netlink.FAMILY_V4)
+			if err != nil || len(as) != 2 || as[0].IP.String() != "10.13.0.21" || as[0].Flags&unix.IFA_F_SECONDARY != 0 {
+				t.Fatalf("promote_secondaries of e5 %q: e5's addresses %v %v, want 10.13.0.21 the primary", own, as, err)
+			}
+		})
+	}
+}

@@ -239,6 +239,7 @@ func (w *World) view(name, owner string, keys []string) *reconcile.Namespace {
 		c.Owned = owner != "" && l.owner == owner
 		c.MTUSet = l.mtuSet
 		c.QdiscForeign = l.foreignQdisc
+		c.OwnPromote, _ = w.sysctl(name, "net.ipv4.conf."+topology.SysctlKeyName(ln)+".promote_secondaries")
 		out.Links[ln] = c
 	}
 	for k, r := range n.routes {
