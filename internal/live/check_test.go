@@ -1844,6 +1844,7 @@ links:
 checks:
   - {from: a, to: b}
   - {from: a, to: b, proto: udp, port: 5353}
+  - {from: a, to: b, proto: udp, port: 5353, expect: unreachable}
 `)
 	e, file := envOfFile(t, "cwb.yaml", src)
 	if code, out, errOut := e.cli(bin, "apply", file); code != 0 {
@@ -1861,8 +1862,21 @@ checks:
 	})
 	defer silent.Close()
 	code, out, errOut := e.cli(bin, "check", file)
-	if code != 1 || !strings.Contains(out, "from the server listening on udp/5353 in b (it may have had the datagram and not answered: UDP does not tell)") {
+	if code != 1 || strings.Count(out, "from the server listening on udp/5353 in b (it may have had the datagram and not answered: UDP does not tell)") != 2 {
 		t.Fatalf("check with a silent UDP server: %d\n%s%s", code, out, errOut)
+	}
+	// Expecting unreachable, it does not pass: it may have arrived (an
+	// outside audit: it passed).
+	var res []struct {
+		Expect string `json:"expect"`
+		OK     bool   `json:"ok"`
+	}
+	jcode, jout, _ := e.cli(bin, "-o", "json", "check", file)
+	var doc struct {
+		Results json.RawMessage `json:"results"`
+	}
+	if err := json.Unmarshal([]byte(jout), &doc); err != nil || json.Unmarshal(doc.Results, &res) != nil || jcode != 1 || len(res) != 3 || res[2].Expect != "unreachable" || res[2].OK {
+		t.Fatalf("check -o json with a silent UDP server: %d\n%s", jcode, jout)
 	}
 	e.in("r", func() {
 		l, err := netlink.LinkByName("rb")
