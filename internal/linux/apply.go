@@ -184,7 +184,7 @@ func (k *Kernel) updateField(h *nsHandle, l netlink.Link, c *reconcile.Change, f
 		if err := h.h.LinkSetHardwareAddr(l, hw); err != nil {
 			return err
 		}
-		return h.followLinkLocal(l.Attrs().Index, old, hw)
+		return h.followLinkLocal(l.Attrs().Index, want.Name, old, hw)
 	case "master":
 		if want.Master == "" {
 			return h.h.LinkSetNoMaster(l)

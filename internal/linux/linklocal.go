@@ -3,10 +3,13 @@ package linux
 import (
 	"errors"
 	"net"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/netplan-lab/netplan-lab/topology"
 )
 
 // ifaProto is IFA_PROTO (Linux 6.3), and ifaProtoKernelLL the value the
@@ -42,9 +45,17 @@ func eui64LinkLocal(mac net.HardwareAddr) net.IP {
 // is swapped: none is there with IPv6 off, with another addr_gen_mode, or
 // when someone removed it; the new one is added before the old goes, so
 // the fe80::/64 route stays.
-func (h *nsHandle) followLinkLocal(index int, old, new net.HardwareAddr) error {
+func (h *nsHandle) followLinkLocal(index int, ifname string, old, new net.HardwareAddr) error {
 	was, now := eui64LinkLocal(old), eui64LinkLocal(new)
 	if was == nil || now == nil || was.Equal(now) {
+		return nil
+	}
+	// Only where the kernel makes EUI-64 addresses (addr_gen_mode 0): in
+	// another mode one from the old MAC was added by hand (an outside
+	// audit: with mode none, it went, and one the kernel would not have
+	// made came).
+	key := "net.ipv6.conf." + topology.SysctlKeyName(ifname) + ".addr_gen_mode"
+	if sc, err := readSysctls(h.fd, []string{key}); err != nil || strings.TrimSpace(sc[key]) != "0" {
 		return nil
 	}
 	addrs, err := h.addrDump()

@@ -244,4 +244,38 @@ func TestLinkLocalFollowsTheMAC(t *testing.T) {
 		}
 		check(s.step, s.name)
 	}
+	// With addr_gen_mode none, set by hand, the kernel makes no
+	// link-local: one of the old MAC there was added by hand, and stays,
+	// and none is made for the new MAC (an outside audit).
+	h := netlinkIn(t, k, "a")
+	l, err := h.LinkByName("eth2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := k.OpenNetns("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = writeSysctl(fd, "net.ipv6.conf.eth2.addr_gen_mode", "1")
+	fd.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ll := eui64LinkLocal(l.Attrs().HardwareAddr)
+	if err := h.AddrReplace(l, &netlink.Addr{IPNet: &net.IPNet{IP: ll, Mask: net.CIDRMask(64, 128)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reconcile.Reconcile(ctx, k, lab("eth2", "02:00:00:00:00:44"), reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	addrs, _ := h.AddrList(l, netlink.FAMILY_V6)
+	var have []string
+	for _, a := range addrs {
+		if a.IP.IsLinkLocalUnicast() {
+			have = append(have, a.IP.String())
+		}
+	}
+	if len(have) != 1 || have[0] != ll.String() {
+		t.Errorf("addr_gen_mode none: link-local addresses after a mac: edit %v, want only the one added by hand, %s", have, ll)
+	}
 }
