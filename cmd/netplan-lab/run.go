@@ -141,8 +141,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "error: %v\n", msg)
 		if g.output == "json" && out.n == 0 {
 			// A script reading stdout gets a document, not nothing (an
-			// outside audit: a refusal was text on stderr only).
-			_ = g.json(map[string]any{"schema_version": 1, "error": msg, "exit_code": code})
+			// outside audit: a refusal was text on stderr only), on one
+			// line: apply --watch's events are one a line (another: a
+			// watch that could not start gave one over many lines).
+			if b, err := json.Marshal(map[string]any{"schema_version": 1, "error": msg, "exit_code": code}); err == nil {
+				fmt.Fprintln(stdout, string(b))
+			}
 		}
 	}
 	g.hintElsewhere(ctx, ran, err)

@@ -697,7 +697,7 @@ func TestOneShotRefusedWhileWatched(t *testing.T) {
 		Error    string `json:"error"`
 		ExitCode int    `json:"exit_code"`
 	}
-	if err := json.Unmarshal([]byte(out), &doc); code != 1 || err != nil || doc.ExitCode != 1 || !strings.Contains(doc.Error, "keeps this lab in line with its file") {
+	if err := json.Unmarshal([]byte(out), &doc); code != 1 || err != nil || doc.ExitCode != 1 || !strings.Contains(doc.Error, "keeps this lab in line with its file") || strings.Count(strings.TrimSpace(out), "\n") != 0 {
 		t.Fatalf("-o json destroy while watched: exit %d, %v\nstdout: %s\nstderr: %s", code, err, out, errOut)
 	}
 	if _, err := os.Stat(filepath.Join(linux.NetnsDir, e.prefix+"c1")); err != nil {
