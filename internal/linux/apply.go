@@ -140,6 +140,19 @@ func (k *Kernel) applyLink(c *reconcile.Change) error {
 		if err != nil {
 			return err
 		}
+		// What a rename (down and up) or a MAC change takes with it, of
+		// someone else's: put back after.
+		var kept *keptOnLink
+		for _, f := range c.Fields {
+			if f.Name == "name" && l.Attrs().Flags&net.FlagUp != 0 || f.Name == "mac" {
+				noted, err := h.keepOnLink(l)
+				if err != nil {
+					return k.opErr("list what is on", c.Link.Kind, c.Name, c.Namespace, err)
+				}
+				kept = &noted
+				break
+			}
+		}
 		vxlanDone := false
 		for _, f := range c.Fields {
 			switch f.Name {
@@ -151,6 +164,11 @@ func (k *Kernel) applyLink(c *reconcile.Change) error {
 			}
 			if err := k.updateField(h, l, c, f.Name); err != nil {
 				return k.opErr("set "+f.Name+" of", c.Link.Kind, c.Name, c.Namespace, err)
+			}
+		}
+		if kept != nil {
+			if err := h.putBackOnLink(l, *kept); err != nil {
+				return k.opErr("put back what was added by hand to", c.Link.Kind, c.Name, c.Namespace, err)
 			}
 		}
 		if c.OldName != "" {
@@ -234,6 +252,7 @@ func (k *Kernel) updateField(h *nsHandle, l netlink.Link, c *reconcile.Change, f
 					return fmt.Errorf("put back the route %s added by hand through it: %w", r, err)
 				}
 			}
+
 		}
 		return nil
 	case "peer":

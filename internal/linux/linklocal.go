@@ -2,6 +2,7 @@ package linux
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 
@@ -85,6 +86,67 @@ func (h *nsHandle) followLinkLocal(index int, ifname string, old, new net.Hardwa
 	link := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: index}}
 	if err := h.h.AddrDel(link, &netlink.Addr{IPNet: &net.IPNet{IP: was, Mask: net.CIDRMask(64, 128)}}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 		return err
+	}
+	return nil
+}
+
+// keptOnLink is what the kernel takes from an interface that goes down
+// and does not give back when it comes up: its IPv6 link-local addresses
+// (keep_addr_on_down keeps the others) and its permanent neighbours.
+type keptOnLink struct {
+	linkLocal []netlink.Addr
+	neigh     []netlink.Neigh
+}
+
+// keepOnLink notes them before a rename takes the interface down for a
+// moment, or a MAC change (the kernel flushes its neighbours then,
+// permanent ones too): an outside audit saw a link-local and a permanent
+// neighbour added by hand go with a rename. The kernel's own link-local
+// (EUI-64 of the MAC, in that mode) it makes again, or followLinkLocal
+// does for a new MAC: not noted.
+func (h *nsHandle) keepOnLink(l netlink.Link) (keptOnLink, error) {
+	var k keptOnLink
+	index := l.Attrs().Index
+	addrs, err := h.h.AddrList(l, netlink.FAMILY_V6)
+	if err != nil {
+		return k, fmt.Errorf("list its addresses: %w", err)
+	}
+	kernels := eui64LinkLocal(l.Attrs().HardwareAddr)
+	key := "net.ipv6.conf." + topology.SysctlKeyName(l.Attrs().Name) + ".addr_gen_mode"
+	if sc, err := readSysctls(h.fd, []string{key}); err != nil || strings.TrimSpace(sc[key]) != "0" {
+		kernels = nil
+	}
+	for _, a := range addrs {
+		if a.IP.IsLinkLocalUnicast() && !a.IP.Equal(kernels) {
+			k.linkLocal = append(k.linkLocal, a)
+		}
+	}
+	neigh, err := h.h.NeighList(index, netlink.FAMILY_ALL)
+	if err != nil {
+		return k, fmt.Errorf("list its neighbours: %w", err)
+	}
+	for _, n := range neigh {
+		if n.State&netlink.NUD_PERMANENT != 0 {
+			k.neigh = append(k.neigh, n)
+		}
+	}
+	return k, nil
+}
+
+// putBackOnLink adds again, once the interface is up, what keepOnLink
+// noted (the kernel's own link-local is there already: left as it is).
+func (h *nsHandle) putBackOnLink(l netlink.Link, k keptOnLink) error {
+	for _, a := range k.linkLocal {
+		a := netlink.Addr{IPNet: a.IPNet, Flags: unix.IFA_F_NODAD}
+		if err := h.h.AddrAdd(l, &a); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("put back its link-local address %s: %w", a.IPNet, err)
+		}
+	}
+	for _, n := range k.neigh {
+		n.LinkIndex = l.Attrs().Index
+		if err := h.h.NeighSet(&n); err != nil {
+			return fmt.Errorf("put back its neighbour %s: %w", n.IP, err)
+		}
 	}
 	return nil
 }

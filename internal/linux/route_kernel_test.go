@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 
@@ -169,8 +170,30 @@ func TestRenameKeepsRoutesAddedByHand(t *testing.T) {
 			t.Fatalf("add %s: %v", r, err)
 		}
 	}
+	// And a link-local address and a permanent neighbour (an outside
+	// audit: they went with the rename).
+	hand := &netlink.Addr{IPNet: mustCIDR(t, "fe80::1234/64")}
+	hand.IP = net.ParseIP("fe80::1234")
+	if err := h.AddrAdd(eth0, hand); err != nil {
+		t.Fatal(err)
+	}
+	mac, _ := net.ParseMAC("02:11:22:33:44:55")
+	if err := h.NeighAdd(&netlink.Neigh{LinkIndex: idx, IP: net.ParseIP("fd00::77"), HardwareAddr: mac, State: netlink.NUD_PERMANENT}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := reconcile.Reconcile(ctx, k, lab("eth1"), reconcile.ExecOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	eth1 := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: idx}}
+	v6, _ := h.AddrList(eth1, netlink.FAMILY_V6)
+	if !slices.ContainsFunc(v6, func(a netlink.Addr) bool { return a.IP.Equal(hand.IP) }) {
+		t.Errorf("the link-local address added by hand after the rename: %v", v6)
+	}
+	neigh, _ := h.NeighList(idx, netlink.FAMILY_V6)
+	if !slices.ContainsFunc(neigh, func(n netlink.Neigh) bool {
+		return n.IP.Equal(net.ParseIP("fd00::77")) && n.State&netlink.NUD_PERMANENT != 0
+	}) {
+		t.Errorf("the permanent neighbour added by hand after the rename: %v", neigh)
 	}
 	for _, r := range byHand {
 		got, err := h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Dst: r.Dst, Table: r.Table}, netlink.RT_FILTER_DST|netlink.RT_FILTER_TABLE)
