@@ -174,7 +174,7 @@ type Link struct {
 	// cannot be added, and adding the address again makes it.
 	NoRoute []string `json:"no_route,omitempty"`
 	// NoLocal, in an observed state, lists the lab's IPv4 addresses of the
-	// lab's (up) link whose local route (table local) is gone (ip route
+	// lab's link (up or down) whose local route (table local) is gone (ip route
 	// flush table local): the address does not answer, and adding it
 	// again makes the route.
 	NoLocal []string `json:"no_local,omitempty"`

@@ -1176,6 +1176,21 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 			kernelRoutes[byIndex[r.LinkIndex]+" "+canonNet(r.Dst)] = true
 		}
 	}
+	for _, l := range ns.Links {
+		// IPv4: each of the lab's addresses has its local route (table
+		// local), up or down (the kernel keeps it on a link that is
+		// down); without it the address does not answer (ip route flush
+		// table local).
+		if !l.Owned {
+			continue
+		}
+		for _, a := range l.Addresses {
+			pre, err := netip.ParsePrefix(a)
+			if err == nil && pre.Addr().Is4() && !locals[pre.Addr().String()] {
+				l.NoLocal = append(l.NoLocal, a)
+			}
+		}
+	}
 	for name, l := range ns.Links {
 		if !l.Owned || !l.Up {
 			continue
@@ -1187,15 +1202,6 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 			}
 			if !kernelRoutes[name+" "+pre.Masked().String()] {
 				l.NoRoute = append(l.NoRoute, p)
-			}
-		}
-		// IPv4: each of the lab's addresses has its local route (table
-		// local), up or down; without it the address does not answer
-		// (ip route flush table local).
-		for _, a := range l.Addresses {
-			pre, err := netip.ParsePrefix(a)
-			if err == nil && pre.Addr().Is4() && !locals[pre.Addr().String()] {
-				l.NoLocal = append(l.NoLocal, a)
 			}
 		}
 		// IPv6: each of the lab's addresses has its prefix route (made

@@ -876,6 +876,8 @@ namespaces:
 links:
   - a: {namespace: c1, name: eth0, addresses: [10.61.0.2/24, 10.61.0.9/24, 10.62.0.2/24]}
     b: {namespace: c2, name: eth0, addresses: [10.61.0.3/24, 10.62.0.3/24]}
+  - a: {namespace: c1, name: eth1, addresses: [10.61.7.2/24], up: false}
+    b: {namespace: c2, name: eth1}
 `)
 	e := newEnv(t, "lflush.yaml", src)
 	e.mustApply()
@@ -901,6 +903,10 @@ links:
 	for _, want := range []string{
 		"+   address 10.61.0.2/24 on eth0 (again: the local route of 10.61.0.2 (table local) the kernel makes was deleted)",
 		"+   address 10.61.0.9/24 on eth0 (again: the local route of 10.61.0.2 (table local) the kernel makes was deleted)",
+		// On a link that is down too: the kernel keeps the local routes
+		// of its addresses, and the address answers on the others (an
+		// outside audit).
+		"+   address 10.61.7.2/24 on eth1 (again: the local route of 10.61.7.2 (table local) the kernel makes was deleted)",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the plan after the flush lacks %q:\n%s", want, text)
