@@ -132,17 +132,9 @@ func trace(k Kernel, s *reconcile.State, from string, dst netip.Addr, proto stri
 			// An input chain of someone else's decides what reaches the
 			// namespace's own addresses, as a forward chain does what it
 			// routes (an outside audit: "delivered" past a policy drop).
-			for _, c := range n.InputDrop {
-				if strings.HasSuffix(c, reconcile.ForwardDropNoRules) {
-					r.Result, r.Reason = "dropped", fmt.Sprintf("namespace %s drops packets to its own addresses: an input chain with policy drop and no rules (%s)", ns, strings.TrimSuffix(c, reconcile.ForwardDropNoRules))
-					return r, ns, in, src
-				}
-			}
-			if len(n.InputDrop) > 0 {
-				r.Notes = append(r.Notes, fmt.Sprintf("namespace %s has an input chain with policy drop (%s): path does not evaluate its rules; unless one accepts this packet, it is dropped there", ns, strings.Join(n.InputDrop, ", ")))
-			}
-			if len(n.InputRules) > 0 {
-				r.Notes = append(r.Notes, fmt.Sprintf("namespace %s has an input chain with rules of someone else's (%s): path does not evaluate them; one may drop this packet there", ns, strings.Join(n.InputRules, ", ")))
+			if why := othersChains(r, ns, "an input", "packets to its own addresses", n.InputDrop, n.InputRules); why != "" {
+				r.Result, r.Reason = "dropped", why
+				return r, ns, in, src
 			}
 			r.Result = "delivered"
 			if in == "" {
@@ -161,18 +153,10 @@ func trace(k Kernel, s *reconcile.State, from string, dst netip.Addr, proto stri
 			// A drop policy decides only what its rules leave: path does
 			// not evaluate rules it did not make (an outside audit: Docker's
 			// policy drop with accept rules was reported as a drop).
-			for _, fd := range n.ForwardDrop {
-				if strings.HasSuffix(fd, reconcile.ForwardDropNoRules) {
-					r.Hops = append(r.Hops, hop)
-					r.Result, r.Reason = "dropped", fmt.Sprintf("namespace %s drops forwarded packets: a forward chain with policy drop and no rules (%s)", ns, strings.TrimSuffix(fd, reconcile.ForwardDropNoRules))
-					return r, ns, in, src
-				}
-			}
-			if len(n.ForwardDrop) > 0 {
-				r.Notes = append(r.Notes, fmt.Sprintf("namespace %s has a forward chain with policy drop (%s): path does not evaluate its rules; unless one accepts this packet, it is dropped there", ns, strings.Join(n.ForwardDrop, ", ")))
-			}
-			if len(n.ForwardRules) > 0 {
-				r.Notes = append(r.Notes, fmt.Sprintf("namespace %s has a forward chain with rules of someone else's (%s): path does not evaluate them; one may drop this packet there", ns, strings.Join(n.ForwardRules, ", ")))
+			if why := othersChains(r, ns, "a forward", "forwarded packets", n.ForwardDrop, n.ForwardRules); why != "" {
+				r.Hops = append(r.Hops, hop)
+				r.Result, r.Reason = "dropped", why
+				return r, ns, in, src
 			}
 		}
 		routes, err := k.RouteGet(ns, dst.AsSlice())
@@ -243,6 +227,25 @@ func trace(k Kernel, s *reconcile.State, from string, dst netip.Addr, proto stri
 	}
 	r.Result, r.Reason = "dropped", "more than 32 hops"
 	return r, ns, in, src
+}
+
+// othersChains weighs the base chains of someone else's on one hook of
+// namespace ns ("a forward", "an input"): one with policy drop and no
+// rules drops every packet (why, returned); the others' rules path does
+// not evaluate, so they are notes on r.
+func othersChains(r *Result, ns, chain, what string, drop, rules []string) string {
+	for _, c := range drop {
+		if strings.HasSuffix(c, reconcile.ForwardDropNoRules) {
+			return fmt.Sprintf("namespace %s drops %s: %s chain with policy drop and no rules (%s)", ns, what, chain, strings.TrimSuffix(c, reconcile.ForwardDropNoRules))
+		}
+	}
+	if len(drop) > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("namespace %s has %s chain with policy drop (%s): path does not evaluate its rules; unless one accepts this packet, it is dropped there", ns, chain, strings.Join(drop, ", ")))
+	}
+	if len(rules) > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("namespace %s has %s chain with rules of someone else's (%s): path does not evaluate them; one may drop this packet there", ns, chain, strings.Join(rules, ", ")))
+	}
+	return ""
 }
 
 func local(n *reconcile.Namespace, a netip.Addr) bool {
