@@ -960,15 +960,22 @@ links:
 	if p := e.plan(); !p.Empty() {
 		t.Fatalf("after the edit the plan is not empty:\n%v", p)
 	}
-	e.in("n1", func() {
-		u1, err := netlink.LinkByName("u1")
+	e.routesThrough("n1", "u1", "10.50.0.0/16", "fd99::/64")
+}
+
+// routesThrough fails the test unless each route to dsts in namespace ns
+// is one, through interface ifname.
+func (e *env) routesThrough(ns, ifname string, dsts ...string) {
+	e.t.Helper()
+	e.in(ns, func() {
+		l, err := netlink.LinkByName(ifname)
 		if err != nil {
-			t.Fatal(err)
+			e.t.Fatal(err)
 		}
-		for _, dst := range []string{"10.50.0.0/16", "fd99::/64"} {
-			rs, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Dst: mustNet(t, dst)}, netlink.RT_FILTER_DST)
-			if err != nil || len(rs) != 1 || rs[0].LinkIndex != u1.Attrs().Index {
-				t.Errorf("route %s after the subnets moved: %v %v, want it through u1 (index %d)", dst, rs, err, u1.Attrs().Index)
+		for _, dst := range dsts {
+			rs, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Dst: mustNet(e.t, dst)}, netlink.RT_FILTER_DST)
+			if err != nil || len(rs) != 1 || rs[0].LinkIndex != l.Attrs().Index {
+				e.t.Fatalf("route %s in %s: %v %v, want one, through %s (index %d)", dst, ns, rs, err, ifname, l.Attrs().Index)
 			}
 		}
 	})
@@ -980,7 +987,7 @@ links:
 // after the namespace's deletion returns, and the new route's add failed
 // with "file exists", every time (an outside audit). It replaces it.
 func TestRouteMovesOffAVethThatGoesWithItsPeersNamespace(t *testing.T) {
-	e := newEnv(t, "dying.yaml", []byte(`name: dying
+	before := []byte(`name: dying
 namespaces:
   n1:
     routes:
@@ -991,7 +998,8 @@ namespaces:
 links:
   - a: {namespace: n1, name: u0, addresses: [192.168.7.1/24]}
     b: {namespace: n3, name: u0, addresses: [192.168.7.2/24]}
-`))
+`)
+	e := newEnv(t, "dying.yaml", before)
 	e.mustApply()
 	e.load("dying.yaml", []byte(`name: dying
 namespaces:
@@ -1009,33 +1017,11 @@ links:
 		if p := e.plan(); !p.Empty() {
 			t.Fatalf("after the move the plan is not empty:\n%v", p)
 		}
-		e.in("n1", func() {
-			u9, err := netlink.LinkByName("u9")
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, dst := range []string{"10.60.0.0/24", "10.61.0.0/16"} {
-				rs, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: mustNet(t, dst)}, netlink.RT_FILTER_DST)
-				if err != nil || len(rs) != 1 || rs[0].LinkIndex != u9.Attrs().Index {
-					t.Fatalf("route %s after the move: %v %v, want it through u9", dst, rs, err)
-				}
-			}
-		})
+		e.routesThrough("n1", "u9", "10.60.0.0/24", "10.61.0.0/16")
 		if i < 2 {
 			// Again, from the old file: n3 comes back, then goes again.
 			cur := e.topo
-			e.load("dying.yaml", []byte(`name: dying
-namespaces:
-  n1:
-    routes:
-      - {to: 10.60.0.0/24, dev: u0}
-      - {to: 10.61.0.0/16, via: 192.168.7.2}
-  n2: {}
-  n3: {}
-links:
-  - a: {namespace: n1, name: u0, addresses: [192.168.7.1/24]}
-    b: {namespace: n3, name: u0, addresses: [192.168.7.2/24]}
-`))
+			e.load("dying.yaml", before)
 			e.mustApply()
 			e.topo = cur
 		}
