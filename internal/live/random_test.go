@@ -649,8 +649,12 @@ func removeRoute(s []*rroute, r *rroute) []*rroute {
 func stableLinks(old, cur *rlab) map[string]string {
 	out := map[string]string{}
 	pairSame := map[int]bool{}
+	// A name another link of the namespace had and gives up in the same
+	// edit: the pair renamed to it is made again, not renamed in place
+	// (README: a known limit).
+	taken := func(e, was rend) bool { return e.name != was.name && old.used(e.ns)[e.name] }
 	for _, p := range old.pairs {
-		if q := cur.pair(p.id); q != nil && q.a.ns == p.a.ns && q.b.ns == p.b.ns {
+		if q := cur.pair(p.id); q != nil && q.a.ns == p.a.ns && q.b.ns == p.b.ns && !taken(q.a, p.a) && !taken(q.b, p.b) {
 			pairSame[p.id] = true
 			out[p.a.ns+":"+p.a.name] = q.a.ns + ":" + q.a.name
 			out[p.b.ns+":"+p.b.name] = q.b.ns + ":" + q.b.name

@@ -685,7 +685,8 @@ func compact(v any) string {
 //   - each declared interface exists with the right kind; mtu and mac only
 //     when the file sets them; up (default true); master = the file's
 //     bridge: (none when unset); addresses as a set, both ways, and the
-//     file's first IPv4 address must be the kernel's first IPv4 one; veth:
+//     file's first IPv4 address of each subnet must be the kernel's
+//     primary of it; veth:
 //     the peer is the other end of the file's pair; bridge: stp (default
 //     false); macvlan/ipvlan: parent ("ns:name") and mode (not the ipvlan
 //     flag); vxlan: vni, port, remote and group always, local and dev when
@@ -869,19 +870,28 @@ func (c *comparer) addresses(short string, i *topology.Iface, l *Link) {
 			c.add(short, "%s: address %s not in the file", i.Name, a)
 		}
 	}
+	// Each IPv4 subnet's primary (the kernel lists it first of its
+	// subnet) is the file's first address of that subnet; the order of
+	// subnets after an edit is the kernel's (README: Order).
 	wantFirst, gotFirst := firstIPv4(want), firstIPv4(l.Addresses)
-	if wantFirst != "" && gotFirst != "" && wantFirst != gotFirst && slices.Contains(l.Addresses, wantFirst) {
-		c.add(short, "%s: first IPv4 address %s, want %s", i.Name, gotFirst, wantFirst)
+	for sub, w := range wantFirst {
+		if g, ok := gotFirst[sub]; ok && g != w && slices.Contains(l.Addresses, w) {
+			c.add(short, "%s: primary address of %s %s, want %s", i.Name, sub, g, w)
+		}
 	}
 }
 
-func firstIPv4(addrs []string) string {
+// firstIPv4 is the first IPv4 address of each subnet in addrs.
+func firstIPv4(addrs []string) map[netip.Prefix]string {
+	out := map[netip.Prefix]string{}
 	for _, a := range addrs {
 		if p, err := netip.ParsePrefix(a); err == nil && p.Addr().Is4() {
-			return a
+			if _, ok := out[p.Masked()]; !ok {
+				out[p.Masked()] = a
+			}
 		}
 	}
-	return ""
+	return out
 }
 
 func (c *comparer) child(short string, l *Link, parentNS, parentName, mode string) {

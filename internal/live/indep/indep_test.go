@@ -122,7 +122,7 @@ func TestCompareMadeUp(t *testing.T) {
 	expectLines(t, Compare(topo, s), []string{
 		"c1: eth0: mtu 1500, want 1400",
 		"c1: eth0: address fd00::9/64 not in the file",
-		"c1: eth0: first IPv4 address 10.0.0.3/24, want 10.0.0.2/24",
+		"c1: eth0: primary address of 10.0.0.0/24 10.0.0.3/24, want 10.0.0.2/24",
 		"c1: eth0: veth peer elsewhere:veth-c1, want host:veth-c1",
 		"c1: x0: veth link not in the file",
 		"c1: route 10.5.0.0/16 via 10.0.0.1 dev eth0 metric 0 proto boot not in the file",
@@ -534,7 +534,7 @@ func TestMixedLab(t *testing.T) {
 	expectLines(t, l.compare(), []string{
 		"host: up0: mac 02:00:00:00:00:0b, want 02:00:00:00:00:0a",
 		"host: brx: down, want up",
-		"host: up0: first IPv4 address 192.0.2.9/24, want 192.0.2.1/24",
+		"host: up0: primary address of 192.0.2.0/24 192.0.2.9/24, want 192.0.2.1/24",
 		"r: route fd77::/64 via fd00:1::1 missing (kernel has fd77::/64 via fd00:1::1 dev eth0 metric 100 proto boot)",
 		"r: route fd77::/64 via fd00:1::1 dev eth0 metric 100 proto boot not in the file",
 		`r: sysctl net.ipv4.conf.all.rp_filter = "2", want "0"`,
