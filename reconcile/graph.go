@@ -174,6 +174,7 @@ func newStep(c *Change) *step {
 		k := keyAddr(n, c.Dev, c.Name)
 		if c.Action == Delete {
 			s.removes = []string{k}
+			s.makes = []string{"addrgone/" + n + "/" + c.Dev + "/" + c.Name}
 			if family(c.Name) == 6 {
 				// Before IPv6 is turned off, which takes them itself.
 				s.removes = append(s.removes, "ipv6off/"+n)
@@ -197,6 +198,14 @@ func newStep(c *Change) *step {
 		// address that puts the gateway on a connected subnet.
 		if c.Dev != "" {
 			need(keyLink(n, c.Dev), "addr/"+n+"/"+c.Dev+"/*")
+		}
+		// Moved off another interface (its gateway's subnet is on this
+		// one now): after that one's addresses go, or the kernel picks
+		// it again while it still holds the subnet (the randomized test).
+		for _, f := range c.Fields {
+			if f.Name == "dev" && f.Old != "" && f.Old != "(none)" {
+				need("addrgone/" + n + "/" + f.Old + "/*")
+			}
 		}
 	case KindSysctl:
 		s.makes = []string{"sysctl/" + n + "/" + c.Name}
