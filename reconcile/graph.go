@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 )
@@ -73,7 +74,47 @@ func steps(p *Plan) []*step {
 		}
 		out = append(out, newStep(c))
 	}
+	gatewaysOnRoutes(out)
 	return out
+}
+
+// gatewaysOnRoutes orders a route via a gateway after the routes the plan
+// adds in its namespace that put the gateway on-link (a route with dev:
+// and no gateway, to a prefix that holds it): the kernel refuses a
+// gateway it cannot reach ("network is unreachable"; an outside audit:
+// validate passed, apply failed every time).
+func gatewaysOnRoutes(steps []*step) {
+	type onLink struct {
+		ns  string
+		dst netip.Prefix
+		key string
+	}
+	var dev []onLink
+	for _, s := range steps {
+		for _, c := range s.changes {
+			if c.Kind == KindRoute && c.Action != Delete && c.Route != nil && c.Route.Via == "" {
+				if p, err := netip.ParsePrefix(c.Route.Dst); err == nil {
+					dev = append(dev, onLink{c.Namespace, p, "route/" + c.Namespace + "/" + c.Name})
+				}
+			}
+		}
+	}
+	for _, s := range steps {
+		for _, c := range s.changes {
+			if c.Kind != KindRoute || c.Action == Delete || c.Route == nil || c.Route.Via == "" {
+				continue
+			}
+			gw, err := netip.ParseAddr(c.Route.Via)
+			if err != nil {
+				continue
+			}
+			for _, d := range dev {
+				if d.ns == c.Namespace && d.dst.Contains(gw) {
+					s.needs = append(s.needs, d.key)
+				}
+			}
+		}
+	}
 }
 
 func newStep(c *Change) *step {

@@ -146,6 +146,8 @@ func TestCases(t *testing.T) {
 			"namespaces.a.routes[0].via: gateway 10.61.0.1 is on no subnet of dev eth1 (it has 10.62.0.0/24)"},
 		{"broadcast gateway", "name: a\nnamespaces:\n  a: {routes: [{to: 10.70.0.0/16, via: 10.61.0.255}]}\nlinks:\n  - {a: {namespace: a, name: eth0, addresses: [10.61.0.2/24]}, b: {name: v}}\n",
 			"gateway 10.61.0.255 is the broadcast address of 10.61.0.0/24"},
+		{"onlink without via", "name: a\nnamespaces:\n  a: {routes: [{to: 10.98.1.0/24, dev: eth0, onlink: true}]}\nlinks:\n  - {a: {namespace: a, name: eth0, addresses: [10.5.0.2/24]}, b: {name: v}}\n",
+			`namespaces.a.routes[0].onlink: onlink needs via: it says a gateway is on the wire of dev`},
 		{"gateway of its own", "name: a\nnamespaces:\n  a: {routes: [{to: 10.70.0.0/16, via: 10.61.0.2, dev: eth0, onlink: true}]}\nlinks:\n  - {a: {namespace: a, name: eth0, addresses: [10.61.0.2/24]}, b: {name: v}}\n",
 			`namespaces.a.routes[0].via: gateway 10.61.0.2 is an address of namespace "a" itself (on eth0): a gateway is a neighbour's address`},
 		{"the kernel's own route", "name: a\nnamespaces:\n  a: {routes: [{to: 10.61.0.0/24, via: 10.61.0.1}]}\nlinks:\n  - {a: {namespace: a, name: eth0, addresses: [10.61.0.2/24]}, b: {name: v}}\n",

@@ -751,6 +751,11 @@ func (d *decoder) validateRoute(n *Namespace, r *Route, declared func(ns, name s
 	if r.OnLink && r.Dev == "" {
 		d.at(r.Pos, join(r.Path, "onlink"), "onlink needs dev: the interface the gateway is reached on")
 	}
+	if r.OnLink && r.Via == "" {
+		// The kernel refuses it (invalid argument; an outside audit:
+		// validate and plan passed it).
+		d.at(r.Pos, join(r.Path, "onlink"), "onlink needs via: it says a gateway is on the wire of dev; a route without one is on that wire already")
+	}
 	if r.Via != "" {
 		gw, err := netip.ParseAddr(r.Via)
 		switch {

@@ -1204,3 +1204,25 @@ links:
 		})
 	}
 }
+
+// TestGatewayOnADevRoutesPrefix: a gateway reached through a route of the
+// file with dev: and no gateway (validate takes that prefix as on-link)
+// was added before that route, and the kernel refused it, every time (an
+// outside audit). It is added after.
+func TestGatewayOnADevRoutesPrefix(t *testing.T) {
+	e := newEnv(t, "gwdev.yaml", []byte(`name: gwdev
+namespaces:
+  c:
+    routes:
+      - {to: 10.98.1.0/24, via: 172.31.0.1, dev: eth0}
+      - {to: 10.98.2.0/24, via: 172.31.0.1}
+      - {to: 172.16.0.0/12, dev: eth0}
+links:
+  - a: {namespace: c, name: eth0, addresses: [10.72.0.2/24]}
+    b: {namespace: host, name: vc, addresses: [10.72.0.1/24]}
+`))
+	e.mustApply()
+	if p := e.plan(); !p.Empty() {
+		t.Fatalf("after apply the plan is not empty:\n%v", p)
+	}
+}
