@@ -812,7 +812,7 @@ func (d *differ) addresses(name, ln string, wl, hl *Link, downs bool) {
 				continue
 			case len(theirs) > 0 && !addFirst && !contains(hl.Foreign, p):
 				d.plan.Warnings = append(d.plan.Warnings, fmt.Sprintf(
-					"%s on %s in namespace %q was deleted: adding %s again would take %s, which the lab did not add, with it (net.ipv4.conf.all.promote_secondaries is 0); %s",
+					"%s on %s in namespace %q was deleted: adding %s again would take %s, which the lab did not add, with it (promote_secondaries is 0 for it: net.ipv4.conf.all and its own); %s",
 					lost, ln, name, p, strings.Join(theirs, ", "), fix))
 				continue
 			}
