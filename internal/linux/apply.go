@@ -252,7 +252,6 @@ func (k *Kernel) updateField(h *nsHandle, l netlink.Link, c *reconcile.Change, f
 					return fmt.Errorf("put back the route %s added by hand through it: %w", r, err)
 				}
 			}
-
 		}
 		return nil
 	case "peer":
