@@ -671,6 +671,7 @@ func TestOneShotRefusedWhileWatched(t *testing.T) {
 		if cmd.ProcessState == nil {
 			cmd.Process.Kill()
 			cmd.Wait()
+			linux.Watcher(e.sandbox, "bridge", e.prefix) // clears the killed watch's registration
 		}
 	})
 	sc := bufio.NewScanner(stdout)
