@@ -189,11 +189,22 @@ func StopProcessesIn(inodes map[[2]uint64]bool, grace time.Duration, extra ...*o
 		}
 	}
 	// SIGKILL whatever is there, including what was forked since the
-	// last look, until nothing is.
+	// last look, until nothing is. Stopped first, and looked at again
+	// until no more are found: a child forked between a look and the
+	// kill had a parent gone by the next look, and so no way back to
+	// a command (CI saw one run on).
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		left := find()
 		if len(left) == 0 {
 			break
+		}
+		for i := 0; i < 20; i++ {
+			signal(left, unix.SIGSTOP)
+			more := find()
+			if len(more) <= len(left) {
+				break
+			}
+			left = more
 		}
 		signal(left, unix.SIGKILL)
 	}
