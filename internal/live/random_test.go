@@ -650,9 +650,12 @@ func stableLinks(old, cur *rlab) map[string]string {
 	out := map[string]string{}
 	pairSame := map[int]bool{}
 	// A name another link of the namespace had and gives up in the same
-	// edit: the pair renamed to it is made again, not renamed in place
-	// (README: a known limit).
-	taken := func(e, was rend) bool { return e.name != was.name && old.used(e.ns)[e.name] }
+	// edit, or the end's old name taken by another link in it: the pair
+	// renamed so is made again, not renamed in place (README: a known
+	// limit).
+	taken := func(e, was rend) bool {
+		return e.name != was.name && (old.used(e.ns)[e.name] || cur.used(was.ns)[was.name])
+	}
 	for _, p := range old.pairs {
 		if q := cur.pair(p.id); q != nil && q.a.ns == p.a.ns && q.b.ns == p.b.ns && !taken(q.a, p.a) && !taken(q.b, p.b) {
 			pairSame[p.id] = true
