@@ -46,16 +46,25 @@ func Unregister(sandbox, prefix string) {
 	os.Remove(filepath.Join(Registry, sandbox))
 }
 
+// statFields are the fields of /proc/PID/stat after the command's name
+// (its state first, then its parent's pid, ...).
+func statFields(pid int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	s := string(b)
+	return strings.Fields(s[strings.LastIndex(s, ")")+1:]), nil
+}
+
 // startTime is a process's start time in clock ticks since boot
 // (/proc/PID/stat field 22): a pid used again is another process. A
 // zombie (dead, not yet waited for) is no process: an error.
 func startTime(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := statFields(pid)
 	if err != nil {
 		return 0, err
 	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndex(s, ")")+1:])
 	if len(f) < 20 {
 		return 0, fmt.Errorf("/proc/%d/stat: too short", pid)
 	}
@@ -211,22 +220,17 @@ func StopProcessesIn(inodes map[[2]uint64]bool, grace time.Duration, extra ...*o
 	return len(first)
 }
 
-// alive: the process exists and has not exited (a zombie has).
 // parentOf is a process's parent's pid (0 if it cannot be read).
 func parentOf(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndex(s, ")")+1:])
-	if len(f) < 2 {
+	f, err := statFields(pid)
+	if err != nil || len(f) < 2 {
 		return 0
 	}
 	n, _ := strconv.Atoi(f[1])
 	return n
 }
 
+// alive: the process exists and has not exited (a zombie has).
 func alive(pid int) bool {
 	_, err := startTime(pid)
 	return err == nil

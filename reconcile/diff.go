@@ -780,12 +780,12 @@ func (d *differ) addresses(name, ln string, wl, hl *Link, downs bool) {
 		// address's local route (table local). The lab's addresses of the
 		// subnet go and come again in the file's order, and the kernel
 		// makes the routes with them.
-		p, lost, fix, why, local := noRouteIn(hl, sub), "", "", "", false
+		p, lost, fix, why, local := inSubnet(hl.NoRoute, sub), "", "", "", false
 		if p != "" {
 			lost = fmt.Sprintf("the route to %s that the kernel makes for %s", subnetOf(p), p)
 			fix = fmt.Sprintf("routes via %s fail until it is back (ip route add %s dev %s proto kernel scope link src %s)", subnetOf(p), subnetOf(p), ln, strings.SplitN(p, "/", 2)[0])
 			why = routeGone(f[0])
-		} else if a := noLocalIn(hl, sub); a != "" {
+		} else if a := inSubnet(hl.NoLocal, sub); a != "" {
 			ip := strings.SplitN(a, "/", 2)[0]
 			p = a
 			for _, pr := range hl.Primaries {
@@ -1202,9 +1202,11 @@ func (d *differ) routes(name string) {
 			// is added when the link comes up. One still through another
 			// interface (its gateway's subnet moved to this one) goes:
 			// the kernel keeps it where it was (the randomized test).
-			if hr != nil && hr.Owned && hr.Dev != "" && hr.Dev != dev && d.want.Link(Ref{name, hr.Dev}) != nil && d.want.Link(Ref{name, hr.Dev}).Up {
-				d.add(&Change{Action: Delete, Kind: KindRoute, Namespace: name, Name: k, Route: hr.Clone(),
-					Why: "its gateway's subnet is on " + dev + " now, which is down: it comes back when " + dev + " is up"})
+			if hr != nil && hr.Owned && hr.Dev != "" && hr.Dev != dev {
+				if on := d.want.Link(Ref{name, hr.Dev}); on != nil && on.Up {
+					d.add(&Change{Action: Delete, Kind: KindRoute, Namespace: name, Name: k, Route: hr.Clone(),
+						Why: "its gateway's subnet is on " + dev + " now, which is down: it comes back when " + dev + " is up"})
+				}
 			}
 			delete(have, k)
 			continue
@@ -1802,21 +1804,11 @@ func (d *differ) nat(name string) {
 	}
 }
 
-// noRouteIn is the primary address of subnet sub on hl whose route the
-// kernel made is gone, or "".
-func noRouteIn(hl *Link, sub string) string {
-	for _, p := range hl.NoRoute {
-		if sameSubnet(p, sub) {
-			return p
-		}
-	}
-	return ""
-}
-
-// noLocalIn is the lab's address of subnet sub on hl whose local route is
-// gone, or "".
-func noLocalIn(hl *Link, sub string) string {
-	for _, a := range hl.NoLocal {
+// inSubnet is the first of addrs in subnet sub, or "": of a link's
+// NoRoute, the primary whose route to the subnet is gone; of its NoLocal,
+// the lab's address whose local route is.
+func inSubnet(addrs []string, sub string) string {
+	for _, a := range addrs {
 		if sameSubnet(a, sub) {
 			return a
 		}

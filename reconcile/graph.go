@@ -44,6 +44,11 @@ func keyNS(ns string) string           { return "ns/" + ns }
 func keyLink(ns, name string) string   { return "link/" + ns + "/" + name }
 func keyAddr(ns, dev, a string) string { return "addr/" + ns + "/" + dev + "/" + a }
 func keyMacvlanOn(parent Ref) string   { return "macvlanon/" + parent.NS + "/" + parent.Name }
+func keyRoute(ns, key string) string   { return "route/" + ns + "/" + key }
+
+// keyAddrGone is made by an address's delete: what needs a link's
+// addresses gone waits on "addrgone/NS/DEV/*".
+func keyAddrGone(ns, dev, a string) string { return "addrgone/" + ns + "/" + dev + "/" + a }
 func keyVNI(ns string, x *VXLAN) string {
 	return fmt.Sprintf("vni/%s/%d/%d", ns, x.VNI, x.Port)
 }
@@ -94,7 +99,7 @@ func gatewaysOnRoutes(steps []*step) {
 		for _, c := range s.changes {
 			if c.Kind == KindRoute && c.Action != Delete && c.Route != nil && c.Route.Via == "" {
 				if p, err := netip.ParsePrefix(c.Route.Dst); err == nil {
-					dev = append(dev, onLink{c.Namespace, p, "route/" + c.Namespace + "/" + c.Name})
+					dev = append(dev, onLink{c.Namespace, p, keyRoute(c.Namespace, c.Name)})
 				}
 			}
 		}
@@ -215,7 +220,7 @@ func newStep(c *Change) *step {
 		k := keyAddr(n, c.Dev, c.Name)
 		if c.Action == Delete {
 			s.removes = []string{k}
-			s.makes = []string{"addrgone/" + n + "/" + c.Dev + "/" + c.Name}
+			s.makes = []string{keyAddrGone(n, c.Dev, c.Name)}
 			if family(c.Name) == 6 {
 				// Before IPv6 is turned off, which takes them itself.
 				s.removes = append(s.removes, "ipv6off/"+n)
@@ -228,7 +233,7 @@ func newStep(c *Change) *step {
 		}
 		need(keyLink(n, c.Dev)) // made by a rename to that name, if any
 	case KindRoute:
-		k := "route/" + n + "/" + c.Name
+		k := keyRoute(n, c.Name)
 		if c.Action == Delete {
 			s.removes = []string{k}
 			break
@@ -245,7 +250,7 @@ func newStep(c *Change) *step {
 		// it again while it still holds the subnet (the randomized test).
 		for _, f := range c.Fields {
 			if f.Name == "dev" && f.Old != "" && f.Old != "(none)" {
-				need("addrgone/" + n + "/" + f.Old + "/*")
+				need(keyAddrGone(n, f.Old, "*"))
 			}
 		}
 	case KindSysctl:
@@ -341,7 +346,7 @@ func layers(st []*step) ([][]*step, error) {
 				}
 			}
 		case c.Kind == KindRoute && c.Action == Delete:
-			for _, i := range byPrefix("route/" + c.Namespace + "/") {
+			for _, i := range byPrefix(keyRoute(c.Namespace, "")) {
 				edge(i, j)
 			}
 		}

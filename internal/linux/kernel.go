@@ -1166,33 +1166,31 @@ func (k *Kernel) observeNS(short string, sysctls []string, ipv6Switch string, wa
 		delete(k.unready, short)
 	}
 	k.mu.Unlock()
-	// The routes the kernel makes for the primary IPv4 addresses of the
-	// lab's up links, and for its IPv6 addresses, to their subnets: one
-	// gone (flushed by hand) is noted on the link, and the plan adds the
-	// lab's addresses again.
+	// The routes the kernel makes for the lab's addresses: their local
+	// routes, and on up links those to the subnets of the primary IPv4
+	// addresses and of its IPv6 addresses. One gone (deleted by hand) is
+	// noted on the link, and the plan adds the lab's addresses again.
 	kernelRoutes := map[string]bool{}
 	for _, r := range routes {
 		if r.Protocol == unix.RTPROT_KERNEL && r.Type == unix.RTN_UNICAST && r.Dst != nil {
 			kernelRoutes[byIndex[r.LinkIndex]+" "+canonNet(r.Dst)] = true
 		}
 	}
-	for _, l := range ns.Links {
+	for name, l := range ns.Links {
+		if !l.Owned {
+			continue
+		}
 		// IPv4: each of the lab's addresses has its local route (table
 		// local), up or down (the kernel keeps it on a link that is
 		// down); without it the address does not answer (ip route flush
 		// table local).
-		if !l.Owned {
-			continue
-		}
 		for _, a := range l.Addresses {
 			pre, err := netip.ParsePrefix(a)
 			if err == nil && pre.Addr().Is4() && !locals[pre.Addr().String()] {
 				l.NoLocal = append(l.NoLocal, a)
 			}
 		}
-	}
-	for name, l := range ns.Links {
-		if !l.Owned || !l.Up {
+		if !l.Up {
 			continue
 		}
 		for _, p := range l.Primaries {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -36,6 +37,17 @@ func eui64LinkLocal(mac net.HardwareAddr) net.IP {
 	return ip
 }
 
+// kernelLinkLocal is the link-local address the kernel makes for
+// interface ifname with MAC mac: its EUI-64 where the interface's
+// addr_gen_mode is eui64 (0), nil in another mode (or with IPv6 off).
+func (h *nsHandle) kernelLinkLocal(ifname string, mac net.HardwareAddr) net.IP {
+	key := "net.ipv6.conf." + topology.SysctlKeyName(ifname) + ".addr_gen_mode"
+	if sc, err := readSysctls(h.fd, []string{key}); err != nil || strings.TrimSpace(sc[key]) != "0" {
+		return nil
+	}
+	return eui64LinkLocal(mac)
+}
+
 // followLinkLocal gives an interface whose MAC changed from old to new the
 // link-local address the kernel would have made from the new one, in place
 // of the one it made from the old: the kernel makes it when the interface
@@ -47,29 +59,19 @@ func eui64LinkLocal(mac net.HardwareAddr) net.IP {
 // when someone removed it; the new one is added before the old goes, so
 // the fe80::/64 route stays.
 func (h *nsHandle) followLinkLocal(index int, ifname string, old, new net.HardwareAddr) error {
-	was, now := eui64LinkLocal(old), eui64LinkLocal(new)
+	// Only where the kernel makes EUI-64 addresses: in another mode one
+	// from the old MAC was added by hand (an outside audit: with mode
+	// none, it went, and one the kernel would not have made came).
+	was, now := h.kernelLinkLocal(ifname, old), eui64LinkLocal(new)
 	if was == nil || now == nil || was.Equal(now) {
 		return nil
 	}
-	// Only where the kernel makes EUI-64 addresses (addr_gen_mode 0): in
-	// another mode one from the old MAC was added by hand (an outside
-	// audit: with mode none, it went, and one the kernel would not have
-	// made came).
-	key := "net.ipv6.conf." + topology.SysctlKeyName(ifname) + ".addr_gen_mode"
-	if sc, err := readSysctls(h.fd, []string{key}); err != nil || strings.TrimSpace(sc[key]) != "0" {
-		return nil
-	}
-	addrs, err := h.addrDump()
+	link := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: index}}
+	addrs, err := h.h.AddrList(link, netlink.FAMILY_V6)
 	if err != nil {
 		return err
 	}
-	found := false
-	for _, a := range addrs {
-		if a.LinkIndex == index && a.IP.Equal(was) {
-			found = true
-		}
-	}
-	if !found {
+	if !slices.ContainsFunc(addrs, func(a netlink.Addr) bool { return a.IP.Equal(was) }) {
 		return nil
 	}
 	req := nl.NewNetlinkRequest(unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
@@ -83,7 +85,6 @@ func (h *nsHandle) followLinkLocal(index int, ifname string, old, new net.Hardwa
 	if err := h.exec(req); err != nil && !errors.Is(err, unix.EEXIST) {
 		return err
 	}
-	link := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: index}}
 	if err := h.h.AddrDel(link, &netlink.Addr{IPNet: &net.IPNet{IP: was, Mask: net.CIDRMask(64, 128)}}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 		return err
 	}
@@ -111,11 +112,7 @@ func (h *nsHandle) keepOnLink(l netlink.Link) (keptOnLink, error) {
 	if err != nil {
 		return k, fmt.Errorf("list its addresses: %w", err)
 	}
-	kernels := eui64LinkLocal(l.Attrs().HardwareAddr)
-	key := "net.ipv6.conf." + topology.SysctlKeyName(l.Attrs().Name) + ".addr_gen_mode"
-	if sc, err := readSysctls(h.fd, []string{key}); err != nil || strings.TrimSpace(sc[key]) != "0" {
-		kernels = nil
-	}
+	kernels := h.kernelLinkLocal(l.Attrs().Name, l.Attrs().HardwareAddr)
 	for _, a := range addrs {
 		if a.IP.IsLinkLocalUnicast() && !a.IP.Equal(kernels) {
 			k.linkLocal = append(k.linkLocal, a)

@@ -302,3 +302,33 @@ func TestLinkLocalFollowsTheMAC(t *testing.T) {
 		t.Errorf("addr_gen_mode none: link-local addresses after a mac: edit %v, want only the one added by hand, %s", have, ll)
 	}
 }
+
+// TestObservedOwnPromoteSecondaries: observation reads an interface's own
+// promote_secondaries from the link dump (IFLA_INET_CONF, at the index
+// dumps.go names): what /proc says it is, both ways.
+func TestObservedOwnPromoteSecondaries(t *testing.T) {
+	k := kernelFor(t, "ownprom")
+	ctx := context.Background()
+	want := desiredOf(t, "name: ownprom\nnamespaces:\n  a: {}\nlinks:\n  - a: {namespace: a, name: eth0, addresses: [10.0.0.1/24]}\n    b: {namespace: a, name: eth1}\n")
+	if _, err := reconcile.Reconcile(ctx, k, want, reconcile.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"0", "1", "0"} {
+		fd, err := k.OpenNetns("a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = writeSysctl(fd, "net.ipv4.conf.eth0.promote_secondaries", v)
+		fd.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := k.Observe(ctx, reconcile.QueryFor(want))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.NS("a").Links["eth0"].OwnPromote; got != v {
+			t.Fatalf("eth0's own promote_secondaries written %s, observed %q", v, got)
+		}
+	}
+}
